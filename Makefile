@@ -1,0 +1,45 @@
+# Two commands set up everything on a fresh machine:
+#   make demo   create .venv, install, train + evaluate on the embedded demo dataset
+#   make test   create .venv, install dev extras, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+DEMO_DATA ?= data/demo
+DEMO_OUT  ?= outputs/demo
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+export HF_HUB_OFFLINE ?= 1
+export WANDB_SILENT ?= true
+
+.PHONY: demo test bench proto sysdeps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+sysdeps:
+	bash scripts/sysdeps.sh --with-browser
+
+demo: $(STAMP)
+	$(VENV)/bin/hilreward inspect dataset.root=$(DEMO_DATA) output_dir=$(DEMO_OUT)/inspect
+	$(VENV)/bin/hilreward train dataset.root=$(DEMO_DATA) model=scratch output_dir=$(DEMO_OUT)/train
+	$(VENV)/bin/hilreward eval checkpoint=$(DEMO_OUT)/train/checkpoints/best dataset.root=$(DEMO_DATA) \
+		split=val train_dir=$(DEMO_OUT)/train output_dir=$(DEMO_OUT)/eval
+
+test: $(STAMP) sysdeps
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I src/hilreward/serving/protos \
+		--python_out=src/hilreward/serving/protos --grpc_python_out=src/hilreward/serving/protos \
+		src/hilreward/serving/protos/hilreward.proto
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

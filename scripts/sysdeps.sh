@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages hilreward's demo and tests need (Debian/Ubuntu): GL libraries for MuJoCo's
+# offscreen rendering (EGL, with OSMesa as fallback) and Chromium for the report test.
+# Installs only what is missing; needs root (or sudo) the first time.
+set -euo pipefail
+want=(libegl1 libgl1 libosmesa6 libglfw3)
+[ "${1:-}" = "--with-browser" ] && want+=(chromium)
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+command -v apt-get >/dev/null || { echo "sysdeps: not a Debian system; install by hand: ${missing[*]}" >&2; exit 0; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "sysdeps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

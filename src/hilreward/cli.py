@@ -1,0 +1,55 @@
+"""``hilreward <command> key=value ...``: the console script.
+
+Every command takes Hydra-style ``key=value`` overrides. A :class:`HilrewardError`
+becomes one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import HilrewardError
+
+# command -> (module, function, one-line help); modules are imported only when used.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "inspect": ("hilreward.data.inspect", "main", "summarise a dataset: episodes, cameras, labels, contact sheet"),
+    "train": ("hilreward.training.train", "main", "train a reward classifier (Hydra config, see conf/train.yaml)"),
+    "eval": ("hilreward.evaluation.cli", "eval_main", "evaluate a checkpoint: metrics, thresholds, report.html"),
+    "predict": ("hilreward.evaluation.cli", "predict_main", "per-frame probabilities for a dataset without labels"),
+    "export": ("hilreward.deploy.onnx_export", "main", "export a checkpoint to ONNX (preprocessing included)"),
+    "serve": ("hilreward.serving.server", "main", "run the gRPC reward service"),
+    "corrections": ("hilreward.online.cli", "main", "export stored human corrections as a LeRobot dataset"),
+    "sim": ("hilreward.sim.cli", "main", "render a Meta-World task into a LeRobot v3.0 dataset"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: hilreward <command> [key=value ...]", "", "commands:"]
+    lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, args = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[name]
+    try:
+        run = getattr(importlib.import_module(module), func)
+        return int(run(args) or 0)
+    except HilrewardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

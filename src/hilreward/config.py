@@ -1,0 +1,228 @@
+"""Typed configuration: one dataclass per Hydra group, a docstring per field.
+
+``conf/train.yaml`` (with its groups, e.g. ``conf/model/scratch.yaml``) holds the
+defaults; :func:`compose` resolves it with ``key=value`` overrides exactly as the CLI
+does, validates it against these dataclasses, and returns a :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+CONF_DIR = Path(__file__).parent / "conf"
+
+
+@dataclass
+class DatasetConfig:
+    root: Optional[str] = None
+    """Local LeRobotDataset folder (v3.0 or v2.1). Takes precedence over ``repo_id``."""
+    repo_id: Optional[str] = None
+    """Hugging Face dataset repo id, read through the local snapshot cache (works with HF_HUB_OFFLINE=1 when cached)."""
+    revision: Optional[str] = None
+    """Hub revision (branch, tag or commit) for ``repo_id``."""
+    episodes: Optional[list[int]] = None
+    """Episode indices to use; None means all."""
+    cameras: Optional[list[str]] = None
+    """Camera keys (``observation.images.front`` or ``front``); None means every ``observation.images.*`` feature."""
+
+
+@dataclass
+class LabelConfig:
+    key: str = "next.reward"
+    """Column holding the success signal."""
+    threshold: float = 0.5
+    """Float labels are positive when ``value >= threshold`` (ignored for multi-class integer labels)."""
+    align: str = "current"
+    """``current``: a frame gets the reward that arrived at it (previous row's ``next.reward`` in the episode, 0 for
+    the first frame); ``next``: LeRobot's pairing (the row's own ``next.reward``), which fires one step early."""
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.2
+    """Fraction of episodes held out for evaluation (split by episode, never by frame)."""
+    val_episodes: Optional[list[int]] = None
+    """Explicit held-out episodes; overrides ``val_fraction``."""
+    seed: int = 0
+    """Seed of the episode shuffle."""
+
+
+@dataclass
+class SamplerConfig:
+    balanced: bool = True
+    """Weighted random sampling with weight 1/count(class), as HIL-SERL."""
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 1000
+    """Optimizer steps (ignored when ``epochs`` is set)."""
+    epochs: Optional[int] = None
+    """Passes over the training frames; when set, ``steps = epochs * ceil(frames / batch_size)``."""
+    batch_size: int = 32
+    """Frames per step."""
+    lr: float = 3e-4
+    """AdamW learning rate (cosine-decayed to 10 % over the run)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip_norm: float = 1.0
+    """Gradient-norm clip; 0 disables."""
+    num_workers: int = 0
+    """DataLoader workers (frames come from a memory-mapped cache, so 0 is usually fastest)."""
+    amp: bool = False
+    """bfloat16 autocast (CUDA only; ignored on CPU)."""
+    eval_freq: int = 200
+    """Evaluate on the held-out episodes every N steps (and at the end); 0 disables periodic eval."""
+    save_freq: int = 500
+    """Write ``checkpoints/<step>/`` every N steps (``last`` and ``best`` are always kept)."""
+    log_freq: int = 20
+    """Log training metrics every N steps."""
+    seed: int = 0
+    """Seed of weights, sampling and augmentation."""
+    device: str = "auto"
+    """``auto`` (cuda if available), ``cpu`` or ``cuda``."""
+    feature_cache: str = "auto"
+    """``auto``: precompute frozen-encoder features when the encoder is frozen; ``off``: always run the encoder."""
+    augment_views: int = 4
+    """With augmentation and a frozen encoder, number of precomputed augmented views per frame."""
+    threads: Optional[int] = None
+    """torch intra-op threads; None leaves torch's default."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "resnet10"
+    """Encoder registry name: resnet10, tiny, small_cnn, hf:<repo|folder>, timm:<name>, torchvision:<name>."""
+    pretrained: bool = True
+    """Load pretrained encoder weights (needs the Hub, its cache, or ``weights``)."""
+    weights: Optional[str] = None
+    """Local folder or Hub repo id with the encoder's weights (e.g. ``helper2424/resnet10``)."""
+    freeze: str = "all"
+    """``all`` (frozen encoder, the default), ``last`` (fine-tune the last stage) or ``none`` (train everything)."""
+    num_classes: int = 2
+    """2: binary (one logit, sigmoid probability); >2: multi-class (softmax over logits)."""
+    image_size: list[int] = field(default_factory=lambda: [128, 128])
+    """Model input size [height, width]; frames are resized once in the frame cache."""
+    spatial_features: int = 8
+    """Learned spatial-embedding features per camera."""
+    latent_dim: int = 256
+    """Per-camera projection width."""
+    hidden_dim: int = 256
+    """Width of the hidden layer after the cameras are concatenated."""
+    dropout: float = 0.1
+    """Dropout in the head."""
+    threshold: float = 0.5
+    """Default success threshold stored in the checkpoint."""
+
+
+@dataclass
+class AugmentationConfig:
+    enable: bool = True
+    """Random shift (pad then random crop), as HIL-SERL's DrQ augmentation."""
+    pad: int = 4
+    """Padding in pixels for the random shift."""
+
+
+@dataclass
+class WandbConfig:
+    enable: bool = False
+    """Log to Weights & Biases."""
+    project: str = "hilreward"
+    """W&B project."""
+    entity: Optional[str] = None
+    """W&B entity (team or user)."""
+    mode: str = "online"
+    """``online``, ``offline`` or ``disabled``."""
+    num_samples_to_log: int = 16
+    """Rows of the ``eval/prediction_samples`` table at each eval."""
+    dir: Optional[str] = None
+    """Where W&B writes its files (default: ``output_dir``)."""
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    output_dir: str = "outputs/train"
+    """Run directory: checkpoints, config, logs."""
+    resume: bool = False
+    """Continue the run in ``output_dir`` from ``checkpoints/last`` exactly."""
+    cache_dir: Optional[str] = None
+    """Frame and feature cache root (default ``$HILREWARD_CACHE`` or ``~/.cache/hilreward``)."""
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train") -> TrainConfig:
+    """Resolve ``conf/<config_name>.yaml`` with Hydra overrides into a validated TrainConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = list(overrides or [])
+    # LeRobot's tutorial spells it dataset_repo_id=...; accept that too.
+    overrides = [("dataset.repo_id=" + o.split("=", 1)[1]) if o.startswith("dataset_repo_id=") else o
+                 for o in overrides]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            raw = hydra_compose(config_name=config_name, overrides=overrides)
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
+        cfg = OmegaConf.to_object(merged)
+    except (HydraException, OmegaConfBaseException) as exc:
+        msg = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"bad config override: {msg} (see `hilreward train --help` for the keys)") from None
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(cfg, TrainConfig)
+    return cfg
+
+
+def to_yaml(cfg: Any) -> str:
+    """The config as YAML, as printed at start and saved with every checkpoint."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml(text: str) -> TrainConfig:
+    """Parse a saved ``train_config.yaml`` back into a TrainConfig."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(text))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid train_config.yaml: {str(exc).splitlines()[0]}") from None
+    return OmegaConf.to_object(merged)
+
+
+def parse_overrides(schema: type, args: list[str]) -> Any:
+    """Parse ``key=value`` arguments (dotted keys, Hydra-style values) into dataclass ``schema``.
+
+    Used by the commands other than ``train`` (inspect, eval, predict, export, serve, sim),
+    whose options are a small dataclass each.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    bad = [a for a in args if "=" not in a]
+    if bad:
+        raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
+    args = [("dataset.repo_id=" + a.split("=", 1)[1]) if a.startswith("dataset_repo_id=") else a for a in args]
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(args))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"bad argument: {str(exc).strip().splitlines()[0]}") from None

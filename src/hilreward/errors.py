@@ -1,0 +1,48 @@
+"""Every error hilreward raises on purpose, in one place.
+
+The CLI catches :class:`HilrewardError`, prints ``error: <message>`` on one line and
+exits with status 1. Messages say what is wrong and how to fix it.
+
+HilrewardError
+ ├─ ConfigError        a bad or conflicting option (unknown key, wrong type, bad value)
+ ├─ DatasetError       a LeRobot dataset folder that cannot be read as asked
+ │   └─ VideoError     a missing, corrupt or short video file
+ ├─ EncoderError       an encoder that is unknown or whose weights cannot be had
+ ├─ CheckpointError    a checkpoint directory that is missing, truncated or incompatible
+ ├─ InputError         frames handed to a model or reward function that do not fit it
+ └─ ServingError       the reward service or its client failed (also CorrectionStore)
+"""
+
+from __future__ import annotations
+
+
+class HilrewardError(Exception):
+    """Base class of every error hilreward raises on purpose."""
+
+
+class ConfigError(HilrewardError):
+    """A bad or conflicting configuration value."""
+
+
+class DatasetError(HilrewardError):
+    """A dataset folder (or Hub repo) that cannot be read as asked."""
+
+
+class VideoError(DatasetError):
+    """A missing, corrupt or short video file inside a dataset."""
+
+
+class EncoderError(HilrewardError):
+    """An unknown encoder, or one whose pretrained weights cannot be had."""
+
+
+class CheckpointError(HilrewardError):
+    """A checkpoint that is missing, truncated or does not fit the request."""
+
+
+class InputError(HilrewardError):
+    """Frames given to a model or reward function that do not fit it."""
+
+
+class ServingError(HilrewardError):
+    """The reward service, its client or the correction store failed."""
