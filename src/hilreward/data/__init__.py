@@ -1,1 +1,15 @@
-"""hilreward.data"""
+"""hilreward.data: LeRobot dataset I/O (v3.0 and v2.1), decode-once frame cache, labels, splits, writer."""
+
+from __future__ import annotations
+
+from .cache import cache_root
+from .frame_data import FrameData, load_frame_data
+from .labels import align_labels
+from .reader import EpisodeInfo, LeRobotDataset, open_dataset
+from .split import balanced_weights, split_episodes
+from .video import resize_frames
+
+__all__ = [
+    "EpisodeInfo", "FrameData", "LeRobotDataset", "align_labels", "balanced_weights", "cache_root",
+    "load_frame_data", "open_dataset", "resize_frames", "split_episodes",
+]

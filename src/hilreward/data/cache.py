@@ -1,0 +1,65 @@
+"""On-disk caches: where they live and how entries are written atomically.
+
+Frame cache layout: ``<cache_root>/frames/<dataset fingerprint>/<H>x<W>/<camera>.u8`` (raw uint8,
+shape (rows, H, W, 3), rows in (episode_index, frame_index) order) with ``<camera>.json`` beside
+it. The json is written last, so an entry without it (a killed run) is treated as absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+CACHE_FORMAT = 1
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` if given, else ``$HILREWARD_CACHE``, else ``~/.cache/hilreward``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("HILREWARD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hilreward"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def cached_frames(directory: Path, name: str, rows: int, size: tuple[int, int],
+                  fill: Callable[[np.ndarray], None]) -> np.ndarray:
+    """Return the read-only memmap ``directory/<name>.u8``, creating it with ``fill(memmap)`` if absent."""
+    h, w = size
+    shape = (rows, h, w, 3)
+    if rows == 0:
+        return np.zeros(shape, dtype=np.uint8)
+    data_path = directory / f"{name}.u8"
+    meta_path = directory / f"{name}.json"
+    if meta_path.is_file() and data_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = {}
+        if meta.get("shape") == list(shape) and meta.get("format") == CACHE_FORMAT \
+                and data_path.stat().st_size == int(np.prod(shape)):
+            return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        buf = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
+        fill(buf)
+        buf.flush()
+        del buf
+        os.replace(tmp, data_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    atomic_write_text(meta_path, json.dumps({"format": CACHE_FORMAT, "shape": list(shape), "dtype": "uint8"}))
+    return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
