@@ -1,0 +1,123 @@
+"""Checkpoint directory I/O: atomic writes, config and safetensors reads with clear errors.
+
+A checkpoint is a directory (also a Hub repo) holding ``config.json``, ``model.safetensors``
+and optionally ``train_config.yaml`` and ``metrics.json``. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..errors import CheckpointError
+from .weights import looks_like_repo_id
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TRAIN_CONFIG_NAME = "train_config.yaml"
+METRICS_NAME = "metrics.json"
+
+
+def write_dir_atomically(target: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Call ``fill(tmp_dir)`` then move ``tmp_dir`` to ``target``; a reader never sees a half-written directory.
+
+    An existing ``target`` is swapped out (rename) and removed only after the new one is in place.
+    """
+    target = Path(target).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        fill(tmp)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_checkpoint(path_or_repo: str | os.PathLike) -> Path:
+    """A local checkpoint directory, or a Hub repo snapshot (from the cache when offline)."""
+    path = Path(path_or_repo).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a file; pass the checkpoint directory "
+                              f"(holding {CONFIG_NAME} and {WEIGHTS_NAME})")
+    name = str(path_or_repo)
+    if not looks_like_repo_id(name):
+        raise CheckpointError(f"checkpoint directory {name!r} does not exist; pass a directory written by "
+                              "save_pretrained (e.g. outputs/train/checkpoints/best) or a Hub repo id")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.yaml"]))
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"checkpoint {name!r} is neither a local directory nor a Hub repo that can be fetched "
+            f"({type(exc).__name__}: {reason[:200]}); check the path, or go online / fill the Hugging Face cache"
+        ) from None
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {CONFIG_NAME}: not a hilreward checkpoint (save_pretrained writes "
+                              f"{CONFIG_NAME} and {WEIGHTS_NAME}); pick another checkpoint directory")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the checkpoint or pick another one") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object; re-save the checkpoint or pick another one")
+    return data
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}; re-save the checkpoint or pick another one "
+                              "(e.g. checkpoints/last or checkpoints/best)")
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:160]}); re-save the checkpoint "
+            "or pick another one (e.g. checkpoints/last or checkpoints/best)"
+        ) from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, str(path), metadata=metadata)

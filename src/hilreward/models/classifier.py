@@ -1,0 +1,313 @@
+"""RewardClassifier: encoder + HIL-SERL head + preprocessing, in one self-contained, saveable module."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, EncoderError, InputError
+from . import checkpoint as ckpt
+from .head import RewardHead
+from .preprocessing import full_camera_key, normalize, pick_cameras, resize, short_camera_key, to_float_chw
+from .registry import Encoder, build_encoder
+
+FORMAT_VERSION = 1
+"""Checkpoint format this code writes and the newest it reads."""
+
+
+def _package_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``."""
+
+    encoder: str = "resnet10"
+    """Encoder registry spec (``resnet10``, ``small_cnn``, ``tiny``, ``hf:...``, ``timm:...``, ``torchvision:...``)."""
+    camera_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
+    """Full camera keys, in the order the head concatenates them."""
+    image_size: list[int] = field(default_factory=lambda: [128, 128])
+    """Model input [height, width]; inputs of any other size are resized to it."""
+    mean: Optional[list[float]] = None
+    """Per-channel normalisation mean (None: the encoder's)."""
+    std: Optional[list[float]] = None
+    """Per-channel normalisation std (None: the encoder's)."""
+    num_classes: int = 2
+    """2: binary (one logit, sigmoid); >2: multi-class (softmax)."""
+    spatial_features: int = 8
+    """Spatial learned embedding features per camera."""
+    latent_dim: int = 256
+    """Per-camera projection width."""
+    hidden_dim: int = 256
+    """Hidden width after the cameras are concatenated."""
+    dropout: float = 0.1
+    """Dropout in the head."""
+    threshold: float = 0.5
+    """Default success threshold (probability of the positive class)."""
+    freeze: str = "all"
+    """Encoder freeze mode: ``all``, ``last`` or ``none``."""
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    """Architecture options of the encoder (filled from the built encoder)."""
+    feature_shape: Optional[list[int]] = None
+    """(C, h, w) of the encoder's feature map at ``image_size`` (filled at build time)."""
+    encoder_weights: Optional[str] = None
+    """Where the encoder's initial weights came from (provenance only; the checkpoint holds the weights)."""
+    version: str = ""
+    """hilreward version that wrote the checkpoint."""
+    format_version: int = FORMAT_VERSION
+    """Checkpoint format; a reader refuses newer formats."""
+
+    @classmethod
+    def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "ClassifierConfig":
+        """From a TrainConfig (or its ``model`` ModelConfig) and the dataset's cameras."""
+        m = getattr(cfg, "model", cfg)
+        return cls(
+            encoder=m.encoder, camera_keys=[full_camera_key(k) for k in camera_keys],
+            image_size=[int(s) for s in m.image_size], num_classes=int(m.num_classes),
+            spatial_features=int(m.spatial_features), latent_dim=int(m.latent_dim), hidden_dim=int(m.hidden_dim),
+            dropout=float(m.dropout), threshold=float(m.threshold), freeze=m.freeze,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config.json") -> "ClassifierConfig":
+        fmt = int(data.get("format_version", 1))
+        if fmt > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source} was written by hilreward {data.get('version', '?')} in checkpoint format {fmt}; this is "
+                f"hilreward {_package_version()}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("encoder", "camera_keys", "image_size") if k not in data]
+        if missing:
+            raise CheckpointError(f"{source} lacks {missing}; re-save the checkpoint or pick another one")
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise CheckpointError(f"{source} is not a classifier config ({exc})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RewardClassifier(nn.Module):
+    """Success classifier over one or more cameras.
+
+    ``preprocess`` (frames -> normalised pixels) -> ``encode`` (pixels -> feature maps) ->
+    ``head`` (feature maps -> logits). Binary models output one logit per frame; multi-class
+    models ``num_classes`` logits. The encoder is frozen by default (``freeze="all"``).
+    """
+
+    def __init__(self, config: ClassifierConfig, encoder: Optional[Encoder] = None):
+        super().__init__()
+        config = dataclasses.replace(config, camera_keys=[full_camera_key(k) for k in config.camera_keys],
+                                     image_size=[int(s) for s in config.image_size])
+        if len(config.image_size) != 2:
+            raise InputError(f"image_size must be [height, width], got {config.image_size}")
+        if not config.camera_keys:
+            raise InputError("a classifier needs at least one camera key")
+        if config.num_classes < 2:
+            raise InputError(f"num_classes must be 2 (binary) or more, got {config.num_classes}")
+        if encoder is None:
+            encoder = build_encoder(config.encoder, pretrained=False, options=config.encoder_options,
+                                    freeze=config.freeze)
+        else:
+            encoder.set_freeze(config.freeze)
+        feature_shape = list(encoder.feature_shape(config.image_size))
+        self.config = dataclasses.replace(
+            config,
+            encoder=encoder.spec,
+            encoder_options=dict(encoder.options),
+            mean=list(config.mean if config.mean is not None else encoder.mean),
+            std=list(config.std if config.std is not None else encoder.std),
+            feature_shape=feature_shape,
+            encoder_weights=config.encoder_weights or encoder.weights_source,
+            version=config.version or _package_version(),
+        )
+        self.encoder = encoder
+        self.reward_head = RewardHead(
+            num_cameras=len(self.config.camera_keys), feature_shape=feature_shape,
+            num_classes=self.config.num_classes, num_features=self.config.spatial_features,
+            latent_dim=self.config.latent_dim, hidden_dim=self.config.hidden_dim, dropout=self.config.dropout,
+        )
+        self.source_dir: Optional[Path] = None
+
+    # --- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "RewardClassifier":
+        """Build from a TrainConfig: the encoder with ``model.pretrained`` / ``model.weights``, a fresh head."""
+        m = getattr(cfg, "model", cfg)
+        config = ClassifierConfig.from_train_config(cfg, camera_keys)
+        encoder = build_encoder(m.encoder, pretrained=bool(m.pretrained), weights=m.weights, freeze=m.freeze)
+        return cls(config, encoder)
+
+    # --- properties ----------------------------------------------------------------------------
+
+    @property
+    def threshold(self) -> float:
+        return float(self.config.threshold)
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return list(self.config.camera_keys)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters: total, trainable, encoder, head."""
+        return {
+            "total": sum(p.numel() for p in self.parameters()),
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "encoder": sum(p.numel() for p in self.encoder.parameters()),
+            "head": sum(p.numel() for p in self.reward_head.parameters()),
+        }
+
+    # --- the forward path ----------------------------------------------------------------------
+
+    def preprocess(self, images: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Frames per camera -> normalised float (B,3,H,W) at ``image_size``, keyed by full camera key."""
+        if not isinstance(images, Mapping):
+            raise InputError(f"images must be a dict camera -> frames, got {type(images).__name__}")
+        picked = pick_cameras(images, self.config.camera_keys)
+        device = self.device
+        out: dict[str, torch.Tensor] = {}
+        for key, image in picked.items():
+            batch = resize(to_float_chw(image, key, device), self.config.image_size)
+            out[key] = normalize(batch, self.config.mean, self.config.std)
+        sizes = {k: v.shape[0] for k, v in out.items()}
+        if len(set(sizes.values())) > 1:
+            raise InputError(f"cameras have different batch sizes {sizes}; pass the same frames count per camera")
+        return out
+
+    def encode(self, pixels: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalised pixels per camera -> encoder feature maps (B,C,h,w) per camera."""
+        keys = self.config.camera_keys
+        picked = pick_cameras(pixels, keys)
+        batches = [picked[k] for k in keys]
+        same_shape = all(b.shape == batches[0].shape for b in batches)
+        if len(keys) > 1 and same_shape and not self.encoder.training:
+            # One encoder call for all cameras (eval or frozen encoder: no batch statistics to mix).
+            out = self.encoder(torch.cat(batches, dim=0)).split(batches[0].shape[0], dim=0)
+            return dict(zip(keys, out))
+        return {k: self.encoder(b) for k, b in zip(keys, batches)}
+
+    def head(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Feature maps per camera -> logits, (B,) when binary else (B, num_classes)."""
+        picked = pick_cameras(features, self.config.camera_keys)
+        expected = tuple(self.config.feature_shape or ())
+        maps = []
+        dtype = self.reward_head.mlp[0].weight.dtype
+        for key, f in picked.items():
+            if tuple(f.shape[1:]) != expected:
+                raise InputError(f"camera {key!r}: feature map {tuple(f.shape[1:])} does not fit the head, which "
+                                 f"expects {expected} (encoder {self.config.encoder} at {self.config.image_size})")
+            maps.append(f.to(dtype))
+        return self.reward_head(maps)
+
+    def forward(self, pixels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.encode(pixels))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K)."""
+        return torch.sigmoid(logits) if self.config.num_classes == 2 else torch.softmax(logits, dim=-1)
+
+    def predict_proba(self, images: Mapping[str, Any]) -> np.ndarray:
+        """Frames per camera -> probabilities: (B,) success probability, or (B, K) class probabilities."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                probs = self.probabilities(self.forward(self.preprocess(images)))
+        finally:
+            self.train(was_training)
+        return probs.float().cpu().numpy()
+
+    def check_cameras(self, camera_keys: Sequence[str]) -> list[str]:
+        """The model's camera keys if all are among ``camera_keys`` (short or full), else CheckpointError."""
+        available = {full_camera_key(k) for k in camera_keys}
+        missing = [k for k in self.config.camera_keys if k not in available]
+        if missing:
+            raise CheckpointError(
+                f"checkpoint expects cameras {self.config.camera_keys}, got {sorted(available)} "
+                f"(missing {[short_camera_key(k) for k in missing]}): use a checkpoint trained on these cameras, "
+                "or data that has the checkpoint's cameras"
+            )
+        return list(self.config.camera_keys)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike, train_config_yaml: Optional[str] = None,
+                        metrics: Optional[Mapping[str, Any]] = None) -> Path:
+        """Write config.json, model.safetensors (encoder and head), train_config.yaml, metrics.json atomically."""
+        config = self.config.to_dict()
+        state = self.state_dict()
+
+        def fill(tmp: Path) -> None:
+            ckpt.write_json(tmp / ckpt.CONFIG_NAME, config)
+            ckpt.save_weights(tmp / ckpt.WEIGHTS_NAME, state,
+                              metadata={"format": "pt", "hilreward_version": self.config.version})
+            if train_config_yaml is not None:
+                (tmp / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
+            if metrics is not None:
+                ckpt.write_json(tmp / ckpt.METRICS_NAME, dict(metrics))
+
+        return ckpt.write_dir_atomically(save_directory, fill)
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardClassifier":
+        """Load a checkpoint directory or Hub repo; needs no network for a local directory. Eval mode."""
+        folder = ckpt.resolve_checkpoint(path_or_repo)
+        config = ClassifierConfig.from_dict(ckpt.read_config(folder), str(folder / ckpt.CONFIG_NAME))
+        state = ckpt.read_weights(folder)
+        try:
+            model = cls(config)
+        except EncoderError as exc:
+            raise CheckpointError(f"cannot rebuild the encoder of {folder}: {exc}") from None
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                      if k in state and state[k].shape != v.shape]
+        if missing or unexpected or mismatched:
+            raise CheckpointError(
+                f"{folder / ckpt.WEIGHTS_NAME} does not fit its config.json (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}, shape mismatch {mismatched[:3]}); re-save the checkpoint or pick another one"
+            )
+        model.load_state_dict(state, strict=True)
+        model.source_dir = folder
+        return model.to(device).eval()
+
+    def push_to_hub(self, repo_id: str, private: bool = False, token: Optional[str] = None,
+                    commit_message: str = "Upload hilreward reward classifier") -> str:
+        """Save to a temporary directory (with the train config / metrics of the loaded checkpoint) and upload it."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        extra: dict[str, Any] = {}
+        if self.source_dir is not None:
+            yaml_path, metrics_path = self.source_dir / ckpt.TRAIN_CONFIG_NAME, self.source_dir / ckpt.METRICS_NAME
+            if yaml_path.is_file():
+                extra["train_config_yaml"] = yaml_path.read_text()
+            if metrics_path.is_file():
+                import json
+
+                extra["metrics"] = json.loads(metrics_path.read_text())
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "checkpoint", **extra)
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
+        return str(getattr(info, "commit_url", info))

@@ -1,0 +1,53 @@
+"""Small convolutional encoders trained from scratch: ``small_cnn`` (the ``model=scratch`` preset) and ``tiny`` (tests).
+
+Each stage is conv3x3 (stride 2, no bias) -> GroupNorm -> ReLU. They have no published
+weights: ``pretrained=True`` without ``weights`` builds them randomly initialised (seeded by
+the caller); ``pretrained=True, weights=<folder or file>`` loads a safetensors state dict of the backbone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from torch import nn
+
+from .registry import Encoder, register_encoder
+from .weights import load_into, read_state_dict, resolve_weights, safetensors_file
+
+
+def conv_stack(widths: Sequence[int], groups: int = 8) -> nn.Sequential:
+    """Stride-2 conv3x3 -> GroupNorm -> ReLU stages, one per width."""
+    stages, in_ch = [], 3
+    for width in widths:
+        stages.append(nn.Sequential(
+            nn.Conv2d(in_ch, width, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.GroupNorm(min(groups, width), width),
+            nn.ReLU(inplace=True),
+        ))
+        in_ch = width
+    return nn.Sequential(*stages)
+
+
+def build_conv_encoder(
+    name: str, widths: Sequence[int], default_size: Sequence[int], weights: Optional[str], options: dict[str, Any]
+) -> Encoder:
+    """Shared builder of the small encoders; ``options["widths"]`` overrides ``widths``."""
+    widths = [int(w) for w in options.get("widths", widths)]
+    backbone = conv_stack(widths)
+    if weights:
+        what = f"encoder {name!r}"
+        fix = f"pass model.weights=<folder with a {name} model.safetensors> or model.pretrained=false"
+        path = safetensors_file(resolve_weights(weights, what, fix), what)
+        load_into(backbone, read_state_dict(path, what), what, str(path))
+    return Encoder(name, backbone, list(backbone), default_size=default_size,
+                   options={"widths": widths}, weights_source=weights)
+
+
+@register_encoder("small_cnn")
+def small_cnn(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
+    return build_conv_encoder("small_cnn", (32, 64, 64, 64), (96, 96), weights if pretrained else None, options or {})
+
+
+@register_encoder("tiny")
+def tiny(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
+    return build_conv_encoder("tiny", (8, 16), (32, 32), weights if pretrained else None, options or {})
