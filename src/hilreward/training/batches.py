@@ -1,0 +1,81 @@
+"""Training batches, one per step, drawn reproducibly.
+
+Each step's batch depends only on ``(seed, step)``: a generator seeded from both picks the frames
+(class-balanced ``WeightedRandomSampler`` with weights 1/count, or uniform) and the augmentation.
+So a resumed run sees exactly the batches an uninterrupted one would, also with DataLoader workers
+prefetching ahead. Both sources are map-style datasets indexed by step, for ``DataLoader(batch_size=None)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from .augment import random_shift
+from .features import gather_features, to_float_chw
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+
+
+class _StepBatches(Dataset):
+    def __init__(self, rows: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, balanced: bool,
+                 weights: np.ndarray | None = None):
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.weights = torch.as_tensor(weights if balanced else np.ones(len(rows)), dtype=torch.float64)
+
+    def __len__(self) -> int:  # indexed by step; the DataLoader's sampler bounds it
+        return 2**62
+
+    def draw(self, step: int) -> tuple[np.ndarray, torch.Generator]:
+        """Positions (into ``rows``) of the step's batch, and the generator to draw its augmentation from."""
+        g = step_generator(self.seed, step)
+        picks = list(WeightedRandomSampler(self.weights, self.batch_size, replacement=True, generator=g))
+        return np.asarray(picks, dtype=np.int64), g
+
+
+class PixelBatches(_StepBatches):
+    """Frames (float (B,3,H,W) in [0,1], random-shifted per sample and camera when ``pad`` > 0) and labels."""
+
+    def __init__(self, images: dict[str, np.ndarray], rows, labels, batch_size, seed, balanced, weights=None,
+                 pad: int = 0):
+        super().__init__(rows, labels, batch_size, seed, balanced, weights)
+        self.images = images
+        self.pad = pad
+
+    def __getitem__(self, step: int):
+        pos, g = self.draw(step)
+        rows = self.rows[pos]
+        order = np.argsort(rows, kind="stable")
+        inverse = np.argsort(order, kind="stable")
+        inputs = {}
+        for cam, frames in self.images.items():
+            x = to_float_chw(np.asarray(frames[rows[order]])[inverse])
+            inputs[cam] = random_shift(x, self.pad, generator=g) if self.pad > 0 else x
+        return inputs, torch.from_numpy(self.labels[pos])
+
+
+class FeatureBatches(_StepBatches):
+    """Cached encoder features (float32) of one randomly chosen precomputed view per sample, and labels."""
+
+    def __init__(self, views: list[dict[str, np.ndarray]], rows, labels, batch_size, seed, balanced, weights=None):
+        super().__init__(rows, labels, batch_size, seed, balanced, weights)
+        self.views = views
+
+    def __getitem__(self, step: int):
+        pos, g = self.draw(step)
+        rows = self.rows[pos]
+        which = torch.randint(len(self.views), (len(pos),), generator=g).numpy()
+        out: dict[str, torch.Tensor] = {}
+        for v in np.unique(which):
+            sel = np.flatnonzero(which == v)
+            for cam, f in gather_features(self.views[v], rows[sel]).items():
+                if cam not in out:
+                    out[cam] = torch.empty((len(pos), *f.shape[1:]), dtype=torch.float32)
+                out[cam][torch.from_numpy(sel)] = f
+        return out, torch.from_numpy(self.labels[pos])

@@ -1,0 +1,148 @@
+"""Training checkpoints: a model directory (``save_pretrained``) plus the state to resume exactly.
+
+``checkpoints/<step>/``, ``checkpoints/last/`` and ``checkpoints/best/`` each hold what
+``RewardClassifier.from_pretrained`` loads (config.json, model.safetensors, train_config.yaml,
+metrics.json) and the training state, without pickle: ``training_state.safetensors`` (optimizer
+moments, RNG states as tensors) and ``training_state.json`` (step, scheduler, optimizer hyper-parameters,
+the scalar parts of the RNG states). Every directory is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+
+STATE_FORMAT = 1
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+
+
+def _jsonable(value):
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+def flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer ``state_dict`` -> (tensors named ``optimizer.<param id>.<name>``, json-able rest)."""
+    tensors, scalars = {}, {}
+    for pid, entries in state_dict["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = _jsonable(value)
+    return tensors, {"param_groups": _jsonable(state_dict["param_groups"]), "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, entries in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(entries)
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def capture_rng() -> tuple[dict[str, torch.Tensor], dict]:
+    """RNG states of torch (CPU and CUDA), numpy and python."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["rng.numpy.keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss_next = random.getstate()
+    return tensors, {"numpy": [kind, int(pos), int(has_gauss), float(cached)],
+                     "python": [version, list(internal), gauss_next]}
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy.keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = meta["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory ``src`` to ``dst``, replacing an existing one (old copy kept until then)."""
+    old = dst.with_name(dst.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(dst: Path) -> None:
+    """Undo a replacement interrupted between its two renames (``dst`` gone, ``dst.old`` left)."""
+    old = dst.with_name(dst.name + ".old")
+    if not dst.exists() and old.is_dir():
+        os.replace(old, dst)
+
+
+def save_checkpoint(directory: Path, model, train_config_yaml: str, metrics: dict, step: int,
+                    optimizer: torch.optim.Optimizer, scheduler, extra: dict | None = None) -> Path:
+    """Write model + training state to ``directory`` atomically (temp dir, then rename)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        model.save_pretrained(staging, train_config_yaml=train_config_yaml, metrics=metrics)
+        opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
+        rng_tensors, rng_meta = capture_rng()
+        save_file({**opt_tensors, **rng_tensors}, str(staging / STATE_TENSORS))
+        sched = {k: _jsonable(v) for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+        meta = {"format": STATE_FORMAT, "step": int(step), "scheduler": sched, "optimizer": opt_meta,
+                "rng": rng_meta, **(extra or {})}
+        (staging / STATE_JSON).write_text(json.dumps(meta))
+        replace_dir(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def load_training_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, json) of a checkpoint's training state; CheckpointError when missing or truncated."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / STATE_JSON).read_text())
+        tensors = load_file(str(directory / STATE_TENSORS))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot resume from {directory}: its training state is missing or damaged ({exc}); "
+                              f"start a new run (resume=false, another output_dir)") from None
+    if meta.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{directory / STATE_JSON} has format {meta.get('format')}, expected {STATE_FORMAT}")
+    return tensors, meta
+
+
+def restore_training_state(tensors: dict[str, torch.Tensor], meta: dict, optimizer, scheduler) -> int:
+    """Load optimizer, scheduler and RNG states; return the step the checkpoint was taken at."""
+    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    scheduler.load_state_dict(dict(meta["scheduler"], lr_lambdas=[None] * len(optimizer.param_groups)))
+    restore_rng(tensors, meta["rng"])
+    return int(meta["step"])

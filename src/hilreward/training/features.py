@@ -1,0 +1,184 @@
+"""Frozen-feature cache and head-only training.
+
+A frozen encoder maps a frame to the same features every time, so they are computed once per frame
+and camera (batched, ``torch.inference_mode``) and kept as float16 ``.npy`` memmaps under
+``<cache_root>/features/<key>/``. The key covers everything the features depend on: the encoder's
+spec, normalisation and weights (a hash of every tensor), the dataset fingerprint, the selected rows,
+the frame and model image sizes, and the augmentation view (view 0 is the unaugmented frame; view
+``k > 0`` is a random shift with offsets drawn from a generator seeded by ``k``, so it is reproducible).
+Training on cached features runs only the head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import FrameData, balanced_weights, cache_root
+from .augment import random_shift, shift_offsets
+from .losses import classification_loss, correct_predictions
+
+FEATURES_FORMAT = 1
+
+
+def encoder_parameters(model) -> list[torch.nn.Parameter]:
+    return list(model.encoder.parameters())
+
+
+def head_parameters(model) -> list[torch.nn.Parameter]:
+    """Every parameter outside the encoder (the spatial embeddings, projections and MLP)."""
+    encoder_ids = {id(p) for p in encoder_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in encoder_ids]
+
+
+def encoder_is_frozen(model) -> bool:
+    return not any(p.requires_grad for p in encoder_parameters(model))
+
+
+def encoder_fingerprint(model) -> str:
+    """The encoder's weights fingerprint (spec, options, every tensor) plus the model's normalisation."""
+    cfg = model.config
+    parts = [model.encoder.weights_fingerprint(), list(cfg.mean), list(cfg.std)]
+    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
+
+
+def _rows_fingerprint(data: FrameData) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.ascontiguousarray(data.episode_index, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(data.frame_index, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def feature_key(model, data: FrameData, view: int = 0, pad: int = 4) -> str:
+    """Cache key of the features of ``data`` under ``model``'s encoder (one directory per key)."""
+    frame_size = [list(data.images[c].shape[1:3]) for c in data.camera_keys]
+    parts = {"format": FEATURES_FORMAT, "encoder": encoder_fingerprint(model), "dataset": data.fingerprint,
+             "rows": _rows_fingerprint(data), "cameras": list(data.camera_keys), "frame_size": frame_size,
+             "image_size": list(model.config.image_size), "view": int(view), "pad": int(pad) if view else 0}
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def to_float_chw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (B,H,W,3) -> float (B,3,H,W) in [0, 1]."""
+    x = torch.as_tensor(np.asarray(frames)) if isinstance(frames, np.ndarray) else frames
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor | None:
+    """Crop offsets of augmentation ``view`` for ``n`` frames of one camera (None for view 0)."""
+    if view == 0:
+        return None
+    g = torch.Generator().manual_seed(1_000_003 * int(view) + int(camera_index))
+    return shift_offsets(n, pad, g)
+
+
+def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
+                     view: int = 0, pad: int = 4) -> dict[str, np.ndarray]:
+    """Encoder outputs of every frame and camera of ``data``: full key -> float16 (N,C,h,w), memory-mapped.
+
+    Computed once and cached on disk (see the module docstring for the key); later calls with the same
+    encoder weights, rows, sizes and view only open the memmaps.
+    """
+    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad)
+    paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
+    if (directory / "done.json").is_file() and all(p.is_file() for p in paths.values()):
+        return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(data)
+    offsets = {cam: view_offsets(view, i, n, pad) for i, cam in enumerate(data.camera_keys)}
+    tmp = {cam: directory / f".{cam}.{uuid.uuid4().hex}.tmp.npy" for cam in data.camera_keys}
+    out: dict[str, np.ndarray] = {}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                sl = slice(start, min(start + batch_size, n))
+                pixels = {}
+                for cam in data.camera_keys:
+                    x = to_float_chw(data.images[cam][sl])
+                    if offsets[cam] is not None:
+                        x = random_shift(x, pad, offsets[cam][sl])
+                    pixels[cam] = x
+                feats = model.encode(model.preprocess({c: v.to(device) for c, v in pixels.items()}))
+                for cam in data.camera_keys:
+                    f = feats[cam].float().cpu().numpy().astype(np.float16)
+                    if cam not in out:
+                        out[cam] = np.lib.format.open_memmap(tmp[cam], mode="w+", dtype=np.float16,
+                                                             shape=(n, *f.shape[1:]))
+                    out[cam][sl] = f
+        for cam in data.camera_keys:
+            out[cam].flush()
+            del out[cam]
+            os.replace(tmp[cam], paths[cam])
+    finally:
+        model.train(was_training)
+        for p in tmp.values():
+            p.unlink(missing_ok=True)
+    done = directory / f".done.{uuid.uuid4().hex}.tmp"
+    done.write_text(json.dumps({"rows": n, "view": view, "pad": pad}))
+    os.replace(done, directory / "done.json")
+    return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
+
+
+def gather_features(features: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, torch.Tensor]:
+    """float32 tensors of the rows ``indices`` (sorted reads from the memmap, original order kept)."""
+    order = np.argsort(indices, kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return {cam: torch.from_numpy(np.asarray(f[indices[order]], dtype=np.float32)[inverse])
+            for cam, f in features.items()}
+
+
+def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_weight: np.ndarray | None = None,
+             steps: int = 300, batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
+    """Train only the head of ``model`` in place on precomputed ``features`` (full key -> (N,C,h,w)).
+
+    Batches are drawn with replacement with probability ``sample_weight`` (default: class-balanced,
+    1/count per class). Returns ``{"loss", "accuracy", "steps", "seconds"}`` (loss and accuracy averaged
+    over the last 10 % of steps).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    weights = balanced_weights(labels) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if len(labels) == 0 or len(weights) != len(labels):
+        raise ValueError(f"fit_head needs one label and weight per feature row (got {len(labels)} labels, "
+                         f"{len(weights)} weights)")
+    params = [p for p in head_parameters(model) if p.requires_grad]
+    device = params[0].device
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    g = torch.Generator().manual_seed(seed)
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    num_classes = model.config.num_classes
+    tail = max(1, steps // 10)
+    losses, correct, seen = [], 0, 0
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.train()
+    try:
+        for step in range(steps):
+            idx = torch.multinomial(w, batch_size, replacement=True, generator=g).numpy()
+            feats = {c: f.to(device) for c, f in gather_features(features, idx).items()}
+            y = torch.from_numpy(labels[idx]).to(device)
+            logits = model.head(feats)
+            loss = classification_loss(logits, y, num_classes)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            if step >= steps - tail:
+                losses.append(loss.item())
+                correct += int(correct_predictions(logits.detach(), y, num_classes).sum())
+                seen += len(idx)
+    finally:
+        model.train(was_training)
+    return {"loss": float(np.mean(losses)) if losses else float("nan"),
+            "accuracy": correct / seen if seen else float("nan"), "steps": steps,
+            "seconds": time.perf_counter() - t0}

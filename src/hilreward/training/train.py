@@ -1,0 +1,378 @@
+"""``hilreward train key=value ...``: train a reward classifier, top to bottom.
+
+1. resolve the config (Hydra), resume or start, split episodes, print and save the config;
+2. load frames once (frame cache, resized to ``model.image_size``) and labels;
+3. build the model, choose the feature path (frozen encoder: cached features, head only) or the
+   pixel path (encoder runs every step), and log the choice;
+4. loop: ``train_step`` -> log every ``log_freq`` -> eval every ``eval_freq`` -> checkpoint every ``save_freq``;
+5. return ``checkpoints/best``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig, compose, from_yaml, to_yaml
+from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
+from ..data.cache import atomic_write_text
+from ..errors import ConfigError
+from .batches import FeatureBatches, PixelBatches
+from .checkpoint import load_training_state, recover_dir, restore_training_state, save_checkpoint
+from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
+from .losses import classification_loss, classification_metrics, predictions, probabilities
+
+FEATURE_CACHE_MODES = ("auto", "off")
+
+
+def main(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help", "help"):
+        print("usage: hilreward train key=value ...   (keys and defaults below; docs in hilreward/config.py)\n")
+        print(to_yaml(compose([])))
+        return 0
+    best = train(compose(args))
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+# ---- one optimisation step ------------------------------------------------------------------
+def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, optimizer, scheduler=None, *,
+               from_features: bool = False, grad_clip_norm: float = 0.0, autocast_dtype=None) -> dict:
+    """Forward (head on cached features, or preprocess + encoder + head on pixels), loss, backward, step.
+
+    Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch.
+    """
+    num_classes = model.config.num_classes
+    model.train()  # a frozen encoder stays in eval mode (Encoder.train keeps its BatchNorm statistics fixed)
+    device_type = labels.device.type
+    ctx = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    with ctx:
+        logits = model.head(inputs) if from_features else model(model.preprocess(inputs))
+    loss = classification_loss(logits, labels, num_classes)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip_norm if grad_clip_norm > 0 else float("inf"))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    acc = (predictions(logits.detach(), num_classes, model.threshold) == labels).float().mean().item()
+    return {"loss": loss.item(), "accuracy": acc, "grad_norm": float(grad_norm),
+            "lr": optimizer.param_groups[0]["lr"]}
+
+
+# ---- evaluation on the held-out episodes ----------------------------------------------------------
+@torch.inference_mode()
+def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.ndarray] | None, batch_size: int,
+             device: torch.device) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics, predicted class per row, probability per row (B,) or (B,K)) on ``rows`` of ``data``."""
+    num_classes = model.config.num_classes
+    model.eval()
+    t0 = time.perf_counter()
+    losses, preds, probs = [], [], []
+    for start in tqdm(range(0, len(rows), batch_size), desc="Validation", leave=False, dynamic_ncols=True):
+        idx = rows[start:start + batch_size]
+        if features is not None:
+            logits = model.head({c: f.to(device) for c, f in gather_features(features, idx).items()})
+        else:
+            pixels = {c: to_float_chw(np.asarray(data.images[c][idx])).to(device) for c in data.camera_keys}
+            logits = model(model.preprocess(pixels))
+        y = torch.from_numpy(data.labels[idx]).to(device)
+        losses.append(classification_loss(logits, y, num_classes).item() * len(idx))
+        preds.append(predictions(logits, num_classes, model.threshold).cpu().numpy())
+        probs.append(probabilities(logits, num_classes).cpu().numpy())
+    pred, prob = np.concatenate(preds), np.concatenate(probs)
+    metrics = classification_metrics(pred, data.labels[rows], num_classes)
+    out = {"eval/loss": float(np.sum(losses) / len(rows)), **{f"eval/{k}": v for k, v in metrics.items()},
+           "eval/eval_s": time.perf_counter() - t0}
+    return out, pred, prob
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def train(cfg: TrainConfig) -> Path:
+    """Train as ``cfg`` says; return the best checkpoint directory (``output_dir/checkpoints/best``)."""
+    from ..models.classifier import RewardClassifier
+
+    _validate(cfg)
+    t_cfg = cfg.training
+    if t_cfg.threads:
+        torch.set_num_threads(t_cfg.threads)
+    out = Path(cfg.output_dir)
+    ckpt_root = out / "checkpoints"
+    last_dir = ckpt_root / "last"
+    recover_dir(last_dir)
+    recover_dir(ckpt_root / "best")
+    resume_from = _resume_source(cfg, last_dir)
+    if resume_from is not None:
+        cfg = _merge_resumed(cfg, from_yaml((resume_from / "train_config.yaml").read_text()))
+
+    # Split by episode; the resolved held-out episodes go into the saved config and metrics.
+    ds = open_dataset(cfg.dataset)
+    available = [e.index for e in ds.episodes]
+    wanted = available if cfg.dataset.episodes is None else [int(e) for e in cfg.dataset.episodes]
+    missing = sorted(set(wanted) - set(available))
+    if missing:
+        raise ConfigError(f"dataset.episodes {missing} are not in {ds.root} (it has episodes "
+                          f"{available[0]}..{available[-1]}, {len(available)} in all)")
+    train_eps, val_eps = split_episodes(wanted, cfg.split.val_fraction, cfg.split.seed, cfg.split.val_episodes)
+    cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
+    config_yaml = to_yaml(cfg)
+    print("hilreward train: resolved config\n" + config_yaml, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "train_config.yaml", config_yaml)
+
+    # Frames (decoded once, resized to the model's input size in the frame cache) and labels.
+    data = load_frame_data(replace(cfg.dataset, episodes=sorted(wanted)), cfg.label, tuple(cfg.model.image_size),
+                           cache_dir=cfg.cache_dir)
+    _check_labels(data.labels, cfg.model.num_classes, cfg.label.key)
+    train_rows = np.flatnonzero(np.isin(data.episode_index, train_eps))
+    val_rows = np.flatnonzero(np.isin(data.episode_index, val_eps))
+    train_labels = data.labels[train_rows]
+    print(f"data: {len(train_rows)} training frames from {len(train_eps)} episodes "
+          f"({int((train_labels > 0).sum())} positive), {len(val_rows)} held-out frames from episodes {val_eps}, "
+          f"cameras {data.camera_keys}", flush=True)
+    steps = t_cfg.steps if t_cfg.epochs is None else t_cfg.epochs * math.ceil(len(train_rows) / t_cfg.batch_size)
+
+    # Model, optimizer (trainable parameters only), cosine schedule down to 10 %.
+    _seed_everything(t_cfg.seed)
+    device = _device(t_cfg.device)
+    if resume_from is not None:
+        model = RewardClassifier.from_pretrained(resume_from, device=str(device))
+    else:
+        model = RewardClassifier.from_train_config(cfg, data.camera_keys).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: encoder {model.config.encoder} ({'frozen' if encoder_is_frozen(model) else 'trainable'}), "
+          f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, device {device}", flush=True)
+
+    # Feature path (frozen encoder: features computed once, training runs the head) or pixel path.
+    views, val_features = _choose_path(cfg, model, data, len(train_rows), len(val_rows), steps)
+    balanced, weights = cfg.sampler.balanced, balanced_weights(train_labels)
+    if views is not None:
+        source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights)
+    else:
+        pad = cfg.augmentation.pad if cfg.augmentation.enable else 0
+        source = PixelBatches(data.images, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced,
+                              weights, pad=pad)
+
+    # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
+    start_step, best_acc = 0, -1.0
+    if resume_from is not None:
+        tensors, state = load_training_state(resume_from)
+        _check_same_data(state, data, resume_from)
+        start_step = restore_training_state(tensors, state, optimizer, scheduler)
+        best_acc = float(state.get("best_accuracy", -1.0))
+        print(f"resumed from {resume_from} at step {start_step}", flush=True)
+
+    logger = None
+    if cfg.wandb.enable:
+        from .wandb_logger import WandbLogger
+
+        logger = WandbLogger(cfg.wandb, out, asdict(cfg), resume=resume_from is not None)
+
+    amp_dtype = torch.bfloat16 if (t_cfg.amp and device.type == "cuda") else None
+    loader = DataLoader(source, batch_size=None, sampler=range(start_step + 1, steps + 1),
+                        num_workers=t_cfg.num_workers, generator=torch.Generator().manual_seed(t_cfg.seed),
+                        pin_memory=device.type == "cuda")
+    base_metrics = {"train_episodes": train_eps, "val_episodes": val_eps, "dataset_fingerprint": data.fingerprint,
+                    "camera_keys": data.camera_keys}
+    eval_metrics: dict = {}
+    window: dict[str, list[float]] = {"loss": [], "accuracy": [], "dataloading_s": []}
+
+    def checkpoint(directory: Path, step: int) -> None:
+        metrics = {"step": step, **base_metrics, **eval_metrics}
+        save_checkpoint(directory, model, config_yaml, metrics, step, optimizer, scheduler,
+                        extra={"best_accuracy": best_acc, **base_metrics})
+
+    bar = tqdm(total=steps, initial=start_step, desc="Training", dynamic_ncols=True)
+    batches = iter(loader)
+    for step in range(start_step + 1, steps + 1):
+        t0 = time.perf_counter()
+        inputs, labels = next(batches)
+        window["dataloading_s"].append(time.perf_counter() - t0)
+        inputs = {c: x.to(device, non_blocking=True) for c, x in inputs.items()}
+        metrics = train_step(model, inputs, labels.to(device), optimizer, scheduler, from_features=views is not None,
+                             grad_clip_norm=t_cfg.grad_clip_norm, autocast_dtype=amp_dtype)
+        window["loss"].append(metrics["loss"])
+        window["accuracy"].append(metrics["accuracy"])
+        bar.update(1)
+
+        if step % t_cfg.log_freq == 0 or step == steps:
+            logged = {f"train/{k}": float(np.mean(v)) for k, v in window.items()}
+            logged["train/lr"] = metrics["lr"]
+            bar.set_postfix(loss=f"{logged['train/loss']:.4f}", acc=f"{logged['train/accuracy']:.3f}")
+            if logger:
+                logger.log(logged, step)
+            window = {k: [] for k in window}
+
+        if len(val_rows) and ((t_cfg.eval_freq and step % t_cfg.eval_freq == 0) or step == steps):
+            eval_metrics, pred, prob = evaluate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, device)
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
+            if logger:
+                logger.log(eval_metrics, step)
+                _log_samples(logger, data, val_rows, pred, prob, step)
+            if eval_metrics["eval/accuracy"] > best_acc:
+                best_acc = eval_metrics["eval/accuracy"]
+                checkpoint(ckpt_root / "best", step)
+
+        if step % t_cfg.save_freq == 0 or step == steps:
+            checkpoint(ckpt_root / str(step), step)
+            checkpoint(last_dir, step)
+    bar.close()
+
+    if not len(val_rows) and last_dir.is_dir():  # nothing held out: the final model is the best we know
+        staging = ckpt_root / ".best.copy.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(last_dir, staging)
+        from .checkpoint import replace_dir
+
+        replace_dir(staging, ckpt_root / "best")
+    final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best_acc}
+    atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
+    if logger:
+        logger.finish()
+    best = ckpt_root / "best"
+    if eval_metrics:
+        print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
+              f"(best {best_acc:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
+              f"recall {eval_metrics['eval/recall']:.4f}", flush=True)
+    return best
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+def _validate(cfg: TrainConfig) -> None:
+    t = cfg.training
+    if cfg.dataset.root is None and cfg.dataset.repo_id is None:
+        raise ConfigError("no dataset: set dataset.root=<folder> or dataset_repo_id=<hub id>")
+    if t.feature_cache not in FEATURE_CACHE_MODES:
+        raise ConfigError(f"training.feature_cache={t.feature_cache!r} is not known "
+                          f"(known: {', '.join(FEATURE_CACHE_MODES)})")
+    for key in ("steps", "batch_size", "log_freq", "save_freq"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"training.{key}={getattr(t, key)} must be at least 1")
+    if t.epochs is not None and t.epochs < 1:
+        raise ConfigError(f"training.epochs={t.epochs} must be at least 1 (or null to use training.steps)")
+    if cfg.model.num_classes < 2:
+        raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, key: str) -> None:
+    found = sorted(np.unique(labels).tolist())
+    if found and (found[0] < 0 or found[-1] >= num_classes):
+        hint = ("set model.num_classes to the number of classes" if num_classes > 2 or found[-1] > 1
+                else "check label.key and label.threshold")
+        raise ConfigError(f"labels of {key!r} take values {found[:10]}, outside 0..{num_classes - 1} "
+                          f"(model.num_classes={num_classes}); {hint}")
+    if len(found) < 2:
+        print(f"warning: every training label of {key!r} is {found}; the classifier cannot learn a boundary",
+              flush=True)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device=cuda but no CUDA device is available; use training.device=cpu")
+    return torch.device(name)
+
+
+def _resume_source(cfg: TrainConfig, last_dir: Path) -> Path | None:
+    """``checkpoints/last`` when resuming from it; None for a new run (also after a run killed before saving)."""
+    has_last = (last_dir / "training_state.json").is_file()
+    if cfg.resume:
+        if has_last:
+            return last_dir
+        print(f"resume=true but {last_dir} holds no checkpoint yet: starting a new run", flush=True)
+        return None
+    if has_last:
+        raise ConfigError(f"{cfg.output_dir} already holds a training run ({last_dir}); pass resume=true to "
+                          f"continue it, or set output_dir to a new folder")
+    return None
+
+
+def _merge_resumed(cfg: TrainConfig, saved: TrainConfig) -> TrainConfig:
+    """Keep the saved split; refuse a different dataset, cameras, labels or model."""
+    for section in ("dataset", "label", "model"):
+        now, before = asdict(getattr(cfg, section)), asdict(getattr(saved, section))
+        diff = {k: (before[k], now[k]) for k in now if now[k] != before[k]}
+        if diff:
+            detail = "; ".join(f"{section}.{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            raise ConfigError(f"resume=true with a different {section} than the run in {cfg.output_dir} ({detail}); "
+                              f"resume with the original settings, or start a new run in another output_dir")
+    if cfg.split.val_episodes is not None and cfg.split.val_episodes != saved.split.val_episodes:
+        raise ConfigError(f"resume=true with split.val_episodes={cfg.split.val_episodes}, but the run in "
+                          f"{cfg.output_dir} held out {saved.split.val_episodes}")
+    return replace(cfg, split=saved.split)
+
+
+def _check_same_data(state: dict, data: FrameData, source: Path) -> None:
+    if state.get("camera_keys") != data.camera_keys:
+        raise ConfigError(f"resume: {source} was trained on cameras {state.get('camera_keys')}, the dataset now "
+                          f"gives {data.camera_keys}; resume with the same cameras or start a new run")
+    if state.get("dataset_fingerprint") != data.fingerprint:
+        raise ConfigError(f"resume: the dataset's files changed since {source} was written (fingerprint "
+                          f"{state.get('dataset_fingerprint')} -> {data.fingerprint}); start a new run")
+
+
+def _choose_path(cfg: TrainConfig, model, data: FrameData, n_train: int, n_val: int, steps: int):
+    """(views, val_features) for the feature path, or (None, None) for the pixel path; logs the choice in one line.
+
+    The feature path is taken when the encoder is frozen, ``training.feature_cache=auto`` and computing
+    K views of every frame costs fewer encoder passes than running the encoder on every training sample.
+    """
+    t = cfg.training
+    k = max(1, t.augment_views) if cfg.augmentation.enable else 1
+    pixel_passes = steps * t.batch_size
+    feature_passes = k * (n_train + n_val)
+    if t.feature_cache == "off":
+        reason = "training.feature_cache=off"
+    elif not encoder_is_frozen(model):
+        reason = f"the encoder trains (model.freeze={cfg.model.freeze})"
+    elif cfg.augmentation.enable and k < 2:
+        reason = "augmentation is on and training.augment_views < 2"
+    elif feature_passes > pixel_passes:
+        reason = f"{feature_passes} encoder passes for {k} views > {pixel_passes} for {steps} steps"
+    else:
+        print(f"path: feature cache, {k} view(s) per frame (view 0 unaugmented) x {len(data.camera_keys)} cameras "
+              f"x {len(data)} frames = {feature_passes} encoder passes once, then the head only "
+              f"(pixel path would take {pixel_passes})", flush=True)
+        pad = cfg.augmentation.pad
+        views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad)
+                 for v in range(k)]
+        return views, views[0]
+    print(f"path: pixels, the encoder runs on every sample ({reason})", flush=True)
+    return None, None
+
+
+def _log_samples(logger, data: FrameData, val_rows: np.ndarray, pred: np.ndarray, prob: np.ndarray,
+                 step: int) -> None:
+    """Evenly spaced held-out frames: each camera's image, predicted and true label, confidence."""
+    n = min(logger.num_samples, len(val_rows))
+    if n <= 0:
+        return
+    pick = np.linspace(0, len(val_rows) - 1, n).round().astype(np.int64)
+    rows = val_rows[pick]
+    p = prob[pick]
+    confidence = p.max(axis=-1) if p.ndim == 2 else np.where(pred[pick] == 1, p, 1.0 - p)
+    images = {c: np.asarray(data.images[c][rows]) for c in data.camera_keys}
+    logger.log_samples(images, pred[pick], data.labels[rows], confidence, step)
