@@ -99,15 +99,16 @@ class LeRobotDataset:
         return [k for k, f in self.features.items() if f.get("dtype") not in ("video", "image")]
 
     def rows(self, episodes: list[int] | None = None) -> np.ndarray:
-        """Row positions (in the sorted order) of ``episodes`` (None: all)."""
+        """Row positions (in (episode, frame) order) of ``episodes`` (None: all; order and repeats ignored)."""
         if episodes is None:
             return np.arange(self.num_frames)
+        episodes = sorted({int(e) for e in episodes})
         unknown = [e for e in episodes if int(e) not in self._by_index]
         if unknown:
             known = sorted(self._by_index)
             raise DatasetError(f"episodes {unknown} are not in {self.root} (it has {len(known)} episodes: "
                                f"{_ranges(known)}); fix dataset.episodes")
-        return np.concatenate([np.arange(*self._span[int(e)]) for e in episodes]) if episodes else np.arange(0)
+        return np.concatenate([np.arange(*self._span[e]) for e in episodes]) if episodes else np.arange(0)
 
     def read_rows(self, columns: list[str], episodes: list[int] | None = None) -> dict[str, np.ndarray]:
         """Columns as numpy arrays (vector features as 2-D), rows ordered by (episode, frame)."""

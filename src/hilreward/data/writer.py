@@ -305,8 +305,8 @@ def _nbytes(v) -> int:
 
 
 def _stats(v) -> dict:
-    arr = v.to_numpy(zero_copy_only=False).reshape(len(v), -1) if isinstance(v, pa.Array) else np.asarray(v)
-    arr = arr.reshape(len(arr), -1).astype(np.float64)
+    arr = v.flatten().to_numpy() if isinstance(v, pa.FixedSizeListArray) else np.asarray(v)
+    arr = arr.reshape(len(v), -1).astype(np.float64)
     return {"min": arr.min(0).tolist(), "max": arr.max(0).tolist(), "mean": arr.mean(0).tolist(),
             "std": arr.std(0).tolist(), "count": [len(arr)]}
 
