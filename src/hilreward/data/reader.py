@@ -132,8 +132,9 @@ class LeRobotDataset:
             if raw.shape[1] != 1:
                 raise DatasetError(f"label column {key!r} has shape {raw.shape[1:]}; a label must be one value per row")
             raw = raw[:, 0]
-        if raw.dtype.kind == "f" and np.isnan(raw).any():
-            bad = np.flatnonzero(np.isnan(raw))
+        sel = self.rows(episodes)
+        if raw.dtype.kind == "f" and np.isnan(raw[sel]).any():
+            bad = sel[np.isnan(raw[sel])]
             eps = sorted(set(self._episode_index[bad].tolist()))
             raise DatasetError(f"label column {key!r} of {self.root} has {len(bad)} NaN values (episodes {eps}); "
                                f"fix those rows or exclude the episodes with dataset.episodes=[...]")
@@ -143,7 +144,7 @@ class LeRobotDataset:
             values = raw.astype(np.int64)
         else:
             raise DatasetError(f"label column {key!r} has dtype {raw.dtype}; use a float, bool or integer column")
-        return align_labels(values, self._episode_index, align)[self.rows(episodes)]
+        return align_labels(values, self._episode_index, align)[sel]
 
     # ---- cameras and frames -------------------------------------------------------------
     def resolve_cameras(self, names: list[str] | None = None) -> list[str]:

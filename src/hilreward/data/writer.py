@@ -131,7 +131,7 @@ class DatasetWriter:
             enc = self._encoders[key] = VideoEncoder(path, self.fps, h, w, self.codec, self.video_options)
         start = enc.count / self.fps
         enc.write(arr)
-        roll.used = path.stat().st_size
+        roll.used = path.stat().st_size if path.exists() else 0  # the muxer may still buffer
         return {f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
                 f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": enc.count / self.fps}
 
