@@ -1,0 +1,306 @@
+"""Run a checkpoint over a dataset: per-frame probabilities, metrics.json, report.html, threshold write-back.
+
+``evaluate`` is the Python API behind ``hilreward eval``; ``predict`` the one behind
+``hilreward predict`` (no labels needed). The metric definitions and the ``metrics.json`` keys
+are documented in :mod:`hilreward.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config import DatasetConfig, LabelConfig, TrainConfig
+from ..errors import CheckpointError, ConfigError, DatasetError
+from . import metrics as M
+from .report import GalleryItem, worst_errors, write_report
+
+CONFIG_NAME = "config.json"
+TRAIN_CONFIG_NAME = "train_config.yaml"
+
+
+# ----------------------------------------------------------------------------- checkpoint side
+
+
+def checkpoint_dir(checkpoint: str | os.PathLike) -> Path:
+    """A local checkpoint directory, or the snapshot of a Hub repo id (cache only when offline)."""
+    from ..models.checkpoint import resolve_checkpoint
+
+    return Path(resolve_checkpoint(checkpoint))
+
+
+def load_train_config(folder: Path) -> Optional[TrainConfig]:
+    """The checkpoint's saved training config, or None when it has none."""
+    from ..config import from_yaml
+
+    path = folder / TRAIN_CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        return from_yaml(path.read_text())
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}; re-save the checkpoint or pass dataset/label options explicitly") from None
+
+
+def heldout_episodes(folder: Path, train_cfg: Optional[TrainConfig]) -> list[int]:
+    """The episodes the checkpoint's training run held out (``split.val_episodes`` of train_config.yaml)."""
+    episodes = None if train_cfg is None else train_cfg.split.val_episodes
+    if not episodes:
+        raise CheckpointError(
+            f"heldout=true needs the held-out episodes in {folder / TRAIN_CONFIG_NAME} (split.val_episodes), "
+            f"which {'is missing' if train_cfg is None else 'lists none'}; pass dataset.episodes=[...] instead")
+    return [int(e) for e in episodes]
+
+
+def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
+    """Store ``threshold`` in the checkpoint's config.json (atomic rewrite; other keys untouched)."""
+    path = folder / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path} to write the threshold ({exc})") from None
+    config["threshold"] = float(threshold)
+    _atomic_write(path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- data and inference
+
+
+def _resolve_dataset(dataset: Optional[DatasetConfig], train_cfg: Optional[TrainConfig], folder: Path,
+                     heldout: bool, camera_keys: list[str]) -> DatasetConfig:
+    ds = dataclasses.replace(dataset) if dataset is not None else DatasetConfig()
+    if ds.root is None and ds.repo_id is None:
+        if train_cfg is None or (train_cfg.dataset.root is None and train_cfg.dataset.repo_id is None):
+            raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id> "
+                              f"({folder} has no train_config.yaml naming its training data)")
+        ds.root, ds.repo_id, ds.revision = train_cfg.dataset.root, train_cfg.dataset.repo_id, train_cfg.dataset.revision
+    if heldout:
+        if ds.episodes is not None:
+            raise ConfigError("heldout=true takes the episodes from the checkpoint; drop dataset.episodes=[...] "
+                              "or heldout=true")
+        ds.episodes = heldout_episodes(folder, train_cfg)
+    ds.cameras = list(camera_keys)
+    return ds
+
+
+def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> None:
+    from ..data import open_dataset
+
+    available = open_dataset(dataclasses.replace(ds, cameras=None)).camera_keys
+    missing = [k for k in camera_keys if k not in available]
+    if missing:
+        raise DatasetError(
+            f"the checkpoint {folder} expects cameras {camera_keys}, but the dataset "
+            f"{ds.root or ds.repo_id} has {available or 'none'} (missing {missing}); evaluate on data recorded "
+            "with the same cameras, or train a checkpoint on these cameras")
+
+
+def run_model(model, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, probabilities) for every row of ``images`` (camera key -> uint8 (N,H,W,3))."""
+    import torch
+
+    n = len(next(iter(images.values())))
+    logits, probs = [], []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            batch = {k: np.array(v[start:start + batch_size]) for k, v in images.items()}  # writable copy
+            z = model(model.preprocess(batch))
+            logits.append(z.float().cpu().numpy())
+            probs.append(model.probabilities(z).float().cpu().numpy())
+    k = model.config.num_classes
+    empty = np.zeros((0,) if k == 2 else (0, k), dtype=np.float32)
+    return (np.concatenate(logits) if logits else empty), (np.concatenate(probs) if probs else empty)
+
+
+def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], threshold: Optional[float],
+                      with_timestamp: bool):
+    import pyarrow as pa
+
+    cols: dict[str, Any] = {"episode_index": pa.array(data.episode_index, pa.int64()),
+                            "frame_index": pa.array(data.frame_index, pa.int64())}
+    if with_timestamp:
+        cols["timestamp"] = pa.array(data.timestamp, pa.float64())
+    if labels is not None:
+        cols["label"] = pa.array(labels, pa.int64())
+    if probs.ndim == 1:
+        cols["probability"] = pa.array(probs.astype(np.float32), pa.float32())
+        if threshold is not None and with_timestamp:
+            cols["success"] = pa.array(probs >= threshold, pa.bool_())
+    else:
+        cols["probability"] = pa.array(probs.max(axis=1).astype(np.float32), pa.float32())
+        cols["prediction"] = pa.array(probs.argmax(axis=1), pa.int64())
+        for c in range(probs.shape[1]):
+            cols[f"prob_class_{c}"] = pa.array(probs[:, c].astype(np.float32), pa.float32())
+    return pa.table(cols)
+
+
+def _write_parquet(path: Path, table) -> None:
+    import pyarrow.parquet as pq
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _episode_list(episodes: list[int]) -> str:
+    """[16, 17, 18, 19, 25] -> '16-19, 25'."""
+    out, eps = [], sorted(set(episodes))
+    i = 0
+    while i < len(eps):
+        j = i
+        while j + 1 < len(eps) and eps[j + 1] == eps[j] + 1:
+            j += 1
+        out.append(str(eps[i]) if i == j else f"{eps[i]}-{eps[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+# ----------------------------------------------------------------------------- the API
+
+
+def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = None, label: Optional[LabelConfig] = None,
+             consecutive: int = 1, target_precision: float = 0.99, output_dir: str | os.PathLike = "outputs/eval",
+             write_threshold: bool = False, heldout: bool = False, batch_size: int = 64,
+             threshold: Optional[float] = None, report: bool = True, gallery_size: int = 6,
+             cache_dir: Optional[str] = None, device: str = "cpu") -> dict:
+    """Evaluate ``checkpoint`` on ``dataset``; write predictions.parquet, metrics.json and report.html.
+
+    ``dataset`` defaults to the checkpoint's training data and ``label`` to its training label
+    config (from ``train_config.yaml``); ``heldout=True`` evaluates the episodes that training
+    held out. Metrics are taken at ``threshold`` (default: the checkpoint's). With
+    ``write_threshold=True`` the recommended threshold is stored in the checkpoint's config.json.
+    Returns the content of metrics.json.
+    """
+    from ..data import load_frame_data
+    from ..models import RewardClassifier
+
+    if consecutive < 1:
+        raise ConfigError(f"consecutive must be >= 1, got {consecutive}")
+    if not 0.0 < target_precision <= 1.0:
+        raise ConfigError(f"target_precision must be in (0, 1], got {target_precision}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if write_threshold and not Path(checkpoint).expanduser().is_dir():
+        raise ConfigError(f"write_threshold=true needs a local checkpoint directory, not a Hub repo ({checkpoint}); "
+                          "download it first (huggingface-cli download <repo> --local-dir <dir>)")
+    folder = checkpoint_dir(checkpoint)
+    model = RewardClassifier.from_pretrained(folder, device=device)
+    train_cfg = load_train_config(folder)
+    camera_keys = list(model.config.camera_keys)
+    ds = _resolve_dataset(dataset, train_cfg, folder, heldout, camera_keys)
+    label = label or (train_cfg.label if train_cfg is not None else LabelConfig())
+    _check_cameras(ds, camera_keys, folder)
+    data = load_frame_data(ds, label, tuple(model.config.image_size), cache_dir=cache_dir)
+    if len(data) == 0:
+        raise DatasetError(f"the selection of {ds.root or ds.repo_id} (episodes {ds.episodes}) holds no frames")
+    if model.config.num_classes > 2 and int(data.labels.max()) >= model.config.num_classes:
+        raise DatasetError(f"label {label.key!r} has class {int(data.labels.max())}, but the checkpoint has "
+                           f"{model.config.num_classes} classes; pick the label key the model was trained on")
+    logits, probs = run_model(model, {k: data.images[k] for k in camera_keys}, batch_size)
+
+    preds = M.Predictions(data.episode_index, data.frame_index, data.labels, probs, logits)
+    at = float(model.threshold if threshold is None else threshold)
+    result = M.compute_metrics(preds, threshold=at, consecutive=consecutive, target_precision=target_precision,
+                               fps=data.fps, checkpoint_threshold=model.threshold)
+    eval_config = {
+        "checkpoint": str(folder), "dataset": dataclasses.asdict(ds), "label": dataclasses.asdict(label),
+        "heldout": heldout, "consecutive": consecutive, "target_precision": target_precision,
+        "threshold": threshold, "write_threshold": write_threshold, "batch_size": batch_size,
+    }
+    result["config"] = eval_config
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_parquet(out / "predictions.parquet", _prediction_table(data, probs, data.labels, None, False))
+    if write_threshold:
+        if not preds.binary:
+            raise ConfigError("write_threshold=true needs a binary classifier; a multi-class checkpoint has no "
+                              "single success threshold")
+        write_threshold_to_checkpoint(folder, result["recommended_threshold"])
+        result["threshold_written"] = result["recommended_threshold"]
+    _atomic_write(out / "metrics.json", (json.dumps(result, indent=2, default=_json_default) + "\n").encode())
+    if report:
+        summary = {
+            "checkpoint": str(folder), "dataset": str(ds.root or ds.repo_id),
+            "episodes": _episode_list(list(np.unique(data.episode_index))), "frames": len(data),
+            "fps": data.fps, "cameras": ", ".join(camera_keys),
+            "image size": "x".join(str(s) for s in model.config.image_size), "encoder": model.config.encoder,
+            "label": f"{label.key} (align={label.align}, threshold={label.threshold})",
+            "positives": result["positives"], "negatives": result["negatives"],
+            "dataset fingerprint": data.fingerprint,
+        }
+        gallery = []
+        if preds.binary:
+            for kind, i in worst_errors(preds, at, gallery_size):
+                gallery.append(GalleryItem(kind, int(data.episode_index[i]), int(data.frame_index[i]),
+                                           float(probs[i]), {k: np.asarray(data.images[k][i]) for k in camera_keys}))
+        config = {"eval": eval_config, "checkpoint_config": model.config.to_dict(),
+                  "train_config": dataclasses.asdict(train_cfg) if train_cfg is not None else None}
+        write_report(out / "report.html", result, preds, gallery, summary, config,
+                     title=f"hilreward evaluation: {folder.name}")
+    return result
+
+
+def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str | os.PathLike,
+            batch_size: int = 64, label: Optional[LabelConfig] = None, cache_dir: Optional[str] = None,
+            device: str = "cpu") -> Path:
+    """Per-frame probabilities of ``checkpoint`` on ``dataset`` (labels optional) -> a parquet file.
+
+    Columns: episode_index, frame_index, timestamp, probability (P(success); for multi-class the top
+    class probability, with prediction and prob_class_<k>), success (p >= the checkpoint's threshold,
+    binary only) and label when the label column exists.
+    """
+    from ..data import load_frame_data
+    from ..models import RewardClassifier
+
+    if dataset.root is None and dataset.repo_id is None:
+        raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
+    folder = checkpoint_dir(checkpoint)
+    model = RewardClassifier.from_pretrained(folder, device=device)
+    train_cfg = load_train_config(folder)
+    camera_keys = list(model.config.camera_keys)
+    ds = dataclasses.replace(dataset, cameras=camera_keys)
+    _check_cameras(ds, camera_keys, folder)
+    label = label or (train_cfg.label if train_cfg is not None else LabelConfig())
+    data = load_frame_data(ds, label, tuple(model.config.image_size), cache_dir=cache_dir, require_labels=False)
+    _, probs = run_model(model, {k: data.images[k] for k in camera_keys}, batch_size)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_parquet(output, _prediction_table(data, probs, data.labels, model.threshold, True))
+    return output
