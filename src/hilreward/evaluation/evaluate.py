@@ -221,6 +221,9 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
                           "download it first (huggingface-cli download <repo> --local-dir <dir>)")
     folder = checkpoint_dir(checkpoint)
     model = RewardClassifier.from_pretrained(folder, device=device)
+    if write_threshold and model.config.num_classes > 2:
+        raise ConfigError("write_threshold=true needs a binary classifier; a multi-class checkpoint has no "
+                          "single success threshold")
     train_cfg = load_train_config(folder)
     camera_keys = list(model.config.camera_keys)
     ds = _resolve_dataset(dataset, train_cfg, folder, heldout, camera_keys)
@@ -249,9 +252,6 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     out.mkdir(parents=True, exist_ok=True)
     _write_parquet(out / "predictions.parquet", _prediction_table(data, probs, data.labels, None, False))
     if write_threshold:
-        if not preds.binary:
-            raise ConfigError("write_threshold=true needs a binary classifier; a multi-class checkpoint has no "
-                              "single success threshold")
         write_threshold_to_checkpoint(folder, result["recommended_threshold"])
         result["threshold_written"] = result["recommended_threshold"]
     _atomic_write(out / "metrics.json", (json.dumps(result, indent=2, default=_json_default) + "\n").encode())
