@@ -1,0 +1,153 @@
+"""Immutable model versions: ``<state_dir>/versions/<n>/``, each a full checkpoint plus ``version.json``.
+
+Version 0 is a copy of the checkpoint the server was started with; the retrainer publishes
+1, 2, ... . A version directory is written under a temporary name, fsync'd and renamed into
+place, and never changed afterwards, so the server (or anyone) can load any published version
+at any time and a crash never leaves a half-written one behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, ServingError
+
+VERSION_FILE = "version.json"
+_SKIP = re.compile(r"^(training_state.*|\..*)$")
+
+
+@dataclass
+class VersionRecord:
+    """What ``version.json`` says about one published version."""
+
+    number: int
+    """Directory name under ``versions/`` (0 = the checkpoint the server started with)."""
+    version: str
+    """The model_version string every response of this version carries."""
+    created_unix: float
+    """Unix time the version was published."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Held-out metrics measured when it was published (retrained versions: accuracy, gate results)."""
+    corrections_used: int = 0
+    """Corrections it was trained with."""
+    last_correction_id: int = 0
+    """Newest correction id it was trained with."""
+    base_fingerprint: str = ""
+    """sha256 of the base checkpoint's config.json + model.safetensors (version 0 only)."""
+    base_checkpoint: str = ""
+    """Where the base checkpoint was copied from (version 0 only)."""
+
+
+def checkpoint_fingerprint(checkpoint: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        path = checkpoint / name
+        if not path.is_file():
+            raise ConfigError(f"{checkpoint} has no {name}: not a hilreward checkpoint; pass checkpoint=<dir written "
+                              "by hilreward train> (e.g. outputs/train/checkpoints/best)")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class VersionStore:
+    """The ``versions/`` directory of a serving state dir."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def numbers(self) -> list[int]:
+        if not self.root.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.root.iterdir()
+                      if p.name.isdigit() and (p / VERSION_FILE).is_file())
+
+    def get(self, number: int) -> VersionRecord:
+        path = self.root / str(number)
+        try:
+            data = json.loads((path / VERSION_FILE).read_text())
+            record = VersionRecord(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ServingError(f"model version {path} is unreadable ({exc}); remove the state_dir to start over") from None
+        return record
+
+    def path(self, number: int) -> Path:
+        """Checkpoint directory of version ``number``."""
+        return self.root / str(number)
+
+    def latest(self) -> VersionRecord:
+        numbers = self.numbers()
+        if not numbers:
+            raise ServingError(f"{self.root} holds no model version yet")
+        return self.get(numbers[-1])
+
+    def init_base(self, checkpoint: Path, metrics: dict[str, float]) -> VersionRecord:
+        """Copy ``checkpoint`` to ``versions/0`` (once); refuse a state dir made for another checkpoint.
+
+        Its version string is the first 12 hex digits of sha256(config.json + model.safetensors), as
+        deploy's ``model_version`` computes for a checkpoint without a version of its own.
+        """
+        fingerprint = checkpoint_fingerprint(checkpoint)
+        if 0 in self.numbers():
+            base = self.get(0)
+            if base.base_fingerprint != fingerprint:
+                raise ConfigError(
+                    f"state dir {self.root.parent} serves versions of another checkpoint ({base.base_checkpoint}); "
+                    f"use a fresh state_dir= for {checkpoint}, or pass the original checkpoint")
+            return base
+        record = VersionRecord(number=0, version=fingerprint[:12], created_unix=time.time(), metrics=metrics,
+                               base_fingerprint=fingerprint, base_checkpoint=str(checkpoint.resolve()))
+
+        def fill(tmp: Path) -> None:
+            for src in checkpoint.iterdir():
+                if src.is_file() and not _SKIP.match(src.name):
+                    shutil.copy2(src, tmp / src.name)
+
+        return self._write(0, record, fill)
+
+    def publish(self, fill: Callable[[Path], None], version: str, metrics: dict[str, float],
+                corrections_used: int, last_correction_id: int) -> VersionRecord:
+        """Write the next version: ``fill(tmp_dir)`` saves the checkpoint, then it is renamed into place."""
+        numbers = self.numbers()
+        number = (numbers[-1] + 1) if numbers else 1
+        record = VersionRecord(number=number, version=version, created_unix=time.time(), metrics=metrics,
+                               corrections_used=corrections_used, last_correction_id=last_correction_id)
+        return self._write(number, record, fill)
+
+    def _write(self, number: int, record: VersionRecord, fill: Callable[[Path], None]) -> VersionRecord:
+        target = self.root / str(number)
+        if target.exists():
+            raise ServingError(f"model version {target} already exists; versions are immutable")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{number}.tmp-", dir=self.root))
+        try:
+            fill(tmp)
+            (tmp / VERSION_FILE).write_text(json.dumps(asdict(record), indent=2, sort_keys=True) + "\n")
+            for f in tmp.iterdir():
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.get(number)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

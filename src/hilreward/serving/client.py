@@ -1,0 +1,283 @@
+"""Python client of the reward service, and the backend that lets RewardFunction use it.
+
+    client = RewardClient("127.0.0.1:50051", token=os.environ.get("HILREWARD_TOKEN"))
+    result = client.predict({"front": front, "wrist": wrist}, episode_id=3, step=17)
+    client.submit_correction({"front": front, "wrist": wrist}, label=0)   # "that was not a success"
+    for info in client.watch_model(): relabel_replay_buffer(info.version)
+
+Every call has a deadline (``timeout_s``); calls that fail with UNAVAILABLE (server not up
+yet, restarting, connection dropped) are retried ``retries`` times with exponential backoff.
+Other errors raise at once: INVALID_ARGUMENT becomes :class:`InputError`, anything else
+:class:`ServingError`, each with the server's message. Corrections carry a fresh
+``request_id``, so retrying one can never store it twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TypeVar
+
+import grpc
+import numpy as np
+
+from ..deploy.reward_function import RewardResult
+from ..errors import InputError, ServingError
+from .images import encode_images
+from .protos import hilreward_pb2 as pb
+from .protos import hilreward_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+
+@dataclass
+class RemoteRewardResult(RewardResult):
+    """A RewardResult from the server (``latency_ms`` is the client's round trip)."""
+
+    class_probabilities: list[float] = field(default_factory=list)
+    """Every class's probability ([failure, success] for binary models)."""
+    server_latency_ms: float = 0.0
+    """Time spent inside the server."""
+    episode_id: int = 0
+    step: int = 0
+
+
+@dataclass
+class CorrectionAck:
+    """The server's receipt: the correction is on disk."""
+
+    correction_id: int
+    corrections_total: int
+    model_version: str
+    """Version serving when the correction was stored."""
+
+
+@dataclass
+class ModelInfo:
+    """A served model version."""
+
+    version: str
+    created_unix: float
+    metrics: dict[str, float]
+    corrections_total: int
+    corrections_used: int
+    camera_keys: list[str]
+    image_size: tuple[int, int]
+    num_classes: int
+    threshold: float
+
+    @classmethod
+    def from_proto(cls, m: pb.ModelInfo) -> "ModelInfo":
+        return cls(m.version, m.created_unix, dict(m.metrics), m.corrections_total, m.corrections_used,
+                   list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold)
+
+
+class RewardClient:
+    """Client of ``hilreward.v1.RewardService`` (thread-safe; one channel per client)."""
+
+    def __init__(self, address: str, token: Optional[str] = None, timeout_s: float = 5.0, retries: int = 3,
+                 encoding: str = "raw", max_message_mb: int = 16, backoff_s: float = 0.1) -> None:
+        """``encoding``: how frames travel (raw RGB8, jpeg or png); ``retries``: extra attempts on UNAVAILABLE."""
+        if retries < 0 or timeout_s <= 0:
+            raise ServingError("retries must be >= 0 and timeout_s > 0")
+        self.address = address
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.encoding = encoding
+        self.backoff_s = backoff_s
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        limit = max_message_mb * 1024 * 1024
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)])
+        self._stub = pb_grpc.RewardServiceStub(self._channel)
+
+    # ---- plumbing
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise _translate(exc, what, self.address) from None
+        raise AssertionError("unreachable")
+
+    def _predict_request(self, images: Mapping[str, Any], episode_id: Optional[int],
+                         step: Optional[int]) -> pb.PredictRequest:
+        return pb.PredictRequest(images=encode_images(_frames(images), self.encoding),
+                                 episode_id=int(episode_id or 0), step=int(step or 0))
+
+    # ---- API
+    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None,
+                step: Optional[int] = None) -> RemoteRewardResult:
+        """Judge one step: ``images`` maps camera (``front`` or full key) -> uint8 (H, W, 3)."""
+        request = self._predict_request(images, episode_id, step)
+        start = time.perf_counter()
+        response = self._retry(lambda: self._stub.Predict(request, timeout=self.timeout_s, metadata=self._metadata),
+                               "Predict")
+        return _result(response, (time.perf_counter() - start) * 1e3)
+
+    def predict_many(self, steps: Iterable[Mapping[str, Any]], episode_id: Optional[int] = None,
+                     first_step: int = 0) -> list[RemoteRewardResult]:
+        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream."""
+        requests = [self._predict_request(images, episode_id, first_step + i) for i, images in enumerate(steps)]
+        if not requests:
+            return []
+        timeout = self.timeout_s * max(1.0, len(requests) / 100)
+
+        def call() -> list[RemoteRewardResult]:
+            start = time.perf_counter()
+            responses = list(self._stub.PredictStream(iter(requests), timeout=timeout, metadata=self._metadata))
+            elapsed = (time.perf_counter() - start) * 1e3
+            return [_result(r, elapsed) for r in responses]
+
+        return self._retry(call, "PredictStream")
+
+    def submit_correction(self, images: Mapping[str, Any], label: int, episode_id: int = 0, step: int = 0,
+                          model_version: Optional[str] = None, probability: Optional[float] = None,
+                          source: str = "programmatic", env_index: int = 0,
+                          time_unix: Optional[float] = None) -> CorrectionAck:
+        """Store a human label (1 success, 0 failure) for ``images``; returns once it is on the server's disk.
+
+        Without ``model_version`` the server scores the frames with the version serving now.
+        """
+        request = pb.CorrectionRequest(
+            images=encode_images(_frames(images), "png" if self.encoding == "jpeg" else self.encoding),
+            label=int(label), episode_id=int(episode_id), step=int(step), model_version=model_version or "",
+            probability=float(probability or 0.0), source=source, time=float(time_unix or 0.0),
+            env_index=int(env_index), request_id=uuid.uuid4().hex)
+        ack = self._retry(lambda: self._stub.SubmitCorrection(request, timeout=self.timeout_s,
+                                                              metadata=self._metadata), "SubmitCorrection")
+        return CorrectionAck(ack.correction_id, ack.corrections_total, ack.model_version)
+
+    def get_model(self) -> ModelInfo:
+        info = self._retry(lambda: self._stub.GetModel(pb.GetModelRequest(), timeout=self.timeout_s,
+                                                       metadata=self._metadata), "GetModel")
+        return ModelInfo.from_proto(info)
+
+    def watch_model(self, timeout_s: Optional[float] = None) -> Iterator[ModelInfo]:
+        """The version serving now, then each newly published one (until ``timeout_s``, or forever)."""
+        stream = self._stub.WatchModel(pb.WatchModelRequest(), timeout=timeout_s, metadata=self._metadata)
+        try:
+            for info in stream:
+                yield ModelInfo.from_proto(info)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise _translate(exc, "WatchModel", self.address) from None
+        finally:
+            stream.cancel()
+
+    def health(self, service: str = "") -> str:
+        """The standard gRPC health status name (``SERVING``, ``NOT_SERVING``, ...)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        response = self._retry(lambda: stub.Check(health_pb2.HealthCheckRequest(service=service),
+                                                  timeout=self.timeout_s), "health Check")
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Block until the server accepts connections (ServingError after ``timeout_s``)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise ServingError(f"no reward server at {self.address} after {timeout_s:.0f} s; start one with "
+                               "`hilreward serve checkpoint=...` or check the address") from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "RewardClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _translate(exc: grpc.RpcError, what: str, address: str) -> Exception:
+    code, details = exc.code(), exc.details()
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InputError(f"{what} rejected by the server: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ServingError(f"{what}: reward server at {address} unavailable ({details}); is `hilreward serve` "
+                            "running there?")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ServingError(f"{what}: no answer from {address} within the deadline; raise timeout_s or check the server")
+    return ServingError(f"{what} failed with {code.name}: {details}")
+
+
+def _result(r: pb.PredictResponse, latency_ms: float) -> RemoteRewardResult:
+    classes = list(r.class_probabilities)
+    probability: float | list[float] = r.probability if len(classes) <= 2 else classes
+    return RemoteRewardResult(
+        probability=probability, success=r.success, reward=r.reward, terminate=r.terminate,
+        model_version=r.model_version, latency_ms=latency_ms, class_probabilities=classes,
+        server_latency_ms=r.server_latency_ms, episode_id=r.episode_id, step=r.step)
+
+
+def _frames(images: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Camera -> uint8 (H, W, 3) numpy (torch tensors and float CHW in [0, 1] are converted)."""
+    if not isinstance(images, Mapping) or not images:
+        raise InputError("images must be a non-empty dict camera -> uint8 (H, W, 3) frame")
+    return {str(k): _hwc_uint8(v, str(k)) for k, v in images.items()}
+
+
+def _hwc_uint8(frame: Any, key: str) -> np.ndarray:
+    if hasattr(frame, "detach"):
+        frame = frame.detach().cpu().numpy()
+    arr = np.asarray(frame)
+    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise InputError(f"camera {key!r}: expected one (H, W, 3) frame, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise InputError(f"camera {key!r}: frames must be uint8 or float in [0, 1], got {arr.dtype}")
+        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+class GrpcBackend:
+    """A RewardFunction backend that asks a reward server (``RewardFunction(GrpcBackend(address), ...)``).
+
+    Same interface as deploy's TorchBackend/OnnxBackend: ``camera_keys`` and
+    ``predict(camera -> (B, H, W, 3)) -> (B,)`` or ``(B, K)``. Batches go over one
+    PredictStream. ``model_version`` is the version that produced the latest result (it
+    changes when the server swaps in a retrained version); ``threshold`` is the server's.
+    """
+
+    name = "grpc"
+
+    def __init__(self, address: str, token: Optional[str] = None, timeout_s: float = 5.0, retries: int = 3,
+                 encoding: str = "raw", client: RewardClient | None = None) -> None:
+        self.client = client or RewardClient(address, token=token, timeout_s=timeout_s, retries=retries,
+                                             encoding=encoding)
+        info = self.client.get_model()
+        self.camera_keys: list[str] = list(info.camera_keys)
+        self.threshold = info.threshold
+        self.num_classes = info.num_classes
+        self.model_version = info.version
+
+    def predict(self, images: Mapping[str, Any]) -> np.ndarray:
+        from ..deploy.backends import pick_camera
+
+        batched = {key: pick_camera(images, key) for key in self.camera_keys}
+        sizes = {len(v) for v in batched.values()}
+        if len(sizes) != 1:
+            raise InputError(f"every camera needs the same batch size, got { {k: len(v) for k, v in batched.items()} }")
+        n = sizes.pop()
+        steps = [{k: v[i] for k, v in batched.items()} for i in range(n)]
+        results = [self.client.predict(steps[0])] if n == 1 else self.client.predict_many(steps)
+        if results:
+            self.model_version = results[-1].model_version
+        if self.num_classes > 2:
+            return np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1)
+        return np.array([r.probability for r in results], dtype=np.float32)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,106 @@
+"""Camera frames <-> ``hilreward.v1.Image`` messages (raw RGB8, JPEG or PNG).
+
+Decoding validates everything a client can get wrong (empty data, a byte count that does
+not match height x width x 3, an undecodable JPEG/PNG, a decoded size that differs from the
+one declared, a camera the model does not use) and raises :class:`InputError` with a message
+the server returns as INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from .protos import hilreward_pb2 as pb
+
+CAMERA_PREFIX = "observation.images."
+MAX_SIDE = 4096
+"""Largest accepted frame side in pixels (guards against decompression bombs)."""
+
+ENCODINGS = {"raw": pb.Image.RAW_RGB8, "jpeg": pb.Image.JPEG, "png": pb.Image.PNG}
+
+
+def full_key(camera: str) -> str:
+    """``front`` -> ``observation.images.front``; full keys pass through."""
+    return camera if camera.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + camera
+
+
+def encode_image(camera: str, frame: np.ndarray, encoding: str = "raw", jpeg_quality: int = 95) -> pb.Image:
+    """One uint8 (H, W, 3) frame -> an Image message (``encoding``: raw, jpeg or png)."""
+    if encoding not in ENCODINGS:
+        raise InputError(f"unknown image encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+        raise InputError(f"camera {camera!r}: expected a uint8 (H, W, 3) RGB frame, got {frame.dtype} {frame.shape}")
+    height, width = frame.shape[:2]
+    if encoding == "raw":
+        data = np.ascontiguousarray(frame).tobytes()
+    else:
+        from PIL import Image as PILImage
+
+        buf = io.BytesIO()
+        if encoding == "jpeg":
+            PILImage.fromarray(frame).save(buf, format="JPEG", quality=jpeg_quality)
+        else:
+            PILImage.fromarray(frame).save(buf, format="PNG", compress_level=1)
+        data = buf.getvalue()
+    return pb.Image(camera=camera, height=height, width=width, encoding=ENCODINGS[encoding], data=data)
+
+
+def encode_images(images: Mapping[str, np.ndarray], encoding: str = "raw") -> list[pb.Image]:
+    return [encode_image(camera, frame, encoding) for camera, frame in images.items()]
+
+
+def decode_image(image: pb.Image) -> np.ndarray:
+    """An Image message -> uint8 (H, W, 3); InputError on anything malformed."""
+    name = image.camera or "<unnamed>"
+    if not image.data:
+        raise InputError(f"camera {name!r}: image data is empty")
+    if image.height > MAX_SIDE or image.width > MAX_SIDE:
+        raise InputError(f"camera {name!r}: {image.height}x{image.width} exceeds the {MAX_SIDE}-pixel limit per side")
+    if image.encoding == pb.Image.RAW_RGB8:
+        if image.height == 0 or image.width == 0:
+            raise InputError(f"camera {name!r}: RAW_RGB8 images need height and width (got {image.height}x{image.width})")
+        expected = image.height * image.width * 3
+        if len(image.data) != expected:
+            raise InputError(f"camera {name!r}: RAW_RGB8 {image.height}x{image.width} needs {expected} bytes "
+                             f"(height*width*3), got {len(image.data)}")
+        return np.frombuffer(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)
+    if image.encoding not in (pb.Image.JPEG, pb.Image.PNG):
+        raise InputError(f"camera {name!r}: unknown encoding {image.encoding}; use RAW_RGB8, JPEG or PNG")
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(image.data)) as img:
+            if max(img.size) > MAX_SIDE:
+                raise InputError(f"camera {name!r}: {img.size[1]}x{img.size[0]} exceeds the {MAX_SIDE}-pixel limit")
+            frame = np.asarray(img.convert("RGB"))
+    except InputError:
+        raise
+    except Exception as exc:  # PIL raises many types for corrupt data
+        kind = pb.Image.Encoding.Name(image.encoding)
+        raise InputError(f"camera {name!r}: cannot decode the {kind} data ({type(exc).__name__}: {exc})") from None
+    if (image.height and frame.shape[0] != image.height) or (image.width and frame.shape[1] != image.width):
+        raise InputError(f"camera {name!r}: declared {image.height}x{image.width} but the data decodes to "
+                         f"{frame.shape[0]}x{frame.shape[1]}")
+    return frame
+
+
+def decode_images(images: Iterable[pb.Image], camera_keys: list[str]) -> dict[str, np.ndarray]:
+    """Messages -> {full camera key: uint8 (H, W, 3)}, exactly one per camera in ``camera_keys``."""
+    known = set(camera_keys)
+    frames: dict[str, np.ndarray] = {}
+    for image in images:
+        key = full_key(image.camera)
+        if key not in known:
+            raise InputError(f"unknown camera {image.camera!r}; the model uses {', '.join(camera_keys)}")
+        if key in frames:
+            raise InputError(f"camera {image.camera!r} given twice")
+        frames[key] = decode_image(image)
+    missing = [k for k in camera_keys if k not in frames]
+    if missing:
+        raise InputError(f"missing camera(s) {', '.join(missing)}; the model uses {', '.join(camera_keys)}")
+    return frames

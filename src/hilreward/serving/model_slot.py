@@ -1,0 +1,94 @@
+"""The model version a server is serving, swapped atomically between requests.
+
+A request reads :attr:`ModelSlot.current` once and uses that :class:`ServedModel` to the end,
+so a swap never mixes two versions inside one response and every response names the
+version that produced it. Watchers block on :meth:`ModelSlot.wait_change`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class Predictor(Protocol):
+    """What the server needs from a model: the deploy backends (TorchBackend, OnnxBackend) fit."""
+
+    camera_keys: list[str]
+
+    def predict(self, images: dict[str, np.ndarray]) -> np.ndarray:
+        """camera key -> uint8 (B, H, W, 3) -> success probabilities (B,) or class probabilities (B, K)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version (immutable)."""
+
+    version: str
+    """model_version string of every response it produces."""
+    predictor: Predictor
+    """Runs the model (the same backend RewardFunction uses in-process)."""
+    threshold: float
+    """Success threshold the server applies to its probabilities."""
+    image_size: tuple[int, int] = (0, 0)
+    """Model input size (height, width); frames of other sizes are resized by the model."""
+    num_classes: int = 2
+    """2 for binary (one success probability), K > 2 for multi-class."""
+    number: int = 0
+    """Version directory number (0 = the checkpoint the server started with)."""
+    created_unix: float = 0.0
+    """When the version was published."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Held-out metrics of the version."""
+    corrections_used: int = 0
+    """Corrections the version was trained with."""
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return list(self.predictor.camera_keys)
+
+
+class ModelSlot:
+    """Holds the current :class:`ServedModel`; ``swap`` replaces it and wakes watchers."""
+
+    def __init__(self, model: ServedModel) -> None:
+        self._model = model
+        self._generation = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def current(self) -> ServedModel:
+        return self._model  # one attribute read: atomic
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def swap(self, model: ServedModel) -> None:
+        with self._cond:
+            self._model = model
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> tuple[int, ServedModel] | None:
+        """Wait until the generation differs from ``seen``; None on timeout or when closed."""
+        with self._cond:
+            if self._generation == seen and not self._closed:
+                self._cond.wait(timeout)
+            if self._closed or self._generation == seen:
+                return None
+            return self._generation, self._model
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,0 +1,1 @@
+"""Generated gRPC code for hilreward.proto (regenerate with `make proto`; never edit by hand)."""
