@@ -1,1 +1,41 @@
-"""hilreward.deploy"""
+"""hilreward.deploy: the classifier in the RL loop.
+
+    from hilreward.deploy import RewardFunction, RewardClassifierWrapper, HumanOverride
+    reward_fn = RewardFunction.from_pretrained("outputs/train/checkpoints/best", consecutive=2)
+    env = RewardClassifierWrapper(make_env("drawer-open"), reward_fn)
+
+- :class:`RewardFunction`: frames -> :class:`RewardResult` (probability, success, reward, terminate,
+  model_version, latency_ms); batched calls, per-env debounce, replay-buffer ``relabel``.
+- :class:`RewardClassifierWrapper`: gymnasium wrapper that replaces / adds to the env reward.
+- :class:`HumanOverride` with programmatic, keyboard and gamepad sources; disagreements become
+  :class:`Correction` records in a :class:`CorrectionSink` (default: a LeRobot v3.0 dataset folder).
+- ONNX export (``hilreward export``) and LeRobot ``reward_classifier`` import (:func:`import_lerobot`).
+"""
+
+from .corrections import Correction, CorrectionSink, DatasetCorrectionSink, MemoryCorrectionSink
+from .lerobot_import import LeRobotRewardClassifier, import_lerobot, is_lerobot_checkpoint
+from .loading import load_classifier
+from .onnx_export import export_onnx
+from .override import HumanOverride, KeyboardSource, OverrideSource, PygameJoystickSource
+from .reward_function import RewardFunction, RewardOptions, RewardResult
+from .wrapper import RewardClassifierWrapper
+
+__all__ = [
+    "RewardFunction",
+    "RewardResult",
+    "RewardOptions",
+    "RewardClassifierWrapper",
+    "HumanOverride",
+    "OverrideSource",
+    "KeyboardSource",
+    "PygameJoystickSource",
+    "Correction",
+    "CorrectionSink",
+    "DatasetCorrectionSink",
+    "MemoryCorrectionSink",
+    "export_onnx",
+    "import_lerobot",
+    "is_lerobot_checkpoint",
+    "LeRobotRewardClassifier",
+    "load_classifier",
+]

@@ -1,0 +1,177 @@
+"""Human corrections: what was recorded, and where it goes.
+
+A :class:`Correction` is one step where a human override disagreed with the classifier.
+Any object with ``add(correction)`` and ``close()`` is a :class:`CorrectionSink` (an optional
+``flush()`` is called at the end of each episode). :class:`DatasetCorrectionSink`, the default,
+writes a local LeRobot v3.0 dataset that ``hilreward train`` can read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+
+CAMERA_PREFIX = "observation.images."
+
+
+@dataclass
+class Correction:
+    """One human override that disagreed with the classifier."""
+
+    frames: dict[str, np.ndarray]
+    """Full camera key (``observation.images.front``) -> uint8 (H, W, 3) frame the classifier judged."""
+    label: int
+    """The human's label: 1 success, 0 failure."""
+    probability: float | list[float]
+    """The classifier's success probability (class probabilities for multi-class)."""
+    model_version: str
+    """Version of the model that produced ``probability``."""
+    time: float
+    """Unix time of the override."""
+    episode: int
+    """Episode counter of the reward function (advanced by ``reset()``)."""
+    step: int
+    """Step within the episode (0-based)."""
+    env_index: int = 0
+    """Index of the environment in a vectorised batch."""
+    source: str = "programmatic"
+    """Which override source produced the label (``programmatic``, ``keyboard``, ``gamepad``...)."""
+
+
+@runtime_checkable
+class CorrectionSink(Protocol):
+    """Where corrections go. ``flush()``, when a sink has it, is called at each episode end."""
+
+    def add(self, correction: Correction) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryCorrectionSink:
+    """Keeps corrections in a list (for tests, notebooks and custom pipelines)."""
+
+    def __init__(self) -> None:
+        self.corrections: list[Correction] = []
+
+    def add(self, correction: Correction) -> None:
+        self.corrections.append(correction)
+
+    def close(self) -> None:
+        pass
+
+
+class DatasetCorrectionSink:
+    """Writes corrections as a LeRobot v3.0 dataset folder at ``root``.
+
+    One dataset episode per RL episode that had corrections; columns ``next.reward`` (the
+    human label, float32), ``classifier.probability`` (float32, success probability),
+    ``correction.episode`` / ``correction.step`` (int64) and every camera as
+    ``observation.images.<name>``. ``meta/corrections.jsonl`` adds model version, time and
+    source per row. Every flush rewrites the folder atomically (temp dir + rename), so
+    a reader never sees a half-written dataset; corrections stay in memory until ``close()``.
+    """
+
+    def __init__(self, root: str | os.PathLike, fps: int = 10, task: str = "human correction",
+                 codec: str = "auto") -> None:
+        self.root = Path(root)
+        self.fps = fps
+        self.task = task
+        self.codec = codec
+        self._episodes: list[list[Correction]] = []
+        self._open: dict[int, list[Correction]] = {}
+        self._dirty = False
+
+    def add(self, correction: Correction) -> None:
+        frames = {_full_key(k): np.asarray(v) for k, v in correction.frames.items()}
+        for key, frame in frames.items():
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+                raise InputError(f"correction frame {key!r} must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+        correction.frames = frames
+        self._open.setdefault(correction.episode, []).append(correction)
+        self._dirty = True
+
+    def flush(self) -> Path | None:
+        """Close the open episodes and rewrite the dataset; returns its root (None if empty)."""
+        for episode in sorted(self._open):
+            self._episodes.append(self._open[episode])
+        self._open.clear()
+        if not self._dirty or not self._episodes:
+            return None
+        self._write()
+        self._dirty = False
+        return self.root
+
+    def close(self) -> None:
+        self.flush()
+
+    @property
+    def num_corrections(self) -> int:
+        return sum(len(e) for e in self._episodes) + sum(len(e) for e in self._open.values())
+
+    def _write(self) -> None:
+        from ..data.writer import DatasetWriter
+
+        first = self._episodes[0][0]
+        cameras = {k: tuple(v.shape[:2]) for k, v in first.frames.items()}
+        for episode in self._episodes:
+            for c in episode:
+                shapes = {k: tuple(v.shape[:2]) for k, v in c.frames.items()}
+                if shapes != cameras:
+                    raise InputError(f"correction frames changed cameras or sizes: {shapes} vs {cameras}; "
+                                     "use one DatasetCorrectionSink per camera setup")
+        features = {
+            "next.reward": {"dtype": "float32", "shape": [1]},
+            "classifier.probability": {"dtype": "float32", "shape": [1]},
+            "correction.episode": {"dtype": "int64", "shape": [1]},
+            "correction.step": {"dtype": "int64", "shape": [1]},
+        }
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.", dir=self.root.parent))
+        try:
+            writer = DatasetWriter(tmp / "ds", fps=self.fps, cameras=cameras, features=features, codec=self.codec)
+            rows = []
+            for episode in self._episodes:  # a failure leaves tmp (writer's temp dir inside) to the finally
+                frames = {k: np.stack([c.frames[k] for c in episode]) for k in cameras}
+                columns = {
+                    "next.reward": np.array([c.label for c in episode], dtype=np.float32),
+                    "classifier.probability": np.array([_success_prob(c.probability) for c in episode],
+                                                       dtype=np.float32),
+                    "correction.episode": np.array([c.episode for c in episode], dtype=np.int64),
+                    "correction.step": np.array([c.step for c in episode], dtype=np.int64),
+                }
+                writer.add_episode(frames, columns, task=self.task)
+                rows += [{k: v for k, v in asdict(c).items() if k != "frames"} for c in episode]
+            written = Path(writer.finalize())
+            with open(written / "meta" / "corrections.jsonl", "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+            if self.root.exists():
+                os.replace(self.root, tmp / "old")
+            os.replace(written, self.root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _success_prob(probability: float | list[float]) -> float:
+    return float(probability[-1]) if isinstance(probability, (list, tuple)) else float(probability)
+
+
+def _full_key(name: str) -> str:
+    return name if name.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + name
+
+
+def make_sink(sink: CorrectionSink | str | os.PathLike | None) -> CorrectionSink | None:
+    """``None`` -> None, a path -> DatasetCorrectionSink(path), a sink -> itself."""
+    if sink is None or isinstance(sink, CorrectionSink):
+        return sink
+    if isinstance(sink, (str, os.PathLike)):
+        return DatasetCorrectionSink(sink)
+    raise ConfigError(f"corrections must be a folder path or an object with add() and close(), got {type(sink).__name__}")

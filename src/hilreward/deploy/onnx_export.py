@@ -1,0 +1,146 @@
+"""``hilreward export checkpoint=<dir> format=onnx``: a checkpoint as one ONNX graph, preprocessing included.
+
+The graph takes one input per camera, named like the camera key with dots as underscores
+(``observation_images_front``): uint8 (B, H, W, 3) frames already at the checkpoint's
+``image_size``; it converts to float, normalises exactly as the torch model does and outputs
+``probability`` ((B,) binary, (B, K) multi-class). Frames of another size must be resized first
+(``RewardFunction(backend="onnx")`` does it with the torch model's own resize), because the
+antialiased resize of the torch path has no exact ONNX counterpart.
+
+Every export is checked against torch with ONNX Runtime on random frames; a max absolute
+difference in probability above ``atol`` (1e-4) fails the export and leaves no file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from .backends import onnx_input_name
+
+FORMATS = ("onnx",)
+
+
+@dataclass
+class ExportOptions:
+    """Options of ``hilreward export``."""
+
+    checkpoint: str = ""
+    """Checkpoint folder (hilreward or LeRobot reward_classifier) or Hub repo id."""
+    format: str = "onnx"
+    """Export format; only ``onnx``."""
+    output: Optional[str] = None
+    """Where to write the model (default ``<checkpoint>/model.onnx``)."""
+    opset: int = 18
+    """ONNX opset version."""
+    atol: float = 1e-4
+    """Largest allowed |probability(ONNX) - probability(torch)| on the check frames."""
+    check_batch: int = 4
+    """Random frames used for the parity check."""
+
+
+class _UInt8Graph(nn.Module):
+    """uint8 NHWC frames (one tensor per camera, in camera order) -> probability."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.keys = list(model.config.camera_keys)
+
+    def forward(self, *frames: torch.Tensor) -> torch.Tensor:
+        pixels = self.model.preprocess(dict(zip(self.keys, frames)))
+        return self.model.probabilities(self.model(pixels))
+
+
+def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float = 1e-4,
+                check_batch: int = 4) -> float:
+    """Write ``path`` atomically after checking it against torch; returns the max abs difference."""
+    path = Path(path)
+    model = model.eval()
+    h, w = (int(s) for s in model.config.image_size)
+    keys = list(model.config.camera_keys)
+    names = [onnx_input_name(k) for k in keys]
+    graph = _UInt8Graph(model).eval()
+    dummy = tuple(torch.zeros(2, h, w, 3, dtype=torch.uint8) for _ in keys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, dummy, tmp, input_names=names, output_names=["probability"],
+                              opset_version=opset, dynamo=True, external_data=False,
+                              dynamic_shapes=(tuple({0: batch} for _ in keys),), verbose=False)
+        diff = check_parity(model, tmp, check_batch)
+        if not diff <= atol:
+            raise CheckpointError(f"ONNX export of {model.config.camera_keys} differs from torch by {diff:.3g} in "
+                                  f"probability (allowed {atol:g}); the export was not written")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return diff
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"ONNX export failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter logs a warning per optional op library it does not find (e.g. torchvision)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_parity(model: nn.Module, onnx_path: str | Path, batch: int = 4, seed: int = 0) -> float:
+    """Max |p_onnx - p_torch| on ``batch`` random uint8 frames per camera (ONNX Runtime, CPU)."""
+    import onnxruntime as ort
+
+    h, w = (int(s) for s in model.config.image_size)
+    rng = np.random.default_rng(seed)
+    frames = {k: rng.integers(0, 256, size=(batch, h, w, 3), dtype=np.uint8) for k in model.config.camera_keys}
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {onnx_input_name(k): v for k, v in frames.items()})[0]
+    with torch.inference_mode():
+        want = model.probabilities(model(model.preprocess(frames))).float().numpy()
+    if got.shape != want.shape:
+        raise CheckpointError(f"ONNX output shape {got.shape} differs from torch {want.shape}")
+    return float(np.max(np.abs(got - want)))
+
+
+def main(args: list[str]) -> int:
+    from ..config import parse_overrides
+    from .loading import load_classifier, resolve_checkpoint
+
+    opts: ExportOptions = parse_overrides(ExportOptions, args)
+    if not opts.checkpoint:
+        raise ConfigError("export needs checkpoint=<folder or Hub repo id>")
+    if opts.format not in FORMATS:
+        raise ConfigError(f"format={opts.format!r}: known formats are {', '.join(FORMATS)}")
+    root = resolve_checkpoint(opts.checkpoint)
+    model = load_classifier(root)
+    out = Path(opts.output) if opts.output else root / "model.onnx"
+    diff = export_onnx(model, out, opset=opts.opset, atol=opts.atol, check_batch=opts.check_batch)
+    print(json.dumps({"onnx": str(out), "max_abs_diff": diff, "inputs": [onnx_input_name(k) for k in
+                                                                          model.config.camera_keys]}))
+    return 0

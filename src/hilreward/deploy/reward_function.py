@@ -1,0 +1,288 @@
+"""The reward function an RL actor calls every step: frames in, (probability, success, reward, terminate) out.
+
+    reward_fn = RewardFunction.from_pretrained("outputs/train/checkpoints/best", consecutive=2)
+    result = reward_fn({"front": front_uint8_hwc, "wrist": wrist_uint8_hwc})
+    if result.terminate: ...
+    reward_fn.reset()            # at each episode start
+
+Success is ``probability >= success_threshold`` held for ``consecutive`` frames in a row
+(per environment for ``batch``). A :class:`~hilreward.deploy.override.HumanOverride` label wins
+for its step; when it disagrees with the classifier it is recorded as a correction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError, InputError
+from .backends import OnnxBackend, TorchBackend, pick_camera
+from .corrections import Correction, CorrectionSink, make_sink
+from .override import HumanOverride
+
+MODES = ("sparse", "dense")
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class RewardResult:
+    """What the reward function says about one step of one environment."""
+
+    probability: float | list[float]
+    """Success probability (binary) or class probabilities (multi-class)."""
+    success: bool
+    """Success after threshold, debounce and human override."""
+    reward: float
+    """``success_reward`` on success (sparse) or ``probability * success_reward`` (dense)."""
+    terminate: bool
+    """``success and terminate_on_success``."""
+    model_version: str
+    """Short stable id of the model that judged the frames."""
+    latency_ms: float
+    """Wall time of the call that produced this result (a batched call: the whole batch)."""
+    override: Optional[str] = None
+    """``"success"`` / ``"failure"`` when a human override decided this step, else None."""
+
+
+@dataclass
+class RewardOptions:
+    """How probabilities become rewards."""
+
+    success_threshold: float = 0.5
+    """Success when the success probability is >= this."""
+    success_reward: float = 1.0
+    """Reward on success (sparse) or the scale of the probability (dense)."""
+    terminate_on_success: bool = True
+    """Set ``terminate`` on success."""
+    mode: str = "sparse"
+    """``sparse``: reward = success_reward on success, else 0; ``dense``: reward = probability * success_reward."""
+    consecutive: int = 1
+    """Frames in a row at or above the threshold before success (debounce)."""
+    success_class: int = -1
+    """Multi-class only: the class whose probability counts as success (default: the last)."""
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode={self.mode!r}: use one of {', '.join(MODES)}")
+        if not 0.0 <= self.success_threshold <= 1.0:
+            raise ConfigError(f"success_threshold={self.success_threshold}: must be within [0, 1]")
+        if int(self.consecutive) != self.consecutive or self.consecutive < 1:
+            raise ConfigError(f"consecutive={self.consecutive}: must be an integer >= 1")
+
+
+@dataclass
+class _EnvState:
+    streak: int = 0
+    step: int = 0
+    episode: int = 0
+
+
+class RewardFunction:
+    """Reward from camera frames for an RL loop; see the module docstring."""
+
+    def __init__(self, backend: TorchBackend | OnnxBackend, model_version: str,
+                 options: RewardOptions | None = None, override: HumanOverride | None = None,
+                 corrections: CorrectionSink | str | None = None) -> None:
+        self.backend = backend
+        self.model_version = model_version
+        self.options = options or RewardOptions()
+        self.options.validate()
+        self.override = override
+        self.corrections = make_sink(corrections)
+        self._states: list[_EnvState] = [_EnvState()]
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | Path, success_threshold: float | None = None,
+                        success_reward: float = 1.0, terminate_on_success: bool = True, mode: str = "sparse",
+                        consecutive: int = 1, device: str = "cpu", backend: str = "torch", *,
+                        compile: bool = False, success_class: int = -1, threads: int | None = None,
+                        override: HumanOverride | None = None,
+                        corrections: CorrectionSink | str | None = None) -> "RewardFunction":
+        """Load a hilreward checkpoint (folder or Hub repo) or a LeRobot ``reward_classifier`` checkpoint.
+
+        ``success_threshold=None`` uses the threshold stored in the checkpoint (0.5 if none).
+        ``backend="onnx"`` runs ``<dir>/model.onnx`` with ONNX Runtime, exporting it first when missing.
+        ``compile=True`` wraps the torch forward in ``torch.compile``.
+        """
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
+        from .loading import load_classifier, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(path_or_repo)
+        model = load_classifier(ckpt, device=device)
+        threshold = success_threshold if success_threshold is not None else float(getattr(model, "threshold", 0.5))
+        options = RewardOptions(threshold, success_reward, terminate_on_success, mode, consecutive, success_class)
+        if backend == "onnx":
+            if device != "cpu":
+                raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
+            from .onnx_export import export_onnx
+
+            onnx_path = ckpt / "model.onnx"
+            if not onnx_path.exists():
+                export_onnx(model, onnx_path)
+            runner: TorchBackend | OnnxBackend = OnnxBackend(onnx_path, model, threads=threads)
+        else:
+            runner = TorchBackend(model, compile=compile)
+        return cls(runner, model_version(ckpt), options, override=override, corrections=corrections)
+
+    # ------------------------------------------------------------------ calls
+    @property
+    def camera_keys(self) -> list[str]:
+        return self.backend.camera_keys
+
+    def __call__(self, images: dict[str, Any]) -> RewardResult:
+        """Judge one step of one environment: ``images`` maps camera -> uint8 (H, W, 3)."""
+        batched = {}
+        for key in self.camera_keys:
+            frame = pick_camera(images, key)
+            batched[key] = frame[None] if _is_tensorlike(frame) else np.asarray(frame)[None]
+        return self._judge(batched, 1)[0]
+
+    def batch(self, images: Sequence[dict[str, Any]] | dict[str, Any]) -> list[RewardResult]:
+        """Judge one step of N environments at once (a list of per-env dicts, or a dict of (N, H, W, 3)).
+
+        Each environment keeps its own debounce counter; results equal N single calls.
+        """
+        if isinstance(images, dict):
+            batched = {key: pick_camera(images, key) for key in self.camera_keys}
+        else:
+            if not images:
+                raise InputError("batch() got an empty list of environments")
+            batched = {key: _stack([pick_camera(env, key) for env in images], key) for key in self.camera_keys}
+        sizes = {len(v) for v in batched.values()}
+        if len(sizes) != 1:
+            raise InputError(f"every camera needs the same batch size, got { {k: len(v) for k, v in batched.items()} }")
+        return self._judge(batched, sizes.pop())
+
+    def relabel(self, frames: dict[str, Any], batch_size: int = 64) -> np.ndarray:
+        """Probabilities for stored frames (camera -> (B, H, W, 3)), e.g. to relabel a replay buffer.
+
+        Does not touch debounce state or overrides.
+        """
+        frames = {key: pick_camera(frames, key) for key in self.camera_keys}
+        n = {len(v) for v in frames.values()}
+        if len(n) != 1:
+            raise InputError(f"every camera needs the same number of frames, got { {k: len(v) for k, v in frames.items()} }")
+        total = n.pop()
+        out = [self.backend.predict({k: v[i:i + batch_size] for k, v in frames.items()})
+               for i in range(0, total, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+
+    def reset(self, env_index: int | None = None) -> None:
+        """Start a new episode for ``env_index`` (every environment when None): clears the debounce counter."""
+        targets = self._states if env_index is None else [self._state(env_index)]
+        for state in targets:
+            state.streak, state.step = 0, 0
+            state.episode += 1
+        if self.override is not None and env_index is None:
+            self.override.clear()
+        flush = getattr(self.corrections, "flush", None)
+        if flush is not None:
+            flush()
+
+    def close(self) -> None:
+        """Write pending corrections and release override devices."""
+        if self.corrections is not None:
+            self.corrections.close()
+        if self.override is not None:
+            self.override.close()
+
+    # ------------------------------------------------------------------ internals
+    def _state(self, index: int) -> _EnvState:
+        while len(self._states) <= index:
+            self._states.append(_EnvState())
+        return self._states[index]
+
+    def _judge(self, batched: dict[str, Any], n: int) -> list[RewardResult]:
+        start = time.perf_counter()
+        probs = self.backend.predict(batched)
+        labels = self.override.take(n) if self.override is not None else [None] * n
+        latency = (time.perf_counter() - start) * 1e3
+        opts = self.options
+        results = []
+        for i in range(n):
+            state = self._state(i)
+            p = probs[i]
+            score = float(p[opts.success_class]) if p.ndim else float(p)
+            state.streak = state.streak + 1 if score >= opts.success_threshold else 0
+            classifier_success = state.streak >= opts.consecutive
+            success, override = classifier_success, None
+            if labels[i] is not None:
+                label, source = labels[i]
+                success, override = bool(label), ("success" if label else "failure")
+                state.streak = opts.consecutive if label else 0
+                score = float(label)
+                if success != classifier_success and self.corrections is not None:
+                    self.corrections.add(Correction(
+                        frames={k: _to_hwc_uint8(v[i]) for k, v in batched.items()}, label=int(label),
+                        probability=_probability(p), model_version=self.model_version, time=time.time(),
+                        episode=state.episode, step=state.step, env_index=i, source=source))
+            if opts.mode == "sparse":
+                reward = opts.success_reward if success else 0.0
+            else:
+                reward = score * opts.success_reward
+            results.append(RewardResult(
+                probability=_probability(p), success=success, reward=float(reward),
+                terminate=bool(success and opts.terminate_on_success), model_version=self.model_version,
+                latency_ms=latency, override=override))
+            state.step += 1
+        return results
+
+
+def _probability(p: np.ndarray) -> float | list[float]:
+    return [float(x) for x in p] if p.ndim else float(p)
+
+
+def _is_tensorlike(x: Any) -> bool:
+    return isinstance(x, (torch.Tensor, np.ndarray))
+
+
+def _stack(frames: list[Any], key: str) -> Any:
+    shapes = {tuple(f.shape) for f in frames}
+    if len(shapes) != 1:
+        raise InputError(f"camera {key!r}: environments gave frames of different shapes {sorted(shapes)}")
+    if isinstance(frames[0], torch.Tensor):
+        return torch.stack(frames)
+    return np.stack([np.asarray(f) for f in frames])
+
+
+def _to_hwc_uint8(frame: Any) -> np.ndarray:
+    """A frame as the uint8 (H, W, 3) array a correction stores (float CHW in [0, 1] is converted)."""
+    arr = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
+    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def model_version(checkpoint: Path) -> str:
+    """``model_version`` from config.json when the checkpoint names one (e.g. a retrainer's version id),
+    else the first 12 hex digits of sha256(config.json + model.safetensors): stable across loads and
+    machines, different for any change of weights or configuration."""
+    config = checkpoint / "config.json"
+    try:
+        named = json.loads(config.read_text()).get("model_version")
+    except (OSError, json.JSONDecodeError):
+        raise CheckpointError(f"{config} is missing or not JSON") from None
+    if named:
+        return str(named)
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        path = checkpoint / name
+        if not path.exists():
+            raise CheckpointError(f"{checkpoint} has no {name}")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+__all__ = ["RewardFunction", "RewardResult", "RewardOptions", "model_version"]
