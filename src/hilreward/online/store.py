@@ -83,16 +83,18 @@ class CorrectionStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-        self._check_schema()
-
-    def _check_schema(self) -> None:
         try:
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise ServingError(f"{self.path} is not a correction store ({exc})") from None
+            self._db.close()
+            raise ServingError(f"{self.path} is not a correction store ({exc}); choose another store= path") from None
+        self._check_schema(version)
+
+    def _check_schema(self, version: int) -> None:
         if version == 0 and not self.readonly:
             tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
             if tables:
