@@ -275,6 +275,21 @@ def test_jax_same_padding_puts_the_extra_pixel_after():
     assert enc.feature_shape((128, 128)) == (512, 4, 4) and enc.feature_shape((84, 84)) == (512, 3, 3)
 
 
+@pytest.mark.parametrize("h,w", [(64, 64), (21, 21), (42, 33)])
+def test_fast_max_pool_equals_torch_max_pool(h, w):
+    import math
+
+    import torch.nn.functional as F
+
+    from hilreward.models.resnet10 import max_pool_3x3_s2
+
+    x = torch.randn(2, 4, h, w)
+    assert torch.equal(max_pool_3x3_s2(x, (1, 1, 1, 1)), F.max_pool2d(x, 3, 2, 1))
+    (top, bottom), (left, right) = same_padding(h, 3, 2), same_padding(w, 3, 2)
+    expected = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=-math.inf), 3, 2)
+    assert torch.equal(max_pool_3x3_s2(x, (left, right, top, bottom)), expected)
+
+
 def _hilserl_state() -> dict[str, torch.Tensor]:
     """The key names of helper2424/resnet10 (and lerobot/resnet10): custom HIL-SERL port, GroupNorm."""
     g = torch.Generator().manual_seed(3)
