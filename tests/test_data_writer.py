@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -113,3 +116,40 @@ def test_bad_episodes_are_refused(tmp_path):
     with pytest.raises(DatasetError, match="no episodes"):
         DatasetWriter(tmp_path / "empty", fps=10, cameras=CAM).finalize()
     assert list(tmp_path.iterdir()) == []
+
+
+PEER_PYTHON = Path.home() / ".cache" / "hilreward-peer" / "venv" / "bin" / "python"
+LEROBOT_READ = """
+import json, sys
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+rows = [int(i) for i in sys.argv[1].split(",")]
+result = []
+for root in sys.argv[2:]:
+    ds = LeRobotDataset("local/check", root=root, video_backend="pyav")
+    out = {"len": len(ds), "episodes": ds.num_episodes, "tasks": list(ds.meta.tasks.index), "frames": {}}
+    for key in ds.meta.camera_keys:
+        out["frames"][key] = [(ds[i][key].numpy().transpose(1, 2, 0) * 255).round().astype(int).tolist() for i in rows]
+    out["state"] = [ds[i]["observation.state"].tolist() for i in rows]
+    result.append(out)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PEER_PYTHON.is_file(), reason="LeRobot peer venv absent (bash ../shared/peer/setup_lerobot.sh)")
+def test_lerobot_loader_reads_writer_output(tmp_path):
+    """LeRobot 0.6.1's own LeRobotDataset loads what DatasetWriter wrote (video and image features)."""
+    made = {v: write_synthetic(tmp_path / f"ds{v}", lengths=(12, 9), use_videos=v) for v in (True, False)}
+    rows = [0, 11, 12, 20]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([str(PEER_PYTHON), "-c", LEROBOT_READ, ",".join(map(str, rows)),
+                          str(tmp_path / "dsTrue"), str(tmp_path / "dsFalse")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for got, use_videos in zip(json.loads(res.stdout.strip().splitlines()[-1]), (True, False)):
+        assert (got["len"], got["episodes"], got["tasks"]) == (21, 2, ["task 0", "task 1"])
+        ours = LeRobotDataset.open(tmp_path / f"ds{use_videos}").frames(None, (32, 48), cache_dir=str(tmp_path / "c"))
+        for key, frames in got["frames"].items():
+            assert np.abs(np.array(frames) - ours[key][rows].astype(int)).mean() < 0.5  # same pixels as our reader
+        state = np.concatenate([c["observation.state"] for c in made[use_videos]["columns"]])[rows]
+        assert np.array_equal(np.array(got["state"]), state)
