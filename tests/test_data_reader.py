@@ -150,11 +150,12 @@ def test_v21_reading(v21, drawer4, tmp_path):
     frames = ds.frames(None, (128, 128), cache_dir=str(tmp_path))
     assert video.DECODE_CALLS == before + 4  # one mp4 per (camera, episode)
     ref = drawer4.frames(None, (128, 128), episodes=[0, 3], cache_dir=str(tmp_path))
+    idx = np.arange(1, 297, 5)
     for k in ref:
-        a, b = frames[k].astype(int), ref[k].astype(int)
-        aligned = np.abs(a - b).mean()
+        a, b = frames[k].astype(np.int16), ref[k].astype(np.int16)
+        aligned = np.abs(a[idx] - b[idx]).mean()
         assert aligned < 2.5  # near-lossless h264 (yuv420p) re-encode of the same frames
-        assert aligned < np.abs(a[1:] - b[:-1]).mean() and aligned < np.abs(a[:-1] - b[1:]).mean()
+        assert aligned < np.abs(a[idx] - b[idx - 1]).mean() and aligned < np.abs(a[idx] - b[idx + 1]).mean()
 
 
 def test_image_features_in_parquet(tmp_path):
