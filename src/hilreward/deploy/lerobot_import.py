@@ -122,13 +122,16 @@ class LeRobotRewardClassifier(nn.Module):
         if not isinstance(images, Mapping):
             raise InputError(f"images must be a dict camera -> frames, got {type(images).__name__}")
         device = self.norm_mean.device
-        out = {}
-        for i, (key, image) in enumerate(pick_cameras(images, self.config.camera_keys).items()):
-            x = resize(to_float_chw(image, key, device), self.config.image_size)
-            out[key] = (x - self.norm_mean[i]) / (self.norm_std[i] + self.config.eps)
-        if len({v.shape[0] for v in out.values()}) > 1:
-            raise InputError(f"cameras have different batch sizes { {k: v.shape[0] for k, v in out.items()} }")
-        return out
+        unit = {key: resize(to_float_chw(image, key, device), self.config.image_size)
+                for key, image in pick_cameras(images, self.config.camera_keys).items()}
+        if len({v.shape[0] for v in unit.values()}) > 1:
+            raise InputError(f"cameras have different batch sizes { {k: v.shape[0] for k, v in unit.items()} }")
+        return self.normalise(unit)
+
+    def normalise(self, pixels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """LeRobot's MEAN_STD step on float (B, 3, H, W) in [0, 1]: (x - mean) / (std + eps), per camera."""
+        return {key: (pixels[key] - self.norm_mean[i]) / (self.norm_std[i] + self.config.eps)
+                for i, key in enumerate(self.config.camera_keys)}
 
     def encode(self, pixels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Feature maps per camera; one encoder call for all cameras when shapes match (eval mode)."""

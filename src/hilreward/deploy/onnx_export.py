@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..models.preprocessing import normalize
 from .backends import onnx_input_name
+from .lerobot_import import LeRobotRewardClassifier
 
 FORMATS = ("onnx",)
 
@@ -60,8 +62,18 @@ class _UInt8Graph(nn.Module):
         self.keys = list(model.config.camera_keys)
 
     def forward(self, *frames: torch.Tensor) -> torch.Tensor:
-        pixels = self.model.preprocess(dict(zip(self.keys, frames)))
-        return self.model.probabilities(self.model(pixels))
+        # The same arithmetic as model.preprocess for frames already at image_size (preprocess itself
+        # holds Python-side checks that do not trace with a symbolic batch size).
+        unit = {k: f.permute(0, 3, 1, 2).float().div(255.0) for k, f in zip(self.keys, frames)}
+        if isinstance(self.model, LeRobotRewardClassifier):
+            pixels = self.model.normalise(unit)
+        else:
+            pixels = {k: normalize(x, self.model.config.mean, self.model.config.std) for k, x in unit.items()}
+        # All cameras through the encoder at once; reshape (not split) keeps the batch size symbolic.
+        maps = self.model.encoder(torch.cat([pixels[k] for k in self.keys]))
+        maps = maps.reshape(len(self.keys), -1, *maps.shape[1:])
+        logits = self.model.head({k: maps[i] for i, k in enumerate(self.keys)})
+        return self.model.probabilities(logits)
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float = 1e-4,
