@@ -67,8 +67,8 @@ def decode_to_rows(path: Path, targets: np.ndarray, fps: float, size: tuple[int,
                 if frame.pts is None:
                     continue
                 t = float(frame.pts * frame.time_base)
-                while j < n and targets[order[j]] < t - tol:
-                    _missing(path, targets[order[j]], t, decoded, n)
+                if j < n and targets[order[j]] < t - tol:
+                    _missing(path, targets[order[j]], t)
                 if j < n and abs(targets[order[j]] - t) <= tol:
                     img = resize_frames(frame.to_ndarray(format="rgb24"), size)
                     while j < n and abs(targets[order[j]] - t) <= tol:
@@ -85,7 +85,7 @@ def decode_to_rows(path: Path, targets: np.ndarray, fps: float, size: tuple[int,
                          f"the video is truncated or the dataset's timestamps are wrong — re-download or re-record it")
 
 
-def _missing(path: Path, target: float, t: float, decoded: int, n: int) -> None:
+def _missing(path: Path, target: float, t: float) -> None:
     raise VideoError(f"{path}: no frame near t={target:.3f}s (next decoded frame is at {t:.3f}s); "
                      f"the video skips frames the parquet rows refer to — re-encode it at the dataset's fps")
 
