@@ -105,3 +105,25 @@ def test_episode_length_mismatch(copy):
     pq.write_table(pq.read_table(path).slice(0, 500), path)
     with pytest.raises(DatasetError, match="episode 3 .* has 53 rows .* says 149"):
         LeRobotDataset.open(copy)
+
+
+def test_video_that_skips_frames(copy, tmp_path):
+    """A file whose frames jump over rows' timestamps (dropped frames) is refused, not silently misaligned."""
+    from fractions import Fraction
+
+    import av
+
+    (copy / FRONT).unlink()
+    with av.open(str(copy / FRONT), mode="w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width = s.height = 128
+        s.pix_fmt = "yuv420p"
+        s.time_base = Fraction(1, 10)
+        for i, pts in enumerate(list(range(50)) + list(range(60, 596))):
+            frame = av.VideoFrame.from_ndarray(np.full((128, 128, 3), i % 255, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 10)
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    with pytest.raises(VideoError, match="no frame near t=5.000s .*next decoded frame is at 6.000s"):
+        LeRobotDataset.open(copy).frames(["front"], (16, 16), cache_dir=str(tmp_path / "cache"))
+    _no_cache_entry(tmp_path / "cache")
