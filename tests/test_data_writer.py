@@ -113,6 +113,8 @@ def test_bad_episodes_are_refused(tmp_path):
         w.add_episode(good, {"s": np.zeros(4)}, "t")
     w.abort()
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DatasetError, match="even height and width.*codec=libsvtav1"):
+        DatasetWriter(tmp_path / "odd", fps=10, cameras={"observation.images.front": (33, 48)}, codec="libx264")
     with pytest.raises(DatasetError, match="no episodes"):
         DatasetWriter(tmp_path / "empty", fps=10, cameras=CAM).finalize()
     assert list(tmp_path.iterdir()) == []

@@ -119,17 +119,24 @@ class VideoEncoder:
         import av
 
         self.codec = pick_codec(codec)
+        if self.codec in ("libx264", "libx265") and (height % 2 or width % 2):
+            raise VideoError(f"{self.codec} with yuv420p needs an even height and width, got {height}x{width}; "
+                             f"resize the frames or use codec=libsvtav1")
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config at info level otherwise
         self.path = path
         self.fps = fps
         self.count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), mode="w")
-        self._stream = self._container.add_stream(self.codec, rate=fps,
-                                                  options={k: str(v) for k, v in encoder_options(self.codec, options).items()})
-        self._stream.width, self._stream.height = width, height
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.time_base = Fraction(1, fps)
+        try:
+            self._stream = self._container.add_stream(
+                self.codec, rate=fps, options={k: str(v) for k, v in encoder_options(self.codec, options).items()})
+            self._stream.width, self._stream.height = width, height
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.time_base = Fraction(1, fps)
+        except av.error.FFmpegError as exc:
+            self._container.close()
+            raise VideoError(f"cannot set up the {self.codec} encoder for {path} ({width}x{height}): {exc}") from None
 
     def write(self, frames: np.ndarray) -> None:
         import av
@@ -138,10 +145,19 @@ class VideoEncoder:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame.pts = self.count
             frame.time_base = Fraction(1, self.fps)
-            self._container.mux(self._stream.encode(frame))
+            try:
+                self._container.mux(self._stream.encode(frame))
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"encoding {self.path} with {self.codec} failed: {exc}") from None
             self.count += 1
 
     def close(self) -> None:
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
+        import av
+
+        try:
+            self._container.mux(self._stream.encode(None))
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"finishing {self.path} with {self.codec} failed: {exc}") from None
+        finally:
+            self._container.close()
 

@@ -45,6 +45,10 @@ class DatasetWriter:
         self.cameras = {k: (int(v[0]), int(v[1])) for k, v in cameras.items()}
         self.features = {k: dict(v) for k, v in (features or {}).items()} or None
         self.codec = pick_codec(codec) if use_videos else None
+        odd = [k for k, (h, w) in self.cameras.items() if h % 2 or w % 2]
+        if odd and self.codec in ("libx264", "libx265"):
+            raise DatasetError(f"{self.codec} (yuv420p) needs an even height and width; cameras {odd} are odd-sized: "
+                               f"resize them, use codec=libsvtav1, or use_videos=False")
         self.robot_type = robot_type
         self.use_videos = use_videos
         self.video_options = dict(video_options or {})
