@@ -179,8 +179,9 @@ class RewardFunction:
         """Start a new episode for ``env_index`` (every environment when None): clears the debounce counter."""
         targets = self._states if env_index is None else [self._state(env_index)]
         for state in targets:
+            if state.step:  # an episode happened: the next one gets a new number (a reset before any step does not)
+                state.episode += 1
             state.streak, state.step = 0, 0
-            state.episode += 1
         if self.override is not None and env_index is None:
             self.override.clear()
         flush = getattr(self.corrections, "flush", None)
