@@ -1,7 +1,7 @@
 """Frozen-feature cache and head-only training.
 
 A frozen encoder maps a frame to the same features every time, so they are computed once per frame
-and camera (batched, ``torch.inference_mode``) and kept as float16 ``.npy`` memmaps under
+and camera (batched, ``torch.inference_mode``) and kept as float16 (or float32) ``.npy`` memmaps under
 ``<cache_root>/features/<key>/``. The key covers everything the features depend on: the encoder's
 spec, normalisation and weights (a hash of every tensor), the dataset fingerprint, the selected rows,
 the frame and model image sizes, and the augmentation view (view 0 is the unaugmented frame; view
@@ -22,10 +22,12 @@ import numpy as np
 import torch
 
 from ..data import FrameData, balanced_weights, cache_root
+from ..errors import ConfigError
 from .augment import random_shift, shift_offsets
 from .losses import classification_loss, correct_predictions
 
 FEATURES_FORMAT = 1
+FEATURE_DTYPES = ("float16", "float32")
 
 
 def encoder_parameters(model) -> list[torch.nn.Parameter]:
@@ -56,19 +58,20 @@ def _rows_fingerprint(data: FrameData) -> str:
     return h.hexdigest()
 
 
-def feature_key(model, data: FrameData, view: int = 0, pad: int = 4) -> str:
+def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str = "float16") -> str:
     """Cache key of the features of ``data`` under ``model``'s encoder (one directory per key)."""
     frame_size = [list(data.images[c].shape[1:3]) for c in data.camera_keys]
     parts = {"format": FEATURES_FORMAT, "encoder": encoder_fingerprint(model), "dataset": data.fingerprint,
              "rows": _rows_fingerprint(data), "cameras": list(data.camera_keys), "frame_size": frame_size,
-             "image_size": list(model.config.image_size), "view": int(view), "pad": int(pad) if view else 0}
+             "image_size": list(model.config.image_size), "view": int(view), "pad": int(pad) if view else 0, "dtype": dtype}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
 def to_float_chw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (B,H,W,3) -> float (B,3,H,W) in [0, 1]."""
-    x = torch.as_tensor(np.asarray(frames)) if isinstance(frames, np.ndarray) else frames
-    return x.permute(0, 3, 1, 2).float().div_(255.0)
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames if frames.flags.writeable else np.array(frames))
+    return frames.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor | None:
@@ -80,13 +83,15 @@ def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor
 
 
 def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
-                     view: int = 0, pad: int = 4) -> dict[str, np.ndarray]:
-    """Encoder outputs of every frame and camera of ``data``: full key -> float16 (N,C,h,w), memory-mapped.
+                     view: int = 0, pad: int = 4, dtype: str = "float16") -> dict[str, np.ndarray]:
+    """Encoder outputs of every frame and camera of ``data``: full key -> ``dtype`` (N,C,h,w), memory-mapped.
 
     Computed once and cached on disk (see the module docstring for the key); later calls with the same
     encoder weights, rows, sizes and view only open the memmaps.
     """
-    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad)
+    if dtype not in FEATURE_DTYPES:
+        raise ConfigError(f"feature dtype {dtype!r} is not known (known: {', '.join(FEATURE_DTYPES)})")
+    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype)
     paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
     if (directory / "done.json").is_file() and all(p.is_file() for p in paths.values()):
         return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
@@ -110,9 +115,9 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
                     pixels[cam] = x
                 feats = model.encode(model.preprocess({c: v.to(device) for c, v in pixels.items()}))
                 for cam in data.camera_keys:
-                    f = feats[cam].float().cpu().numpy().astype(np.float16)
+                    f = feats[cam].float().cpu().numpy().astype(dtype)
                     if cam not in out:
-                        out[cam] = np.lib.format.open_memmap(tmp[cam], mode="w+", dtype=np.float16,
+                        out[cam] = np.lib.format.open_memmap(tmp[cam], mode="w+", dtype=dtype,
                                                              shape=(n, *f.shape[1:]))
                     out[cam][sl] = f
         for cam in data.camera_keys:

@@ -357,8 +357,8 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, n_train: int, n_val: 
               f"x {len(data)} frames = {feature_passes} encoder passes once, then the head only "
               f"(pixel path would take {pixel_passes})", flush=True)
         pad = cfg.augmentation.pad
-        views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad)
-                 for v in range(k)]
+        views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
+                                  dtype=t.feature_dtype) for v in range(k)]
         return views, views[0]
     print(f"path: pixels, the encoder runs on every sample ({reason})", flush=True)
     return None, None

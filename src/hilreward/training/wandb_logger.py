@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ class WandbLogger:
         wandb_dir = Path(cfg.dir) if cfg.dir else Path(output_dir)
         wandb_dir.mkdir(parents=True, exist_ok=True)
         id_file = Path(output_dir) / "wandb_run_id"
-        run_id = id_file.read_text().strip() if resume and id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if resume and id_file.is_file() else uuid.uuid4().hex[:12]
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(wandb_dir),
                               config=config, id=run_id, resume="allow", job_type="train-reward-classifier")
         id_file.write_text(run_id)
