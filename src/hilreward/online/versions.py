@@ -91,12 +91,8 @@ class VersionStore:
             raise ServingError(f"{self.root} holds no model version yet")
         return self.get(numbers[-1])
 
-    def init_base(self, checkpoint: Path, metrics: dict[str, float]) -> VersionRecord:
-        """Copy ``checkpoint`` to ``versions/0`` (once); refuse a state dir made for another checkpoint.
-
-        Its version string is the first 12 hex digits of sha256(config.json + model.safetensors), as
-        deploy's ``model_version`` computes for a checkpoint without a version of its own.
-        """
+    def init_base(self, checkpoint: Path, version: str, metrics: dict[str, float]) -> VersionRecord:
+        """Copy ``checkpoint`` to ``versions/0`` (once) as ``version``; refuse a state dir made for another checkpoint."""
         fingerprint = checkpoint_fingerprint(checkpoint)
         if 0 in self.numbers():
             base = self.get(0)
@@ -105,7 +101,7 @@ class VersionStore:
                     f"state dir {self.root.parent} serves versions of another checkpoint ({base.base_checkpoint}); "
                     f"use a fresh state_dir= for {checkpoint}, or pass the original checkpoint")
             return base
-        record = VersionRecord(number=0, version=fingerprint[:12], created_unix=time.time(), metrics=metrics,
+        record = VersionRecord(number=0, version=version, created_unix=time.time(), metrics=metrics,
                                base_fingerprint=fingerprint, base_checkpoint=str(checkpoint.resolve()))
 
         def fill(tmp: Path) -> None:

@@ -55,7 +55,9 @@ class RetrainOptions:
     min_interval_s: float = 2.0
     """At least this many seconds between two retraining runs (corrections arriving meanwhile are batched)."""
     steps: int = 300
-    """Head optimizer steps per run (the head starts from the served checkpoint's head every run)."""
+    """Most head optimizer steps per run (the head starts from the served checkpoint's head every run)."""
+    check_every: int = 25
+    """Check the corrections every N steps and stop training once ``min_fixed`` of them are fixed."""
     batch_size: int = 64
     """Feature rows per step."""
     lr: float = 1e-3
@@ -135,8 +137,10 @@ def validate(cfg: ServeConfig) -> None:
         raise ConfigError(f"port={cfg.port}: must be within 0..65535 (0 picks a free port)")
     if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2:
         raise ConfigError("max_message_mb and max_batch must be >= 1, workers >= 2")
-    if cfg.retrain.every < 1 or cfg.retrain.min_interval_s < 0 or not 0 <= cfg.retrain.min_fixed <= 1:
-        raise ConfigError("retrain.every must be >= 1, retrain.min_interval_s >= 0, retrain.min_fixed within [0, 1]")
+    r = cfg.retrain
+    if r.every < 1 or r.min_interval_s < 0 or not 0 <= r.min_fixed <= 1 or r.steps < 1 or r.check_every < 1:
+        raise ConfigError("retrain.every, retrain.steps and retrain.check_every must be >= 1, "
+                          "retrain.min_interval_s >= 0, retrain.min_fixed within [0, 1]")
     if not (cfg.token or cfg.insecure or _is_loopback(cfg.host)):
         raise ConfigError(f"host={cfg.host} is reachable from other machines: set token=<secret> (or "
                           f"${TOKEN_ENV}), or insecure=true to serve without authentication")
@@ -168,12 +172,16 @@ def load_version(versions: VersionStore, number: int, cfg: ServeConfig) -> Serve
 
 
 def init_versions(cfg: ServeConfig) -> VersionStore:
-    """Copy the checkpoint to ``versions/0`` on first start (refusing a state dir made for another one)."""
+    """Copy the checkpoint to ``versions/0`` on first start (refusing a state dir made for another one).
+
+    Version 0 carries the checkpoint's model_version as RewardFunction computes it in-process.
+    """
+    from ..deploy.reward_function import model_version
     from ..models.checkpoint import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     versions = VersionStore(Path(cfg.state_dir) / "versions")
-    versions.init_base(checkpoint, _numeric_metrics(checkpoint))
+    versions.init_base(checkpoint, model_version(checkpoint), _numeric_metrics(checkpoint))
     return versions
 
 

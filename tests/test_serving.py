@@ -1,0 +1,273 @@
+"""The gRPC reward service against a real server on 127.0.0.1: predictions equal in-process ones,
+malformed requests, tokens, health, message size, concurrency, and RewardFunction over gRPC."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hilreward.config import DatasetConfig, LabelConfig, TrainConfig, to_yaml
+from hilreward.data import load_frame_data
+from hilreward.deploy import RewardFunction
+from hilreward.deploy.reward_function import RewardOptions
+from hilreward.errors import ConfigError, InputError, ServingError
+from hilreward.serving import GrpcBackend, RewardClient
+from hilreward.serving.images import encode_image
+from hilreward.serving.protos import hilreward_pb2 as pb
+from hilreward.serving.protos import hilreward_pb2_grpc as pb_grpc
+from hilreward.serving.server import SERVICE_NAME, RewardServer, ServeConfig
+
+DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
+SIZE = [32, 32]
+TOKEN = "s3cret-token"
+
+
+def make_checkpoint(path: Path, cache_dir: str, steps: int = 200) -> Path:
+    """A tiny-encoder classifier whose head is trained on drawer4 episodes 0-1 (2-3 held out)."""
+    from hilreward.models import ClassifierConfig, RewardClassifier
+    from hilreward.training.features import compute_features, fit_head
+
+    torch.manual_seed(0)
+    model = RewardClassifier(ClassifierConfig(encoder="tiny", camera_keys=["front", "wrist"], image_size=SIZE,
+                                              latent_dim=16, hidden_dim=16))
+    cfg = TrainConfig()
+    cfg.dataset.root = str(DRAWER4)
+    cfg.split.val_episodes = [2, 3]
+    cfg.model.image_size = list(SIZE)
+    data = load_frame_data(DatasetConfig(root=str(DRAWER4)), cfg.label, tuple(SIZE), cache_dir=cache_dir)
+    features = compute_features(model, data, cache_dir=cache_dir)
+    train = np.isin(data.episode_index, [0, 1])
+    fit_head(model, {k: np.asarray(v[train]) for k, v in features.items()}, data.labels[train], steps=steps)
+    return model.save_pretrained(path, train_config_yaml=to_yaml(cfg))
+
+
+def load_frames(cache_dir: str):
+    """drawer4 at its recorded 128x128 (what a robot would send), labels as the checkpoint was trained."""
+    return load_frame_data(DatasetConfig(root=str(DRAWER4)), LabelConfig(), (128, 128), cache_dir=cache_dir)
+
+
+def step_images(data, i: int) -> dict[str, np.ndarray]:
+    return {k.rsplit(".", 1)[-1]: np.array(data.images[k][i]) for k in data.camera_keys}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.getbasetemp() / "hilreward-cache")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, cache_dir):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "best", cache_dir)
+
+
+@pytest.fixture(scope="module")
+def frames(cache_dir):
+    return load_frames(cache_dir)
+
+
+@pytest.fixture(scope="module")
+def server(ckpt, tmp_path_factory):
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path_factory.mktemp("state")), token=TOKEN)
+    with RewardServer(cfg) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with RewardClient(server.address, token=TOKEN, timeout_s=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    channel = grpc.insecure_channel(server.address)
+    yield pb_grpc.RewardServiceStub(channel)
+    channel.close()
+
+
+def test_grpc_results_equal_in_process_reward_function(client, ckpt, frames):
+    local = RewardFunction.from_pretrained(ckpt)
+    rows = [0, 60, 120, 200, 330, 420, 590]
+    for i in rows:
+        remote, want = client.predict(step_images(frames, i), episode_id=7, step=i), local(step_images(frames, i))
+        assert remote.probability == pytest.approx(want.probability, abs=1e-6)
+        assert (remote.success, remote.reward, remote.terminate) == (want.success, want.reward, want.terminate)
+        assert remote.model_version == want.model_version and (remote.episode_id, remote.step) == (7, i)
+        assert remote.class_probabilities == pytest.approx([1 - want.probability, want.probability], abs=1e-6)
+        assert 0 < remote.server_latency_ms <= remote.latency_ms
+    assert {local(step_images(frames, i)).success for i in rows} == {True, False}  # both outcomes covered
+    streamed = client.predict_many([step_images(frames, i) for i in rows], episode_id=3)
+    assert [r.step for r in streamed] == list(range(len(rows)))
+    assert [r.probability for r in streamed] == pytest.approx(
+        [local(step_images(frames, i)).probability for i in rows], abs=1e-6)
+
+
+def test_png_frames_give_the_same_probability_as_raw(server, frames, ckpt):
+    local = RewardFunction.from_pretrained(ckpt)
+    with RewardClient(server.address, encoding="png") as png:
+        for i in (10, 400):
+            assert png.predict(step_images(frames, i)).probability == pytest.approx(
+                local(step_images(frames, i)).probability, abs=1e-6)
+
+
+def test_reward_function_over_grpc_backend(server, ckpt, frames):
+    local = RewardFunction.from_pretrained(ckpt, consecutive=2)
+    backend = GrpcBackend(server.address, token=TOKEN)
+    remote = RewardFunction(backend, backend.model_version, RewardOptions(backend.threshold, consecutive=2))
+    assert remote.camera_keys == local.camera_keys
+    for i in range(395, 410):  # crosses the success onset of episode 2: the debounce matters
+        a, b = remote(step_images(frames, i)), local(step_images(frames, i))
+        assert (a.success, a.terminate, a.model_version) == (b.success, b.terminate, b.model_version)
+        assert a.probability == pytest.approx(b.probability, abs=1e-6)
+    batch = {k: np.array(v[100:140]) for k, v in frames.images.items()}
+    assert remote.relabel(batch, batch_size=16) == pytest.approx(local.relabel(batch), abs=1e-6)
+    backend.close()
+
+
+def test_concurrent_clients_each_get_their_own_answer(server, ckpt, frames):
+    local = RewardFunction.from_pretrained(ckpt)
+    rows = list(range(0, 596, 37))
+    want = {i: local(step_images(frames, i)).probability for i in rows}
+    got: dict[int, float] = {}
+    errors: list[BaseException] = []
+
+    def work(part: list[int]) -> None:
+        try:
+            with RewardClient(server.address) as c:
+                for _ in range(3):
+                    for i in part:
+                        got[i] = c.predict(step_images(frames, i)).probability
+                        assert got[i] == pytest.approx(want[i], abs=1e-6)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(rows[k::4],)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert got.keys() == want.keys()
+
+
+def _raw(camera: str, frame: np.ndarray) -> pb.Image:
+    return encode_image(camera, frame, "raw")
+
+
+def test_malformed_requests_get_invalid_argument_and_the_server_keeps_serving(stub, client, frames):
+    good = step_images(frames, 5)
+    front, wrist = _raw("front", good["front"]), _raw("wrist", good["wrist"])
+    short = pb.Image(camera="front", height=128, width=128, data=front.data[:-3])
+    bad_png = pb.Image(camera="front", height=128, width=128, encoding=pb.Image.PNG, data=b"\x89PNG\r\n\x1a\nnope")
+    png = encode_image("front", good["front"], "png")
+    wrong_declared = pb.Image(camera="front", height=64, width=128, encoding=pb.Image.PNG, data=png.data)
+    cases = {
+        "needs 49152 bytes": [short, wrist],
+        "unknown camera 'top'": [front, _raw("top", good["wrist"])],
+        "image data is empty": [pb.Image(camera="front", height=128, width=128), wrist],
+        "cannot decode the PNG data": [bad_png, wrist],
+        "decodes to 128x128": [wrong_declared, wrist],
+        "missing camera(s) observation.images.wrist": [front],
+        "given twice": [front, front, wrist],
+        "need height and width": [pb.Image(camera="front", data=b"\x00" * 12), wrist],
+    }
+    for message, images in cases.items():
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Predict(pb.PredictRequest(images=images), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, message
+        assert message in err.value.details()
+        assert client.predict(good).model_version  # the next valid request succeeds
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SubmitCorrection(pb.CorrectionRequest(images=[front, wrist], label=2), timeout=10,
+                              metadata=(("authorization", f"Bearer {TOKEN}"),))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "label=2" in err.value.details()
+    # the client turns INVALID_ARGUMENT into InputError with the server's message
+    with pytest.raises(InputError, match="unknown camera 'top'"):
+        client.predict({"front": good["front"], "wrist": good["wrist"], "top": good["front"]})
+    assert client.predict(good).probability >= 0
+
+
+def test_corrections_need_the_token(server, frames):
+    images = step_images(frames, 9)
+    for token in (None, "wrong"):
+        with RewardClient(server.address, token=token) as c:
+            assert c.predict(images).model_version  # Predict is open unless auth_predict=true
+            with pytest.raises(ServingError, match="UNAUTHENTICATED"):
+                c.submit_correction(images, label=0)
+    with RewardClient(server.address, token=TOKEN) as c:
+        before = c.get_model().corrections_total
+        ack = c.submit_correction(images, label=0, episode_id=4, step=9)
+        assert ack.corrections_total == before + 1 and ack.model_version == c.get_model().version
+        assert c.get_model().corrections_total == before + 1
+    stored = server.store.read()[-1].correction
+    assert (stored.label, stored.episode, stored.step, stored.source) == (0, 4, 9, "programmatic")
+    assert np.array_equal(stored.frames["observation.images.front"], images["front"])
+
+
+def test_health_reports_serving(server, client):
+    channel = grpc.insecure_channel(server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", SERVICE_NAME):
+        assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    channel.close()
+    assert client.health() == "SERVING"
+
+
+def test_strict_server_auth_predict_message_limit_and_debounce(ckpt, frames, tmp_path):
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), token=TOKEN, auth_predict=True,
+                      max_message_mb=1, consecutive=2)
+    with RewardServer(cfg) as srv:
+        with RewardClient(srv.address) as anonymous:
+            with pytest.raises(ServingError, match="UNAUTHENTICATED"):
+                anonymous.predict(step_images(frames, 0))
+        with RewardClient(srv.address, token=TOKEN) as c:
+            big = np.zeros((1024, 1024, 3), dtype=np.uint8)  # 3 MiB > max_message_mb=1
+            with pytest.raises(ServingError, match="RESOURCE_EXHAUSTED"):
+                c.predict({"front": big, "wrist": big})
+            local = RewardFunction.from_pretrained(ckpt, consecutive=2)
+            onset = [i for i in range(400, 445) if local(step_images(frames, i)).success]
+            assert onset, "episode 2 should reach success in frames 400-445"
+            local.reset()
+            for i in range(380, 445):
+                want = local(step_images(frames, i))
+                got = c.predict(step_images(frames, i), episode_id=2, step=i - 380)
+                assert got.success == want.success, i
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="checkpoint="):
+        RewardServer(ServeConfig())
+    with pytest.raises(ConfigError, match="token"):
+        RewardServer(ServeConfig(checkpoint="x", host="0.0.0.0"))
+    with pytest.raises(ConfigError, match="mode="):
+        RewardServer(ServeConfig(checkpoint="x", mode="shaped"))
+
+
+def test_client_gives_up_after_bounded_retries_when_no_server():
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = RewardClient(f"127.0.0.1:{port}", timeout_s=2, retries=2, backoff_s=0.05)
+    start = time.perf_counter()
+    with pytest.raises(ServingError, match="unavailable"):
+        client.get_model()
+    assert time.perf_counter() - start < 5
+    client.close()
