@@ -141,13 +141,13 @@ def test_episode_metrics_with_debounce_two():
 
 def test_zero_false_termination_threshold():
     ep, fr, y, p = _episode_arrays()
-    # k=1: the highest pre-onset probability is 0.7 (episode 1) -> next probability above it is 0.9
-    assert M.zero_ft_threshold(ep, fr, y, p, 1) == 0.9
-    assert M.episode_metrics(ep, fr, y, p, 0.9, 1)["false_terminations"] == 0
+    # k=1: the highest pre-onset probability is 0.7 (episode 1), the next probability above it 0.9
+    assert M.zero_ft_threshold(ep, fr, y, p, 1) == pytest.approx(0.8)
+    assert M.episode_metrics(ep, fr, y, p, 0.8, 1)["false_terminations"] == 0
     assert M.episode_metrics(ep, fr, y, p, 0.7, 1)["false_terminations"] == 1
-    # k=2: the highest 2-frame-window minimum before any onset is 0.2 -> 0.3
-    assert M.zero_ft_threshold(ep, fr, y, p, 2) == 0.3
-    m = M.episode_metrics(ep, fr, y, p, 0.3, 2)
+    # k=2: the highest 2-frame-window minimum before any onset is 0.2, the next probability 0.3
+    assert M.zero_ft_threshold(ep, fr, y, p, 2) == pytest.approx(0.25)
+    m = M.episode_metrics(ep, fr, y, p, 0.25, 2)
     assert m["false_terminations"] == 0 and m["missed_successes"] == 0
     assert M.episode_metrics(ep, fr, y, p, 0.2, 2)["false_terminations"] > 0
     # a negative frame with the top probability leaves no usable threshold
@@ -156,13 +156,16 @@ def test_zero_false_termination_threshold():
 
 def test_precision_threshold_highest_recall():
     ep, fr, y, p = _episode_arrays()
-    # negatives top out at 0.7; above it three positives (0.95, 0.9, 0.9): precision 1, recall 1/2
-    assert M.precision_threshold(y, p, 0.99) == 0.9
-    # 0.7 also reaches 0.75 (3/4) with the same recall; the tie goes to the higher precision
-    assert M.precision_threshold(y, p, 0.75) == 0.9
-    assert M.precision_threshold(y, p, 0.7) == 0.4  # 5/7 precision, recall 5/6
-    assert M.precision_threshold(y, p, 0.6) == 0.3  # 6/9, recall 1
+    # negatives top out at 0.7; above it three positives (0.95, 0.9, 0.9): precision 1, recall 1/2;
+    # any threshold in (0.7, 0.9] gives these counts -> the midpoint 0.8
+    assert M.precision_threshold(y, p, 0.99) == pytest.approx(0.8)
+    # p >= 0.7 also reaches 0.75 (3/4) with the same recall; the tie goes to the higher precision
+    assert M.precision_threshold(y, p, 0.75) == pytest.approx(0.8)
+    assert M.precision_threshold(y, p, 0.7) == pytest.approx(0.35)  # p >= 0.4: 5/7 precision, recall 5/6
+    assert M.precision_threshold(y, p, 0.6) == pytest.approx(0.25)  # p >= 0.3: 6/9, recall 1
     assert M.precision_threshold([0, 1], [0.9, 0.1], 0.99) is None
+    assert M.precision_threshold([1, 0], [0.9, 0.1], 0.99) == pytest.approx(0.5)
+    assert M.precision_threshold([1, 1], [0.9, 0.4], 0.99) == pytest.approx(0.2)  # 0 below the lowest
 
 
 def test_recommended_threshold_is_the_larger():
@@ -178,14 +181,15 @@ def test_compute_metrics_binary():
     assert list(out)[: len(M.STABLE_KEYS)] == list(M.STABLE_KEYS)
     assert (out["episodes"], out["frames"], out["positives"], out["negatives"]) == (5, 21, 6, 15)
     assert (out["false_terminations"], out["missed_successes"]) == (2, 1)
-    assert out["recommended_threshold"] == 0.9 and out["threshold"] == 0.5
+    assert out["recommended_threshold"] == pytest.approx(0.8) and out["threshold"] == 0.5
     # at 0.5: positives .9 .95 .6 .9 predicted, .4 .3 missed; negatives .7 .6 predicted
     assert out["precision"] == pytest.approx(4 / 6) and out["recall"] == pytest.approx(4 / 6)
     assert out["confusion_matrix"] == [[13, 2], [2, 4]]
     names = [row["name"] for row in out["thresholds"]]
     assert names == ["0.5", "checkpoint", "target_precision", "zero_false_terminations", "recommended"]
     rec = out["thresholds"][-1]
-    assert rec["threshold"] == 0.9 and rec["false_terminations"] == 0 and rec["precision"] == 1.0
+    assert rec["threshold"] == pytest.approx(0.8) and rec["false_terminations"] == 0 and rec["precision"] == 1.0
+    assert rec["recall"] == 0.5 and rec["missed_successes"] == 1
     assert out["thresholds"][1]["threshold"] == 0.6
 
 

@@ -7,8 +7,10 @@ Conventions
 * A frame is predicted positive when ``probability >= threshold`` (the deployment rule).
 * A ratio whose denominator is zero (e.g. precision with no predicted positive) is ``0.0``;
   AUROC and average precision are ``None`` when the labels hold a single class.
-* Candidate thresholds are the distinct probabilities seen in the data, so a chosen threshold
-  reproduces exactly the counts reported for it.
+* Thresholds that put the same frames on the same side give the same counts; a chosen threshold is
+  the midpoint of such an interval, between two neighbouring distinct probabilities of the data
+  (0 below the lowest), so it keeps the largest margin on both sides and reproduces exactly the
+  counts reported for it.
 
 Episode metrics (``consecutive = k``, the same debounce as deployment)
 ---------------------------------------------------------------------
@@ -25,12 +27,14 @@ outcome:
 
 Threshold choice
 ----------------
-* ``precision_threshold``: among candidate thresholds whose frame precision is
-  ``>= target_precision``, the one with the highest recall (ties: higher precision). ``None`` when
-  no threshold reaches the target.
-* ``zero_ft_threshold``: the lowest candidate threshold with zero false terminations on this set.
-  False terminations can only fall as the threshold rises, so this is the smallest probability
-  strictly above the highest debounced pre-onset score. ``None`` when no such probability exists.
+* ``precision_threshold``: among thresholds whose frame precision is ``>= target_precision``, the
+  one with the highest recall (ties: higher precision). ``None`` when no threshold reaches the
+  target.
+* ``zero_ft_threshold``: the lowest threshold with zero false terminations on this set. False
+  terminations can only fall as the threshold rises; they vanish above the highest debounced
+  pre-onset score ``m`` (max over k-frame windows before the onset of the window's minimum), so
+  this is the midpoint between ``m`` and the next higher probability. ``None`` when no probability
+  lies above ``m``.
 * ``recommended_threshold`` = the larger of the two (the one that is not ``None`` if only one
   exists; the checkpoint's threshold if neither does): it meets the precision target *and*
   causes no false termination on this set.
@@ -328,8 +332,14 @@ def episode_metrics(episode_index: np.ndarray, frame_index: np.ndarray, labels: 
 # ----------------------------------------------------------------------------- threshold choice
 
 
+def _midpoint(lower: float, upper: float) -> float:
+    """A threshold in (lower, upper] halfway between them (``upper`` if the halfway point rounds down)."""
+    mid = (lower + upper) / 2
+    return float(mid) if lower < mid <= upper else float(upper)
+
+
 def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision: float) -> Optional[float]:
-    """Candidate threshold with precision >= target and the highest recall (ties: higher precision)."""
+    """Threshold with precision >= target and the highest recall (ties: higher precision)."""
     thr, tp, fp = _sweep(labels, probs)
     if not thr.size:
         return None
@@ -338,12 +348,12 @@ def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision:
     if not ok.size:
         return None
     best = max(ok, key=lambda i: (tp[i], precision[i]))  # tp is proportional to recall
-    return float(thr[best])
+    return _midpoint(float(thr[best + 1]) if best + 1 < thr.size else 0.0, float(thr[best]))
 
 
 def zero_ft_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray,
                       probs: np.ndarray, consecutive: int = 1) -> Optional[float]:
-    """Lowest candidate threshold with no false termination (see the module docstring)."""
+    """Lowest threshold with no false termination (see the module docstring)."""
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
     worst = -np.inf  # highest debounced pre-onset score: min over a k-frame window, max over windows
@@ -353,8 +363,10 @@ def zero_ft_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels
         if pre.size >= consecutive:
             windows = np.lib.stride_tricks.sliding_window_view(pre, consecutive)
             worst = max(worst, float(windows.min(axis=1).max()))
-    above = np.unique(probs[probs > worst])
-    return float(above[0]) if above.size else None
+    above = probs[probs > worst]
+    if not above.size:
+        return None
+    return _midpoint(max(worst, 0.0), float(above.min()))
 
 
 def recommend_threshold(precision_thr: Optional[float], zero_ft_thr: Optional[float],
