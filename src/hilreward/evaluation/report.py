@@ -154,7 +154,7 @@ def reliability_figure(preds: M.Predictions, metrics: dict) -> str:
     a.plot(bins["confidence"][used], bins["accuracy"][used], "o-", color="#1565c0", ms=4, label="per bin")
     a.plot([0, 1], [0, 1], "--", color="#999", label="perfect calibration")
     a.set(title=f"Reliability (ECE {metrics['ece']:.4f}, T {metrics['temperature']:.3g})",
-          ylabel="fraction positive", xlim=(0, 1), ylim=(0, 1))
+          ylabel="fraction positive", xlim=(0, 1), ylim=(-0.02, 1.04))
     a.legend(fontsize=7, loc="upper left")
     b.bar(centres, bins["count"], width=0.1, color="#b0bec5", edgecolor="#546e7a")
     b.set(xlabel="predicted probability", ylabel="frames")
