@@ -248,3 +248,18 @@ def test_keyboard_source_without_pynput_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pynput)
     with pytest.raises(ConfigError, match=r"pip install 'hilreward\[keyboard\]'"):
         KeyboardSource()
+
+
+def test_override_without_sink_records_to_a_local_dataset(checkpoint, tmp_path, monkeypatch):
+    from hilreward.data import LeRobotDataset
+
+    monkeypatch.chdir(tmp_path)
+    override = HumanOverride()
+    fn = RewardFunction.from_pretrained(checkpoint, override=override)
+    assert isinstance(fn.corrections, DatasetCorrectionSink)
+    override.success()
+    fn(BLACK)
+    fn.close()
+    (folder,) = (tmp_path / "corrections").iterdir()
+    assert folder.name.startswith(fn.model_version)
+    assert LeRobotDataset.open(root=folder).num_frames == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from ..errors import CheckpointError, ConfigError, InputError
 from .backends import OnnxBackend, TorchBackend, pick_camera
 from .corrections import Correction, CorrectionSink, make_sink
 from .override import HumanOverride
+
+log = logging.getLogger(__name__)
 
 MODES = ("sparse", "dense")
 BACKENDS = ("torch", "onnx")
@@ -95,6 +98,9 @@ class RewardFunction:
         self.options = options or RewardOptions()
         self.options.validate()
         self.override = override
+        if override is not None and corrections is None:
+            corrections = default_corrections_dir(model_version)
+            log.info("human corrections go to %s (pass corrections=<folder or sink> to choose)", corrections)
         self.corrections = make_sink(corrections)
         self._states: list[_EnvState] = [_EnvState()]
 
@@ -110,6 +116,8 @@ class RewardFunction:
         ``success_threshold=None`` uses the threshold stored in the checkpoint (0.5 if none).
         ``backend="onnx"`` runs ``<dir>/model.onnx`` with ONNX Runtime, exporting it first when missing.
         ``compile=True`` wraps the torch forward in ``torch.compile``.
+        With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
+        dataset, or any CorrectionSink); by default ``./corrections/<model_version>-<time>``.
         """
         if backend not in BACKENDS:
             raise ConfigError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
@@ -262,6 +270,11 @@ def _to_hwc_uint8(frame: Any) -> np.ndarray:
     if arr.dtype != np.uint8:
         arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr)
+
+
+def default_corrections_dir(version: str) -> Path:
+    """``./corrections/<model_version>-<UTC time>``: where corrections go when no sink is given."""
+    return Path("corrections") / f"{version}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 def model_version(checkpoint: Path) -> str:
