@@ -1,0 +1,145 @@
+"""A Meta-World v3 task as a gymnasium env with pixel observations (gym-hil style).
+
+Observations: ``{"pixels": {"front": uint8 (H,W,3), "wrist": uint8 (H,W,3)},
+"agent_pos": float32 (4,)}`` (hand xyz and gripper opening). ``info["success"]`` is
+Meta-World's own success check of the current state; the reward is 1.0 on success, else
+0.0 (sparse, as HIL-SERL uses it). Goal markers (MuJoCo sites) are not drawn, so the
+answer is never painted on the image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ..errors import ConfigError
+from .gl import ensure_gl, render_failed
+from .tasks import SimTask, get_task
+
+CAMERAS = ("front", "wrist")
+# The fixed front camera looks over the table at the work area from the robot's right;
+# defined here (not in the XML) so it is right-side up for every task.
+_FRONT = {"lookat": (0.0, 0.7, 0.1), "azimuth": 140.0, "elevation": -35.0, "distance": 1.0}
+_WRIST = "gripperPOV"  # Meta-World's camera on the gripper
+_AGENT_POS_DIM = 4
+
+
+class MetaWorldPixelEnv(gym.Env):
+    """Meta-World v3 task rendered offscreen by MuJoCo into a ``front`` and a ``wrist`` camera."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, task: str = "drawer-open", image_size: tuple[int, int] = (128, 128), seed: int = 0,
+                 max_steps: int = 150, show_markers: bool = False):
+        height, width = (int(v) for v in image_size)
+        if height < 8 or width < 8:
+            raise ConfigError(f"image_size must be at least [8, 8], got {list(image_size)}")
+        if max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+        self.task: SimTask = get_task(task)
+        ensure_gl()
+        import metaworld
+        import mujoco
+
+        self._mujoco = mujoco
+        self._mw = metaworld.ALL_V3_ENVIRONMENTS_GOAL_HIDDEN[f"{self.task.env_name}-goal-hidden"](seed=seed)
+        self._mw.max_path_length = max_steps
+        self._mw._freeze_rand_vec = False  # new object/goal positions at each reset,
+        self._mw.seeded_rand_vec = True  # drawn from the env's seeded generator
+        self.image_size = (height, width)
+        self.max_steps = max_steps
+        self.render_mode = "rgb_array"
+        model = self._mw.model
+        # Software GL (llvmpipe, OSMesa) spends most of a frame on the 4096^2 shadow map and 4x
+        # MSAA; without shadows and with 2x MSAA a frame costs ~10x less and looks nearly the same.
+        model.vis.global_.offheight, model.vis.global_.offwidth = height, width
+        model.vis.quality.offsamples = 2
+        try:
+            self._renderer = mujoco.Renderer(model, height, width)
+        except Exception as exc:  # noqa: BLE001 - any GL failure gets the same fix
+            raise render_failed(exc) from exc
+        self._scene_option = mujoco.MjvOption()
+        if not show_markers:
+            self._scene_option.sitegroup[:] = 0  # sites are markers only: goal, end effector
+        self._front = mujoco.MjvCamera()
+        self._front.type = mujoco.mjtCamera.mjCAMERA_FREE
+        self._front.lookat[:] = _FRONT["lookat"]
+        self._front.azimuth, self._front.elevation = _FRONT["azimuth"], _FRONT["elevation"]
+        self._front.distance = _FRONT["distance"]
+
+        image = gym.spaces.Box(0, 255, (height, width, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict({
+            "pixels": gym.spaces.Dict({name: image for name in CAMERAS}),
+            "agent_pos": gym.spaces.Box(-np.inf, np.inf, (_AGENT_POS_DIM,), np.float32),
+        })
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self.action_space.seed(seed)
+        self.state: np.ndarray = np.zeros(39)
+        """Meta-World's full state vector of the current step, goal included (what its scripted
+        experts read; never part of the observation beyond ``agent_pos``)."""
+        self._steps = 0
+
+    def _with_goal(self, raw: np.ndarray) -> np.ndarray:
+        # The goal-hidden env zeroes the goal in its state; the scripted experts need it.
+        state = np.array(raw, np.float64)
+        state[-3:] = self._mw._get_pos_goal()
+        return state
+
+    def render_camera(self, camera: str) -> np.ndarray:
+        """The current frame of ``camera`` (``front`` or ``wrist``), uint8 (H, W, 3)."""
+        if camera not in CAMERAS:
+            raise ConfigError(f"unknown camera {camera!r}; known: {', '.join(CAMERAS)}")
+        cam = self._front if camera == "front" else _WRIST
+        self._renderer.update_scene(self._mw.data, camera=cam, scene_option=self._scene_option)
+        self._renderer.scene.flags[self._mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        self._renderer.scene.flags[self._mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        return self._renderer.render().copy()
+
+    def render(self) -> np.ndarray:
+        return self.render_camera("front")
+
+    def _observation(self) -> dict[str, Any]:
+        return {
+            "pixels": {name: self.render_camera(name) for name in CAMERAS},
+            "agent_pos": self.state[:_AGENT_POS_DIM].astype(np.float32),
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._mw.seed(seed)
+            self.action_space.seed(seed)
+        raw, _ = self._mw.reset()
+        self.state = self._with_goal(raw)
+        self._steps = 0
+        _, info = self._mw.evaluate_state(raw, np.zeros(4, np.float32))
+        return self._observation(), {"success": bool(info["success"])}
+
+    def step(self, action: np.ndarray):
+        action = np.clip(np.asarray(action, np.float32).reshape(4), -1.0, 1.0)
+        raw, shaped, _, _, info = self._mw.step(action)
+        self.state = self._with_goal(raw)
+        self._steps += 1
+        success = bool(info["success"])
+        info = {"success": success, "shaped_reward": float(shaped)}
+        return self._observation(), float(success), False, self._steps >= self.max_steps, info
+
+    def close(self) -> None:
+        renderer = getattr(self, "_renderer", None)
+        if renderer is not None:
+            renderer.close()
+            self._renderer = None
+        if hasattr(self, "_mw"):
+            self._mw.close()
+
+
+def make_env(task: str = "drawer-open", image_size: tuple[int, int] = (128, 128), seed: int = 0,
+             max_steps: int = 150, show_markers: bool = False) -> MetaWorldPixelEnv:
+    """A Meta-World v3 ``task`` with ``front`` and ``wrist`` pixel observations of ``image_size`` (H, W).
+
+    Episodes end (truncated) after ``max_steps`` steps; success never terminates them.
+    ``show_markers=True`` draws the goal markers (for debugging only).
+    """
+    return MetaWorldPixelEnv(task, image_size, seed, max_steps, show_markers)
