@@ -191,6 +191,9 @@ def test_compute_metrics_binary():
     assert rec["threshold"] == pytest.approx(0.8) and rec["false_terminations"] == 0 and rec["precision"] == 1.0
     assert rec["recall"] == 0.5 and rec["missed_successes"] == 1
     assert out["thresholds"][1]["threshold"] == 0.6
+    given = M.compute_metrics(M.Predictions(ep, fr, y, p), threshold=0.7, checkpoint_threshold=0.6)
+    assert [r["name"] for r in given["thresholds"]][:3] == ["0.5", "checkpoint", "given"]
+    assert given["thresholds"][2]["threshold"] == given["threshold"] == 0.7
 
 
 def test_compute_metrics_multiclass():

@@ -70,9 +70,9 @@ Extra details (may grow): ``confusion_matrix`` (rows = true class, columns = pre
 ``zero_ft_threshold``, ``checkpoint_threshold``, ``ece_calibrated`` (ECE after temperature
 scaling), ``per_episode`` (one dict per episode: ``episode``, ``frames``, ``onset_frame``,
 ``firing_frame``, ``outcome``, ``delay_frames``, ``delay_s``, ``max_probability_before_onset``)
-and ``thresholds`` (a table: one row per named threshold ``0.5``, ``checkpoint``,
-``target_precision``, ``zero_false_terminations``, ``recommended``, with the frame and episode
-metrics at it).
+and ``thresholds`` (a table: one row per named threshold ``0.5``, ``checkpoint``, ``given`` (only
+when ``threshold`` is neither), ``target_precision``, ``zero_false_terminations``,
+``recommended``, with the frame and episode metrics at it).
 
 Multi-class classifiers (``num_classes > 2``): predictions are the arg-max class. ``accuracy``,
 ``balanced_accuracy`` (mean per-class recall), ``ece`` (top-label confidence) and ``temperature``
@@ -422,8 +422,10 @@ def compute_metrics(p: Predictions, *, threshold: float, consecutive: int = 1, t
     t_zero = zero_ft_threshold(p.episode_index, p.frame_index, labels, probs, consecutive)
     recommended = recommend_threshold(t_prec, t_zero, checkpoint_threshold)
     temperature = fit_temperature(logits, labels)
-    named = {"0.5": 0.5, "checkpoint": checkpoint_threshold, "target_precision": t_prec,
-             "zero_false_terminations": t_zero, "recommended": recommended}
+    named = {"0.5": 0.5, "checkpoint": checkpoint_threshold}
+    if threshold not in (0.5, checkpoint_threshold):
+        named["given"] = threshold
+    named.update({"target_precision": t_prec, "zero_false_terminations": t_zero, "recommended": recommended})
     table = [{"name": name, **(at_threshold(p, t, consecutive, fps) if t is not None else {"threshold": None})}
              for name, t in named.items()]
     out = {

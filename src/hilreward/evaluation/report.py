@@ -276,7 +276,7 @@ def _threshold_table(m: dict) -> str:
             ("accuracy", "accuracy"), ("fpr", "FPR"), ("false_terminations", "false term."),
             ("missed_successes", "missed"), ("mean_detection_delay_frames", "delay (frames)")]
     head = "<tr><th>choice</th>" + "".join(f"<th>{c}</th>" for _, c in cols) + "</tr>"
-    labels = {"0.5": "0.5", "checkpoint": "checkpoint's threshold",
+    labels = {"0.5": "0.5", "checkpoint": "checkpoint's threshold", "given": "given threshold",
               "target_precision": f"precision ≥ {m['target_precision']:g}, max recall",
               "zero_false_terminations": "lowest with 0 false terminations",
               "recommended": "recommended (max of the two)"}
