@@ -181,6 +181,8 @@ def test_bad_inputs_raise_input_error_naming_what_is_expected():
         model.predict_proba({**good, CAMS[1]: np.zeros((2, 32, 32, 3), np.float32)})
     with pytest.raises(InputError, match="int64"):
         model.predict_proba({**good, CAMS[1]: np.zeros((2, 32, 32, 3), np.int64)})
+    with pytest.raises(InputError, match=r"in \[0, 1\].*divide by 255"):
+        model.predict_proba({**good, CAMS[1]: torch.full((2, 3, 32, 32), 255.0)})
     with pytest.raises(InputError, match="batch sizes"):
         model.predict_proba({**good, CAMS[1]: good[CAMS[1]][:1]})
 
@@ -364,3 +366,17 @@ def test_resnet10_loads_a_transformers_folder_and_matches_transformers(tmp_path)
     (tmp_path / "resnet10" / "model.safetensors").unlink()
     x = {"front": frames(batch=2, h=64, w=64)[CAMS[0]]}
     np.testing.assert_array_equal(RewardClassifier.from_pretrained(saved).predict_proba(x), model.predict_proba(x))
+
+
+@pytest.mark.parametrize("encoder,size", [("tiny", 32), ("resnet10", 64)])
+def test_encoder_weights_can_come_from_a_hilreward_checkpoint(tmp_path, encoder, size):
+    enc = build_encoder(encoder, pretrained=False, options={"layout": "transformers"} if encoder == "resnet10" else None)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.add_(0.01)
+    model = RewardClassifier(ClassifierConfig(encoder=encoder, camera_keys=["front"], image_size=[size, size],
+                                              latent_dim=8, hidden_dim=8), enc)
+    saved = model.save_pretrained(tmp_path / "ckpt")
+    reused = build_encoder(encoder, pretrained=True, weights=str(saved))
+    assert reused.options == enc.options
+    assert reused.weights_fingerprint() == enc.weights_fingerprint()

@@ -226,12 +226,14 @@ class RewardClassifier(nn.Module):
     def predict_proba(self, images: Mapping[str, Any]) -> np.ndarray:
         """Frames per camera -> probabilities: (B,) success probability, or (B, K) class probabilities."""
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         try:
             with torch.inference_mode():
                 probs = self.probabilities(self.forward(self.preprocess(images)))
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         return probs.float().cpu().numpy()
 
     def check_cameras(self, camera_keys: Sequence[str]) -> list[str]:

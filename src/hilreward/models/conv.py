@@ -2,7 +2,8 @@
 
 Each stage is conv3x3 (stride 2, no bias) -> GroupNorm -> ReLU. They have no published
 weights: ``pretrained=True`` without ``weights`` builds them randomly initialised (seeded by
-the caller); ``pretrained=True, weights=<folder or file>`` loads a safetensors state dict of the backbone.
+the caller); ``pretrained=True, weights=<folder or file>`` loads a safetensors state dict of the
+backbone, or the encoder of a hilreward checkpoint directory.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Optional, Sequence
 from torch import nn
 
 from .registry import Encoder, register_encoder
-from .weights import load_into, read_state_dict, resolve_weights, safetensors_file
+from .weights import checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights, safetensors_file
 
 
 def conv_stack(widths: Sequence[int], groups: int = 8) -> nn.Sequential:
@@ -32,20 +33,27 @@ def build_conv_encoder(
     name: str, widths: Sequence[int], default_size: Sequence[int], weights: Optional[str], options: dict[str, Any]
 ) -> Encoder:
     """Shared builder of the small encoders; ``options["widths"]`` overrides ``widths``."""
-    widths = [int(w) for w in options.get("widths", widths)]
-    backbone = conv_stack(widths)
+    state = None
     if weights:
         what = f"encoder {name!r}"
         fix = f"pass model.weights=<folder with a {name} model.safetensors> or model.pretrained=false"
         path = safetensors_file(resolve_weights(weights, what, fix), what)
-        load_into(backbone, read_state_dict(path, what), what, str(path))
+        state = read_state_dict(path, what)
+        from_checkpoint = checkpoint_encoder_state(state)  # a hilreward checkpoint: reuse its encoder
+        if from_checkpoint is not None:
+            state = from_checkpoint
+            options = read_json(path.parent / "config.json").get("encoder_options", options)
+    widths = [int(w) for w in options.get("widths", widths)]
+    backbone = conv_stack(widths)
+    if state is not None:
+        load_into(backbone, state, what, str(weights))
     return Encoder(name, backbone, list(backbone), default_size=default_size,
                    options={"widths": widths}, weights_source=weights)
 
 
 @register_encoder("small_cnn")
 def small_cnn(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
-    return build_conv_encoder("small_cnn", (32, 64, 64, 64), (96, 96), weights if pretrained else None, options or {})
+    return build_conv_encoder("small_cnn", (16, 32, 64, 64), (96, 96), weights if pretrained else None, options or {})
 
 
 @register_encoder("tiny")

@@ -48,7 +48,8 @@ def to_float_chw(image: Any, key: str, device: torch.device | str = "cpu") -> to
     """One camera's frames as float32 (B,3,H,W) in [0, 1] on ``device``."""
     if isinstance(image, np.ndarray):
         if image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating):
-            tensor = torch.from_numpy(np.ascontiguousarray(image))
+            # A read-only array (e.g. a memory-mapped frame cache) is copied: torch wants writable memory.
+            tensor = torch.from_numpy(np.ascontiguousarray(image) if image.flags.writeable else np.array(image))
         else:
             raise _dtype_error(key, str(image.dtype))
     elif isinstance(image, torch.Tensor):
@@ -68,8 +69,14 @@ def to_float_chw(image: Any, key: str, device: torch.device | str = "cpu") -> to
                 f"camera {key!r}: float frames must be CHW (3,H,W) or (B,3,H,W) RGB in [0, 1], "
                 f"got shape {tuple(tensor.shape)}"
             )
-        batch = tensor if tensor.ndim == 4 else tensor.unsqueeze(0)
-        return batch.to(device=device, dtype=torch.float32)
+        batch = (tensor if tensor.ndim == 4 else tensor.unsqueeze(0)).to(device=device, dtype=torch.float32)
+        lo, hi = batch.aminmax() if batch.numel() else (torch.tensor(0.0), torch.tensor(0.0))
+        if lo < -1e-3 or hi > 1.0 + 1e-3:
+            raise InputError(
+                f"camera {key!r}: float frames must be in [0, 1], got values in [{float(lo):.3g}, {float(hi):.3g}]; "
+                "pass uint8 frames, or divide by 255 (the model normalises them itself)"
+            )
+        return batch
     raise _dtype_error(key, str(tensor.dtype))
 
 

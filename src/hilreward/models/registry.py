@@ -71,7 +71,8 @@ class Encoder(nn.Module):
         self.eval()
         try:
             with torch.no_grad():
-                device = next(self.parameters()).device if any(True for _ in self.parameters()) else "cpu"
+                first = next(self.parameters(), None)
+                device = first.device if first is not None else "cpu"
                 out = self.backbone(torch.zeros(1, 3, int(image_size[0]), int(image_size[1]), device=device))
         except RuntimeError as exc:
             raise EncoderError(

@@ -8,7 +8,8 @@ Weight layouts read (safetensors only, detected from the key names):
   ``encoder.stages.N.layers.0.layer.M...``): BatchNorm, symmetric padding.
 - ``hilserl``: the Hub repos ``helper2424/resnet10`` and ``lerobot/resnet10`` (``embedder.0.weight``,
   ``encoder.stages.N.conv1.conv.weight`` ...): GroupNorm(4), JAX "SAME" padding, as HIL-SERL's JAX model.
-The activation comes from the folder's ``config.json`` (``hidden_act``). Without weights
+The activation comes from the folder's ``config.json`` (``hidden_act``). A hilreward checkpoint
+directory also works (its encoder is reused as saved). Without weights
 (``pretrained=False``) the ``hilserl`` layout is built, so a scratch ResNet-10 matches the published one.
 """
 
@@ -24,7 +25,8 @@ from torch import nn
 
 from ..errors import EncoderError
 from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder, register_encoder
-from .weights import load_into, read_json, read_state_dict, resolve_weights, safetensors_file
+from .weights import (checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights,
+                      safetensors_file)
 
 DEFAULT_REPO = "helper2424/resnet10"
 LAYOUTS = ("hilserl", "transformers")
@@ -219,12 +221,18 @@ def resnet10(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
         source = weights or DEFAULT_REPO
         folder = resolve_weights(source, what, _FIX)
         state = read_state_dict(safetensors_file(folder, what), what)
-        layout = detect_layout(state)
         base = folder if folder.is_dir() else folder.parent
-        options = options_from_config(read_json(base / "config.json"), layout)
-        prep = read_json(base / "preprocessor_config.json")
-        mean, std = prep.get("image_mean", mean), prep.get("image_std", std)
-        state = map_keys(state, layout)
+        from_checkpoint = checkpoint_encoder_state(state)
+        if from_checkpoint is not None:  # a hilreward checkpoint: reuse its encoder as it was
+            config = read_json(base / "config.json")
+            state, options = from_checkpoint, dict(config.get("encoder_options", {"layout": "hilserl"}))
+            mean, std = config.get("mean") or mean, config.get("std") or std
+        else:
+            layout = detect_layout(state)
+            options = options_from_config(read_json(base / "config.json"), layout)
+            prep = read_json(base / "preprocessor_config.json")
+            mean, std = prep.get("image_mean", mean), prep.get("image_std", std)
+            state = map_keys(state, layout)
     model = ResNet10(**options)
     if state is not None:
         load_into(model, state, what, source)

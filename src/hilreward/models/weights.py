@@ -79,6 +79,16 @@ def read_json(path: Path) -> dict[str, Any]:
         raise EncoderError(f"cannot read {path}: {exc}") from None
 
 
+CHECKPOINT_ENCODER_PREFIX = "encoder.backbone."
+
+
+def checkpoint_encoder_state(state: dict[str, torch.Tensor]) -> Optional[dict[str, torch.Tensor]]:
+    """The encoder's backbone weights if ``state`` is a hilreward checkpoint's ``model.safetensors``, else None."""
+    n = len(CHECKPOINT_ENCODER_PREFIX)
+    sub = {k[n:]: v for k, v in state.items() if k.startswith(CHECKPOINT_ENCODER_PREFIX)}
+    return sub or None
+
+
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, source: Optional[str]) -> None:
     """Strict load with an EncoderError naming the first missing / unexpected / mis-shaped keys."""
     own = module.state_dict()
