@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,8 @@ def test_pretrained_resnet10_offline_without_cache_names_both_ways_out(tmp_path,
     assert "model.weights=" in msg and "model.pretrained=false" in msg
     with pytest.raises(EncoderError, match="do not exist"):
         build_encoder("resnet10", weights=str(tmp_path / "no-such-folder"))
+    with pytest.raises(EncoderError, match="would be ignored"):
+        build_encoder("resnet10", pretrained=False, weights=str(tmp_path))
 
 
 @pytest.mark.parametrize("lib,spec", [("timm", "timm:resnet18"), ("torchvision", "torchvision:resnet18"),
@@ -247,6 +250,28 @@ def test_broken_checkpoints_raise_checkpoint_error(tmp_path):
         RewardClassifier.from_pretrained(mismatch)
 
 
+def test_push_to_hub_uploads_a_complete_checkpoint(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = {}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, **kw):
+        calls["create"] = (repo_id, private, exist_ok)
+
+    def upload_folder(self, repo_id, folder_path, commit_message=None, **kw):  # the network edge
+        calls["files"] = sorted(os.listdir(folder_path))
+        calls["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+        return "https://huggingface.co/user/clf/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    saved = tiny_model().save_pretrained(tmp_path / "ckpt", train_config_yaml="a: 1\n", metrics={"accuracy": 1.0})
+    url = RewardClassifier.from_pretrained(saved).push_to_hub("user/clf", private=True)
+    assert calls["create"] == ("user/clf", True, True) and url.endswith("/abc")
+    assert calls["files"] == ["config.json", "metrics.json", "model.safetensors", "train_config.yaml"]
+    assert calls["config"]["camera_keys"] == CAMS
+
+
 def test_check_cameras_rejects_a_checkpoint_for_another_camera_set():
     model = tiny_model()
     assert model.check_cameras(["front", "wrist", "top"]) == CAMS
@@ -359,13 +384,18 @@ def test_resnet10_loads_a_transformers_folder_and_matches_transformers(tmp_path)
     assert got.shape == expected.shape == (2, 512, 3, 4)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
-    # A classifier on these weights reloads without network or the original folder.
-    model = RewardClassifier(ClassifierConfig(encoder="resnet10", camera_keys=["front"], image_size=[64, 64],
-                                              latent_dim=16, hidden_dim=16), enc)
-    saved = model.save_pretrained(tmp_path / "ckpt")
-    (tmp_path / "resnet10" / "model.safetensors").unlink()
+    via_hf = build_encoder(f"hf:{tmp_path / 'resnet10'}")  # the same folder through transformers' AutoModel
+    with torch.no_grad():
+        torch.testing.assert_close(via_hf(x), expected, atol=1e-5, rtol=1e-5)
+
+    # Classifiers on these weights reload without network or the original folder.
     x = {"front": frames(batch=2, h=64, w=64)[CAMS[0]]}
-    np.testing.assert_array_equal(RewardClassifier.from_pretrained(saved).predict_proba(x), model.predict_proba(x))
+    models = [RewardClassifier(ClassifierConfig(encoder=e.spec, camera_keys=["front"], image_size=[64, 64],
+                                                latent_dim=16, hidden_dim=16), e) for e in (enc, via_hf)]
+    saved = [m.save_pretrained(tmp_path / f"ckpt{i}") for i, m in enumerate(models)]
+    (tmp_path / "resnet10" / "model.safetensors").unlink()
+    for model, path in zip(models, saved):
+        np.testing.assert_array_equal(RewardClassifier.from_pretrained(path).predict_proba(x), model.predict_proba(x))
 
 
 @pytest.mark.parametrize("encoder,size", [("tiny", 32), ("resnet10", 64)])

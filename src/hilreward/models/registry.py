@@ -185,6 +185,9 @@ def build_encoder(
     builder = _REGISTRY.get(key)
     if builder is None:
         raise EncoderError(f"unknown encoder {spec!r}; known: {_describe_known()}")
+    if weights and not pretrained:
+        raise EncoderError(f"model.weights={weights} is set but model.pretrained=false, so it would be ignored: "
+                           "set model.pretrained=true to load it, or drop model.weights")
     encoder = builder(arg=arg, pretrained=pretrained, weights=weights, options=dict(options or {}))
     encoder.spec = spec
     return encoder.set_freeze(freeze)
