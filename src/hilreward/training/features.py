@@ -153,9 +153,10 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     """
     labels = np.asarray(labels, dtype=np.int64)
     weights = balanced_weights(labels) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if len(labels) == 0 or len(weights) != len(labels):
-        raise ValueError(f"fit_head needs one label and weight per feature row (got {len(labels)} labels, "
-                         f"{len(weights)} weights)")
+    rows = {len(f) for f in features.values()}
+    if len(labels) == 0 or rows != {len(labels)} or len(weights) != len(labels):
+        raise ValueError(f"fit_head needs one label and weight per feature row (got {sorted(rows)} feature rows, "
+                         f"{len(labels)} labels, {len(weights)} weights)")
     params = [p for p in head_parameters(model) if p.requires_grad]
     device = params[0].device
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
