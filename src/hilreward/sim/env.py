@@ -44,14 +44,16 @@ class MetaWorldPixelEnv(gym.Env):
         import mujoco
 
         self._mujoco = mujoco
-        self._mw = metaworld.ALL_V3_ENVIRONMENTS_GOAL_HIDDEN[f"{self.task.env_name}-goal-hidden"](seed=seed)
-        self._mw.max_path_length = max_steps
-        self._mw._freeze_rand_vec = False  # new object/goal positions at each reset,
-        self._mw.seeded_rand_vec = True  # drawn from the env's seeded generator
+        self.metaworld = metaworld.ALL_V3_ENVIRONMENTS_GOAL_HIDDEN[f"{self.task.env_name}-goal-hidden"](seed=seed)
+        """The wrapped Meta-World env (its ``model`` and ``data`` are MuJoCo's)."""
+        self.metaworld.max_path_length = 1 << 30  # truncation is ours (max_steps); Meta-World would raise
+        self.metaworld._freeze_rand_vec = False  # new object/goal positions at each reset,
+        self.metaworld.seeded_rand_vec = True  # drawn from the env's seeded generator
         self.image_size = (height, width)
         self.max_steps = max_steps
+        """Episodes are truncated after this many steps."""
         self.render_mode = "rgb_array"
-        model = self._mw.model
+        model = self.metaworld.model
         # Software GL (llvmpipe, OSMesa) spends most of a frame on the 4096^2 shadow map and 4x
         # MSAA; without shadows and with 2x MSAA a frame costs ~10x less and looks nearly the same.
         model.vis.global_.offheight, model.vis.global_.offwidth = height, width
@@ -61,8 +63,7 @@ class MetaWorldPixelEnv(gym.Env):
         except Exception as exc:  # noqa: BLE001 - any GL failure gets the same fix
             raise render_failed(exc) from exc
         self._scene_option = mujoco.MjvOption()
-        if not show_markers:
-            self._scene_option.sitegroup[:] = 0  # sites are markers only: goal, end effector
+        self.set_markers_visible(show_markers)
         self._front = mujoco.MjvCamera()
         self._front.type = mujoco.mjtCamera.mjCAMERA_FREE
         self._front.lookat[:] = _FRONT["lookat"]
@@ -81,10 +82,14 @@ class MetaWorldPixelEnv(gym.Env):
         experts read; never part of the observation beyond ``agent_pos``)."""
         self._steps = 0
 
+    def set_markers_visible(self, visible: bool) -> None:
+        """Draw (True, for debugging) or hide (the default) the MuJoCo sites: goal and end-effector markers."""
+        self._scene_option.sitegroup[:] = self._mujoco.MjvOption().sitegroup if visible else 0
+
     def _with_goal(self, raw: np.ndarray) -> np.ndarray:
         # The goal-hidden env zeroes the goal in its state; the scripted experts need it.
         state = np.array(raw, np.float64)
-        state[-3:] = self._mw._get_pos_goal()
+        state[-3:] = self.metaworld._get_pos_goal()
         return state
 
     def render_camera(self, camera: str) -> np.ndarray:
@@ -92,7 +97,7 @@ class MetaWorldPixelEnv(gym.Env):
         if camera not in CAMERAS:
             raise ConfigError(f"unknown camera {camera!r}; known: {', '.join(CAMERAS)}")
         cam = self._front if camera == "front" else _WRIST
-        self._renderer.update_scene(self._mw.data, camera=cam, scene_option=self._scene_option)
+        self._renderer.update_scene(self.metaworld.data, camera=cam, scene_option=self._scene_option)
         self._renderer.scene.flags[self._mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self._renderer.scene.flags[self._mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         return self._renderer.render().copy()
@@ -109,17 +114,17 @@ class MetaWorldPixelEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is not None:
-            self._mw.seed(seed)
+            self.metaworld.seed(seed)
             self.action_space.seed(seed)
-        raw, _ = self._mw.reset()
+        raw, _ = self.metaworld.reset()
         self.state = self._with_goal(raw)
         self._steps = 0
-        _, info = self._mw.evaluate_state(raw, np.zeros(4, np.float32))
+        _, info = self.metaworld.evaluate_state(raw, np.zeros(4, np.float32))
         return self._observation(), {"success": bool(info["success"])}
 
     def step(self, action: np.ndarray):
         action = np.clip(np.asarray(action, np.float32).reshape(4), -1.0, 1.0)
-        raw, shaped, _, _, info = self._mw.step(action)
+        raw, shaped, _, _, info = self.metaworld.step(action)
         self.state = self._with_goal(raw)
         self._steps += 1
         success = bool(info["success"])
@@ -131,8 +136,8 @@ class MetaWorldPixelEnv(gym.Env):
         if renderer is not None:
             renderer.close()
             self._renderer = None
-        if hasattr(self, "_mw"):
-            self._mw.close()
+        if hasattr(self, "metaworld"):
+            self.metaworld.close()
 
 
 def make_env(task: str = "drawer-open", image_size: tuple[int, int] = (128, 128), seed: int = 0,

@@ -16,7 +16,7 @@ from .env import MetaWorldPixelEnv
 Policy = Callable[[dict], np.ndarray]
 _POLICIES: dict[str, Callable[[MetaWorldPixelEnv, int], Policy]] = {}
 
-NOISY_SIGMA = 0.6  # std of the Gaussian noise added to the expert's actions (actions are in [-1, 1])
+NOISY_SIGMA = 0.4  # std of the Gaussian noise added to the expert's actions (actions are in [-1, 1])
 NOISY_BURST = 0.02  # chance per step of starting a 10-step burst of random actions
 RANDOM_HOLD = 5  # the random policy holds each uniform action this many steps (the arm wanders)
 
