@@ -68,11 +68,10 @@ def test_pretrained_resnet10_offline_without_cache_names_both_ways_out(tmp_path,
 @pytest.mark.parametrize("lib,spec", [("timm", "timm:resnet18"), ("torchvision", "torchvision:resnet18"),
                                       ("transformers", "hf:some/repo")])
 def test_optional_backbone_library_missing_says_how_to_install(lib, spec):
-    try:
-        __import__(lib)
+    import importlib.util
+
+    if importlib.util.find_spec(lib) is not None:
         pytest.skip(f"{lib} is installed")
-    except ImportError:
-        pass
     with pytest.raises(EncoderError, match=f"pip install {lib}"):
         build_encoder(spec)
 
@@ -270,6 +269,17 @@ def test_push_to_hub_uploads_a_complete_checkpoint(tmp_path, monkeypatch):
     assert calls["create"] == ("user/clf", True, True) and url.endswith("/abc")
     assert calls["files"] == ["config.json", "metrics.json", "model.safetensors", "train_config.yaml"]
     assert calls["config"]["camera_keys"] == CAMS
+
+
+def test_bad_model_options_raise_config_error():
+    from hilreward.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_classes"):
+        tiny_model(num_classes=1)
+    with pytest.raises(ConfigError, match="image_size"):
+        tiny_model(image_size=[32])
+    with pytest.raises(EncoderError, match="freeze mode 'some'.*all, last, none"):
+        tiny_model(freeze="some")
 
 
 def test_check_cameras_rejects_a_checkpoint_for_another_camera_set():

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, EncoderError, InputError
+from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
 from .preprocessing import full_camera_key, normalize, pick_cameras, resize, short_camera_key, to_float_chw
@@ -112,11 +112,11 @@ class RewardClassifier(nn.Module):
         config = dataclasses.replace(config, camera_keys=[full_camera_key(k) for k in config.camera_keys],
                                      image_size=[int(s) for s in config.image_size])
         if len(config.image_size) != 2:
-            raise InputError(f"image_size must be [height, width], got {config.image_size}")
+            raise ConfigError(f"model.image_size must be [height, width], got {config.image_size}")
         if not config.camera_keys:
-            raise InputError("a classifier needs at least one camera key")
+            raise ConfigError("a classifier needs at least one camera (dataset.cameras)")
         if config.num_classes < 2:
-            raise InputError(f"num_classes must be 2 (binary) or more, got {config.num_classes}")
+            raise ConfigError(f"model.num_classes must be 2 (binary) or more, got {config.num_classes}")
         if encoder is None:
             encoder = build_encoder(config.encoder, pretrained=False, options=config.encoder_options,
                                     freeze=config.freeze)
@@ -275,8 +275,8 @@ class RewardClassifier(nn.Module):
         state = ckpt.read_weights(folder)
         try:
             model = cls(config)
-        except EncoderError as exc:
-            raise CheckpointError(f"cannot rebuild the encoder of {folder}: {exc}") from None
+        except (EncoderError, ConfigError) as exc:
+            raise CheckpointError(f"cannot rebuild the model of {folder}: {exc}") from None
         own = model.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
