@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # System packages hilreward's demo and tests need (Debian/Ubuntu): GL libraries for MuJoCo's
 # offscreen rendering (EGL, with OSMesa as fallback) and Chromium for the report test.
-# Installs only what is missing; needs root (or sudo) the first time.
+# Installs only what is missing; needs root (or sudo) the first time. libgl1-mesa-dri holds
+# the software rasteriser (llvmpipe) that EGL uses on machines without a GPU.
 set -euo pipefail
-want=(libegl1 libgl1 libosmesa6 libglfw3)
+want=(libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglfw3)
 [ "${1:-}" = "--with-browser" ] && want+=(chromium)
 missing=()
 for p in "${want[@]}"; do
