@@ -71,9 +71,11 @@ class MetaWorldPixelEnv(gym.Env):
         self._front.distance = _FRONT["distance"]
 
         image = gym.spaces.Box(0, 255, (height, width, 3), np.uint8)
+        state_space = self.metaworld.sawyer_observation_space  # Meta-World clips its state to this box
         self.observation_space = gym.spaces.Dict({
             "pixels": gym.spaces.Dict({name: image for name in CAMERAS}),
-            "agent_pos": gym.spaces.Box(-np.inf, np.inf, (_AGENT_POS_DIM,), np.float32),
+            "agent_pos": gym.spaces.Box(state_space.low[:_AGENT_POS_DIM].astype(np.float32),
+                                        state_space.high[:_AGENT_POS_DIM].astype(np.float32), dtype=np.float32),
         })
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
         self.action_space.seed(seed)
