@@ -115,7 +115,8 @@ class RewardFunction:
 
         ``success_threshold=None`` uses the threshold stored in the checkpoint (0.5 if none).
         ``backend="onnx"`` runs ``<dir>/model.onnx`` with ONNX Runtime, exporting it first when missing.
-        ``compile=True`` wraps the torch forward in ``torch.compile``.
+        ``compile=True`` wraps the torch forward in ``torch.compile``. ``threads``: ONNX Runtime
+        intra-op threads (the torch backend uses ``torch.get_num_threads()``).
         With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
         dataset, or any CorrectionSink); by default ``./corrections/<model_version>-<time>``.
         """
@@ -132,7 +133,7 @@ class RewardFunction:
                 raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
             from .onnx_export import export_onnx
 
-            onnx_path = ckpt / "model.onnx"
+            onnx_path = _onnx_path(ckpt)
             if not onnx_path.exists():
                 export_onnx(model, onnx_path)
             runner: TorchBackend | OnnxBackend = OnnxBackend(onnx_path, model, threads=threads)
@@ -270,6 +271,18 @@ def _to_hwc_uint8(frame: Any) -> np.ndarray:
     if arr.dtype != np.uint8:
         arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr)
+
+
+def _onnx_path(checkpoint: Path) -> Path:
+    """``<checkpoint>/model.onnx``; for a Hub snapshot (read-only cache) one in hilreward's cache instead."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    local = checkpoint / "model.onnx"
+    if local.exists() or not checkpoint.resolve().is_relative_to(Path(HF_HUB_CACHE).resolve()):
+        return local
+    from ..data import cache_root
+
+    return cache_root() / "onnx" / model_version(checkpoint) / "model.onnx"
 
 
 def default_corrections_dir(version: str) -> Path:
