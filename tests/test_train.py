@@ -19,7 +19,7 @@ import yaml
 import hilreward.training.train as train_module
 from hilreward.config import compose
 from hilreward.data import load_frame_data
-from hilreward.errors import ConfigError
+from hilreward.errors import CheckpointError, ConfigError
 from hilreward.models.classifier import RewardClassifier
 from hilreward.training.features import to_float_chw
 from hilreward.training.train import main, train, train_step
@@ -174,7 +174,7 @@ def test_killed_before_first_checkpoint_restarts_cleanly(cache, tmp_path, monkey
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_refuses_other_cameras_and_existing_runs(cache, tmp_path):
+def test_resume_refuses_other_data_existing_runs_and_truncated_state(cache, tmp_path):
     extra = ["training.steps=4", "training.eval_freq=0"]
     train(config(tmp_path, cache, *extra))
     with pytest.raises(ConfigError, match="resume=true"):
@@ -183,6 +183,10 @@ def test_resume_refuses_other_cameras_and_existing_runs(cache, tmp_path):
         train(config(tmp_path, cache, *extra, "resume=true", "dataset.cameras=[front]"))
     with pytest.raises(ConfigError, match="dataset.root"):
         train(config(tmp_path, cache, *extra, "resume=true", root=FIXTURES / "elsewhere"))
+    state = tmp_path / "checkpoints/last/training_state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(CheckpointError, match="training state is missing or damaged"):
+        train(config(tmp_path, cache, *extra, "resume=true"))
 
 
 def test_cli_overrides_end_to_end(cache, tmp_path, capsys):
