@@ -156,3 +156,22 @@ def test_gl_falls_back_to_osmesa_then_names_the_fix(gl):
     if chosen != "osmesa":
         pytest.skip("OSMesa is not installed here")
     assert "scripts/sysdeps.sh" in message and "MUJOCO_GL=osmesa" in message and "egl:" in message
+
+
+def test_embedded_demo_dataset_is_what_its_readme_says():
+    from pathlib import Path
+
+    from hilreward.data import LeRobotDataset
+
+    root = Path(__file__).resolve().parents[1] / "data" / "demo"
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size < 15 << 20
+    ds = LeRobotDataset.open(root=root)
+    assert (len(ds.episodes), ds.num_frames, ds.fps) == (24, 3600, 10)
+    assert ds.camera_keys == ["observation.images.front", "observation.images.wrist"]
+    assert all(ds.features[k]["shape"] == [96, 96, 3] for k in ds.camera_keys)
+    rows = ds.read_rows(["episode_index", "next.reward"])
+    per_episode = np.bincount(rows["episode_index"], weights=rows["next.reward"]).astype(int)
+    assert per_episode.sum() == 787
+    assert (per_episode[0::4] > 50).all() and (per_episode[1::4] > 50).all()  # experts succeed and hold
+    assert (per_episode[3::4] == 0).all()  # random never succeeds
