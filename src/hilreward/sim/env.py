@@ -9,6 +9,7 @@ answer is never painted on the image.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -62,6 +63,9 @@ class MetaWorldPixelEnv(gym.Env):
             self._renderer = mujoco.Renderer(model, height, width)
         except Exception as exc:  # noqa: BLE001 - any GL failure gets the same fix
             raise render_failed(exc) from exc
+        # Free the GL context on close() or, at the latest, at exit while EGL is still loaded
+        # (freeing it during interpreter teardown prints EGL errors).
+        self._free_gl = weakref.finalize(self, self._renderer.close)
         self._scene_option = mujoco.MjvOption()
         self.set_markers_visible(show_markers)
         self._front = mujoco.MjvCamera()
@@ -134,10 +138,8 @@ class MetaWorldPixelEnv(gym.Env):
         return self._observation(), float(success), False, self._steps >= self.max_steps, info
 
     def close(self) -> None:
-        renderer = getattr(self, "_renderer", None)
-        if renderer is not None:
-            renderer.close()
-            self._renderer = None
+        if hasattr(self, "_free_gl"):
+            self._free_gl()
         if hasattr(self, "metaworld"):
             self.metaworld.close()
 
