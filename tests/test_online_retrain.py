@@ -98,6 +98,7 @@ def test_corrected_false_positive_is_fixed_in_a_new_version(ckpt, frames, tmp_pa
         assert new.metrics["corrections_fixed"] == 1.0
         assert new.metrics["heldout_accuracy"] >= new.metrics["heldout_accuracy_base"] - TOLERANCE
         assert client.get_model().version == new.version
+        assert client.get_model().retrainer_status == f"published {new.version}"
     print(f"correction -> new version serving: {elapsed:.1f} s")
 
     # Independent check of the published version, loaded as an RL actor would load it.

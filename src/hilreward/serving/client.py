@@ -66,11 +66,14 @@ class ModelInfo:
     image_size: tuple[int, int]
     num_classes: int
     threshold: float
+    retrainer_status: str = ""
+    """off, starting, ready, published <version>, rejected <reason> or error <message>."""
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> "ModelInfo":
         return cls(m.version, m.created_unix, dict(m.metrics), m.corrections_total, m.corrections_used,
-                   list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold)
+                   list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold,
+                   m.retrainer_status)
 
 
 class RewardClient:

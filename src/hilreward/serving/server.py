@@ -219,6 +219,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self.store = store
         self.cfg = cfg
         self.on_correction = on_correction
+        self.retrainer_status = "off"
+        """What the retrainer did last (ModelInfo.retrainer_status)."""
         self._streaks: OrderedDict[int, int] = OrderedDict()
         self._streak_lock = threading.Lock()
 
@@ -322,7 +324,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             version=model.version, created_unix=model.created_unix, metrics=model.metrics,
             corrections_total=self.store.count(), corrections_used=model.corrections_used,
             camera_keys=model.camera_keys, image_height=model.image_size[0], image_width=model.image_size[1],
-            num_classes=model.num_classes, threshold=model.threshold)
+            num_classes=model.num_classes, threshold=model.threshold, retrainer_status=self.retrainer_status)
 
     def GetModel(self, request, context):
         self._authorize(context, self.cfg.auth_predict)
@@ -368,6 +370,8 @@ class RewardServer:
                                                          threshold=self.slot.current.threshold)
         self.servicer = RewardServicer(self.slot, self.batcher, self.store, cfg,
                                        on_correction=self.retrainer.notify if self.retrainer else None)
+        if self.retrainer is not None:
+            self.servicer.retrainer_status = "starting"
         self.health = health.HealthServicer()
         limit = cfg.max_message_mb * 1024 * 1024
         self._server = grpc.server(
@@ -377,6 +381,8 @@ class RewardServer:
         pb_grpc.add_RewardServiceServicer_to_server(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = 0
+        self.retrainer_ready = threading.Event()
+        """Set once the retrainer has loaded the offline features (corrections are trained from then on)."""
         self._swapper: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -417,15 +423,21 @@ class RewardServer:
                 try:
                     model = load_version(self.versions, int(event["number"]), self.cfg)
                 except HilrewardError as exc:
+                    self.servicer.retrainer_status = f"error cannot load version {event['number']}: {exc}"
                     log.error("cannot load published version %s: %s", event["number"], exc)
                     continue
+                self.servicer.retrainer_status = f"published {model.version}"
                 self.slot.swap(model)
                 log.info("serving model version %s (%s)", model.version, _fmt(model.metrics))
             elif kind == "rejected":
+                self.servicer.retrainer_status = f"rejected {event.get('reason')}"
                 log.warning("retrained model rejected by the gate: %s", event.get("reason"))
             elif kind == "ready":
+                self.servicer.retrainer_status = "ready"
                 log.info("retrainer ready (%s)", _fmt(event.get("metrics", {})))
+                self.retrainer_ready.set()
             elif kind == "error":
+                self.servicer.retrainer_status = f"error {event.get('message')}"
                 log.error("retrainer failed: %s", event.get("message"))
 
     def stop(self, grace: float = 1.0) -> None:

@@ -104,7 +104,7 @@ class WatchModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("version", "created_unix", "metrics", "corrections_total", "corrections_used", "camera_keys", "image_height", "image_width", "num_classes", "threshold")
+    __slots__ = ("version", "created_unix", "metrics", "corrections_total", "corrections_used", "camera_keys", "image_height", "image_width", "num_classes", "threshold", "retrainer_status")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class ModelInfo(_message.Message):
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    RETRAINER_STATUS_FIELD_NUMBER: _ClassVar[int]
     version: str
     created_unix: float
     metrics: _containers.ScalarMap[str, float]
@@ -132,4 +133,5 @@ class ModelInfo(_message.Message):
     image_width: int
     num_classes: int
     threshold: float
-    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    retrainer_status: str
+    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ..., retrainer_status: _Optional[str] = ...) -> None: ...
