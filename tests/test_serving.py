@@ -138,6 +138,30 @@ def test_reward_function_over_grpc_backend(server, ckpt, frames):
     backend.close()
 
 
+def test_human_override_over_grpc_becomes_a_stored_correction(server, frames):
+    from hilreward.deploy import HumanOverride
+    from hilreward.serving import GrpcCorrectionSink
+
+    override = HumanOverride()
+    backend = GrpcBackend(server.address)
+    sink = GrpcCorrectionSink(server.address, token=TOKEN)
+    fn = RewardFunction(backend, backend.model_version, RewardOptions(backend.threshold), override=override,
+                        corrections=sink)
+    success_row = int(np.flatnonzero(frames.labels == 1)[5])
+    assert fn(step_images(frames, success_row)).success
+    override.failure()  # the human disagrees with the classifier on the next step
+    result = fn(step_images(frames, success_row))
+    assert not result.success and result.override == "failure"
+    assert len(sink.acks) == 1
+    stored = server.store.read()[-1]
+    assert stored.id == sink.acks[0].correction_id
+    assert (stored.correction.label, stored.correction.model_version) == (0, backend.model_version)
+    assert stored.correction.probability == pytest.approx(result.probability if isinstance(result.probability, float)
+                                                          else result.probability[-1], abs=1e-6)
+    fn.close()
+    backend.close()
+
+
 def test_concurrent_clients_each_get_their_own_answer(server, ckpt, frames):
     local = RewardFunction.from_pretrained(ckpt)
     rows = list(range(0, 596, 37))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RewardClient", "GrpcBackend", "ModelInfo", "CorrectionAck", "RemoteRewardResult", "RewardServer",
-           "ServeConfig"]
+__all__ = ["RewardClient", "GrpcBackend", "GrpcCorrectionSink", "ModelInfo", "CorrectionAck", "RemoteRewardResult",
+           "RewardServer", "ServeConfig"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package does not start grpc or torch
-    if name in ("RewardClient", "GrpcBackend", "ModelInfo", "CorrectionAck", "RemoteRewardResult"):
+    if name in ("RewardClient", "GrpcBackend", "GrpcCorrectionSink", "ModelInfo", "CorrectionAck",
+                "RemoteRewardResult"):
         from . import client
 
         return getattr(client, name)

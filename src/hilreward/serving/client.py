@@ -3,6 +3,7 @@
     client = RewardClient("127.0.0.1:50051", token=os.environ.get("HILREWARD_TOKEN"))
     result = client.predict({"front": front, "wrist": wrist}, episode_id=3, step=17)
     client.submit_correction({"front": front, "wrist": wrist}, label=0)   # "that was not a success"
+    reward_fn = RewardFunction(GrpcBackend(address), ...)                  # RL code unchanged
     for info in client.watch_model(): relabel_replay_buffer(info.version)
 
 Every call has a deadline (``timeout_s``); calls that fail with UNAVAILABLE (server not up
@@ -281,6 +282,31 @@ class GrpcBackend:
         if self.num_classes > 2:
             return np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1)
         return np.array([r.probability for r in results], dtype=np.float32)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class GrpcCorrectionSink:
+    """A deploy CorrectionSink that submits each human override to the reward server.
+
+    ``RewardFunction(GrpcBackend(address), ..., corrections=GrpcCorrectionSink(address, token))``:
+    overrides that disagree with the classifier are stored by the server (durably, before
+    ``add`` returns) and trained into the next model version.
+    """
+
+    def __init__(self, address: str, token: Optional[str] = None, timeout_s: float = 5.0, retries: int = 3,
+                 client: RewardClient | None = None) -> None:
+        self.client = client or RewardClient(address, token=token, timeout_s=timeout_s, retries=retries)
+        self.acks: list[CorrectionAck] = []
+
+    def add(self, correction: Any) -> None:
+        p = correction.probability
+        success = float(p[-1]) if isinstance(p, (list, tuple)) else float(p)
+        self.acks.append(self.client.submit_correction(
+            correction.frames, label=int(correction.label), episode_id=int(correction.episode),
+            step=int(correction.step), model_version=correction.model_version, probability=success,
+            source=correction.source, env_index=int(correction.env_index), time_unix=float(correction.time)))
 
     def close(self) -> None:
         self.client.close()
