@@ -170,12 +170,13 @@ def train(cfg: TrainConfig) -> Path:
                               weights, pad=pad)
 
     # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
-    start_step, best_acc = 0, -1.0
+    start_step, best = 0, (-1.0, float("-inf"))  # (eval accuracy, -eval loss): ties go to the lower loss
     if resume_from is not None:
         tensors, state = load_training_state(resume_from)
         _check_same_data(state, data, resume_from)
         start_step = restore_training_state(tensors, state, optimizer, scheduler)
-        best_acc = float(state.get("best_accuracy", -1.0))
+        if state.get("best_loss") is not None:
+            best = (float(state["best_accuracy"]), -float(state["best_loss"]))
         print(f"resumed from {resume_from} at step {start_step}", flush=True)
 
     logger = None
@@ -196,7 +197,8 @@ def train(cfg: TrainConfig) -> Path:
     def checkpoint(directory: Path, step: int) -> None:
         metrics = {"step": step, **base_metrics, **eval_metrics}
         save_checkpoint(directory, model, config_yaml, metrics, step, optimizer, scheduler,
-                        extra={"best_accuracy": best_acc, **base_metrics})
+                        extra={"best_accuracy": best[0], "best_loss": -best[1] if best[0] >= 0 else None,
+                               **base_metrics})
 
     bar = tqdm(total=steps, initial=start_step, desc="Training", dynamic_ncols=True)
     batches = iter(loader)
@@ -225,8 +227,9 @@ def train(cfg: TrainConfig) -> Path:
             if logger:
                 logger.log(eval_metrics, step)
                 _log_samples(logger, data, val_rows, pred, prob, step)
-            if eval_metrics["eval/accuracy"] > best_acc:
-                best_acc = eval_metrics["eval/accuracy"]
+            score = (eval_metrics["eval/accuracy"], -eval_metrics["eval/loss"])
+            if score > best:
+                best = score
                 checkpoint(ckpt_root / "best", step)
 
         if step % t_cfg.save_freq == 0 or step == steps:
@@ -241,16 +244,15 @@ def train(cfg: TrainConfig) -> Path:
         from .checkpoint import replace_dir
 
         replace_dir(staging, ckpt_root / "best")
-    final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best_acc}
+    final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0]}
     atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
     if logger:
         logger.finish()
-    best = ckpt_root / "best"
     if eval_metrics:
         print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
-              f"(best {best_acc:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
+              f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
               f"recall {eval_metrics['eval/recall']:.4f}", flush=True)
-    return best
+    return ckpt_root / "best"
 
 
 # ---- helpers --------------------------------------------------------------------------------------
