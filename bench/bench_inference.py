@@ -5,13 +5,14 @@
 Per encoder: the torch backend (also with channels-last memory, and ``torch.compile`` with
 ``--compile``) and the ONNX Runtime backend (``model.onnx`` exported by the same call). Each
 number is the wall time of ``reward_fn(images)`` as an RL actor calls it, median and p90 over
-``--calls`` calls after ``--warmup`` calls. ResNet-10 uses the peer's encoder folder
+``--calls`` calls after ``--warmup`` calls. All variants (and the peer) run interleaved call by
+call in a shuffled order, so on a shared machine they all see the same load. ResNet-10 uses the peer's encoder folder
 (~/.cache/hilreward-peer/resnet10) when it exists, so both sides run the same weights.
 
 When the LeRobot peer venv exists (~/.cache/hilreward-peer/venv), LeRobot 0.6.1's
-``Classifier.predict_reward`` runs in a subprocess on the same frames with the same thread count:
-uint8 -> float, its saved normaliser (the training normalisation), then ``predict_reward`` under
-``torch.inference_mode``. Prints one JSON object.
+``Classifier.predict_reward`` runs in a subprocess on the same frames with the same thread count,
+one step per request over a pipe, timed inside that process: uint8 -> float, its normaliser (the
+training normalisation), then ``predict_reward`` under ``torch.inference_mode``. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.rewards.classifier.configuration_classifier import RewardClassifierConfig
 from lerobot.rewards.classifier.modeling_classifier import Classifier
 from lerobot.rewards.classifier.processor_classifier import make_classifier_processor
-frames_path, encoder, threads, warmup, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+frames_path, encoder, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 stored = np.load(frames_path)
@@ -52,18 +53,42 @@ model = Classifier(cfg).eval()
 unit = {k: torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255 for k, v in frames.items()}
 stats = {k: {"mean": v.mean(dim=(0, 2, 3)).view(3, 1, 1), "std": v.std(dim=(0, 2, 3)).view(3, 1, 1)} for k, v in unit.items()}
 pre, _ = make_classifier_processor(cfg, dataset_stats=stats)
-times = []
-for i in range(warmup + calls):
-    j = i % len(frames[keys[0]])
+import lerobot
+print(json.dumps({"lerobot": lerobot.__version__, "torch": torch.__version__}), flush=True)
+for line in sys.stdin:  # one step per line: the frame index; answers the step's wall time in ms
+    j = int(line) % len(frames[keys[0]])
     t0 = time.perf_counter()
     batch = pre({k: torch.from_numpy(frames[k][j]).permute(2, 0, 1).float().div(255).unsqueeze(0) for k in keys})
     with torch.inference_mode():
         reward = model.predict_reward(batch)
-    if i >= warmup:
-        times.append((time.perf_counter() - t0) * 1e3)
-import lerobot
-print(json.dumps({"times_ms": times, "lerobot": lerobot.__version__, "torch": torch.__version__}))
+    print((time.perf_counter() - t0) * 1e3, flush=True)
 """
+
+
+class PeerStep:
+    """LeRobot's predict_reward in its own venv, one step per request (timed inside the peer process)."""
+
+    def __init__(self, frames: dict[str, np.ndarray], threads: int, work: Path) -> None:
+        path = work / "frames.npz"
+        np.savez(path, **{k.replace(".", "_"): v for k, v in frames.items()})
+        env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.proc = subprocess.Popen([str(PEER_PYTHON), "-c", PEER_SCRIPT, str(path), str(PEER_ENCODER), str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the LeRobot peer exited with {self.proc.wait()}")
+        self.versions = json.loads(line)
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.proc.stdin.write(f"{self.calls}\n")
+        self.proc.stdin.flush()
+        self.calls += 1
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def summary(times_ms: list[float]) -> dict:
@@ -91,56 +116,33 @@ def build_checkpoint(encoder: str, image_size: int, out: Path) -> Path:
     return RewardClassifier(cfg, enc).save_pretrained(out)
 
 
-def time_calls(fn, frames: dict[str, np.ndarray], warmup: int, calls: int) -> list[float]:
-    n = len(frames[CAMERAS[0]])
-    times = []
-    for i in range(warmup + calls):
-        step = {"front": frames[CAMERAS[0]][i % n], "wrist": frames[CAMERAS[1]][i % n]}
-        t0 = time.perf_counter()
-        fn(step)
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
-def bench_hilreward(encoder: str, image_size: int, frames, args, work: Path) -> dict:
+def build_variants(encoder: str, frames, args, work: Path, report: dict) -> dict:
+    """name -> step(i) returning the wall time in ms of reward_fn(frames of step i)."""
     from hilreward.deploy import RewardFunction
-    from hilreward.deploy.backends import TorchBackend
 
-    ckpt = build_checkpoint(encoder, image_size, work / f"{encoder}_{image_size}")
-    out: dict = {"image_size": image_size}
-    fn = RewardFunction.from_pretrained(ckpt)
-    out["torch"] = summary(time_calls(fn, frames, args.warmup, args.calls))
-    fn.backend = TorchBackend(fn.backend.model, channels_last=True)
-    out["torch_channels_last"] = summary(time_calls(fn, frames, args.warmup, args.calls))
+    ckpt = build_checkpoint(encoder, 128, work / encoder)
+    fns = {"torch": RewardFunction.from_pretrained(ckpt),
+           "torch_channels_last": RewardFunction.from_pretrained(ckpt, channels_last=True)}
+    info: dict = {"params": sum(p.numel() for p in fns["torch"].backend.model.parameters())}
     if args.compile:
-        fn = RewardFunction.from_pretrained(ckpt, compile=True)
-        t0 = time.perf_counter()
-        fn({"front": frames[CAMERAS[0]][0], "wrist": frames[CAMERAS[1]][0]})
-        out["torch_compile_first_call_s"] = round(time.perf_counter() - t0, 1)
-        out["torch_compile"] = summary(time_calls(fn, frames, args.warmup, args.calls))
+        fns["torch_compile"] = RewardFunction.from_pretrained(ckpt, compile=True)
     t0 = time.perf_counter()
-    onnx_fn = RewardFunction.from_pretrained(ckpt, backend="onnx", threads=args.threads)
-    out["onnx_export_s"] = round(time.perf_counter() - t0, 1)
-    out["onnx"] = summary(time_calls(onnx_fn, frames, args.warmup, args.calls))
+    fns["onnx"] = RewardFunction.from_pretrained(ckpt, backend="onnx", threads=args.threads)
+    info["onnx_export_s"] = round(time.perf_counter() - t0, 1)
     probe = {k.split(".")[-1]: v[:4] for k, v in frames.items()}
-    out["onnx_vs_torch_max_abs_diff"] = float(np.abs(onnx_fn.relabel(probe) - fn.relabel(probe)).max())
-    out["params"] = sum(p.numel() for p in fn.backend.model.parameters())
-    return out
+    info["onnx_vs_torch_max_abs_diff"] = float(np.abs(fns["onnx"].relabel(probe) - fns["torch"].relabel(probe)).max())
+    report[encoder] = info
+    n = len(frames[CAMERAS[0]])
 
+    def timed(fn):
+        def step(i: int) -> float:
+            images = {"front": frames[CAMERAS[0]][i % n], "wrist": frames[CAMERAS[1]][i % n]}
+            t0 = time.perf_counter()
+            fn(images)
+            return (time.perf_counter() - t0) * 1e3
+        return step
 
-def bench_lerobot(frames, args, work: Path) -> dict:
-    if not (PEER_PYTHON.exists() and (PEER_ENCODER / "model.safetensors").is_file()):
-        return {"skipped": f"no peer venv at {PEER_PYTHON} (bash ../shared/peer/setup_lerobot.sh)"}
-    path = work / "frames.npz"
-    np.savez(path, **{k.replace(".", "_"): v for k, v in frames.items()})
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    proc = subprocess.run([str(PEER_PYTHON), "-c", PEER_SCRIPT, str(path), str(PEER_ENCODER), str(args.threads),
-                           str(args.warmup), str(args.calls)], capture_output=True, text=True, env=env, timeout=900)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"predict_reward": summary(result["times_ms"]), "lerobot": result["lerobot"], "torch": result["torch"]}
+    return {f"{encoder}/{name}": timed(fn) for name, fn in fns.items()}
 
 
 def main() -> None:
@@ -155,6 +157,9 @@ def main() -> None:
     if args.calls < 50:
         ap.error("--calls must be >= 50")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    # Idle OpenMP threads sleep instead of spinning: with two processes taking turns on the same
+    # cores, a spinning pool steals the next call's CPU time (an artifact of the interleaving).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -162,18 +167,42 @@ def main() -> None:
     report: dict = {"batch": 1, "cameras": 2, "frame": "uint8 128x128x3", "threads": args.threads,
                     "calls": args.calls, "warmup": args.warmup, "machine": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+                    "method": "all variants interleaved call by call in a shuffled order, so they share the load",
                     "load_avg_start": round(os.getloadavg()[0], 2)}
+    peer = None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        variants: dict = {}
         for encoder in args.encoders:
-            report[encoder] = bench_hilreward(encoder, 128, frames, args, work)
-        if not args.no_lerobot:
-            report["lerobot_resnet10"] = bench_lerobot(frames, args, work)
-    r10, peer = report.get("resnet10", {}), report.get("lerobot_resnet10", {}).get("predict_reward")
-    if r10 and peer:
-        report["speedup_vs_lerobot_median"] = {
-            "torch": round(peer["median_ms"] / r10["torch"]["median_ms"], 2),
-            "onnx": round(peer["median_ms"] / r10["onnx"]["median_ms"], 2)}
+            variants.update(build_variants(encoder, frames, args, work, report))
+        if args.no_lerobot:
+            pass
+        elif PEER_PYTHON.exists() and (PEER_ENCODER / "model.safetensors").is_file():
+            peer = PeerStep(frames, args.threads, work)
+            report["lerobot"] = peer.versions
+            variants["lerobot_resnet10/predict_reward"] = lambda i: peer()
+        else:
+            report["lerobot"] = {"skipped": f"no peer venv at {PEER_PYTHON} (bash ../shared/peer/setup_lerobot.sh)"}
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        order = list(variants)
+        rng = np.random.default_rng(0)
+        try:
+            for i in range(args.warmup + args.calls):
+                rng.shuffle(order)
+                for name in order:
+                    ms = variants[name](i)
+                    if i >= args.warmup:
+                        times[name].append(ms)
+        finally:
+            if peer is not None:
+                peer.close()
+    report["latency"] = {name: summary(t) for name, t in times.items()}
+    peer_ms = report["latency"].get("lerobot_resnet10/predict_reward")
+    if peer_ms and "resnet10/torch" in report["latency"]:
+        report["lerobot_median_over_ours"] = {
+            name.split("/")[1]: round(peer_ms["median_ms"] / report["latency"][name]["median_ms"], 2)
+            for name in report["latency"] if name.startswith("resnet10/")}
     report["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
 

@@ -108,14 +108,16 @@ class RewardFunction:
     def from_pretrained(cls, path_or_repo: str | Path, success_threshold: float | None = None,
                         success_reward: float = 1.0, terminate_on_success: bool = True, mode: str = "sparse",
                         consecutive: int = 1, device: str = "cpu", backend: str = "torch", *,
-                        compile: bool = False, success_class: int = -1, threads: int | None = None,
+                        compile: bool = False, channels_last: bool = False, success_class: int = -1,
+                        threads: int | None = None,
                         override: HumanOverride | None = None,
                         corrections: CorrectionSink | str | None = None) -> "RewardFunction":
         """Load a hilreward checkpoint (folder or Hub repo) or a LeRobot ``reward_classifier`` checkpoint.
 
         ``success_threshold=None`` uses the threshold stored in the checkpoint (0.5 if none).
         ``backend="onnx"`` runs ``<dir>/model.onnx`` with ONNX Runtime, exporting it first when missing.
-        ``compile=True`` wraps the torch forward in ``torch.compile``. ``threads``: ONNX Runtime
+        ``compile=True`` wraps the torch forward in ``torch.compile``; ``channels_last=True`` runs the
+        torch model in NHWC memory layout (faster for some encoders, see bench/bench_inference.py). ``threads``: ONNX Runtime
         intra-op threads (the torch backend uses ``torch.get_num_threads()``).
         With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
         dataset, or any CorrectionSink); by default ``./corrections/<model_version>-<time>``.
@@ -138,7 +140,7 @@ class RewardFunction:
                 export_onnx(model, onnx_path)
             runner: TorchBackend | OnnxBackend = OnnxBackend(onnx_path, model, threads=threads)
         else:
-            runner = TorchBackend(model, compile=compile)
+            runner = TorchBackend(model, compile=compile, channels_last=channels_last)
         return cls(runner, model_version(ckpt), options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
