@@ -179,7 +179,32 @@ def cmd_latency(args) -> None:
             positives += int(res.success)
     emit({"side": "hilreward", "what": "latency", "backend": args.backend, "threads": args.threads,
           "checkpoint": args.checkpoint, **percentiles(times), "positives": positives, "load_s": load_s,
+          "profile_ms": profile(args.checkpoint, front, wrist) if args.backend == "torch" else None,
           "versions": versions()})
+
+
+def profile(checkpoint: str, front: np.ndarray, wrist: np.ndarray, calls: int = 30) -> dict:
+    """Median ms of each stage of one batch-1 call: preprocess (uint8 -> normalised), encoder, head."""
+    import torch
+
+    from hilreward.models.classifier import RewardClassifier
+
+    model = RewardClassifier.from_pretrained(checkpoint).eval()
+    stages: dict[str, list[float]] = {"preprocess": [], "encode": [], "head": []}
+    with torch.inference_mode():
+        for i in range(calls + 5):
+            j = i % len(front)
+            t0 = time.perf_counter()
+            pixels = model.preprocess({"front": front[j], "wrist": wrist[j]})
+            t1 = time.perf_counter()
+            feats = model.encode(pixels)
+            t2 = time.perf_counter()
+            model.head(feats)
+            t3 = time.perf_counter()
+            if i >= 5:
+                for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
+                    stages[k].append(v * 1000)
+    return {k: float(np.median(v)) for k, v in stages.items()}
 
 
 def main() -> None:

@@ -1,0 +1,83 @@
+"""Smoke tests of the LeRobot comparison's hilreward side (bench/): not timed, tiny inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hilreward.models import ClassifierConfig, RewardClassifier
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+CAMERAS = ["observation.images.front", "observation.images.wrist"]
+
+
+def load_run_all():
+    spec = importlib.util.spec_from_file_location("bench_run_all", BENCH / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_latency_driver_times_reward_function_calls(tmp_path):
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(encoder="tiny", camera_keys=CAMERAS, image_size=[32, 32], latent_dim=8, hidden_dim=8,
+                           spatial_features=2, threshold=0.5)
+    ckpt = RewardClassifier(cfg).eval().save_pretrained(tmp_path / "ckpt")
+    frames = {k: np.random.default_rng(0).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8) for k in ("front", "wrist")}
+    np.savez(tmp_path / "frames.npz", **frames)
+    proc = subprocess.run([sys.executable, str(BENCH / "hilreward_side.py"), "latency", str(ckpt),
+                           str(tmp_path / "frames.npz"), "--calls", "6", "--warmup", "1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["n"] == 6 and result["backend"] == "torch"
+    assert 0 < result["min_ms"] <= result["median_ms"] <= result["p90_ms"]
+    assert set(result["profile_ms"]) == {"preprocess", "encode", "head"}
+    # the driver's per-call success count matches the model's own predictions on the same frames
+    model = RewardClassifier.from_pretrained(ckpt)
+    p = model.predict_proba(frames)
+    expected = sum(int(p[i % 3] >= 0.5) for i in range(1, 7))
+    assert result["positives"] == expected
+
+
+def fake_result(speedup: float) -> dict:
+    acc = {"step": 25, "elapsed_s": 40.0, "next.reward": 0.8, "observation.success": 0.79}
+    lat = {"median_ms": 10.0, "p90_ms": 12.0}
+    return {
+        "time_to_95_speedup": speedup, "time_to_95_speedup_is_lower_bound": True,
+        "inference_latency_ratio": 0.4, "inference_latency_ratio_onnx": 0.3,
+        "goals": {"time_to_95_speedup >= 10": speedup >= 10, "inference_latency_ratio <= 0.5": True},
+        "time_to_95": {"lerobot_s": 900.0, "lerobot_reached": False, "hilreward_s": 60.0, "lerobot_best": acc},
+        "same_wall_time_accuracy": {"at_hilreward_time_to_95": {"wall_s": 60.0, "hilreward_accuracy": 0.99,
+                                                                "lerobot": acc},
+                                    "at_hilreward_total_run": {"wall_s": 90.0, "hilreward_accuracy": 0.99,
+                                                               "lerobot": acc},
+                                    "at_lerobot_cap": {"wall_s": 900.0, "hilreward_accuracy": 0.99, "lerobot": acc}},
+        "throughput_batch32": {"lerobot_samples_per_s": 50.0, "hilreward_feature_step_samples_per_s": 5000.0,
+                               "hilreward_pixel_step_samples_per_s": 60.0},
+        "inference_batch1": {"lerobot": lat, "hilreward_torch": lat, "hilreward_onnx": lat},
+        "machine": {"cpu": "cpu", "logical_cpus": 2, "memory_gb": 8, "uptime_at_start": "up", "uptime_at_end": "up"},
+        "versions": {"hilreward": {"hilreward": "0.1.0"}, "lerobot": {"lerobot": "0.6.1"}},
+        "settings": {"dataset": "/d/metaworld_drawer_open", "threads": 2, "lerobot_batch": 16,
+                     "lerobot_save_freq": 25},
+        "started_utc": "2026-01-01T00:00:00+00:00", "finished_utc": "2026-01-01T01:00:00+00:00",
+    }
+
+
+def test_docs_section_is_replaced_and_other_sections_kept(tmp_path, monkeypatch):
+    run_all = load_run_all()
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Serving\n\nkeep me\n")
+    monkeypatch.setattr(run_all, "DOC", doc)
+    run_all.write_doc(fake_result(12.0), Path("bench/results/2026-01-01.json"))
+    run_all.write_doc(fake_result(3.0), Path("bench/results/2026-01-01.json"))
+    text = doc.read_text()
+    assert "keep me" in text and text.count(run_all.SECTION) == 1
+    assert "**3.0x** faster (lower bound" in text and "**12.0x**" not in text
+    assert "time to 95 % >= 10x faster: **missed**" in text
