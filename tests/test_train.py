@@ -250,7 +250,7 @@ def test_feature_path_with_views_and_offline_wandb(cache, tmp_path, monkeypatch,
                  "training.augment_views=3", "wandb.enable=true", "wandb.mode=offline",
                  "wandb.num_samples_to_log=5", "wandb.project=hilreward-test"))
     printed = capsys.readouterr().out
-    assert "path: feature cache, 3 view(s)" in printed
+    assert "path: feature cache, 3 view(s) (view 0 unaugmented) x 596 frames" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval/accuracy"] >= 0.9
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..data import FrameData, balanced_weights, cache_root
 from ..errors import ConfigError
@@ -105,7 +106,8 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     device = next(model.parameters()).device
     try:
         with torch.inference_mode():
-            for start in range(0, n, batch_size):
+            for start in tqdm(range(0, n, batch_size), desc=f"Features (view {view})", leave=False,
+                              dynamic_ncols=True):
                 sl = slice(start, min(start + batch_size, n))
                 pixels = {}
                 for cam in data.camera_keys:

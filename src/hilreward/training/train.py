@@ -353,11 +353,10 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, n_train: int, n_val: 
     elif cfg.augmentation.enable and k < 2:
         reason = "augmentation is on and training.augment_views < 2"
     elif feature_passes > pixel_passes:
-        reason = f"{feature_passes} encoder passes for {k} views > {pixel_passes} for {steps} steps"
+        reason = f"{feature_passes} encoder passes per camera for {k} views > {pixel_passes} for {steps} steps"
     else:
-        print(f"path: feature cache, {k} view(s) per frame (view 0 unaugmented) x {len(data.camera_keys)} cameras "
-              f"x {len(data)} frames = {feature_passes} encoder passes once, then the head only "
-              f"(pixel path would take {pixel_passes})", flush=True)
+        print(f"path: feature cache, {k} view(s) (view 0 unaugmented) x {len(data)} frames = {feature_passes} "
+              f"encoder passes per camera once, then the head only (pixel path: {pixel_passes})", flush=True)
         pad = cfg.augmentation.pad
         views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
                                   dtype=t.feature_dtype) for v in range(k)]
