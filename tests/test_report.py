@@ -90,7 +90,8 @@ def test_report_renders_in_chromium(report, tmp_path):
 
 def test_report_screenshot_is_not_blank(report, tmp_path):
     shot = tmp_path / "shot.png"
-    run = _chromium(report.as_uri(), tmp_path / "profile", f"--screenshot={shot}", "--window-size=1000,1400")
+    run = _chromium(report.as_uri(), tmp_path / "profile", "--hide-scrollbars", "--virtual-time-budget=10000",
+                   f"--screenshot={shot}", "--window-size=1000,1400")
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     from PIL import Image
 
