@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hilreward inspect dataset.root=$(DEMO_DATA) output_dir=$(DEMO_OUT)/inspect
 	$(VENV)/bin/hilreward train dataset.root=$(DEMO_DATA) model=scratch output_dir=$(DEMO_OUT)/train
 	$(VENV)/bin/hilreward eval checkpoint=$(DEMO_OUT)/train/checkpoints/best dataset.root=$(DEMO_DATA) \
-		split=val train_dir=$(DEMO_OUT)/train output_dir=$(DEMO_OUT)/eval
+		heldout=true output_dir=$(DEMO_OUT)/eval
 
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q

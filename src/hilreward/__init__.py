@@ -1,9 +1,21 @@
 """hilreward: vision reward classifiers for human-in-the-loop robot RL (HIL-SERL).
 
-Public API (everything else lives in private-by-convention submodules):
-  errors:     HilrewardError and its subclasses (see hilreward.errors)
-  config:     TrainConfig, compose
+The public API is what this module exports; submodules are implementation details.
+Heavy names (torch, grpc) load on first use, so ``import hilreward`` stays cheap.
+
+- Data:        LeRobotDataset, load_frame_data, DatasetWriter
+- Model:       RewardClassifier, build_encoder, register_encoder, list_encoders
+- Training:    TrainConfig, compose, train
+- Evaluation:  evaluate, predict
+- Deployment:  RewardFunction, RewardResult, RewardClassifierWrapper, HumanOverride, export_onnx, import_lerobot
+- Serving:     RewardClient, CorrectionStore
+- Errors:      HilrewardError and subclasses (documented in hilreward.errors)
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from .config import TrainConfig, compose
 from .errors import (
@@ -13,11 +25,33 @@ from .errors import (
     EncoderError,
     HilrewardError,
     InputError,
+    RenderError,
     ServingError,
     VideoError,
 )
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "LeRobotDataset": "hilreward.data",
+    "load_frame_data": "hilreward.data",
+    "DatasetWriter": "hilreward.data",
+    "RewardClassifier": "hilreward.models",
+    "build_encoder": "hilreward.models",
+    "register_encoder": "hilreward.models",
+    "list_encoders": "hilreward.models",
+    "train": "hilreward.training.train",
+    "evaluate": "hilreward.evaluation",
+    "predict": "hilreward.evaluation",
+    "RewardFunction": "hilreward.deploy",
+    "RewardResult": "hilreward.deploy",
+    "RewardClassifierWrapper": "hilreward.deploy",
+    "HumanOverride": "hilreward.deploy",
+    "export_onnx": "hilreward.deploy",
+    "import_lerobot": "hilreward.deploy",
+    "RewardClient": "hilreward.serving",
+    "CorrectionStore": "hilreward.online",
+}
 
 __all__ = [
     "__version__",
@@ -30,5 +64,13 @@ __all__ = [
     "EncoderError",
     "CheckpointError",
     "InputError",
+    "RenderError",
     "ServingError",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hilreward' has no attribute {name!r}")

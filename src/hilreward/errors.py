@@ -10,6 +10,7 @@ HilrewardError
  ├─ EncoderError       an encoder that is unknown or whose weights cannot be had
  ├─ CheckpointError    a checkpoint directory that is missing, truncated or incompatible
  ├─ InputError         frames handed to a model or reward function that do not fit it
+ ├─ RenderError        MuJoCo cannot render offscreen (hilreward sim)
  └─ ServingError       the reward service or its client failed (also CorrectionStore)
 """
 
@@ -42,6 +43,10 @@ class CheckpointError(HilrewardError):
 
 class InputError(HilrewardError):
     """Frames given to a model or reward function that do not fit it."""
+
+
+class RenderError(HilrewardError):
+    """MuJoCo cannot render offscreen (no working EGL or OSMesa)."""
 
 
 class ServingError(HilrewardError):

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from ..errors import HilrewardError
+from ..errors import RenderError
 
 _BACKENDS = ("egl", "osmesa")
 _PROBE = (
@@ -21,10 +21,6 @@ _PROBE = (
     "r.render(); r.close()"
 )
 _chosen: str | None = None
-
-
-class RenderError(HilrewardError):
-    """MuJoCo cannot render offscreen (no working EGL or OSMesa)."""
 
 
 def _fix_hint() -> str:
