@@ -7,8 +7,9 @@
    cached features (``training.fit_head``), episodes split 80/20 as ``hilreward train`` does.
 2. Predict, one step with 2 cameras at 128x128 (uint8 frames, preprocessing included):
    in-process ``RewardFunction`` (1 caller, and 4 threads sharing one backend) vs ``RewardClient``
-   over 127.0.0.1 to ``hilreward serve`` in its own process (1 client, 4 clients in 4 processes,
-   and one client on PredictStream). p50/p90/p99 in milliseconds.
+   over 127.0.0.1 to ``hilreward serve`` in its own process (1 client, 4 concurrent clients, and
+   one client on PredictStream). In-process and loopback run in alternating rounds so that both
+   see the same machine load. p50/p90/p99 in milliseconds, wall time as the caller sees it.
 3. Correction -> new version serving: the server retrains from the same dataset; a frame the
    model gets wrong (from the training episodes) is submitted with its true label, and the time
    from the SubmitCorrection call to GetModel naming the new version (polled every 20 ms) is measured, while a
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import subprocess
@@ -43,7 +43,8 @@ def stats(ms: list[float]) -> dict:
             "mean_ms": round(float(a.mean()), 3)}
 
 
-def build_checkpoint(data_root: str, out: Path, cache_dir: str, encoder: str, steps: int) -> tuple[Path, dict]:
+def build_checkpoint(data_root: str, out: Path, cache_dir: str, encoder: str,
+                     steps: int) -> tuple[Path, dict, np.ndarray]:
     import torch
 
     from hilreward.config import DatasetConfig, TrainConfig, to_yaml
@@ -65,9 +66,13 @@ def build_checkpoint(data_root: str, out: Path, cache_dir: str, encoder: str, st
     train = np.isin(data.episode_index, train_eps)
     fit_head(model, {k: np.asarray(v[train]) for k, v in features.items()}, data.labels[train], steps=steps)
     model.eval()
+    with torch.inference_mode():  # the checkpoint's probability of every frame, from the cached features
+        probs = torch.cat([model.probabilities(model.head({k: torch.from_numpy(np.asarray(v[s:s + 256], np.float32))
+                                                            for k, v in features.items()}))
+                           for s in range(0, len(data), 256)]).numpy()
     path = model.save_pretrained(out, train_config_yaml=to_yaml(cfg))
     return path, {"frames": len(data), "train_episodes": len(train_eps), "val_episodes": val_eps,
-                  "feature_seconds": round(feature_s, 2)}
+                  "feature_seconds": round(feature_s, 2)}, probs
 
 
 def load_frames(data_root: str, cache_dir: str):
@@ -82,79 +87,87 @@ def step(data, i: int) -> dict[str, np.ndarray]:
     return {k: np.array(data.images[k][i]) for k in CAMERAS}
 
 
-# --------------------------------------------------------------------------- in-process
-def bench_in_process(ckpt: Path, steps: list[dict], calls: int, warmup: int, concurrency: int) -> dict:
-    from hilreward.deploy import RewardFunction
+# --------------------------------------------------------------------------- latency
+class InProcess:
+    """``RewardFunction`` in this process: one caller, or N threads sharing its backend."""
 
-    fn = RewardFunction.from_pretrained(ckpt)
-    for i in range(warmup):
-        fn(steps[i % len(steps)])
-    if concurrency == 1:
-        times = []
-        for i in range(calls):
-            t0 = time.perf_counter()
-            fn(steps[i % len(steps)])
-            times.append((time.perf_counter() - t0) * 1e3)
-        return stats(times)
-    backend = fn.backend  # the same predictor, called from `concurrency` threads at once
-    per_thread: list[list[float]] = [[] for _ in range(concurrency)]
+    def __init__(self, ckpt: Path) -> None:
+        from hilreward.deploy import RewardFunction
 
-    def work(k: int) -> None:
-        for i in range(calls):
-            batch = {key: v[None] for key, v in steps[(i + k) % len(steps)].items()}
-            t0 = time.perf_counter()
-            backend.predict(batch)
-            per_thread[k].append((time.perf_counter() - t0) * 1e3)
+        self.fn = RewardFunction.from_pretrained(ckpt)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(concurrency)]
+    def run(self, steps: list[dict], calls: int, concurrency: int, offset: int) -> list[float]:
+        def work(k: int, out: list[float]) -> None:
+            for i in range(calls):
+                images = steps[(offset + 7 * k + i) % len(steps)]
+                t0 = time.perf_counter()
+                if concurrency == 1:
+                    self.fn(images)
+                else:  # RewardFunction keeps per-env state: threads share the backend, as a server would
+                    self.fn.backend.predict({key: v[None] for key, v in images.items()})
+                out.append((time.perf_counter() - t0) * 1e3)
+
+        return _threads(work, concurrency)
+
+
+class Loopback:
+    """``RewardClient`` over 127.0.0.1, one channel per client thread."""
+
+    def __init__(self, address: str, clients: int) -> None:
+        from hilreward.serving import RewardClient
+
+        self.clients = [RewardClient(address, timeout_s=60) for _ in range(clients)]
+        self.server_ms: list[float] = []
+
+    def run(self, steps: list[dict], calls: int, concurrency: int, offset: int) -> list[float]:
+        def work(k: int, out: list[float]) -> None:
+            for i in range(calls):
+                r = self.clients[k].predict(steps[(offset + 7 * k + i) % len(steps)])
+                out.append(r.latency_ms)
+                self.server_ms.append(r.server_latency_ms)
+
+        return _threads(work, concurrency)
+
+
+def _threads(work, n: int) -> list[float]:
+    outs: list[list[float]] = [[] for _ in range(n)]
+    threads = [threading.Thread(target=work, args=(k, outs[k])) for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return stats([x for t in per_thread for x in t])
+    return [x for o in outs for x in o]
 
 
-# --------------------------------------------------------------------------- loopback
-def _client_proc(address: str, steps: list[dict], calls: int, warmup: int, offset: int, start, out) -> None:
-    from hilreward.serving import RewardClient
-
-    with RewardClient(address, timeout_s=30) as client:
-        for i in range(warmup):
-            client.predict(steps[(i + offset) % len(steps)])
-        start.wait()
-        times, server = [], []
-        for i in range(calls):
-            r = client.predict(steps[(i + offset) % len(steps)])
-            times.append(r.latency_ms)
-            server.append(r.server_latency_ms)
-    out.put((times, server))
-
-
-def bench_loopback(address: str, steps: list[dict], calls: int, warmup: int, clients: int) -> dict:
-    ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_client_proc, args=(address, steps, calls, warmup, 7 * k, start, out))
-             for k in range(clients)]
-    for p in procs:
-        p.start()
-    time.sleep(0.5)
-    start.set()
-    results = [out.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join()
-    result = stats([x for r in results for x in r[0]])
-    result["server_p50_ms"] = stats([x for r in results for x in r[1]])["p50_ms"]
-    return result
+def bench_latency(ckpt: Path, address: str, steps: list[dict], calls: int, warmup: int, rounds: int) -> dict:
+    """In-process and loopback measured in alternating rounds, so both see the same machine load."""
+    inproc, loop = InProcess(ckpt), Loopback(address, 4)
+    for runner in (inproc, loop):
+        runner.run(steps, warmup, 4, 0)
+    loop.server_ms.clear()
+    results: dict[str, list[float]] = {}
+    per_round = max(1, calls // rounds)
+    for r in range(rounds):
+        for concurrency in (1, 4):
+            for name, runner in (("in_process", inproc), ("loopback", loop)):
+                results.setdefault(f"{name}_{concurrency}", []).extend(
+                    runner.run(steps, per_round, concurrency, offset=r * per_round))
+    out = {key: stats(ms) for key, ms in results.items()}
+    out["loopback_server_side"] = stats(loop.server_ms)
+    for c in loop.clients:
+        c.close()
+    return out
 
 
 def bench_stream(address: str, steps: list[dict], calls: int) -> dict:
     """Per-step latency on one PredictStream (request i+1 sent when response i arrived)."""
     import queue as queue_mod
 
+    import grpc
+
     from hilreward.serving.images import encode_images
     from hilreward.serving.protos import hilreward_pb2 as pb
     from hilreward.serving.protos import hilreward_pb2_grpc as pb_grpc
-    import grpc
 
     channel = grpc.insecure_channel(address)
     stub = pb_grpc.RewardServiceStub(channel)
@@ -182,14 +195,10 @@ def bench_stream(address: str, steps: list[dict], calls: int) -> dict:
 
 
 # --------------------------------------------------------------------------- correction -> version
-def wrong_frames(ckpt: Path, data, train_episodes_mask: np.ndarray, count: int) -> list[tuple[int, int]]:
+def wrong_frames(probs: np.ndarray, data, train_episodes_mask: np.ndarray, count: int) -> list[tuple[int, int]]:
     """Training-episode frames the checkpoint misclassifies: (row, true label)."""
-    from hilreward.deploy import RewardFunction
-
-    fn = RewardFunction.from_pretrained(ckpt)
     rows = np.flatnonzero(train_episodes_mask)
-    probs = fn.relabel({k: np.asarray(data.images[k][rows]) for k in CAMERAS})
-    wrong = rows[(probs >= fn.options.success_threshold) != (data.labels[rows] == 1)]
+    wrong = rows[(probs[rows] >= 0.5) != (data.labels[rows] == 1)]
     rng = np.random.default_rng(0)
     picked = rng.choice(wrong, size=min(count, len(wrong)), replace=False) if len(wrong) else []
     return [(int(i), int(data.labels[i])) for i in picked]
@@ -273,7 +282,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "metaworld_drawer_open"))
     parser.add_argument("--encoder", default="resnet10")
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating in-process / loopback rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--head-steps", type=int, default=300)
     parser.add_argument("--corrections", type=int, default=3)
@@ -287,32 +297,31 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hilreward-bench-serving-"))
     cache_dir = args.cache_dir or str(work / "cache")
     os.environ["HILREWARD_CACHE"] = cache_dir
-    ckpt, data_info = build_checkpoint(args.data, work / "ckpt", cache_dir, args.encoder, args.head_steps)
+    ckpt, data_info, probs = build_checkpoint(args.data, work / "ckpt", cache_dir, args.encoder, args.head_steps)
     data = load_frames(args.data, cache_dir)
     val = np.isin(data.episode_index, data_info["val_episodes"])
     steps = [step(data, i) for i in np.random.default_rng(1).choice(len(data), 64, replace=False)]
-    picks = wrong_frames(ckpt, data, ~val, args.corrections)
+    picks = wrong_frames(probs, data, ~val, args.corrections)
 
     result: dict = {"bench": "serving", "encoder": args.encoder, "dataset": args.data, "cameras": CAMERAS,
                     "image_size": [128, 128], "threads": args.threads, "cpu_count": os.cpu_count(),
                     "platform": platform.platform(), "torch": torch.__version__, "data": data_info}
-    result["in_process"] = {"1_caller": bench_in_process(ckpt, steps, args.calls, args.warmup, 1),
-                            "4_threads": bench_in_process(ckpt, steps, args.calls, args.warmup, 4)}
     proc, address = start_server(ckpt, args.data, work, cache_dir, args.threads)
     try:
-        result["loopback"] = {"1_client": bench_loopback(address, steps, args.calls, args.warmup, 1),
-                              "4_clients": bench_loopback(address, steps, args.calls, args.warmup, 4),
-                              "stream_1_client": bench_stream(address, steps, args.calls)}
+        latency = bench_latency(ckpt, address, steps, args.calls, args.warmup, args.rounds)
+        result["predict"] = latency
+        result["predict_stream_1_client"] = bench_stream(address, steps, args.calls)
         result["correction_to_new_version"] = bench_corrections(address, data, picks, steps) if picks else None
     finally:
         proc.terminate()
         proc.wait(60)
-    lo, ip = result["loopback"], result["in_process"]
+    p99 = {k: v["p99_ms"] for k, v in latency.items()}
+    p50 = {k: v["p50_ms"] for k, v in latency.items()}
     result["ratios"] = {
-        "loopback_vs_in_process_p50_1": round(lo["1_client"]["p50_ms"] / ip["1_caller"]["p50_ms"], 2),
-        "loopback_vs_in_process_p99_1": round(lo["1_client"]["p99_ms"] / ip["1_caller"]["p99_ms"], 2),
-        "loopback_4_clients_p99_vs_in_process_1_caller_p99": round(lo["4_clients"]["p99_ms"] / ip["1_caller"]["p99_ms"], 2),
-        "loopback_4_clients_p99_vs_in_process_4_threads_p99": round(lo["4_clients"]["p99_ms"] / ip["4_threads"]["p99_ms"], 2),
+        "loopback_vs_in_process_p50_1_client": round(p50["loopback_1"] / p50["in_process_1"], 2),
+        "loopback_vs_in_process_p99_1_client": round(p99["loopback_1"] / p99["in_process_1"], 2),
+        "loopback_vs_in_process_p99_4_clients": round(p99["loopback_4"] / p99["in_process_4"], 2),
+        "loopback_4_clients_p99_vs_in_process_1_caller_p99": round(p99["loopback_4"] / p99["in_process_1"], 2),
     }
     text = json.dumps(result, indent=2)
     print(text)
