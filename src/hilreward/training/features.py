@@ -16,7 +16,6 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import torch

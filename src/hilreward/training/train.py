@@ -29,7 +29,8 @@ from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, s
 from ..data.cache import atomic_write_text
 from ..errors import ConfigError
 from .batches import FeatureBatches, PixelBatches
-from .checkpoint import load_training_state, recover_dir, restore_training_state, save_checkpoint
+from .checkpoint import (load_training_state, recover_dir, replace_dir, restore_training_state,
+                         save_checkpoint)
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
 
@@ -241,8 +242,6 @@ def train(cfg: TrainConfig) -> Path:
         staging = ckpt_root / ".best.copy.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(last_dir, staging)
-        from .checkpoint import replace_dir
-
         replace_dir(staging, ckpt_root / "best")
     final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0]}
     atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
