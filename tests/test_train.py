@@ -3,6 +3,7 @@ gradients, resume exactness, CLI, W&B offline, binary and multi-class learning, 
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import struct
@@ -16,7 +17,6 @@ import pytest
 import torch
 import yaml
 
-import hilreward.training.train as train_module
 from hilreward.config import compose
 from hilreward.data import load_frame_data
 from hilreward.errors import CheckpointError, ConfigError
@@ -26,6 +26,7 @@ from hilreward.training.train import main, train, train_step
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRAWER4 = FIXTURES / "drawer4"
+train_module = importlib.import_module("hilreward.training.train")  # the module (the package exports train())
 METRIC_NAMES = {"train/loss", "train/accuracy", "train/dataloading_s", "eval/loss", "eval/accuracy",
                 "eval/precision", "eval/recall", "eval/eval_s"}
 
