@@ -285,7 +285,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5, help="alternating in-process / loopback rounds")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--head-steps", type=int, default=300)
+    parser.add_argument("--head-steps", type=int, default=60,
+                        help="head steps of the checkpoint (few: it leaves errors to correct)")
     parser.add_argument("--corrections", type=int, default=3)
     parser.add_argument("--cache-dir", default=None, help="frame/feature cache (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
