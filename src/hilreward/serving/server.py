@@ -24,7 +24,7 @@ from collections import OrderedDict
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import grpc
 import numpy as np
