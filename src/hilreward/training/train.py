@@ -193,6 +193,11 @@ def train(cfg: TrainConfig) -> Path:
     base_metrics = {"train_episodes": train_eps, "val_episodes": val_eps, "dataset_fingerprint": data.fingerprint,
                     "camera_keys": data.camera_keys}
     eval_metrics: dict = {}
+    if resume_from is not None:  # the last eval so far, so a finished run resumed still reports it
+        saved = json.loads((resume_from / "metrics.json").read_text())
+        eval_metrics = {k: v for k, v in saved.items() if k.startswith("eval/")}
+        if start_step >= steps:
+            print(f"the run in {out} already reached step {steps}: nothing to train", flush=True)
     window: dict[str, list[float]] = {"loss": [], "accuracy": [], "dataloading_s": []}
 
     def checkpoint(directory: Path, step: int) -> None:
