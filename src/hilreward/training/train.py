@@ -137,6 +137,9 @@ def train(cfg: TrainConfig) -> Path:
     data = load_frame_data(replace(cfg.dataset, episodes=sorted(wanted)), cfg.label, tuple(cfg.model.image_size),
                            cache_dir=cfg.cache_dir)
     _check_labels(data.labels, cfg.model.num_classes, cfg.label.key)
+    if resume_from is not None:
+        tensors, state = load_training_state(resume_from)
+        _check_same_data(state, data, resume_from)
     train_rows = np.flatnonzero(np.isin(data.episode_index, train_eps))
     val_rows = np.flatnonzero(np.isin(data.episode_index, val_eps))
     train_labels = data.labels[train_rows]
@@ -173,8 +176,6 @@ def train(cfg: TrainConfig) -> Path:
     # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
     start_step, best = 0, (-1.0, float("-inf"))  # (eval accuracy, -eval loss): ties go to the lower loss
     if resume_from is not None:
-        tensors, state = load_training_state(resume_from)
-        _check_same_data(state, data, resume_from)
         start_step = restore_training_state(tensors, state, optimizer, scheduler)
         if state.get("best_loss") is not None:
             best = (float(state["best_accuracy"]), -float(state["best_loss"]))
