@@ -67,7 +67,7 @@ def cmd_train(args) -> None:
                OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), WANDB_MODE="disabled")
     exe = str(Path(sys.executable).parent / "hilreward")
     cmd = [exe, "train", *train_overrides(args)]
-    curve, reached, lines = [], None, []
+    curve, reached, lines, phases_s = [], None, [], {}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     logf = open(Path(args.out) / "bench-train.log", "w")
     t0 = time.perf_counter()
@@ -78,6 +78,9 @@ def cmd_train(args) -> None:
             lines.append(line)
             logf.write(f"{elapsed:8.2f} {line}\n")
             logf.flush()
+            for phase in ("data:", "model:", "path:"):  # frames decoded / model built / features start
+                if line.startswith(phase):
+                    phases_s[phase.rstrip(":")] = elapsed
             m = EVAL_LINE.match(line.strip())
             if m:
                 point = {"step": int(m.group(1)), "elapsed_s": elapsed, "accuracy": float(m.group(2))}
@@ -94,6 +97,7 @@ def cmd_train(args) -> None:
     emit({"side": "hilreward", "what": "time_to_target", "target": args.target, "label": "label.align=current "
           "(hilreward's default: the reward that arrived at the frame)", "reached": reached is not None,
           "time_to_target_s": reached["elapsed_s"] if reached else None, "total_s": total, "curve": curve,
+          "phases_s": phases_s,
           "command": " ".join(cmd), "log_summary": phases, "checkpoint": str(best),
           "heldout_by_label": heldout_by_label(best, args), "versions": versions()})
 

@@ -111,7 +111,11 @@ def main() -> None:
     ap.add_argument("--hil-override", nargs="*", default=list(HIL_OVERRIDES), help="`hilreward train` overrides")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    ap.add_argument("--docs-from", default=None, help="only rewrite the docs section from this results JSON")
     args = ap.parse_args()
+    if args.docs_from:
+        write_doc(json.loads(Path(args.docs_from).read_text()), Path(args.docs_from))
+        return
     if not PEER_PYTHON.exists() or not (PEER_ENCODER / "config.json").exists():
         raise SystemExit(f"LeRobot peer not found ({PEER_PYTHON}, {PEER_ENCODER}): run "
                          f"`bash ../shared/peer/setup_lerobot.sh` first (or set PEER_PYTHON / PEER_ENCODER)")
