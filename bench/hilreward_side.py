@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def cmd_train(args) -> None:
     proc.wait()
     total = time.perf_counter() - t0
     logf.close()
+    shutil.rmtree(cache, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(f"hilreward train failed ({proc.returncode}):\n" + "\n".join(lines[-30:]))
     phases = [ln for ln in lines if ln.startswith(("path:", "data:", "model:"))]
