@@ -11,6 +11,8 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
+# torch's OpenMP workers sleep instead of spinning between calls (matters on 2-core machines)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test bench proto sysdeps clean
 
@@ -25,6 +27,7 @@ sysdeps:
 	bash scripts/sysdeps.sh --with-browser
 
 demo: $(STAMP)
+	rm -rf $(DEMO_OUT)/train
 	$(VENV)/bin/hilreward inspect dataset.root=$(DEMO_DATA) output_dir=$(DEMO_OUT)/inspect
 	$(VENV)/bin/hilreward train dataset.root=$(DEMO_DATA) model=scratch output_dir=$(DEMO_OUT)/train
 	$(VENV)/bin/hilreward eval checkpoint=$(DEMO_OUT)/train/checkpoints/best dataset.root=$(DEMO_DATA) \
@@ -37,8 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 proto: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I src/hilreward/serving/protos \
-		--python_out=src/hilreward/serving/protos --grpc_python_out=src/hilreward/serving/protos \
+	$(PY) -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src \
 		src/hilreward/serving/protos/hilreward.proto
 
 clean:

@@ -14,6 +14,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,7 +29,11 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets the same session-wide cache dir, never the user's ~/.cache."""
-    monkeypatch.setenv("HILREWARD_CACHE", str(tmp_path_factory.getbasetemp() / "hilreward-cache"))
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("HILREWARD_CACHE", str(base / "hilreward-cache"))
+    # W&B keeps artifacts, caches and settings outside the run dir: keep them out of ~ too.
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(base / name.lower()))
 
 
 @pytest.fixture(scope="session")

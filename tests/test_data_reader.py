@@ -12,9 +12,10 @@ import pytest
 from fixtures.datasets import DRAWER4, write_synthetic, write_v21
 from hilreward.config import DatasetConfig, LabelConfig
 from hilreward.data import (FrameData, LeRobotDataset, balanced_weights, cache_root, load_frame_data,
-                            open_dataset, resize_frames, split_episodes)
+                            open_dataset, split_episodes)
 from hilreward.data import video
 from hilreward.errors import ConfigError, DatasetError
+from hilreward.models import resize_uint8
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_frames_decoded_once_then_cached(drawer4, tmp_path):
 def test_frames_match_resize_of_native(drawer4, tmp_path):
     native = drawer4.frames(["front"], (128, 128), episodes=[0], cache_dir=str(tmp_path))["observation.images.front"]
     small = drawer4.frames(["front"], (32, 40), episodes=[0], cache_dir=str(tmp_path))["observation.images.front"]
-    assert np.array_equal(small, resize_frames(np.asarray(native), (32, 40)))
+    assert np.array_equal(small, resize_uint8(np.asarray(native), (32, 40)))
     # frames change over an episode (the arm moves): rows are not one repeated frame
     assert np.abs(native[0].astype(int) - native[-1]).mean() > 1
 

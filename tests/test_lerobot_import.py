@@ -90,3 +90,27 @@ def test_wrong_weights_are_refused(tmp_path):
     assert not is_lerobot_checkpoint(broken)
     with pytest.raises(CheckpointError, match="reward_classifier"):
         import_lerobot(broken)
+
+
+def test_eval_and_predict_take_lerobot_checkpoints(tmp_path):
+    """`hilreward eval` / `predict` judge what users already trained with LeRobot."""
+    import pyarrow.parquet as pq
+
+    from hilreward.config import DatasetConfig, LabelConfig
+    from hilreward.data import load_frame_data
+    from hilreward.errors import ConfigError
+    from hilreward.evaluation import evaluate, predict
+
+    drawer4 = DatasetConfig(root=str(FIXTURES / "drawer4"), episodes=[2, 3])
+    metrics = evaluate(CHECKPOINT, drawer4, output_dir=tmp_path / "eval", report=False)
+    assert metrics["frames"] == metrics["positives"] + metrics["negatives"] > 0
+    assert metrics["threshold"] == 0.5
+    table = pq.read_table(tmp_path / "eval" / "predictions.parquet").to_pydict()
+    data = load_frame_data(drawer4, LabelConfig(), (128, 128))
+    rows = [0, len(data) // 2, len(data) - 1]
+    want = import_lerobot(CHECKPOINT).predict_proba({k: np.array(data.images[k][rows]) for k in data.camera_keys})
+    np.testing.assert_allclose(np.array(table["probability"])[rows], want, atol=1e-5, rtol=0)
+    out = predict(CHECKPOINT, drawer4, tmp_path / "pred.parquet")
+    np.testing.assert_allclose(pq.read_table(out).column("probability").to_numpy()[rows], want, atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="LeRobot checkpoint"):
+        evaluate(CHECKPOINT, drawer4, output_dir=tmp_path / "eval2", write_threshold=True)

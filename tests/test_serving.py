@@ -126,8 +126,10 @@ def test_png_frames_give_the_same_probability_as_raw(server, frames, ckpt):
 
 def test_reward_function_over_grpc_backend(server, ckpt, frames):
     local = RewardFunction.from_pretrained(ckpt, consecutive=2)
-    backend = GrpcBackend(server.address, token=TOKEN)
-    remote = RewardFunction(backend, backend.model_version, RewardOptions(backend.threshold, consecutive=2))
+    remote = RewardFunction.from_pretrained(None, backend="grpc", address=server.address, token=TOKEN,
+                                            consecutive=2)
+    assert isinstance(remote.backend, GrpcBackend)
+    assert remote.options.success_threshold == local.options.success_threshold
     assert remote.camera_keys == local.camera_keys
     for i in range(395, 410):  # crosses the success onset of episode 2: the debounce matters
         a, b = remote(step_images(frames, i)), local(step_images(frames, i))
@@ -135,7 +137,9 @@ def test_reward_function_over_grpc_backend(server, ckpt, frames):
         assert a.probability == pytest.approx(b.probability, abs=1e-6)
     batch = {k: np.array(v[100:140]) for k, v in frames.images.items()}
     assert remote.relabel(batch, batch_size=16) == pytest.approx(local.relabel(batch), abs=1e-6)
-    backend.close()
+    remote.close()
+    with pytest.raises(ConfigError, match="address"):
+        RewardFunction.from_pretrained(None, backend="grpc")
 
 
 def test_human_override_over_grpc_becomes_a_stored_correction(server, frames):

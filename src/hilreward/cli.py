@@ -7,7 +7,12 @@ becomes one line on stderr and exit status 1.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# Before torch loads: idle OpenMP threads sleep instead of spinning, so a 2-core machine
+# running the trainer beside an RL loop (or a data loader) is not starved.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .errors import HilrewardError
 

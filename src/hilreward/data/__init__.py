@@ -7,10 +7,9 @@ from .frame_data import FrameData, load_frame_data
 from .labels import align_labels
 from .reader import EpisodeInfo, LeRobotDataset, open_dataset
 from .split import balanced_weights, split_episodes
-from .video import resize_frames
 from .writer import DatasetWriter
 
 __all__ = [
     "DatasetWriter", "EpisodeInfo", "FrameData", "LeRobotDataset", "align_labels", "balanced_weights", "cache_root",
-    "load_frame_data", "open_dataset", "resize_frames", "split_episodes",
+    "load_frame_data", "open_dataset", "split_episodes",
 ]

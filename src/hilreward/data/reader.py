@@ -21,7 +21,8 @@ from ..config import DatasetConfig
 from ..errors import ConfigError, DatasetError, VideoError
 from .cache import cache_root, cached_frames
 from .labels import align_labels
-from .video import decode_to_rows, resize_frames
+from ..models.preprocessing import resize_uint8
+from .video import decode_to_rows
 
 SUPPORTED_VERSIONS = ("v3.0", "v2.1", "v2.0")
 CAMERA_PREFIX = "observation.images."
@@ -193,7 +194,7 @@ class LeRobotDataset:
             column = self._read_table([camera]).column(camera)
             png = column.combine_chunks().field("bytes").to_pylist()
             for pos, row in enumerate(self._order):
-                buf[pos] = resize_frames(_decode_image(png[row], camera, self.root), size)
+                buf[pos] = resize_uint8(_decode_image(png[row], camera, self.root), size)
             return
         by_file: dict[Path, list[tuple[np.ndarray, np.ndarray]]] = {}
         for ep in self.episodes:

@@ -1,4 +1,5 @@
-"""Video I/O with PyAV: sequential decoding matched to rows by timestamp, encoding, and the one resize.
+"""Video I/O with PyAV: sequential decoding matched to rows by timestamp, encoding (frames are resized with the
+model's own ``resize_uint8``).
 
 Decoding never seeks per frame: each file is read front to back once, and each decoded frame is
 handed to the rows whose timestamp it is nearest to (within half a frame period).
@@ -10,32 +11,11 @@ import os
 from fractions import Fraction
 from pathlib import Path
 import numpy as np
-from PIL import Image
-
 from ..errors import VideoError
+from ..models.preprocessing import resize_uint8
 
 DECODE_CALLS = 0
 """How many video files this process has opened for decoding (tests assert a warm cache opens none)."""
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize uint8 frames (N,H,W,3) or (H,W,3) to ``size`` = (height, width) with PIL's bilinear filter.
-
-    The one resize used by the frame cache; anything that feeds a model frames of another size
-    (deployment, serving) should call it so pixels match training. Antialiased when shrinking.
-    """
-    arr = np.asarray(frames)
-    single = arr.ndim == 3
-    batch = arr[None] if single else arr
-    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
-        raise ValueError(f"resize_frames expects uint8 (N,H,W,3), got {batch.dtype} {batch.shape}")
-    h, w = int(size[0]), int(size[1])
-    if batch.shape[1:3] == (h, w):
-        return arr
-    out = np.empty((batch.shape[0], h, w, 3), dtype=np.uint8)
-    for i, frame in enumerate(batch):
-        out[i] = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
-    return out[0] if single else out
 
 
 def decode_to_rows(path: Path, targets: np.ndarray, fps: float, size: tuple[int, int],
@@ -70,7 +50,7 @@ def decode_to_rows(path: Path, targets: np.ndarray, fps: float, size: tuple[int,
                 if j < n and targets[order[j]] < t - tol:
                     _missing(path, targets[order[j]], t)
                 if j < n and abs(targets[order[j]] - t) <= tol:
-                    img = resize_frames(frame.to_ndarray(format="rgb24"), size)
+                    img = resize_uint8(frame.to_ndarray(format="rgb24"), size)
                     while j < n and abs(targets[order[j]] - t) <= tol:
                         out[rows[order[j]]] = img
                         j += 1

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, InputError
+from ..models.preprocessing import resize_uint8
 
 CAMERA_PREFIX = "observation.images."
 
@@ -103,16 +104,8 @@ class OnnxBackend:
             raise InputError(f"camera {key!r}: the ONNX backend takes uint8 (H, W, 3) or (B, H, W, 3) frames, "
                              f"got {frames.dtype} {tuple(frames.shape)}")
         if tuple(frames.shape[1:3]) != self.image_size:
-            frames = resize_uint8(self.model, frames)
+            frames = resize_uint8(frames, self.image_size)
         return np.ascontiguousarray(frames)
-
-
-def resize_uint8(model: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
-    """Resize uint8 NHWC frames to the model's image size with the model's own (antialiased bilinear)
-    resize, rounded back to uint8."""
-    from ..models import resize_uint8 as resize
-
-    return resize(frames, tuple(model.config.image_size))
 
 
 def onnx_input_name(camera_key: str) -> str:

@@ -14,7 +14,7 @@ unchanged.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,6 +71,9 @@ class LeRobotImportConfig:
     """LeRobot's ``model_name`` (the encoder it was built from)."""
     source: str = ""
     """The imported folder."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class SpatialEmbedding(nn.Module):

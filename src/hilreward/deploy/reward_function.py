@@ -31,7 +31,7 @@ from .override import HumanOverride
 log = logging.getLogger(__name__)
 
 MODES = ("sparse", "dense")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "grpc")
 
 
 @dataclass
@@ -105,13 +105,15 @@ class RewardFunction:
         self._states: list[_EnvState] = [_EnvState()]
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | Path, success_threshold: float | None = None,
+    def from_pretrained(cls, path_or_repo: str | Path | None, success_threshold: float | None = None,
                         success_reward: float = 1.0, terminate_on_success: bool = True, mode: str = "sparse",
                         consecutive: int = 1, device: str = "cpu", backend: str = "torch", *,
                         compile: bool = False, channels_last: bool = False, success_class: int = -1,
                         threads: int | None = None,
                         override: HumanOverride | None = None,
-                        corrections: CorrectionSink | str | None = None) -> "RewardFunction":
+                        corrections: CorrectionSink | str | None = None,
+                        address: str | None = None, token: str | None = None,
+                        timeout_s: float = 5.0) -> "RewardFunction":
         """Load a hilreward checkpoint (folder or Hub repo) or a LeRobot ``reward_classifier`` checkpoint.
 
         ``success_threshold=None`` uses the threshold stored in the checkpoint (0.5 if none).
@@ -121,9 +123,18 @@ class RewardFunction:
         intra-op threads (the torch backend uses ``torch.get_num_threads()``).
         With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
         dataset, or any CorrectionSink); by default ``./corrections/<model_version>-<time>``.
+        ``backend="grpc"`` asks a running ``hilreward serve`` at ``address`` (``path_or_repo`` is
+        not loaded and may be None; ``token``, ``timeout_s`` as for RewardClient): the threshold
+        defaults to the server's, overrides become corrections stored by the server, and each
+        result names the version that judged it (it changes when the server swaps models).
         """
         if backend not in BACKENDS:
             raise ConfigError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
+        if backend == "grpc":
+            return cls._from_server(address, token, timeout_s, success_threshold, success_reward,
+                                    terminate_on_success, mode, consecutive, success_class, override, corrections)
+        if path_or_repo is None:
+            raise ConfigError(f"backend={backend!r} needs a checkpoint folder or Hub repo id")
         from .loading import load_classifier, resolve_checkpoint
 
         ckpt = resolve_checkpoint(path_or_repo)
@@ -142,6 +153,20 @@ class RewardFunction:
         else:
             runner = TorchBackend(model, compile=compile, channels_last=channels_last)
         return cls(runner, model_version(ckpt), options, override=override, corrections=corrections)
+
+    @classmethod
+    def _from_server(cls, address, token, timeout_s, success_threshold, success_reward, terminate_on_success,
+                     mode, consecutive, success_class, override, corrections) -> "RewardFunction":
+        if not address:
+            raise ConfigError("backend='grpc' needs address='host:port' of a running `hilreward serve`")
+        from ..serving.client import GrpcBackend, GrpcCorrectionSink
+
+        runner = GrpcBackend(address, token=token, timeout_s=timeout_s)
+        threshold = success_threshold if success_threshold is not None else (runner.threshold or 0.5)
+        options = RewardOptions(threshold, success_reward, terminate_on_success, mode, consecutive, success_class)
+        if override is not None and corrections is None:
+            corrections = GrpcCorrectionSink(address, token=token, timeout_s=timeout_s)
+        return cls(runner, runner.model_version, options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
     @property
@@ -200,11 +225,14 @@ class RewardFunction:
             flush()
 
     def close(self) -> None:
-        """Write pending corrections and release override devices."""
+        """Write pending corrections, release override devices and close a remote backend's channel."""
         if self.corrections is not None:
             self.corrections.close()
         if self.override is not None:
             self.override.close()
+        backend_close = getattr(self.backend, "close", None)
+        if backend_close is not None:
+            backend_close()
 
     # ------------------------------------------------------------------ internals
     def _state(self, index: int) -> _EnvState:
@@ -215,6 +243,8 @@ class RewardFunction:
     def _judge(self, batched: dict[str, Any], n: int) -> list[RewardResult]:
         start = time.perf_counter()
         probs = self.backend.predict(batched)
+        # A remote backend reports the version that judged these frames (the server may have swapped).
+        self.model_version = getattr(self.backend, "model_version", None) or self.model_version
         labels = self.override.take(n) if self.override is not None else [None] * n
         latency = (time.perf_counter() - start) * 1e3
         opts = self.options

@@ -205,10 +205,12 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     config (from ``train_config.yaml``); ``heldout=True`` evaluates the episodes that training
     held out. Metrics are taken at ``threshold`` (default: the checkpoint's). With
     ``write_threshold=True`` the recommended threshold is stored in the checkpoint's config.json.
-    Returns the content of metrics.json.
+    ``checkpoint`` may also be a LeRobot ``reward_classifier`` checkpoint (imported with its saved
+    normalisation; pass ``dataset``, it has no hilreward training config). Returns the content of metrics.json.
     """
     from ..data import load_frame_data
-    from ..models import RewardClassifier
+    from ..deploy.lerobot_import import is_lerobot_checkpoint
+    from ..deploy.loading import load_classifier
 
     if consecutive < 1:
         raise ConfigError(f"consecutive must be >= 1, got {consecutive}")
@@ -220,7 +222,10 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
         raise ConfigError(f"write_threshold=true needs a local checkpoint directory, not a Hub repo ({checkpoint}); "
                           "download it first (huggingface-cli download <repo> --local-dir <dir>)")
     folder = checkpoint_dir(checkpoint)
-    model = RewardClassifier.from_pretrained(folder, device=device)
+    if write_threshold and is_lerobot_checkpoint(folder):
+        raise ConfigError(f"write_threshold=true: {folder} is a LeRobot checkpoint, whose config has no threshold; "
+                          "pass the recommended threshold as RewardFunction(success_threshold=...) instead")
+    model = load_classifier(folder, device=device)
     if write_threshold and model.config.num_classes > 2:
         raise ConfigError("write_threshold=true needs a binary classifier; a multi-class checkpoint has no "
                           "single success threshold")
@@ -287,12 +292,12 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
     binary only) and label when the label column exists.
     """
     from ..data import load_frame_data
-    from ..models import RewardClassifier
+    from ..deploy.loading import load_classifier
 
     if dataset.root is None and dataset.repo_id is None:
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
     folder = checkpoint_dir(checkpoint)
-    model = RewardClassifier.from_pretrained(folder, device=device)
+    model = load_classifier(folder, device=device)
     train_cfg = load_train_config(folder)
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(dataset, cameras=camera_keys)

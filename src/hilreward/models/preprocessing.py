@@ -93,11 +93,20 @@ def resize(batch: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def resize_uint8(frames: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """uint8 (N,H,W,3) -> uint8 (N,h,w,3) with the model's resize (for frame caches: same pixels as deployment)."""
-    if frames.shape[1:3] == (int(size[0]), int(size[1])):
-        return frames
-    out = resize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float(), size)
-    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    """uint8 (N,H,W,3) or (H,W,3) -> the same at ``size`` = (H, W), with the model's resize, rounded.
+
+    The one uint8 resize: the frame cache, deployment backends and the correction export call
+    it, so a frame cached for training has exactly the pixels a deployed model computes from it.
+    """
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+        raise InputError(f"resize_uint8 expects uint8 (N,H,W,3) or (H,W,3) frames, got {arr.dtype} {arr.shape}")
+    if arr.shape[-3:-1] == (int(size[0]), int(size[1])):
+        return arr
+    batch = arr[None] if arr.ndim == 3 else arr
+    out = resize(torch.from_numpy(np.array(batch, copy=True)).permute(0, 3, 1, 2).float(), size)
+    out = out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return out[0] if arr.ndim == 3 else out
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

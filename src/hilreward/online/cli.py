@@ -81,7 +81,7 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
             frames = {}
             for key in cameras:
                 stack = [c.correction.frames[key] for c in group]
-                stack = [f if f.shape[:2] == sizes[key] else resize_uint8(f[None], sizes[key])[0] for f in stack]
+                stack = [f if f.shape[:2] == sizes[key] else resize_uint8(f, sizes[key]) for f in stack]
                 frames[key] = np.stack(stack)
             columns = {
                 "next.reward": np.array([c.correction.label for c in group], dtype=np.float32),

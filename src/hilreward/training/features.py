@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from .augment import random_shift, shift_offsets
 from .losses import classification_loss, correct_predictions
 
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = 2  # 2: computed from frame-cache format 2
 FEATURE_DTYPES = ("float16", "float32")
 
 
