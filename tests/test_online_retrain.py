@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hilreward.config import DatasetConfig
 from hilreward.deploy import RewardFunction
@@ -23,34 +22,14 @@ from hilreward.online.store import CorrectionStore
 from hilreward.online.versions import VersionStore, checkpoint_fingerprint
 from hilreward.serving import RewardClient
 from hilreward.serving.server import RetrainOptions, RewardServer, ServeConfig
-from test_serving import DRAWER4, TOKEN, load_frames, make_checkpoint, step_images
+# The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames),
+# instantiated again for this module.
+from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
+from test_serving import DRAWER4, TOKEN, make_checkpoint, step_images
 
 DELAY_S = 60.0
 """Longest wait for a retrained version (the tests share 2 CPU cores with the rest of the suite)."""
 TOLERANCE = 0.01
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.getbasetemp() / "hilreward-cache")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, cache_dir):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "best", cache_dir)
-
-
-@pytest.fixture(scope="module")
-def frames(cache_dir):
-    return load_frames(cache_dir)
 
 
 def false_positive(frames) -> dict[str, np.ndarray]:
