@@ -47,7 +47,7 @@ def pixel_logits(model, data, rows, view: int = 0, pad: int = 4) -> torch.Tensor
         return model(model.preprocess(pixels))
 
 
-@pytest.mark.parametrize("encoder", ["tiny", "small_cnn"])
+@pytest.mark.parametrize("encoder", ["tiny", "small_cnn", "resnet10"])
 def test_cached_path_gives_the_pixel_path_logits(encoder, data, tmp_path):
     model = make_model(encoder)
     rows = np.arange(len(data))
@@ -59,6 +59,24 @@ def test_cached_path_gives_the_pixel_path_logits(encoder, data, tmp_path):
     half = F.compute_features(model, data, batch_size=50, cache_dir=str(tmp_path))
     assert all(f.dtype == np.float16 for f in half.values())
     assert torch.allclose(cached_logits(model, half, rows), reference, atol=2e-3, rtol=0)
+
+
+def test_features_go_through_onnx_runtime_or_fall_back_to_torch(data):
+    model = make_model("resnet10")
+    sample = model.preprocess({c: F.to_float_chw(np.asarray(data.images[c][:8])) for c in data.camera_keys})
+    x = sample[model.config.camera_keys[0]]
+    runner = F.encoder_runner(model.encoder, x)
+    assert runner is not None  # resnet10 exports: ONNX Runtime computes the cache
+    with torch.inference_mode():
+        assert torch.allclose(runner(x), model.encoder(x), atol=1e-4, rtol=0)
+
+    class NoExport(torch.nn.Module):  # stands for a backbone the ONNX exporter cannot trace
+        def forward(self, x):
+            if torch.onnx.is_in_onnx_export():
+                raise RuntimeError("unsupported operator")
+            return x.mean(dim=1, keepdim=True)
+
+    assert F.encoder_runner(NoExport(), x) is None
 
 
 def test_augmented_views_are_the_shifted_frames_and_reproducible(data, tmp_path):

