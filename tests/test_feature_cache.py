@@ -61,6 +61,17 @@ def test_cached_path_gives_the_pixel_path_logits(encoder, data, tmp_path):
     assert torch.allclose(cached_logits(model, half, rows), reference, atol=2e-3, rtol=0)
 
 
+def test_features_of_selected_rows_are_those_rows_of_the_full_cache(data, tmp_path):
+    model = make_model()
+    rows = np.array([3, 4, 10, 57, 100])
+    full = F.compute_features(model, data, cache_dir=str(tmp_path), dtype="float32")
+    part = F.compute_features(model, data, cache_dir=str(tmp_path), dtype="float32", rows=rows)
+    for cam in data.camera_keys:
+        assert part[cam].shape[0] == len(rows)
+        np.testing.assert_allclose(part[cam], full[cam][rows], atol=1e-6, rtol=0)
+    assert F.feature_key(model, data, rows=rows) != F.feature_key(model, data)
+
+
 def test_features_go_through_onnx_runtime_or_fall_back_to_torch(data):
     model = make_model("resnet10")
     sample = model.preprocess({c: F.to_float_chw(np.asarray(data.images[c][:8])) for c in data.camera_keys})

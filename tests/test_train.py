@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import struct
 import time
@@ -242,16 +243,16 @@ def test_multiclass_learns_on_real_frames(cache, tmp_path):
     assert model.config.num_classes == 3
 
 
-def test_feature_path_with_views_and_offline_wandb(cache, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+def test_feature_path_with_views_and_offline_wandb(cache, tmp_path, capsys):
     out = tmp_path / "run"
     train(config(out, cache, "training.steps=120", "training.eval_freq=60", "training.lr=1e-3",
                  "training.augment_views=3", "wandb.enable=true", "wandb.mode=offline",
                  "wandb.num_samples_to_log=5", "wandb.project=hilreward-test"))
     printed = capsys.readouterr().out
-    assert "path: feature cache, 3 view(s) (view 0 unaugmented) x 596 frames" in printed
+    # view 0 of every frame; the 2 augmented views only of the training frames (never of held-out ones)
+    path = re.search(r"path: feature cache, 596 frames unaugmented \+ 2 augmented view\(s\) x (\d+) training "
+                     r"frames = (\d+) encoder passes", printed)
+    assert path and 0 < int(path[1]) < 596 and int(path[2]) == 596 + 2 * int(path[1]), printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval/accuracy"] >= 0.9
 

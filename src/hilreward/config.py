@@ -88,7 +88,8 @@ class TrainingConfig:
     feature_cache: str = "auto"
     """``auto``: precompute frozen-encoder features when the encoder is frozen; ``off``: always run the encoder."""
     augment_views: int = 4
-    """With augmentation and a frozen encoder, number of precomputed augmented views per frame."""
+    """With augmentation and a frozen encoder, precomputed views per training frame: the unshifted frame
+    and ``augment_views - 1`` random shifts (held-out frames get the unshifted view only)."""
     feature_dtype: str = "float16"
     """Storage dtype of cached encoder features: ``float16`` (half the disk and page cache; logits within
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""

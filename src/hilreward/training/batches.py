@@ -61,7 +61,11 @@ class PixelBatches(_StepBatches):
 
 
 class FeatureBatches(_StepBatches):
-    """Cached encoder features (float32) of one randomly chosen precomputed view per sample, and labels."""
+    """Cached encoder features (float32) of one randomly chosen precomputed view per sample, and labels.
+
+    ``views[0]`` holds every frame of the dataset; augmented views ``views[1:]`` hold the training
+    ``rows`` only (row ``i`` of such a view is frame ``rows[i]``).
+    """
 
     def __init__(self, views: list[dict[str, np.ndarray]], rows, labels, batch_size, seed, balanced, weights=None):
         super().__init__(rows, labels, batch_size, seed, balanced, weights)
@@ -74,7 +78,7 @@ class FeatureBatches(_StepBatches):
         out: dict[str, torch.Tensor] = {}
         for v in np.unique(which):
             sel = np.flatnonzero(which == v)
-            for cam, f in gather_features(self.views[v], rows[sel]).items():
+            for cam, f in gather_features(self.views[v], rows[sel] if v == 0 else pos[sel]).items():
                 if cam not in out:
                     out[cam] = torch.empty((len(pos), *f.shape[1:]), dtype=torch.float32)
                 out[cam][torch.from_numpy(sel)] = f

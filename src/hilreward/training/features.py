@@ -58,18 +58,20 @@ def encoder_fingerprint(model) -> str:
     return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
 
 
-def _rows_fingerprint(data: FrameData) -> str:
+def _rows_fingerprint(data: FrameData, rows: Optional[np.ndarray] = None) -> str:
+    pick = slice(None) if rows is None else rows
     h = hashlib.blake2b(digest_size=8)
-    h.update(np.ascontiguousarray(data.episode_index, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(data.frame_index, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(data.episode_index[pick], dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(data.frame_index[pick], dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
-def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str = "float16") -> str:
-    """Cache key of the features of ``data`` under ``model``'s encoder (one directory per key)."""
+def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str = "float16",
+                rows: Optional[np.ndarray] = None) -> str:
+    """Cache key of the features of ``data`` (its ``rows``, default all) under ``model``'s encoder."""
     frame_size = [list(data.images[c].shape[1:3]) for c in data.camera_keys]
     parts = {"format": FEATURES_FORMAT, "encoder": encoder_fingerprint(model), "dataset": data.fingerprint,
-             "rows": _rows_fingerprint(data), "cameras": list(data.camera_keys), "frame_size": frame_size,
+             "rows": _rows_fingerprint(data, rows), "cameras": list(data.camera_keys), "frame_size": frame_size,
              "image_size": list(model.config.image_size), "view": int(view), "pad": int(pad) if view else 0, "dtype": dtype}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
 
@@ -90,20 +92,24 @@ def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor
 
 
 def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
-                     view: int = 0, pad: int = 4, dtype: str = "float16") -> dict[str, np.ndarray]:
+                     view: int = 0, pad: int = 4, dtype: str = "float16",
+                     rows: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Encoder outputs of every frame and camera of ``data``: full key -> ``dtype`` (N,C,h,w), memory-mapped.
+
+    ``rows`` (sorted indices into ``data``) restricts them to those frames: row ``i`` of the result is
+    frame ``rows[i]`` (training computes augmented views of its training rows only).
 
     Computed once and cached on disk (see the module docstring for the key); later calls with the same
     encoder weights, rows, sizes and view only open the memmaps.
     """
     if dtype not in FEATURE_DTYPES:
         raise ConfigError(f"feature dtype {dtype!r} is not known (known: {', '.join(FEATURE_DTYPES)})")
-    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype)
+    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows)
     paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
     if (directory / "done.json").is_file() and all(p.is_file() for p in paths.values()):
         return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
     directory.mkdir(parents=True, exist_ok=True)
-    n = len(data)
+    n = len(data) if rows is None else len(rows)
     offsets = {cam: view_offsets(view, i, n, pad) for i, cam in enumerate(data.camera_keys)}
     tmp = {cam: directory / f".{cam}.{uuid.uuid4().hex}.tmp.npy" for cam in data.camera_keys}
     out: dict[str, np.ndarray] = {}
@@ -118,7 +124,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
                 sl = slice(start, min(start + batch_size, n))
                 pixels = {}
                 for cam in data.camera_keys:
-                    x = to_float_chw(data.images[cam][sl])
+                    x = to_float_chw(data.images[cam][sl if rows is None else rows[sl]])
                     if offsets[cam] is not None:
                         x = random_shift(x, pad, offsets[cam][sl])
                     pixels[cam] = x

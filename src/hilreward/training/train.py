@@ -164,7 +164,7 @@ def train(cfg: TrainConfig) -> Path:
           f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, device {device}", flush=True)
 
     # Feature path (frozen encoder: features computed once, training runs the head) or pixel path.
-    views, val_features = _choose_path(cfg, model, data, len(train_rows), len(val_rows), steps)
+    views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps)
     balanced, weights = cfg.sampler.balanced, balanced_weights(train_labels)
     if views is not None:
         source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights)
@@ -341,16 +341,18 @@ def _check_same_data(state: dict, data: FrameData, source: Path) -> None:
                           f"{state.get('dataset_fingerprint')} -> {data.fingerprint}); start a new run")
 
 
-def _choose_path(cfg: TrainConfig, model, data: FrameData, n_train: int, n_val: int, steps: int):
+def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarray, n_val: int, steps: int):
     """(views, val_features) for the feature path, or (None, None) for the pixel path; logs the choice in one line.
 
     The feature path is taken when the encoder is frozen, ``training.feature_cache=auto`` and computing
-    K views of every frame costs fewer encoder passes than running the encoder on every training sample.
+    the features (view 0 of every frame, K-1 augmented views of the training frames) costs fewer encoder
+    passes than running the encoder on every training sample.
     """
     t = cfg.training
     k = max(1, t.augment_views) if cfg.augmentation.enable else 1
+    n_train = len(train_rows)
     pixel_passes = steps * t.batch_size
-    feature_passes = k * (n_train + n_val)
+    feature_passes = k * n_train + n_val
     if t.feature_cache == "off":
         reason = "training.feature_cache=off"
     elif not encoder_is_frozen(model):
@@ -360,11 +362,12 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, n_train: int, n_val: 
     elif feature_passes > pixel_passes:
         reason = f"{feature_passes} encoder passes per camera for {k} views > {pixel_passes} for {steps} steps"
     else:
-        print(f"path: feature cache, {k} view(s) (view 0 unaugmented) x {len(data)} frames = {feature_passes} "
-              f"encoder passes per camera once, then the head only (pixel path: {pixel_passes})", flush=True)
+        print(f"path: feature cache, {len(data)} frames unaugmented + {k - 1} augmented view(s) x {n_train} "
+              f"training frames = {feature_passes} encoder passes per camera once, then the head only "
+              f"(pixel path: {pixel_passes})", flush=True)
         pad = cfg.augmentation.pad
         views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
-                                  dtype=t.feature_dtype) for v in range(k)]
+                                  dtype=t.feature_dtype, rows=None if v == 0 else train_rows) for v in range(k)]
         return views, views[0]
     print(f"path: pixels, the encoder runs on every sample ({reason})", flush=True)
     return None, None
