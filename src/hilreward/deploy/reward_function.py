@@ -94,7 +94,7 @@ class RewardFunction:
                  options: RewardOptions | None = None, override: HumanOverride | None = None,
                  corrections: CorrectionSink | str | None = None) -> None:
         self.backend = backend
-        self.model_version = model_version
+        self._model_version = model_version
         self.options = options or RewardOptions()
         self.options.validate()
         self.override = override
@@ -131,44 +131,43 @@ class RewardFunction:
         if backend not in BACKENDS:
             raise ConfigError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
         if backend == "grpc":
-            return cls._from_server(address, token, timeout_s, success_threshold, success_reward,
-                                    terminate_on_success, mode, consecutive, success_class, override, corrections)
-        if path_or_repo is None:
-            raise ConfigError(f"backend={backend!r} needs a checkpoint folder or Hub repo id")
-        from .loading import load_classifier, resolve_checkpoint
+            if not address:
+                raise ConfigError("backend='grpc' needs address='host:port' of a running `hilreward serve`")
+            from ..serving.client import GrpcBackend, GrpcCorrectionSink
 
-        ckpt = resolve_checkpoint(path_or_repo)
-        model = load_classifier(ckpt, device=device)
-        threshold = success_threshold if success_threshold is not None else float(getattr(model, "threshold", 0.5))
-        options = RewardOptions(threshold, success_reward, terminate_on_success, mode, consecutive, success_class)
-        if backend == "onnx":
-            if device != "cpu":
-                raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
-            from .onnx_export import export_onnx
-
-            onnx_path = _onnx_path(ckpt)
-            if not onnx_path.exists():
-                export_onnx(model, onnx_path)
-            runner: TorchBackend | OnnxBackend = OnnxBackend(onnx_path, model, threads=threads)
+            runner = GrpcBackend(address, token=token, timeout_s=timeout_s)
+            version, stored_threshold = runner.model_version, runner.threshold or 0.5
+            if override is not None and corrections is None:
+                corrections = GrpcCorrectionSink(address, token=token, timeout_s=timeout_s)
         else:
-            runner = TorchBackend(model, compile=compile, channels_last=channels_last)
-        return cls(runner, model_version(ckpt), options, override=override, corrections=corrections)
+            if path_or_repo is None:
+                raise ConfigError(f"backend={backend!r} needs a checkpoint folder or Hub repo id")
+            from .loading import load_classifier, resolve_checkpoint
 
-    @classmethod
-    def _from_server(cls, address, token, timeout_s, success_threshold, success_reward, terminate_on_success,
-                     mode, consecutive, success_class, override, corrections) -> "RewardFunction":
-        if not address:
-            raise ConfigError("backend='grpc' needs address='host:port' of a running `hilreward serve`")
-        from ..serving.client import GrpcBackend, GrpcCorrectionSink
+            ckpt = resolve_checkpoint(path_or_repo)
+            model = load_classifier(ckpt, device=device)
+            version, stored_threshold = model_version(ckpt), float(getattr(model, "threshold", 0.5))
+            if backend == "onnx":
+                if device != "cpu":
+                    raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
+                from .onnx_export import export_onnx
 
-        runner = GrpcBackend(address, token=token, timeout_s=timeout_s)
-        threshold = success_threshold if success_threshold is not None else (runner.threshold or 0.5)
+                onnx_path = _onnx_path(ckpt)
+                if not onnx_path.exists():
+                    export_onnx(model, onnx_path)
+                runner = OnnxBackend(onnx_path, model, threads=threads)
+            else:
+                runner = TorchBackend(model, compile=compile, channels_last=channels_last)
+        threshold = success_threshold if success_threshold is not None else stored_threshold
         options = RewardOptions(threshold, success_reward, terminate_on_success, mode, consecutive, success_class)
-        if override is not None and corrections is None:
-            corrections = GrpcCorrectionSink(address, token=token, timeout_s=timeout_s)
-        return cls(runner, runner.model_version, options, override=override, corrections=corrections)
+        return cls(runner, version, options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
+    @property
+    def model_version(self) -> str:
+        """The version judging now: a remote backend's latest (the server may have swapped), else the checkpoint's."""
+        return getattr(self.backend, "model_version", None) or self._model_version
+
     @property
     def camera_keys(self) -> list[str]:
         return self.backend.camera_keys
@@ -243,8 +242,7 @@ class RewardFunction:
     def _judge(self, batched: dict[str, Any], n: int) -> list[RewardResult]:
         start = time.perf_counter()
         probs = self.backend.predict(batched)
-        # A remote backend reports the version that judged these frames (the server may have swapped).
-        self.model_version = getattr(self.backend, "model_version", None) or self.model_version
+        version = self.model_version
         labels = self.override.take(n) if self.override is not None else [None] * n
         latency = (time.perf_counter() - start) * 1e3
         opts = self.options
@@ -264,7 +262,7 @@ class RewardFunction:
                 if success != classifier_success and self.corrections is not None:
                     self.corrections.add(Correction(
                         frames={k: _to_hwc_uint8(v[i]) for k, v in batched.items()}, label=int(label),
-                        probability=_probability(p), model_version=self.model_version, time=time.time(),
+                        probability=_probability(p), model_version=version, time=time.time(),
                         episode=state.episode, step=state.step, env_index=i, source=source))
             if opts.mode == "sparse":
                 reward = opts.success_reward if success else 0.0
@@ -272,7 +270,7 @@ class RewardFunction:
                 reward = score * opts.success_reward
             results.append(RewardResult(
                 probability=_probability(p), success=success, reward=float(reward),
-                terminate=bool(success and opts.terminate_on_success), model_version=self.model_version,
+                terminate=bool(success and opts.terminate_on_success), model_version=version,
                 latency_ms=latency, override=override))
             state.step += 1
         return results
