@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 
 from ..config import DatasetConfig
 from ..errors import ConfigError, DatasetError, VideoError
+from ..models.preprocessing import resize_uint8
 from .cache import cache_root, cached_frames
 from .labels import align_labels
-from ..models.preprocessing import resize_uint8
 from .video import decode_to_rows
 
 SUPPORTED_VERSIONS = ("v3.0", "v2.1", "v2.0")

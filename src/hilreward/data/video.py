@@ -1,5 +1,5 @@
-"""Video I/O with PyAV: sequential decoding matched to rows by timestamp, encoding (frames are resized with the
-model's own ``resize_uint8``).
+"""Video I/O with PyAV: sequential decoding matched to rows by timestamp (each frame resized once with
+``models.preprocessing.resize_uint8``, the resize deployment uses), and encoding.
 
 Decoding never seeks per frame: each file is read front to back once, and each decoded frame is
 handed to the rows whose timestamp it is nearest to (within half a frame period).
@@ -11,6 +11,7 @@ import os
 from fractions import Fraction
 from pathlib import Path
 import numpy as np
+
 from ..errors import VideoError
 from ..models.preprocessing import resize_uint8
 

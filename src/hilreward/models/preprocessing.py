@@ -48,8 +48,7 @@ def to_float_chw(image: Any, key: str, device: torch.device | str = "cpu") -> to
     """One camera's frames as float32 (B,3,H,W) in [0, 1] on ``device``."""
     if isinstance(image, np.ndarray):
         if image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating):
-            # A read-only array (e.g. a memory-mapped frame cache) is copied: torch wants writable memory.
-            tensor = torch.from_numpy(np.ascontiguousarray(image) if image.flags.writeable else np.array(image))
+            tensor = torch.from_numpy(_writable(image))
         else:
             raise _dtype_error(key, str(image.dtype))
     elif isinstance(image, torch.Tensor):
@@ -80,6 +79,12 @@ def to_float_chw(image: Any, key: str, device: torch.device | str = "cpu") -> to
     raise _dtype_error(key, str(tensor.dtype))
 
 
+def _writable(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as contiguous writable memory for ``torch.from_numpy``; a read-only array (e.g. a
+    memory-mapped frame cache) is copied, a writable one only when it is not contiguous."""
+    return np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)
+
+
 def _dtype_error(key: str, dtype: str) -> InputError:
     return InputError(f"camera {key!r}: dtype {dtype} is not supported; pass uint8 HWC frames or float CHW in [0, 1]")
 
@@ -104,7 +109,7 @@ def resize_uint8(frames: np.ndarray, size: Sequence[int]) -> np.ndarray:
     if arr.shape[-3:-1] == (int(size[0]), int(size[1])):
         return arr
     batch = arr[None] if arr.ndim == 3 else arr
-    out = resize(torch.from_numpy(np.array(batch, copy=True)).permute(0, 3, 1, 2).float(), size)
+    out = resize(torch.from_numpy(_writable(batch)).permute(0, 3, 1, 2).float(), size)
     out = out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
     return out[0] if arr.ndim == 3 else out
 

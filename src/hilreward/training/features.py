@@ -96,7 +96,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
                      rows: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Encoder outputs of every frame and camera of ``data``: full key -> ``dtype`` (N,C,h,w), memory-mapped.
 
-    ``rows`` (sorted indices into ``data``) restricts them to those frames: row ``i`` of the result is
+    ``rows`` (indices into ``data``) restricts them to those frames: row ``i`` of the result is
     frame ``rows[i]`` (training computes augmented views of its training rows only).
 
     Computed once and cached on disk (see the module docstring for the key); later calls with the same
