@@ -1,4 +1,6 @@
-"""CorrectionStore (real SQLite: WAL, synchronous=FULL, append-only, schema version) and `hilreward corrections export`."""
+"""CorrectionStore on both engines (a real SQLite file; a real PostgreSQL cluster started for the tests):
+the same promise (round trip, ack after commit, idempotent request_id, append-only, versioned schema,
+concurrent writers) and `hilreward corrections export` / `migrate`; SQLite's WAL settings."""
 
 from __future__ import annotations
 
@@ -13,7 +15,36 @@ from hilreward.cli import main as cli_main
 from hilreward.deploy.corrections import Correction, CorrectionSink
 from hilreward.errors import ConfigError, InputError, ServingError
 from hilreward.online.cli import export_corrections
-from hilreward.online.store import SCHEMA_VERSION, CorrectionStore
+from hilreward.online.store import CorrectionStore
+from hilreward.online.store.base import _png
+from hilreward.online.store.postgresql import PostgresStore
+from hilreward.online.store.sqlite import SQLiteStore
+from postgres_cluster import pg_url  # noqa: F401
+
+SCHEMA_VERSION = len(SQLiteStore.MIGRATIONS)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path) -> str:
+    """Where a new store goes, on each engine."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+def raw(location: str, sql: str, params: tuple = ()) -> None:
+    """Run ``sql`` (``?`` placeholders) on the store's database behind its back, with a plain connection."""
+    if "://" in location:
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(sql.replace("?", "%s") if params else sql, params or None)
+    else:
+        db = sqlite3.connect(location, isolation_level=None)
+        try:
+            db.executescript(sql) if not params else db.execute(sql, params)
+        finally:
+            db.close()
 
 
 def frame(seed: int, size=(24, 32)) -> np.ndarray:
@@ -26,14 +57,14 @@ def correction(i: int, label: int = 0, episode: int = 0, size=(24, 32)) -> Corre
                       episode=episode, step=i, env_index=i % 3, source="keyboard")
 
 
-def test_round_trip_is_exact_and_ordered(tmp_path):
-    store = CorrectionStore(tmp_path / "c.sqlite")
-    ids = [store.add(correction(i, label=i % 2)) for i in range(4)]
+def test_round_trip_is_exact_and_ordered(location):
+    store = CorrectionStore(location)
+    ids = [store.add(correction(i, label=i % 2), replica=f"r{i % 2}") for i in range(4)]
     assert ids == [1, 2, 3, 4] and len(store) == 4 and store.last_id() == 4
     back = store.read()
     for i, stored in enumerate(back):
         c, want = stored.correction, correction(i, label=i % 2)
-        assert stored.id == i + 1
+        assert stored.id == i + 1 and stored.replica == f"r{i % 2}"
         assert set(c.frames) == {"observation.images.front", "observation.images.wrist"}  # full keys
         assert np.array_equal(c.frames["observation.images.front"], want.frames["front"])  # PNG is lossless
         assert np.array_equal(c.frames["observation.images.wrist"], want.frames["observation.images.wrist"])
@@ -41,10 +72,22 @@ def test_round_trip_is_exact_and_ordered(tmp_path):
             (want.label, want.probability, want.model_version, want.time, want.step, want.env_index, "keyboard")
     assert [s.id for s in store.read(after_id=2)] == [3, 4]
     assert [s.id for s in store.read(after_id=1, upto_id=3)] == [2, 3]
+    multi = correction(9)
+    multi.probability = [0.1, 0.2, 0.7]
+    assert store.read(store.add(multi) - 1)[0].correction.probability == [0.1, 0.2, 0.7]
     store.close()
 
 
-def test_durability_settings_schema_version_and_png_blobs(tmp_path):
+def test_engine_is_chosen_by_location(tmp_path, location):
+    store = CorrectionStore(location)
+    assert isinstance(store, PostgresStore if "://" in location else SQLiteStore)
+    assert store.shared == ("://" in location) and store.schema_version == SCHEMA_VERSION
+    store.close()
+    with pytest.raises(ConfigError, match="unknown store scheme 'mysql'.*postgresql://"):
+        CorrectionStore("mysql://db/x")
+
+
+def test_sqlite_durability_settings_and_png_blobs(tmp_path):
     path = tmp_path / "c.sqlite"
     store = CorrectionStore(path)
     store.add(correction(0))
@@ -58,9 +101,24 @@ def test_durability_settings_schema_version_and_png_blobs(tmp_path):
     raw.close()
 
 
-def test_acknowledged_correction_is_visible_to_another_connection_at_once(tmp_path):
-    writer = CorrectionStore(tmp_path / "c.sqlite")
-    reader = CorrectionStore(tmp_path / "c.sqlite", readonly=True)
+def test_postgresql_commits_durably_and_records_its_migrations(pg_url):
+    import psycopg
+
+    store = CorrectionStore(pg_url)
+    store.add(correction(0))
+    assert store._db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT version, description FROM hilreward_schema ORDER BY version").fetchall()
+        blob = conn.execute("SELECT png FROM frames LIMIT 1").fetchone()[0]
+    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert [r[1] for r in rows] == [m.description for m in PostgresStore.MIGRATIONS]
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n"
+    store.close()
+
+
+def test_acknowledged_correction_is_visible_to_another_connection_at_once(location):
+    writer = CorrectionStore(location)
+    reader = CorrectionStore(location, readonly=True)
     assert len(reader) == 0
     writer.add(correction(0))
     assert len(reader) == 1 and reader.read()[0].correction.model_version == "v0"
@@ -70,49 +128,68 @@ def test_acknowledged_correction_is_visible_to_another_connection_at_once(tmp_pa
     reader.close()
 
 
-def test_append_only(tmp_path):
-    store = CorrectionStore(tmp_path / "c.sqlite")
+def test_append_only(location):
+    store = CorrectionStore(location)
     store.add(correction(0))
     for sql in ("UPDATE corrections SET label = 1", "DELETE FROM corrections", "DELETE FROM frames",
                 "UPDATE frames SET camera = 'x'"):
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._db.execute(sql)
+        with pytest.raises(Exception, match="append-only"):
+            raw(location, sql)
     assert len(store) == 1 and store.read()[0].correction.label == 0
     store.close()
 
 
-def test_request_id_makes_retries_idempotent(tmp_path):
-    store = CorrectionStore(tmp_path / "c.sqlite")
+def test_request_id_makes_retries_idempotent(location):
+    store = CorrectionStore(location)
     first = store.add(correction(0), request_id="abc")
     assert store.add(correction(0), request_id="abc") == first
     assert store.add(correction(1), request_id="def") == first + 1
     assert store.add(correction(2)) == first + 2 and store.add(correction(3)) == first + 3  # no id: always new
+    other = CorrectionStore(location)  # another server on the same store: a retry sent there is known too
+    assert other.add(correction(0), request_id="abc") == first
     assert len(store) == 4
+    other.close()
     store.close()
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    store = CorrectionStore(tmp_path / "c.sqlite")
+def test_concurrent_writers_lose_nothing_and_ids_follow_commit_order(location):
+    stores = [CorrectionStore(location) for _ in range(2)]  # two servers sharing the store, two threads each
+    reader = CorrectionStore(location, readonly=True)
     ids: list[int] = []
+    seen: list[int] = []
     lock = threading.Lock()
+    done = threading.Event()
 
     def work(k: int) -> None:
-        for i in range(5):
-            cid = store.add(correction(10 * k + i))
+        for i in range(8):
+            cid = stores[k % 2].add(correction(10 * k + i), request_id=f"{k}-{i}")
             with lock:
                 ids.append(cid)
 
+    def follow() -> None:  # a retrainer reading incrementally must never skip a row
+        last = 0
+        while not done.is_set() or last < reader.last_id():
+            new = [c.id for c in reader.read(after_id=last)]
+            seen.extend(new)
+            last = new[-1] if new else last
+
+    follower = threading.Thread(target=follow)
+    follower.start()
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(ids) == list(range(1, 21)) and len(store) == 20
-    store.close()
+    done.set()
+    follower.join()
+    assert sorted(ids) == list(range(1, 33)) and len(stores[0]) == 32
+    assert seen == list(range(1, 33))
+    for s in (*stores, reader):
+        s.close()
 
 
-def test_is_a_deploy_correction_sink_and_rejects_bad_frames(tmp_path):
-    store = CorrectionStore(tmp_path / "c.sqlite")
+def test_is_a_deploy_correction_sink_and_rejects_bad_frames(location):
+    store = CorrectionStore(location)
     assert isinstance(store, CorrectionSink)
     bad = correction(0)
     bad.frames["front"] = np.zeros((8, 8), dtype=np.uint8)
@@ -124,7 +201,46 @@ def test_is_a_deploy_correction_sink_and_rejects_bad_frames(tmp_path):
     store.close()
 
 
-def test_refuses_foreign_files_and_other_schema_versions(tmp_path):
+def _schema_1(location: str) -> None:
+    """A store as hilreward wrote it before schema 2 (the first migration only), holding one correction."""
+    if "://" in location:
+        raw(location, PostgresStore.MIGRATIONS[0].sql + "CREATE TABLE hilreward_schema (version INTEGER PRIMARY KEY, "
+            "description TEXT NOT NULL, applied_unix DOUBLE PRECISION NOT NULL); "
+            "INSERT INTO hilreward_schema VALUES (1, 'corrections', 0);")
+    else:
+        raw(location, SQLiteStore.MIGRATIONS[0].sql + "PRAGMA user_version=1;")
+    raw(location, "INSERT INTO corrections (time, label, probability, model_version, episode, step, env_index, "
+                  "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (5.0, 1, "0.5", "old", 0, 3, 0, "keyboard"))
+    raw(location, "INSERT INTO frames VALUES (?, ?, ?, ?, ?)",
+        (1, "observation.images.front", 24, 32, _png(frame(0))))
+
+
+def test_older_schema_is_upgraded_and_newer_is_refused(location, capsys):
+    _schema_1(location)
+    with pytest.raises(ServingError, match="schema version 1.*corrections migrate"):
+        CorrectionStore(location, readonly=True)  # a reader never changes the store
+    assert cli_main(["corrections", "migrate", f"store={location}"]) == 0
+    assert f"schema version {SCHEMA_VERSION} (upgraded from 1)" in capsys.readouterr().out
+    store = CorrectionStore(location)
+    assert store.schema_version == SCHEMA_VERSION and store.upgraded_from is None
+    assert store.add(correction(1), replica="r") == 2
+    old, new = store.read()  # the old row reads as before; the new column is filled from now on
+    assert (old.correction.model_version, old.replica, new.replica) == ("old", "", "r")
+    assert np.array_equal(old.correction.frames["observation.images.front"], frame(0))
+    store.close()
+    assert cli_main(["corrections", "migrate", f"store={location}"]) == 0
+    assert "(up to date)" in capsys.readouterr().out
+
+    newer = SCHEMA_VERSION + 1
+    raw(location, f"INSERT INTO hilreward_schema VALUES ({newer}, 'from the future', 0)" if "://" in location
+        else f"PRAGMA user_version={newer}")
+    for readonly in (False, True):
+        with pytest.raises(ServingError, match=f"schema version {newer}, this hilreward knows versions up to "
+                                               f"{SCHEMA_VERSION}; upgrade hilreward"):
+            CorrectionStore(location, readonly=readonly)
+
+
+def test_refuses_foreign_files(tmp_path):
     with pytest.raises(ServingError, match="does not exist"):
         CorrectionStore(tmp_path / "missing.sqlite", readonly=True)
     other = tmp_path / "other.sqlite"
@@ -134,23 +250,37 @@ def test_refuses_foreign_files_and_other_schema_versions(tmp_path):
     db.close()
     with pytest.raises(ServingError, match="not a correction store"):
         CorrectionStore(other)
-    newer = tmp_path / "newer.sqlite"
-    CorrectionStore(newer).close()
-    db = sqlite3.connect(newer)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.commit()
-    db.close()
-    with pytest.raises(ServingError, match=f"schema version {SCHEMA_VERSION + 1}"):
-        CorrectionStore(newer)
     (tmp_path / "text.sqlite").write_text("not a database at all, just text" * 10)
     with pytest.raises(ServingError, match="not a correction store"):
         CorrectionStore(tmp_path / "text.sqlite")
 
 
-def test_export_writes_a_readable_v30_dataset(tmp_path):
+def test_refuses_foreign_databases(pg_url):
+    with pytest.raises(ServingError, match="is empty"):
+        CorrectionStore(pg_url, readonly=True)
+    raw(pg_url, "CREATE TABLE corrections (x int)")
+    with pytest.raises(ServingError, match="did not make; give the correction store a database of its own"):
+        CorrectionStore(pg_url)
+    gone = pg_url.replace("/t_", "/missing_")
+    with pytest.raises(ServingError, match='cannot connect to correction store .*"missing_.*does not exist'):
+        CorrectionStore(gone)
+
+
+def test_password_never_shows_in_messages():
+    from hilreward.online.store.postgresql import display_url
+
+    pytest.importorskip("psycopg")
+    url = "postgresql://robot:s3cret@127.0.0.1:1/db"
+    assert display_url(url) == "postgresql://robot:***@127.0.0.1:1/db"
+    with pytest.raises(ServingError) as err:
+        CorrectionStore(url)  # nothing listens on port 1
+    assert "s3cret" not in str(err.value) and "robot:***@127.0.0.1:1/db" in str(err.value)
+
+
+def test_export_writes_a_readable_v30_dataset(tmp_path, location):
     from hilreward.data import LeRobotDataset
 
-    store = CorrectionStore(tmp_path / "c.sqlite")
+    store = CorrectionStore(location)
     for i in range(5):
         c = correction(i, label=int(i >= 3), episode=i // 3, size=(32, 32))
         c.env_index = 0
@@ -161,7 +291,7 @@ def test_export_writes_a_readable_v30_dataset(tmp_path):
     store.add(odd)
     store.close()
     out = tmp_path / "export"
-    assert cli_main(["corrections", "export", f"store={tmp_path / 'c.sqlite'}", f"out={out}"]) == 0
+    assert cli_main(["corrections", "export", f"store={location}", f"out={out}"]) == 0
     ds = LeRobotDataset.open(out)
     assert ds.version == "v3.0" and ds.camera_keys == ["observation.images.front", "observation.images.wrist"]
     assert [e.length for e in ds.episodes] == [3, 3]
@@ -174,8 +304,8 @@ def test_export_writes_a_readable_v30_dataset(tmp_path):
     lines = (out / "meta" / "corrections.jsonl").read_text().splitlines()
     assert len(lines) == 6 and '"source": "keyboard"' in lines[0]
     with pytest.raises(ConfigError, match="overwrite=true"):
-        export_corrections(tmp_path / "c.sqlite", out)
-    assert export_corrections(tmp_path / "c.sqlite", out, overwrite=True)["corrections"] == 6
+        export_corrections(location, out)
+    assert export_corrections(location, out, overwrite=True)["corrections"] == 6
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

@@ -1,4 +1,8 @@
-"""``hilreward corrections export store=... out=...``: stored corrections as a LeRobot v3.0 dataset.
+"""``hilreward corrections export|migrate store=...``: the correction store from the command line.
+
+``migrate`` upgrades a store's schema to this hilreward's version (what a writable open does
+anyway) and says from which version. ``export ... out=<dir>`` writes stored corrections as a
+LeRobot v3.0 dataset, from either engine (an SQLite path or a postgresql:// URL).
 
 For review (``hilreward inspect dataset.root=<out>``) and for merging into the training data.
 One dataset episode per (RL episode, environment) that had corrections, rows in the order the
@@ -6,7 +10,7 @@ corrections were acknowledged. Columns: every camera as ``observation.images.<na
 ``next.reward`` (the human label of the frame shown, float32: train on it with
 ``label.align=next``), ``classifier.probability`` (the model's success probability),
 ``correction.id`` / ``correction.episode`` / ``correction.step`` (int64).
-``meta/corrections.jsonl`` adds time, model_version, source and env_index per row.
+``meta/corrections.jsonl`` adds time, model_version, source, env_index and replica per row.
 Frames of a camera are resized to the size of its first correction where they differ.
 """
 
@@ -23,15 +27,17 @@ import numpy as np
 
 from ..config import parse_overrides
 from ..errors import ConfigError, ServingError
-from .store import CorrectionStore, StoredCorrection
+from .store import CorrectionStore, StoredCorrection, engine_name
 
-ACTIONS = ("export",)
+ACTIONS = ("export", "migrate")
+USAGE = ("usage: hilreward corrections export store=<corrections.sqlite | postgresql://...> out=<dataset dir> | "
+         "hilreward corrections migrate store=<...>")
 
 
 @dataclass
 class ExportConfig:
     store: Optional[str] = None
-    """Correction store written by ``hilreward serve`` (``<state_dir>/corrections.sqlite``)."""
+    """Correction store written by ``hilreward serve`` (``<state_dir>/corrections.sqlite`` or its postgresql:// URL)."""
     out: Optional[str] = None
     """Dataset folder to write (must not exist unless ``overwrite=true``)."""
     fps: int = 10
@@ -56,7 +62,7 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
     with CorrectionStore(store, readonly=True) as db:
         corrections = db.read()
     if not corrections:
-        raise ServingError(f"{store} holds no corrections yet; nothing to export")
+        raise ServingError(f"{db.display} holds no corrections yet; nothing to export")
     sizes: dict[str, tuple[int, int]] = {}
     for c in corrections:
         for key, frame in c.correction.frames.items():
@@ -95,7 +101,8 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
             rows += [{"id": c.id, "label": c.correction.label, "probability": c.correction.probability,
                       "model_version": c.correction.model_version, "time": c.correction.time,
                       "episode": c.correction.episode, "step": c.correction.step,
-                      "env_index": c.correction.env_index, "source": c.correction.source} for c in group]
+                      "env_index": c.correction.env_index, "source": c.correction.source,
+                      "replica": c.replica} for c in group]
         written = Path(writer.finalize())
         with open(written / "meta" / "corrections.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -112,13 +119,28 @@ def _success(probability: float | list[float]) -> float:
     return float(probability[-1]) if isinstance(probability, list) else float(probability)
 
 
+def migrate_store(store: str) -> dict:
+    """Upgrade ``store`` to this hilreward's schema version; says the version found when it upgraded."""
+    if engine_name(store) == "sqlite" and not Path(store).is_file():
+        raise ServingError(f"correction store {store} does not exist; pass the store= used by `hilreward serve`")
+    with CorrectionStore(store) as db:
+        return {"store": db.display, "version": db.schema_version, "upgraded_from": db.upgraded_from}
+
+
 def main(args: list[str]) -> int:
     if not args or args[0] not in ACTIONS:
-        raise ConfigError(f"usage: hilreward corrections export store=<corrections.sqlite> out=<dataset dir>; "
-                          f"known actions: {', '.join(ACTIONS)}")
+        raise ConfigError(f"{USAGE}; known actions: {', '.join(ACTIONS)}")
     cfg = parse_overrides(ExportConfig, args[1:])
+    if args[0] == "migrate":
+        if not cfg.store:
+            raise ConfigError(f"corrections migrate needs store=<...>; {USAGE}")
+        done = migrate_store(cfg.store)
+        found = done["upgraded_from"]
+        print(f"{done['store']}: schema version {done['version']}"
+              + (" (up to date)" if found is None else " (created)" if found == 0 else f" (upgraded from {found})"))
+        return 0
     if not cfg.store or not cfg.out:
-        raise ConfigError("corrections export needs store=<corrections.sqlite> and out=<dataset dir>")
+        raise ConfigError(f"corrections export needs store= and out=; {USAGE}")
     summary = export_corrections(cfg.store, cfg.out, fps=cfg.fps, codec=cfg.codec, task=cfg.task,
                                  overwrite=cfg.overwrite)
     skipped = f" ({summary['skipped']} without every camera skipped)" if summary["skipped"] else ""

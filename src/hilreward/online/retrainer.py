@@ -17,13 +17,18 @@ every ``retrain.every``-th, at most once per ``retrain.min_interval_s``) and:
    classified as the human labelled them;
 3. publishes a passing head as the next immutable ``versions/<n>/`` and tells the server,
    which swaps it in between requests. A failing one is reported and dropped.
+
+It retrains only while it leads the store (``store.leadership()``): with several replicas on one
+PostgreSQL store every replica runs a retrainer, set up and on standby, and the one holding the
+advisory lock trains; when it dies another takes the lock within a second. A new leader first
+removes what a predecessor that died mid-publish left and announces the newest version, then
+announces each version it publishes, so every replica serves the same one.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import queue
 import time
 import traceback
@@ -34,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from ..config import DatasetConfig
-from .store import CorrectionStore, StoredCorrection
+from ..errors import HilrewardError
+from .store import CorrectionStore, Leadership, StoredCorrection
 from .versions import VersionRecord, VersionStore
 
 _STOP = "stop"
@@ -47,7 +53,7 @@ class RetrainSpec:
     versions_root: str
     """``<state_dir>/versions``; version 0 is the served checkpoint."""
     store: str
-    """Path of the correction store (opened read-only)."""
+    """Location of the correction store (opened read-only): an SQLite path or a postgresql:// URL."""
     dataset: DatasetConfig
     """Offline dataset (the checkpoint's held-out episodes are taken from its train_config.yaml)."""
     options: Any
@@ -200,20 +206,17 @@ class HeadRetrainer:
 
     def publish(self, attempt: Attempt) -> VersionRecord:
         """Write the model's current head as the next immutable version."""
-        numbers = self.versions.numbers()
-        number = numbers[-1] + 1
-        version = f"{self.base_version}-r{number}"
         metrics = {**attempt.metrics, "val_episodes": self.val_episodes,
                    "corrections_used": attempt.corrections_used, "last_correction_id": attempt.last_correction_id}
 
-        def fill(tmp: Path) -> None:
+        def fill(tmp: Path, version: str) -> None:
             self.model.save_pretrained(tmp, train_config_yaml=self.train_config_yaml, metrics=metrics)
             config = json.loads((tmp / "config.json").read_text())
             config["model_version"] = version  # RewardFunction.from_pretrained(versions/<n>) names it too
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
-        return self.versions.publish(fill, version, attempt.metrics, attempt.corrections_used,
-                                     attempt.last_correction_id)
+        return self.versions.publish(fill, lambda number: f"{self.base_version}-r{number}", attempt.metrics,
+                                     attempt.corrections_used, attempt.last_correction_id)
 
 
 def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> None:
@@ -227,39 +230,63 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
     except Exception as exc:
         events.put({"event": "error", "message": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
         return
-    events.put({"event": "ready", "metrics": {"heldout_accuracy_base": trainer.base_accuracy,
-                                              "setup_seconds": trainer.setup_seconds,
-                                              "val_episodes": len(trainer.val_episodes)}})
+    setup = {"heldout_accuracy_base": trainer.base_accuracy, "setup_seconds": trainer.setup_seconds,
+             "val_episodes": len(trainer.val_episodes)}
     store: CorrectionStore | None = None
-    seen = trainer.versions.latest().last_correction_id
-    last_run = 0.0
+    leadership: Leadership | None = None
+    leading, standby_told, failures = False, False, 0
+    seen, last_run = 0, 0.0
     options = spec.options
     while parent is None or parent.is_alive():
         try:
-            if triggers.get(timeout=0.5) == _STOP:
+            if triggers.get(timeout=0.5 if not failures else min(5.0, 0.5 * 2 ** failures)) == _STOP:
                 break
         except queue.Empty:
             pass
-        if store is None:
-            if not Path(spec.store).is_file():
-                continue
-            store = CorrectionStore(spec.store, readonly=True)
-        newest = store.last_id()
-        if newest - seen < options.every or time.monotonic() - last_run < options.min_interval_s:
-            continue
-        last_run, seen = time.monotonic(), newest
         try:
+            if store is None:
+                store = CorrectionStore(spec.store, readonly=True)
+                leadership = store.leadership()
+            assert leadership is not None
+            if not leading:  # standby: retrain only as the leader (one per store)
+                if not leadership.try_acquire():
+                    if not standby_told:
+                        events.put({"event": "standby", "metrics": setup})
+                        standby_told = True
+                    failures = 0
+                    continue
+                leading, standby_told = True, False
+                # What a leader that died mid-publish may have left: a partial directory, an unannounced version.
+                trainer.versions.remove_partial()
+                latest = trainer.versions.latest()
+                leadership.announce(latest.number)
+                seen = latest.last_correction_id
+                events.put({"event": "ready", "metrics": setup})
+            failures = 0
+            newest = store.last_id()
+            if newest - seen < options.every or time.monotonic() - last_run < options.min_interval_s:
+                continue
+            last_run, seen = time.monotonic(), newest
             attempt = trainer.attempt(store.read(0, newest))
-            if attempt.passed:
+            if not attempt.passed:
+                events.put({"event": "rejected", "reason": attempt.reason, "metrics": attempt.metrics})
+            elif not leadership.held():  # lost the lock meanwhile (a cut connection): another replica leads now
+                leading, seen = False, 0
+            else:
                 record = trainer.publish(attempt)
+                leadership.announce(record.number)
                 events.put({"event": "published", "number": record.number, "version": record.version,
                             "metrics": record.metrics, "time": time.time()})
-            else:
-                events.put({"event": "rejected", "reason": attempt.reason, "metrics": attempt.metrics})
         except Exception as exc:
             events.put({"event": "error", "message": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
-    if store is not None:
-        store.close()
+            if isinstance(exc, HilrewardError):  # the store is unreachable: reconnect (and compete again) later
+                for handle in (leadership, store):
+                    if handle is not None:
+                        handle.close()
+                store, leadership, leading, failures = None, None, False, failures + 1
+    for handle in (leadership, store):
+        if handle is not None:
+            handle.close()
 
 
 class Retrainer:
@@ -274,9 +301,8 @@ class Retrainer:
                                     name="hilreward-retrainer", daemon=True)
 
     @classmethod
-    def from_serve_config(cls, cfg: Any, versions: VersionStore, store_path: str | os.PathLike,
-                          threshold: float) -> "Retrainer":
-        return cls(RetrainSpec(versions_root=str(versions.root), store=str(store_path), dataset=cfg.dataset,
+    def from_serve_config(cls, cfg: Any, versions: VersionStore, store: str, threshold: float) -> "Retrainer":
+        return cls(RetrainSpec(versions_root=str(versions.root), store=store, dataset=cfg.dataset,
                                options=cfg.retrain, threshold=threshold, cache_dir=cfg.cache_dir))
 
     def start(self) -> None:
@@ -287,7 +313,7 @@ class Retrainer:
         self._triggers.put(int(correction_id))
 
     def next_event(self, timeout: float) -> dict | None:
-        """The next ``ready`` / ``published`` / ``rejected`` / ``error`` event, or None after ``timeout``."""
+        """The next ``ready`` / ``standby`` / ``published`` / ``rejected`` / ``error`` event, or None after ``timeout``."""
         try:
             return self._events.get(timeout=timeout)
         except queue.Empty:

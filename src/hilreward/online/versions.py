@@ -3,7 +3,9 @@
 Version 0 is a copy of the checkpoint the server was started with; the retrainer publishes
 1, 2, ... . A version directory is written under a temporary name, fsync'd and renamed into
 place, and never changed afterwards, so the server (or anyone) can load any published version
-at any time and a crash never leaves a half-written one behind.
+at any time and a crash never leaves a half-written one behind. Several writers may share the
+directory (replicas on one store): renaming a directory onto an existing one fails, so two
+writers can never both publish number ``n``; the later one takes the next number.
 """
 
 from __future__ import annotations
@@ -94,36 +96,53 @@ class VersionStore:
     def init_base(self, checkpoint: Path, version: str, metrics: dict[str, float]) -> VersionRecord:
         """Copy ``checkpoint`` to ``versions/0`` (once) as ``version``; refuse a state dir made for another checkpoint."""
         fingerprint = checkpoint_fingerprint(checkpoint)
-        if 0 in self.numbers():
-            base = self.get(0)
-            if base.base_fingerprint != fingerprint:
-                raise ConfigError(
-                    f"state dir {self.root.parent} serves versions of another checkpoint ({base.base_checkpoint}); "
-                    f"use a fresh state_dir= for {checkpoint}, or pass the original checkpoint")
-            return base
-        record = VersionRecord(number=0, version=version, created_unix=time.time(), metrics=metrics,
-                               base_fingerprint=fingerprint, base_checkpoint=str(checkpoint.resolve()))
+        if 0 not in self.numbers():
+            record = VersionRecord(number=0, version=version, created_unix=time.time(), metrics=metrics,
+                                   base_fingerprint=fingerprint, base_checkpoint=str(checkpoint.resolve()))
 
-        def fill(tmp: Path) -> None:
-            for src in checkpoint.iterdir():
-                if src.is_file() and not _SKIP.match(src.name):
-                    shutil.copy2(src, tmp / src.name)
+            def fill(tmp: Path) -> None:
+                for src in checkpoint.iterdir():
+                    if src.is_file() and not _SKIP.match(src.name):
+                        shutil.copy2(src, tmp / src.name)
 
-        return self._write(0, record, fill)
+            self._write(0, record, fill)  # False: another replica copied its base first, checked below
+        base = self.get(0)
+        if base.base_fingerprint != fingerprint:
+            raise ConfigError(
+                f"state dir {self.root.parent} serves versions of another checkpoint ({base.base_checkpoint}); "
+                f"use a fresh state_dir= for {checkpoint}, or pass the original checkpoint")
+        return base
 
-    def publish(self, fill: Callable[[Path], None], version: str, metrics: dict[str, float],
+    def publish(self, fill: Callable[[Path, str], None], name: Callable[[int], str], metrics: dict[str, float],
                 corrections_used: int, last_correction_id: int) -> VersionRecord:
-        """Write the next version: ``fill(tmp_dir)`` saves the checkpoint, then it is renamed into place."""
-        numbers = self.numbers()
-        number = (numbers[-1] + 1) if numbers else 1
-        record = VersionRecord(number=number, version=version, created_unix=time.time(), metrics=metrics,
-                               corrections_used=corrections_used, last_correction_id=last_correction_id)
-        return self._write(number, record, fill)
+        """Write the next version: ``fill(tmp_dir, version)`` saves the checkpoint, then it is renamed into place.
 
-    def _write(self, number: int, record: VersionRecord, fill: Callable[[Path], None]) -> VersionRecord:
+        ``name(number)`` is the model_version string of version ``number``. Where another writer
+        took the number meanwhile, the version is written again under the next one.
+        """
+        while True:
+            numbers = self.numbers()
+            number = (numbers[-1] + 1) if numbers else 1
+            record = VersionRecord(number=number, version=name(number), created_unix=time.time(), metrics=metrics,
+                                   corrections_used=corrections_used, last_correction_id=last_correction_id)
+            if self._write(number, record, lambda tmp: fill(tmp, record.version)):
+                return self.get(number)
+
+    def remove_partial(self) -> list[str]:
+        """Remove what writers that died mid-publish left (``.<n>.tmp-*``, n >= 1); call only as the sole writer."""
+        removed = []
+        for p in self.root.iterdir() if self.root.is_dir() else ():
+            number = p.name[1:].split(".tmp-", 1)[0]
+            if p.is_dir() and p.name.startswith(".") and ".tmp-" in p.name and number.isdigit() and int(number) >= 1:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p.name)
+        return removed
+
+    def _write(self, number: int, record: VersionRecord, fill: Callable[[Path], None]) -> bool:
+        """Write version ``number`` atomically; False when it exists already (versions are immutable)."""
         target = self.root / str(number)
         if target.exists():
-            raise ServingError(f"model version {target} already exists; versions are immutable")
+            return False
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{number}.tmp-", dir=self.root))
         try:
@@ -133,12 +152,16 @@ class VersionStore:
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            try:
+                os.rename(tmp, target)  # fails when target exists (a directory with files)
+            except OSError:
+                if not target.exists():
+                    raise
+                return False
             _fsync_dir(self.root)
-        except BaseException:
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return self.get(number)
+        return True
 
 
 def _fsync_dir(path: Path) -> None:

@@ -9,6 +9,10 @@ them. Corrections go to a :class:`CorrectionStore` (committed before the ack); w
 ``dataset.root`` a :class:`Retrainer` process turns them into validated new versions that
 the server swaps in between requests. State lives in ``state_dir``: ``versions/<n>/`` and
 ``corrections.sqlite``; a restarted server serves its newest version.
+
+Replicas: several servers given one ``store=postgresql://...`` and one ``state_dir`` (a shared
+folder) all take Predict and corrections; the retrainer of exactly one of them (the store's
+leader) trains, and every replica swaps in each version the leader announces.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -46,6 +51,8 @@ log = logging.getLogger("hilreward.serving")
 SERVICE_NAME = "hilreward.v1.RewardService"
 TOKEN_ENV = "HILREWARD_TOKEN"
 MODES = ("sparse", "dense")
+RESCAN_S = 10.0
+"""Replicas look for a version they were not told of (a lost announcement) this often."""
 
 
 @dataclass
@@ -93,9 +100,12 @@ class ServeConfig:
     insecure: bool = False
     """Allow binding a non-loopback address without a token."""
     state_dir: str = "outputs/serve"
-    """Versions (``versions/<n>/``) and, by default, the correction store."""
+    """Versions (``versions/<n>/``) and, by default, the correction store. Replicas share one (a shared folder)."""
     store: Optional[str] = None
-    """Correction store (SQLite); default ``<state_dir>/corrections.sqlite``."""
+    """Correction store: an SQLite file (default ``<state_dir>/corrections.sqlite``, one server) or
+    ``postgresql://user[:password]@host[:port]/database`` (shared by several replicas)."""
+    replica: Optional[str] = None
+    """Name of this server, stored with every correction it takes; default ``<hostname>:<port>``."""
     success_threshold: Optional[float] = None
     """Success when probability >= this; None uses the checkpoint's threshold."""
     success_reward: float = 1.0
@@ -219,6 +229,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self.store = store
         self.cfg = cfg
         self.on_correction = on_correction
+        self.replica = cfg.replica or ""
+        """Stored with each correction (the server sets it once its port is known)."""
         self.retrainer_status = "off"
         """What the retrainer did last (ModelInfo.retrainer_status)."""
         self._streaks: OrderedDict[int, int] = OrderedDict()
@@ -308,7 +320,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             frames=frames, label=int(request.label), probability=probability, model_version=version,
             time=request.time or time.time(), episode=request.episode_id, step=request.step,
             env_index=request.env_index, source=request.source or "grpc")
-        cid = self.store.add(correction, request_id=request.request_id or None)  # committed: durable
+        cid = self.store.add(correction, request_id=request.request_id or None,
+                             replica=self.replica)  # committed: durable
         if self.on_correction is not None:
             self.on_correction(cid)
         return pb.CorrectionAck(correction_id=cid, corrections_total=self.store.count(),
@@ -359,14 +372,14 @@ class RewardServer:
 
             torch.set_num_threads(int(cfg.threads))
         self.versions = init_versions(cfg)
-        self.store = CorrectionStore(cfg.store or Path(cfg.state_dir) / "corrections.sqlite")
+        self.store = CorrectionStore(cfg.store or str(Path(cfg.state_dir) / "corrections.sqlite"))
         self.slot = ModelSlot(load_version(self.versions, self.versions.numbers()[-1], cfg))
         self.batcher = Batcher(self.slot, cfg.max_batch)
         self.retrainer = None
         if cfg.dataset.root or cfg.dataset.repo_id:
             from ..online.retrainer import Retrainer
 
-            self.retrainer = Retrainer.from_serve_config(cfg, self.versions, self.store.path,
+            self.retrainer = Retrainer.from_serve_config(cfg, self.versions, self.store.location,
                                                          threshold=self.slot.current.threshold)
         self.servicer = RewardServicer(self.slot, self.batcher, self.store, cfg,
                                        on_correction=self.retrainer.notify if self.retrainer else None)
@@ -383,7 +396,8 @@ class RewardServer:
         self.port = 0
         self.retrainer_ready = threading.Event()
         """Set once the retrainer has loaded the offline features (corrections are trained from then on)."""
-        self._swapper: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._install_lock = threading.Lock()
         self._stopped = threading.Event()
 
     @property
@@ -399,18 +413,34 @@ class RewardServer:
             raise ConfigError(f"cannot bind {host}:{self.cfg.port} ({exc}); pick another port= (0 = any free port)") \
                 from None
         self._server.start()
+        self.servicer.replica = self.cfg.replica or f"{socket.gethostname()}:{self.port}"
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.store.shared:
+            self._spawn(self._watch_loop, "hilreward-watch")
         if self.retrainer is not None:
             self.retrainer.start()
-            self._swapper = threading.Thread(target=self._swap_loop, name="hilreward-swap", daemon=True)
-            self._swapper.start()
+            self._spawn(self._swap_loop, "hilreward-swap")
             last = self.versions.latest().last_correction_id
             if self.store.last_id() > last:  # corrections stored while no retrainer ran
                 self.retrainer.notify(self.store.last_id())
         if self.cfg.port_file:
             _write_atomic(Path(self.cfg.port_file), f"{self.port}\n")
         return self
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _install(self, number: int) -> ServedModel:
+        """Serve version ``number`` unless a newer one serves already (versions only move forward)."""
+        with self._install_lock:
+            if number > self.slot.current.number:
+                model = load_version(self.versions, number, self.cfg)
+                self.slot.swap(model)
+                log.info("serving model version %s (%s)", model.version, _fmt(model.metrics))
+            return self.slot.current
 
     def _swap_loop(self) -> None:
         assert self.retrainer is not None
@@ -421,14 +451,12 @@ class RewardServer:
             kind = event.get("event")
             if kind == "published":
                 try:
-                    model = load_version(self.versions, int(event["number"]), self.cfg)
+                    model = self._install(int(event["number"]))
                 except HilrewardError as exc:
                     self.servicer.retrainer_status = f"error cannot load version {event['number']}: {exc}"
                     log.error("cannot load published version %s: %s", event["number"], exc)
                     continue
                 self.servicer.retrainer_status = f"published {model.version}"
-                self.slot.swap(model)
-                log.info("serving model version %s (%s)", model.version, _fmt(model.metrics))
             elif kind == "rejected":
                 self.servicer.retrainer_status = f"rejected {event.get('reason')}"
                 log.warning("retrained model rejected by the gate: %s", event.get("reason"))
@@ -436,9 +464,28 @@ class RewardServer:
                 self.servicer.retrainer_status = "ready"
                 log.info("retrainer ready (%s)", _fmt(event.get("metrics", {})))
                 self.retrainer_ready.set()
+            elif kind == "standby":
+                self.servicer.retrainer_status = "standby"
+                log.info("retrainer on standby: another replica leads the store (%s)", _fmt(event.get("metrics", {})))
             elif kind == "error":
                 self.servicer.retrainer_status = f"error {event.get('message')}"
                 log.error("retrainer failed: %s", event.get("message"))
+
+    def _watch_loop(self) -> None:
+        """Replicas: swap in each version a leader announces; rescan the folder for any missed while cut off."""
+        while not self._stopped.is_set():
+            try:
+                with self.store.watch_versions() as watch:
+                    scanned = 0.0
+                    while not self._stopped.is_set():
+                        if time.monotonic() - scanned > RESCAN_S:  # after LISTEN: nothing published between is missed
+                            self._install(self.versions.numbers()[-1])
+                            scanned = time.monotonic()
+                        for number in watch.wait(timeout=0.5):
+                            self._install(number)
+            except HilrewardError as exc:
+                log.warning("version announcements: %s; listening again in 2 s", exc)
+                self._stopped.wait(2.0)
 
     def stop(self, grace: float = 1.0) -> None:
         if self._stopped.is_set():
@@ -451,8 +498,8 @@ class RewardServer:
         self.batcher.close()
         if self.retrainer is not None:
             self.retrainer.stop()
-        if self._swapper is not None:
-            self._swapper.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
         self.store.close()
 
     def wait(self) -> None:

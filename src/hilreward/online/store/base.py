@@ -1,0 +1,283 @@
+"""The correction-store interface every engine implements, and what the engines share.
+
+An engine (SQLite, PostgreSQL) supplies a connection, its SQL dialect's migrations and three
+primitives (:meth:`CorrectionStore._rows`, ``_insert``, ``_transaction``); the queries, the
+validation and PNG encoding of frames, idempotent ``request_id`` handling and the versioned
+schema migrations live here, so both engines keep the same promise:
+
+- ``add`` returns only once the correction is committed and durable (the ack comes after it);
+- a ``request_id`` already stored returns the stored id and adds nothing;
+- tables are append-only;
+- the schema version is recorded in the store: an older schema is upgraded on a writable open,
+  a newer one is refused with a message naming both versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ...deploy.corrections import Correction
+from ...errors import InputError, ServingError
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of an engine's schema history; version ``n`` is the n-th entry of its list."""
+
+    description: str
+    sql: str
+
+
+@dataclass
+class StoredCorrection:
+    """A correction as read back from the store."""
+
+    id: int
+    """Row id, 1, 2, ... in the order corrections were acknowledged (over every server sharing the store)."""
+    correction: Correction
+    """The correction itself (frames decoded back to uint8 (H, W, 3))."""
+    replica: str = ""
+    """The server that acknowledged it ('' when unknown: stored by a schema-1 store or outside a server)."""
+
+
+class Leadership:
+    """Who runs the retrainer of a store: at most one holder at a time.
+
+    The base class is the one-server case (SQLite): leadership is granted at once and version
+    announcements go nowhere (the server hears of its retrainer's versions directly).
+    """
+
+    def try_acquire(self) -> bool:
+        """Become the leader if nobody is; True when this process leads now."""
+        return True
+
+    def held(self) -> bool:
+        """Still the leader (checked right before publishing)."""
+        return True
+
+    def announce(self, number: int) -> None:
+        """Tell every server sharing the store that version ``number`` is published."""
+
+    def close(self) -> None:
+        """Give leadership up."""
+
+
+class VersionWatch(ABC):
+    """Announcements of published versions (:meth:`Leadership.announce`) on engines several servers share."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[int]:
+        """Version numbers announced within ``timeout`` seconds (empty when none); ServingError when cut off."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "VersionWatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CorrectionStore(ABC):
+    """Append-only store of :class:`Correction` s (a deploy ``CorrectionSink``), thread-safe.
+
+    ``CorrectionStore(location)`` opens the engine the location names: a path is an SQLite
+    file, ``postgresql://user@host/db`` a PostgreSQL database (see ``hilreward.online.store.ENGINES``).
+    ``readonly=True`` opens an existing store for reading (the retrainer, ``hilreward corrections
+    export``): it never creates, migrates or writes.
+    """
+
+    MIGRATIONS: Sequence[Migration] = ()
+    """The engine's schema history; the store's schema version is the number of migrations applied."""
+    shared = False
+    """Several servers may share the store (leader election and version announcements work across them)."""
+
+    def __new__(cls, location=None, *args, **kwargs):
+        if cls is CorrectionStore:
+            from . import engine_for
+
+            cls = engine_for(location)
+        return super().__new__(cls)
+
+    def __init__(self, location: str, readonly: bool = False) -> None:
+        self.location = str(location)
+        """Where the store is, as given (what another process passes to open it again)."""
+        self.readonly = readonly
+        self.schema_version = 0
+        """Schema version after opening (``len(MIGRATIONS)``)."""
+        self.upgraded_from: int | None = None
+        """Schema version found when this open upgraded the store (0: created it; None: nothing to do)."""
+        self._lock = threading.Lock()
+
+    # --- what an engine supplies -------------------------------------------------------------
+    @property
+    def display(self) -> str:
+        """The location for messages (no password)."""
+        return self.location
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Run one statement (``?`` placeholders) and return its rows."""
+
+    @abstractmethod
+    def _insert_many(self, sql: str, rows: list[Sequence]) -> None:
+        """Run one statement for each parameter row."""
+
+    @abstractmethod
+    def _transaction(self) -> contextlib.AbstractContextManager:
+        """A write transaction, serialised with every other writer of the store (ids commit in order)."""
+
+    @abstractmethod
+    def _stored_version(self) -> int:
+        """Schema version recorded in the store (0: empty); ServingError when it is not a correction store."""
+
+    @abstractmethod
+    def _apply(self, version: int, migration: Migration) -> None:
+        """Run ``migration`` and record ``version`` (inside the caller's transaction)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def leadership(self) -> Leadership:
+        """A handle to compete for running the retrainer (one holder per store)."""
+        return Leadership()
+
+    def watch_versions(self) -> VersionWatch | None:
+        """Version announcements, or None where only one server uses the store."""
+        return None
+
+    # --- schema --------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Check the schema version; a writable open upgrades an older one."""
+        latest = len(self.MIGRATIONS)
+        found = self._stored_version()
+        if found < latest and not self.readonly:
+            with self._lock, self._transaction():
+                found = self._stored_version()  # another process may have upgraded it meanwhile
+                for version in range(found + 1, latest + 1):
+                    self._apply(version, self.MIGRATIONS[version - 1])
+            self.upgraded_from, found = found, latest
+        if found > latest:
+            raise ServingError(f"correction store {self.display} has schema version {found}, this hilreward "
+                               f"knows versions up to {latest}; upgrade hilreward (or use another store=)")
+        if found == 0:
+            raise ServingError(f"correction store {self.display} is empty (no hilreward tables); pass the store= "
+                               "that `hilreward serve` writes")
+        if found < latest:
+            raise ServingError(f"correction store {self.display} has schema version {found}, this hilreward reads "
+                               f"version {latest}; upgrade it once with `hilreward corrections migrate "
+                               f"store=...` (a `hilreward serve` on it does the same)")
+        self.schema_version = found
+
+    # --- writing -------------------------------------------------------------------------------
+    def add(self, correction: Correction, request_id: str | None = None, replica: str = "") -> int:
+        """Append one correction; returns its id once it is committed to disk.
+
+        A ``request_id`` already in the store returns the id stored for it and adds nothing
+        (so a client may retry a submission whose acknowledgement it never received, on any
+        server sharing the store). ``replica`` names the server that takes it.
+        """
+        if self.readonly:
+            raise ServingError(f"correction store {self.display} was opened read-only")
+        row, frames = _encode(correction)
+        with self._lock, self._transaction():
+            if request_id:
+                known = self._rows("SELECT id FROM corrections WHERE request_id = ?", (request_id,))
+                if known:
+                    return int(known[0][0])
+            cid = int(self._rows(
+                "INSERT INTO corrections (time, label, probability, model_version, episode, step, env_index, "
+                "source, request_id, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (*row, request_id or None, replica))[0][0])
+            self._insert_many("INSERT INTO frames (correction_id, camera, height, width, png) VALUES (?, ?, ?, ?, ?)",
+                              [(cid, key, h, w, blob) for key, h, w, blob in frames])
+        return cid
+
+    def __enter__(self) -> "CorrectionStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reading -------------------------------------------------------------------------------
+    def _one(self, sql: str, params: Sequence = ()) -> int:
+        with self._lock:
+            return int(self._rows(sql, params)[0][0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def count(self) -> int:
+        return self._one("SELECT count(*) FROM corrections")
+
+    def last_id(self) -> int:
+        """Id of the newest correction (0 when empty)."""
+        return self._one("SELECT coalesce(max(id), 0) FROM corrections")
+
+    def read(self, after_id: int = 0, upto_id: int | None = None) -> list[StoredCorrection]:
+        """Corrections with ``after_id < id <= upto_id``, oldest first."""
+        return list(self.iter(after_id, upto_id))
+
+    def iter(self, after_id: int = 0, upto_id: int | None = None) -> Iterator[StoredCorrection]:
+        bounds = (int(after_id), (1 << 62) if upto_id is None else int(upto_id))
+        with self._lock:
+            rows = self._rows(
+                "SELECT id, time, label, probability, model_version, episode, step, env_index, source, replica "
+                "FROM corrections WHERE id > ? AND id <= ? ORDER BY id", bounds)
+            frame_rows = self._rows(
+                "SELECT correction_id, camera, png FROM frames WHERE correction_id > ? AND correction_id <= ? "
+                "ORDER BY correction_id, camera", bounds)
+        frames: dict[int, dict[str, np.ndarray]] = {}
+        for cid, camera, blob in frame_rows:
+            frames.setdefault(int(cid), {})[camera] = _unpng(blob)
+        for cid, t, label, probability, version, episode, step, env_index, source, replica in rows:
+            yield StoredCorrection(int(cid), Correction(
+                frames=frames.get(int(cid), {}), label=int(label), probability=json.loads(probability),
+                model_version=version, time=float(t), episode=int(episode), step=int(step),
+                env_index=int(env_index), source=source), replica=replica or "")
+
+
+def _encode(correction: Correction) -> tuple[tuple, list[tuple[str, int, int, bytes]]]:
+    """Validate ``correction``; its row values and (camera, height, width, png) per frame."""
+    frames = {_full_key(k): np.asarray(v) for k, v in correction.frames.items()}
+    if not frames:
+        raise InputError("a correction needs at least one camera frame")
+    blobs = []
+    for key, frame in frames.items():
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+            raise InputError(f"correction frame {key!r} must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+        blobs.append((key, int(frame.shape[0]), int(frame.shape[1]), _png(frame)))
+    probability = correction.probability
+    probability = [float(p) for p in probability] if isinstance(probability, (list, tuple, np.ndarray)) \
+        else float(probability)
+    row = (float(correction.time), int(correction.label), json.dumps(probability), str(correction.model_version),
+           int(correction.episode), int(correction.step), int(correction.env_index), str(correction.source))
+    return row, blobs
+
+
+def _full_key(name: str) -> str:
+    return name if name.startswith("observation.images.") else "observation.images." + name
+
+
+def _png(frame: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _unpng(blob: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(blob)) as img:
+        return np.array(img.convert("RGB"))
