@@ -68,7 +68,8 @@ class ModelInfo:
     num_classes: int
     threshold: float
     retrainer_status: str = ""
-    """off, starting, ready, published <version>, rejected <reason> or error <message>."""
+    """off, starting, ready, standby (another replica retrains), published <version>, rejected <reason> or
+    error <message>."""
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> "ModelInfo":

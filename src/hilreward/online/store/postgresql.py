@@ -197,19 +197,15 @@ class AdvisoryLeadership(Leadership):
         self._conn: Any = None
 
     def try_acquire(self) -> bool:
-        if self._conn is not None and not self._conn.broken and self.held():
-            return True
-        self.close()
-        self._conn = self._store.connect()
-        try:
+        if self._conn is None or self._conn.closed or self._conn.broken:  # one session, kept while on standby
+            self.close()
+            self._conn = self._store.connect()
             self._conn.execute(KEEPALIVES)
-            got = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()[0])
+        try:
+            return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()[0])
         except self._store._pg.Error as exc:
             self.close()
             raise ServingError(f"leader election on {self._store.display} failed: {_first_line(exc)}") from None
-        if not got:
-            self.close()
-        return got
 
     def held(self) -> bool:
         if self._conn is None:
