@@ -24,6 +24,10 @@ if [ "$(id -u)" -eq 0 ]; then
   fi
   as=(runuser -u postgres --)
 fi
+if [ ${#as[@]} -gt 0 ] && ! "${as[@]}" test -x "$(dirname "$(realpath -m "$dir")")"; then
+  echo "the postgres user cannot enter $(dirname "$(realpath -m "$dir")") (a private folder); choose DIR under /tmp" >&2
+  exit 3
+fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 cd "$dir"  # the server user must be able to enter the working directory

@@ -395,7 +395,8 @@ class RewardServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = 0
         self.retrainer_ready = threading.Event()
-        """Set once the retrainer has loaded the offline features (corrections are trained from then on)."""
+        """Set once the retrainer has loaded the offline features and leads the store (corrections are trained
+        from then on; a replica whose retrainer waits on standby never sets it)."""
         self._threads: list[threading.Thread] = []
         self._install_lock = threading.Lock()
         self._stopped = threading.Event()
