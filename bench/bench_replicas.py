@@ -9,8 +9,8 @@ version served by both, and the takeover after `kill -9` of the leader.
 2. Without ``--store``, a throwaway PostgreSQL cluster (``scripts/postgres.sh``) in a temp dir.
 3. Two replicas (each with its retrainer, default ``retrain.*`` options) on that store and one
    versions folder, started together; one becomes the leader, the other waits on standby.
-4. Rounds: ``--per-round`` corrections (training-episode frames the checkpoint gets wrong, with their
-   true label) sent alternately to the two replicas as fast as the acks come; measured from the
+4. Rounds: ``--per-round`` corrections (training-episode frames with their true label, those the
+   checkpoint gets wrong first) sent alternately to the two replicas as fast as the acks come; measured from the
    last ack until both replicas' GetModel name one version trained on every correction so far
    (each polled every 20 ms). Meanwhile one client per replica calls Predict ``--predict-hz``
    times a second (its latency is reported).
@@ -151,10 +151,10 @@ def main() -> None:
     ckpt, data_info, probs = build_checkpoint(args.data, work / "ckpt", cache_dir, args.encoder, args.head_steps)
     data = load_frames(args.data, cache_dir)
     val = np.isin(data.episode_index, data_info["val_episodes"])
-    picks = wrong_frames(probs, data, ~val, args.rounds * args.per_round + 1)
-    if len(picks) < args.rounds * args.per_round + 1:
-        shutil.rmtree(work, ignore_errors=True)
-        raise SystemExit(f"the checkpoint gets only {len(picks)} training frames wrong; lower --head-steps")
+    needed = args.rounds * args.per_round + 1
+    picks = wrong_frames(probs, data, ~val, needed)  # what it gets wrong first, then other training frames
+    rest = np.random.default_rng(2).permutation(np.flatnonzero(~val))
+    picks += [(int(i), int(data.labels[i])) for i in rest if i not in {p for p, _ in picks}][:needed - len(picks)]
     steps = [step(data, i) for i in np.random.default_rng(1).choice(len(data), 32, replace=False)]
     result["data"] = data_info
 

@@ -116,6 +116,17 @@ def test_postgresql_commits_durably_and_records_its_migrations(pg_url):
     store.close()
 
 
+def test_postgresql_store_reconnects_after_losing_its_connection(pg_url):
+    store = CorrectionStore(pg_url)
+    store.add(correction(0))
+    raw(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")  # as when the server restarts or a network link drops
+    with pytest.raises(ServingError, match="unreachable .*retry"):
+        store.add(correction(1), request_id="r1")
+    assert store.add(correction(1), request_id="r1") == 2 and len(store) == 2  # the retry connects again
+    store.close()
+
+
 def test_acknowledged_correction_is_visible_to_another_connection_at_once(location):
     writer = CorrectionStore(location)
     reader = CorrectionStore(location, readonly=True)

@@ -313,7 +313,7 @@ class Retrainer:
         self._triggers.put(int(correction_id))
 
     def next_event(self, timeout: float) -> dict | None:
-        """The next ``ready`` / ``standby`` / ``published`` / ``rejected`` / ``error`` event, or None after ``timeout``."""
+        """The next event (``ready``, ``standby``, ``published``, ``rejected``, ``error``), None after ``timeout``."""
         try:
             return self._events.get(timeout=timeout)
         except queue.Empty:

@@ -532,7 +532,8 @@ def main(args: list[str]) -> int:
     auth = "token required for corrections" + (" and predictions" if cfg.auth_predict else "") if cfg.token \
         else "no token"
     print(f"serving {SERVICE_NAME} on {server.address} (model_version {model.version}, cameras "
-          f"{', '.join(model.camera_keys)}, {auth}, retraining {'on' if server.retrainer else 'off'})", flush=True)
+          f"{', '.join(model.camera_keys)}, {auth}, retraining {'on' if server.retrainer else 'off'}, store "
+          f"{server.store.display})", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
