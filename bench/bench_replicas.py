@@ -237,11 +237,15 @@ def main() -> None:
         if load_gen is not None:
             load_gen.close()
         for proc in procs.values():
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
+            for sig in (signal.SIGTERM, signal.SIGKILL):  # the whole group: the replica and its retrainer
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(30)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         if cluster is not None:
             subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", str(cluster)], capture_output=True)
             shutil.rmtree(cluster, ignore_errors=True)
