@@ -41,8 +41,10 @@ case $cmd in
       "${as[@]}" "$bin/initdb" -D data -U hilreward -A trust -E UTF8 --no-sync >initdb.log 2>&1 \
         || { echo "initdb failed: $(tail -n 3 initdb.log)" >&2; exit 1; }
     fi
-    "${as[@]}" "$bin/pg_ctl" -D data -l server.log -w -t 60 -o "-c listen_addresses='$listen' -k '$dir' -p $port" \
-      start >/dev/null || { echo "pg_ctl start failed: $(tail -n 3 server.log)" >&2; exit 1; }
+    if ! "${as[@]}" "$bin/pg_ctl" -D data status >/dev/null 2>&1; then  # started already: reuse it
+      "${as[@]}" "$bin/pg_ctl" -D data -l server.log -w -t 60 -o "-c listen_addresses='$listen' -k '$dir' -p $port" \
+        start >/dev/null || { echo "pg_ctl start failed: $(tail -n 3 server.log)" >&2; exit 1; }
+    fi
     if ! "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U hilreward -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'hilreward'" | grep -q 1; then
       "${as[@]}" "$bin/createdb" -h "$dir" -p "$port" -U hilreward hilreward
