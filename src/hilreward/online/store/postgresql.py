@@ -11,7 +11,8 @@ One database shared by several ``hilreward serve`` replicas (give the store a da
   migration, upgraded under that same lock;
 - retrainer leader: :class:`AdvisoryLeadership`, a session-level advisory lock on a connection of
   its own. PostgreSQL drops it when that session ends: at once when the leader's process exits
-  or is killed, and within ~8 s when its machine dies (TCP keepalives set on that session);
+  or is killed, and when its machine dies once the server's TCP keepalives (set to ~8 s on that
+  session) find the peer gone;
 - new versions: ``NOTIFY hilreward_versions, '<number>'``, heard through :class:`NotifyWatch`.
 """
 
