@@ -15,7 +15,7 @@ from hilreward.data import (FrameData, LeRobotDataset, balanced_weights, cache_r
                             open_dataset, split_episodes)
 from hilreward.data import video
 from hilreward.errors import ConfigError, DatasetError
-from hilreward.models import resize_uint8
+from hilreward.images import resize_uint8
 
 
 @pytest.fixture(scope="module")

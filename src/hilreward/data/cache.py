@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-CACHE_FORMAT = 2  # 2: frames resized with models.preprocessing.resize_uint8 (was PIL)
+CACHE_FORMAT = 2  # 2: frames resized with images.resize_uint8 (was PIL)
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ..config import DatasetConfig
 from ..errors import ConfigError, DatasetError, VideoError
-from ..models.preprocessing import resize_uint8
+from ..images import resize_uint8
 from .cache import cache_root, cached_frames
 from .labels import align_labels
 from .video import decode_to_rows

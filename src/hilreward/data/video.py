@@ -1,5 +1,5 @@
 """Video I/O with PyAV: sequential decoding matched to rows by timestamp (each frame resized once with
-``models.preprocessing.resize_uint8``, the resize deployment uses), and encoding.
+``hilreward.images.resize_uint8``, the resize deployment uses), and encoding.
 
 Decoding never seeks per frame: each file is read front to back once, and each decoded frame is
 handed to the rows whose timestamp it is nearest to (within half a frame period).
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VideoError
-from ..models.preprocessing import resize_uint8
+from ..images import resize_uint8
 
 DECODE_CALLS = 0
 """How many video files this process has opened for decoding (tests assert a warm cache opens none)."""

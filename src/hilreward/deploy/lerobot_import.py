@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, InputError
-from ..models.preprocessing import pick_cameras, resize, to_float_chw
+from ..images import model_pixels
+from ..models.preprocessing import pick_cameras, to_float_chw
 from .hf_resnet import ResNetTrunk, infer_spec
 
 IMAGE_PREFIX = "observation.image"
@@ -125,7 +126,7 @@ class LeRobotRewardClassifier(nn.Module):
         if not isinstance(images, Mapping):
             raise InputError(f"images must be a dict camera -> frames, got {type(images).__name__}")
         device = self.norm_mean.device
-        unit = {key: resize(to_float_chw(image, key, device), self.config.image_size)
+        unit = {key: model_pixels(to_float_chw(image, key, device), self.config.image_size)
                 for key, image in pick_cameras(images, self.config.camera_keys).items()}
         if len({v.shape[0] for v in unit.values()}) > 1:
             raise InputError(f"cameras have different batch sizes { {k: v.shape[0] for k, v in unit.items()} }")

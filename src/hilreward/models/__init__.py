@@ -7,7 +7,7 @@
 
 from .classifier import FORMAT_VERSION, ClassifierConfig, RewardClassifier
 from .head import RewardHead, SpatialLearnedEmbeddings
-from .preprocessing import full_camera_key, resize, resize_uint8, short_camera_key
+from .preprocessing import full_camera_key, short_camera_key
 from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder, build_encoder, list_encoders, register_encoder
 
 __all__ = [
@@ -24,6 +24,4 @@ __all__ = [
     "IMAGENET_STD",
     "full_camera_key",
     "short_camera_key",
-    "resize",
-    "resize_uint8",
 ]

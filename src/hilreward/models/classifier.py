@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
-from .preprocessing import full_camera_key, normalize, pick_cameras, resize, short_camera_key, to_float_chw
+from ..images import model_pixels
+from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
 
 FORMAT_VERSION = 1
@@ -184,7 +185,7 @@ class RewardClassifier(nn.Module):
         device = self.device
         out: dict[str, torch.Tensor] = {}
         for key, image in picked.items():
-            batch = resize(to_float_chw(image, key, device), self.config.image_size)
+            batch = model_pixels(to_float_chw(image, key, device), self.config.image_size)
             out[key] = normalize(batch, self.config.mean, self.config.std)
         sizes = {k: v.shape[0] for k, v in out.items()}
         if len(set(sizes.values())) > 1:

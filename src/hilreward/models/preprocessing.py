@@ -1,8 +1,8 @@
 """Frames in, model pixels out: the one preprocessing path of training, evaluation and deployment.
 
 Accepted per camera: uint8 HWC ``(H,W,3)`` / ``(B,H,W,3)`` or float CHW ``(3,H,W)`` / ``(B,3,H,W)``
-in [0, 1], numpy or torch. Both are resized with the same antialiased bilinear filter (uint8
-is converted to float first, so a uint8 frame and its float copy give the same pixels), then
+in [0, 1], numpy or torch. Both go through :func:`hilreward.images.model_pixels` (the 8-bit grid and
+the frame cache's resize, so every input size gives the pixels training gave the model), then are
 normalised with the encoder's mean/std.
 """
 
@@ -12,9 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
+from ..images import writable
 
 CAMERA_PREFIX = "observation.images."
 
@@ -48,7 +48,7 @@ def to_float_chw(image: Any, key: str, device: torch.device | str = "cpu") -> to
     """One camera's frames as float32 (B,3,H,W) in [0, 1] on ``device``."""
     if isinstance(image, np.ndarray):
         if image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating):
-            tensor = torch.from_numpy(_writable(image))
+            tensor = torch.from_numpy(writable(image))
         else:
             raise _dtype_error(key, str(image.dtype))
     elif isinstance(image, torch.Tensor):
@@ -79,39 +79,8 @@ def to_float_chw(image: Any, key: str, device: torch.device | str = "cpu") -> to
     raise _dtype_error(key, str(tensor.dtype))
 
 
-def _writable(arr: np.ndarray) -> np.ndarray:
-    """``arr`` as contiguous writable memory for ``torch.from_numpy``; a read-only array (e.g. a
-    memory-mapped frame cache) is copied, a writable one only when it is not contiguous."""
-    return np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)
-
-
 def _dtype_error(key: str, dtype: str) -> InputError:
     return InputError(f"camera {key!r}: dtype {dtype} is not supported; pass uint8 HWC frames or float CHW in [0, 1]")
-
-
-def resize(batch: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Antialiased bilinear resize of float (B,C,H,W) to ``size`` = (H, W); a no-op at the right size."""
-    h, w = int(size[0]), int(size[1])
-    if batch.shape[-2:] == (h, w):
-        return batch
-    return F.interpolate(batch, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-
-
-def resize_uint8(frames: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """uint8 (N,H,W,3) or (H,W,3) -> the same at ``size`` = (H, W), with the model's resize, rounded.
-
-    The one uint8 resize: the frame cache, deployment backends and the correction export call
-    it, so a frame cached for training has exactly the pixels a deployed model computes from it.
-    """
-    arr = np.asarray(frames)
-    if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
-        raise InputError(f"resize_uint8 expects uint8 (N,H,W,3) or (H,W,3) frames, got {arr.dtype} {arr.shape}")
-    if arr.shape[-3:-1] == (int(size[0]), int(size[1])):
-        return arr
-    batch = arr[None] if arr.ndim == 3 else arr
-    out = resize(torch.from_numpy(_writable(batch)).permute(0, 3, 1, 2).float(), size)
-    out = out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    return out[0] if arr.ndim == 3 else out
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

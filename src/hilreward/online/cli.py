@@ -54,7 +54,7 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
                        task: str = "human correction", overwrite: bool = False) -> dict:
     """Write every correction in ``store`` to the v3.0 dataset ``out``; returns a summary."""
     from ..data.writer import DatasetWriter
-    from ..models import resize_uint8
+    from ..images import resize_uint8
 
     out = Path(out)
     if out.exists() and not overwrite:
