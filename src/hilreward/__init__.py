@@ -7,7 +7,8 @@ Heavy names (torch, grpc) load on first use, so ``import hilreward`` stays cheap
 - Model:       RewardClassifier, build_encoder, register_encoder, list_encoders
 - Training:    TrainConfig, compose, train
 - Evaluation:  evaluate, predict
-- Deployment:  RewardFunction, RewardResult, RewardClassifierWrapper, HumanOverride, export_onnx, import_lerobot
+- Deployment:  RewardFunction, RewardResult, RewardClassifierWrapper, HumanOverride, export_onnx, import_lerobot,
+               register_backend
 - Serving:     RewardClient, CorrectionStore
 - Errors:      HilrewardError and subclasses (documented in hilreward.errors)
 """
@@ -49,6 +50,7 @@ _LAZY = {
     "HumanOverride": "hilreward.deploy",
     "export_onnx": "hilreward.deploy",
     "import_lerobot": "hilreward.deploy",
+    "register_backend": "hilreward.deploy",
     "RewardClient": "hilreward.serving",
     "CorrectionStore": "hilreward.online",
 }

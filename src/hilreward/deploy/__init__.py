@@ -10,8 +10,12 @@
 - :class:`HumanOverride` with programmatic, keyboard and gamepad sources; disagreements become
   :class:`Correction` records in a :class:`CorrectionSink` (default: a LeRobot v3.0 dataset folder).
 - ONNX export (``hilreward export``) and LeRobot ``reward_classifier`` import (:func:`import_lerobot`).
+- One backend registry (:func:`register_backend`, :func:`list_backends`): ``auto`` (default), ``torch``,
+  ``onnx``, and ``grpc`` (registered as ``"hilreward.serving.client:GrpcBackend.load"``, imported on
+  first use: importing this package loads neither serving nor grpc).
 """
 
+from .backends import BackendOptions, list_backends, register_backend
 from .corrections import Correction, CorrectionSink, DatasetCorrectionSink, MemoryCorrectionSink
 from .lerobot_import import LeRobotRewardClassifier, import_lerobot, is_lerobot_checkpoint
 from .loading import load_classifier
@@ -38,4 +42,7 @@ __all__ = [
     "is_lerobot_checkpoint",
     "LeRobotRewardClassifier",
     "load_classifier",
+    "register_backend",
+    "list_backends",
+    "BackendOptions",
 ]

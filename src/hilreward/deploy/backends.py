@@ -1,25 +1,114 @@
-"""Inference backends of the reward function: PyTorch (in-process) and ONNX Runtime.
+"""Inference backends of the reward function, in one registry.
 
-Both take a dict camera -> batched frames (B, H, W, 3) uint8 (numpy or torch; short or full
-camera keys) and return success probabilities: (B,) for binary, (B, K) for multi-class.
+A backend takes a dict camera -> batched frames (B, H, W, 3) uint8 or (B, 3, H, W) float in [0, 1]
+(numpy or torch; short or full camera keys) and returns probabilities: (B,) binary, (B, K)
+multi-class. It names its ``camera_keys``, the ``model_version`` judging now and the stored
+``threshold``; it may have ``close()`` and ``correction_sink()`` (where human corrections go when
+the caller names no place, e.g. the reward server).
+
+    register_backend("mine", lambda opts: MyBackend(opts.checkpoint))   # then backend="mine"
+
+Each entry is one line: a factory ``factory(BackendOptions) -> backend``, or the string
+``"module:attr"`` of one, imported on first use. The string form lets a backend of a higher layer
+register here without this layer importing it: ``grpc`` lives in ``hilreward.serving``, and
+``import hilreward.deploy`` loads neither serving nor grpc.
+
+``auto`` (the default) runs the model with ONNX Runtime on the CPU when it exports and matches
+torch (within 1e-4, checked on export and on every load), and with torch otherwise, on a GPU, or
+when torch-only options (``compile``, ``channels_last``) are asked for.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol, Union
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, InputError
-from ..models.preprocessing import resize_uint8
+from ..images import resize_uint8, to_uint8_hwc
+from .loading import load_classifier, model_version, onnx_path, resolve_checkpoint
+
+log = logging.getLogger(__name__)
 
 CAMERA_PREFIX = "observation.images."
+PARITY_ATOL = 1e-4
+"""Largest |probability(ONNX) - probability(torch)| for ``auto`` to choose ONNX Runtime."""
+
+
+@dataclass
+class BackendOptions:
+    """What a backend factory gets (each backend reads the fields it needs)."""
+
+    checkpoint: Union[str, Path, None] = None
+    """Checkpoint folder or Hub repo id (hilreward's or a LeRobot ``reward_classifier``)."""
+    device: str = "cpu"
+    """torch device of the torch backend."""
+    threads: int | None = None
+    """ONNX Runtime intra-op threads (None: its default)."""
+    compile: bool = False
+    """torch only: wrap the forward in ``torch.compile``."""
+    channels_last: bool = False
+    """torch only: NHWC memory layout."""
+    address: str | None = None
+    """``host:port`` of a running ``hilreward serve`` (grpc)."""
+    token: str | None = None
+    """The server's token (grpc)."""
+    timeout_s: float = 5.0
+    """Deadline of each remote call (grpc)."""
+
+
+class Backend(Protocol):
+    camera_keys: list[str]
+    model_version: str
+    threshold: float
+
+    def predict(self, images: dict[str, Any]) -> np.ndarray: ...
+
+
+Factory = Callable[[BackendOptions], Backend]
+_BACKENDS: dict[str, Union[Factory, str]] = {}
+
+
+def register_backend(name: str, factory: Union[Factory, str]) -> None:
+    """Make ``backend=name`` build its backend with ``factory(options)`` (or ``"module:attr"``, imported on first use)."""
+    if not callable(factory) and not (isinstance(factory, str) and ":" in factory):
+        raise ConfigError(f"register_backend({name!r}, ...): give a callable or a 'module:attr' string")
+    _BACKENDS[name] = factory
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def create_backend(name: str, options: BackendOptions) -> Backend:
+    """The backend registered as ``name``, built from ``options``."""
+    factory = _BACKENDS.get(name)
+    if factory is None:
+        raise ConfigError(f"backend={name!r} is not known; known backends: {', '.join(list_backends())} "
+                          "(register_backend(name, factory) adds one)")
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        target: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            target = getattr(target, part)
+        factory = _BACKENDS[name] = target
+    return factory(options)
 
 
 def full_key(name: str) -> str:
     return name if name.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + name
+
+
+def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:
+    if options.checkpoint is None:
+        raise ConfigError("this backend needs a checkpoint folder or Hub repo id")
+    checkpoint = resolve_checkpoint(options.checkpoint)
+    return checkpoint, load_classifier(checkpoint, device=options.device)
 
 
 class TorchBackend:
@@ -32,13 +121,22 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, compile: bool = False, channels_last: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, compile: bool = False, channels_last: bool = False,
+                 model_version: str = "") -> None:
         self.model = model.eval()
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._forward = torch.compile(self._logits, dynamic=False) if compile else self._logits
         self.camera_keys: list[str] = list(model.config.camera_keys)
+        self.model_version = model_version
+        self.threshold = float(getattr(model, "threshold", 0.5))
+
+    @classmethod
+    def load(cls, options: BackendOptions) -> "TorchBackend":
+        checkpoint, model = _load(options)
+        return cls(model, compile=options.compile, channels_last=options.channels_last,
+                   model_version=model_version(checkpoint))
 
     def _logits(self, pixels: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.channels_last:
@@ -56,13 +154,15 @@ class OnnxBackend:
     """Runs ``model.onnx`` (uint8 NHWC frames per camera at the checkpoint's image size in,
     probability out) with ONNX Runtime.
 
-    Frames of another size are resized on the Python side with the same resize function as
-    the torch model (the graph itself takes frames already at ``image_size``).
+    Frames of another size are resized first with :func:`hilreward.images.resize_uint8` (the
+    frame cache's resize); float CHW frames go back to uint8 first. So the graph sees exactly the
+    pixels the torch model sees.
     """
 
     name = "onnx"
 
-    def __init__(self, onnx_path: str | Path, model: torch.nn.Module, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, model: torch.nn.Module, threads: int | None = None,
+                 model_version: str = "") -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -74,38 +174,66 @@ class OnnxBackend:
         # Idle worker threads sleep: between reward calls the actor's env step needs the cores.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise CheckpointError(f"cannot load {onnx_path}: {exc}; re-export it with "
-                                  f"`hilreward export checkpoint={Path(onnx_path).parent} format=onnx`") from None
+            raise CheckpointError(f"cannot load {path}: {exc}; re-export it with "
+                                  f"`hilreward export checkpoint=<checkpoint> format=onnx`") from None
+        self.path = Path(path)
         self.model = model
         self.camera_keys: list[str] = list(model.config.camera_keys)
         self.image_size = tuple(model.config.image_size)
+        self.model_version = model_version
+        self.threshold = float(getattr(model, "threshold", 0.5))
         self.input_names = [i.name for i in self.session.get_inputs()]
         expected = [onnx_input_name(k) for k in self.camera_keys]
         if self.input_names != expected:
-            raise CheckpointError(f"{onnx_path} has inputs {self.input_names}, the checkpoint expects {expected}; "
+            raise CheckpointError(f"{path} has inputs {self.input_names}, the checkpoint expects {expected}; "
                                   "re-export it")
+
+    @classmethod
+    def load(cls, options: BackendOptions) -> "OnnxBackend":
+        """``<checkpoint>/model.onnx`` when there, else one exported into hilreward's cache (once per model_version)."""
+        if torch.device(options.device).type != "cpu":
+            raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
+        checkpoint, model = _load(options)
+        version = model_version(checkpoint)
+        path = onnx_path(checkpoint, version)
+        if not path.exists():
+            from .onnx_export import export_onnx
+
+            export_onnx(model, path, atol=PARITY_ATOL)
+        return cls(path, model, threads=options.threads, model_version=version)
 
     def predict(self, images: dict[str, Any]) -> np.ndarray:
         feeds = {}
         for key, name in zip(self.camera_keys, self.input_names):
-            feeds[name] = self._frames(images, key)
+            frames = to_uint8_hwc(pick_camera(images, key), key)
+            if frames.ndim == 3:
+                frames = frames[None]
+            if tuple(frames.shape[1:3]) != self.image_size:
+                frames = resize_uint8(frames, self.image_size)
+            feeds[name] = np.ascontiguousarray(frames)
         return self.session.run(None, feeds)[0]
 
-    def _frames(self, images: dict[str, Any], key: str) -> np.ndarray:
-        frames = pick_camera(images, key)
-        if isinstance(frames, torch.Tensor):
-            frames = frames.cpu().numpy()
-        frames = np.asarray(frames)
-        if frames.ndim == 3:
-            frames = frames[None]
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise InputError(f"camera {key!r}: the ONNX backend takes uint8 (H, W, 3) or (B, H, W, 3) frames, "
-                             f"got {frames.dtype} {tuple(frames.shape)}")
-        if tuple(frames.shape[1:3]) != self.image_size:
-            frames = resize_uint8(frames, self.image_size)
-        return np.ascontiguousarray(frames)
+
+def load_auto(options: BackendOptions) -> Backend:
+    """``backend="auto"``: ONNX Runtime on the CPU when the model exports and matches torch, else torch."""
+    if torch.device(options.device).type != "cpu" or options.compile or options.channels_last:
+        return TorchBackend.load(options)
+    checkpoint, model = _load(options)
+    version = model_version(checkpoint)
+    path = onnx_path(checkpoint, version)
+    try:
+        from .onnx_export import check_parity, export_onnx
+
+        if not path.exists():
+            export_onnx(model, path, atol=PARITY_ATOL)  # checks parity itself
+        elif not (diff := check_parity(model, path)) <= PARITY_ATOL:
+            raise CheckpointError(f"{path} differs from the checkpoint by {diff:.2g} in probability")
+        return OnnxBackend(path, model, threads=options.threads, model_version=version)
+    except (ImportError, OSError, ConfigError, CheckpointError) as exc:
+        log.warning("backend='auto' runs torch: ONNX Runtime is not used because %s", exc)
+        return TorchBackend(model, model_version=version)
 
 
 def onnx_input_name(camera_key: str) -> str:
@@ -121,3 +249,9 @@ def pick_camera(images: dict[str, Any], key: str) -> Any:
         return images[short]
     raise InputError(f"missing camera {key!r}: got {sorted(images)}; pass every camera of the checkpoint "
                      f"({short!r} or {key!r})")
+
+
+register_backend("auto", load_auto)
+register_backend("torch", TorchBackend.load)
+register_backend("onnx", OnnxBackend.load)
+register_backend("grpc", "hilreward.serving.client:GrpcBackend.load")

@@ -1,11 +1,14 @@
-"""Find a checkpoint folder (local or Hub) and load the classifier in it, hilreward's or LeRobot's."""
+"""Find a checkpoint folder (local or Hub), load the classifier in it (hilreward's or LeRobot's), name its version."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
 from .lerobot_import import import_lerobot, is_lerobot_checkpoint
 
 
@@ -24,3 +27,36 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Mod
     from ..models import RewardClassifier
 
     return RewardClassifier.from_pretrained(root, device=device).eval()
+
+
+def model_version(checkpoint: Path) -> str:
+    """``model_version`` from config.json when the checkpoint names one (e.g. a retrainer's version id),
+    else the first 12 hex digits of sha256(config.json + model.safetensors): stable across loads and
+    machines, different for any change of weights or configuration."""
+    config = checkpoint / "config.json"
+    try:
+        named = json.loads(config.read_text()).get("model_version")
+    except (OSError, json.JSONDecodeError):
+        raise CheckpointError(f"{config} is missing or not JSON") from None
+    if named:
+        return str(named)
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        path = checkpoint / name
+        if not path.exists():
+            raise CheckpointError(f"{checkpoint} has no {name}")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def onnx_path(checkpoint: Path, version: str) -> Path:
+    """``<checkpoint>/model.onnx`` when there (``hilreward export`` writes it), else the one the ONNX
+    backends export into hilreward's cache, so loading never writes into a checkpoint folder."""
+    local = checkpoint / "model.onnx"
+    if local.exists():
+        return local
+    from ..data import cache_root
+
+    return cache_root() / "onnx" / version / "model.onnx"

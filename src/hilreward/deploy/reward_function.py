@@ -12,8 +12,6 @@ for its step; when it disagrees with the classifier it is recorded as a correcti
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,15 +21,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError, InputError
-from .backends import OnnxBackend, TorchBackend, pick_camera
+from ..errors import ConfigError, InputError
+from ..images import to_uint8_hwc
+from .backends import Backend, BackendOptions, create_backend, pick_camera
 from .corrections import Correction, CorrectionSink, make_sink
 from .override import HumanOverride
 
 log = logging.getLogger(__name__)
 
 MODES = ("sparse", "dense")
-BACKENDS = ("torch", "onnx", "grpc")
 
 
 @dataclass
@@ -90,16 +88,17 @@ class _EnvState:
 class RewardFunction:
     """Reward from camera frames for an RL loop; see the module docstring."""
 
-    def __init__(self, backend: TorchBackend | OnnxBackend, model_version: str,
+    def __init__(self, backend: Backend, model_version: str | None = None,
                  options: RewardOptions | None = None, override: HumanOverride | None = None,
                  corrections: CorrectionSink | str | None = None) -> None:
+        """``backend``: any registered backend's object; ``model_version`` defaults to the backend's."""
         self.backend = backend
-        self._model_version = model_version
+        self._model_version = model_version or backend.model_version
         self.options = options or RewardOptions()
         self.options.validate()
         self.override = override
         if override is not None and corrections is None:
-            corrections = default_corrections_dir(model_version)
+            corrections = default_corrections_dir(self._model_version)
             log.info("human corrections go to %s (pass corrections=<folder or sink> to choose)", corrections)
         self.corrections = make_sink(corrections)
         self._states: list[_EnvState] = [_EnvState()]
@@ -107,7 +106,7 @@ class RewardFunction:
     @classmethod
     def from_pretrained(cls, path_or_repo: str | Path | None, success_threshold: float | None = None,
                         success_reward: float = 1.0, terminate_on_success: bool = True, mode: str = "sparse",
-                        consecutive: int = 1, device: str = "cpu", backend: str = "torch", *,
+                        consecutive: int = 1, device: str = "cpu", backend: str = "auto", *,
                         compile: bool = False, channels_last: bool = False, success_class: int = -1,
                         threads: int | None = None,
                         override: HumanOverride | None = None,
@@ -117,50 +116,28 @@ class RewardFunction:
         """Load a hilreward checkpoint (folder or Hub repo) or a LeRobot ``reward_classifier`` checkpoint.
 
         ``success_threshold=None`` uses the threshold stored in the checkpoint (0.5 if none).
-        ``backend="onnx"`` runs ``<dir>/model.onnx`` with ONNX Runtime, exporting it first when missing.
-        ``compile=True`` wraps the torch forward in ``torch.compile``; ``channels_last=True`` runs the
-        torch model in NHWC memory layout (faster for some encoders, see bench/bench_inference.py). ``threads``: ONNX Runtime
-        intra-op threads (the torch backend uses ``torch.get_num_threads()``).
+        ``backend`` names an entry of the backend registry (:func:`~hilreward.deploy.register_backend`):
+        ``auto`` (ONNX Runtime on the CPU when the model exports and matches torch, else torch),
+        ``torch``, ``onnx`` (``<dir>/model.onnx``, or one exported once into hilreward's cache) or
+        ``grpc``. ``compile=True`` wraps the torch forward in ``torch.compile``; ``channels_last=True``
+        runs the torch model in NHWC memory layout (both choose torch under ``auto``). ``threads``:
+        ONNX Runtime intra-op threads (the torch backend uses ``torch.get_num_threads()``).
         With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
-        dataset, or any CorrectionSink); by default ``./corrections/<model_version>-<time>``.
+        dataset, or any CorrectionSink); by default the backend's place (the server for ``grpc``), else
+        ``./corrections/<model_version>-<time>``.
         ``backend="grpc"`` asks a running ``hilreward serve`` at ``address`` (``path_or_repo`` is
         not loaded and may be None; ``token``, ``timeout_s`` as for RewardClient): the threshold
-        defaults to the server's, overrides become corrections stored by the server, and each
-        result names the version that judged it (it changes when the server swaps models).
+        defaults to the server's, and each result names the version that judged it (it changes when
+        the server swaps models).
         """
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
-        if backend == "grpc":
-            if not address:
-                raise ConfigError("backend='grpc' needs address='host:port' of a running `hilreward serve`")
-            from ..serving.client import GrpcBackend, GrpcCorrectionSink
-
-            runner = GrpcBackend(address, token=token, timeout_s=timeout_s)
-            version, stored_threshold = runner.model_version, runner.threshold or 0.5
-            if override is not None and corrections is None:
-                corrections = GrpcCorrectionSink(address, token=token, timeout_s=timeout_s)
-        else:
-            if path_or_repo is None:
-                raise ConfigError(f"backend={backend!r} needs a checkpoint folder or Hub repo id")
-            from .loading import load_classifier, resolve_checkpoint
-
-            ckpt = resolve_checkpoint(path_or_repo)
-            model = load_classifier(ckpt, device=device)
-            version, stored_threshold = model_version(ckpt), float(getattr(model, "threshold", 0.5))
-            if backend == "onnx":
-                if device != "cpu":
-                    raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
-                from .onnx_export import export_onnx
-
-                onnx_path = _onnx_path(ckpt)
-                if not onnx_path.exists():
-                    export_onnx(model, onnx_path)
-                runner = OnnxBackend(onnx_path, model, threads=threads)
-            else:
-                runner = TorchBackend(model, compile=compile, channels_last=channels_last)
-        threshold = success_threshold if success_threshold is not None else stored_threshold
+        runner = create_backend(backend, BackendOptions(
+            checkpoint=path_or_repo, device=device, threads=threads, compile=compile, channels_last=channels_last,
+            address=address, token=token, timeout_s=timeout_s))
+        if override is not None and corrections is None and hasattr(runner, "correction_sink"):
+            corrections = runner.correction_sink()
+        threshold = success_threshold if success_threshold is not None else runner.threshold
         options = RewardOptions(threshold, success_reward, terminate_on_success, mode, consecutive, success_class)
-        return cls(runner, version, options, override=override, corrections=corrections)
+        return cls(runner, options=options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
     @property
@@ -261,7 +238,7 @@ class RewardFunction:
                 score = float(label)
                 if success != classifier_success and self.corrections is not None:
                     self.corrections.add(Correction(
-                        frames={k: _to_hwc_uint8(v[i]) for k, v in batched.items()}, label=int(label),
+                        frames={k: to_uint8_hwc(v[i], k) for k, v in batched.items()}, label=int(label),
                         probability=_probability(p), model_version=version, time=time.time(),
                         episode=state.episode, step=state.step, env_index=i, source=source))
             if opts.mode == "sparse":
@@ -293,53 +270,9 @@ def _stack(frames: list[Any], key: str) -> Any:
     return np.stack([np.asarray(f) for f in frames])
 
 
-def _to_hwc_uint8(frame: Any) -> np.ndarray:
-    """A frame as the uint8 (H, W, 3) array a correction stores (float CHW in [0, 1] is converted)."""
-    arr = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
-    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
-        arr = arr.transpose(1, 2, 0)
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr)
-
-
-def _onnx_path(checkpoint: Path) -> Path:
-    """``<checkpoint>/model.onnx``; for a Hub snapshot (read-only cache) one in hilreward's cache instead."""
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    local = checkpoint / "model.onnx"
-    if local.exists() or not checkpoint.resolve().is_relative_to(Path(HF_HUB_CACHE).resolve()):
-        return local
-    from ..data import cache_root
-
-    return cache_root() / "onnx" / model_version(checkpoint) / "model.onnx"
-
-
 def default_corrections_dir(version: str) -> Path:
     """``./corrections/<model_version>-<UTC time>``: where corrections go when no sink is given."""
     return Path("corrections") / f"{version}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-def model_version(checkpoint: Path) -> str:
-    """``model_version`` from config.json when the checkpoint names one (e.g. a retrainer's version id),
-    else the first 12 hex digits of sha256(config.json + model.safetensors): stable across loads and
-    machines, different for any change of weights or configuration."""
-    config = checkpoint / "config.json"
-    try:
-        named = json.loads(config.read_text()).get("model_version")
-    except (OSError, json.JSONDecodeError):
-        raise CheckpointError(f"{config} is missing or not JSON") from None
-    if named:
-        return str(named)
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = checkpoint / name
-        if not path.exists():
-            raise CheckpointError(f"{checkpoint} has no {name}")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
-__all__ = ["RewardFunction", "RewardResult", "RewardOptions", "model_version"]
+__all__ = ["RewardFunction", "RewardResult", "RewardOptions"]

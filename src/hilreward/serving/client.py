@@ -3,7 +3,7 @@
     client = RewardClient("127.0.0.1:50051", token=os.environ.get("HILREWARD_TOKEN"))
     result = client.predict({"front": front, "wrist": wrist}, episode_id=3, step=17)
     client.submit_correction({"front": front, "wrist": wrist}, label=0)   # "that was not a success"
-    reward_fn = RewardFunction(GrpcBackend(address), ...)                  # RL code unchanged
+    reward_fn = RewardFunction.from_pretrained(None, backend="grpc", address=address)   # RL code unchanged
     for info in client.watch_model(): relabel_replay_buffer(info.version)
 
 Every call has a deadline (``timeout_s``); calls that fail with UNAVAILABLE (server not up
@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TypeVar
 import grpc
 import numpy as np
 
+from ..deploy.backends import BackendOptions, pick_camera
 from ..deploy.reward_function import RewardResult
-from ..errors import InputError, ServingError
+from ..errors import ConfigError, InputError, ServingError
 from .images import encode_images
 from .protos import hilreward_pb2 as pb
 from .protos import hilreward_pb2_grpc as pb_grpc
@@ -248,12 +249,13 @@ def _hwc_uint8(frame: Any, key: str) -> np.ndarray:
 
 
 class GrpcBackend:
-    """A RewardFunction backend that asks a reward server (``RewardFunction(GrpcBackend(address), ...)``).
+    """The ``grpc`` entry of deploy's backend registry: a RewardFunction backend that asks a reward server.
 
     Same interface as deploy's TorchBackend/OnnxBackend: ``camera_keys`` and
     ``predict(camera -> (B, H, W, 3)) -> (B,)`` or ``(B, K)``. Batches go over one
     PredictStream. ``model_version`` is the version that produced the latest result (it
     changes when the server swaps in a retrained version); ``threshold`` is the server's.
+    Human corrections go to the server (:meth:`correction_sink`).
     """
 
     name = "grpc"
@@ -268,9 +270,17 @@ class GrpcBackend:
         self.num_classes = info.num_classes
         self.model_version = info.version
 
-    def predict(self, images: Mapping[str, Any]) -> np.ndarray:
-        from ..deploy.backends import pick_camera
+    @classmethod
+    def load(cls, options: BackendOptions) -> "GrpcBackend":
+        if not options.address:
+            raise ConfigError("backend='grpc' needs address='host:port' of a running `hilreward serve`")
+        return cls(options.address, token=options.token, timeout_s=options.timeout_s)
 
+    def correction_sink(self) -> "GrpcCorrectionSink":
+        """Where RewardFunction sends human overrides by default: the server, over this backend's channel."""
+        return GrpcCorrectionSink(self.client.address, client=self.client)
+
+    def predict(self, images: Mapping[str, Any]) -> np.ndarray:
         batched = {key: pick_camera(images, key) for key in self.camera_keys}
         sizes = {len(v) for v in batched.values()}
         if len(sizes) != 1:

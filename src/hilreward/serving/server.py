@@ -186,7 +186,7 @@ def init_versions(cfg: ServeConfig) -> VersionStore:
 
     Version 0 carries the checkpoint's model_version as RewardFunction computes it in-process.
     """
-    from ..deploy.reward_function import model_version
+    from ..deploy.loading import model_version
     from ..models.checkpoint import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(cfg.checkpoint)
