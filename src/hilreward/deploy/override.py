@@ -46,13 +46,15 @@ class HumanOverride:
         self._lock = threading.Lock()
         self._pending: dict[Optional[int], tuple[int, str]] = {}
 
-    def success(self, env: Optional[int] = None) -> None:
-        """The next step of ``env`` (every env when None) is a success, whatever the classifier says."""
-        self._set(SUCCESS, env, "programmatic")
+    def success(self, env: Optional[int] = None, source: str = "programmatic") -> None:
+        """The next step of ``env`` (every env when None) is a success, whatever the classifier says.
 
-    def failure(self, env: Optional[int] = None) -> None:
+        ``source`` is recorded with the correction (e.g. ``lerobot_teleop``)."""
+        self._set(SUCCESS, env, source)
+
+    def failure(self, env: Optional[int] = None, source: str = "programmatic") -> None:
         """The next step of ``env`` (every env when None) is a failure, whatever the classifier says."""
-        self._set(FAILURE, env, "programmatic")
+        self._set(FAILURE, env, source)
 
     def _set(self, label: int, env: Optional[int], source: str) -> None:
         with self._lock:

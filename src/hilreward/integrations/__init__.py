@@ -1,0 +1,1 @@
+"""hilreward in other frameworks' loops: :mod:`hilreward.integrations.lerobot` (LeRobot's HIL-SERL processors)."""
