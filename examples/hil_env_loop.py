@@ -140,8 +140,9 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> list[d
     echo(f"{args.task}: reward from {'LeRobot pipeline + HilrewardRewardStep' if use_lerobot else 'RewardClassifierWrapper'}"
          f", backend={args.backend}")
     records, version = [], None
+    steps = loop(args, env)
     try:
-        for record, truth in loop(args, env):
+        for record, truth in steps:
             if record["model_version"] != version:
                 echo(f"model version {version} -> {record['model_version']}" if version else
                      f"model version {record['model_version']}")
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> list[d
                  + (f"  human={record['override']}" if record["override"] else ""))
             records.append({**record, "env_success": truth})
     finally:
+        steps.close()
         env.close()
     return records
 

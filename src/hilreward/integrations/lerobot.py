@@ -62,7 +62,7 @@ def lerobot_images(observation: Mapping[str, Any], camera_keys: list[str]) -> di
     out = {}
     for key in camera_keys:
         short = key[len(CAMERA_PREFIX):] if key.startswith(CAMERA_PREFIX) else key
-        found = next((images[k] for k in (key, CAMERA_PREFIX + short, short) if k in images), None)
+        found = next((observation[k] for k in (key, CAMERA_PREFIX + short, short) if k in observation), None)
         if found is None and len(camera_keys) == 1 and len(images) == 1:
             found = next(iter(images.values()))
         if found is None:
