@@ -92,7 +92,9 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_exporter():
             warnings.simplefilter("ignore")
-            try:  # the TorchScript exporter: about 1 s, where the dynamo exporter takes 15-30 s on 2 cores
+            # The TorchScript exporter first: it needs only torch and onnx, and takes 3-5 s where the dynamo
+            # exporter (which needs onnxscript) took 30-60 s for ResNet-10 on a busy 2-core machine.
+            try:
                 torch.onnx.export(graph, dummy, tmp, input_names=names, output_names=["probability"],
                                   opset_version=opset, dynamo=False,
                                   dynamic_axes={n: {0: "batch"} for n in [*names, "probability"]})

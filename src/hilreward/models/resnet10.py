@@ -51,8 +51,9 @@ class Conv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.same:
             k, s = self.kernel_size[0], self.stride[0]
-            top, bottom = same_padding(x.shape[-2], k, s)
-            left, right = same_padding(x.shape[-1], k, s)
+            # int(): plain numbers when traced for ONNX export too (fixed image size), so the pads are constants
+            top, bottom = same_padding(int(x.shape[-2]), k, s)
+            left, right = same_padding(int(x.shape[-1]), k, s)
             if top or bottom or left or right:
                 x = F.pad(x, (left, right, top, bottom))
         return super().forward(x)
