@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_inference.py [--threads 2] [--calls 60] [--warmup 10] [--encoders resnet10 small_cnn]
 
 Per encoder: the torch backend (also with channels-last memory, and ``torch.compile`` with
-``--compile``) and the ONNX Runtime backend (``model.onnx`` exported by the same call). Each
+``--compile``), the ONNX Runtime backend (``model.onnx`` exported by the same call), the default
+``backend="auto"`` (what it chose is in ``auto_runs``), and the default behind the LeRobot adapter
+(``predict_reward`` on LeRobot's float (1, 3, H, W) frames). Each
 number is the wall time of ``reward_fn(images)`` as an RL actor calls it, median and p90 over
 ``--calls`` calls after ``--warmup`` calls. All variants (and the peer) run interleaved call by
 call in a shuffled order, so on a shared machine they all see the same load. ResNet-10 uses the peer's encoder folder
@@ -118,17 +120,23 @@ def build_checkpoint(encoder: str, image_size: int, out: Path) -> Path:
 
 def build_variants(encoder: str, frames, args, work: Path, report: dict) -> dict:
     """name -> step(i) returning the wall time in ms of reward_fn(frames of step i)."""
+    import torch
+
     from hilreward.deploy import RewardFunction
 
+    from hilreward.integrations.lerobot import LeRobotRewardClassifier
+
     ckpt = build_checkpoint(encoder, 128, work / encoder)
-    fns = {"torch": RewardFunction.from_pretrained(ckpt),
-           "torch_channels_last": RewardFunction.from_pretrained(ckpt, channels_last=True)}
+    fns = {"torch": RewardFunction.from_pretrained(ckpt, backend="torch"),
+           "torch_channels_last": RewardFunction.from_pretrained(ckpt, backend="torch", channels_last=True)}
     info: dict = {"params": sum(p.numel() for p in fns["torch"].backend.model.parameters())}
     if args.compile:
-        fns["torch_compile"] = RewardFunction.from_pretrained(ckpt, compile=True)
+        fns["torch_compile"] = RewardFunction.from_pretrained(ckpt, backend="torch", compile=True)
     t0 = time.perf_counter()
     fns["onnx"] = RewardFunction.from_pretrained(ckpt, backend="onnx", threads=args.threads)
     info["onnx_export_s"] = round(time.perf_counter() - t0, 1)
+    fns["auto"] = RewardFunction.from_pretrained(ckpt, threads=args.threads)  # the default
+    info["auto_runs"] = fns["auto"].backend.name
     probe = {k.split(".")[-1]: v[:4] for k, v in frames.items()}
     info["onnx_vs_torch_max_abs_diff"] = float(np.abs(fns["onnx"].relabel(probe) - fns["torch"].relabel(probe)).max())
     report[encoder] = info
@@ -142,7 +150,16 @@ def build_variants(encoder: str, frames, args, work: Path, report: dict) -> dict
             return (time.perf_counter() - t0) * 1e3
         return step
 
-    return {f"{encoder}/{name}": timed(fn) for name, fn in fns.items()}
+    adapter = LeRobotRewardClassifier(fns["auto"])
+    unit = {k: torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255.0 for k, v in frames.items()}
+
+    def lerobot_step(i: int) -> float:  # the default through the LeRobot adapter, from LeRobot's float frames
+        batch = {k: v[i % n:i % n + 1] for k, v in unit.items()}
+        t0 = time.perf_counter()
+        adapter.predict_reward(batch)
+        return (time.perf_counter() - t0) * 1e3
+
+    return {**{f"{encoder}/{name}": timed(fn) for name, fn in fns.items()}, f"{encoder}/auto_lerobot_adapter": lerobot_step}
 
 
 def main() -> None:

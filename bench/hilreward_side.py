@@ -172,7 +172,7 @@ def cmd_latency(args) -> None:
     frames = np.load(args.frames)
     front, wrist = frames["front"], frames["wrist"]
     t_load = time.perf_counter()
-    kwargs = {"threads": args.threads} if args.backend == "onnx" else {}
+    kwargs = {"threads": args.threads} if args.backend != "torch" else {}
     fn = RewardFunction.from_pretrained(args.checkpoint, backend=args.backend, terminate_on_success=False, **kwargs)
     load_s = time.perf_counter() - t_load
     times, positives = [], 0
@@ -234,7 +234,7 @@ def main() -> None:
     la = sub.add_parser("latency")
     la.add_argument("checkpoint")
     la.add_argument("frames")
-    la.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    la.add_argument("--backend", default="torch", choices=["torch", "onnx", "auto"])
     la.add_argument("--calls", type=int, default=60)
     la.add_argument("--warmup", type=int, default=10)
     la.add_argument("--threads", type=int, default=2)
