@@ -267,7 +267,9 @@ def with_reward_step(make_processors: Callable[..., tuple[Any, Any]], **step_fie
     """LeRobot's ``make_processors`` with a :class:`HilrewardRewardStep` (built from ``step_fields``) in its env pipeline.
 
         import lerobot.rl.actor as actor
-        actor.make_processors = with_reward_step(actor.make_processors, pretrained_path="runs/cls/checkpoints/best")
+        if __name__ == "__main__":
+            actor.make_processors = with_reward_step(actor.make_processors, pretrained_path="runs/cls/checkpoints/best")
+            actor.actor_cli()
     """
 
     def make(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
