@@ -124,7 +124,7 @@ def build_variants(encoder: str, frames, args, work: Path, report: dict) -> dict
 
     from hilreward.deploy import RewardFunction
 
-    from hilreward.integrations.lerobot import LeRobotRewardClassifier
+    from hilreward.integrations.lerobot import PredictRewardAdapter
 
     ckpt = build_checkpoint(encoder, 128, work / encoder)
     fns = {"torch": RewardFunction.from_pretrained(ckpt, backend="torch"),
@@ -150,7 +150,7 @@ def build_variants(encoder: str, frames, args, work: Path, report: dict) -> dict
             return (time.perf_counter() - t0) * 1e3
         return step
 
-    adapter = LeRobotRewardClassifier(fns["auto"])
+    adapter = PredictRewardAdapter(fns["auto"])
     unit = {k: torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255.0 for k, v in frames.items()}
 
     def lerobot_step(i: int) -> float:  # the default through the LeRobot adapter, from LeRobot's float frames

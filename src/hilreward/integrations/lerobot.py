@@ -72,7 +72,7 @@ def lerobot_images(observation: Mapping[str, Any], camera_keys: list[str]) -> di
     return out
 
 
-class LeRobotRewardClassifier:
+class PredictRewardAdapter:
     """A hilreward RewardFunction behind LeRobot's reward-classifier contract (see :func:`reward_classifier`)."""
 
     def __init__(self, reward_fn: RewardFunction) -> None:
@@ -100,14 +100,14 @@ class LeRobotRewardClassifier:
         return (self.probabilities(batch) >= threshold).float()
 
     # LeRobot calls these on the classifiers it loads itself; they cost nothing here.
-    def to(self, *args: Any, **kwargs: Any) -> "LeRobotRewardClassifier":
+    def to(self, *args: Any, **kwargs: Any) -> "PredictRewardAdapter":
         return self
 
-    def eval(self) -> "LeRobotRewardClassifier":
+    def eval(self) -> "PredictRewardAdapter":
         return self
 
 
-def reward_classifier(checkpoint: str | Path | None, **options: Any) -> LeRobotRewardClassifier:
+def reward_classifier(checkpoint: str | Path | None, **options: Any) -> PredictRewardAdapter:
     """``RewardFunction.from_pretrained(checkpoint, **options)`` behind LeRobot's ``predict_reward`` contract.
 
     For ``step.reward_classifier = reward_classifier("<checkpoint>")`` on LeRobot's
@@ -119,7 +119,7 @@ def reward_classifier(checkpoint: str | Path | None, **options: Any) -> LeRobotR
     if stateful:
         raise ConfigError(f"reward_classifier() is stateless (LeRobot's step never resets it), so {stateful} "
                           "cannot apply; use HilrewardRewardStep, which resets at every episode start")
-    return LeRobotRewardClassifier(RewardFunction.from_pretrained(checkpoint, **options))
+    return PredictRewardAdapter(RewardFunction.from_pretrained(checkpoint, **options))
 
 
 class _Unrecorded:
