@@ -49,6 +49,8 @@ except ImportError:  # LeRobot is optional
     ProcessorStep, ProcessorStepRegistry, TransitionKey, TeleopEvents = object, None, None, None
 
 REGISTRY_NAME = "hilreward_reward_classifier"
+INFO_KEYS = ("probability", "success", "model_version", "override", "latency_ms")
+"""What the step puts into ``info["reward_classifier"]`` (one value, or one per environment)."""
 TOKEN_ENV = "HILREWARD_TOKEN"
 
 
@@ -202,12 +204,8 @@ class HilrewardRewardStep(ProcessorStep):
         dones = [bool(old) or r.terminate for r, old in zip(results, old_dones)]
         new[TransitionKey.REWARD] = rewards[0] if n == 1 else torch.tensor(rewards)
         new[TransitionKey.DONE] = dones[0] if n == 1 else torch.tensor(dones)
-        one = n == 1
-        info["reward_classifier"] = {
-            name: (values[0] if one else values) for name, values in {
-                "probability": [r.probability for r in results], "success": [r.success for r in results],
-                "model_version": [r.model_version for r in results], "override": [r.override for r in results],
-                "latency_ms": [r.latency_ms for r in results]}.items()}
+        info["reward_classifier"] = {key: getattr(results[0], key) if n == 1 else [getattr(r, key) for r in results]
+                                     for key in INFO_KEYS}
         info["reward_classifier_frequency"] = 1.0 / max(time.perf_counter() - start, 1e-9)  # LeRobot's key
         new[TransitionKey.INFO] = info
         return new
