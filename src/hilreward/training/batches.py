@@ -4,6 +4,10 @@ Each step's batch depends only on ``(seed, step)``: a generator seeded from both
 (class-balanced ``WeightedRandomSampler`` with weights 1/count, or uniform) and the augmentation.
 So a resumed run sees exactly the batches an uninterrupted one would, also with DataLoader workers
 prefetching ahead. Both sources are map-style datasets indexed by step, for ``DataLoader(batch_size=None)``.
+
+In data-parallel training every process draws the step's whole batch (and its augmentation) the same
+way and keeps its ``share`` of it, so the processes together train on exactly the batch one process
+would, whatever their number.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from .augment import random_shift
+from .augment import random_shift, shift_offsets
 from .features import gather_features, to_float_chw
 
 
@@ -22,18 +26,19 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 class _StepBatches(Dataset):
     def __init__(self, rows: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, balanced: bool,
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, share: slice = slice(None)):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
         self.weights = torch.as_tensor(weights if balanced else np.ones(len(rows)), dtype=torch.float64)
+        self.share = share
 
     def __len__(self) -> int:  # indexed by step; the DataLoader's sampler bounds it
         return 2**62
 
     def draw(self, step: int) -> tuple[np.ndarray, torch.Generator]:
-        """Positions (into ``rows``) of the step's batch, and the generator to draw its augmentation from."""
+        """Positions (into ``rows``) of the step's whole batch, and the generator to draw its augmentation from."""
         g = step_generator(self.seed, step)
         picks = list(WeightedRandomSampler(self.weights, self.batch_size, replacement=True, generator=g))
         return np.asarray(picks, dtype=np.int64), g
@@ -43,20 +48,22 @@ class PixelBatches(_StepBatches):
     """Frames (float (B,3,H,W) in [0,1], random-shifted per sample and camera when ``pad`` > 0) and labels."""
 
     def __init__(self, images: dict[str, np.ndarray], rows, labels, batch_size, seed, balanced, weights=None,
-                 pad: int = 0):
-        super().__init__(rows, labels, batch_size, seed, balanced, weights)
+                 pad: int = 0, share: slice = slice(None)):
+        super().__init__(rows, labels, batch_size, seed, balanced, weights, share)
         self.images = images
         self.pad = pad
 
     def __getitem__(self, step: int):
         pos, g = self.draw(step)
+        offsets = {cam: shift_offsets(len(pos), self.pad, g)[self.share] for cam in self.images} if self.pad > 0 else {}
+        pos = pos[self.share]
         rows = self.rows[pos]
         order = np.argsort(rows, kind="stable")
         inverse = np.argsort(order, kind="stable")
         inputs = {}
         for cam, frames in self.images.items():
             x = to_float_chw(np.asarray(frames[rows[order]])[inverse])
-            inputs[cam] = random_shift(x, self.pad, generator=g) if self.pad > 0 else x
+            inputs[cam] = random_shift(x, self.pad, offsets[cam]) if self.pad > 0 else x
         return inputs, torch.from_numpy(self.labels[pos])
 
 
@@ -67,14 +74,16 @@ class FeatureBatches(_StepBatches):
     ``rows`` only (row ``i`` of such a view is frame ``rows[i]``).
     """
 
-    def __init__(self, views: list[dict[str, np.ndarray]], rows, labels, batch_size, seed, balanced, weights=None):
-        super().__init__(rows, labels, batch_size, seed, balanced, weights)
+    def __init__(self, views: list[dict[str, np.ndarray]], rows, labels, batch_size, seed, balanced, weights=None,
+                 share: slice = slice(None)):
+        super().__init__(rows, labels, batch_size, seed, balanced, weights, share)
         self.views = views
 
     def __getitem__(self, step: int):
         pos, g = self.draw(step)
+        which = torch.randint(len(self.views), (len(pos),), generator=g).numpy()[self.share]
+        pos = pos[self.share]
         rows = self.rows[pos]
-        which = torch.randint(len(self.views), (len(pos),), generator=g).numpy()
         out: dict[str, torch.Tensor] = {}
         for v in np.unique(which):
             sel = np.flatnonzero(which == v)

@@ -5,6 +5,8 @@
 metrics.json) and the training state, without pickle: ``training_state.safetensors`` (optimizer
 moments, RNG states as tensors) and ``training_state.json`` (step, scheduler, optimizer hyper-parameters,
 the scalar parts of the RNG states). Every directory is written under a temporary name and renamed.
+A data-parallel run saves every process's RNG state: process 0's as a single process's, process ``i``'s
+tensors as ``process<i>.rng.*`` and its scalars in ``rng_others[i - 1]``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from .distributed import process_seed
 
 STATE_FORMAT = 1
 STATE_TENSORS = "training_state.safetensors"
@@ -105,19 +108,25 @@ def recover_dir(dst: Path) -> None:
 
 
 def save_checkpoint(directory: Path, model, train_config_yaml: str, metrics: dict, step: int,
-                    optimizer: torch.optim.Optimizer, scheduler, extra: dict | None = None) -> Path:
-    """Write model + training state to ``directory`` atomically (temp dir, then rename)."""
+                    optimizer: torch.optim.Optimizer, scheduler, extra: dict | None = None,
+                    rng_states: list[tuple[dict, dict]] | None = None) -> Path:
+    """Write model + training state to ``directory`` atomically (temp dir, then rename).
+
+    ``rng_states``: every process's :func:`capture_rng` in process order (default: this process's).
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
+    rng_states = rng_states or [capture_rng()]
     try:
         model.save_pretrained(staging, train_config_yaml=train_config_yaml, metrics=metrics)
         opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
-        rng_tensors, rng_meta = capture_rng()
+        rng_tensors = {(k if i == 0 else f"process{i}.{k}"): v
+                       for i, (tensors, _) in enumerate(rng_states) for k, v in tensors.items()}
         save_file({**opt_tensors, **rng_tensors}, str(staging / STATE_TENSORS))
         sched = {k: _jsonable(v) for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
         meta = {"format": STATE_FORMAT, "step": int(step), "scheduler": sched, "optimizer": opt_meta,
-                "rng": rng_meta, **(extra or {})}
+                "rng": rng_states[0][1], "rng_others": [m for _, m in rng_states[1:]], **(extra or {})}
         (staging / STATE_JSON).write_text(json.dumps(meta))
         replace_dir(staging, directory)
     finally:
@@ -140,9 +149,21 @@ def load_training_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict]
     return tensors, meta
 
 
-def restore_training_state(tensors: dict[str, torch.Tensor], meta: dict, optimizer, scheduler) -> int:
-    """Load optimizer, scheduler and RNG states; return the step the checkpoint was taken at."""
+def restore_training_state(tensors: dict[str, torch.Tensor], meta: dict, optimizer, scheduler,
+                           process: int = 0, seed: int = 0) -> int:
+    """Load optimizer, scheduler and process ``process``'s RNG states; return the step the checkpoint was taken at.
+
+    A process the saved run did not have seeds its RNG from ``(seed, process, step)`` instead.
+    """
     optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
     scheduler.load_state_dict(dict(meta["scheduler"], lr_lambdas=[None] * len(optimizer.param_groups)))
-    restore_rng(tensors, meta["rng"])
-    return int(meta["step"])
+    step = int(meta["step"])
+    others = meta.get("rng_others", [])
+    if process == 0:
+        restore_rng(tensors, meta["rng"])
+    elif process <= len(others):
+        prefix = f"process{process}."
+        restore_rng({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, others[process - 1])
+    else:
+        torch.manual_seed(process_seed(seed, process, step))
+    return step

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ..data import FrameData, balanced_weights, cache_root
 from ..errors import ConfigError
 from .augment import random_shift, shift_offsets
+from .distributed import Processes
 from .losses import classification_loss, correct_predictions
 
 log = logging.getLogger(__name__)
@@ -93,22 +94,26 @@ def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor
 
 def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
                      view: int = 0, pad: int = 4, dtype: str = "float16",
-                     rows: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+                     rows: Optional[np.ndarray] = None, processes: Optional[Processes] = None) -> dict[str, np.ndarray]:
     """Encoder outputs of every frame and camera of ``data``: full key -> ``dtype`` (N,C,h,w), memory-mapped.
 
     ``rows`` (indices into ``data``) restricts them to those frames: row ``i`` of the result is
     frame ``rows[i]`` (training computes augmented views of its training rows only).
 
     Computed once and cached on disk (see the module docstring for the key); later calls with the same
-    encoder weights, rows, sizes and view only open the memmaps.
+    encoder weights, rows, sizes and view only open the memmaps. Data-parallel training passes its
+    ``processes``: they take turns batch by batch (batch ``k`` on process ``k mod count``), every
+    batch is gathered, and each machine's main process writes the cache.
     """
     if dtype not in FEATURE_DTYPES:
         raise ConfigError(f"feature dtype {dtype!r} is not known (known: {', '.join(FEATURE_DTYPES)})")
+    procs = processes or Processes()
     directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows)
     paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
-    if (directory / "done.json").is_file() and all(p.is_file() for p in paths.values()):
+    cached = (directory / "done.json").is_file() and all(p.is_file() for p in paths.values())
+    if all(procs.gather(cached)):
         return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
-    directory.mkdir(parents=True, exist_ok=True)
+    writer = procs.is_local_main
     n = len(data) if rows is None else len(rows)
     offsets = {cam: view_offsets(view, i, n, pad) for i, cam in enumerate(data.camera_keys)}
     tmp = {cam: directory / f".{cam}.{uuid.uuid4().hex}.tmp.npy" for cam in data.camera_keys}
@@ -117,38 +122,52 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     model.eval()
     device = next(model.parameters()).device
     runner: Optional[Callable[[torch.Tensor], torch.Tensor]] | bool = False if device.type == "cpu" else None
-    try:
-        with torch.inference_mode():
-            for start in tqdm(range(0, n, batch_size), desc=f"Features (view {view})", leave=False,
-                              dynamic_ncols=True):
-                sl = slice(start, min(start + batch_size, n))
-                pixels = {}
-                for cam in data.camera_keys:
-                    x = to_float_chw(data.images[cam][sl if rows is None else rows[sl]])
-                    if offsets[cam] is not None:
-                        x = random_shift(x, pad, offsets[cam][sl])
-                    pixels[cam] = x
-                pixels = model.preprocess({c: v.to(device) for c, v in pixels.items()})
-                if runner is False:
-                    runner = encoder_runner(model.encoder, next(iter(pixels.values())))
-                feats = model.encode(pixels) if runner is None else {c: runner(v) for c, v in pixels.items()}
-                for cam in data.camera_keys:
-                    f = feats[cam].float().cpu().numpy().astype(dtype)
-                    if cam not in out:
-                        out[cam] = np.lib.format.open_memmap(tmp[cam], mode="w+", dtype=dtype,
-                                                             shape=(n, *f.shape[1:]))
-                    out[cam][sl] = f
+
+    def encode(sl: slice) -> dict[str, np.ndarray]:
+        nonlocal runner
+        pixels = {}
         for cam in data.camera_keys:
-            out[cam].flush()
-            del out[cam]
-            os.replace(tmp[cam], paths[cam])
+            x = to_float_chw(data.images[cam][sl if rows is None else rows[sl]])
+            if offsets[cam] is not None:
+                x = random_shift(x, pad, offsets[cam][sl])
+            pixels[cam] = x
+        pixels = model.preprocess({c: v.to(device) for c, v in pixels.items()})
+        if runner is False:
+            runner = encoder_runner(model.encoder, next(iter(pixels.values())))
+        feats = model.encode(pixels) if runner is None else {c: runner(v) for c, v in pixels.items()}
+        return {cam: feats[cam].float().cpu().numpy().astype(dtype) for cam in data.camera_keys}
+
+    starts = list(range(0, n, batch_size))
+    try:
+        if writer:
+            directory.mkdir(parents=True, exist_ok=True)
+        with torch.inference_mode():
+            for first in tqdm(range(0, len(starts), procs.count), desc=f"Features (view {view})", leave=False,
+                              dynamic_ncols=True, disable=not procs.is_main):
+                turn = starts[first:first + procs.count]  # one batch per process
+                mine = turn[procs.index] if procs.index < len(turn) else None
+                computed = procs.gather(encode(slice(mine, min(mine + batch_size, n))) if mine is not None else None)
+                if not writer:
+                    continue
+                for start, feats in zip(turn, computed):
+                    for cam, f in feats.items():
+                        if cam not in out:
+                            out[cam] = np.lib.format.open_memmap(tmp[cam], mode="w+", dtype=dtype,
+                                                                 shape=(n, *f.shape[1:]))
+                        out[cam][start:start + len(f)] = f
+        if writer:
+            for cam in data.camera_keys:
+                out[cam].flush()
+                del out[cam]
+                os.replace(tmp[cam], paths[cam])
+            done = directory / f".done.{uuid.uuid4().hex}.tmp"
+            done.write_text(json.dumps({"rows": n, "view": view, "pad": pad}))
+            os.replace(done, directory / "done.json")
     finally:
         model.train(was_training)
         for p in tmp.values():
             p.unlink(missing_ok=True)
-    done = directory / f".done.{uuid.uuid4().hex}.tmp"
-    done.write_text(json.dumps({"rows": n, "view": view, "pad": pad}))
-    os.replace(done, directory / "done.json")
+    procs.wait()
     return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
 
 

@@ -6,6 +6,11 @@
    pixel path (encoder runs every step), and log the choice;
 4. loop: ``train_step`` -> log every ``log_freq`` -> eval every ``eval_freq`` -> checkpoint every ``save_freq``;
 5. return ``checkpoints/best``.
+
+Launched as several processes (``accelerate launch -m hilreward train ...``, see ``distributed.py``) the
+same loop runs data-parallel: each process takes its share of every step's batch (``training.batch_size``
+is the whole batch), features are computed batch by batch in turns, evaluation is split and gathered,
+and only the main process prints, logs to W&B and writes checkpoints and reports.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, s
 from ..data.cache import atomic_write_text
 from ..errors import ConfigError
 from .batches import FeatureBatches, PixelBatches
-from .checkpoint import (load_training_state, recover_dir, replace_dir, restore_training_state,
+from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
                          save_checkpoint)
+from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
 
@@ -43,23 +49,43 @@ def main(args: list[str]) -> int:
         print(to_yaml(compose([])))
         return 0
     best = train(compose(args))
-    print(f"best checkpoint: {best}")
+    if is_main_process():
+        print(f"best checkpoint: {best}")
+    finish()
     return 0
 
 
 # ---- one optimisation step ------------------------------------------------------------------
+class TrainedPart(torch.nn.Module):
+    """What a step runs forward: the head on cached features, or preprocessing + encoder + head on pixels.
+
+    Data-parallel training wraps it in DDP, whose backward averages the gradients across processes.
+    """
+
+    def __init__(self, model, from_features: bool):
+        super().__init__()
+        self.model = model
+        self.from_features = from_features
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.head(inputs) if self.from_features else self.model(self.model.preprocess(inputs))
+
+
 def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, optimizer, scheduler=None, *,
-               from_features: bool = False, grad_clip_norm: float = 0.0, autocast_dtype=None) -> dict:
+               from_features: bool = False, grad_clip_norm: float = 0.0, autocast_dtype=None,
+               forward: torch.nn.Module | None = None) -> dict:
     """Forward (head on cached features, or preprocess + encoder + head on pixels), loss, backward, step.
 
-    Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch.
+    ``forward`` runs the batch instead of ``TrainedPart(model, from_features)`` (training passes it
+    DDP-wrapped when data-parallel). Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch.
     """
     num_classes = model.config.num_classes
-    model.train()  # a frozen encoder stays in eval mode (Encoder.train keeps its BatchNorm statistics fixed)
+    net = forward if forward is not None else TrainedPart(model, from_features)
+    net.train()  # a frozen encoder stays in eval mode (Encoder.train keeps its BatchNorm statistics fixed)
     device_type = labels.device.type
     ctx = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     with ctx:
-        logits = model.head(inputs) if from_features else model(model.preprocess(inputs))
+        logits = net(inputs)
     loss = classification_loss(logits, labels, num_classes)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -76,14 +102,20 @@ def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, opt
 # ---- evaluation on the held-out episodes ----------------------------------------------------------
 @torch.inference_mode()
 def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.ndarray] | None, batch_size: int,
-             device: torch.device) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(metrics, predicted class per row, probability per row (B,) or (B,K)) on ``rows`` of ``data``."""
+             device: torch.device, processes: Processes | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics, predicted class per row, probability per row (B,) or (B,K)) on ``rows`` of ``data``.
+
+    With several ``processes`` each evaluates its share of ``rows`` and every process gets all results.
+    """
+    procs = processes or Processes(device)
     num_classes = model.config.num_classes
     model.eval()
     t0 = time.perf_counter()
+    mine = rows[procs.share(len(rows))]
     losses, preds, probs = [], [], []
-    for start in tqdm(range(0, len(rows), batch_size), desc="Validation", leave=False, dynamic_ncols=True):
-        idx = rows[start:start + batch_size]
+    for start in tqdm(range(0, len(mine), batch_size), desc="Validation", leave=False, dynamic_ncols=True,
+                      disable=not procs.is_main):
+        idx = mine[start:start + batch_size]
         if features is not None:
             logits = model.head({c: f.to(device) for c, f in gather_features(features, idx).items()})
         else:
@@ -93,9 +125,11 @@ def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.nd
         losses.append(classification_loss(logits, y, num_classes).item() * len(idx))
         preds.append(predictions(logits, num_classes, model.threshold).cpu().numpy())
         probs.append(probabilities(logits, num_classes).cpu().numpy())
-    pred, prob = np.concatenate(preds), np.concatenate(probs)
+    parts = procs.gather((float(np.sum(losses)), preds, probs))  # shares in process order: rows' order
+    pred = np.concatenate([x for _, p, _ in parts for x in p])
+    prob = np.concatenate([x for _, _, p in parts for x in p])
     metrics = classification_metrics(pred, data.labels[rows], num_classes)
-    out = {"eval/loss": float(np.sum(losses) / len(rows)), **{f"eval/{k}": v for k, v in metrics.items()},
+    out = {"eval/loss": sum(loss for loss, _, _ in parts) / len(rows), **{f"eval/{k}": v for k, v in metrics.items()},
            "eval/eval_s": time.perf_counter() - t0}
     return out, pred, prob
 
@@ -107,14 +141,20 @@ def train(cfg: TrainConfig) -> Path:
 
     _validate(cfg)
     t_cfg = cfg.training
+    procs = Processes.start(t_cfg.device)  # one process, or this one of those `accelerate launch` started
+    if t_cfg.batch_size % procs.count:
+        raise ConfigError(f"training.batch_size={t_cfg.batch_size} is the whole batch of a step, shared by "
+                          f"{procs.count} processes: make it a multiple of {procs.count}")
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
     out = Path(cfg.output_dir)
     ckpt_root = out / "checkpoints"
     last_dir = ckpt_root / "last"
-    recover_dir(last_dir)
-    recover_dir(ckpt_root / "best")
-    resume_from = _resume_source(cfg, last_dir)
+    if procs.is_main:
+        recover_dir(last_dir)
+        recover_dir(ckpt_root / "best")
+    procs.wait()
+    resume_from = _resume_source(cfg, last_dir, procs)
     if resume_from is not None:
         cfg = _merge_resumed(cfg, from_yaml((resume_from / "train_config.yaml").read_text()))
 
@@ -129,60 +169,69 @@ def train(cfg: TrainConfig) -> Path:
     train_eps, val_eps = split_episodes(wanted, cfg.split.val_fraction, cfg.split.seed, cfg.split.val_episodes)
     cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
     config_yaml = to_yaml(cfg)
-    print("hilreward train: resolved config\n" + config_yaml, flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "train_config.yaml", config_yaml)
+    procs.print("hilreward train: resolved config\n" + config_yaml)
+    if procs.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_config.yaml", config_yaml)
 
     # Frames (decoded once, resized to the model's input size in the frame cache) and labels.
-    data = load_frame_data(replace(cfg.dataset, episodes=sorted(wanted)), cfg.label, tuple(cfg.model.image_size),
-                           cache_dir=cfg.cache_dir)
-    _check_labels(data.labels, cfg.model.num_classes, cfg.label.key)
+    with procs.local_main_first():  # one process per machine decodes; the others read its cache
+        data = load_frame_data(replace(cfg.dataset, episodes=sorted(wanted)), cfg.label,
+                               tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
+    _check_labels(data.labels, cfg.model.num_classes, cfg.label.key, procs)
     if resume_from is not None:
         tensors, state = load_training_state(resume_from)
         _check_same_data(state, data, resume_from)
     train_rows = np.flatnonzero(np.isin(data.episode_index, train_eps))
     val_rows = np.flatnonzero(np.isin(data.episode_index, val_eps))
     train_labels = data.labels[train_rows]
-    print(f"data: {len(train_rows)} training frames from {len(train_eps)} episodes "
-          f"({int((train_labels > 0).sum())} positive), {len(val_rows)} held-out frames from episodes {val_eps}, "
-          f"cameras {data.camera_keys}", flush=True)
+    procs.print(f"data: {len(train_rows)} training frames from {len(train_eps)} episodes "
+                f"({int((train_labels > 0).sum())} positive), {len(val_rows)} held-out frames from episodes "
+                f"{val_eps}, cameras {data.camera_keys}")
     steps = t_cfg.steps if t_cfg.epochs is None else t_cfg.epochs * math.ceil(len(train_rows) / t_cfg.batch_size)
 
     # Model, optimizer (trainable parameters only), cosine schedule down to 10 %.
-    _seed_everything(t_cfg.seed)
-    device = _device(t_cfg.device)
+    _seed_everything(t_cfg.seed)  # the same initial weights in every process
+    device = procs.device
     if resume_from is not None:
         model = RewardClassifier.from_pretrained(resume_from, device=str(device))
     else:
         model = RewardClassifier.from_train_config(cfg, data.camera_keys).to(device)
+    if procs.index:  # its own dropout noise
+        _seed_everything(process_seed(t_cfg.seed, procs.index))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: encoder {model.config.encoder} ({'frozen' if encoder_is_frozen(model) else 'trainable'}), "
-          f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, device {device}", flush=True)
+    where = f"device {device}" + (f", {procs.count} processes (data-parallel)" if procs.count > 1 else "")
+    procs.print(f"model: encoder {model.config.encoder} ({'frozen' if encoder_is_frozen(model) else 'trainable'}), "
+                f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, {where}")
 
     # Feature path (frozen encoder: features computed once, training runs the head) or pixel path.
-    views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps)
+    # Each process takes its share of every step's batch.
+    views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps, procs)
     balanced, weights = cfg.sampler.balanced, balanced_weights(train_labels)
+    share = procs.share(t_cfg.batch_size)
     if views is not None:
-        source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights)
+        source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights,
+                                share=share)
     else:
         pad = cfg.augmentation.pad if cfg.augmentation.enable else 0
         source = PixelBatches(data.images, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced,
-                              weights, pad=pad)
+                              weights, pad=pad, share=share)
+    net = procs.wrap(TrainedPart(model, from_features=views is not None))  # DDP when data-parallel
 
     # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
     start_step, best = 0, (-1.0, float("-inf"))  # (eval accuracy, -eval loss): ties go to the lower loss
     if resume_from is not None:
-        start_step = restore_training_state(tensors, state, optimizer, scheduler)
+        start_step = restore_training_state(tensors, state, optimizer, scheduler, procs.index, t_cfg.seed)
         if state.get("best_loss") is not None:
             best = (float(state["best_accuracy"]), -float(state["best_loss"]))
-        print(f"resumed from {resume_from} at step {start_step}", flush=True)
+        procs.print(f"resumed from {resume_from} at step {start_step}")
 
     logger = None
-    if cfg.wandb.enable:
+    if cfg.wandb.enable and procs.is_main:
         from .wandb_logger import WandbLogger
 
         logger = WandbLogger(cfg.wandb, out, asdict(cfg), resume=resume_from is not None)
@@ -198,30 +247,32 @@ def train(cfg: TrainConfig) -> Path:
         saved = json.loads((resume_from / "metrics.json").read_text())
         eval_metrics = {k: v for k, v in saved.items() if k.startswith("eval/")}
         if start_step >= steps:
-            print(f"the run in {out} already reached step {steps}: nothing to train", flush=True)
+            procs.print(f"the run in {out} already reached step {steps}: nothing to train")
     window: dict[str, list[float]] = {"loss": [], "accuracy": [], "dataloading_s": []}
 
-    def checkpoint(directory: Path, step: int) -> None:
-        metrics = {"step": step, **base_metrics, **eval_metrics}
-        save_checkpoint(directory, model, config_yaml, metrics, step, optimizer, scheduler,
-                        extra={"best_accuracy": best[0], "best_loss": -best[1] if best[0] >= 0 else None,
-                               **base_metrics})
+    def checkpoint(directory: Path, step: int) -> None:  # every process calls it: each one's RNG state is saved
+        rng_states = procs.gather(capture_rng())
+        if procs.is_main:
+            metrics = {"step": step, **base_metrics, **eval_metrics}
+            save_checkpoint(directory, model, config_yaml, metrics, step, optimizer, scheduler,
+                            extra={"best_accuracy": best[0], "best_loss": -best[1] if best[0] >= 0 else None,
+                                   **base_metrics}, rng_states=rng_states)
 
-    bar = tqdm(total=steps, initial=start_step, desc="Training", dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=start_step, desc="Training", dynamic_ncols=True, disable=not procs.is_main)
     batches = iter(loader)
     for step in range(start_step + 1, steps + 1):
         t0 = time.perf_counter()
         inputs, labels = next(batches)
         window["dataloading_s"].append(time.perf_counter() - t0)
         inputs = {c: x.to(device, non_blocking=True) for c, x in inputs.items()}
-        metrics = train_step(model, inputs, labels.to(device), optimizer, scheduler, from_features=views is not None,
+        metrics = train_step(model, inputs, labels.to(device), optimizer, scheduler, forward=net,
                              grad_clip_norm=t_cfg.grad_clip_norm, autocast_dtype=amp_dtype)
         window["loss"].append(metrics["loss"])
         window["accuracy"].append(metrics["accuracy"])
         bar.update(1)
 
         if step % t_cfg.log_freq == 0 or step == steps:
-            logged = {f"train/{k}": float(np.mean(v)) for k, v in window.items()}
+            logged = procs.mean({f"train/{k}": float(np.mean(v)) for k, v in window.items()})
             logged["train/lr"] = metrics["lr"]
             bar.set_postfix(loss=f"{logged['train/loss']:.4f}", acc=f"{logged['train/accuracy']:.3f}")
             if logger:
@@ -229,8 +280,10 @@ def train(cfg: TrainConfig) -> Path:
             window = {k: [] for k in window}
 
         if len(val_rows) and ((t_cfg.eval_freq and step % t_cfg.eval_freq == 0) or step == steps):
-            eval_metrics, pred, prob = evaluate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, device)
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
+            eval_metrics, pred, prob = evaluate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, device,
+                                                procs)
+            if procs.is_main:
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
             if logger:
                 logger.log(eval_metrics, step)
                 _log_samples(logger, data, val_rows, pred, prob, step)
@@ -244,19 +297,21 @@ def train(cfg: TrainConfig) -> Path:
             checkpoint(last_dir, step)
     bar.close()
 
-    if not len(val_rows) and last_dir.is_dir():  # nothing held out: the final model is the best we know
-        staging = ckpt_root / ".best.copy.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(last_dir, staging)
-        replace_dir(staging, ckpt_root / "best")
-    final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0]}
-    atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
+    if procs.is_main:
+        if not len(val_rows) and last_dir.is_dir():  # nothing held out: the final model is the best we know
+            staging = ckpt_root / ".best.copy.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(last_dir, staging)
+            replace_dir(staging, ckpt_root / "best")
+        final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0]}
+        atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
     if logger:
         logger.finish()
     if eval_metrics:
-        print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
-              f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
-              f"recall {eval_metrics['eval/recall']:.4f}", flush=True)
+        procs.print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
+                    f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
+                    f"recall {eval_metrics['eval/recall']:.4f}")
+    procs.wait()  # every process returns once the checkpoints are on disk
     return ckpt_root / "best"
 
 
@@ -277,7 +332,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
 
 
-def _check_labels(labels: np.ndarray, num_classes: int, key: str) -> None:
+def _check_labels(labels: np.ndarray, num_classes: int, key: str, procs: Processes) -> None:
     found = sorted(np.unique(labels).tolist())
     if found and (found[0] < 0 or found[-1] >= num_classes):
         hint = ("set model.num_classes to the number of classes" if num_classes > 2 or found[-1] > 1
@@ -285,8 +340,7 @@ def _check_labels(labels: np.ndarray, num_classes: int, key: str) -> None:
         raise ConfigError(f"labels of {key!r} take values {found[:10]}, outside 0..{num_classes - 1} "
                           f"(model.num_classes={num_classes}); {hint}")
     if len(found) < 2:
-        print(f"warning: every training label of {key!r} is {found}; the classifier cannot learn a boundary",
-              flush=True)
+        procs.print(f"warning: every training label of {key!r} is {found}; the classifier cannot learn a boundary")
 
 
 def _seed_everything(seed: int) -> None:
@@ -295,21 +349,13 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device=cuda but no CUDA device is available; use training.device=cpu")
-    return torch.device(name)
-
-
-def _resume_source(cfg: TrainConfig, last_dir: Path) -> Path | None:
+def _resume_source(cfg: TrainConfig, last_dir: Path, procs: Processes) -> Path | None:
     """``checkpoints/last`` when resuming from it; None for a new run (also after a run killed before saving)."""
     has_last = (last_dir / "training_state.json").is_file()
     if cfg.resume:
         if has_last:
             return last_dir
-        print(f"resume=true but {last_dir} holds no checkpoint yet: starting a new run", flush=True)
+        procs.print(f"resume=true but {last_dir} holds no checkpoint yet: starting a new run")
         return None
     if has_last:
         raise ConfigError(f"{cfg.output_dir} already holds a training run ({last_dir}); pass resume=true to "
@@ -341,7 +387,8 @@ def _check_same_data(state: dict, data: FrameData, source: Path) -> None:
                           f"{state.get('dataset_fingerprint')} -> {data.fingerprint}); start a new run")
 
 
-def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarray, n_val: int, steps: int):
+def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarray, n_val: int, steps: int,
+                 procs: Processes):
     """(views, val_features) for the feature path, or (None, None) for the pixel path; logs the choice in one line.
 
     The feature path is taken when the encoder is frozen, ``training.feature_cache=auto`` and computing
@@ -362,14 +409,16 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarra
     elif feature_passes > pixel_passes:
         reason = f"{feature_passes} encoder passes per camera for {k} views > {pixel_passes} for {steps} steps"
     else:
-        print(f"path: feature cache, {len(data)} frames unaugmented + {k - 1} augmented view(s) x {n_train} "
-              f"training frames = {feature_passes} encoder passes per camera once, then the head only "
-              f"(pixel path: {pixel_passes})", flush=True)
+        procs.print(f"path: feature cache, {len(data)} frames unaugmented + {k - 1} augmented view(s) x {n_train} "
+                    f"training frames = {feature_passes} encoder passes per camera once"
+                    f"{f' (shared by {procs.count} processes)' if procs.count > 1 else ''}, then the head only "
+                    f"(pixel path: {pixel_passes})")
         pad = cfg.augmentation.pad
         views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
-                                  dtype=t.feature_dtype, rows=None if v == 0 else train_rows) for v in range(k)]
+                                  dtype=t.feature_dtype, rows=None if v == 0 else train_rows, processes=procs)
+                 for v in range(k)]
         return views, views[0]
-    print(f"path: pixels, the encoder runs on every sample ({reason})", flush=True)
+    procs.print(f"path: pixels, the encoder runs on every sample ({reason})")
     return None, None
 
 
