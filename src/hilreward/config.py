@@ -64,7 +64,7 @@ class TrainingConfig:
     epochs: Optional[int] = None
     """Passes over the training frames; when set, ``steps = epochs * ceil(frames / batch_size)``."""
     batch_size: int = 32
-    """Frames per step."""
+    """Frames per step, all processes together: launched as N processes, each takes ``batch_size / N`` of them."""
     lr: float = 3e-4
     """AdamW learning rate (cosine-decayed to 10 % over the run)."""
     weight_decay: float = 0.01
@@ -94,7 +94,7 @@ class TrainingConfig:
     """Storage dtype of cached encoder features: ``float16`` (half the disk and page cache; logits within
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""
     threads: Optional[int] = None
-    """torch intra-op threads; None leaves torch's default."""
+    """torch intra-op threads (per process); None leaves torch's default (1 per process under ``accelerate launch``)."""
 
 
 @dataclass

@@ -58,6 +58,9 @@ class Processes:
     def start(cls, device: str = "auto") -> "Processes":
         """One process, or join the processes the launcher started (``training.device`` picks cpu or cuda)."""
         if launched_processes() <= 1:
+            if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ:
+                print("warning: `accelerate launch` was asked for several processes but started one; on a machine "
+                      "without GPUs add --multi_gpu (see README, Scaling out)", flush=True)
             return cls(resolve_device(device))
         resolve_device(device)  # the same error for training.device=cuda without CUDA
         from accelerate import Accelerator
