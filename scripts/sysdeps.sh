@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # System packages hilreward's demo and tests need (Debian/Ubuntu): GL libraries for MuJoCo's
 # offscreen rendering (EGL, with OSMesa as fallback); with --with-browser also what the tests
-# drive: Chromium for the report test and PostgreSQL (server binaries for a throwaway cluster
-# the correction-store and replica tests start in a temp dir; they never use a system cluster).
+# drive: Chromium and its WebDriver (chromium-driver, /usr/bin/chromedriver) for the report and
+# label-station browser tests, and PostgreSQL (server binaries for a throwaway cluster the
+# correction-store and replica tests start in a temp dir; they never use a system cluster).
 # Installs only what is missing; needs root (or sudo) the first time. libgl1-mesa-dri holds
 # the software rasteriser (llvmpipe) that EGL uses on machines without a GPU.
 set -euo pipefail
 want=(libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglfw3)
-[ "${1:-}" = "--with-browser" ] && want+=(chromium postgresql)
+[ "${1:-}" = "--with-browser" ] && want+=(chromium chromium-driver postgresql)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

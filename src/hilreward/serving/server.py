@@ -18,7 +18,6 @@ leader) trains, and every replica swaps in each version the leader announces.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ..access import TOKEN_ENV, check_bind
 from ..config import DatasetConfig, parse_overrides
 from ..deploy.corrections import Correction
 from ..errors import ConfigError, HilrewardError, InputError
@@ -49,7 +49,6 @@ from .protos import hilreward_pb2_grpc as pb_grpc
 log = logging.getLogger("hilreward.serving")
 
 SERVICE_NAME = "hilreward.v1.RewardService"
-TOKEN_ENV = "HILREWARD_TOKEN"
 MODES = ("sparse", "dense")
 RESCAN_S = 10.0
 """Replicas look for a version they were not told of (a lost announcement) this often."""
@@ -151,18 +150,7 @@ def validate(cfg: ServeConfig) -> None:
     if r.every < 1 or r.min_interval_s < 0 or not 0 <= r.min_fixed <= 1 or r.steps < 1 or r.check_every < 1:
         raise ConfigError("retrain.every, retrain.steps and retrain.check_every must be >= 1, "
                           "retrain.min_interval_s >= 0, retrain.min_fixed within [0, 1]")
-    if not (cfg.token or cfg.insecure or _is_loopback(cfg.host)):
-        raise ConfigError(f"host={cfg.host} is reachable from other machines: set token=<secret> (or "
-                          f"${TOKEN_ENV}), or insecure=true to serve without authentication")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    check_bind(cfg.host, cfg.token, cfg.insecure)
 
 
 # --------------------------------------------------------------------------- loading versions
