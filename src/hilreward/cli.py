@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("hilreward.serving.server", "main", "run the gRPC reward service"),
     "corrections": ("hilreward.online.cli", "main", "export stored corrections as a LeRobot dataset; migrate a store"),
     "sim": ("hilreward.sim.cli", "main", "render a Meta-World task into a LeRobot v3.0 dataset"),
+    "suspects": ("hilreward.evaluation.suspects", "main", "find doubtful labels: k-fold out-of-fold disagreement spans"),
+    "label": ("hilreward.app.label", "main", "the label station: a local web page to see and fix success labels"),
+    "relabel": ("hilreward.data.relabel", "main", "write a new LeRobot dataset with the label station's edits"),
 }
 
 

@@ -1,0 +1,249 @@
+"""``hilreward suspects``: find frames whose label the data itself doubts (k-fold, out-of-fold disagreement).
+
+    hilreward suspects dataset.root=data/my_set output_dir=runs/suspects model=scratch folds=4
+
+1. split the episodes into ``folds`` groups (never by frame; succeeding and failing episodes spread evenly);
+2. per fold, ``train(cfg)`` with that fold's episodes held out (the same trainer, frame and feature caches as
+   ``hilreward train``; a killed run resumes fold by fold);
+3. score every frame with the fold model that never saw its episode: an out-of-fold probability ``p``;
+4. a frame's disagreement score is the probability the model gives to the class it was *not* labelled
+   (``p`` for a 0 label, ``1 - p`` for a 1 label), averaged with its neighbours of the same label
+   (label errors come in runs: a late onset, a missed or false success span);
+5. frames whose score is at least ``min_score`` form suspect *spans* (contiguous frames, one episode, one
+   label), ranked by total score.
+
+Writes ``suspects.parquet`` (every frame: episode_index, frame_index, label, probability, score, span_id;
+sorted by score, span_id -1 outside spans) and ``spans.json``, and prints the top spans.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..config import TrainConfig, compose, parse_overrides
+from ..errors import ConfigError
+
+OWN_KEYS = ("folds", "top", "min_score", "window")
+SPANS_FORMAT = "hilreward.suspects/1"
+
+
+@dataclass
+class SuspectsOptions:
+    folds: int = 4
+    """Number of folds (groups of episodes); each fold's model scores only episodes it never saw."""
+    top: int = 10
+    """Spans printed at the end."""
+    min_score: float = 0.5
+    """Frames scoring at least this (the model prefers the other class) are grouped into spans."""
+    window: int = 2
+    """Neighbours on each side whose disagreement is averaged into a frame's score (same episode, same label)."""
+
+
+@dataclass
+class Span:
+    span_id: int
+    episode_index: int
+    start: int
+    """First frame_index."""
+    end: int
+    """One past the last frame_index."""
+    label: int
+    """The label the frames carry."""
+    probability: float
+    """Mean out-of-fold probability of success over the span."""
+    score: float
+    """Mean disagreement score over the span."""
+
+    def describe(self) -> str:
+        says = "success" if self.label == 0 else "no success"
+        return (f"episode {self.episode_index}, frames {self.start}-{self.end - 1}: labelled {self.label}, "
+                f"model says {says} (p {self.probability:.2f})")
+
+
+def main(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help", "help"):
+        print("usage: hilreward suspects dataset.root=... output_dir=... [model=scratch] [folds=4] [top=10] "
+              "[min_score=0.5] [window=2]\n  plus every `hilreward train` key (dataset, label, model, training)")
+        return 0
+    own = [a for a in args if a.split("=", 1)[0] in OWN_KEYS]
+    rest = [a for a in args if a not in own]
+    if not any(a.startswith("output_dir=") for a in rest):
+        rest.append("output_dir=outputs/suspects")
+    opts: SuspectsOptions = parse_overrides(SuspectsOptions, own)
+    cfg = compose(rest)
+    spans = find_suspects(cfg, opts)
+    print(f"{len(spans)} suspect spans; top {min(opts.top, len(spans))}:")
+    for span in spans[:opts.top]:
+        print(f"  [{span.span_id}] {span.describe()}, score {span.score:.2f}")
+    print(f"wrote {Path(cfg.output_dir) / 'suspects.parquet'} and spans.json")
+    return 0
+
+
+def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
+    """Train one model per fold, score every frame out of fold, write suspects.parquet + spans.json; ranked spans."""
+    from ..data import load_frame_data, open_dataset
+    from ..training.train import train
+
+    _validate(opts)
+    out = Path(cfg.output_dir)
+    ds = open_dataset(cfg.dataset)
+    episodes = [e.index for e in ds.episodes] if cfg.dataset.episodes is None else sorted(int(e) for e in cfg.dataset.episodes)
+    data = load_frame_data(replace(cfg.dataset, episodes=episodes), cfg.label, tuple(cfg.model.image_size),
+                           cache_dir=cfg.cache_dir)
+    if data.labels.max(initial=0) > 1:
+        raise ConfigError(f"suspects needs binary success labels; {cfg.label.key!r} has classes "
+                          f"{sorted(np.unique(data.labels).tolist())[:8]}")
+    folds = episode_folds(episodes, data.episode_index, data.labels, opts.folds, cfg.split.seed)
+    probability = np.full(len(data), np.nan)
+    fold_info = []
+    for i, held in enumerate(folds):
+        fold_dir = out / "folds" / str(i)
+        print(f"suspects: fold {i + 1}/{len(folds)}, held-out episodes {held}", flush=True)
+        fold_cfg = replace(cfg, output_dir=str(fold_dir), split=replace(cfg.split, val_episodes=held),
+                           resume=(fold_dir / "checkpoints" / "last" / "training_state.json").is_file(),
+                           dataset=replace(cfg.dataset, episodes=episodes))
+        train(fold_cfg)
+        rows = np.flatnonzero(np.isin(data.episode_index, held))
+        probability[rows] = out_of_fold(fold_cfg, fold_dir / "checkpoints" / "last", data, rows)
+        accuracy = float(((probability[rows] >= 0.5) == (data.labels[rows] == 1)).mean())
+        fold_info.append({"episodes": held, "checkpoint": str(fold_dir / "checkpoints" / "last"),
+                          "agreement_with_labels": accuracy})
+    score = disagreement(data.labels, probability, data.episode_index, opts.window)
+    spans, span_id = group_spans(data.episode_index, data.frame_index, data.labels, probability, score,
+                                 opts.min_score)
+    _write(out, data, probability, score, span_id, spans, cfg, opts, fold_info)
+    return spans
+
+
+def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.ndarray, k: int,
+                  seed: int) -> list[list[int]]:
+    """``k`` groups of episodes: a seeded shuffle, episodes with a success first, dealt round robin (so every
+    fold holds out both kinds and every model trains on both)."""
+    if not 2 <= k <= len(episodes):
+        raise ConfigError(f"folds={k} must be between 2 and the number of episodes ({len(episodes)})")
+    rng = np.random.default_rng(seed)
+    order = [episodes[i] for i in rng.permutation(len(episodes))]
+    succeeds = {int(e) for e in np.unique(episode_index[labels > 0])}
+    order.sort(key=lambda e: e not in succeeds)  # stable: shuffled within each kind
+    folds = [sorted(order[i::k]) for i in range(k)]
+    return folds
+
+
+def out_of_fold(cfg: TrainConfig, checkpoint: Path, data, rows: np.ndarray) -> np.ndarray:
+    """P(success) of ``rows`` under the fold's model, with training's own evaluation code (cached features when
+    the encoder is frozen and the feature cache is on, pixels otherwise)."""
+    import torch
+
+    from ..models.classifier import RewardClassifier
+    from ..training.features import compute_features, encoder_is_frozen
+    from ..training.train import evaluate
+
+    model = RewardClassifier.from_pretrained(checkpoint)
+    features = None
+    if encoder_is_frozen(model) and cfg.training.feature_cache != "off":
+        features = compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=0,
+                                    pad=cfg.augmentation.pad, dtype=cfg.training.feature_dtype)
+    _, _, prob = evaluate(model, data, rows, features, 2 * cfg.training.batch_size, torch.device("cpu"))
+    return prob
+
+
+def disagreement(labels: np.ndarray, probability: np.ndarray, episode_index: np.ndarray, window: int) -> np.ndarray:
+    """Per frame: the probability of the class it was not labelled, averaged over up to ``window`` neighbours on
+    each side that share its episode and label (an isolated doubtful frame scores lower than a run of them)."""
+    raw = np.where(labels == 1, 1.0 - probability, probability)
+    if window <= 0:
+        return raw
+    n = len(raw)
+    total, count = raw.copy(), np.ones(n)
+    for d in range(1, window + 1):
+        for shift in (d, -d):
+            src = np.arange(n) - shift
+            ok = (src >= 0) & (src < n)
+            idx = np.flatnonzero(ok)
+            s = src[ok]
+            same = (episode_index[s] == episode_index[idx]) & (labels[s] == labels[idx])
+            total[idx[same]] += raw[s[same]]
+            count[idx[same]] += 1
+    return total / count
+
+
+def group_spans(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, probability: np.ndarray,
+                score: np.ndarray, min_score: float) -> tuple[list[Span], np.ndarray]:
+    """Contiguous frames (one episode, one label) scoring >= ``min_score``, ranked by total score; and the span id
+    of every frame (-1 outside spans)."""
+    hit = score >= min_score
+    span_of = np.full(len(score), -1, dtype=np.int64)
+    runs = []
+    i, n = 0, len(score)
+    while i < n:
+        if not hit[i]:
+            i += 1
+            continue
+        j = i + 1
+        while (j < n and hit[j] and episode_index[j] == episode_index[i] and labels[j] == labels[i]
+               and frame_index[j] == frame_index[j - 1] + 1):
+            j += 1
+        runs.append((i, j))
+        i = j
+    runs.sort(key=lambda r: (-float(score[r[0]:r[1]].sum()), r[0]))
+    spans = []
+    for sid, (a, b) in enumerate(runs):
+        span_of[a:b] = sid
+        spans.append(Span(sid, int(episode_index[a]), int(frame_index[a]), int(frame_index[b - 1]) + 1,
+                          int(labels[a]), float(probability[a:b].mean()), float(score[a:b].mean())))
+    return spans, span_of
+
+
+def load_suspects(directory: str | Path) -> tuple[dict, "object"]:
+    """(spans.json content, suspects.parquet as a pyarrow Table) of a ``hilreward suspects`` output folder."""
+    import pyarrow.parquet as pq
+
+    from ..errors import DatasetError
+
+    directory = Path(directory).expanduser()
+    spans, table = directory / "spans.json", directory / "suspects.parquet"
+    if not (spans.is_file() and table.is_file()):
+        raise ConfigError(f"{directory} is not a `hilreward suspects` output (spans.json and suspects.parquet are "
+                          f"missing); run hilreward suspects dataset.root=... output_dir={directory} first")
+    try:
+        meta = json.loads(spans.read_text())
+        return meta, pq.read_table(table)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {directory}'s suspects ({exc}); run hilreward suspects again") from None
+
+
+def _validate(opts: SuspectsOptions) -> None:
+    if opts.window < 0:
+        raise ConfigError(f"window={opts.window} must be >= 0")
+    if not 0.0 < opts.min_score <= 1.0:
+        raise ConfigError(f"min_score={opts.min_score} must be in (0, 1]")
+
+
+def _write(out: Path, data, probability, score, span_id, spans: list[Span], cfg: TrainConfig,
+           opts: SuspectsOptions, folds: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..data.cache import atomic_write_text
+
+    order = np.lexsort((data.frame_index, data.episode_index, -score))
+    table = pa.table({"episode_index": pa.array(data.episode_index[order], pa.int64()),
+                      "frame_index": pa.array(data.frame_index[order], pa.int64()),
+                      "label": pa.array(data.labels[order], pa.int64()),
+                      "probability": pa.array(probability[order], pa.float32()),
+                      "score": pa.array(score[order], pa.float32()),
+                      "span_id": pa.array(span_id[order], pa.int64())})
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".suspects.parquet.tmp"
+    pq.write_table(table, tmp)
+    tmp.replace(out / "suspects.parquet")
+    doc = {"format": SPANS_FORMAT, "dataset_root": str(Path(cfg.dataset.root).resolve()) if cfg.dataset.root else None,
+           "dataset_repo_id": cfg.dataset.repo_id, "dataset_fingerprint": data.fingerprint,
+           "label_key": cfg.label.key, "label_threshold": cfg.label.threshold, "label_align": cfg.label.align,
+           "options": {"folds": opts.folds, "min_score": opts.min_score, "window": opts.window},
+           "folds": folds, "spans": [vars(s) for s in spans]}
+    atomic_write_text(out / "spans.json", json.dumps(doc, indent=1) + "\n")

@@ -1,0 +1,292 @@
+"""`hilreward suspects` on injected label noise, the label station's API over real HTTP, and its page in a
+real headless Chromium (Selenium + Debian's chromedriver)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from hilreward.app import AppServer
+from hilreward.app.label import LabelOptions, build
+from hilreward.cli import main
+from hilreward.config import DatasetConfig, compose
+from hilreward.data import video
+from hilreward.errors import ConfigError
+
+from fixtures.datasets import DRAWER4
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# A tiny frozen encoder at 32x32 trains in seconds; 4 folds of drawer4 = each episode scored by a model that
+# never saw it.
+TINY = ["model.encoder=tiny", "model.pretrained=false", "model.image_size=[32,32]", "training.threads=1",
+        "training.steps=80", "training.eval_freq=0", "augmentation.enable=false", "folds=4"]
+
+
+def load_bench_suspects():
+    spec = importlib.util.spec_from_file_location("bench_suspects", BENCH / "bench_suspects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """drawer4 with one onset moved 8 frames later and a 15-frame false success in the failed episode (made with
+    relabel), then `hilreward suspects` on it through the CLI."""
+    tmp = tmp_path_factory.mktemp("suspects")
+    bench = load_bench_suspects()
+    noisy = tmp / "noisy"
+    injected = bench.inject_noise(DRAWER4, noisy, shifted=1, shift=8, false_span=15, seed=0)
+    cache = str(tmp_path_factory.getbasetemp() / "hilreward-cache")
+    args = [f"dataset.root={noisy}", f"output_dir={tmp / 'out'}", f"cache_dir={cache}", *TINY]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["suspects", *args]) == 0
+    return {"dir": tmp / "out", "noisy": noisy, "injected": injected, "stdout": out.getvalue(), "args": args,
+            "bench": bench, "cache": cache}
+
+
+def test_suspects_rank_the_injected_frames_first(run):
+    table = pq.read_table(run["dir"] / "suspects.parquet")
+    result = run["bench"].recall_at_2n(table, run["injected"])
+    assert result["injected_frames"] == 23
+    assert result["recall"] >= 0.8, result
+    (ep_false, a, b) = run["injected"][-1]
+    assert f"episode {ep_false}, frames {a}-" in run["stdout"] and "labelled 1, model says no success" in run["stdout"]
+
+
+def test_suspects_outputs(run):
+    table = pq.read_table(run["dir"] / "suspects.parquet").to_pydict()
+    assert list(table) == ["episode_index", "frame_index", "label", "probability", "score", "span_id"]
+    score = np.array(table["score"])
+    assert len(score) == 596 and np.all(np.diff(score) <= 0)  # every frame, sorted by score
+    assert len(set(zip(table["episode_index"], table["frame_index"]))) == 596
+    p, y = np.array(table["probability"]), np.array(table["label"])
+    assert np.all((p >= 0) & (p <= 1))
+    meta = json.loads((run["dir"] / "spans.json").read_text())
+    assert sorted(e for f in meta["folds"] for e in f["episodes"]) == [0, 1, 2, 3]  # each episode scored once
+    assert all(Path(f["checkpoint"], "model.safetensors").is_file() for f in meta["folds"])
+    spans = meta["spans"]
+    assert spans and [s["span_id"] for s in spans] == list(range(len(spans)))
+    sid = np.array(table["span_id"])
+    for s in spans:  # every frame of a span carries its id, and the span's frames agree with their label
+        rows = (np.array(table["episode_index"]) == s["episode_index"]) & \
+               (np.array(table["frame_index"]) >= s["start"]) & (np.array(table["frame_index"]) < s["end"])
+        assert rows.sum() == s["end"] - s["start"] and np.all(sid[rows] == s["span_id"]) and np.all(y[rows] == s["label"])
+        assert s["score"] >= 0.5
+    assert np.all(sid[score < 0.5] == -1)
+
+
+def test_suspects_resume_without_retraining(run, capsys):
+    before = (run["dir"] / "suspects.parquet").read_bytes()
+    assert main(["suspects", *run["args"]]) == 0
+    out = capsys.readouterr().out
+    assert out.count("already reached step 80: nothing to train") == 4
+    assert (run["dir"] / "suspects.parquet").read_bytes() == before
+
+
+def test_suspects_bad_input(run, tmp_path, capsys):
+    from hilreward.evaluation.suspects import SuspectsOptions, find_suspects
+
+    cfg = compose([f"dataset.root={run['noisy']}", f"output_dir={tmp_path}", f"cache_dir={run['cache']}",
+                   *[a for a in TINY if not a.startswith("folds")]])
+    for opts, match in [(SuspectsOptions(folds=1), "folds=1 must be between 2 and the number of episodes"),
+                        (SuspectsOptions(folds=5), "folds=5 must be between 2 and the number of episodes \\(4\\)"),
+                        (SuspectsOptions(min_score=0), "min_score=0"), (SuspectsOptions(window=-1), "window=-1")]:
+        with pytest.raises(ConfigError, match=match):
+            find_suspects(cfg, opts)
+    assert main(["suspects", f"dataset.root={run['noisy']}", "folds=two"]) == 1
+    assert "error: bad argument" in capsys.readouterr().err
+
+
+# ---- the label station over HTTP --------------------------------------------------------------------
+def http(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={**({"Content-Type": "application/json"} if data else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if r.headers.get_content_type() == "application/json" else raw), r.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), exc.headers
+
+
+@pytest.fixture(scope="module")
+def station(run, tmp_path_factory):
+    edits = tmp_path_factory.mktemp("station") / "edits.json"
+    app, s = build(LabelOptions(dataset=DatasetConfig(root=str(run["noisy"])), suspects=str(run["dir"]),
+                                edits=str(edits), cache_dir=run["cache"]))
+    with AppServer(app, port=0) as server:
+        yield {"url": server.url, "station": s, "edits": edits}
+
+
+def test_station_api(station, run):
+    url = station["url"]
+    status, info, _ = http(f"{url}/api/label/info")
+    assert status == 200 and info["label_key"] == "next.reward" and info["probability_source"].startswith("suspects")
+    spans = json.loads((run["dir"] / "spans.json").read_text())["spans"]
+    _, episodes, _ = http(f"{url}/api/label/episodes")
+    assert [e["episode_index"] for e in episodes] == [0, 1, 2, 3]
+    assert [e["suspects"] for e in episodes] == [sum(s["episode_index"] == i for s in spans) for i in range(4)]
+    ep_false, a, b = run["injected"][-1]
+    assert episodes[ep_false]["onset"] == a and episodes[ep_false]["positives"] == b - a
+    _, detail, _ = http(f"{url}/api/label/episodes/{ep_false}")
+    assert detail["length"] == 149 and len(detail["labels"]) == len(detail["probability"]) == 149
+    assert detail["labels"] == detail["original"] and sum(detail["labels"]) == 15
+    assert any(s["start"] >= a and s["end"] <= b and s["label"] == 1 for s in detail["spans"])
+
+    decodes = video.DECODE_CALLS
+    status, jpg, headers = http(f"{url}/api/label/frames/1/{ep_false}/{a}.jpg?v={info['fingerprint']}")
+    assert status == 200 and headers["content-type"] == "image/jpeg" and "immutable" in headers["cache-control"]
+    assert Image.open(io.BytesIO(jpg)).size == (128, 128)
+    _, png, _ = http(f"{url}/api/label/frames/0/0/0.png")
+    wanted = station["station"].ds.frames(["observation.images.front"], (128, 128), episodes=[0],
+                                          cache_dir=run["cache"])["observation.images.front"][0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), wanted)  # the cached frame, losslessly
+    assert video.DECODE_CALLS == decodes  # served from the frame cache, no decoding
+    for path, match in [("frames/2/0/0.jpg", "camera 2 does not exist"), ("frames/0/0/149.jpg", "frame 149 is out of range"),
+                        ("frames/0/7/0.jpg", "episode 7 is not in"), ("frames/0/0/0.gif", "'gif' is not served"),
+                        ("episodes/9", "episode 9 is not in")]:
+        status, body, _ = http(f"{url}/api/label/{path}")
+        assert status == 400 and match in body["detail"], (path, body)
+
+    # edits: saved at once, listed, undone; bad ones refused with the reason
+    status, e, _ = http(f"{url}/api/label/edits", "POST", {"episode_index": ep_false, "start": a, "end": b, "label": 0})
+    assert status == 200 and (e["index"], e["source"]) == (0, "label-station")
+    assert json.loads(station["edits"].read_text())["edits"][0]["end"] == b
+    _, detail, _ = http(f"{url}/api/label/episodes/{ep_false}")
+    assert sum(detail["labels"]) == 0 and sum(detail["original"]) == 15
+    _, episodes, _ = http(f"{url}/api/label/episodes")
+    assert episodes[ep_false]["edited"] and episodes[ep_false]["onset"] is None
+    http(f"{url}/api/label/edits", "POST", {"episode_index": 0, "start": 100, "end": 110, "label": 0})
+    status, listed, _ = http(f"{url}/api/label/edits")
+    assert [x["index"] for x in listed] == [0, 1]
+    assert http(f"{url}/api/label/edits/0", "DELETE")[1]["episode_index"] == ep_false
+    assert http(f"{url}/api/label/edits/undo", "POST")[1]["start"] == 100
+    assert json.loads(station["edits"].read_text())["edits"] == []
+    for body, match in [({"episode_index": 0, "start": 140, "end": 150, "label": 1}, "out of range"),
+                        ({"episode_index": 0, "start": 0, "end": 5, "label": 1}, "frame 0 of episode 0 cannot be")]:
+        status, err, _ = http(f"{url}/api/label/edits", "POST", body)
+        assert status == 400 and match in err["detail"]
+    status, err, _ = http(f"{url}/api/label/edits", "POST", {"episode_index": 0, "start": 3})
+    assert status == 422 and {d["loc"][-1] for d in err["detail"]} == {"end", "label"}
+    status, err, _ = http(f"{url}/api/label/edits/undo", "POST")
+    assert status == 400 and "no edit to undo" in err["detail"]
+    assert http(f"{url}/api/pages")[1] == [{"name": "label", "title": "Label station", "url": "/label/"}]
+
+
+def test_station_with_a_checkpoint_and_option_errors(run, tmp_path, capsys):
+    checkpoint = json.loads((run["dir"] / "spans.json").read_text())["folds"][0]["checkpoint"]
+    _, s = build(LabelOptions(dataset=DatasetConfig(root=str(run["noisy"])), checkpoint=checkpoint,
+                              edits=str(tmp_path / "e.json"), cache_dir=run["cache"]))
+    detail = s.episode(0)
+    assert detail.probability is not None and all(0 <= p <= 1 for p in detail.probability) and detail.spans == []
+    root = f"dataset.root={run['noisy']}"
+    for args, match in [(["host=0.0.0.0"], "host=0.0.0.0 is reachable from other machines: set token="),
+                        ([f"checkpoint={checkpoint}", f"suspects={run['dir']}"], "not both"),
+                        ([f"suspects={tmp_path}"], "is not a `hilreward suspects` output"),
+                        ([f"edits={run['noisy']}/e.json"], "inside the dataset")]:
+        assert main(["label", root, *args]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+    # suspects computed for another dataset (the clean drawer4) are refused
+    assert main(["label", f"dataset.root={DRAWER4}", f"suspects={run['dir']}", f"edits={tmp_path / 'x.json'}",
+                 f"cache_dir={run['cache']}"]) == 1
+    assert "were computed for another dataset or before" in capsys.readouterr().err
+
+
+def test_token_is_required_off_loopback(run, tmp_path):
+    from hilreward.app import Page, create_app
+    from hilreward.app.label import router
+
+    app = create_app([Page("label", "Label station", router)], token="s3cret")
+    with pytest.raises(ConfigError, match="reachable from other machines"):
+        AppServer(app, host="0.0.0.0", port=0)
+    with AppServer(app, port=0) as server:
+        status, body, _ = http(f"{server.url}/api/pages")
+        assert status == 401 and "missing or wrong token" in body["detail"]
+        assert http(f"{server.url}/api/pages", headers={"Authorization": "Bearer nope"})[0] == 401
+        assert http(f"{server.url}/api/pages", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        status, _, headers = http(f"{server.url}/api/pages?token=s3cret")
+        assert status == 200 and "hilreward_token=s3cret" in headers["set-cookie"]
+        assert http(f"{server.url}/api/pages", headers={"Cookie": "hilreward_token=s3cret"})[0] == 200
+
+
+# ---- the page in headless Chromium --------------------------------------------------------------------
+@pytest.fixture
+def browser(tmp_path):
+    if CHROMIUM is None or not CHROMEDRIVER.is_file():
+        pytest.skip("chromium or chromedriver is missing: run `make sysdeps` (bash scripts/sysdeps.sh --with-browser "
+                    "installs Debian's chromium and chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
+        opts.add_argument(flag)
+    # An explicit driver path: Selenium Manager never runs (it would try to download a driver).
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ep_shifted, onset, _ = run["injected"][0]
+    wait = WebDriverWait(browser, 30)
+    text = lambda element_id: browser.find_element(By.ID, element_id).text  # noqa: E731
+    browser.get(f"{station['url']}/label/#ep={ep_shifted}&f={onset - 2}")
+    wait.until(lambda d: text("frame-info").startswith(f"frame {onset - 2} / 148"))
+    keys = ActionChains(browser)
+    keys.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT).perform()             # onset
+    wait.until(lambda d: text("frame-info").startswith(f"frame {onset} /"))
+    keys.send_keys("[").perform()
+    keys.key_down(Keys.SHIFT).send_keys(Keys.ARROW_RIGHT).key_up(Keys.SHIFT).perform()   # +10
+    keys.send_keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_LEFT).perform()           # onset + 7
+    wait.until(lambda d: text("frame-info").startswith(f"frame {onset + 7} /"))
+    keys.send_keys("]").perform()
+    wait.until(lambda d: f"span frames {onset}–{onset + 7}" in text("status"))
+    keys.send_keys("1").perform()
+    wait.until(lambda d: "saved" in text("status"))
+    assert f"episode {ep_shifted}, frames {onset}–{onset + 7} → success" in text("edits")
+    saved = json.loads(station["edits"].read_text())["edits"]
+    assert [(e["episode_index"], e["start"], e["end"], e["label"]) for e in saved] == [(ep_shifted, onset, onset + 8, 1)]
+
+    browser.refresh()  # the edit survives a reload: it is in the file and the page shows it
+    wait.until(lambda d: text("frame-info").startswith(f"frame {onset + 7} /") and "1 edit" in text("edit-count"))
+    assert f"frames {onset}–{onset + 7} → success" in text("edits")
+    assert "label 1 (was 0)" in text("frame-info")
+    labels = browser.execute_script("return window.labelStation.ep.labels")
+    assert labels[onset:onset + 8] == [1] * 8
+    images = browser.execute_script("return Array.from(document.querySelectorAll('#cameras img'))"
+                                    ".map(i => [i.complete, i.naturalWidth])")
+    assert images == [[True, 128], [True, 128]]
+    assert browser.execute_script("return window.labelStation.ep.probability.length") == 149
+
+    keys.send_keys("u").perform()  # undo from the keyboard empties the file
+    wait.until(lambda d: "0 edits" in text("edit-count"))
+    assert json.loads(station["edits"].read_text())["edits"] == []
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
