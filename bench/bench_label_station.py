@@ -18,7 +18,6 @@ import datetime as dt
 import http.client
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -154,16 +153,10 @@ def write_doc(r: dict) -> None:
         f"Median: the station is **{r['speedup_median']}x** faster than decoding on request; goal <= {r['goal_ms']} ms "
         f"per frame: **{'met' if r['goal_met'] else 'missed'}** (p90). Start-up with a cold cache (every video "
         f"decoded once): {r['startup_s_cold_cache']} s.", "", DOC_END, ""]
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if DOC_START in text and DOC_END in text:
-        head, rest = text.split(DOC_START, 1)
-        text = head + block + rest.split(DOC_END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, DOC)
+    sys.path.insert(0, str(HERE))
+    from run_all import replace_section
+
+    replace_section(DOC, DOC_START, DOC_END, "\n".join(lines))
 
 
 def main() -> None:
@@ -176,7 +169,7 @@ def main() -> None:
     result = run(Path(a.dataset), a.requests, a.seed)
     if a.doc:
         write_doc(result)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))  # one line: bench/run_all.py reads it
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Same dataset, same frozen encoder folder (the peer's ResNet-10), same torch thre
   b. training throughput at batch 32 (rounds alternate LeRobot / hilreward);
   c. inference latency, batch 1, two 128x128 cameras, from uint8 frames (rounds alternate);
   d. held-out accuracy each has after the same wall time.
+First, bench/bench_label_station.py (the label station's frame requests, no LeRobot needed).
 Writes ``bench/results/<YYYY-MM-DD>.json`` and the "Training and inference vs LeRobot" section of
 ``docs/benchmarks.md``. The peer comes from ``bash ../shared/peer/setup_lerobot.sh`` (PEER_PYTHON,
 PEER_ENCODER override its paths). ``BENCH_LEROBOT_CAP_S`` overrides the LeRobot cap (default 1800 s).
@@ -116,6 +117,7 @@ def main() -> None:
     if args.docs_from:
         write_doc(json.loads(Path(args.docs_from).read_text()), Path(args.docs_from))
         return
+    run_label_station(Path(args.out), args.no_docs)
     if not PEER_PYTHON.exists() or not (PEER_ENCODER / "config.json").exists():
         raise SystemExit(f"LeRobot peer not found ({PEER_PYTHON}, {PEER_ENCODER}): run "
                          f"`bash ../shared/peer/setup_lerobot.sh` first (or set PEER_PYTHON / PEER_ENCODER)")
@@ -182,6 +184,16 @@ def main() -> None:
         log(f"updated {DOC}")
     print(json.dumps({k: result[k] for k in ("time_to_95_speedup", "time_to_95_speedup_is_lower_bound",
                                               "inference_latency_ratio", "goals")}, indent=2))
+
+
+def run_label_station(out: Path, no_docs: bool) -> None:
+    """The label station's frame-request time (bench_label_station.py: no LeRobot needed, its own docs section)."""
+    cmd = [sys.executable, str(HERE / "bench_label_station.py")] + ([] if no_docs else ["--doc"])
+    result = run_json(cmd, "label station frame requests")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"label-station-{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"label station: random frame p90 {result['random']['p90_ms']} ms (goal <= 50), wrote {path}")
 
 
 def summarise(args, info, started, dataset, hil_runs, lr_train, throughput, latency) -> dict:
@@ -304,17 +316,22 @@ def write_doc(r: dict, path: Path) -> None:
         "`label.align=current`); the JSON also scores both against `observation.success`. "
         "Inference: LeRobot's `VanillaObservationProcessorStep` + its normaliser + `predict_reward`; "
         "hilreward's `RewardFunction` (preprocessing inside).", "", DOC_END, ""]
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if DOC_START in text and DOC_END in text:
-        head, rest = text.split(DOC_START, 1)
-        text = head + block + rest.split(DOC_END, 1)[1].lstrip("\n")
+    replace_section(DOC, DOC_START, DOC_END, "\n".join(lines))
+
+
+def replace_section(doc: Path, start: str, end: str, block: str) -> None:
+    """Put ``block`` (which begins with ``start`` and ends with ``end``) in place of that section of ``doc``, or
+    append it; the other sections stay as they are."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + block
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    tmp = DOC.with_suffix(".md.tmp")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_suffix(".md.tmp")
     tmp.write_text(text)
-    os.replace(tmp, DOC)
+    os.replace(tmp, doc)
 
 
 if __name__ == "__main__":

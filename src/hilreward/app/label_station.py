@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -199,8 +200,7 @@ class LabelStation:
 
 
 def _edit_model(index: int, e: Edit) -> EditModel:
-    return EditModel(index=index, episode_index=e.episode_index, start=e.start, end=e.end, label=e.label,
-                     time=e.time, source=e.source)
+    return EditModel(index=index, **asdict(e))
 
 
 def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 
 ALIGNMENTS = ("current", "next")
 
@@ -28,3 +28,12 @@ def align_labels(values: np.ndarray, episode_index: np.ndarray, align: str) -> n
     first[1:] = episode_index[1:] != episode_index[:-1]
     out[first] = 0
     return out
+
+
+def binarize(raw: np.ndarray, threshold: float, what: str) -> np.ndarray:
+    """int64 labels of a label column: float values ``>= threshold`` are 1, bool and integer values as they are."""
+    if raw.dtype.kind == "f":
+        return (raw >= threshold).astype(np.int64)
+    if raw.dtype.kind in "biu":
+        return raw.astype(np.int64)
+    raise DatasetError(f"{what} has dtype {raw.dtype}; use a float, bool or integer column")

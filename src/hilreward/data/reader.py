@@ -21,7 +21,7 @@ from ..config import DatasetConfig
 from ..errors import ConfigError, DatasetError, VideoError
 from ..images import resize_uint8
 from .cache import cache_root, cached_frames
-from .labels import align_labels
+from .labels import align_labels, binarize
 from .video import decode_to_rows
 
 SUPPORTED_VERSIONS = ("v3.0", "v2.1", "v2.0")
@@ -139,12 +139,7 @@ class LeRobotDataset:
             eps = sorted(set(self._episode_index[bad].tolist()))
             raise DatasetError(f"label column {key!r} of {self.root} has {len(bad)} NaN values (episodes {eps}); "
                                f"fix those rows or exclude the episodes with dataset.episodes=[...]")
-        if raw.dtype.kind == "f":
-            values = (raw >= threshold).astype(np.int64)
-        elif raw.dtype.kind in "biu":
-            values = raw.astype(np.int64)
-        else:
-            raise DatasetError(f"label column {key!r} has dtype {raw.dtype}; use a float, bool or integer column")
+        values = binarize(raw, threshold, f"label column {key!r}")
         return align_labels(values, self._episode_index, align)[sel]
 
     # ---- cameras and frames -------------------------------------------------------------

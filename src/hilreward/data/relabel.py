@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from ..config import DatasetConfig, parse_overrides
 from ..errors import ConfigError, DatasetError
 from .edits import EditsFile
+from .labels import binarize
 from .reader import LeRobotDataset, open_dataset
 
 SUCCESS_COLUMNS = ("next.reward", "observation.success")
@@ -134,12 +135,7 @@ def _new_values(ds: LeRobotDataset, file: EditsFile, rows: dict, columns: list[s
 
 def _write_values(old: np.ndarray, target: np.ndarray, threshold: float) -> np.ndarray:
     """``old`` with rows whose binary value differs from ``target`` (>= 0) set to 1 or 0 in the column's dtype."""
-    if old.dtype.kind == "f":
-        current = (old >= threshold).astype(np.int64)
-    elif old.dtype.kind in "biu":
-        current = old.astype(np.int64)
-    else:
-        raise DatasetError(f"a label column has dtype {old.dtype}; relabel writes float, bool or integer columns")
+    current = binarize(old, threshold, "a label column")
     change = (target >= 0) & (current != target)
     new = old.copy()
     new[change] = target[change].astype(old.dtype)

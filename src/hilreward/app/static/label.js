@@ -67,6 +67,7 @@ function renderEpisodes() {
     tr.append(suspects, edited);
     tr.addEventListener("click", () => openEpisode(e.episode_index, 0));
     body.appendChild(tr);
+    if (tr.className === "selected") tr.scrollIntoView({block: "nearest"});
   }
 }
 
@@ -161,8 +162,11 @@ function drawTimeline() {
     g.fillStyle = v ? color("--ok") : color("--no");
     g.fillRect(x(a), ORIGINAL[0], x(b) - x(a), ORIGINAL[1] - ORIGINAL[0]);
   });
-  g.fillStyle = color("--accent");
-  for (let f = 0; f < n; f++) if (S.ep.labels[f] !== S.ep.original[f]) g.fillRect(x(f), LABEL[1] - 4, Math.max(fw, 1), 4);
+  runs(S.ep.labels.map((v, f) => v !== S.ep.original[f]), (a, b, changed) => {
+    if (!changed) return;
+    g.fillStyle = color("--accent");
+    g.fillRect(x(a), LABEL[1] - 4, Math.max(x(b) - x(a), 1), 4);
+  });
   g.fillStyle = "#f3f0fa";
   g.fillRect(0, PROB[0], w, PROB[1] - PROB[0]);
   const py = p => PROB[1] - p * (PROB[1] - PROB[0]);
