@@ -18,6 +18,7 @@ import datetime as dt
 import http.client
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -127,11 +128,13 @@ def run(dataset: Path, requests: int, seed: int) -> dict:
         "bench": "label_station", "dataset": str(dataset), "frames": ds.num_frames, "cameras": cams,
         "size": list(ds.camera_size(ds.camera_keys[0])), "startup_s_cold_cache": round(startup_s, 1),
         "scrub": percentiles(scrub), "random": r, "decode_on_request_baseline": b,
-        "speedup_median": round(b["median_ms"] / r["median_ms"], 1), "goal_ms": 50,
+        "speedup_median": round(b["median_ms"] / r["median_ms"], 1), "speedup_p90": round(b["p90_ms"] / r["p90_ms"], 1),
+        "goal_ms": 50,
         "goal_met": r["p90_ms"] <= 50 and percentiles(scrub)["p90_ms"] <= 50,
         "uptime_before": uptime_before, "uptime_after": uptime_after,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": f".venv/bin/python bench/bench_label_station.py --dataset {dataset} --requests {requests}",
+        "command": f".venv/bin/python bench/bench_label_station.py --dataset {os.path.relpath(dataset, ROOT)} "
+                   f"--requests {requests}",
     }
 
 
@@ -150,7 +153,8 @@ def write_doc(r: dict) -> None:
         f"| station, random frames ({x['n']} requests) | {x['median_ms']} | {x['p90_ms']} | {x['p99_ms']} | {x['max_ms']} |",
         f"| decode on request, baseline ({b['n']} requests) | {b['median_ms']} | {b['p90_ms']} | {b['p99_ms']} | {b['max_ms']} |",
         "",
-        f"Median: the station is **{r['speedup_median']}x** faster than decoding on request; goal <= {r['goal_ms']} ms "
+        f"The station is **{r['speedup_median']}x** faster than decoding on request at the median, "
+        f"**{r['speedup_p90']}x** at p90; goal <= {r['goal_ms']} ms "
         f"per frame: **{'met' if r['goal_met'] else 'missed'}** (p90). Start-up with a cold cache (every video "
         f"decoded once): {r['startup_s_cold_cache']} s.", "", DOC_END, ""]
     sys.path.insert(0, str(HERE))

@@ -290,3 +290,24 @@ def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
     assert json.loads(station["edits"].read_text())["edits"] == []
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_disagreement_judges_a_frame_by_its_own_episode():
+    """Synthetic out-of-fold probabilities, 4 episodes of 20 frames: the score flags a late labelled onset, a false
+    success span and a success never labelled, but not an episode where the model is merely less sure throughout."""
+    from hilreward.evaluation.suspects import disagreement
+
+    ep = np.repeat(np.arange(4), 20)
+    y = np.zeros(80, int)
+    p = np.full(80, 0.01)
+    y[10:20], p[5:20] = 1, 0.97           # episode 0: success from frame 5, labelled from frame 10 (late onset)
+    y[30:40], p[30:40] = 1, 0.15          # episode 1: labelled right; the model is unsure on this scene
+    y[45:50] = 1                          # episode 2: never succeeds; frames 5-9 labelled success (false span)
+    p[70:80] = 0.99                       # episode 3: success from frame 10, never labelled
+    s = disagreement(y, p, ep, window=0)
+    late, unsure, false, missed = s[5:10], s[30:40], s[45:50], s[70:80]
+    assert late.min() > 0.5 and false.min() > 0.5 and missed.min() > 0.5
+    assert unsure.max() < 0.5 < min(late.min(), false.min(), missed.min())
+    assert np.all(s[(y == 0) & (p < 0.05)] < 0.5)  # agreeing frames are not suspects
+    smoothed = disagreement(y, p, ep, window=2)
+    assert smoothed[5:10].min() > 0.5 and np.all(smoothed[:5] < 0.5)  # averaging stays within a label run
