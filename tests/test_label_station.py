@@ -292,22 +292,25 @@ def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
     assert errors == []
 
 
-def test_disagreement_judges_a_frame_by_its_own_episode():
-    """Synthetic out-of-fold probabilities, 4 episodes of 20 frames: the score flags a late labelled onset, a false
-    success span and a success never labelled, but not an episode where the model is merely less sure throughout."""
-    from hilreward.evaluation.suspects import disagreement
+def test_disagreement_scores_runs_of_doubt_within_an_episode_and_label():
+    from hilreward.evaluation.suspects import disagreement, group_spans
 
-    ep = np.repeat(np.arange(4), 20)
-    y = np.zeros(80, int)
-    p = np.full(80, 0.01)
-    y[10:20], p[5:20] = 1, 0.97           # episode 0: success from frame 5, labelled from frame 10 (late onset)
-    y[30:40], p[30:40] = 1, 0.15          # episode 1: labelled right; the model is unsure on this scene
-    y[45:50] = 1                          # episode 2: never succeeds; frames 5-9 labelled success (false span)
-    p[70:80] = 0.99                       # episode 3: success from frame 10, never labelled
-    s = disagreement(y, p, ep, window=0)
-    late, unsure, false, missed = s[5:10], s[30:40], s[45:50], s[70:80]
-    assert late.min() > 0.5 and false.min() > 0.5 and missed.min() > 0.5
-    assert unsure.max() < 0.5 < min(late.min(), false.min(), missed.min())
-    assert np.all(s[(y == 0) & (p < 0.05)] < 0.5)  # agreeing frames are not suspects
-    smoothed = disagreement(y, p, ep, window=2)
-    assert smoothed[5:10].min() > 0.5 and np.all(smoothed[:5] < 0.5)  # averaging stays within a label run
+    ep = np.repeat([0, 1, 2], [20, 10, 5])
+    y = np.zeros(35, int)
+    y[12:20] = 1                      # episode 0: labelled success from frame 12
+    p = np.full(35, 0.01)
+    p[8:12] = 0.9                     # ... but the model sees it from frame 8 (a late labelled onset)
+    p[12:20] = 0.95
+    p[16] = 0.2                       # one doubtful frame inside the success run
+    p[20] = 0.9                       # episode 1: one doubtful frame at its start
+    p[30:35] = 0.9                    # episode 2: success never labelled
+    assert np.allclose(disagreement(y, p, ep, window=0), np.where(y == 1, 1 - p, p))
+    s = disagreement(y, p, ep, window=2)
+    assert s[8:12].min() > 0.5 and s[30:35].min() > 0.5           # runs of doubt stay suspects
+    assert max(s[16], s[20], s[7]) < 0.5                          # isolated doubts and their neighbours do not
+    assert s[29] == pytest.approx(0.01)                            # episode 2 does not leak into episode 1
+    assert s[12] == pytest.approx(np.mean(1 - p[12:15]))           # nor label 0 frames into the success run
+    spans, span_id = group_spans(ep, np.r_[np.arange(20), np.arange(10), np.arange(5)], y, p, s, 0.5)
+    assert [(sp.episode_index, sp.start, sp.end, sp.label) for sp in spans] == [(2, 0, 5, 0), (0, 8, 12, 0)]
+    assert spans[1].describe() == "episode 0, frames 8-11: labelled 0, model says success (p 0.90)"
+    assert np.flatnonzero(span_id == 1).tolist() == [8, 9, 10, 11]

@@ -7,9 +7,9 @@
    ``hilreward train``; a killed run resumes fold by fold);
 3. score every frame with the fold's best checkpoint (as ``train`` picks it, on the held-out episodes), a model
    that never trained on its episode: an out-of-fold probability ``p``;
-4. a frame's disagreement score says how much more its out-of-fold logit looks like the class it was *not*
-   labelled than the class it was, with the other class judged by the same episode's frames where it has any
-   (see :func:`disagreement`), averaged with its neighbours of the same label;
+4. a frame's disagreement score is the probability the model gives to the class it was *not* labelled
+   (``p`` for a 0 label, ``1 - p`` for a 1 label), averaged with its neighbours of the same episode and label
+   (label errors come in runs: a late onset, a missed or false success span);
 5. frames whose score is at least ``min_score`` form suspect *spans* (contiguous frames, one episode, one
    label), ranked by total score.
 
@@ -39,7 +39,7 @@ class SuspectsOptions:
     top: int = 10
     """Spans printed at the end."""
     min_score: float = 0.5
-    """Frames scoring at least this (they look more like the other class) are grouped into spans."""
+    """Frames scoring at least this (the model prefers the other class) are grouped into spans."""
     window: int = 2
     """Neighbours on each side whose disagreement is averaged into a frame's score (same episode, same label)."""
 
@@ -152,53 +152,20 @@ def out_of_fold(cfg: TrainConfig, checkpoint: Path, data, rows: np.ndarray) -> n
 
 
 def disagreement(labels: np.ndarray, probability: np.ndarray, episode_index: np.ndarray, window: int) -> np.ndarray:
-    """Per frame (rows in episode, frame order): how much more its out-of-fold logit looks like the class it was
-    *not* labelled than the class it was, in [0, 1] (0.5: equally like both).
-
-    What the other class looks like is taken from the same episode where it can be: the median logit of the
-    neighbouring frames labelled the other way (the model's scale shifts from episode to episode, e.g. on an
-    unusual scene); an episode without such frames uses the dataset's median logit of that class. What the
-    frame's own class looks like is the dataset's median (a run of frames never vouches for itself). With the
-    pooled within-class variance ``v`` of the logits: ``sigmoid(((z - own)^2 - (z - other)^2) / (2 v))``, the
-    posterior of a two-class Gaussian model with equal priors. Then averaged with up to ``window`` neighbours on
-    each side that share the frame's episode and label (label errors come in runs: a late onset, a missed or a
-    false success span).
-    """
+    """Per frame (rows in episode, frame order): the out-of-fold probability of the class it was *not* labelled,
+    averaged with up to ``window`` neighbours on each side that share its episode and label (label errors come in
+    runs: a late onset, a missed or a false success span; an isolated doubtful frame scores lower)."""
     labels = np.asarray(labels)
-    z = np.log(np.clip(probability, 1e-4, 1 - 1e-4) / np.clip(1 - probability, 1e-4, 1 - 1e-4))
-    present = {c: labels == c for c in (0, 1)}
-    fallback = {0: -3.0, 1: 3.0}  # a class the labels never use: what a confident model says about it
-    level = {c: float(np.median(z[m])) if m.any() else fallback[c] for c, m in present.items()}
-    var = sum(float(((z[m] - level[c]) ** 2).sum()) for c, m in present.items()) / max(len(z), 1) + 1e-6
-    own = np.where(labels == 1, level[1], level[0])
-    other = np.where(labels == 1, level[0], level[1])
-    runs = _runs(episode_index, labels)
-    for i, (a, b) in enumerate(runs):
-        near = [r for r in (runs[i - 1] if i else None, runs[i + 1] if i + 1 < len(runs) else None)
-                if r is not None and episode_index[r[0]] == episode_index[a]]  # neighbours carry the other label
-        if near:
-            other[a:b] = np.median(np.concatenate([z[r0:r1] for r0, r1 in near]))
-    score = 1.0 / (1.0 + np.exp(-((z - own) ** 2 - (z - other) ** 2) / (2 * var)))
-    return _neighbour_mean(score, episode_index, labels, window)
-
-
-def _runs(episode_index: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) row ranges of constant label within one episode."""
-    cut = np.flatnonzero((episode_index[1:] != episode_index[:-1]) | (labels[1:] != labels[:-1])) + 1
-    starts = np.r_[0, cut]
-    return list(zip(starts.tolist(), np.r_[cut, len(labels)].tolist())) if len(labels) else []
-
-
-def _neighbour_mean(score: np.ndarray, episode_index: np.ndarray, labels: np.ndarray, window: int) -> np.ndarray:
-    n = len(score)
-    total, count = score.copy(), np.ones(n)
+    raw = np.where(labels == 1, 1.0 - probability, probability)
+    n = len(raw)
+    total, count = raw.copy(), np.ones(n)
     for d in range(1, max(window, 0) + 1):
         for shift in (d, -d):
             src = np.arange(n) - shift
             ok = (src >= 0) & (src < n)
             idx, s = np.flatnonzero(ok), src[ok]
             same = (episode_index[s] == episode_index[idx]) & (labels[s] == labels[idx])
-            total[idx[same]] += score[s[same]]
+            total[idx[same]] += raw[s[same]]
             count[idx[same]] += 1
     return total / count
 
