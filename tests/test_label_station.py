@@ -32,7 +32,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # A tiny frozen encoder at 32x32 trains in seconds; 4 folds of drawer4 = each episode scored by a model that
 # never saw it.
 TINY = ["model.encoder=tiny", "model.pretrained=false", "model.image_size=[32,32]", "training.threads=1",
-        "training.steps=80", "training.eval_freq=0", "augmentation.enable=false", "folds=4"]
+        "training.steps=40", "training.eval_freq=0", "augmentation.enable=false", "folds=4"]
 
 
 def load_bench_suspects():
@@ -94,7 +94,7 @@ def test_suspects_resume_without_retraining(run, capsys):
     before = (run["dir"] / "suspects.parquet").read_bytes()
     assert main(["suspects", *run["args"]]) == 0
     out = capsys.readouterr().out
-    assert out.count("already reached step 80: nothing to train") == 4
+    assert out.count("already reached step 40: nothing to train") == 4
     assert (run["dir"] / "suspects.parquet").read_bytes() == before
 
 
