@@ -28,7 +28,6 @@ This module imports without LeRobot; only the step needs it.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
+from ..access import resolve_token
 from ..deploy.backends import CAMERA_PREFIX
 from ..deploy.override import HumanOverride
 from ..deploy.reward_function import RewardFunction
@@ -51,7 +51,6 @@ except ImportError:  # LeRobot is optional
 REGISTRY_NAME = "hilreward_reward_classifier"
 INFO_KEYS = ("probability", "success", "model_version", "override", "latency_ms")
 """What the step puts into ``info["reward_classifier"]`` (one value, or one per environment)."""
-TOKEN_ENV = "HILREWARD_TOKEN"
 
 
 def lerobot_images(observation: Mapping[str, Any], camera_keys: list[str]) -> dict[str, Any]:
@@ -180,7 +179,7 @@ class HilrewardRewardStep(ProcessorStep):
             self.pretrained_path, success_threshold=self.success_threshold, success_reward=self.success_reward,
             terminate_on_success=self.terminate_on_success, mode=self.mode, consecutive=self.consecutive,
             device=self.device, backend=self.backend, address=self.address,
-            token=self.token if self.token is not None else os.environ.get(TOKEN_ENV),
+            token=resolve_token(self.token),
             override=HumanOverride(), corrections=sink)
 
     def __call__(self, transition: dict) -> dict:

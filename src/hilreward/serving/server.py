@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ..access import TOKEN_ENV, check_bind
+from ..access import check_bind, resolve_token
 from ..config import DatasetConfig, parse_overrides
 from ..deploy.corrections import Correction
 from ..errors import ConfigError, HilrewardError, InputError
@@ -353,8 +353,7 @@ class RewardServer:
     def __init__(self, cfg: ServeConfig) -> None:
         validate(cfg)
         self.cfg = cfg
-        if cfg.token is None and os.environ.get(TOKEN_ENV):
-            cfg.token = os.environ[TOKEN_ENV]
+        cfg.token = resolve_token(cfg.token)
         if cfg.threads:
             import torch
 
