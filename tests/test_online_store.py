@@ -15,7 +15,7 @@ from hilreward.cli import main as cli_main
 from hilreward.deploy.corrections import Correction, CorrectionSink
 from hilreward.errors import ConfigError, InputError, ServingError
 from hilreward.online.cli import export_corrections
-from hilreward.online.store import CorrectionStore
+from hilreward.online.store import Assessment, CorrectionStore
 from hilreward.online.store.base import _png
 from hilreward.online.store.postgresql import PostgresStore
 from hilreward.online.store.sqlite import SQLiteStore
@@ -142,8 +142,12 @@ def test_acknowledged_correction_is_visible_to_another_connection_at_once(locati
 def test_append_only(location):
     store = CorrectionStore(location)
     store.add(correction(0))
+    store.add_reviews([1], "reject", reviewer="me")
+    store.add_attempt(True, 1, "v-r1", "", {"heldout_accuracy": 0.9}, 1, [Assessment(1, "fixed", 0.1)])
     for sql in ("UPDATE corrections SET label = 1", "DELETE FROM corrections", "DELETE FROM frames",
-                "UPDATE frames SET camera = 'x'"):
+                "UPDATE frames SET camera = 'x'", "UPDATE reviews SET verdict = 'accept'", "DELETE FROM reviews",
+                "UPDATE attempts SET passed = 0", "DELETE FROM attempts", "UPDATE statuses SET status = 'x'",
+                "DELETE FROM statuses"):
         with pytest.raises(Exception, match="append-only"):
             raw(location, sql)
     assert len(store) == 1 and store.read()[0].correction.label == 0
@@ -235,6 +239,7 @@ def test_older_schema_is_upgraded_and_newer_is_refused(location, capsys):
     store = CorrectionStore(location)
     assert store.schema_version == SCHEMA_VERSION and store.upgraded_from is None
     assert store.add(correction(1), replica="r") == 2
+    assert store.add_reviews([1], "accept") == [1]  # the review tables came with the upgrade
     old, new = store.read()  # the old row reads as before; the new column is filled from now on
     assert (old.correction.model_version, old.replica, new.replica) == ("old", "", "r")
     assert np.array_equal(old.correction.frames["observation.images.front"], frame(0))
@@ -323,8 +328,78 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert cli_main(["corrections", "export", f"store={tmp_path / 'none.sqlite'}", f"out={tmp_path / 'o'}"]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert cli_main(["corrections", "frobnicate"]) == 1
-    assert "known actions: export" in capsys.readouterr().err
+    assert "known actions: list, show, accept, reject, export, migrate" in capsys.readouterr().err
     CorrectionStore(tmp_path / "empty.sqlite").close()
     with pytest.raises(ServingError, match="no corrections"):
         export_corrections(tmp_path / "empty.sqlite", tmp_path / "o")
     assert not Path(tmp_path / "o").exists()
+
+
+def test_reviews_and_attempts_are_stored_and_only_status_changes_are_written(location):
+    store = CorrectionStore(location)
+    for i in range(3):
+        store.add(correction(i))
+    assert store.add_reviews([2, 1, 2], "reject", reviewer="ann", note="late", time=5.0) == [1, 2]
+    assert store.add_reviews([2], "accept", reviewer="bob") == [3]
+    verdicts = store.verdicts()
+    assert (verdicts[1].verdict, verdicts[1].note, verdicts[2].verdict) == ("reject", "late", "accept")  # newest counts
+    assert [r.verdict for r in store.reviews(2)] == ["reject", "accept"] and store.last_review_id() == 3
+    with pytest.raises(InputError, match="no correction 7 in .* \\(ids run 1..3\\)"):
+        store.add_reviews([1, 7], "reject")
+    with pytest.raises(InputError, match="verdict 'maybe'"):
+        store.add_reviews([1], "maybe")
+    assert store.last_review_id() == 3  # nothing of a refused review was written
+
+    first = store.add_attempt(True, 1, "v-r1", "", {"corrections_fixed": 1.0, "val_episodes": [2]}, 2,
+                              [Assessment(1, "fixed", 0.1), Assessment(2, "contradicted", 0.6, "near #1")])
+    second = store.add_attempt(False, -1, "", "held-out accuracy", {}, 3,
+                               [Assessment(1, "fixed", 0.12), Assessment(2, "contradicted", 0.6, "near #1"),
+                                Assessment(3, "unfixed", 0.8)])
+    latest = store.latest_statuses()
+    assert {k: (a.status, a.attempt_id) for k, a in latest.items()} == \
+        {1: ("fixed", first), 2: ("contradicted", first), 3: ("unfixed", second)}  # unchanged rows not rewritten
+    attempts = store.attempts()
+    assert [(a.id, a.passed, a.number, a.reason) for a in attempts] == \
+        [(second, False, -1, "held-out accuracy"), (first, True, 1, "")]
+    assert attempts[1].metrics == {"corrections_fixed": 1.0} and store.last_attempt_id() == second
+    assert [a.status for a in store.status_history(3)] == ["unfixed"]
+    store.close()
+
+
+def test_corrections_list_show_reject_accept_cli(tmp_path, location, capsys):
+    path = location
+    store = CorrectionStore(path)
+    for i in range(4):
+        store.add(correction(i, label=i % 2))
+    store.add_attempt(True, 1, "v-r1", "", {}, 3, [
+        Assessment(1, "fixed", 0.2), Assessment(2, "unfixed", 0.3),
+        Assessment(3, "contradicted", 0.7, "near-identical to correction 1")])
+    store.close()
+    run = ["corrections"]
+    assert cli_main(run + ["list", f"store={path}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:5]] == ["4", "3", "2", "1"]  # newest first
+    assert "pending" in out[1] and "contradicted" in out[2] and "unfixed" in out[3] and "fixed" in out[4]
+    assert out[-1] == "4 total, 1 pending, 1 fixed, 1 unfixed, 1 contradicted, 0 rejected, 0 accepted"
+    assert cli_main(run + ["reject", f"store={path}", "ids=[2,3]", "note=late keypress", "reviewer=ann"]) == 0
+    assert "rejected corrections 2, 3: they never train again" in capsys.readouterr().out
+    assert cli_main(run + ["accept", f"store={path}", "id=4"]) == 0
+    capsys.readouterr()
+    assert cli_main(run + ["list", f"store={path}", "status=rejected"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:-1]] == ["3", "2"] and out[-1].endswith("2 rejected, 1 accepted")
+    assert cli_main(run + ["show", f"store={path}", "id=3", f"out={tmp_path / 'frames'}"]) == 0
+    out = capsys.readouterr().out
+    assert "status: rejected (rejected by ann: late keypress)" in out
+    assert "attempt 1: contradicted p=0.700 near-identical to correction 1" in out
+    assert "rejected by ann" in out
+    from PIL import Image
+
+    saved = np.array(Image.open(tmp_path / "frames" / "correction-3-front.png"))
+    assert np.array_equal(saved, correction(2).frames["front"])  # the stored frame, lossless
+    assert cli_main(run + ["show", f"store={path}", "id=9"]) == 1
+    assert "no correction 9" in capsys.readouterr().err
+    assert cli_main(run + ["list", f"store={path}", "status=weird"]) == 1
+    assert "unknown status 'weird'" in capsys.readouterr().err
+    assert cli_main(run + ["reject", f"store={path}"]) == 1
+    assert "needs id=<n>" in capsys.readouterr().err

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": ("hilreward.evaluation.cli", "predict_main", "per-frame probabilities for a dataset without labels"),
     "export": ("hilreward.deploy.onnx_export", "main", "export a checkpoint to ONNX (preprocessing included)"),
     "serve": ("hilreward.serving.server", "main", "run the gRPC reward service"),
-    "corrections": ("hilreward.online.cli", "main", "export stored corrections as a LeRobot dataset; migrate a store"),
+    "corrections": ("hilreward.online.cli", "main", "list, show, accept, reject, export or migrate stored corrections"),
     "sim": ("hilreward.sim.cli", "main", "render a Meta-World task into a LeRobot v3.0 dataset"),
     "suspects": ("hilreward.evaluation.suspects", "main", "find doubtful labels: k-fold out-of-fold disagreement spans"),
     "label": ("hilreward.app.label", "main", "the label station: a local web page to see and fix success labels"),

@@ -1,10 +1,18 @@
-"""``hilreward corrections export|migrate store=...``: the correction store from the command line.
+"""``hilreward corrections list|show|accept|reject|export|migrate store=...``: the correction store from the
+command line.
+
+    hilreward corrections list store=outputs/serve/corrections.sqlite [status=unfixed] [limit=50]
+    hilreward corrections show store=... id=7 [out=frames/]       # details, status history, reviews; frames as PNG
+    hilreward corrections reject store=... ids=[7,8] note="late keypress"   # never trains again
+    hilreward corrections accept store=... id=9                    # the label is right: train it fully
+
+Reviews go into the store (append-only, committed before the command returns); a running server's
+retrainer sees them within a second and retrains. Statuses are explained in :mod:`.review`.
 
 ``migrate`` upgrades a store's schema to this hilreward's version (what a writable open does
 anyway) and says from which version. ``export ... out=<dir>`` writes stored corrections as a
-LeRobot v3.0 dataset, from either engine (an SQLite path or a postgresql:// URL).
-
-For review (``hilreward inspect dataset.root=<out>``) and for merging into the training data.
+LeRobot v3.0 dataset, from either engine (an SQLite path or a postgresql:// URL), to look at
+(``hilreward inspect dataset.root=<out>``) and for merging into the training data.
 One dataset episode per (RL episode, environment) that had corrections, rows in the order the
 corrections were acknowledged. Columns: every camera as ``observation.images.<name>``,
 ``next.reward`` (the human label of the frame shown, float32: train on it with
@@ -17,9 +25,11 @@ Frames of a camera are resized to the size of its first correction where they di
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -27,11 +37,13 @@ import numpy as np
 
 from ..config import parse_overrides
 from ..errors import ConfigError, ServingError
+from . import review
 from .store import CorrectionStore, StoredCorrection, engine_name
 
-ACTIONS = ("export", "migrate")
-USAGE = ("usage: hilreward corrections export store=<corrections.sqlite | postgresql://...> out=<dataset dir> | "
-         "hilreward corrections migrate store=<...>")
+ACTIONS = ("list", "show", "accept", "reject", "export", "migrate")
+USAGE = ("usage: hilreward corrections list|show|accept|reject store=<corrections.sqlite | postgresql://...> "
+         "[id=<n>] | hilreward corrections export store=<...> out=<dataset dir> | hilreward corrections migrate "
+         "store=<...>")
 
 
 @dataclass
@@ -48,6 +60,26 @@ class ExportConfig:
     """Task string of every episode."""
     overwrite: bool = False
     """Replace an existing ``out`` folder."""
+
+
+@dataclass
+class ReviewConfig:
+    store: Optional[str] = None
+    """Correction store written by ``hilreward serve`` (``<state_dir>/corrections.sqlite`` or its postgresql:// URL)."""
+    status: Optional[str] = None
+    """list: only corrections in this status (pending, fixed, unfixed, contradicted, rejected)."""
+    limit: int = 50
+    """list: at most this many, newest first (0 = all)."""
+    id: Optional[int] = None
+    """show / accept / reject: the correction."""
+    ids: Optional[list[int]] = None
+    """accept / reject: several corrections (``ids=[3,4,5]``)."""
+    out: Optional[str] = None
+    """show: write the frames as PNG files into this folder."""
+    note: str = ""
+    """accept / reject: why (kept with the review)."""
+    reviewer: Optional[str] = None
+    """accept / reject: who (default $USER)."""
 
 
 def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec: str = "auto",
@@ -119,17 +151,80 @@ def _success(probability: float | list[float]) -> float:
     return float(probability[-1]) if isinstance(probability, list) else float(probability)
 
 
-def migrate_store(store: str) -> dict:
-    """Upgrade ``store`` to this hilreward's schema version; says the version found when it upgraded."""
+def _existing(store: str) -> CorrectionStore:
+    """``store`` opened for writing, refusing to create a new SQLite file."""
     if engine_name(store) == "sqlite" and not Path(store).is_file():
         raise ServingError(f"correction store {store} does not exist; pass the store= used by `hilreward serve`")
-    with CorrectionStore(store) as db:
+    return CorrectionStore(store)
+
+
+def migrate_store(store: str) -> dict:
+    """Upgrade ``store`` to this hilreward's schema version; says the version found when it upgraded."""
+    with _existing(store) as db:
         return {"store": db.display, "version": db.schema_version, "upgraded_from": db.upgraded_from}
+
+
+def _line(v: review.CorrectionView) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time))
+    now = "-" if v.probability_now is None else f"{v.probability_now:.3f}"
+    verdict = f"  [{v.review.verdict}ed]" if v.review is not None else ""
+    return (f"{v.id:>6}  {when}  ep {v.episode:>4} step {v.step:>4}  label {v.label}  p {v.probability:.3f} -> {now}  "
+            f"{v.status:<12} {v.model_version}  {v.source}{verdict}")
+
+
+def review_main(action: str, args: list[str]) -> int:
+    cfg = parse_overrides(ReviewConfig, args)
+    if not cfg.store:
+        raise ConfigError(f"corrections {action} needs store=<corrections.sqlite or postgresql://...> (the store= "
+                          "of `hilreward serve`, by default <state_dir>/corrections.sqlite)")
+    if action == "list":
+        with CorrectionStore(cfg.store, readonly=True) as db:
+            items, counts = review.list_corrections(db, [cfg.status] if cfg.status else None, max(0, cfg.limit))
+        print("    id  time                 episode/step       label  p when made -> now  status       version  source")
+        for v in items:
+            print(_line(v))
+        print(", ".join(f"{n} {k}" for k, n in asdict(counts).items()))
+        return 0
+    ids = list(cfg.ids or []) + ([cfg.id] if cfg.id is not None else [])
+    if not ids:
+        raise ConfigError(f"corrections {action} needs id=<n>" + (" or ids=[n,m,...]" if action != "show" else ""))
+    if action == "show":
+        with CorrectionStore(cfg.store, readonly=True) as db:
+            detail = review.show_correction(db, ids[0])
+        v = detail.view
+        print(_line(v))
+        print(f"status: {v.status}" + (f" ({v.status_detail})" if v.status_detail else ""))
+        for a in detail.history:
+            print(f"  attempt {a.attempt_id}: {a.status} p={a.probability:.3f} {a.detail}".rstrip())
+        for r in detail.reviews:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
+            print(f"  {r.verdict}ed by {r.reviewer or '?'} at {when}" + (f": {r.note}" if r.note else ""))
+        if cfg.out:
+            folder = Path(cfg.out)
+            folder.mkdir(parents=True, exist_ok=True)
+            from PIL import Image
+
+            for key, frame in detail.frames.items():
+                path = folder / f"correction-{v.id}-{key.rsplit('.', 1)[-1]}.png"
+                Image.fromarray(frame).save(path)
+                print(f"frame {key} {frame.shape[1]}x{frame.shape[0]} -> {path}")
+        else:
+            print("frames: " + ", ".join(f"{k} {f.shape[1]}x{f.shape[0]}" for k, f in detail.frames.items())
+                  + " (out=<folder> writes them as PNG)")
+        return 0
+    with _existing(cfg.store) as db:
+        review.review_corrections(db, ids, action, cfg.reviewer or os.environ.get("USER", ""), cfg.note)
+    what = "never train again" if action == "reject" else "train fully, even where contradicted"
+    print(f"{action}ed correction{'s' if len(ids) > 1 else ''} {', '.join(map(str, sorted(set(ids))))}: "
+          f"{'they' if len(ids) > 1 else 'it'} {what} (a running server retrains within seconds)")
+    return 0
 
 
 def main(args: list[str]) -> int:
     if not args or args[0] not in ACTIONS:
         raise ConfigError(f"{USAGE}; known actions: {', '.join(ACTIONS)}")
+    if args[0] not in ("export", "migrate"):
+        return review_main(args[0], args[1:])
     cfg = parse_overrides(ExportConfig, args[1:])
     if args[0] == "migrate":
         if not cfg.store:

@@ -12,7 +12,8 @@ import importlib
 import os
 
 from ...errors import ConfigError
-from .base import CorrectionStore, Leadership, Migration, StoredCorrection, VersionWatch
+from .base import (STATUSES, VERDICTS, Assessment, AttemptRecord, CorrectionStore, Leadership, Migration, Review,
+                   StoredCorrection, VersionWatch)
 
 ENGINES = {
     "sqlite": "hilreward.online.store.sqlite:SQLiteStore",  # a path (the default)
@@ -42,5 +43,5 @@ def engine_for(location: str | os.PathLike | None) -> type[CorrectionStore]:
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["ENGINES", "CorrectionStore", "Leadership", "Migration", "StoredCorrection", "VersionWatch",
-           "engine_for", "engine_name"]
+__all__ = ["ENGINES", "STATUSES", "VERDICTS", "Assessment", "AttemptRecord", "CorrectionStore", "Leadership",
+           "Migration", "Review", "StoredCorrection", "VersionWatch", "engine_for", "engine_name"]

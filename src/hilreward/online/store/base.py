@@ -10,6 +10,12 @@ schema migrations live here, so both engines keep the same promise:
 - tables are append-only;
 - the schema version is recorded in the store: an older schema is upgraded on a writable open,
   a newer one is refused with a message naming both versions.
+
+Besides the corrections a store keeps, also append-only, what happened to them: ``reviews`` (a
+human's accept / reject; the newest verdict per correction counts, a rejected correction never
+trains) and ``attempts`` with their ``statuses`` (each retraining run, its gate result and, per
+correction, fixed / unfixed / contradicted / rejected with the attempt model's probability; a
+status row is written only when it differs from the correction's previous one).
 """
 
 from __future__ import annotations
@@ -20,12 +26,19 @@ import json
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from time import time as _now
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ...deploy.corrections import Correction
 from ...errors import InputError, ServingError
+
+
+STATUSES = ("pending", "fixed", "unfixed", "contradicted", "rejected")
+"""A correction's status: not yet trained on, classified as labelled by the latest attempt, not,
+not because near-identical frames carry another label, or rejected by review (never trains)."""
+VERDICTS = ("accept", "reject")
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,48 @@ class StoredCorrection:
     """The correction itself (frames decoded back to uint8 (H, W, 3))."""
     replica: str = ""
     """The server that acknowledged it ('' when unknown: stored by a schema-1 store or outside a server)."""
+
+
+@dataclass
+class Review:
+    """A human's verdict on a correction."""
+
+    id: int
+    correction_id: int
+    verdict: str
+    """``accept`` (the label is right: train it fully, even when contradicted) or ``reject`` (never train it)."""
+    time: float
+    reviewer: str
+    note: str = ""
+
+
+@dataclass
+class Assessment:
+    """What one retraining attempt found about one correction."""
+
+    correction_id: int
+    status: str
+    """One of :data:`STATUSES` (never ``pending``: that is a correction no attempt has seen)."""
+    probability: float
+    """Success probability of the attempt's model for the correction's frames (-1 when it cannot judge them)."""
+    detail: str = ""
+    """Why (e.g. ``near-identical to correction 12 labelled 1``)."""
+    attempt_id: int = 0
+
+
+@dataclass
+class AttemptRecord:
+    """One retraining run and its gate."""
+
+    id: int
+    time: float
+    passed: bool
+    number: int
+    """Version number it was published as, -1 when the gate refused it."""
+    version: str
+    reason: str
+    metrics: dict[str, float]
+    last_correction_id: int
 
 
 class Leadership:
@@ -186,8 +241,7 @@ class CorrectionStore(ABC):
         (so a client may retry a submission whose acknowledgement it never received, on any
         server sharing the store). ``replica`` names the server that takes it.
         """
-        if self.readonly:
-            raise ServingError(f"correction store {self.display} was opened read-only")
+        self._writable()
         row, frames = _encode(correction)
         with self._lock, self._transaction():
             if request_id:
@@ -223,11 +277,18 @@ class CorrectionStore(ABC):
         """Id of the newest correction (0 when empty)."""
         return self._one("SELECT coalesce(max(id), 0) FROM corrections")
 
-    def read(self, after_id: int = 0, upto_id: int | None = None) -> list[StoredCorrection]:
-        """Corrections with ``after_id < id <= upto_id``, oldest first."""
-        return list(self.iter(after_id, upto_id))
+    def read(self, after_id: int = 0, upto_id: int | None = None, frames: bool = True) -> list[StoredCorrection]:
+        """Corrections with ``after_id < id <= upto_id``, oldest first (``frames=False``: without their frames)."""
+        return list(self.iter(after_id, upto_id, frames))
 
-    def iter(self, after_id: int = 0, upto_id: int | None = None) -> Iterator[StoredCorrection]:
+    def get(self, correction_id: int) -> StoredCorrection:
+        """One correction with its frames; InputError when the store has no such id."""
+        found = self.read(int(correction_id) - 1, int(correction_id))
+        if not found:
+            raise InputError(f"no correction {correction_id} in {self.display} (ids run 1..{self.last_id()})")
+        return found[0]
+
+    def iter(self, after_id: int = 0, upto_id: int | None = None, frames: bool = True) -> Iterator[StoredCorrection]:
         bounds = (int(after_id), (1 << 62) if upto_id is None else int(upto_id))
         with self._lock:
             rows = self._rows(
@@ -235,15 +296,107 @@ class CorrectionStore(ABC):
                 "FROM corrections WHERE id > ? AND id <= ? ORDER BY id", bounds)
             frame_rows = self._rows(
                 "SELECT correction_id, camera, png FROM frames WHERE correction_id > ? AND correction_id <= ? "
-                "ORDER BY correction_id, camera", bounds)
-        frames: dict[int, dict[str, np.ndarray]] = {}
+                "ORDER BY correction_id, camera", bounds) if frames else []
+        decoded: dict[int, dict[str, np.ndarray]] = {}
         for cid, camera, blob in frame_rows:
-            frames.setdefault(int(cid), {})[camera] = _unpng(blob)
+            decoded.setdefault(int(cid), {})[camera] = _unpng(blob)
         for cid, t, label, probability, version, episode, step, env_index, source, replica in rows:
             yield StoredCorrection(int(cid), Correction(
-                frames=frames.get(int(cid), {}), label=int(label), probability=json.loads(probability),
+                frames=decoded.get(int(cid), {}), label=int(label), probability=json.loads(probability),
                 model_version=version, time=float(t), episode=int(episode), step=int(step),
                 env_index=int(env_index), source=source), replica=replica or "")
+
+    # --- reviews -------------------------------------------------------------------------------
+    def add_reviews(self, correction_ids: Sequence[int], verdict: str, reviewer: str = "", note: str = "",
+                    time: float | None = None) -> list[int]:
+        """Record one verdict (``accept`` / ``reject``) per correction in one transaction; returns the review ids."""
+        self._writable()
+        if verdict not in VERDICTS:
+            raise InputError(f"verdict {verdict!r}: use one of {', '.join(VERDICTS)}")
+        ids = sorted({int(i) for i in correction_ids})
+        if not ids:
+            raise InputError("name at least one correction id to review")
+        when = float(time if time is not None else _now())
+        with self._lock, self._transaction():
+            last = int(self._rows("SELECT coalesce(max(id), 0) FROM corrections")[0][0])
+            unknown = [i for i in ids if not 1 <= i <= last]
+            if unknown:
+                raise InputError(f"no correction {unknown[0]} in {self.display} (ids run 1..{last})")
+            return [int(self._rows("INSERT INTO reviews (correction_id, verdict, time, reviewer, note) "
+                                   "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                                   (i, verdict, when, str(reviewer), str(note)))[0][0]) for i in ids]
+
+    def reviews(self, correction_id: int | None = None) -> list[Review]:
+        """Every review (of one correction), oldest first."""
+        where, args = ("WHERE correction_id = ?", (int(correction_id),)) if correction_id is not None else ("", ())
+        with self._lock:
+            rows = self._rows(f"SELECT id, correction_id, verdict, time, reviewer, note FROM reviews {where} "
+                              "ORDER BY id", args)
+        return [Review(int(i), int(c), v, float(t), r, n) for i, c, v, t, r, n in rows]
+
+    def verdicts(self) -> dict[int, Review]:
+        """The newest review of each reviewed correction."""
+        return {r.correction_id: r for r in self.reviews()}
+
+    def last_review_id(self) -> int:
+        return self._one("SELECT coalesce(max(id), 0) FROM reviews")
+
+    # --- retraining attempts -------------------------------------------------------------------
+    def add_attempt(self, passed: bool, number: int, version: str, reason: str, metrics: dict[str, float],
+                    last_correction_id: int, assessments: Sequence[Assessment], time: float | None = None) -> int:
+        """Record a retraining attempt and the status rows that differ from each correction's previous one."""
+        self._writable()
+        previous = self.latest_statuses()
+        changed = [a for a in assessments if _differs(previous.get(a.correction_id), a)]
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        with self._lock, self._transaction():
+            aid = int(self._rows(
+                "INSERT INTO attempts (time, passed, number, version, reason, metrics, last_correction_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (float(time if time is not None else _now()), int(bool(passed)), int(number), str(version),
+                 str(reason), json.dumps(numeric), int(last_correction_id)))[0][0])
+            if changed:
+                self._insert_many("INSERT INTO statuses (attempt_id, correction_id, status, probability, detail) "
+                                  "VALUES (?, ?, ?, ?, ?)",
+                                  [(aid, int(a.correction_id), a.status, float(a.probability), a.detail)
+                                   for a in changed])
+        return aid
+
+    def attempts(self, limit: int | None = None) -> list[AttemptRecord]:
+        """Retraining attempts, newest first (``limit`` of them)."""
+        with self._lock:
+            rows = self._rows("SELECT id, time, passed, number, version, reason, metrics, last_correction_id "
+                              "FROM attempts ORDER BY id DESC LIMIT ?", (1 << 62 if limit is None else int(limit),))
+        return [AttemptRecord(int(i), float(t), bool(p), int(n), v, r, json.loads(m), int(last))
+                for i, t, p, n, v, r, m, last in rows]
+
+    def last_attempt_id(self) -> int:
+        return self._one("SELECT coalesce(max(id), 0) FROM attempts")
+
+    def latest_statuses(self) -> dict[int, Assessment]:
+        """Each assessed correction's newest status."""
+        with self._lock:
+            rows = self._rows(
+                "SELECT s.correction_id, s.status, s.probability, s.detail, s.attempt_id FROM statuses s "
+                "JOIN (SELECT correction_id, max(attempt_id) AS a FROM statuses GROUP BY correction_id) m "
+                "ON s.correction_id = m.correction_id AND s.attempt_id = m.a")
+        return {int(c): Assessment(int(c), st, float(p), d, int(a)) for c, st, p, d, a in rows}
+
+    def status_history(self, correction_id: int) -> list[Assessment]:
+        """One correction's status rows, oldest first (only changes are stored)."""
+        with self._lock:
+            rows = self._rows("SELECT correction_id, status, probability, detail, attempt_id FROM statuses "
+                              "WHERE correction_id = ? ORDER BY attempt_id", (int(correction_id),))
+        return [Assessment(int(c), st, float(p), d, int(a)) for c, st, p, d, a in rows]
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise ServingError(f"correction store {self.display} was opened read-only")
+
+
+def _differs(before: Assessment | None, now: Assessment) -> bool:
+    return before is None or (before.status, before.detail) != (now.status, now.detail) \
+        or abs(before.probability - now.probability) >= 0.05
 
 
 def _encode(correction: Correction) -> tuple[tuple, list[tuple[str, int, int, bytes]]]:

@@ -67,6 +67,40 @@ MIGRATIONS = (
     Migration("the server (replica) that acknowledged each correction", """
         ALTER TABLE corrections ADD COLUMN replica TEXT;
     """),
+    Migration("reviews, retraining attempts and the statuses they gave, append-only", """
+        CREATE TABLE reviews (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            correction_id BIGINT NOT NULL REFERENCES corrections(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject')),
+            time DOUBLE PRECISION NOT NULL,
+            reviewer TEXT NOT NULL,
+            note TEXT NOT NULL
+        );
+        CREATE TABLE attempts (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            time DOUBLE PRECISION NOT NULL,
+            passed INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            last_correction_id BIGINT NOT NULL
+        );
+        CREATE TABLE statuses (
+            attempt_id BIGINT NOT NULL REFERENCES attempts(id),
+            correction_id BIGINT NOT NULL REFERENCES corrections(id),
+            status TEXT NOT NULL,
+            probability DOUBLE PRECISION NOT NULL,
+            detail TEXT NOT NULL,
+            PRIMARY KEY (correction_id, attempt_id)
+        );
+        CREATE TRIGGER reviews_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON reviews
+            FOR EACH STATEMENT EXECUTE FUNCTION hilreward_append_only();
+        CREATE TRIGGER attempts_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON attempts
+            FOR EACH STATEMENT EXECUTE FUNCTION hilreward_append_only();
+        CREATE TRIGGER statuses_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON statuses
+            FOR EACH STATEMENT EXECUTE FUNCTION hilreward_append_only();
+    """),
 )
 
 

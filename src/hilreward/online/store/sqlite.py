@@ -1,8 +1,8 @@
 """The SQLite engine (the default): one file, durable before the ack.
 
 WAL journal with ``synchronous=FULL`` (a committed correction survives a crash or a ``kill -9``),
-frames as PNG blobs, the schema version in ``PRAGMA user_version`` and triggers that make both
-tables append-only. Several processes may read it while one writes (the server writes, the
+frames as PNG blobs, the schema version in ``PRAGMA user_version`` and triggers that make every
+table append-only. Several processes may read it while one writes (the server writes, the
 retrainer and ``hilreward corrections export`` read); one server per store.
 """
 
@@ -46,6 +46,40 @@ MIGRATIONS = (
     """),
     Migration("the server (replica) that acknowledged each correction", """
         ALTER TABLE corrections ADD COLUMN replica TEXT;
+    """),
+    Migration("reviews, retraining attempts and the statuses they gave, append-only", """
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            correction_id INTEGER NOT NULL REFERENCES corrections(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject')),
+            time REAL NOT NULL,
+            reviewer TEXT NOT NULL,
+            note TEXT NOT NULL
+        );
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time REAL NOT NULL,
+            passed INTEGER NOT NULL,
+            number INTEGER NOT NULL,        -- published version number (-1 when the gate refused it)
+            version TEXT NOT NULL,          -- published model_version ('' when refused)
+            reason TEXT NOT NULL,           -- why the gate refused it
+            metrics TEXT NOT NULL,          -- JSON {name: number}
+            last_correction_id INTEGER NOT NULL
+        );
+        CREATE TABLE statuses (
+            attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+            correction_id INTEGER NOT NULL REFERENCES corrections(id),
+            status TEXT NOT NULL,
+            probability REAL NOT NULL,      -- success probability under the attempt's model
+            detail TEXT NOT NULL,
+            PRIMARY KEY (correction_id, attempt_id)
+        );
+        CREATE TRIGGER reviews_no_update BEFORE UPDATE ON reviews BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+        CREATE TRIGGER reviews_no_delete BEFORE DELETE ON reviews BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+        CREATE TRIGGER attempts_no_update BEFORE UPDATE ON attempts BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+        CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+        CREATE TRIGGER statuses_no_update BEFORE UPDATE ON statuses BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+        CREATE TRIGGER statuses_no_delete BEFORE DELETE ON statuses BEGIN SELECT RAISE(ABORT, 'append-only'); END;
     """),
 )
 
