@@ -1,6 +1,8 @@
 """The ever-correcting loop against a real server: a corrected false positive is fixed in a newly
-published version without losing held-out accuracy, the gate refuses harmful corrections, versions
-are immutable and survive restarts, and `kill -9` right after an ack loses no correction."""
+published version without losing held-out accuracy, contradictory corrections never stall it, a
+review changes what trains, the gate refuses harmful corrections (offline and on held-out
+corrections), versions are immutable and survive restarts, and `kill -9` right after an ack loses
+no correction."""
 
 from __future__ import annotations
 
@@ -32,12 +34,12 @@ DELAY_S = 60.0
 TOLERANCE = 0.01
 
 
-def false_positive(frames) -> dict[str, np.ndarray]:
+def false_positive(frames, success_episode: int = 0, failure_episode: int = 1) -> dict[str, np.ndarray]:
     """The front camera shows an open drawer (episode 0, success) while the wrist camera shows a
     failure frame (episode 1, drawer still closed): not a success, but the classifier, which leans
     on the front camera, says it is."""
-    success = np.flatnonzero((frames.labels == 1) & (frames.episode_index == 0))[-1]
-    failure = np.flatnonzero((frames.labels == 0) & (frames.episode_index == 1))[10]
+    success = np.flatnonzero((frames.labels == 1) & (frames.episode_index == success_episode))[-1]
+    failure = np.flatnonzero((frames.labels == 0) & (frames.episode_index == failure_episode))[10]
     return {"front": np.array(frames.images["observation.images.front"][success]),
             "wrist": np.array(frames.images["observation.images.wrist"][failure])}
 
@@ -49,11 +51,13 @@ def heldout_accuracy(reward_fn: RewardFunction, frames) -> float:
     return float(((probs >= reward_fn.options.success_threshold) == frames.labels[rows]).mean())
 
 
-def test_corrected_false_positive_is_fixed_in_a_new_version(ckpt, frames, tmp_path, cache_dir):
+def test_corrections_become_versions_contradictions_never_stall_and_review_changes_what_trains(
+        ckpt, frames, tmp_path, cache_dir):
     state = tmp_path / "state"
     cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state), token=TOKEN, cache_dir=cache_dir,
                       dataset=DatasetConfig(root=str(DRAWER4)),
-                      retrain=RetrainOptions(every=1, min_interval_s=0.0, tolerance=TOLERANCE))
+                      retrain=RetrainOptions(every=1, min_interval_s=0.0, tolerance=TOLERANCE, min_fixed=1.0,
+                                             ensemble=2, ensemble_steps=50))
     fp = false_positive(frames)
     base_fn = RewardFunction.from_pretrained(ckpt)
     assert base_fn(fp).success, "precondition: the served checkpoint calls this failure a success"
@@ -65,7 +69,7 @@ def test_corrected_false_positive_is_fixed_in_a_new_version(ckpt, frames, tmp_pa
         assert before.success and before.model_version == base.version == base_fn.model_version
         submitted = time.monotonic()
         ack = client.submit_correction(fp, label=0, model_version=before.model_version,
-                                       probability=before.probability, source="keyboard")
+                                       probability=before.probability, source="keyboard", episode_id=1)
         assert ack.correction_id == 1 and ack.corrections_total == 1
         new = next(watch, None)
         assert new is not None, f"no new version within {DELAY_S} s"
@@ -78,11 +82,43 @@ def test_corrected_false_positive_is_fixed_in_a_new_version(ckpt, frames, tmp_pa
         assert new.metrics["heldout_accuracy"] >= new.metrics["heldout_accuracy_base"] - TOLERANCE
         assert client.get_model().version == new.version
         assert client.get_model().retrainer_status == f"published {new.version}"
+
+        # The stall case: the same frames labelled both ways (twice), then a correct correction: still published.
+        same = step_images(frames, 60)
+        for label in (0, 1, 0, 1):
+            client.submit_correction(same, label=label, episode_id=2, step=60)
+        second = false_positive(frames, success_episode=1, failure_episode=0)
+        client.submit_correction(second, label=0, episode_id=3)
+        info = _wait(client, lambda i: i.corrections_used == 6, "version trained on all 6 corrections")
+        listing = client.list_corrections()
+        assert {c.id: c.status for c in listing.corrections} == {1: "fixed", 2: "contradicted", 3: "contradicted",
+                                                                 4: "contradicted", 5: "contradicted", 6: "fixed"}
+        assert "near-identical to correction" in listing.corrections[-2].status_detail
+        assert (listing.counts.contradicted, listing.counts.fixed, listing.counts.pending) == (4, 2, 0)
+        assert info.needs_review == [5, 4, 3, 2] and info.corrections.contradicted == 4
+        assert not client.predict(fp).success and not client.predict(second).success
+
+        # Review: rejecting the correct corrections makes the next version forget them.
+        client.reject([1, 6], note="test: undo")
+        again = _wait(client, lambda i: i.version != info.version, "version after the review")
+        assert again.corrections_used == 4 and client.predict(fp).success
+        rejected = client.list_corrections(statuses=["rejected"]).corrections
+        assert [(c.id, c.review.verdict) for c in rejected] == [(6, "reject"), (1, "reject")]
+        timeline = client.versions()
+        assert timeline.versions[-1].serving and timeline.versions[-1].version == again.version
+        assert all(a.passed for a in timeline.attempts) and timeline.attempts[0].version == again.version
+
+        # Uncertainty: the ensemble heads are trained while the retrainer is idle.
+        assert server.ensemble_ready.wait(DELAY_S)
+        result = client.predict(fp)
+        assert result.uncertainty is not None and 0.0 <= result.uncertainty <= 0.5
+        assert client.get_model().ensemble_size == 2
+        newest = again.version
     print(f"correction -> new version serving: {elapsed:.1f} s")
 
-    # Independent check of the published version, loaded as an RL actor would load it.
+    # Independent check of the first published version, loaded as an RL actor would load it.
     versions = VersionStore(state / "versions")
-    assert versions.numbers() == [0, 1]
+    assert versions.numbers()[:2] == [0, 1]
     published = RewardFunction.from_pretrained(versions.path(1))
     assert published.model_version == new.version
     assert not published(fp).success
@@ -90,41 +126,99 @@ def test_corrected_false_positive_is_fixed_in_a_new_version(ckpt, frames, tmp_pa
     assert checkpoint_fingerprint(versions.path(0)) == checkpoint_fingerprint(ckpt)  # version 0 untouched
     assert not [p.name for p in (state / "versions").iterdir() if p.name.startswith(".")]  # no temp leftovers
 
-    # A restarted server (here without retraining) serves the newest version and keeps the store.
+    # A restarted server (here without retraining) serves the newest version and keeps the store and the reviews.
     restart = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state), token=TOKEN)
     with RewardServer(restart) as server, RewardClient(server.address) as client:
         info = client.get_model()
-        assert (info.version, info.corrections_total) == (new.version, 1)
-        assert client.predict(fp).model_version == new.version
+        assert (info.version, info.corrections_total, info.corrections.rejected) == (newest, 6, 2)
+        assert client.predict(fp).model_version == newest
 
 
-def test_gate_refuses_corrections_that_hurt_heldout_accuracy(ckpt, frames, tmp_path, cache_dir):
-    versions = VersionStore(tmp_path / "versions")
-    versions.init_base(ckpt, "base", {})
+def _wait(client: RewardClient, done, what: str):
+    deadline = time.monotonic() + DELAY_S
+    while time.monotonic() < deadline:
+        info = client.get_model()
+        if done(info):
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {DELAY_S} s (retrainer: {client.get_model().retrainer_status})")
+
+
+def _add(store: CorrectionStore, frames, i: int, label: int, episode: int = 0, images=None) -> int:
+    images = images or {k: np.array(v[i]) for k, v in frames.images.items()}
+    return store.add(Correction(frames=images, label=label, probability=0.5, model_version="base", time=0.0,
+                                episode=episode, step=int(i)))
+
+
+def _trainer(tmp_path, store: CorrectionStore, cache_dir: str, **options) -> HeadRetrainer:
+    return HeadRetrainer(RetrainSpec(versions_root=str(tmp_path / "versions"), store=str(store.path),
+                                     dataset=DatasetConfig(root=str(DRAWER4)), options=RetrainOptions(**options),
+                                     cache_dir=cache_dir))
+
+
+def test_contradicted_corrections_are_reported_not_gated_until_a_review_accepts_them(ckpt, frames, tmp_path,
+                                                                                      cache_dir):
+    VersionStore(tmp_path / "versions").init_base(ckpt, "base", {})
     store = CorrectionStore(tmp_path / "c.sqlite")
-    # A confused labeller marks 30 success frames of the training episodes as failures.
-    for i in np.flatnonzero((frames.labels == 1) & np.isin(frames.episode_index, [0, 1]))[::4][:30]:
-        store.add(Correction(frames={k: np.array(v[i]) for k, v in frames.images.items()}, label=0,
-                             probability=0.9, model_version="base", time=0.0, episode=0, step=int(i)))
-    spec = RetrainSpec(versions_root=str(versions.root), store=str(store.path), dataset=DatasetConfig(root=str(DRAWER4)),
-                       options=RetrainOptions(tolerance=TOLERANCE, correction_weight=100.0, min_fixed=0.0),
-                       cache_dir=cache_dir)
-    trainer = HeadRetrainer(spec)
+    # A confused labeller marks 30 success frames of the training episodes as failures: each is the very
+    # frame the offline data labels a success.
+    ids = [_add(store, frames, i, 0) for i in
+           np.flatnonzero((frames.labels == 1) & np.isin(frames.episode_index, [0, 1]))[::4][:30]]
+    trainer = _trainer(tmp_path, store, cache_dir, tolerance=TOLERANCE, correction_weight=100.0, min_fixed=1.0)
     assert trainer.val_episodes == [2, 3]
-    attempt = trainer.attempt(store.read())
+    attempt = trainer.attempt(store.read(), store.verdicts())
+    assert attempt.passed, attempt.reason  # reported, trained like one offline frame each: harmless
+    assert {a.status for a in attempt.assessments} == {"contradicted"}
+    assert all("near-identical to offline frame (episode" in a.detail and "labelled 1" in a.detail
+               for a in attempt.assessments)
+    assert attempt.metrics["corrections_contradicted"] == 30 and attempt.metrics["corrections_gated"] == 0
+    assert attempt.metrics["heldout_accuracy"] >= trainer.base_accuracy - TOLERANCE
+
+    # A review that insists on them makes them train fully, and the held-out gate refuses the result.
+    store.add_reviews(ids, "accept", reviewer="test")
+    attempt = trainer.attempt(store.read(), store.verdicts())
     assert not attempt.passed and "held-out accuracy" in attempt.reason
     assert attempt.metrics["heldout_accuracy"] < trainer.base_accuracy - TOLERANCE
+    assert {a.status for a in attempt.assessments} <= {"fixed", "unfixed"}
+    store.close()
 
-    # A contradictory pair (same frames, both labels) can never be fully fixed: min_fixed refuses it.
-    images = {k: np.array(v[50]) for k, v in frames.images.items()}
-    for label in (0, 1):
-        store.add(Correction(frames=images, label=label, probability=0.5, model_version="base", time=0.0, episode=0,
-                             step=50))
-    trainer.options = RetrainOptions(tolerance=1.0, min_fixed=1.0, steps=50)
-    attempt = trainer.attempt(store.read(after_id=30))
-    assert not attempt.passed and "still classified against their label" in attempt.reason
-    assert attempt.metrics["corrections_fixed"] == 0.5 and attempt.metrics["train_steps"] == 50
-    assert versions.numbers() == [0]  # nothing published
+
+def test_contradictory_corrections_never_stall_the_gate(ckpt, frames, tmp_path, cache_dir):
+    VersionStore(tmp_path / "versions").init_base(ckpt, "base", {})
+    store = CorrectionStore(tmp_path / "c.sqlite")
+    for label in (0, 1, 0, 1, 1, 0):  # the same frames labelled both ways, three times
+        _add(store, frames, 50, label)
+    fp = _add(store, frames, 0, 0, episode=1, images=false_positive(frames))  # then one correct correction
+    trainer = _trainer(tmp_path, store, cache_dir, min_fixed=1.0, steps=50)
+    attempt = trainer.attempt(store.read(), store.verdicts())
+    assert attempt.passed, attempt.reason
+    status = {a.correction_id: a.status for a in attempt.assessments}
+    assert status == {**{i: "contradicted" for i in range(1, 7)}, fp: "fixed"}
+    assert attempt.metrics["corrections_fixed"] == 1.0 and attempt.metrics["corrections_gated"] == 1
+    assert attempt.metrics["train_steps"] < 50  # stopped as soon as the gated correction was fixed
+    store.close()
+
+
+def test_gate_sees_a_regression_on_corrections_it_did_not_train_on(ckpt, frames, tmp_path, cache_dir):
+    """Corrections of held-out episode 2 (true success labels) train version 1; then wrong labels on episode 0's
+    success frames arrive. The offline gates are disabled; only the held-out-corrections gate can see that
+    training on the new batch, without episode 2's corrections, now gets them wrong."""
+    VersionStore(tmp_path / "versions").init_base(ckpt, "base", {})
+    store = CorrectionStore(tmp_path / "c.sqlite")
+    options = dict(tolerance=1.0, min_fixed=0.0, contradiction_radius=0.0, holdout_episodes=1, holdout_tolerance=0.2,
+                   correction_weight=200.0, ensemble=0)
+    trainer = _trainer(tmp_path, store, cache_dir, **options)
+    for i in np.flatnonzero((frames.labels == 1) & (frames.episode_index == 2))[::6][:5]:
+        _add(store, frames, i, 1, episode=2)
+    first = trainer.attempt(store.read(), store.verdicts())
+    assert first.passed and "holdout_accuracy" not in first.metrics  # nothing older to hold out
+    trainer.publish(first)
+    for i in np.flatnonzero((frames.labels == 1) & (frames.episode_index == 0))[::3][:10]:
+        _add(store, frames, i, 0, episode=0)
+    attempt = trainer.attempt(store.read(), store.verdicts())
+    assert not attempt.passed and "held-out corrections" in attempt.reason
+    assert attempt.metrics["holdout_corrections"] == 5
+    assert attempt.metrics["holdout_accuracy"] < attempt.metrics["holdout_accuracy_serving"] - 0.2
     store.close()
 
 

@@ -56,6 +56,9 @@ def test_generated_grpc_module_imports_through_the_package():
     assert pb.DESCRIPTOR.package == "hilreward.v1"
     methods = {m.name: (m.client_streaming, m.server_streaming) for m in service.methods}
     assert methods == {"Predict": (False, False), "PredictStream": (True, True), "SubmitCorrection": (False, False),
-                       "GetModel": (False, False), "WatchModel": (False, True)}
+                       "GetModel": (False, False), "WatchModel": (False, True), "WatchActivity": (False, True),
+                       "SubmitRecentCorrection": (False, False), "GetQueries": (False, False),
+                       "ListCorrections": (False, False), "GetCorrection": (False, False),
+                       "ReviewCorrections": (False, False), "ListVersions": (False, False)}
     assert hasattr(pb_grpc, "RewardServiceStub") and hasattr(pb_grpc, "add_RewardServiceServicer_to_server")
     assert pb.Image.Encoding.keys() == ["RAW_RGB8", "JPEG", "PNG"]

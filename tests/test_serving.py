@@ -299,3 +299,84 @@ def test_client_gives_up_after_bounded_retries_when_no_server():
         client.get_model()
     assert time.perf_counter() - start < 5
     client.close()
+
+
+def test_console_api_streams_activity_labels_recent_frames_by_reference_and_reviews(ckpt, frames, tmp_path):
+    """WatchActivity, SubmitRecentCorrection, GetQueries, ListCorrections, GetCorrection, ReviewCorrections and
+    ListVersions on a server without retraining; bad requests get INVALID_ARGUMENT and serving goes on."""
+    from hilreward.online.store import CorrectionStore
+    from hilreward.serving.client import ModelInfo
+    from hilreward.serving.records import RecentPrediction, RetrainerStatus
+    from hilreward.serving.server import QueryOptions, RecentOptions
+
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), token=TOKEN,
+                      recent=RecentOptions(size=8), queries=QueryOptions(size=3, min_need=0.0, min_gap=0))
+    with RewardServer(cfg) as srv, RewardClient(srv.address, token=TOKEN) as client, \
+            RewardClient(srv.address) as anonymous:
+        stream = anonymous.watch_activity(timeout_s=30, frames_per_second=1000)
+        first, status = next(stream), next(stream)
+        assert isinstance(first, ModelInfo) and first.ensemble_size == 0 and first.number == 0
+        assert isinstance(status, RetrainerStatus) and status.state == "off"
+        rows = list(range(390, 402))  # around episode 2's success onset: both sides of the threshold
+        sent = [step_images(frames, i) for i in rows]
+        results = [client.predict(images, episode_id=7, step=s) for s, images in enumerate(sent)]
+        assert [r.prediction_id for r in results] == list(range(1, 13))
+        assert all(r.uncertainty is None for r in results)  # no ensemble without retraining
+        seen = [next(stream) for _ in rows]
+        assert all(isinstance(p, RecentPrediction) for p in seen)
+        assert [p.prediction_id for p in seen] == [r.prediction_id for r in results]
+        assert [p.probability for p in seen] == pytest.approx([r.probability for r in results], abs=1e-9)
+        assert seen[0].images  # frames at most frames_per_second: the first one always has them
+        thumb = seen[0].arrays()["observation.images.front"]  # a JPEG of the frame, 128 px <= max_side
+        assert thumb.shape == (128, 128, 3) and np.abs(thumb.astype(int) - sent[0]["front"]).mean() < 8
+
+        queued = anonymous.queries(frames=False)
+        assert len(queued) == 3 and [q.need for q in queued] == sorted((q.need for q in queued), reverse=True)
+        nearest = min(results, key=lambda r: abs(r.probability - first.threshold))
+        assert queued[0].prediction.prediction_id == nearest.prediction_id
+
+        # "The last 3 frames were a missed success": stored from the server's buffer, nothing uploaded.
+        ack = client.correct_recent(label=1, last_k=3, episode_id=7)
+        assert ack.prediction_ids == [r.prediction_id for r in results[-3:]] and len(ack.correction_ids) == 3
+        one = client.correct_recent(label=0, prediction_ids=[results[5].prediction_id], source="query")
+        with CorrectionStore(srv.store.path, readonly=True) as db:
+            stored = db.read()
+        assert [(s.correction.label, s.correction.step, s.correction.source) for s in stored] == \
+            [(1, 9, "console"), (1, 10, "console"), (1, 11, "console"), (0, 5, "query")]
+        assert np.array_equal(stored[0].correction.frames["observation.images.wrist"], sent[9]["wrist"])
+        assert stored[3].correction.probability == pytest.approx(results[5].probability, abs=1e-9)
+        assert stored[3].correction.model_version == results[5].model_version
+        labelled = set(ack.prediction_ids + one.prediction_ids)
+        assert [q.prediction.prediction_id for q in anonymous.queries(frames=False)] == \
+            [q.prediction.prediction_id for q in queued if q.prediction.prediction_id not in labelled]
+
+        bad = {"is not in the server's buffer": dict(label=0, prediction_ids=[results[0].prediction_id]),  # evicted
+               "one of them": dict(label=0), "label=3": dict(label=3, last_k=1),
+               "keeps only the last 8": dict(label=1, last_k=9),
+               "no recent prediction to label in episode 99": dict(label=1, last_k=2, episode_id=99)}
+        for message, kwargs in bad.items():
+            with pytest.raises(InputError, match=message):
+                client.correct_recent(**kwargs)
+        for write in (lambda: anonymous.correct_recent(0, last_k=1), lambda: anonymous.reject([1])):
+            with pytest.raises(ServingError, match="UNAUTHENTICATED"):
+                write()
+
+        # Review over gRPC: the same functions as `hilreward corrections ...`.
+        listing = anonymous.list_corrections()
+        assert [c.id for c in listing.corrections] == [4, 3, 2, 1] and listing.counts.pending == 4
+        assert client.reject([ack.correction_ids[0]], note="blurry") == [1]
+        detail = anonymous.get_correction(ack.correction_ids[0])
+        assert detail.view.status == "rejected" and detail.view.status_detail == "rejected by console: blurry"
+        assert [r.verdict for r in detail.reviews] == ["reject"] and detail.history == []
+        assert np.array_equal(detail.arrays()["observation.images.front"], sent[9]["front"])  # PNG: lossless
+        assert [c.id for c in anonymous.list_corrections(statuses=["rejected"]).corrections] == [1]
+        assert anonymous.get_model().corrections.rejected == 1
+        for message, call in {"no correction 99": lambda: anonymous.get_correction(99),
+                              "verdict 'maybe'": lambda: client.review([1], "maybe"),
+                              "unknown status 'weird'": lambda: anonymous.list_corrections(statuses=["weird"]),
+                              "jpeg_quality=101": lambda: anonymous.queries(jpeg_quality=101)}.items():
+            with pytest.raises(InputError, match=message):
+                call()
+        timeline = anonymous.versions()
+        assert [(v.number, v.serving) for v in timeline.versions] == [(0, True)] and timeline.attempts == []
+        assert client.predict(sent[0]).model_version == first.version  # the server keeps serving

@@ -50,6 +50,9 @@ class RewardResult:
     """Wall time of the call that produced this result (a batched call: the whole batch)."""
     override: Optional[str] = None
     """``"success"`` / ``"failure"`` when a human override decided this step, else None."""
+    uncertainty: Optional[float] = None
+    """Spread of the success probability over an ensemble of heads (std, 0..0.5), when the backend has one
+    (a reward server with retraining); None otherwise."""
 
 
 @dataclass

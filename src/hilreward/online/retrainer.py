@@ -3,26 +3,43 @@
 :class:`Retrainer` runs :func:`retrainer_main` in a separate process (``spawn``), so training
 never competes with Predict for the server's GIL. At start the process loads the served
 checkpoint (``versions/0``), the offline dataset and its frozen-encoder features
-(``training.compute_features``, cached on disk). It then wakes on every new correction (or
-every ``retrain.every``-th, at most once per ``retrain.min_interval_s``) and:
+(``training.compute_features``, cached on disk). It then wakes on every new correction or
+review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``)
+and runs one attempt over every stored correction:
 
-1. resets the head to the checkpoint's head and trains it (``training.fit_head``) on the
-   offline training episodes' features plus every stored correction, class-balanced, with each
-   correction weighted like ``retrain.correction_weight`` offline frames of its class, in chunks
-   of ``retrain.check_every`` steps, stopping as soon as enough corrections are fixed (at most
-   ``retrain.steps``): the smallest update that does the job, so the rest of what the
-   checkpoint knew moves as little as possible;
-2. gates the result: accuracy on the checkpoint's held-out episodes may drop by at most
-   ``retrain.tolerance`` and at least ``retrain.min_fixed`` of the corrections must now be
-   classified as the human labelled them;
-3. publishes a passing head as the next immutable ``versions/<n>/`` and tells the server,
-   which swaps it in between requests. A failing one is reported and dropped.
+1. **Sort the corrections.** A correction rejected by review never trains. One whose frames
+   are near-identical to an offline frame or another correction with a different label
+   (:mod:`.neighbours`) is *contradicted*: it trains with the weight of one offline frame
+   (``retrain.contradicted_weight``) and no gate counts it, until a review accepts it.
+2. **Train** the head, reset to the checkpoint's head, on the offline training episodes'
+   features plus the corrections, class-balanced, each correction weighted like
+   ``retrain.correction_weight`` offline frames of its class, in chunks of
+   ``retrain.check_every`` steps, stopping as soon as ``retrain.min_fixed`` of the gated
+   corrections are classified as labelled (at most ``retrain.steps``): the smallest update that
+   does the job.
+3. **Gate** the head: (a) accuracy on the checkpoint's held-out episodes may drop by at most
+   ``retrain.tolerance``; (b) at least ``retrain.min_fixed`` of the gated corrections are fixed,
+   or at least as many as the serving version classifies as labelled (so corrections no head
+   can fix never stop the loop); (c) on the corrections it did not train on: the corrections of
+   the ``retrain.holdout_episodes`` most recent episodes that the serving version learned from
+   are held out, the same training runs without them, and its accuracy on them may not fall
+   more than ``retrain.holdout_tolerance`` (and one correction) below that of the serving
+   version's training data without them (is the new batch a regression on the new distribution?).
+4. **Publish** a passing head as the next immutable ``versions/<n>/``; either way every
+   correction's status (fixed / unfixed / contradicted / rejected) goes to the server, which
+   records the attempt in the store. A failing head is dropped.
+
+While no correction waits it uses the time for work the next attempt or the server needs:
+the serving version's side of gate (c), and the uncertainty ensemble of the serving version
+(:mod:`.ensemble`; version 0's members are trained from scratch on the offline features,
+later versions' members from version 0's, like the head). Idle work stops as soon as a
+correction arrives.
 
 It retrains only while it leads the store (``store.leadership()``): with several replicas on one
 PostgreSQL store every replica runs a retrainer, set up and on standby, and the one holding the
 advisory lock trains; when it dies another takes the lock within a second. A new leader first
 removes what a predecessor that died mid-publish left and announces the newest version, then
-announces each version it publishes, so every replica serves the same one.
+announces each version it publishes (and each new ensemble), so every replica serves the same one.
 """
 
 from __future__ import annotations
@@ -34,13 +51,15 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..config import DatasetConfig
 from ..errors import HilrewardError
-from .store import CorrectionStore, Leadership, StoredCorrection
+from .ensemble import bootstrap, latest_members, load_members, members_path, new_member, save_members
+from .neighbours import NearDuplicates, pooled
+from .store import Assessment, CorrectionStore, Leadership, Review, StoredCorrection
 from .versions import VersionRecord, VersionStore
 
 _STOP = "stop"
@@ -51,7 +70,7 @@ class RetrainSpec:
     """Everything the retrainer process needs (picklable)."""
 
     versions_root: str
-    """``<state_dir>/versions``; version 0 is the served checkpoint."""
+    """``<state_dir>/versions``; version 0 is the served checkpoint (ensembles go to ``<state_dir>/ensembles``)."""
     store: str
     """Location of the correction store (opened read-only): an SQLite path or a postgresql:// URL."""
     dataset: DatasetConfig
@@ -73,6 +92,34 @@ class Attempt:
     reason: str = ""
     corrections_used: int = 0
     last_correction_id: int = 0
+    assessments: list[Assessment] = field(default_factory=list)
+    """Every correction's status under this attempt's head."""
+
+
+@dataclass
+class _Batch:
+    """The stored corrections as one attempt sees them (arrays aligned with ``ids``)."""
+
+    ids: np.ndarray
+    rows: np.ndarray
+    """Rows of the feature pool holding their features."""
+    labels: np.ndarray
+    groups: list[tuple[int, int]]
+    """(episode, env_index) of each."""
+    rejected: np.ndarray
+    contradicted: np.ndarray
+    details: dict[int, str]
+    unusable: dict[int, str]
+    """Corrections that cannot train this model (missing cameras) -> why."""
+    last_id: int
+
+    @property
+    def active(self) -> np.ndarray:
+        return ~self.rejected
+
+    @property
+    def gated(self) -> np.ndarray:
+        return ~self.rejected & ~self.contradicted
 
 
 class HeadRetrainer:
@@ -90,10 +137,11 @@ class HeadRetrainer:
         self.spec = spec
         self.options = spec.options
         self.versions = VersionStore(spec.versions_root)
+        self.state_dir = Path(spec.versions_root).parent
         base_dir = self.versions.path(0)
         self.base_version = self.versions.get(0).version
         self.model = RewardClassifier.from_pretrained(base_dir).eval()
-        self.base_state = {k: v.clone() for k, v in self.model.reward_head.state_dict().items()}
+        self.base_state = self._head_state()
         cfg_path = base_dir / "train_config.yaml"
         self.train_config_yaml = cfg_path.read_text() if cfg_path.is_file() else None
         train_cfg = from_yaml(self.train_config_yaml) if self.train_config_yaml else TrainConfig()
@@ -109,22 +157,59 @@ class HeadRetrainer:
         features = compute_features(self.model, data, cache_dir=spec.cache_dir)
         val_mask = np.isin(data.episode_index, held)
         train_rows, val_rows = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-        self.train_features = {c: np.asarray(f[train_rows]) for c, f in features.items()}
         self.val_features = {c: np.asarray(f[val_rows]) for c, f in features.items()}
-        self.train_labels = np.asarray(data.labels[train_rows], dtype=np.int64)
         self.val_labels = np.asarray(data.labels[val_rows], dtype=np.int64)
+        # The feature pool: the offline training rows, then one row per correction (grown as needed).
+        self.n_offline = len(train_rows)
+        offline = {c: np.asarray(f[train_rows]) for c, f in features.items()}
+        self._pool = {c: np.concatenate([f, np.zeros((256, *f.shape[1:]), f.dtype)]) for c, f in offline.items()}
+        self._pool_labels = np.concatenate([np.asarray(data.labels[train_rows], dtype=np.int64),
+                                            np.zeros(256, np.int64)])
+        self._used = self.n_offline
+        self._row_of: dict[int, int] = {}
+        self._unusable: dict[int, str] = {}
+        self._vector_of: dict[int, np.ndarray] = {}
+        offline_labels = self._pool_labels[:self.n_offline]
+        classes, counts = np.unique(offline_labels, return_counts=True)
+        self.per_class = dict(zip(classes.tolist(), counts.tolist()))
+        self.offline_weights = 1.0 / np.array([self.per_class[int(y)] for y in offline_labels], dtype=np.float64)
+        self.near = NearDuplicates(pooled(offline, self.model.camera_keys), offline_labels,
+                                   data.episode_index[train_rows], data.frame_index[train_rows],
+                                   radius=self.options.contradiction_radius)
+        del offline
         self.base_accuracy = self._accuracy(self.val_features, self.val_labels)
+
+        self.follow(self.versions.latest())
+        self._members0: list[dict] | None = None
+        self._holdout_heads: dict[tuple, dict] = {}
         # The first optimizer step pays seconds of one-time torch imports: pay them now, not after a correction.
         from ..training.features import fit_head
 
-        fit_head(self.model, {k: v[:2] for k, v in self.train_features.items()}, self.train_labels[:2], steps=1)
-        self.model.reward_head.load_state_dict(self.base_state)
-        self.model.eval()
+        fit_head(self.model, {k: v[:2] for k, v in self._pool.items()}, self._pool_labels[:2], steps=1)
+        self._load_head(self.base_state)
         self.setup_seconds = time.perf_counter() - t0
-        self._correction_features: dict[int, dict[str, np.ndarray]] = {}
 
     # ---- model helpers
-    def _predict(self, features: dict[str, np.ndarray]) -> np.ndarray:
+    def _head_state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.reward_head.state_dict().items()}
+
+    def _load_head(self, state: dict) -> None:
+        self.model.reward_head.load_state_dict(state)
+        self.model.eval()
+
+    def follow(self, record: VersionRecord) -> None:
+        """Take ``record`` as the serving version (at start, and when this retrainer becomes the leader)."""
+        if getattr(self, "served", None) is None or self.served.number != record.number:
+            self.served = record
+            self.served_state = self.base_state if record.number == 0 else self._state_of_version(record.number)
+
+    def _state_of_version(self, number: int) -> dict:
+        from ..models import RewardClassifier
+
+        return {k: v.clone() for k, v in
+                RewardClassifier.from_pretrained(self.versions.path(number)).reward_head.state_dict().items()}
+
+    def _probabilities(self, features: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         n = len(next(iter(features.values())))
         out = []
@@ -133,80 +218,229 @@ class HeadRetrainer:
             for s in range(0, n, 512):
                 logits = self.model.head({c: torch.from_numpy(np.asarray(f[s:s + 512], dtype=np.float32))
                                           for c, f in features.items()})
-                probs = self.model.probabilities(logits)
-                if self.model.config.num_classes == 2:
-                    out.append((probs >= self.spec.threshold).long().numpy())
-                else:
-                    out.append(probs.argmax(-1).numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+                out.append(self.model.probabilities(logits).numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def _classes(self, probs: np.ndarray) -> np.ndarray:
+        if self.model.config.num_classes == 2:
+            return (probs >= self.spec.threshold).astype(np.int64)
+        return probs.argmax(-1)
 
     def _accuracy(self, features: dict[str, np.ndarray], labels: np.ndarray) -> float:
         if len(labels) == 0:
             return float("nan")
-        return float((self._predict(features) == labels).mean())
+        return float((self._classes(self._probabilities(features)) == labels).mean())
 
-    def _encode(self, correction: StoredCorrection) -> dict[str, np.ndarray] | None:
-        cached = self._correction_features.get(correction.id)
-        if cached is None:
-            frames = correction.correction.frames
-            if any(k not in frames for k in self.model.camera_keys):
-                return None  # a correction from another camera setup cannot train this model
-            with self._torch.inference_mode():
-                feats = self.model.encode(self.model.preprocess({k: frames[k][None] for k in self.model.camera_keys}))
-            cached = {k: v.float().numpy().astype(np.float16) for k, v in feats.items()}
-            self._correction_features[correction.id] = cached
-        return cached
+    def _rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[rows] for k, v in self._pool.items()}
 
-    # ---- one run
-    def attempt(self, corrections: list[StoredCorrection]) -> Attempt:
-        """Train the head on the offline data plus ``corrections`` and gate it (the model keeps the new head)."""
+    def _judge(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class, success probability) of pool ``rows`` under the current head."""
+        if len(rows) == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        probs = self._probabilities(self._rows(rows))
+        success = probs if probs.ndim == 1 else probs[:, -1]
+        return self._classes(probs), success.astype(np.float64)
+
+    # ---- corrections -> pool rows
+    def _add(self, correction: StoredCorrection) -> int | None:
+        """Pool row of a correction's features (encoded once), None when it lacks a camera of the model."""
+        if correction.id in self._row_of:
+            return self._row_of[correction.id]
+        frames = correction.correction.frames
+        if any(k not in frames for k in self.model.camera_keys):
+            return None
+        with self._torch.inference_mode():
+            feats = self.model.encode(self.model.preprocess({k: frames[k][None] for k in self.model.camera_keys}))
+        feats = {k: v.float().numpy() for k, v in feats.items()}
+        row = self._used
+        if row == len(self._pool_labels):  # grow the pool
+            extra = max(256, row - self.n_offline)
+            self._pool = {c: np.concatenate([f, np.zeros((extra, *f.shape[1:]), f.dtype)]) for c, f in self._pool.items()}
+            self._pool_labels = np.concatenate([self._pool_labels, np.zeros(extra, np.int64)])
+        for c, f in feats.items():
+            self._pool[c][row] = f[0]
+        self._pool_labels[row] = int(correction.correction.label)
+        self._used += 1
+        self._row_of[correction.id] = row
+        self._vector_of[correction.id] = pooled(feats, self.model.camera_keys)[0]
+        return row
+
+    def corrections(self, store: CorrectionStore, upto: int) -> list[StoredCorrection]:
+        """The stored corrections up to id ``upto``; frames are read (PNG-decoded) only for those not seen yet."""
+        seen = max(self._row_of, default=0)
+        fresh = {c.id: c for c in store.read(seen, upto)}
+        return [fresh.get(c.id, c) for c in store.read(0, upto, frames=False)]
+
+    def prepare(self, corrections: list[StoredCorrection], verdicts: dict[int, Review]) -> _Batch:
+        """Encode the corrections (once each) and sort them: rejected, contradicted, gated."""
+        usable, rows, unusable = [], [], {}
+        for c in corrections:
+            row = self._add(c)
+            if row is None:
+                if c.id not in self._unusable:
+                    missing = [k for k in self.model.camera_keys if k not in c.correction.frames]
+                    self._unusable[c.id] = f"has no frame of camera(s) {', '.join(missing)} of this model"
+                unusable[c.id] = self._unusable[c.id]
+            else:
+                usable.append(c)
+                rows.append(row)
+        ids = np.array([c.id for c in usable], dtype=np.int64)
+        labels = np.array([c.correction.label for c in usable], dtype=np.int64)
+        rejected = np.array([getattr(verdicts.get(int(i)), "verdict", "") == "reject" for i in ids], dtype=bool)
+        accepted = np.array([getattr(verdicts.get(int(i)), "verdict", "") == "accept" for i in ids], dtype=bool)
+        keep = np.flatnonzero(~rejected)
+        found = self.near.find([int(i) for i in ids[keep]],
+                               np.stack([self._vector_of[int(i)] for i in ids[keep]]) if len(keep) else
+                               np.zeros((0, 0), np.float32), labels[keep])
+        contradicted = np.array([int(i) in found for i in ids], dtype=bool) & ~accepted & ~rejected
+        details = {cid: c.detail for cid, c in found.items()}
+        for i in ids[rejected]:
+            review = verdicts[int(i)]
+            details[int(i)] = f"rejected by {review.reviewer or 'review'}" + (f": {review.note}" if review.note else "")
+        return _Batch(ids, np.array(rows, dtype=np.int64), labels,
+                      [(c.correction.episode, c.correction.env_index) for c in usable], rejected, contradicted,
+                      details, unusable, max([c.id for c in corrections], default=0))
+
+    def _weights(self, batch: _Batch, include: np.ndarray) -> np.ndarray:
+        """Sampling weight of each correction of ``batch`` (0 outside ``include``)."""
+        per = np.array([self.per_class.get(int(y), 1) for y in batch.labels], dtype=np.float64)
+        w = np.where(batch.contradicted, self.options.contradicted_weight, self.options.correction_weight) / per
+        return np.where(include & batch.active, w, 0.0)
+
+    # ---- training
+    def _fit(self, batch: _Batch, include: np.ndarray, check: np.ndarray, start: dict, seed: int,
+             offline_scale: np.ndarray | None = None, steps: int | None = None, early_stop: bool = True,
+             should_stop: Callable[[], bool] | None = None) -> dict | None:
+        """Train the head from ``start`` on the offline rows plus the ``include`` d corrections, in chunks,
+        until ``min_fixed`` of the ``check`` ed ones are classified as labelled (or ``steps``).
+        Returns the fit's numbers, or None when ``should_stop`` interrupted it."""
         from ..training.features import fit_head
 
-        t0 = time.perf_counter()
-        usable = [(c, f) for c in corrections if (f := self._encode(c)) is not None]
-        if not usable:
-            return Attempt(False, reason="no correction has this model's cameras")
-        corr_labels = np.array([c.correction.label for c, _ in usable], dtype=np.int64)
-        corr_features = {k: np.concatenate([f[k] for _, f in usable]) for k in self.model.camera_keys}
-        features = {k: np.concatenate([self.train_features[k], corr_features[k]]) for k in self.model.camera_keys}
-        labels = np.concatenate([self.train_labels, corr_labels])
-        classes, counts = np.unique(self.train_labels, return_counts=True)
-        per_class = dict(zip(classes.tolist(), counts.tolist()))
-        offline_w = 1.0 / np.array([per_class[int(y)] for y in self.train_labels], dtype=np.float64)
-        corr_w = np.array([self.options.correction_weight / per_class.get(int(y), 1) for y in corr_labels])
-        weights = np.concatenate([offline_w, corr_w])
-        self.model.reward_head.load_state_dict(self.base_state)
-        # The smallest update that fixes the corrections: train in chunks, stop once enough are fixed.
-        # Only the corrections decide when to stop, so the held-out gate below stays an unbiased test.
-        steps, train_seconds, loss = 0, 0.0, float("nan")
-        chunk = max(1, min(self.options.check_every, self.options.steps))
+        n = self._used
+        weights = np.zeros(n)
+        weights[:self.n_offline] = self.offline_weights * (1.0 if offline_scale is None else offline_scale)
+        weights[batch.rows] = self._weights(batch, include)
+        features = {k: v[:n] for k, v in self._pool.items()}
+        labels = self._pool_labels[:n]
+        self._load_head(start)
+        most = int(steps or self.options.steps)
+        chunk = max(1, min(self.options.check_every, most))
+        done, seconds, loss = 0, 0.0, float("nan")
         while True:
-            n = min(chunk, self.options.steps - steps)
-            stats = fit_head(self.model, features, labels, weights, steps=n, batch_size=self.options.batch_size,
-                             lr=self.options.lr, seed=self.options.seed + 7919 * steps)
-            steps, train_seconds, loss = steps + n, train_seconds + stats["seconds"], stats["loss"]
+            k = min(chunk, most - done)
+            stats = fit_head(self.model, features, labels, weights, steps=k, batch_size=self.options.batch_size,
+                             lr=self.options.lr, seed=seed + 7919 * done, should_stop=should_stop)
+            if stats["steps"] < k:
+                return None
+            done, seconds, loss = done + k, seconds + stats["seconds"], stats["loss"]
             self.model.eval()
-            fixed = self._predict(corr_features) == corr_labels
-            if fixed.mean() >= self.options.min_fixed or steps >= self.options.steps:
-                break
-        accuracy = self._accuracy(self.val_features, self.val_labels)
-        metrics = {"heldout_accuracy": accuracy, "heldout_accuracy_base": self.base_accuracy,
-                   "corrections_fixed": float(fixed.mean()), "train_steps": float(steps),
-                   "train_seconds": train_seconds, "retrain_seconds": time.perf_counter() - t0,
-                   "train_loss": float(loss)}
-        reasons = []
-        if not np.isnan(accuracy) and accuracy < self.base_accuracy - self.options.tolerance:
-            reasons.append(f"held-out accuracy {accuracy:.4f} < {self.base_accuracy:.4f} - tolerance "
-                           f"{self.options.tolerance}")
-        if fixed.mean() < self.options.min_fixed:
-            wrong = [c.id for (c, _), ok in zip(usable, fixed) if not ok]
-            reasons.append(f"corrections {wrong[:10]} still classified against their label "
-                           f"({fixed.mean():.2%} fixed < min_fixed {self.options.min_fixed:.2%})")
-        return Attempt(not reasons, metrics, "; ".join(reasons), len(usable), max(c.id for c, _ in usable))
+            predicted, _ = self._judge(batch.rows)
+            fixed = predicted == batch.labels
+            fraction = float(fixed[check].mean()) if check.any() else 1.0
+            if done >= most or (early_stop and fraction >= self.options.min_fixed):
+                return {"fixed": fixed, "fraction": fraction, "steps": done, "seconds": seconds, "loss": loss}
 
-    def publish(self, attempt: Attempt) -> VersionRecord:
-        """Write the model's current head as the next immutable version."""
-        metrics = {**attempt.metrics, "val_episodes": self.val_episodes,
+    def _holdout_plan(self, batch: _Batch, served_last_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(held out, older): the gated corrections of the newest ``holdout_episodes`` episodes the serving
+        version learned from, and every active correction the serving version learned from."""
+        older = batch.active & (batch.ids <= served_last_id)
+        held = np.zeros(len(batch.ids), dtype=bool)
+        if self.options.holdout_episodes <= 0:
+            return held, older
+        newest: dict[tuple[int, int], int] = {}
+        for i in np.flatnonzero(older & batch.gated):
+            newest[batch.groups[i]] = max(newest.get(batch.groups[i], 0), int(batch.ids[i]))
+        picked = set(sorted(newest, key=newest.get)[-self.options.holdout_episodes:])
+        held = np.array([g in picked for g in batch.groups], dtype=bool) & older & batch.gated
+        return held, older
+
+    def _served_holdout(self, batch: _Batch, held: np.ndarray, older: np.ndarray,
+                        should_stop: Callable[[], bool] | None = None) -> tuple[int, int] | None:
+        """(correct, total) on ``held`` of a head trained like the serving version without them. The fitted head
+        is cached by what it trained on: while the newest episodes grow, the rest (often nothing) stays the same."""
+        include = older & ~held
+        weights = self._weights(batch, include)
+        key = tuple((int(i), round(float(w), 9)) for i, w in zip(batch.ids, weights) if w > 0)
+        if key not in self._holdout_heads:
+            fit = self._fit(batch, include, include & batch.gated, self.base_state, self.options.seed,
+                            should_stop=should_stop)
+            if fit is None:
+                return None
+            while len(self._holdout_heads) >= 4:
+                self._holdout_heads.pop(next(iter(self._holdout_heads)))
+            self._holdout_heads[key] = self._head_state()
+        self._load_head(self._holdout_heads[key])
+        fixed = self._judge(batch.rows[held])[0] == batch.labels[held]
+        return int(fixed.sum()), int(held.sum())
+
+    # ---- one run
+    def attempt(self, corrections: list[StoredCorrection], verdicts: dict[int, Review] | None = None) -> Attempt:
+        """Train the head on the offline data plus ``corrections`` and gate it (the model keeps the new head)."""
+        t0 = time.perf_counter()
+        opts = self.options
+        batch = self.prepare(corrections, verdicts or {})
+        gated = batch.gated
+        fit = self._fit(batch, batch.active, gated, self.base_state, opts.seed)
+        assert fit is not None
+        candidate = self._head_state()
+        predicted, success = self._judge(batch.rows)
+        fixed = predicted == batch.labels
+        accuracy = self._accuracy(self.val_features, self.val_labels)
+        self._load_head(self.served_state)
+        served_fixed = self._judge(batch.rows)[0] == batch.labels
+        fraction = float(fixed[gated].mean()) if gated.any() else 1.0
+        served_fraction = float(served_fixed[gated].mean()) if gated.any() else 1.0
+        metrics = {"heldout_accuracy": accuracy, "heldout_accuracy_base": self.base_accuracy,
+                   "corrections_fixed": fraction, "corrections_fixed_serving": served_fraction,
+                   "corrections_gated": float(gated.sum()), "corrections_contradicted": float(batch.contradicted.sum()),
+                   "corrections_rejected": float(batch.rejected.sum()), "corrections_unusable": float(len(batch.unusable)),
+                   "train_steps": float(fit["steps"]), "train_seconds": fit["seconds"], "train_loss": float(fit["loss"])}
+        reasons = []
+        if not np.isnan(accuracy) and accuracy < self.base_accuracy - opts.tolerance:
+            reasons.append(f"held-out accuracy {accuracy:.4f} < {self.base_accuracy:.4f} - tolerance {opts.tolerance}")
+        if fraction < opts.min_fixed and fraction < served_fraction:
+            wrong = [int(i) for i in batch.ids[gated & ~fixed]]
+            reasons.append(f"corrections {wrong[:10]} still classified against their label ({fraction:.2%} fixed < "
+                           f"min_fixed {opts.min_fixed:.2%} and < the serving version's {served_fraction:.2%})")
+        held, older = self._holdout_plan(batch, self.served.last_correction_id)
+        new = batch.active & (batch.ids > self.served.last_correction_id)
+        if not reasons and held.any() and new.any():
+            served = self._served_holdout(batch, held, older)
+            assert served is not None
+            trial = self._fit(batch, batch.active & ~held, gated & ~held, self.base_state, opts.seed)
+            assert trial is not None
+            right, total = int(trial["fixed"][held].sum()), int(held.sum())
+            metrics.update({"holdout_corrections": float(total), "holdout_accuracy": right / total,
+                            "holdout_accuracy_serving": served[0] / total})
+            if right < served[0] - max(1.0, opts.holdout_tolerance * total):
+                ids = [int(i) for i in batch.ids[held & ~trial["fixed"]]]
+                reasons.append(f"the new corrections make held-out corrections {ids[:10]} of recent episodes wrong "
+                               f"({right}/{total} right; without the new ones {served[0]}/{total}; holdout_tolerance "
+                               f"{opts.holdout_tolerance} but at least one)")
+        self._load_head(candidate)
+        metrics["retrain_seconds"] = time.perf_counter() - t0
+        assessments = self._assess(batch, fixed, success)
+        return Attempt(not reasons, metrics, "; ".join(reasons), int(batch.active.sum()), batch.last_id, assessments)
+
+    def _assess(self, batch: _Batch, fixed: np.ndarray, success: np.ndarray) -> list[Assessment]:
+        out = [Assessment(cid, "unfixed", -1.0, why) for cid, why in batch.unusable.items()]
+        for i, cid in enumerate(batch.ids.tolist()):
+            if batch.rejected[i]:
+                status = "rejected"
+            elif batch.contradicted[i]:
+                status = "contradicted"
+            else:
+                status = "fixed" if fixed[i] else "unfixed"
+            detail = batch.details.get(cid, "")
+            if status == "contradicted":
+                detail += "; classified as labelled" if fixed[i] else "; classified otherwise"
+            out.append(Assessment(cid, status, float(success[i]), detail))
+        return sorted(out, key=lambda a: a.correction_id)
+
+    def publish(self, attempt: Attempt, last_review_id: int = 0) -> VersionRecord:
+        """Write the model's current head as the next immutable version (it becomes the serving one)."""
+        metrics = {**attempt.metrics, "val_episodes": self.val_episodes, "last_review_id": last_review_id,
                    "corrections_used": attempt.corrections_used, "last_correction_id": attempt.last_correction_id}
 
         def fill(tmp: Path, version: str) -> None:
@@ -215,8 +449,80 @@ class HeadRetrainer:
             config["model_version"] = version  # RewardFunction.from_pretrained(versions/<n>) names it too
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
-        return self.versions.publish(fill, lambda number: f"{self.base_version}-r{number}", attempt.metrics,
-                                     attempt.corrections_used, attempt.last_correction_id)
+        record = self.versions.publish(fill, lambda number: f"{self.base_version}-r{number}",
+                                       {**attempt.metrics, "last_review_id": float(last_review_id)},
+                                       attempt.corrections_used, attempt.last_correction_id)
+        self.served, self.served_state = record, self._head_state()
+        return record
+
+    # ---- idle work
+    def idle_work(self, store: CorrectionStore, should_stop: Callable[[], bool]) -> Iterator[dict | None]:
+        """Work for the time no correction waits, one fit per step; yields an event (or None) after each."""
+        batch = self.prepare(self.corrections(store, self.served.last_correction_id), store.verdicts())
+        held, older = self._holdout_plan(batch, self.served.last_correction_id)
+        if held.any():
+            done = self._served_holdout(batch, held, older, should_stop)
+            self._load_head(self.served_state)
+            if done is None:
+                return
+            yield None
+        size = int(self.options.ensemble)
+        if size <= 0 or members_path(self.state_dir, self.served.number).is_file():
+            return
+        t0 = time.perf_counter()
+        seeds = [self.options.seed + 101 * (k + 1) for k in range(size)]
+        if self._members0 is None:
+            existing = latest_members(self.state_dir, 0)
+            if existing is not None:
+                self._members0 = [m.state_dict() for m in load_members(existing[1], self.model)]
+        if self._members0 is None or len(self._members0) < size:  # version 0's: from scratch, offline data only
+            trained = []
+            for k in range(size):
+                nothing = np.zeros(len(batch.ids), bool)
+                state = self._train_member(new_member(self.model, seeds[k]).state_dict(), batch, nothing, nothing,
+                                           seeds[k], bootstrap(self.n_offline, k), should_stop,
+                                           steps=self.options.ensemble_steps, early_stop=False)
+                if state is None:
+                    return
+                trained.append(state)
+                yield None
+            self._members0 = trained
+            if self.served.number != 0:
+                save_members(members_path(self.state_dir, 0), self._heads(self._members0))
+        states = self._members0
+        if self.served.number != 0:  # later versions' members: from version 0's, like the head
+            states = []
+            for k in range(size):
+                state = self._train_member(self._members0[k], batch, batch.active, batch.gated, seeds[k],
+                                           bootstrap(self.n_offline, k), should_stop)
+                if state is None:
+                    return
+                states.append(state)
+                yield None
+        save_members(members_path(self.state_dir, self.served.number), self._heads(states))
+        yield {"event": "ensemble", "number": self.served.number, "members": size,
+               "seconds": time.perf_counter() - t0}
+
+    def _train_member(self, start: dict, batch: _Batch, include: np.ndarray, check: np.ndarray, seed: int,
+                      offline_scale: np.ndarray, should_stop: Callable[[], bool], **fit) -> dict | None:
+        """An ensemble member trained from ``start`` (None when interrupted); the served head is kept aside."""
+        served = self.model.reward_head
+        self.model.reward_head = self._heads([start])[0]
+        try:
+            done = self._fit(batch, include, check, start, seed, offline_scale, should_stop=should_stop, **fit)
+            return None if done is None else self._head_state()
+        finally:
+            self.model.reward_head = served
+            self.model.eval()
+
+    def _heads(self, states: list[dict]) -> list:
+        """Member modules holding ``states``."""
+        heads = []
+        for k, state in enumerate(states):
+            head = new_member(self.model, k)
+            head.load_state_dict(state)
+            heads.append(head)
+        return heads
 
 
 def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> None:
@@ -235,14 +541,31 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
     store: CorrectionStore | None = None
     leadership: Leadership | None = None
     leading, standby_told, failures = False, False, 0
-    seen, last_run = 0, 0.0
+    seen, seen_review, last_run = 0, 0, 0.0
     options = spec.options
-    while parent is None or parent.is_alive():
+    work: Iterator[dict | None] | None = None
+    idle = False  # there may be idle work (from becoming the leader, and after each attempt, until it completes)
+    woken: list[Any] = []
+
+    def waiting() -> bool:
+        """A correction or review waits: stop idle work."""
         try:
-            if triggers.get(timeout=0.5 if not failures else min(5.0, 0.5 * 2 ** failures)) == _STOP:
-                break
+            woken.append(triggers.get_nowait())
         except queue.Empty:
             pass
+        return bool(woken) or (store is not None and (store.last_id() != seen or store.last_review_id() != seen_review))
+
+    while parent is None or parent.is_alive():
+        try:  # every wake-up so far (they only say "look at the store"); wait only when there is nothing to do
+            while True:
+                busy = woken or work is not None or (idle and leading)
+                woken.append(triggers.get_nowait() if busy else
+                             triggers.get(timeout=0.5 if not failures else min(5.0, 0.5 * 2 ** failures)))
+        except queue.Empty:
+            pass
+        if _STOP in woken:
+            break
+        woken.clear()
         try:
             if store is None:
                 store = CorrectionStore(spec.store, readonly=True)
@@ -255,30 +578,50 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
                         standby_told = True
                     failures = 0
                     continue
-                leading, standby_told = True, False
+                leading, standby_told, idle, work = True, False, True, None
                 # What a leader that died mid-publish may have left: a partial directory, an unannounced version.
                 trainer.versions.remove_partial()
                 latest = trainer.versions.latest()
                 leadership.announce(latest.number)
-                seen = latest.last_correction_id
+                trainer.follow(latest)
+                seen, seen_review = latest.last_correction_id, int(latest.metrics.get("last_review_id", 0))
                 events.put({"event": "ready", "metrics": setup})
             failures = 0
-            newest = store.last_id()
-            if newest - seen < options.every or time.monotonic() - last_run < options.min_interval_s:
+            newest, reviewed = store.last_id(), store.last_review_id()
+            if (newest - seen >= options.every or reviewed != seen_review) and \
+                    time.monotonic() - last_run >= options.min_interval_s:
+                work, idle = None, True
+                last_run, seen, seen_review = time.monotonic(), newest, reviewed
+                events.put({"event": "training", "corrections": newest, "time": time.time()})
+                attempt = trainer.attempt(trainer.corrections(store, newest), store.verdicts())
+                event = {"event": "published" if attempt.passed else "rejected", "reason": attempt.reason,
+                         "metrics": attempt.metrics, "last_correction_id": attempt.last_correction_id,
+                         "assessments": attempt.assessments, "time": time.time()}
+                if attempt.passed and not leadership.held():  # lost the lock meanwhile: another replica leads now
+                    leading, seen, work = False, 0, None
+                    continue
+                if attempt.passed:
+                    record = trainer.publish(attempt, reviewed)
+                    leadership.announce(record.number)
+                    event.update(number=record.number, version=record.version, metrics=record.metrics)
+                events.put(event)
                 continue
-            last_run, seen = time.monotonic(), newest
-            attempt = trainer.attempt(store.read(0, newest))
-            if not attempt.passed:
-                events.put({"event": "rejected", "reason": attempt.reason, "metrics": attempt.metrics})
-            elif not leadership.held():  # lost the lock meanwhile (a cut connection): another replica leads now
-                leading, seen = False, 0
-            else:
-                record = trainer.publish(attempt)
-                leadership.announce(record.number)
-                events.put({"event": "published", "number": record.number, "version": record.version,
-                            "metrics": record.metrics, "time": time.time()})
+            if not idle:
+                continue
+            if work is None:
+                work = trainer.idle_work(store, waiting)
+            try:
+                event = next(work)
+            except StopIteration:  # done, or stopped for a correction (then the attempt restarts it)
+                work, idle = None, bool(woken)
+                continue
+            if event is not None:
+                events.put(event)
+                if event["event"] == "ensemble":
+                    leadership.announce(event["number"])  # replicas pick the ensemble up with the version
         except Exception as exc:
             events.put({"event": "error", "message": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
+            work, idle = None, False
             if isinstance(exc, HilrewardError):  # the store is unreachable: reconnect (and compete again) later
                 for handle in (leadership, store):
                     if handle is not None:
@@ -308,12 +651,13 @@ class Retrainer:
     def start(self) -> None:
         self._process.start()
 
-    def notify(self, correction_id: int) -> None:
-        """A correction was stored (wakes the process; it reads the store itself)."""
+    def notify(self, correction_id: int = 0) -> None:
+        """A correction or review was stored (wakes the process; it reads the store itself)."""
         self._triggers.put(int(correction_id))
 
     def next_event(self, timeout: float) -> dict | None:
-        """The next event (``ready``, ``standby``, ``published``, ``rejected``, ``error``), None after ``timeout``."""
+        """The next event (``ready``, ``standby``, ``training``, ``published``, ``rejected``, ``ensemble``,
+        ``error``), None after ``timeout``."""
         try:
             return self._events.get(timeout=timeout)
         except queue.Empty:

@@ -23,12 +23,14 @@ class _Job:
     frames: dict[str, np.ndarray]
     done: threading.Event = field(default_factory=threading.Event)
     probabilities: np.ndarray | None = None
+    uncertainty: float | None = None
     model: ServedModel | None = None
     error: BaseException | None = None
 
 
 class Batcher:
-    """``run(frames)`` -> (probabilities of that one step, the model version that produced them)."""
+    """``run(frames)`` -> (probabilities of that one step, its uncertainty or None, the model version that
+    produced them)."""
 
     def __init__(self, slot: ModelSlot, max_batch: int = 8) -> None:
         if max_batch < 1:
@@ -40,7 +42,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="hilreward-model", daemon=True)
         self._thread.start()
 
-    def run(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, ServedModel]:
+    def run(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, float | None, ServedModel]:
         """Frames of one step (camera key -> uint8 (H, W, 3)); blocks until the model has run."""
         if self._closed:
             raise ServingError("the server is shutting down")
@@ -50,7 +52,7 @@ class Batcher:
         if job.error is not None:
             raise job.error
         assert job.probabilities is not None and job.model is not None
-        return job.probabilities, job.model
+        return job.probabilities, job.uncertainty, job.model
 
     def close(self) -> None:
         self._closed = True
@@ -83,11 +85,12 @@ class Batcher:
         model = self.slot.current
         try:
             batch = {k: np.stack([j.frames[k] for j in group]) for k in group[0].frames}
-            probs = np.asarray(model.predictor.predict(batch))
+            probs, uncertainty = model.predict(batch)
             if len(probs) != len(group):
                 raise ServingError(f"the model returned {len(probs)} results for a batch of {len(group)}")
             for i, j in enumerate(group):
                 j.probabilities, j.model = probs[i], model
+                j.uncertainty = None if uncertainty is None else float(uncertainty[i])
         except Exception as exc:
             if len(group) > 1:  # one bad request must not fail the others: run them one by one
                 for j in group:

@@ -5,6 +5,9 @@
     client.submit_correction({"front": front, "wrist": wrist}, label=0)   # "that was not a success"
     reward_fn = RewardFunction.from_pretrained(None, backend="grpc", address=address)   # RL code unchanged
     for info in client.watch_model(): relabel_replay_buffer(info.version)
+    client.queries()                                   # the recent frames that most need a human
+    client.correct_recent(label=0, last_k=5)           # "the last 5 frames were a false success"
+    client.reject([12, 13], note="late keypress")      # review: they never train again
 
 Every call has a deadline (``timeout_s``); calls that fail with UNAVAILABLE (server not up
 yet, restarting, connection dropped) are retried ``retries`` times with exponential backoff.
@@ -26,9 +29,12 @@ import numpy as np
 from ..deploy.backends import BackendOptions, pick_camera
 from ..deploy.reward_function import RewardResult
 from ..errors import ConfigError, InputError, ServingError
+from ..online.review import CorrectionCounts
 from .images import encode_images
 from .protos import hilreward_pb2 as pb
 from .protos import hilreward_pb2_grpc as pb_grpc
+from .records import (CorrectionImages, CorrectionList, Query, RecentCorrectionAck, RecentPrediction, RetrainerStatus,
+                      Timeline, counts_from_proto, view_from_proto)
 
 T = TypeVar("T")
 
@@ -43,6 +49,8 @@ class RemoteRewardResult(RewardResult):
     """Time spent inside the server."""
     episode_id: int = 0
     step: int = 0
+    prediction_id: int = 0
+    """Id in the server's buffer of recent predictions (``correct_recent(prediction_ids=[...])``)."""
 
 
 @dataclass
@@ -69,14 +77,24 @@ class ModelInfo:
     num_classes: int
     threshold: float
     retrainer_status: str = ""
-    """off, starting, ready, standby (another replica retrains), published <version>, rejected <reason> or
-    error <message>."""
+    """off, starting, ready, standby (another replica retrains), training, published <version>,
+    rejected <reason> or error <message>."""
+    number: int = 0
+    """Version directory number (0 = the checkpoint the server started with)."""
+    corrections: CorrectionCounts = field(default_factory=CorrectionCounts)
+    """Corrections per status."""
+    needs_review: list[int] = field(default_factory=list)
+    """Unfixed and contradicted corrections no review has decided (newest first)."""
+    retrainer: Optional[RetrainerStatus] = None
+    ensemble_size: int = 0
+    """Heads giving the uncertainty (0: results carry none)."""
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> "ModelInfo":
         return cls(m.version, m.created_unix, dict(m.metrics), m.corrections_total, m.corrections_used,
                    list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold,
-                   m.retrainer_status)
+                   m.retrainer_status, m.number, counts_from_proto(m.corrections), list(m.needs_review),
+                   RetrainerStatus.from_proto(m.retrainer) if m.HasField("retrainer") else None, m.ensemble_size)
 
 
 class RewardClient:
@@ -178,6 +196,82 @@ class RewardClient:
         finally:
             stream.cancel()
 
+    # ---- operator console
+    def _unary(self, method: str, request: Any) -> Any:
+        rpc = getattr(self._stub, method)
+        return self._retry(lambda: rpc(request, timeout=self.timeout_s, metadata=self._metadata), method)
+
+    def watch_activity(self, max_side: int = 160, jpeg_quality: int = 75, frames_per_second: float = 10.0,
+                       frames: bool = True, episode_id: Optional[int] = None,
+                       timeout_s: Optional[float] = None) -> Iterator[ModelInfo | RetrainerStatus | RecentPrediction]:
+        """Live activity: the serving ModelInfo and RetrainerStatus first, then every RecentPrediction (JPEG
+        frames at most ``frames_per_second``), a ModelInfo after each swap and a RetrainerStatus on each
+        change (until ``timeout_s``, or forever)."""
+        request = pb.WatchActivityRequest(max_side=max_side, jpeg_quality=jpeg_quality,
+                                          frames_per_second=frames_per_second, no_frames=not frames,
+                                          episode_id=episode_id)
+        stream = self._stub.WatchActivity(request, timeout=timeout_s, metadata=self._metadata)
+        try:
+            for item in stream:
+                kind = item.WhichOneof("kind")
+                if kind == "model":
+                    yield ModelInfo.from_proto(item.model)
+                elif kind == "retrainer":
+                    yield RetrainerStatus.from_proto(item.retrainer)
+                elif kind == "prediction":
+                    yield RecentPrediction.from_proto(item.prediction, item.skipped)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise _translate(exc, "WatchActivity", self.address) from None
+        finally:
+            stream.cancel()
+
+    def correct_recent(self, label: int, prediction_ids: Optional[Iterable[int]] = None, last_k: int = 0,
+                       episode_id: Optional[int] = None, source: str = "console") -> RecentCorrectionAck:
+        """Label recent predictions by reference, each stored as one correction: the ``prediction_ids``, or the
+        last ``last_k`` predictions (of ``episode_id``). label 0 = "false success", 1 = "missed success"."""
+        request = pb.RecentCorrectionRequest(prediction_ids=list(prediction_ids or []), last_k=int(last_k),
+                                             episode_id=episode_id, label=int(label), source=source,
+                                             request_id=uuid.uuid4().hex)
+        ack = self._unary("SubmitRecentCorrection", request)
+        return RecentCorrectionAck(list(ack.correction_ids), list(ack.prediction_ids), ack.corrections_total,
+                                   ack.model_version)
+
+    def queries(self, limit: int = 0, max_side: int = 160, jpeg_quality: int = 75, frames: bool = True) -> list[Query]:
+        """The recent frames that most need a human, neediest first (``limit`` of them; 0 = all queued)."""
+        response = self._unary("GetQueries", pb.QueriesRequest(limit=limit, max_side=max_side,
+                                                               jpeg_quality=jpeg_quality, no_frames=not frames))
+        return [Query(RecentPrediction.from_proto(q.prediction), q.need, q.reason) for q in response.queries]
+
+    def list_corrections(self, statuses: Optional[Iterable[str]] = None, limit: int = 100,
+                         before_id: int = 0) -> CorrectionList:
+        """Stored corrections, newest first, with their status and review (only ``statuses`` when given)."""
+        response = self._unary("ListCorrections", pb.ListCorrectionsRequest(
+            statuses=list(statuses or []), limit=limit, before_id=before_id))
+        return CorrectionList([view_from_proto(c) for c in response.corrections], counts_from_proto(response.counts))
+
+    def get_correction(self, correction_id: int, max_side: int = 0, jpeg_quality: int = 0) -> CorrectionImages:
+        """One correction with its frames (PNG at full size by default), status history and reviews."""
+        return CorrectionImages.from_proto(self._unary("GetCorrection", pb.GetCorrectionRequest(
+            id=correction_id, max_side=max_side, jpeg_quality=jpeg_quality)))
+
+    def review(self, ids: Iterable[int], verdict: str, reviewer: str = "", note: str = "") -> list[int]:
+        """Accept or reject corrections (stored durably; the retrainer retrains); returns the review ids."""
+        return list(self._unary("ReviewCorrections", pb.ReviewRequest(
+            ids=list(ids), verdict=verdict, reviewer=reviewer, note=note)).review_ids)
+
+    def accept(self, ids: Iterable[int], note: str = "", reviewer: str = "") -> list[int]:
+        """The labels are right: train them fully, even when contradicted."""
+        return self.review(ids, "accept", reviewer, note)
+
+    def reject(self, ids: Iterable[int], note: str = "", reviewer: str = "") -> list[int]:
+        """The labels are wrong: never train them again."""
+        return self.review(ids, "reject", reviewer, note)
+
+    def versions(self, limit: int = 100) -> Timeline:
+        """Published versions (oldest first) and the ``limit`` newest retraining attempts with their gate metrics."""
+        return Timeline.from_proto(self._unary("ListVersions", pb.ListVersionsRequest(limit=limit)))
+
     def health(self, service: str = "") -> str:
         """The standard gRPC health status name (``SERVING``, ``NOT_SERVING``, ...)."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -223,7 +317,8 @@ def _result(r: pb.PredictResponse, latency_ms: float) -> RemoteRewardResult:
     return RemoteRewardResult(
         probability=probability, success=r.success, reward=r.reward, terminate=r.terminate,
         model_version=r.model_version, latency_ms=latency_ms, class_probabilities=classes,
-        server_latency_ms=r.server_latency_ms, episode_id=r.episode_id, step=r.step)
+        server_latency_ms=r.server_latency_ms, episode_id=r.episode_id, step=r.step,
+        uncertainty=r.uncertainty if r.HasField("uncertainty") else None, prediction_id=r.prediction_id)
 
 
 def _frames(images: Mapping[str, Any]) -> dict[str, np.ndarray]:

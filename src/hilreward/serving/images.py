@@ -50,6 +50,21 @@ def encode_image(camera: str, frame: np.ndarray, encoding: str = "raw", jpeg_qua
     return pb.Image(camera=camera, height=height, width=width, encoding=ENCODINGS[encoding], data=data)
 
 
+def encode_thumbnail(camera: str, frame: np.ndarray, max_side: int = 0, jpeg_quality: int = 0) -> pb.Image:
+    """A frame for a person to look at: shrunk to ``max_side`` pixels (0 = as is), JPEG at ``jpeg_quality``
+    (0 = lossless PNG)."""
+    frame = np.asarray(frame)
+    if max_side and max(frame.shape[:2]) > max_side:
+        from PIL import Image as PILImage
+
+        img = PILImage.fromarray(np.ascontiguousarray(frame))
+        img.thumbnail((max_side, max_side), PILImage.BILINEAR)
+        frame = np.asarray(img)
+    if jpeg_quality:
+        return encode_image(camera, frame, "jpeg", jpeg_quality=jpeg_quality)
+    return encode_image(camera, frame, "png")
+
+
 def encode_images(images: Mapping[str, np.ndarray], encoding: str = "raw") -> list[pb.Image]:
     return [encode_image(camera, frame, encoding) for camera, frame in images.items()]
 

@@ -3,6 +3,7 @@
 A request reads :attr:`ModelSlot.current` once and uses that :class:`ServedModel` to the end,
 so a swap never mixes two versions inside one response and every response names the
 version that produced it. Watchers block on :meth:`ModelSlot.wait_change`.
+:class:`EnsemblePredictor` adds the uncertainty of a version that has ensemble heads.
 """
 
 from __future__ import annotations
@@ -46,10 +47,49 @@ class ServedModel:
     """Held-out metrics of the version."""
     corrections_used: int = 0
     """Corrections the version was trained with."""
+    ensemble_number: int = -1
+    """Version whose ensemble heads give the uncertainty (-1: none)."""
 
     @property
     def camera_keys(self) -> list[str]:
         return list(self.predictor.camera_keys)
+
+    @property
+    def ensemble_size(self) -> int:
+        return len(getattr(self.predictor, "members", ()))
+
+    def predict(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, uncertainty (B,) or None without an ensemble) of a batch."""
+        uncertain = getattr(self.predictor, "predict_uncertain", None)
+        if uncertain is not None:
+            return uncertain(images)
+        return np.asarray(self.predictor.predict(images)), None
+
+
+class EnsemblePredictor:
+    """The served model's forward (as deploy's TorchBackend runs it) plus its ensemble heads on the
+    same encoder features: uncertainty = std of the success probability over the heads and the model."""
+
+    def __init__(self, model, members: list, success_class: int = -1) -> None:
+        self.model = model.eval()
+        self.members = list(members)
+        self.success_class = success_class
+        self.camera_keys: list[str] = list(model.config.camera_keys)
+
+    def predict(self, images: dict[str, np.ndarray]) -> np.ndarray:
+        return self.predict_uncertain(images)[0]
+
+    def predict_uncertain(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from ..online.ensemble import member_success, spread
+
+        with torch.inference_mode():
+            features = self.model.encode(self.model.preprocess(images))
+            probs = self.model.probabilities(self.model.head(features))
+            success = probs if probs.ndim == 1 else probs[:, self.success_class]
+            uncertainty = spread(success, member_success(self.model, self.members, features, self.success_class))
+        return probs.float().cpu().numpy(), uncertainty.float().cpu().numpy()
 
 
 class ModelSlot:

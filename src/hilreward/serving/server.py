@@ -4,15 +4,20 @@
 
 A thin layer over the predictor RewardFunction uses in-process (deploy's TorchBackend):
 requests are decoded and validated, run through one model thread (:class:`Batcher`), and
-answered with probability, success, reward, terminate and the model_version that produced
-them. Corrections go to a :class:`CorrectionStore` (committed before the ack); with
-``dataset.root`` a :class:`Retrainer` process turns them into validated new versions that
-the server swaps in between requests. State lives in ``state_dir``: ``versions/<n>/`` and
-``corrections.sqlite``; a restarted server serves its newest version.
+answered with probability, success, reward, terminate, uncertainty (when the version has an
+ensemble) and the model_version that produced them. Corrections go to a :class:`CorrectionStore`
+(committed before the ack); with ``dataset.root`` a :class:`Retrainer` process turns them into
+validated new versions that the server swaps in between requests. State lives in ``state_dir``:
+``versions/<n>/``, ``ensembles/<n>.safetensors`` and ``corrections.sqlite``; a restarted server
+serves its newest version.
+
+For the operator console the server keeps the recent predictions with their frames
+(:class:`PredictionLog`, streamed by WatchActivity and labelled by reference) and the frames
+that most need a human (:class:`QueryQueue`), and answers the review and versions-timeline calls.
 
 Replicas: several servers given one ``store=postgresql://...`` and one ``state_dir`` (a shared
 folder) all take Predict and corrections; the retrainer of exactly one of them (the store's
-leader) trains, and every replica swaps in each version the leader announces.
+leader) trains, and every replica swaps in each version (and ensemble) the leader announces.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -38,11 +43,14 @@ from ..access import check_bind, resolve_token
 from ..config import DatasetConfig, parse_overrides
 from ..deploy.corrections import Correction
 from ..errors import ConfigError, HilrewardError, InputError
+from ..online import review
 from ..online.store import CorrectionStore
 from ..online.versions import VersionStore
+from .activity import Prediction, PredictionLog, QueryQueue, rejudged
 from .batcher import Batcher
-from .images import decode_images
-from .model_slot import ModelSlot, ServedModel
+from .images import decode_images, encode_thumbnail
+from .model_slot import EnsemblePredictor, ModelSlot, ServedModel
+from .records import RetrainerStatus
 from .protos import hilreward_pb2 as pb
 from .protos import hilreward_pb2_grpc as pb_grpc
 
@@ -57,7 +65,7 @@ RESCAN_S = 10.0
 @dataclass
 class RetrainOptions:
     every: int = 1
-    """Retrain after every N new corrections."""
+    """Retrain after every N new corrections (a review always retrains)."""
     min_interval_s: float = 2.0
     """At least this many seconds between two retraining runs (corrections arriving meanwhile are batched)."""
     steps: int = 300
@@ -70,14 +78,48 @@ class RetrainOptions:
     """AdamW learning rate of the head."""
     correction_weight: float = 20.0
     """Sampling weight of a correction relative to an offline frame of its class (after class balancing)."""
+    contradicted_weight: float = 1.0
+    """Sampling weight of a contradicted correction (until a review accepts it), like ``correction_weight``."""
+    contradiction_radius: float = 0.5
+    """A correction is contradicted when a frame with another label (offline or another correction) is closer
+    than this many times the median distance between consecutive offline frames (encoder features). 0: never."""
     tolerance: float = 0.01
     """Gate: held-out accuracy may drop by at most this much (absolute) below the served checkpoint's."""
-    min_fixed: float = 1.0
-    """Gate: fraction of all corrections the new version must classify as the human labelled them."""
+    min_fixed: float = 0.9
+    """Gate: fraction of the gated corrections (not rejected, not contradicted) the new version must classify as
+    labelled; a version that fixes fewer still passes when it fixes at least as many as the serving one."""
+    holdout_episodes: int = 2
+    """Gate: hold out the corrections of this many recent episodes the serving version learned from, and compare
+    training without them with and without the new corrections (0: no such check)."""
+    holdout_tolerance: float = 0.1
+    """Gate: the held-out corrections' accuracy may drop by at most this much (absolute, and always by one
+    correction) with the new corrections."""
+    ensemble: int = 4
+    """Heads in the uncertainty ensemble, trained while the retrainer is idle (0: no uncertainty)."""
+    ensemble_steps: int = 100
+    """Optimizer steps of each ensemble head trained from scratch (version 0's)."""
     threads: int = 1
     """torch threads of the retrainer process (leave the other cores to Predict)."""
     seed: int = 0
     """Seed of the head's batch sampling."""
+
+
+@dataclass
+class RecentOptions:
+    size: int = 512
+    """Predictions kept with their frames (the console labels them by reference; WatchActivity streams them)."""
+    max_mb: float = 256.0
+    """Most MiB of frames kept (the oldest predictions go first)."""
+
+
+@dataclass
+class QueryOptions:
+    size: int = 32
+    """Frames in the query queue at most (the neediest recent ones)."""
+    min_need: float = 0.5
+    """Queue a frame when its need (closeness to the threshold, or ensemble spread / 0.25) is at least this."""
+    min_gap: int = 5
+    """At most one queued frame per this many steps of an episode."""
 
 
 @dataclass
@@ -131,6 +173,10 @@ class ServeConfig:
     """Frame and feature cache root for retraining (default $HILREWARD_CACHE or ~/.cache/hilreward)."""
     retrain: RetrainOptions = field(default_factory=RetrainOptions)
     """When and how corrections are trained into new versions."""
+    recent: RecentOptions = field(default_factory=RecentOptions)
+    """The buffer of recent predictions."""
+    queries: QueryOptions = field(default_factory=QueryOptions)
+    """The queue of frames that need a human."""
 
 
 def validate(cfg: ServeConfig) -> None:
@@ -150,6 +196,14 @@ def validate(cfg: ServeConfig) -> None:
     if r.every < 1 or r.min_interval_s < 0 or not 0 <= r.min_fixed <= 1 or r.steps < 1 or r.check_every < 1:
         raise ConfigError("retrain.every, retrain.steps and retrain.check_every must be >= 1, "
                           "retrain.min_interval_s >= 0, retrain.min_fixed within [0, 1]")
+    if min(r.contradicted_weight, r.contradiction_radius, r.holdout_episodes, r.holdout_tolerance, r.ensemble) < 0 \
+            or r.ensemble_steps < 1:
+        raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance and "
+                          "ensemble must be >= 0, retrain.ensemble_steps >= 1")
+    if cfg.recent.size < 1 or cfg.recent.max_mb <= 0 or cfg.queries.size < 1 or cfg.queries.min_gap < 0 \
+            or not 0 <= cfg.queries.min_need <= 1:
+        raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
+                          "queries.min_need within [0, 1]")
     check_bind(cfg.host, cfg.token, cfg.insecure)
 
 
@@ -158,15 +212,19 @@ def load_version(versions: VersionStore, number: int, cfg: ServeConfig) -> Serve
     """Load ``versions/<number>`` with the same backend RewardFunction uses in-process."""
     from ..deploy.backends import TorchBackend
     from ..models import RewardClassifier
+    from ..online.ensemble import latest_members, load_members
 
     record = versions.get(number)
     model = RewardClassifier.from_pretrained(versions.path(number), device=cfg.device)
     threshold = cfg.success_threshold if cfg.success_threshold is not None else float(model.threshold)
+    members = latest_members(versions.root.parent, number)
+    predictor = TorchBackend(model) if members is None else \
+        EnsemblePredictor(model, load_members(members[1], model), cfg.success_class)
     return ServedModel(
-        version=record.version, predictor=TorchBackend(model), threshold=threshold,
+        version=record.version, predictor=predictor, threshold=threshold,
         image_size=tuple(int(x) for x in model.config.image_size), num_classes=int(model.config.num_classes),
         number=number, created_unix=record.created_unix, metrics=dict(record.metrics),
-        corrections_used=record.corrections_used)
+        corrections_used=record.corrections_used, ensemble_number=-1 if members is None else members[0])
 
 
 def init_versions(cfg: ServeConfig) -> VersionStore:
@@ -208,10 +266,11 @@ def _numeric_metrics(checkpoint: Path) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- the service
 class RewardServicer(pb_grpc.RewardServiceServicer):
-    """RewardService over a ModelSlot, a Batcher and a CorrectionStore."""
+    """RewardService over a ModelSlot, a Batcher, a CorrectionStore and the recent-activity buffers."""
 
     def __init__(self, slot: ModelSlot, batcher: Batcher, store: CorrectionStore, cfg: ServeConfig,
-                 on_correction: Callable[[int], None] | None = None) -> None:
+                 on_correction: Callable[[int], None] | None = None, versions: VersionStore | None = None,
+                 log: PredictionLog | None = None, queries: QueryQueue | None = None) -> None:
         self.slot = slot
         self.batcher = batcher
         self.store = store
@@ -219,10 +278,26 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self.on_correction = on_correction
         self.replica = cfg.replica or ""
         """Stored with each correction (the server sets it once its port is known)."""
-        self.retrainer_status = "off"
-        """What the retrainer did last (ModelInfo.retrainer_status)."""
+        self.versions = versions
+        self.log = log or PredictionLog(cfg.recent.size, cfg.recent.max_mb)
+        self.queries = queries or QueryQueue(cfg.queries.size, cfg.queries.min_need, cfg.queries.min_gap)
+        self.retrainer = RetrainerStatus()
         self._streaks: OrderedDict[int, int] = OrderedDict()
         self._streak_lock = threading.Lock()
+        self._views: tuple[tuple, list[review.CorrectionView]] = ((), [])
+        self._views_lock = threading.Lock()
+
+    @property
+    def retrainer_status(self) -> str:
+        """What the retrainer did last (ModelInfo.retrainer_status)."""
+        return self.retrainer.text
+
+    def set_retrainer(self, state: str, message: str = "", attempt: str = "") -> None:
+        """Update the retrainer status (``attempt``: ``published`` or ``rejected`` counts one) and wake watchers."""
+        r = self.retrainer
+        self.retrainer = RetrainerStatus(state, message, time.time(), r.attempts + bool(attempt),
+                                        r.published + (attempt == "published"), r.rejected + (attempt == "rejected"))
+        self.log.changed()
 
     # ---- auth and errors
     def _authorize(self, context: grpc.ServicerContext, required: bool) -> None:
@@ -250,25 +325,33 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
         frames = decode_images(request.images, self.slot.current.camera_keys)
-        probs, model = self.batcher.run(frames)
-        return self._response(model, probs, request.episode_id, request.step, start)
+        probs, uncertainty, model = self.batcher.run(frames)
+        return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start)
 
-    def _response(self, model: ServedModel, probs: np.ndarray, episode_id: int, step: int,
-                  start: float) -> pb.PredictResponse:
+    def _success_probability(self, probs: np.ndarray) -> tuple[float, list[float], float | list[float]]:
+        """(success probability, every class's, what a correction stores) of one step."""
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim == 0:
             p = float(probs)
-            classes = [1.0 - p, p]
-        else:
-            classes = [float(x) for x in probs]
-            p = classes[self.cfg.success_class]
+            return p, [1.0 - p, p], p
+        classes = [float(x) for x in probs]
+        return classes[self.cfg.success_class], classes, classes
+
+    def _response(self, model: ServedModel, probs: np.ndarray, uncertainty: float | None,
+                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float) -> pb.PredictResponse:
+        p, classes, stored = self._success_probability(probs)
         success = self._debounce(episode_id, step, p >= model.threshold)
         reward = (self.cfg.success_reward if success else 0.0) if self.cfg.mode == "sparse" \
             else p * self.cfg.success_reward
+        seen = self.log.add(episode_id=episode_id, step=step, frames=frames, probability=p, probabilities=stored,
+                            uncertainty=uncertainty, threshold=model.threshold, success=success,
+                            model_version=model.version)
+        self.queries.offer(seen)
         return pb.PredictResponse(
             probability=p, class_probabilities=classes, success=success, reward=reward,
             terminate=bool(success and self.cfg.terminate_on_success), model_version=model.version,
-            server_latency_ms=(time.perf_counter() - start) * 1e3, episode_id=episode_id, step=step)
+            server_latency_ms=(time.perf_counter() - start) * 1e3, episode_id=episode_id, step=step,
+            uncertainty=uncertainty, prediction_id=seen.id)
 
     def _debounce(self, episode_id: int, step: int, above: bool) -> bool:
         if self.cfg.consecutive <= 1:
@@ -281,6 +364,12 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                 self._streaks.popitem(last=False)
         return streak >= self.cfg.consecutive
 
+    def rejudge(self, prediction: Prediction) -> Prediction:
+        """``prediction`` as the version serving now sees it."""
+        probs, uncertainty, model = self.batcher.run(prediction.frames)
+        p, _, stored = self._success_probability(probs)
+        return rejudged(prediction, p, stored, uncertainty, model.threshold, model.version)
+
     def Predict(self, request, context):
         self._authorize(context, self.cfg.auth_predict)
         return self._call(context, lambda: self._predict(request))
@@ -291,17 +380,20 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             yield self._call(context, lambda: self._predict(request))
 
     # ---- corrections and versions
+    def _check_label(self, label: int, model: ServedModel) -> None:
+        classes = max(2, model.num_classes)
+        if not 0 <= label < classes:
+            raise InputError(f"label={label}: use 1 (success) or 0 (failure)" if classes == 2
+                             else f"label={label}: must be a class index within 0..{classes - 1}")
+
     def _correction(self, request: pb.CorrectionRequest) -> pb.CorrectionAck:
         model = self.slot.current
         frames = decode_images(request.images, model.camera_keys)
-        classes = max(2, model.num_classes)
-        if not 0 <= request.label < classes:
-            raise InputError(f"label={request.label}: use 1 (success) or 0 (failure)" if classes == 2
-                             else f"label={request.label}: must be a class index within 0..{classes - 1}")
+        self._check_label(request.label, model)
         if request.model_version:
             version, probability = request.model_version, float(request.probability)
         else:  # score the frames with the version serving now
-            probs, scored = self.batcher.run(frames)
+            probs, _, scored = self.batcher.run(frames)
             version = scored.version
             probability = float(probs) if np.ndim(probs) == 0 else [float(x) for x in probs]
         correction = Correction(
@@ -319,13 +411,56 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self._authorize(context, True)
         return self._call(context, lambda: self._correction(request))
 
+    def _recent_correction(self, request: pb.RecentCorrectionRequest) -> pb.RecentCorrectionAck:
+        self._check_label(request.label, self.slot.current)
+        if bool(request.prediction_ids) == bool(request.last_k):
+            raise InputError("name the predictions to label: prediction_ids=[...] or last_k=<k> (one of them)")
+        if request.last_k > self.log.size:
+            raise InputError(f"last_k={request.last_k}: the server keeps only the last {self.log.size} predictions")
+        if request.prediction_ids:
+            queued = {q.prediction.id: q.prediction for q in self.queries.items()}  # may be older than the log
+            picked = self.log.get(list(request.prediction_ids), also=queued)
+        else:
+            episode = request.episode_id if request.HasField("episode_id") else None
+            picked = self.log.last(request.last_k, episode)
+            if not picked:
+                raise InputError("no recent prediction to label" + (f" in episode {episode}" if episode is not None else ""))
+        ids = []
+        for p in picked:
+            correction = Correction(frames=p.frames, label=int(request.label), probability=p.probabilities,
+                                    model_version=p.model_version, time=time.time(), episode=p.episode_id, step=p.step,
+                                    source=request.source or "console")
+            key = f"{request.request_id}:{p.id}" if request.request_id else None
+            ids.append(self.store.add(correction, request_id=key, replica=self.replica))  # committed before the ack
+        self.queries.remove({p.id for p in picked})
+        if self.on_correction is not None:
+            self.on_correction(ids[-1])
+        return pb.RecentCorrectionAck(correction_ids=ids, prediction_ids=[p.id for p in picked],
+                                      corrections_total=self.store.count(), model_version=self.slot.current.version)
+
+    def SubmitRecentCorrection(self, request, context):
+        self._authorize(context, True)
+        return self._call(context, lambda: self._recent_correction(request))
+
+    def correction_views(self) -> list[review.CorrectionView]:
+        """Every correction with its status (recomputed only when the store changed)."""
+        key = (self.store.last_id(), self.store.last_review_id(), self.store.last_attempt_id())
+        with self._views_lock:
+            if self._views[0] != key:
+                self._views = (key, review.views(self.store))
+            return self._views[1]
+
     def model_info(self, model: ServedModel | None = None) -> pb.ModelInfo:
         model = model or self.slot.current
+        items = self.correction_views()
+        counts = review.count(items)
         return pb.ModelInfo(
             version=model.version, created_unix=model.created_unix, metrics=model.metrics,
-            corrections_total=self.store.count(), corrections_used=model.corrections_used,
+            corrections_total=counts.total, corrections_used=model.corrections_used,
             camera_keys=model.camera_keys, image_height=model.image_size[0], image_width=model.image_size[1],
-            num_classes=model.num_classes, threshold=model.threshold, retrainer_status=self.retrainer_status)
+            num_classes=model.num_classes, threshold=model.threshold, retrainer_status=self.retrainer_status,
+            number=model.number, corrections=pb.CorrectionCounts(**asdict(counts)), needs_review=review.needs_review(items),
+            retrainer=self.retrainer.to_proto(), ensemble_size=model.ensemble_size)
 
     def GetModel(self, request, context):
         self._authorize(context, self.cfg.auth_predict)
@@ -334,12 +469,146 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def WatchModel(self, request, context):
         self._authorize(context, self.cfg.auth_predict)
         seen = self.slot.generation
-        yield self.model_info()
+        current = self.model_info()
+        yield current
         while context.is_active() and not self.slot.closed:
             change = self.slot.wait_change(seen, timeout=0.5)
             if change is not None:
                 seen, model = change
-                yield self.model_info(model)
+                if model.version != current.version:  # not for a new ensemble of the same version
+                    current = self.model_info(model)
+                    yield current
+
+    # ---- the operator console
+    def _thumbnails(self, frames: dict[str, np.ndarray], max_side: int, quality: int) -> list[pb.Image]:
+        return [encode_thumbnail(k, f, max_side or 160, quality or 75) for k, f in frames.items()]
+
+    def _recent(self, p: Prediction, images: list[pb.Image] | None = None) -> pb.RecentPrediction:
+        return pb.RecentPrediction(prediction_id=p.id, time_unix=p.time, episode_id=p.episode_id, step=p.step,
+                                   probability=p.probability, uncertainty=p.uncertainty, threshold=p.threshold,
+                                   success=p.success, model_version=p.model_version, images=images or [])
+
+    def WatchActivity(self, request, context):
+        self._authorize(context, self.cfg.auth_predict)
+        self._call(context, lambda: _check_images_request(request.max_side, request.jpeg_quality))
+        if request.frames_per_second < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be >= 0 (0 = 10)")
+        episode = request.episode_id if request.HasField("episode_id") else None
+        gap = 1.0 / (request.frames_per_second or 10.0)
+        seen_gen, status = self.slot.generation, self.retrainer
+        cursor, changes = self.log.newest_id, self.log.changes
+        yield pb.Activity(model=self.model_info())
+        yield pb.Activity(retrainer=status.to_proto())
+        last_frames = 0.0
+        while context.is_active() and not self.slot.closed:
+            fresh, changes = self.log.wait(cursor, changes, timeout=0.5)
+            if self.slot.generation != seen_gen:
+                seen_gen = self.slot.generation
+                yield pb.Activity(model=self.model_info())
+            if self.retrainer is not status:
+                status = self.retrainer
+                yield pb.Activity(retrainer=status.to_proto())
+            skipped = max(0, len(fresh) - 16)  # a slow reader gets the newest 16
+            for p in fresh[skipped:]:
+                cursor = p.id
+                if episode is not None and p.episode_id != episode:
+                    continue
+                images = None
+                if not request.no_frames and time.monotonic() - last_frames >= gap:
+                    last_frames = time.monotonic()
+                    images = self._thumbnails(p.frames, request.max_side, request.jpeg_quality)
+                yield pb.Activity(prediction=self._recent(p, images), skipped=skipped)
+                skipped = 0
+            if fresh:
+                cursor = fresh[-1].id
+
+    def _queries(self, request: pb.QueriesRequest) -> pb.QueriesResponse:
+        _check_images_request(request.max_side, request.jpeg_quality)
+        out = []
+        for q in self.queries.items(request.limit):
+            images = None if request.no_frames else self._thumbnails(q.prediction.frames, request.max_side,
+                                                                     request.jpeg_quality)
+            out.append(pb.Query(prediction=self._recent(q.prediction, images), need=q.need, reason=q.reason))
+        return pb.QueriesResponse(queries=out, capacity=self.queries.size)
+
+    def GetQueries(self, request, context):
+        self._authorize(context, self.cfg.auth_predict)
+        return self._call(context, lambda: self._queries(request))
+
+    def _list_corrections(self, request: pb.ListCorrectionsRequest) -> pb.ListCorrectionsResponse:
+        items, counts = review.list_corrections(self.store, list(request.statuses), request.limit or 100,
+                                                request.before_id)
+        return pb.ListCorrectionsResponse(corrections=[_summary(v) for v in items],
+                                          counts=pb.CorrectionCounts(**asdict(counts)))
+
+    def ListCorrections(self, request, context):
+        self._authorize(context, self.cfg.auth_predict)
+        return self._call(context, lambda: self._list_corrections(request))
+
+    def _get_correction(self, request: pb.GetCorrectionRequest) -> pb.CorrectionDetail:
+        _check_images_request(request.max_side, request.jpeg_quality)
+        detail = review.show_correction(self.store, request.id)
+        return pb.CorrectionDetail(
+            summary=_summary(detail.view),
+            images=[encode_thumbnail(k, f, request.max_side, request.jpeg_quality) for k, f in detail.frames.items()],
+            history=[pb.StatusChange(attempt_id=a.attempt_id, status=a.status, probability=a.probability,
+                                     detail=a.detail) for a in detail.history],
+            reviews=[_review(r) for r in detail.reviews])
+
+    def GetCorrection(self, request, context):
+        self._authorize(context, self.cfg.auth_predict)
+        return self._call(context, lambda: self._get_correction(request))
+
+    def _review(self, request: pb.ReviewRequest) -> pb.ReviewAck:
+        ids = review.review_corrections(self.store, list(request.ids), request.verdict, request.reviewer or "console",
+                                        request.note)
+        if self.on_correction is not None:
+            self.on_correction(0)  # what trains changed
+        return pb.ReviewAck(review_ids=ids)
+
+    def ReviewCorrections(self, request, context):
+        self._authorize(context, True)
+        return self._call(context, lambda: self._review(request))
+
+    def _list_versions(self, request: pb.ListVersionsRequest) -> pb.ListVersionsResponse:
+        serving = self.slot.current.number
+        versions = []
+        for number in (self.versions.numbers() if self.versions is not None else []):
+            r = self.versions.get(number)
+            versions.append(pb.VersionInfo(number=number, version=r.version, created_unix=r.created_unix,
+                                           metrics=_numbers(r.metrics), corrections_used=r.corrections_used,
+                                           last_correction_id=r.last_correction_id, serving=number == serving))
+        attempts = [pb.AttemptInfo(id=a.id, time_unix=a.time, passed=a.passed, version=a.version, reason=a.reason,
+                                   metrics=a.metrics, last_correction_id=a.last_correction_id, number=a.number)
+                    for a in self.store.attempts(limit=request.limit or 100)]
+        return pb.ListVersionsResponse(versions=versions, attempts=attempts)
+
+    def ListVersions(self, request, context):
+        self._authorize(context, self.cfg.auth_predict)
+        return self._call(context, lambda: self._list_versions(request))
+
+
+def _check_images_request(max_side: int, quality: int) -> None:
+    if quality > 100:
+        raise InputError(f"jpeg_quality={quality}: use 1..100 (0 = the default)")
+    if max_side > 4096:
+        raise InputError(f"max_side={max_side}: at most 4096 pixels")
+
+
+def _numbers(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _review(r) -> pb.Review:
+    return pb.Review(verdict=r.verdict, time_unix=r.time, reviewer=r.reviewer, note=r.note)
+
+
+def _summary(v: review.CorrectionView) -> pb.CorrectionSummary:
+    return pb.CorrectionSummary(
+        id=v.id, time_unix=v.time, label=v.label, probability=v.probability, model_version=v.model_version,
+        episode_id=v.episode, step=v.step, env_index=v.env_index, source=v.source, status=v.status,
+        status_detail=v.status_detail, probability_now=v.probability_now,
+        review=_review(v.review) if v.review is not None else None)
 
 
 # --------------------------------------------------------------------------- the server
@@ -369,9 +638,10 @@ class RewardServer:
             self.retrainer = Retrainer.from_serve_config(cfg, self.versions, self.store.location,
                                                          threshold=self.slot.current.threshold)
         self.servicer = RewardServicer(self.slot, self.batcher, self.store, cfg,
-                                       on_correction=self.retrainer.notify if self.retrainer else None)
+                                       on_correction=self.retrainer.notify if self.retrainer else None,
+                                       versions=self.versions)
         if self.retrainer is not None:
-            self.servicer.retrainer_status = "starting"
+            self.servicer.set_retrainer("starting", "loading the offline features")
         self.health = health.HealthServicer()
         limit = cfg.max_message_mb * 1024 * 1024
         self._server = grpc.server(
@@ -384,6 +654,10 @@ class RewardServer:
         self.retrainer_ready = threading.Event()
         """Set once the retrainer has loaded the offline features and leads the store (corrections are trained
         from then on; a replica whose retrainer waits on standby never sets it)."""
+        self.ensemble_ready = threading.Event()
+        """Set once the serving version has an uncertainty ensemble."""
+        if self.slot.current.ensemble_size:
+            self.ensemble_ready.set()
         self._threads: list[threading.Thread] = []
         self._install_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -422,42 +696,72 @@ class RewardServer:
         self._threads.append(thread)
 
     def _install(self, number: int) -> ServedModel:
-        """Serve version ``number`` unless a newer one serves already (versions only move forward)."""
+        """Serve version ``number`` unless a newer one serves already (versions only move forward), or the
+        newest ensemble of the version serving; the query queue is judged again by what serves then."""
+        from ..online.ensemble import latest_members
+
         with self._install_lock:
-            if number > self.slot.current.number:
+            current = self.slot.current
+            members = latest_members(self.versions.root.parent, number)
+            fresher = number == current.number and members is not None and members[0] > current.ensemble_number
+            if number > current.number or fresher:
                 model = load_version(self.versions, number, self.cfg)
                 self.slot.swap(model)
-                log.info("serving model version %s (%s)", model.version, _fmt(model.metrics))
-            return self.slot.current
+                if number > current.number:
+                    log.info("serving model version %s (%s)", model.version, _fmt(model.metrics))
+            if self.slot.current.ensemble_size:
+                self.ensemble_ready.set()
+            swapped = self.slot.current is not current
+        if swapped:
+            self.servicer.queries.rescore(self.servicer.rejudge)
+            self.servicer.log.changed()
+        return self.slot.current
 
     def _swap_loop(self) -> None:
         assert self.retrainer is not None
         while not self._stopped.is_set():
             event = self.retrainer.next_event(timeout=0.5)
-            if event is None:
-                continue
-            kind = event.get("event")
-            if kind == "published":
+            if event is not None:
                 try:
-                    model = self._install(int(event["number"]))
-                except HilrewardError as exc:
-                    self.servicer.retrainer_status = f"error cannot load version {event['number']}: {exc}"
-                    log.error("cannot load published version %s: %s", event["number"], exc)
-                    continue
-                self.servicer.retrainer_status = f"published {model.version}"
-            elif kind == "rejected":
-                self.servicer.retrainer_status = f"rejected {event.get('reason')}"
-                log.warning("retrained model rejected by the gate: %s", event.get("reason"))
-            elif kind == "ready":
-                self.servicer.retrainer_status = "ready"
-                log.info("retrainer ready (%s)", _fmt(event.get("metrics", {})))
-                self.retrainer_ready.set()
-            elif kind == "standby":
-                self.servicer.retrainer_status = "standby"
-                log.info("retrainer on standby: another replica leads the store (%s)", _fmt(event.get("metrics", {})))
-            elif kind == "error":
-                self.servicer.retrainer_status = f"error {event.get('message')}"
-                log.error("retrainer failed: %s", event.get("message"))
+                    self._handle(event)
+                except Exception as exc:  # the loop must outlive any one event
+                    log.exception("retrainer event %s failed", event.get("event"))
+                    self.servicer.set_retrainer("error", f"{type(exc).__name__}: {exc}")
+
+    def _handle(self, event: dict) -> None:
+        """One retrainer event: record attempts, swap in published versions and ensembles, update the status."""
+        kind, servicer = event.get("event"), self.servicer
+        if kind in ("published", "rejected"):
+            self.store.add_attempt(kind == "published", int(event.get("number", -1)), event.get("version", ""),
+                                   event.get("reason", ""), event.get("metrics", {}), event["last_correction_id"],
+                                   event.get("assessments", []), time=event.get("time"))
+        if kind == "published":
+            try:
+                model = self._install(int(event["number"]))
+            except HilrewardError as exc:
+                servicer.set_retrainer("error", f"cannot load version {event['number']}: {exc}")
+                log.error("cannot load published version %s: %s", event["number"], exc)
+                return
+            servicer.set_retrainer("published", model.version, attempt="published")
+        elif kind == "rejected":
+            servicer.set_retrainer("rejected", event.get("reason", ""), attempt="rejected")
+            log.warning("retrained model rejected by the gate: %s", event.get("reason"))
+        elif kind == "ensemble":
+            self._install(int(event["number"]))
+            log.info("uncertainty ensemble of version %s: %s heads (%.1f s)", event["number"], event["members"],
+                     event["seconds"])
+        elif kind == "training":
+            servicer.set_retrainer("training", f"on {event['corrections']} corrections")
+        elif kind == "ready":
+            servicer.set_retrainer("ready")
+            log.info("retrainer ready (%s)", _fmt(event.get("metrics", {})))
+            self.retrainer_ready.set()
+        elif kind == "standby":
+            servicer.set_retrainer("standby")
+            log.info("retrainer on standby: another replica leads the store (%s)", _fmt(event.get("metrics", {})))
+        elif kind == "error":
+            servicer.set_retrainer("error", event.get("message", ""))
+            log.error("retrainer failed: %s", event.get("message"))
 
     def _watch_loop(self) -> None:
         """Replicas: swap in each version a leader announces; rescan the folder for any missed while cut off."""
@@ -482,6 +786,7 @@ class RewardServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.slot.close()
+        self.servicer.log.close()
         self._server.stop(grace).wait()
         self.batcher.close()
         if self.retrainer is not None:

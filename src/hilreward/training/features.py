@@ -220,12 +220,14 @@ def gather_features(features: dict[str, np.ndarray], indices: np.ndarray) -> dic
 
 
 def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_weight: np.ndarray | None = None,
-             steps: int = 300, batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
+             steps: int = 300, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+             should_stop: Optional[Callable[[], bool]] = None) -> dict:
     """Train only the head of ``model`` in place on precomputed ``features`` (full key -> (N,C,h,w)).
 
     Batches are drawn with replacement with probability ``sample_weight`` (default: class-balanced,
-    1/count per class). Returns ``{"loss", "accuracy", "steps", "seconds"}`` (loss and accuracy averaged
-    over the last 10 % of steps).
+    1/count per class). ``should_stop``, asked before every step, ends training early. Returns
+    ``{"loss", "accuracy", "steps", "seconds"}`` (loss and accuracy averaged over the last 10 % of
+    steps; ``steps`` is how many ran).
     """
     labels = np.asarray(labels, dtype=np.int64)
     weights = balanced_weights(labels) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -245,7 +247,11 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     was_training = model.training
     model.train()
     try:
+        done = 0
         for step in range(steps):
+            if should_stop is not None and should_stop():
+                break
+            done += 1
             idx = torch.multinomial(w, batch_size, replacement=True, generator=g).numpy()
             feats = {c: f.to(device) for c, f in gather_features(features, idx).items()}
             y = torch.from_numpy(labels[idx]).to(device)
@@ -262,5 +268,5 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     finally:
         model.train(was_training)
     return {"loss": float(np.mean(losses)) if losses else float("nan"),
-            "accuracy": correct / seen if seen else float("nan"), "steps": steps,
+            "accuracy": correct / seen if seen else float("nan"), "steps": done,
             "seconds": time.perf_counter() - t0}

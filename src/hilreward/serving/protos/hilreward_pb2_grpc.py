@@ -59,6 +59,41 @@ class RewardServiceStub:
                 request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.WatchModelRequest.SerializeToString,
                 response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.WatchActivity = channel.unary_stream(
+                '/hilreward.v1.RewardService/WatchActivity',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.WatchActivityRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.Activity.FromString,
+                _registered_method=True)
+        self.SubmitRecentCorrection = channel.unary_unary(
+                '/hilreward.v1.RewardService/SubmitRecentCorrection',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.RecentCorrectionRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.RecentCorrectionAck.FromString,
+                _registered_method=True)
+        self.GetQueries = channel.unary_unary(
+                '/hilreward.v1.RewardService/GetQueries',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.QueriesRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.QueriesResponse.FromString,
+                _registered_method=True)
+        self.ListCorrections = channel.unary_unary(
+                '/hilreward.v1.RewardService/ListCorrections',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListCorrectionsRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListCorrectionsResponse.FromString,
+                _registered_method=True)
+        self.GetCorrection = channel.unary_unary(
+                '/hilreward.v1.RewardService/GetCorrection',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.GetCorrectionRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.CorrectionDetail.FromString,
+                _registered_method=True)
+        self.ReviewCorrections = channel.unary_unary(
+                '/hilreward.v1.RewardService/ReviewCorrections',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ReviewRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ReviewAck.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/hilreward.v1.RewardService/ListVersions',
+                request_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
 
 
 class RewardServiceServicer:
@@ -100,6 +135,58 @@ class RewardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchActivity(self, request, context):
+        """---- operator console (reads follow the Predict token rule, writes the SubmitCorrection one)
+        Live activity: the serving version and retrainer status first, then every prediction (with
+        small JPEG frames at most `frames_per_second`), version changes and retrainer updates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitRecentCorrection(self, request, context):
+        """Label recent predictions by reference ("the last k frames were a false success"): the frames
+        come from the server's bounded buffer of recent predictions, nothing is uploaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQueries(self, request, context):
+        """The recent frames that most need a human (near the threshold, or where the ensemble disagrees).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCorrections(self, request, context):
+        """Stored corrections with their status and review, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCorrection(self, request, context):
+        """One correction: its frames, status history and reviews.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewCorrections(self, request, context):
+        """Accept or reject corrections (a rejected correction never trains again). Stored durably.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """Published versions and every retraining attempt (passed or refused) with its gate metrics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RewardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +214,41 @@ def add_RewardServiceServicer_to_server(servicer, server):
                     servicer.WatchModel,
                     request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.WatchModelRequest.FromString,
                     response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ModelInfo.SerializeToString,
+            ),
+            'WatchActivity': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchActivity,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.WatchActivityRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.Activity.SerializeToString,
+            ),
+            'SubmitRecentCorrection': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRecentCorrection,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.RecentCorrectionRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.RecentCorrectionAck.SerializeToString,
+            ),
+            'GetQueries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueries,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.QueriesRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.QueriesResponse.SerializeToString,
+            ),
+            'ListCorrections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCorrections,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListCorrectionsRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListCorrectionsResponse.SerializeToString,
+            ),
+            'GetCorrection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCorrection,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.GetCorrectionRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.CorrectionDetail.SerializeToString,
+            ),
+            'ReviewCorrections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewCorrections,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ReviewRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ReviewAck.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListVersionsRequest.FromString,
+                    response_serializer=hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListVersionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +386,195 @@ class RewardService:
             '/hilreward.v1.RewardService/WatchModel',
             hilreward_dot_serving_dot_protos_dot_hilreward__pb2.WatchModelRequest.SerializeToString,
             hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hilreward.v1.RewardService/WatchActivity',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.WatchActivityRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.Activity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitRecentCorrection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hilreward.v1.RewardService/SubmitRecentCorrection',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.RecentCorrectionRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.RecentCorrectionAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hilreward.v1.RewardService/GetQueries',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.QueriesRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.QueriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCorrections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hilreward.v1.RewardService/ListCorrections',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListCorrectionsRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListCorrectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCorrection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hilreward.v1.RewardService/GetCorrection',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.GetCorrectionRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.CorrectionDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewCorrections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hilreward.v1.RewardService/ReviewCorrections',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ReviewRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ReviewAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hilreward.v1.RewardService/ListVersions',
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListVersionsRequest.SerializeToString,
+            hilreward_dot_serving_dot_protos_dot_hilreward__pb2.ListVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

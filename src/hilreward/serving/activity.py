@@ -1,0 +1,189 @@
+"""What the server saw recently: a bounded log of predictions (with their frames) and the query queue.
+
+:class:`PredictionLog` keeps the last predictions (at most ``size`` of them and ``max_mb`` of
+frames), numbered 1, 2, ...: the console streams them (WatchActivity) and labels them by
+reference (SubmitRecentCorrection), so frames are never uploaded twice. :class:`QueryQueue`
+keeps the recent frames that most need a human, scored by :func:`need`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One Predict call as the server answered it."""
+
+    id: int
+    time: float
+    episode_id: int
+    step: int
+    frames: dict[str, np.ndarray]
+    """Full camera key -> uint8 (H, W, 3), as received."""
+    probability: float
+    """Success probability."""
+    probabilities: float | list[float]
+    """What a correction stores: the success probability, or every class's for multi-class models."""
+    uncertainty: Optional[float]
+    threshold: float
+    success: bool
+    model_version: str
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.nbytes for f in self.frames.values())
+
+
+class PredictionLog:
+    """The last ``size`` predictions (and at most ``max_mb`` MiB of frames); watchers wait for new ones."""
+
+    def __init__(self, size: int = 512, max_mb: float = 256.0) -> None:
+        self.size = int(size)
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self._items: deque[Prediction] = deque()
+        self._bytes = 0
+        self._next = 1
+        self._changes = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def add(self, **fields) -> Prediction:
+        with self._cond:
+            item = Prediction(id=self._next, time=time.time(), **fields)
+            self._next += 1
+            self._items.append(item)
+            self._bytes += item.nbytes
+            while self._items and (len(self._items) > self.size or self._bytes > self.max_bytes):
+                self._bytes -= self._items.popleft().nbytes
+            self._cond.notify_all()
+        return item
+
+    @property
+    def newest_id(self) -> int:
+        return self._next - 1
+
+    def get(self, ids: list[int], also: dict[int, Prediction] | None = None) -> list[Prediction]:
+        """The predictions ``ids``, from the log or ``also`` (InputError naming the first one no longer kept)."""
+        with self._cond:
+            known = {**(also or {}), **{p.id: p for p in self._items}}
+            oldest = self._items[0].id if self._items else self._next
+        out = []
+        for i in ids:
+            if i not in known:
+                raise InputError(f"prediction {i} is not in the server's buffer (it keeps the last {self.size} "
+                                 f"predictions, now ids {oldest}..{self._next - 1}); label newer ones")
+            out.append(known[i])
+        return out
+
+    def last(self, k: int, episode_id: Optional[int] = None) -> list[Prediction]:
+        """The newest ``k`` predictions (of ``episode_id``), oldest first."""
+        with self._cond:
+            items = [p for p in self._items if episode_id is None or p.episode_id == episode_id]
+        return items[-k:] if k > 0 else []
+
+    def changed(self) -> None:
+        """Wake the watchers (the model or the retrainer status changed)."""
+        with self._cond:
+            self._changes += 1
+            self._cond.notify_all()
+
+    def wait(self, after_id: int, changes: int, timeout: float) -> tuple[list[Prediction], int]:
+        """Predictions newer than ``after_id`` (waiting up to ``timeout`` for one or a change) and the change count."""
+        with self._cond:
+            if self._next - 1 <= after_id and self._changes == changes and not self._closed:
+                self._cond.wait(timeout)
+            return [p for p in self._items if p.id > after_id], self._changes
+
+    @property
+    def changes(self) -> int:
+        return self._changes
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def need(probability: float, threshold: float, uncertainty: Optional[float]) -> tuple[float, str]:
+    """How much a frame needs a human, 0..1, and why: the larger of its closeness to the threshold
+    (1 at the threshold, 0 at 0 or 1) and its uncertainty (1 at a spread of 0.25 or more)."""
+    near = 1.0 - abs(probability - threshold) / max(threshold, 1.0 - threshold, 1e-9)
+    disagree = min(1.0, (uncertainty or 0.0) / 0.25)
+    return (near, "near the threshold") if near >= disagree else (disagree, "the ensemble disagrees")
+
+
+@dataclass
+class Query:
+    prediction: Prediction
+    need: float
+    reason: str
+
+
+class QueryQueue:
+    """The ``size`` recent frames that most need a human (need >= ``min_need``), at most one per
+    ``min_gap`` steps of an episode (the neighbours of a queued frame look the same)."""
+
+    def __init__(self, size: int = 32, min_need: float = 0.5, min_gap: int = 5) -> None:
+        self.size = int(size)
+        self.min_need = float(min_need)
+        self.min_gap = int(min_gap)
+        self._items: list[Query] = []
+        self._lock = threading.Lock()
+
+    def offer(self, prediction: Prediction) -> None:
+        score, reason = need(prediction.probability, prediction.threshold, prediction.uncertainty)
+        if score < self.min_need:
+            return
+        with self._lock:
+            for i, q in enumerate(self._items):
+                p = q.prediction
+                if p.episode_id == prediction.episode_id and abs(p.step - prediction.step) < self.min_gap:
+                    if score > q.need:
+                        self._items[i] = Query(prediction, score, reason)
+                    return
+            if len(self._items) >= self.size:
+                weakest = min(range(len(self._items)), key=lambda j: self._items[j].need)
+                if self._items[weakest].need >= score:
+                    return
+                del self._items[weakest]
+            self._items.append(Query(prediction, score, reason))
+
+    def items(self, limit: int = 0) -> list[Query]:
+        """Neediest first."""
+        with self._lock:
+            items = sorted(self._items, key=lambda q: -q.need)
+        return items[:limit] if limit > 0 else items
+
+    def remove(self, prediction_ids: set[int]) -> None:
+        with self._lock:
+            self._items = [q for q in self._items if q.prediction.id not in prediction_ids]
+
+    def rescore(self, judge: Callable[[Prediction], Prediction]) -> None:
+        """Judge every queued frame again (after a new version): keep those that still need a human."""
+        with self._lock:
+            queued = list(self._items)
+        fresh = []
+        for q in queued:
+            p = judge(q.prediction)
+            score, reason = need(p.probability, p.threshold, p.uncertainty)
+            if score >= self.min_need:
+                fresh.append(Query(p, score, reason))
+        with self._lock:
+            kept = {q.prediction.id for q in queued}
+            self._items = fresh + [q for q in self._items if q.prediction.id not in kept]
+
+
+def rejudged(prediction: Prediction, probability: float, probabilities: float | list[float],
+             uncertainty: Optional[float], threshold: float, version: str) -> Prediction:
+    """``prediction`` as another model version sees it (same id and frames)."""
+    return replace(prediction, probability=probability, probabilities=probabilities, uncertainty=uncertainty,
+                   threshold=threshold, success=probability >= threshold, model_version=version)
