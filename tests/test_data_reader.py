@@ -14,6 +14,7 @@ from hilreward.config import DatasetConfig, LabelConfig
 from hilreward.data import (FrameData, LeRobotDataset, balanced_weights, cache_root, load_frame_data,
                             open_dataset, split_episodes)
 from hilreward.data import video
+from hilreward.data.labels import describe_alignment, resolve_alignment
 from hilreward.errors import ConfigError, DatasetError
 from hilreward.images import resize_uint8
 
@@ -61,8 +62,21 @@ def test_labels_alignment(drawer4):
     assert nxt.sum() > cur.sum() > 0  # expert episodes succeed; 'next' fires one frame early per success
     assert drawer4.labels("next.reward", threshold=2.0).sum() == 0
     assert drawer4.labels("observation.success", align="next").sum() == cur.sum()
-    with pytest.raises(ConfigError, match="current, next"):
+    with pytest.raises(ConfigError, match="auto, current, next"):
         drawer4.labels(align="previous")
+
+
+def test_auto_alignment_shifts_only_next_keys(drawer4):
+    success = drawer4.read_rows(["observation.success"])["observation.success"].astype(np.int64)
+    # auto (the default): next.reward is shifted to the frame it judges, observation.success read as recorded
+    assert np.array_equal(drawer4.labels("next.reward"), drawer4.labels("next.reward", align="current"))
+    assert np.array_equal(drawer4.labels("observation.success"), success)
+    assert np.array_equal(drawer4.labels("next.reward"), drawer4.labels("observation.success"))
+    # 'current' on a per-frame key compares every frame with its predecessor's truth: the old bug
+    assert not np.array_equal(drawer4.labels("observation.success", align="current"), success)
+    assert resolve_alignment("complementary_info.discrete_penalty", "auto") == "next"
+    assert resolve_alignment("next.success", "auto") == "current" and resolve_alignment("x", "current") == "current"
+    assert describe_alignment("observation.success", "auto") == "align=auto (next): observation.success read as recorded"
 
 
 def test_resolve_cameras(drawer4):

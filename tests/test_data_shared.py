@@ -35,6 +35,9 @@ def test_shared_dataset_rows_labels_frames(shared_data, tmp_path, name):
     assert np.array_equal(ds.labels(align="next"), (stored >= 0.5).astype(np.int64))  # LeRobot's pairing
     success = np.asarray(raw["observation.success"])[order].astype(np.int64)
     assert np.array_equal(ds.labels(align="current"), success)  # 'current' = exact success of the shown frame
+    # align=auto (the default) reads either key right: both give the exact success of the frame shown
+    assert np.array_equal(ds.labels("next.reward"), success)
+    assert np.array_equal(ds.labels("observation.success"), success)
 
     camera = "observation.images.front"
     frames = ds.frames([camera], (128, 128), cache_dir=str(tmp_path))[camera]

@@ -14,7 +14,7 @@ import torch
 from hilreward.cli import main as cli_main
 from hilreward.config import DatasetConfig, LabelConfig, TrainConfig, to_yaml
 from hilreward.data import load_frame_data
-from hilreward.errors import CheckpointError, ConfigError, DatasetError
+from hilreward.errors import CheckpointError, ConfigError, DatasetError, EvidenceError
 from hilreward.evaluation import metrics as M
 from hilreward.evaluation.evaluate import evaluate, predict
 from hilreward.models import ClassifierConfig, RewardClassifier
@@ -72,6 +72,7 @@ def test_metrics_json_has_the_stable_keys(heldout_run):
     assert [r["episode"] for r in written["per_episode"]] == [2, 3]
     assert written["per_episode"][1]["onset_frame"] is None
     assert written["config"]["dataset"]["episodes"] == [2, 3]
+    assert written["label_alignment"] == "align=auto (current): next.reward shifted to the frame it judges"
 
 
 def test_predictions_parquet_matches_model_and_metrics(heldout_run, ckpt, cache_dir):
@@ -93,16 +94,28 @@ def test_predictions_parquet_matches_model_and_metrics(heldout_run, ckpt, cache_
                                             np.array(pred["label"]), np.array(pred["probability"])),
                               threshold=0.5, consecutive=2, fps=10)
     for key in ("accuracy", "precision", "recall", "auroc", "average_precision", "ece", "false_terminations",
-                "missed_successes", "recommended_threshold"):
+                "gross_false_terminations", "missed_successes", "rule_threshold", "recommended_interval"):
         assert again[key] == result[key], key
 
 
-def test_recommended_threshold_causes_no_false_termination(heldout_run):
+def test_two_heldout_episodes_do_not_move_the_threshold(heldout_run, ckpt, tmp_path, cache_dir):
     result, _ = heldout_run
+    # 58 positive frames, but in one succeeding episode: the rule's threshold is reported, not recommended
+    ev = result["threshold_evidence"]
+    assert (ev["positives"], ev["success_episodes"], ev["failed_episodes"], ev["enough"]) == (58, 1, 1, False)
+    assert result["recommended_threshold"] == 0.5 and "too little evidence" in ev["reason"]
     rec = {r["name"]: r for r in result["thresholds"]}["recommended"]
-    assert rec["threshold"] == result["recommended_threshold"]
-    if result["zero_ft_threshold"] is not None:
-        assert rec["false_terminations"] == 0
+    assert rec["threshold"] == 0.5
+    # write_threshold=true refuses (after writing the outputs) and leaves the checkpoint alone ...
+    copy = shutil.copytree(ckpt, tmp_path / "ckpt")
+    before = (copy / "config.json").read_text()
+    with pytest.raises(EvidenceError, match="force=true"):
+        evaluate(copy, heldout=True, write_threshold=True, report=False, output_dir=tmp_path / "o", cache_dir=cache_dir)
+    assert (copy / "config.json").read_text() == before and (tmp_path / "o" / "metrics.json").is_file()
+    # ... unless forced, which writes the rule's threshold
+    forced = evaluate(copy, heldout=True, write_threshold=True, force=True, report=False, output_dir=tmp_path / "o",
+                      cache_dir=cache_dir)
+    assert forced["threshold_written"] == forced["rule_threshold"] == RewardClassifier.from_pretrained(copy).threshold
 
 
 def test_report_is_self_contained(heldout_run):
@@ -112,6 +125,7 @@ def test_report_is_self_contained(heldout_run):
     assert "http://" not in page and "https://" not in page and "<script" not in page
     for section in ("ROC and precision-recall", "Calibration", "Per-episode", "Worst false positives", "Dataset", "Config"):
         assert section in page
+    assert "too little evidence" in page and "next.reward shifted to the frame it judges" in page
 
 
 def test_write_threshold_round_trip(ckpt, tmp_path, cache_dir):
@@ -119,6 +133,7 @@ def test_write_threshold_round_trip(ckpt, tmp_path, cache_dir):
     before = json.loads((copy / "config.json").read_text())
     result = evaluate(copy, DatasetConfig(root=str(DRAWER4)), write_threshold=True, report=False,
                       output_dir=tmp_path / "out", cache_dir=cache_dir)
+    assert result["threshold_evidence"]["enough"]  # 4 episodes, 3 of them succeed
     assert RewardClassifier.from_pretrained(copy).threshold == result["recommended_threshold"] != 0.5
     after = json.loads((copy / "config.json").read_text())
     assert {k: v for k, v in after.items() if k != "threshold"} == {k: v for k, v in before.items() if k != "threshold"}
@@ -138,7 +153,7 @@ def test_cli_eval_keeps_checkpoint_label_and_applies_overrides(tmp_path, cache_d
                    f"output_dir={out}"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "recommended_threshold" in printed and "false_term" in printed
+    assert "recommended_threshold" in printed and "gross" in printed and "read as recorded" in printed
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["label"] == {"key": "observation.success", "threshold": 0.5, "align": "next"}
     assert (m["episodes"], m["frames"], m["consecutive"], m["target_precision"]) == (2, 298, 3, 0.9)
@@ -194,3 +209,23 @@ def test_predict_without_labels(tmp_path, cache_dir, monkeypatch):
     with_labels = predict(make_checkpoint(tmp_path / "c2"), DatasetConfig(root=str(DRAWER4), episodes=[1]),
                           tmp_path / "l.parquet", cache_dir=cache_dir)
     assert "label" in pq.read_table(with_labels).column_names
+
+
+def test_compare_two_checkpoints_on_the_same_frames(tmp_path, ckpt, cache_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HILREWARD_CACHE", cache_dir)
+    other = make_checkpoint(tmp_path / "other" / "checkpoints" / "best", cameras=("front",), seed=1)
+    out = tmp_path / "cmp"
+    assert cli_main(["eval", f"checkpoint={ckpt}", f"compare={other}", "heldout=true", f"output_dir={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "compared on the same frames" in printed and "other/best" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    alone = evaluate(other, heldout=False, dataset=DatasetConfig(root=str(DRAWER4), episodes=[2, 3]), report=False,
+                     output_dir=tmp_path / "alone", cache_dir=cache_dir)
+    assert m["compare"]["checkpoint"] == str(other) and m["compare"]["auroc"] == alone["auroc"]
+    assert m["compare"]["per_episode"] == alone["per_episode"]
+    table = pq.read_table(out / "predictions.parquet")
+    assert table.column_names[-1] == "probability_compare"
+    np.testing.assert_allclose(table.column("probability_compare").to_numpy(),
+                               pq.read_table(tmp_path / "alone" / "predictions.parquet").column("probability").to_numpy())
+    page = (out / "report.html").read_text()
+    assert "<h2>Comparison</h2>" in page and "other/best" in page

@@ -45,6 +45,8 @@ def test_inspect_alignment_and_episode_selection(tmp_path):
     assert cur.frames == 298 and cur.episodes == 2
     assert nxt.positives == cur.positives + 2  # 'next' fires one frame early in each successful episode
     assert cur.positives_other_align == nxt.positives
+    assert "align=auto (current): next.reward shifted to the frame it judges" in cur.text()
+    assert "align=next: next.reward read as recorded" in nxt.text()
     assert [e["first_positive"] for e in nxt.per_episode] == [e["first_positive"] - 1 for e in cur.per_episode]
     assert not cur.warnings
 

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from hilreward.evaluation import calibration as C
+from hilreward.evaluation import episodes as E
 from hilreward.evaluation import metrics as M
+from hilreward.evaluation import thresholds as T
 
 # The classic 4-frame example: negatives 0.1, 0.4; positives 0.35, 0.8.
 Y4 = np.array([0, 0, 1, 1])
@@ -53,145 +56,190 @@ def test_auroc_and_average_precision():
     assert M.auroc([1, 1], [0.2, 0.3]) is None and M.average_precision([0, 0], [0.2, 0.3]) is None
 
 
-def test_roc_curve_points():
+def test_roc_and_pr_curve_points():
     fpr, tpr, thr = M.roc_curve(Y4, P4)
     assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0]
     assert tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
     assert thr[0] == np.inf and thr[1:].tolist() == [0.8, 0.4, 0.35, 0.1]
+    precision, recall, thr = M.pr_curve(Y4, P4)  # ascending thresholds, p >= threshold
+    assert thr.tolist() == [0.1, 0.35, 0.4, 0.8]
+    assert precision.tolist() == pytest.approx([0.5, 2 / 3, 0.5, 1.0]) and recall.tolist() == [1, 1, 0.5, 0.5]
 
 
 def test_ece_equal_width_bins():
     # bin 0: p=.05, 0 positive -> .05 * 1/4; bin 1: p=.15,.15, half positive -> .35 * 2/4; bin 9: .95, 1 -> .05 * 1/4
-    ece = M.expected_calibration_error([0, 0, 1, 1], [0.05, 0.15, 0.15, 0.95])
+    ece = C.expected_calibration_error([0, 0, 1, 1], [0.05, 0.15, 0.15, 0.95])
     assert ece == pytest.approx(0.0125 + 0.175 + 0.0125)
-    b = M.reliability_bins([0, 1, 1], [0.3, 1.0, 0.0])
-    assert b["count"].tolist() == [1, 0, 0, 1, 0, 0, 0, 0, 0, 1]  # 0.3 -> bin 3, 1.0 -> last bin
-    assert M.expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+    b = C.reliability_bins([0, 1, 1, 0], [0.3, 1.0, 0.0, 0.35])
+    assert b["count"].tolist() == [1, 0, 1, 1, 0, 0, 0, 0, 0, 1]  # 0.3 -> (0.2, 0.3], 0.35 -> (0.3, 0.4]
+    assert b["accuracy"][9] == 1.0 and b["confidence"][3] == pytest.approx(0.35) and np.isnan(b["accuracy"][1])
+    assert C.expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
     # multi-class: top-label confidence .6 (right) and .8 (wrong) -> .4*.5 + .8*.5
-    assert M.expected_calibration_error([0, 0], [[0.6, 0.4], [0.2, 0.8]]) == pytest.approx(0.6)
+    assert C.expected_calibration_error([0, 0], [[0.6, 0.4], [0.2, 0.8]]) == pytest.approx(0.6)
 
 
 def test_fit_temperature_closed_form():
     # every |logit| = 1 and 3 of 4 right: the best calibrated probability is 0.75 -> 1/T = ln 3
     z = np.array([1, 1, 1, 1, -1, -1, -1, -1.0])
     y = np.array([1, 1, 1, 0, 0, 0, 0, 1])
-    assert M.fit_temperature(z, y) == pytest.approx(1 / math.log(3), rel=1e-5)
-    assert M.fit_temperature(2 * z, y) == pytest.approx(2 / math.log(3), rel=1e-5)
+    assert C.fit_temperature(z, y) == pytest.approx(1 / math.log(3), rel=1e-5)
+    assert C.fit_temperature(2 * z, y) == pytest.approx(2 / math.log(3), rel=1e-5)
     # the same problem as two-class softmax logits
     z2 = np.stack([np.zeros_like(z), z], axis=1)
-    assert M.fit_temperature(z2, y) == pytest.approx(1 / math.log(3), rel=1e-5)
+    assert C.fit_temperature(z2, y) == pytest.approx(1 / math.log(3), rel=1e-5)
     # perfectly separated: the sharper the better, down to the lower bound
-    assert M.fit_temperature(np.array([5.0, -5.0]), np.array([1, 0])) == pytest.approx(0.01, rel=1e-3)
+    assert C.fit_temperature(np.array([5.0, -5.0]), np.array([1, 0])) == pytest.approx(0.01, rel=1e-3)
 
 
 def test_first_firing_debounce():
     p = [0.6, 0.2, 0.7, 0.8, 0.9]
-    assert M.first_firing(p, 0.5, 1) == 0
-    assert M.first_firing(p, 0.5, 2) == 3  # the firing frame is the k-th of the run
-    assert M.first_firing(p, 0.5, 3) == 4
-    assert M.first_firing(p, 0.5, 4) is None
-    assert M.first_firing(p, 0.95, 1) is None
+    assert E.first_firing(p, 0.5, 1) == 0
+    assert E.first_firing(p, 0.5, 2) == 3  # the firing frame is the k-th of the run
+    assert E.first_firing(p, 0.5, 3) == 4
+    assert E.first_firing(p, 0.5, 4) is None
+    assert E.first_firing(p, 0.95, 1) is None
 
 
-# Five episodes (frame_index 0..n-1 each), rows deliberately shuffled:
-EPISODES = {
-    0: ([0.1, 0.2, 0.3, 0.9, 0.95], [0, 0, 0, 1, 1]),  # detected on the onset
-    1: ([0.1, 0.7, 0.2, 0.6, 0.9], [0, 0, 0, 1, 1]),   # a single early spike at frame 1
-    2: ([0.2, 0.6, 0.1, 0.1], [0, 0, 0, 0]),           # never succeeds, one spike
-    3: ([0.1, 0.2, 0.4, 0.3], [0, 0, 1, 1]),           # succeeds, never above 0.5
-    4: ([0.1, 0.1, 0.1], [0, 0, 0]),                   # never succeeds, never fires
-}
+# Hand-made traces, 40 frames each at 10 fps (tolerance 0.5 s = 5 frames); rows shuffled below.
+def _trace(onset=None, high=(), level=0.9, low=0.1):
+    p = np.full(40, low)
+    for a, b in high:
+        p[a:b] = level
+    y = np.zeros(40, int)
+    if onset is not None:
+        y[onset:] = 1
+    return p, y
 
 
-def _episode_arrays():
-    ep, fr, p, y = [], [], [], []
-    for e, (probs, labels) in EPISODES.items():
-        ep += [e] * len(probs)
-        fr += list(range(len(probs)))
-        p += probs
-        y += labels
+def _traces():
+    t = {0: _trace(30, [(29, 40)]),                              # fires 1 frame early: jitter
+         1: _trace(30, [(30, 40)], level=0.95),                  # ... and a 0.7 spike 20 frames early: gross
+         2: _trace(None, [(15, 17)], level=0.8),                 # never succeeds, fires: a false success
+         3: _trace(20, [], low=0.3),                             # succeeds, never fires: missed
+         4: _trace(10, [(12, 40)]),                              # fires 2 frames late
+         5: _trace(None)}                                        # never succeeds, never fires
+    t[1][0][10] = 0.7
+    return t
+
+
+def _arrays(traces):
+    ep = np.concatenate([[e] * 40 for e in traces])
+    fr = np.concatenate([np.arange(40)] * len(traces))
+    p = np.concatenate([traces[e][0] for e in traces])
+    y = np.concatenate([traces[e][1] for e in traces])
     perm = np.random.default_rng(0).permutation(len(ep))
-    return (np.array(ep)[perm], np.array(fr)[perm], np.array(y)[perm], np.array(p)[perm])
+    return ep[perm], fr[perm], y[perm], p[perm]
 
 
-def test_episode_metrics_without_debounce():
-    ep, fr, y, p = _episode_arrays()
-    m = M.episode_metrics(ep, fr, y, p, threshold=0.5, consecutive=1, fps=10)
-    outcomes = {r["episode"]: r["outcome"] for r in m["per_episode"]}
-    assert outcomes == {0: "detected", 1: "false_termination", 2: "false_termination", 3: "missed",
-                        4: "no_success"}
-    assert (m["false_terminations"], m["missed_successes"], m["detected"]) == (2, 1, 1)
-    assert m["mean_detection_delay_frames"] == 0.0
+def test_outcome_tolerance_edges():
+    assert E.outcome(30, 25, 5.0) == "early"  # exactly the tolerance: jitter
+    assert E.outcome(30, 24, 5.0) == "gross_early"
+    assert E.outcome(30, 30, 5.0) == "detected" and E.outcome(None, 3, 5.0) == "false_success"
+    assert E.outcome(30, None, 5.0) == "missed" and E.outcome(None, None, 5.0) == "no_success"
+    assert E.tolerance_frames(0.5, 10) == 5.0
+    with pytest.raises(ValueError, match="fps"):
+        E.tolerance_frames(0.5, 0)
+
+
+def test_episode_metrics_on_hand_made_traces():
+    ep, fr, y, p = _arrays(_traces())
+    m = E.episode_metrics(ep, fr, y, p, threshold=0.5, consecutive=1, fps=10, tolerance_s=0.5)
     rows = {r["episode"]: r for r in m["per_episode"]}
-    assert rows[1]["firing_frame"] == 1 and rows[1]["onset_frame"] == 3
-    assert rows[2]["onset_frame"] is None and rows[2]["firing_frame"] == 1
-    assert rows[1]["max_probability_before_onset"] == 0.7
+    assert [rows[e]["outcome"] for e in range(6)] == ["early", "gross_early", "false_success", "missed", "detected",
+                                                      "no_success"]
+    assert [rows[e]["onset_error_frames"] for e in range(6)] == [-1, -20, None, None, 2, None]
+    assert rows[1]["onset_error_s"] == pytest.approx(-2.0) and rows[1]["firing_frame"] == 10
+    assert (m["false_terminations"], m["gross_false_terminations"], m["false_successes_in_failed_episodes"],
+            m["missed_successes"]) == (3, 2, 1, 1)
+    assert m["onset_error_median_frames"] == 2.0  # |errors| 1, 20, 2
+    assert m["onset_error_p90_frames"] == pytest.approx(16.4)  # linear interpolation between 2 and 20
+    assert m["mean_detection_delay_frames"] == 2.0 and rows[0]["max_probability_before_onset"] == 0.9
+    # a wider tolerance turns the 20-frame error into jitter; the false success stays gross
+    wide = E.episode_metrics(ep, fr, y, p, 0.5, 1, fps=10, tolerance_s=2.0)
+    assert (wide["false_terminations"], wide["gross_false_terminations"]) == (3, 1)
 
 
 def test_episode_metrics_with_debounce_two():
-    ep, fr, y, p = _episode_arrays()
-    m = M.episode_metrics(ep, fr, y, p, threshold=0.5, consecutive=2, fps=10)
+    ep, fr, y, p = _arrays(_traces())
+    m = E.episode_metrics(ep, fr, y, p, threshold=0.5, consecutive=2, fps=10)
     rows = {r["episode"]: r for r in m["per_episode"]}
-    # the spikes no longer fire; episodes 0 and 1 fire on frame 4, one frame after the onset
-    assert [rows[e]["outcome"] for e in range(5)] == ["detected", "detected", "no_success", "missed", "no_success"]
-    assert rows[0]["firing_frame"] == 4 and rows[0]["delay_frames"] == 1 and rows[0]["delay_s"] == 0.1
-    assert (m["false_terminations"], m["missed_successes"]) == (0, 1)
-    assert m["mean_detection_delay_frames"] == 1.0 and m["mean_detection_delay_s"] == pytest.approx(0.1)
+    # the one-frame spike no longer fires; the two-frame false success still does; every fire is one frame later
+    assert [rows[e]["outcome"] for e in range(6)] == ["detected", "detected", "false_success", "missed", "detected",
+                                                      "no_success"]
+    assert [rows[e]["onset_error_frames"] for e in (0, 1, 4)] == [0, 1, 3]
+    assert (m["false_terminations"], m["gross_false_terminations"]) == (1, 1)
 
 
-def test_zero_false_termination_threshold():
-    ep, fr, y, p = _episode_arrays()
-    # k=1: the highest pre-onset probability is 0.7 (episode 1), the next probability above it 0.9
-    assert M.zero_ft_threshold(ep, fr, y, p, 1) == pytest.approx(0.8)
-    assert M.episode_metrics(ep, fr, y, p, 0.8, 1)["false_terminations"] == 0
-    assert M.episode_metrics(ep, fr, y, p, 0.7, 1)["false_terminations"] == 1
-    # k=2: the highest 2-frame-window minimum before any onset is 0.2, the next probability 0.3
-    assert M.zero_ft_threshold(ep, fr, y, p, 2) == pytest.approx(0.25)
-    m = M.episode_metrics(ep, fr, y, p, 0.25, 2)
-    assert m["false_terminations"] == 0 and m["missed_successes"] == 0
-    assert M.episode_metrics(ep, fr, y, p, 0.2, 2)["false_terminations"] > 0
+def test_zero_termination_thresholds():
+    ep, fr, y, p = _arrays(_traces())
+    # strict: the highest score before any onset is ep 0's 0.9 one frame early; the next probability up is 0.95
+    assert T.zero_termination_threshold(ep, fr, y, p, 1, tolerance=0) == pytest.approx(0.925)
+    # gross (5 frames): ep 0's jitter no longer counts; ep 2's false success at 0.8 does; next up is 0.9
+    t = T.zero_termination_threshold(ep, fr, y, p, 1, tolerance=5)
+    assert t == pytest.approx(0.85)
+    m = E.episode_metrics(ep, fr, y, p, t, 1, fps=10)
+    assert (m["gross_false_terminations"], m["false_terminations"]) == (0, 1)
+    assert E.episode_metrics(ep, fr, y, p, 0.8, 1, fps=10)["gross_false_terminations"] == 1
+    # k=2: the single frames at 0.7 / 0.9 cannot fire; ep 2's two frames at 0.8 still can
+    assert T.zero_termination_threshold(ep, fr, y, p, 2, tolerance=0) == pytest.approx(0.85)
     # a negative frame with the top probability leaves no usable threshold
-    assert M.zero_ft_threshold([0, 0], [0, 1], [0, 1], [0.9, 0.8], 1) is None
+    assert T.zero_termination_threshold([0, 0], [0, 1], [0, 1], [0.9, 0.8], 1) is None
 
 
 def test_precision_threshold_highest_recall():
-    ep, fr, y, p = _episode_arrays()
-    # negatives top out at 0.7; above it three positives (0.95, 0.9, 0.9): precision 1, recall 1/2;
-    # any threshold in (0.7, 0.9] gives these counts -> the midpoint 0.8
-    assert M.precision_threshold(y, p, 0.99) == pytest.approx(0.8)
-    # p >= 0.7 also reaches 0.75 (3/4) with the same recall; the tie goes to the higher precision
-    assert M.precision_threshold(y, p, 0.75) == pytest.approx(0.8)
-    assert M.precision_threshold(y, p, 0.7) == pytest.approx(0.35)  # p >= 0.4: 5/7 precision, recall 5/6
-    assert M.precision_threshold(y, p, 0.6) == pytest.approx(0.25)  # p >= 0.3: 6/9, recall 1
-    assert M.precision_threshold([0, 1], [0.9, 0.1], 0.99) is None
-    assert M.precision_threshold([1, 0], [0.9, 0.1], 0.99) == pytest.approx(0.5)
-    assert M.precision_threshold([1, 1], [0.9, 0.4], 0.99) == pytest.approx(0.2)  # 0 below the lowest
+    ep, fr, y, p = _arrays(_traces())
+    # above 0.9 only ep 1's positives (precision 1, recall 10/70); (0.8, 0.9] adds 38 positives and 1 negative
+    assert T.precision_threshold(y, p, 0.99) == pytest.approx(0.925)
+    assert T.precision_threshold(y, p, 0.95) == pytest.approx(0.85)  # 48/49 precision, recall 48/70
+    assert T.precision_threshold([0, 1], [0.9, 0.1], 0.99) is None
+    assert T.precision_threshold([1, 0], [0.9, 0.1], 0.99) == pytest.approx(0.5)
+    assert T.precision_threshold([1, 1], [0.9, 0.4], 0.99) == pytest.approx(0.2)  # 0 below the lowest
 
 
-def test_recommended_threshold_is_the_larger():
-    assert M.recommend_threshold(0.8, 0.9, 0.5) == 0.9
-    assert M.recommend_threshold(None, 0.7, 0.5) == 0.7
-    assert M.recommend_threshold(None, None, 0.5) == 0.5
+def test_rule_prefers_no_gross_errors_over_strict_when_strict_costs_recall():
+    ep, fr, y, p = _arrays(_traces())
+    choice = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95)
+    # strict 0.925 would keep only ep 1's positives (recall 10/70 instead of 48/70) to remove one frame of jitter
+    assert (choice.precision_threshold, choice.zero_gross_threshold, choice.zero_ft_threshold) == \
+        pytest.approx((0.85, 0.85, 0.925))
+    assert choice.threshold == pytest.approx(0.85) and choice.evidence["rule"] == "gross_at_precision_target"
+    assert choice.evidence["enough"] and (choice.evidence["positives"], choice.evidence["success_episodes"],
+                                          choice.evidence["failed_episodes"]) == (70, 4, 2)
+    lo, hi = choice.interval["precision"]
+    assert lo <= 48 / 49 <= hi and choice.interval["gross_false_termination_rate"] == [0.0, 0.0]
+    # when recall does not matter, the strict threshold wins
+    strict = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=T.EvidenceRule(max_recall_cost=1))
+    assert strict.threshold == pytest.approx(0.925) and strict.evidence["rule"].startswith("strict")
+
+
+def test_evidence_rule_refuses_two_tiny_episodes():
+    traces = _traces()
+    ep, fr, y, p = _arrays({0: traces[0], 5: traces[5]})  # 10 positive frames in 1 succeeding episode
+    choice = T.choose_threshold(ep, fr, y, p, fps=10, fallback=0.6)
+    assert choice.threshold == 0.6 and not choice.enough and choice.evidence["rule"] == "kept"
+    assert choice.rule_threshold == pytest.approx(0.5)  # what the rule would say on so little
+    assert "10 positive frames in 1 succeeding episodes" in choice.evidence["reason"]
+    one = T.choose_threshold(*_arrays({0: traces[0]}), fps=10)
+    assert one.interval is None  # no bootstrap over a single episode
 
 
 def test_compute_metrics_binary():
-    ep, fr, y, p = _episode_arrays()
-    out = M.compute_metrics(M.Predictions(ep, fr, y, p), threshold=0.5, consecutive=1, target_precision=0.99,
+    ep, fr, y, p = _arrays(_traces())
+    out = M.compute_metrics(M.Predictions(ep, fr, y, p), threshold=0.5, consecutive=1, target_precision=0.95,
                             fps=10, checkpoint_threshold=0.6)
     assert list(out)[: len(M.STABLE_KEYS)] == list(M.STABLE_KEYS)
-    assert (out["episodes"], out["frames"], out["positives"], out["negatives"]) == (5, 21, 6, 15)
-    assert (out["false_terminations"], out["missed_successes"]) == (2, 1)
-    assert out["recommended_threshold"] == pytest.approx(0.8) and out["threshold"] == 0.5
-    # at 0.5: positives .9 .95 .6 .9 predicted, .4 .3 missed; negatives .7 .6 predicted
-    assert out["precision"] == pytest.approx(4 / 6) and out["recall"] == pytest.approx(4 / 6)
-    assert out["confusion_matrix"] == [[13, 2], [2, 4]]
+    assert (out["episodes"], out["frames"], out["positives"], out["negatives"]) == (6, 240, 70, 170)
+    assert (out["false_terminations"], out["gross_false_terminations"], out["false_successes_in_failed_episodes"],
+            out["missed_successes"]) == (3, 2, 1, 1)
+    assert out["recommended_threshold"] == pytest.approx(0.85) and out["threshold"] == 0.5
+    assert out["tolerance_s"] == 0.5 and out["tolerance_frames"] == 5.0
     names = [row["name"] for row in out["thresholds"]]
-    assert names == ["0.5", "checkpoint", "target_precision", "zero_false_terminations", "recommended"]
+    assert names == ["0.5", "checkpoint", "target_precision", "zero_gross_false_terminations",
+                     "zero_false_terminations", "recommended"]
     rec = out["thresholds"][-1]
-    assert rec["threshold"] == pytest.approx(0.8) and rec["false_terminations"] == 0 and rec["precision"] == 1.0
-    assert rec["recall"] == 0.5 and rec["missed_successes"] == 1
-    assert out["thresholds"][1]["threshold"] == 0.6
-    given = M.compute_metrics(M.Predictions(ep, fr, y, p), threshold=0.7, checkpoint_threshold=0.6)
+    assert rec["gross_false_terminations"] == 0 and rec["false_terminations"] == 1 and rec["missed_successes"] == 1
+    assert out["confusion_matrix"] == [[166, 4], [22, 48]]  # at 0.5: ep 0 frame 29, ep 1 frame 10, ep 2 x2
+    given = M.compute_metrics(M.Predictions(ep, fr, y, p), threshold=0.7, checkpoint_threshold=0.6, fps=10)
     assert [r["name"] for r in given["thresholds"]][:3] == ["0.5", "checkpoint", "given"]
     assert given["thresholds"][2]["threshold"] == given["threshold"] == 0.7
 

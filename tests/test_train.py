@@ -198,7 +198,12 @@ def test_cli_overrides_end_to_end(cache, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "resolved config" in printed and "hidden_dim: 64" in printed
+    # one held-out episode is too little evidence to calibrate: temperature 1 and threshold 0.5 stay, and it says so
+    assert "calibration on held-out episodes [2]: temperature 1, threshold 0.5 (too little evidence" in printed
     ckpts = out / "checkpoints"
+    stored = json.loads((ckpts / "best" / "config.json").read_text())
+    assert (stored["temperature"], stored["threshold"], stored["calibration"]["enough"]) == (1.0, 0.5, False)
+    assert json.loads((out / "metrics.json").read_text())["calibration"]["episodes"] == [2]
     assert sorted(p.name for p in ckpts.iterdir()) == ["20", "30", "best", "last"]
     saved = yaml.safe_load((ckpts / "best/train_config.yaml").read_text())
     assert saved["training"]["steps"] == 30 and saved["model"]["hidden_dim"] == 64

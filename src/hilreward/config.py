@@ -36,9 +36,11 @@ class LabelConfig:
     """Column holding the success signal."""
     threshold: float = 0.5
     """Float labels are positive when ``value >= threshold`` (ignored for multi-class integer labels)."""
-    align: str = "current"
-    """``current``: a frame gets the reward that arrived at it (previous row's ``next.reward`` in the episode, 0 for
-    the first frame); ``next``: LeRobot's pairing (the row's own ``next.reward``), which fires one step early."""
+    align: str = "auto"
+    """``auto``: shift ``next.*`` keys (``current``), read every other key (``observation.*``,
+    ``complementary_info.*``, ...) as recorded (``next``). ``current``: a frame gets the value that arrived at it
+    (the previous row's value in the episode, 0 for the first frame); ``next``: the row's own value (for
+    ``next.reward`` LeRobot's pairing, which fires one step early)."""
 
 
 @dataclass
@@ -95,6 +97,9 @@ class TrainingConfig:
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""
     threads: Optional[int] = None
     """torch intra-op threads (per process); None leaves torch's default (1 per process under ``accelerate launch``)."""
+    calibrate: bool = True
+    """At the end of the run, choose temperature and threshold on the held-out episodes under the evidence rule
+    (hilreward.evaluation.thresholds) and store them in ``checkpoints/best`` (see hilreward.training.calibrate)."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ HilrewardError
  │   └─ VideoError     a missing, corrupt or short video file
  ├─ EncoderError       an encoder that is unknown or whose weights cannot be had
  ├─ CheckpointError    a checkpoint directory that is missing, truncated or incompatible
+ ├─ EvidenceError      a threshold asked to rest on too few positive frames or succeeding episodes
  ├─ InputError         frames handed to a model or reward function that do not fit it
  ├─ RenderError        MuJoCo cannot render offscreen (hilreward sim)
  └─ ServingError       the reward service or its client failed (also CorrectionStore)
@@ -39,6 +40,10 @@ class EncoderError(HilrewardError):
 
 class CheckpointError(HilrewardError):
     """A checkpoint that is missing, truncated or does not fit the request."""
+
+
+class EvidenceError(HilrewardError):
+    """A threshold write refused: the evaluated episodes hold too little evidence (see evaluation.thresholds)."""
 
 
 class InputError(HilrewardError):

@@ -1,7 +1,7 @@
 """``hilreward inspect``: what a dataset holds, what a label choice yields, and a contact sheet to eyeball it.
 
     hilreward inspect dataset.root=<folder> [dataset.episodes=[0,1]] [label.key=next.reward]
-                      [label.align=current] [output_dir=outputs/inspect]
+                      [label.align=auto] [output_dir=outputs/inspect]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from ..config import DatasetConfig, LabelConfig, parse_overrides
 from ..errors import VideoError
 from .cache import atomic_write_text
-from .labels import ALIGNMENTS
+from .labels import describe_alignment, resolve_alignment
 from .reader import CAMERA_PREFIX, LeRobotDataset, open_dataset
 
 # HIL-SERL's guidance for a reward-classifier dataset.
@@ -61,14 +61,14 @@ class InspectReport:
 
     def text(self) -> str:
         lab = self.label
-        other = [a for a in ALIGNMENTS if a != lab["align"]][0]
+        other = _other_alignment(lab["key"], lab["align"])
         lines = [f"dataset   {self.root}  (LeRobot {self.version}, {self.fps:g} fps)",
                  f"episodes  {self.episodes}   frames {self.frames}   tasks: {'; '.join(self.tasks) or '-'}",
                  "cameras"]
         for key, cam in self.cameras.items():
             state = "MISSING " + ", ".join(cam["missing"]) if cam["missing"] else cam["storage"]
             lines.append(f"  {key:<32} {cam['height']}x{cam['width']}  {state}")
-        lines.append(f"labels    key={lab['key']} threshold={lab['threshold']} align={lab['align']}  "
+        lines.append(f"labels    key={lab['key']} threshold={lab['threshold']} {lab['alignment']}  "
                      f"values={lab['values']}")
         ratio = f"{self.negatives / self.positives:.1f}x" if self.positives else "-"
         lines.append(f"  positives {self.positives}   negatives {self.negatives}   negatives/positives {ratio}   "
@@ -88,6 +88,11 @@ class InspectReport:
         return "\n".join(lines)
 
 
+def _other_alignment(key: str, align: str) -> str:
+    """The explicit alignment that reads ``key`` the other way (its positives are printed for comparison)."""
+    return "next" if resolve_alignment(key, align) == "current" else "current"
+
+
 def inspect_dataset(opts: InspectOptions) -> InspectReport:
     """Summarise the dataset, write ``contact_sheet.png`` and ``summary.json`` into ``opts.output_dir``."""
     ds = open_dataset(opts.dataset)
@@ -97,7 +102,7 @@ def inspect_dataset(opts: InspectOptions) -> InspectReport:
     rows = ds.read_rows(["episode_index", "frame_index", lab.key] if lab.key in ds.columns
                         else ["episode_index", "frame_index"], episodes)
     labels = ds.labels(lab.key, lab.threshold, lab.align, episodes)
-    other = [a for a in ALIGNMENTS if a != lab.align][0]
+    other = _other_alignment(lab.key, lab.align)
     labels_other = ds.labels(lab.key, lab.threshold, other, episodes)
     raw = np.asarray(rows[lab.key]).reshape(len(labels), -1)[:, 0]
     values = np.unique(raw)
@@ -141,6 +146,7 @@ def inspect_dataset(opts: InspectOptions) -> InspectReport:
         root=str(ds.root), version=ds.version, fps=ds.fps, episodes=len(per_episode), frames=len(labels),
         tasks=sorted({t for e in ds.episodes for t in e.tasks}), cameras=cam_info,
         label={"key": lab.key, "threshold": lab.threshold, "align": lab.align,
+               "alignment": describe_alignment(lab.key, lab.align),
                "values": "0/1" if set(values.tolist()) <= {0, 1} else f"{len(values)} distinct"},
         positives=positives, negatives=negatives, positives_other_align=int((labels_other > 0).sum()),
         per_episode=per_episode, verdict=_verdict(positives, negatives), warnings=warnings,

@@ -1,9 +1,13 @@
-"""Label alignment: which frame a row's ``next.reward`` belongs to.
+"""Label alignment: which frame a row's label belongs to.
 
 A LeRobot row holds the observation *before* a step and ``next.reward`` *after* it.
-``align='next'`` keeps that pairing (a classifier then fires one step before success is
-visible); ``align='current'`` gives each frame the reward that arrived *at* it: the previous
-row's value within the episode, 0 for an episode's first frame.
+``align='current'`` gives each frame the value that arrived *at* it: the previous row's value
+within the episode, 0 for an episode's first frame (right for ``next.*`` keys).
+``align='next'`` reads the row's own value as recorded (LeRobot's pairing for ``next.reward``,
+which fires one step before success is visible; right for per-frame keys such as
+``observation.success`` or ``complementary_info.*``).
+``align='auto'`` (the default) decides by key: ``next.*`` keys are shifted (``current``), every
+other key is read as recorded (``next``).
 """
 
 from __future__ import annotations
@@ -12,15 +16,31 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 
-ALIGNMENTS = ("current", "next")
+ALIGNMENTS = ("auto", "current", "next")
+NEXT_PREFIX = "next."
 
 
-def align_labels(values: np.ndarray, episode_index: np.ndarray, align: str) -> np.ndarray:
-    """Shift per-row ``values`` (rows sorted by episode, frame) according to ``align``."""
+def resolve_alignment(key: str, align: str) -> str:
+    """``current`` or ``next``: what ``align`` means for label ``key`` (``auto`` decides by key)."""
     if align not in ALIGNMENTS:
         raise ConfigError(f"label.align={align!r} is not known (known: {', '.join(ALIGNMENTS)})")
+    if align == "auto":
+        return "current" if key.startswith(NEXT_PREFIX) else "next"
+    return align
+
+
+def describe_alignment(key: str, align: str) -> str:
+    """One line for inspect, eval and the report, e.g. ``align=auto (current): next.reward shifted to the frame it
+    judges``."""
+    resolved = resolve_alignment(key, align)
+    what = f"{key} shifted to the frame it judges" if resolved == "current" else f"{key} read as recorded"
+    return f"align={align}{f' ({resolved})' if align == 'auto' else ''}: {what}"
+
+
+def align_labels(values: np.ndarray, episode_index: np.ndarray, align: str, key: str) -> np.ndarray:
+    """Shift per-row ``values`` of label ``key`` (rows sorted by episode, frame) according to ``align``."""
     values = np.asarray(values)
-    if align == "next":
+    if resolve_alignment(key, align) == "next":
         return values.copy()
     out = np.zeros_like(values)
     out[1:] = values[:-1]

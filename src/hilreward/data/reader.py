@@ -122,7 +122,7 @@ class LeRobotDataset:
             out[c] = base[c][sel] if c in base else _to_numpy(table.column(c), c)[self._order][sel]
         return out
 
-    def labels(self, key: str = "next.reward", threshold: float = 0.5, align: str = "current",
+    def labels(self, key: str = "next.reward", threshold: float = 0.5, align: str = "auto",
                episodes: list[int] | None = None) -> np.ndarray:
         """Integer labels (0/1 for float or bool columns) of the selected rows; see LabelConfig."""
         if key not in self.columns:
@@ -140,7 +140,7 @@ class LeRobotDataset:
             raise DatasetError(f"label column {key!r} of {self.root} has {len(bad)} NaN values (episodes {eps}); "
                                f"fix those rows or exclude the episodes with dataset.episodes=[...]")
         values = binarize(raw, threshold, f"label column {key!r}")
-        return align_labels(values, self._episode_index, align)[sel]
+        return align_labels(values, self._episode_index, align, key)[sel]
 
     # ---- cameras and frames -------------------------------------------------------------
     def resolve_cameras(self, names: list[str] | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Optional
 
 from ..config import DatasetConfig, LabelConfig, parse_overrides
 from ..errors import ConfigError
+from .thresholds import EvidenceRule
 
 
 @dataclass
@@ -27,8 +28,22 @@ class EvalOptions:
     """Frame precision the precision-based threshold choice must reach."""
     threshold: Optional[float] = None
     """Threshold of the frame and episode metrics; default: the checkpoint's threshold."""
+    tolerance_s: float = 0.5
+    """A fire more than this many seconds before the true onset (or in a failed episode) is a gross false
+    termination; within it, jitter."""
     write_threshold: bool = False
-    """Store the recommended threshold in the checkpoint's config.json."""
+    """Store the recommended threshold in the checkpoint's config.json; refused when the episodes hold too little
+    evidence (see min_positives, min_success_episodes) unless force=true."""
+    force: bool = False
+    """With write_threshold=true: write the rule's threshold even on too little evidence."""
+    min_positives: int = 20
+    """Positive frames the evaluated episodes must hold before the recommended threshold moves."""
+    min_success_episodes: int = 3
+    """Succeeding episodes the evaluated episodes must hold before the recommended threshold moves."""
+    max_recall_cost: float = 0.02
+    """The strict threshold (no early fire at all) is recommended only when it loses at most this much recall."""
+    compare: Optional[str] = None
+    """A second checkpoint scored on the same episodes, side by side in the table and the report."""
     output_dir: str = "outputs/eval"
     """Where predictions.parquet, metrics.json and report.html go."""
     batch_size: int = 64
@@ -69,25 +84,45 @@ def _checkpoint_label(checkpoint: str, args: list[str], given: LabelConfig) -> L
     return dataclasses.replace(base, **{k: getattr(given, k) for k in keys})
 
 
-def format_summary(m: dict) -> str:
-    """A few lines for the terminal: headline metrics and the threshold table."""
-    def f(v, d=4):
-        return "-" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+def _f(v, d=4) -> str:
+    return "-" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
 
+
+SUMMARY_COLUMNS = [("threshold", "value", 8, 4), ("precision", "prec", 8, 4), ("recall", "recall", 8, 4),
+                   ("accuracy", "acc", 8, 4), ("gross_false_terminations", "gross", 7, 0),
+                   ("false_successes_in_failed_episodes", "in_failed", 10, 0),
+                   ("false_terminations", "strict", 8, 0), ("missed_successes", "missed", 8, 0),
+                   ("onset_error_median_frames", "|err|med", 9, 1), ("onset_error_p90_frames", "p90", 6, 1)]
+
+
+def _row(name: str, r: dict, width: int = 26) -> str:
+    return f"{name:<{width}}" + "".join(f"{_f(r.get(k), d):>{w}}" for k, _, w, d in SUMMARY_COLUMNS)
+
+
+def format_summary(m: dict) -> str:
+    """A few lines for the terminal: headline metrics, the threshold table, the evidence, the comparison."""
     lines = [f"{m['frames']} frames, {m['episodes']} episodes"
-             + (f", {m['positives']} positive / {m['negatives']} negative" if m.get("positives") is not None else "")]
-    lines.append("  ".join(f"{k} {f(m[k])}" for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision",
-                                                         "ece", "temperature")))
+             + (f", {m['positives']} positive / {m['negatives']} negative" if m.get("positives") is not None else "")
+             + (f"; labels {m['label_alignment']}" if m.get("label_alignment") else "")]
+    lines.append("  ".join(f"{k} {_f(m[k])}" for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision",
+                                                          "ece", "temperature")))
     if m.get("thresholds"):
-        head = f"{'threshold choice':<26}{'value':>8}{'prec':>8}{'recall':>8}{'acc':>8}{'false_term':>11}" \
-               f"{'missed':>8}{'delay':>7}"
+        head = f"{'threshold choice':<26}" + "".join(f"{c:>{w}}" for _, c, w, _ in SUMMARY_COLUMNS)
         lines += [head, "-" * len(head)]
-        for r in m["thresholds"]:
-            lines.append(f"{r['name']:<26}{f(r['threshold']):>8}{f(r.get('precision')):>8}{f(r.get('recall')):>8}"
-                         f"{f(r.get('accuracy')):>8}{f(r.get('false_terminations')):>11}"
-                         f"{f(r.get('missed_successes')):>8}{f(r.get('mean_detection_delay_frames'), 1):>7}")
-        lines.append(f"recommended_threshold {f(m['recommended_threshold'])} (consecutive={m['consecutive']}, "
-                     f"target_precision={m['target_precision']})")
+        lines += [_row(r["name"], r) for r in m["thresholds"]]
+        ev = m["threshold_evidence"]
+        lines.append(f"recommended_threshold {_f(m['recommended_threshold'])} (consecutive={m['consecutive']}, "
+                     f"target_precision={m['target_precision']}, tolerance_s={m['tolerance_s']:g}): {ev['reason']}")
+        iv = m.get("recommended_interval")
+        if iv:
+            lines.append("  95 % bootstrap over episodes: " + ", ".join(
+                f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in iv.items()))
+    if m.get("compare") and m["compare"].get("threshold") is not None:
+        from .evaluate import short_name
+
+        lines += ["compared on the same frames, each at its own threshold:",
+                  _row(short_name(Path(m["config"]["checkpoint"])), m),
+                  _row(short_name(Path(m["compare"]["checkpoint"])), m["compare"])]
     return "\n".join(lines)
 
 
@@ -99,14 +134,17 @@ def eval_main(args: list[str]) -> int:
         raise ConfigError("pass checkpoint=<checkpoint dir or Hub repo id>, e.g. "
                           "hilreward eval checkpoint=outputs/train/checkpoints/best heldout=true")
     label = _checkpoint_label(opts.checkpoint, args, opts.label)
+    evidence = EvidenceRule(min_positives=opts.min_positives, min_success_episodes=opts.min_success_episodes,
+                            max_recall_cost=opts.max_recall_cost)
     m = evaluate(opts.checkpoint, opts.dataset, label, consecutive=opts.consecutive,
                  target_precision=opts.target_precision, output_dir=opts.output_dir,
                  write_threshold=opts.write_threshold, heldout=opts.heldout, batch_size=opts.batch_size,
                  threshold=opts.threshold, report=opts.report, gallery_size=opts.gallery_size,
-                 cache_dir=opts.cache_dir, device=opts.device)
+                 cache_dir=opts.cache_dir, device=opts.device, tolerance_s=opts.tolerance_s, evidence=evidence,
+                 force=opts.force, compare=opts.compare)
     print(format_summary(m))
-    if opts.write_threshold:
-        print(f"wrote threshold {m['recommended_threshold']:.6g} to {Path(m['config']['checkpoint']) / 'config.json'}")
+    if "threshold_written" in m:
+        print(f"wrote threshold {m['threshold_written']:.6g} to {Path(m['config']['checkpoint']) / 'config.json'}")
     out = Path(opts.output_dir)
     written = ["metrics.json", "predictions.parquet"] + (["report.html"] if opts.report else [])
     print(f"wrote {', '.join(str(out / w) for w in written)}")

@@ -12,16 +12,19 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
 from ..config import DatasetConfig, LabelConfig, TrainConfig
-from ..errors import CheckpointError, ConfigError, DatasetError
+from ..data.labels import describe_alignment
+from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
 from . import metrics as M
-from .report import GalleryItem, worst_errors, write_report
+from .episodes import DEFAULT_TOLERANCE_S
+from .report import Comparison, GalleryItem, worst_errors, write_report
+from .thresholds import EvidenceRule
 
-CONFIG_NAME = "config.json"
 TRAIN_CONFIG_NAME = "train_config.yaml"
 
 
@@ -60,14 +63,12 @@ def heldout_episodes(folder: Path, train_cfg: Optional[TrainConfig]) -> list[int
 
 def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
     """Store ``threshold`` in the checkpoint's config.json (atomic rewrite; other keys untouched)."""
-    path = folder / CONFIG_NAME
+    from ..models.checkpoint import update_config
+
     try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path} to write the threshold ({exc})") from None
-    config["threshold"] = float(threshold)
-    _atomic_write(path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
-    return path
+        return update_config(folder, {"threshold": float(threshold)})
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot write the threshold: {exc}") from None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -194,21 +195,62 @@ def _episode_list(episodes: list[int]) -> str:
 # ----------------------------------------------------------------------------- the API
 
 
+@dataclass
+class Scored:
+    """One checkpoint run over the evaluated frames."""
+
+    folder: Path
+    model: Any
+    data: Any
+    preds: M.Predictions
+    metrics: dict
+
+
+def _score(folder: Path, model, ds: DatasetConfig, label: LabelConfig, *, threshold: Optional[float], consecutive: int,
+           target_precision: float, tolerance_s: float, evidence: Optional[EvidenceRule], batch_size: int,
+           cache_dir: Optional[str]) -> Scored:
+    from ..data import load_frame_data
+
+    camera_keys = list(model.config.camera_keys)
+    ds = dataclasses.replace(ds, cameras=camera_keys)
+    _check_cameras(ds, camera_keys, folder)
+    data = load_frame_data(ds, label, tuple(model.config.image_size), cache_dir=cache_dir)
+    if len(data) == 0:
+        raise DatasetError(f"the selection of {ds.root or ds.repo_id} (episodes {ds.episodes}) holds no frames")
+    if model.config.num_classes > 2 and int(data.labels.max()) >= model.config.num_classes:
+        raise DatasetError(f"label {label.key!r} has class {int(data.labels.max())}, but the checkpoint has "
+                           f"{model.config.num_classes} classes; pick the label key the model was trained on")
+    logits, probs = run_model(model, {k: data.images[k] for k in camera_keys}, batch_size)
+    temperature = float(getattr(model, "temperature", 1.0))
+    preds = M.Predictions(data.episode_index, data.frame_index, data.labels, probs, logits / temperature)
+    at = float(model.threshold if threshold is None else threshold)
+    metrics = M.compute_metrics(preds, threshold=at, consecutive=consecutive, target_precision=target_precision,
+                                fps=data.fps, checkpoint_threshold=model.threshold, tolerance_s=tolerance_s,
+                                evidence=evidence, checkpoint_temperature=temperature)
+    metrics["label_alignment"] = describe_alignment(label.key, label.align)
+    return Scored(folder, model, data, preds, metrics)
+
+
 def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = None, label: Optional[LabelConfig] = None,
              consecutive: int = 1, target_precision: float = 0.99, output_dir: str | os.PathLike = "outputs/eval",
              write_threshold: bool = False, heldout: bool = False, batch_size: int = 64,
              threshold: Optional[float] = None, report: bool = True, gallery_size: int = 6,
-             cache_dir: Optional[str] = None, device: str = "cpu") -> dict:
+             cache_dir: Optional[str] = None, device: str = "cpu", tolerance_s: float = DEFAULT_TOLERANCE_S,
+             evidence: Optional[EvidenceRule] = None, force: bool = False,
+             compare: Optional[str | os.PathLike] = None) -> dict:
     """Evaluate ``checkpoint`` on ``dataset``; write predictions.parquet, metrics.json and report.html.
 
     ``dataset`` defaults to the checkpoint's training data and ``label`` to its training label
     config (from ``train_config.yaml``); ``heldout=True`` evaluates the episodes that training
-    held out. Metrics are taken at ``threshold`` (default: the checkpoint's). With
-    ``write_threshold=True`` the recommended threshold is stored in the checkpoint's config.json.
+    held out. Metrics are taken at ``threshold`` (default: the checkpoint's); a fire more than
+    ``tolerance_s`` before the onset is a gross false termination. With ``write_threshold=True``
+    the recommended threshold is stored in the checkpoint's config.json, but only when the
+    evaluated episodes hold enough evidence (``evidence``, see :mod:`.thresholds`): otherwise
+    EvidenceError, unless ``force=True`` (which writes the rule's threshold). ``compare`` names a second
+    checkpoint scored on the same frames (``metrics["compare"]``, side by side in the report).
     ``checkpoint`` may also be a LeRobot ``reward_classifier`` checkpoint (imported with its saved
     normalisation; pass ``dataset``, it has no hilreward training config). Returns the content of metrics.json.
     """
-    from ..data import load_frame_data
     from ..deploy.lerobot_import import is_lerobot_checkpoint
     from ..deploy.loading import load_classifier
 
@@ -218,6 +260,8 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
         raise ConfigError(f"target_precision must be in (0, 1], got {target_precision}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if tolerance_s < 0:
+        raise ConfigError(f"tolerance_s must be >= 0, got {tolerance_s}")
     if write_threshold and not Path(checkpoint).expanduser().is_dir():
         raise ConfigError(f"write_threshold=true needs a local checkpoint directory, not a Hub repo ({checkpoint}); "
                           "download it first (huggingface-cli download <repo> --local-dir <dir>)")
@@ -230,56 +274,104 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
         raise ConfigError("write_threshold=true needs a binary classifier; a multi-class checkpoint has no "
                           "single success threshold")
     train_cfg = load_train_config(folder)
-    camera_keys = list(model.config.camera_keys)
-    ds = _resolve_dataset(dataset, train_cfg, folder, heldout, camera_keys)
+    ds = _resolve_dataset(dataset, train_cfg, folder, heldout, list(model.config.camera_keys))
     label = label or (train_cfg.label if train_cfg is not None else LabelConfig())
-    _check_cameras(ds, camera_keys, folder)
-    data = load_frame_data(ds, label, tuple(model.config.image_size), cache_dir=cache_dir)
-    if len(data) == 0:
-        raise DatasetError(f"the selection of {ds.root or ds.repo_id} (episodes {ds.episodes}) holds no frames")
-    if model.config.num_classes > 2 and int(data.labels.max()) >= model.config.num_classes:
-        raise DatasetError(f"label {label.key!r} has class {int(data.labels.max())}, but the checkpoint has "
-                           f"{model.config.num_classes} classes; pick the label key the model was trained on")
-    logits, probs = run_model(model, {k: data.images[k] for k in camera_keys}, batch_size)
-
-    preds = M.Predictions(data.episode_index, data.frame_index, data.labels, probs, logits)
-    at = float(model.threshold if threshold is None else threshold)
-    result = M.compute_metrics(preds, threshold=at, consecutive=consecutive, target_precision=target_precision,
-                               fps=data.fps, checkpoint_threshold=model.threshold)
+    options = dict(consecutive=consecutive, target_precision=target_precision, tolerance_s=tolerance_s,
+                   evidence=evidence, batch_size=batch_size, cache_dir=cache_dir)
+    main = _score(folder, model, ds, label, threshold=threshold, **options)
+    result = main.metrics
+    other = None
+    if compare is not None:
+        other_folder = checkpoint_dir(compare)
+        other = _score(other_folder, load_classifier(other_folder, device=device), ds, label, threshold=None,
+                       **options)
+        if not (np.array_equal(other.data.episode_index, main.data.episode_index)
+                and np.array_equal(other.data.frame_index, main.data.frame_index)):
+            raise DatasetError(f"{compare} and {checkpoint} were not scored on the same frames")
+        result["compare"] = {"checkpoint": str(other_folder), **other.metrics}
     eval_config = {
         "checkpoint": str(folder), "dataset": dataclasses.asdict(ds), "label": dataclasses.asdict(label),
         "heldout": heldout, "consecutive": consecutive, "target_precision": target_precision,
-        "threshold": threshold, "write_threshold": write_threshold, "batch_size": batch_size,
+        "tolerance_s": tolerance_s, "threshold": threshold, "write_threshold": write_threshold, "force": force,
+        "evidence": dataclasses.asdict(evidence or EvidenceRule()), "compare": None if compare is None else str(compare),
+        "batch_size": batch_size,
     }
     result["config"] = eval_config
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_parquet(out / "predictions.parquet", _prediction_table(data, probs, data.labels, None, False))
-    if write_threshold:
-        write_threshold_to_checkpoint(folder, result["recommended_threshold"])
-        result["threshold_written"] = result["recommended_threshold"]
+    table = _prediction_table(main.data, main.preds.probs, main.data.labels, None, False)
+    if other is not None and other.preds.binary:
+        table = table.append_column("probability_compare", _pa_float32(other.preds.probs))
+    _write_parquet(out / "predictions.parquet", table)
+    written = _threshold_to_write(result, force) if write_threshold else None
+    if written is not None:
+        write_threshold_to_checkpoint(folder, written)
+        result["threshold_written"] = written
     _atomic_write(out / "metrics.json", (json.dumps(result, indent=2, default=_json_default) + "\n").encode())
     if report:
-        summary = {
-            "checkpoint": str(folder), "dataset": str(ds.root or ds.repo_id),
-            "episodes": _episode_list(list(np.unique(data.episode_index))), "frames": len(data),
-            "fps": data.fps, "cameras": ", ".join(camera_keys),
-            "image size": "x".join(str(s) for s in model.config.image_size), "encoder": model.config.encoder,
-            "label": f"{label.key} (align={label.align}, threshold={label.threshold})",
-            "positives": result["positives"], "negatives": result["negatives"],
-            "dataset fingerprint": data.fingerprint,
-        }
-        gallery = []
-        if preds.binary:
-            for kind, i in worst_errors(preds, at, gallery_size):
-                gallery.append(GalleryItem(kind, int(data.episode_index[i]), int(data.frame_index[i]),
-                                           float(probs[i]), {k: np.asarray(data.images[k][i]) for k in camera_keys}))
-        config = {"eval": eval_config, "checkpoint_config": model.config.to_dict(),
-                  "train_config": dataclasses.asdict(train_cfg) if train_cfg is not None else None}
-        write_report(out / "report.html", result, preds, gallery, summary, config,
-                     title=f"hilreward evaluation: {folder.name}")
+        _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
+    if write_threshold and written is None:
+        ev = result["threshold_evidence"]
+        raise EvidenceError(
+            f"write_threshold=true refused: {ev['reason']}; the checkpoint keeps {model.threshold:.4g}. Evaluate on "
+            f"more episodes (dataset.episodes=[...]), or pass force=true to write the rule's threshold "
+            f"({_fmt_threshold(result['rule_threshold'])}) anyway. Metrics and report are in {out}")
     return result
+
+
+def _threshold_to_write(result: dict, force: bool) -> Optional[float]:
+    """The threshold ``write_threshold`` stores: the recommendation when the evidence suffices, the rule's when
+    forced, None when refused."""
+    if result["threshold_evidence"]["enough"]:
+        return result["recommended_threshold"]
+    return result["rule_threshold"] if force and result["rule_threshold"] is not None else None
+
+
+def _fmt_threshold(t: Optional[float]) -> str:
+    return "none exists on this set" if t is None else f"{t:.4g}"
+
+
+def _pa_float32(values: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(np.asarray(values, dtype=np.float32), pa.float32())
+
+
+def _write_report(out: Path, main: Scored, other: Optional[Scored], ds: DatasetConfig, label: LabelConfig,
+                  eval_config: dict, train_cfg: Optional[TrainConfig], gallery_size: int) -> None:
+    result, data, preds, model = main.metrics, main.data, main.preds, main.model
+    camera_keys = list(model.config.camera_keys)
+    summary = {
+        "checkpoint": str(main.folder), "dataset": str(ds.root or ds.repo_id),
+        "episodes": _episode_list(list(np.unique(data.episode_index))), "frames": len(data),
+        "fps": data.fps, "cameras": ", ".join(camera_keys),
+        "image size": "x".join(str(s) for s in model.config.image_size), "encoder": model.config.encoder,
+        "label": f"{label.key} (threshold={label.threshold})",
+        "label alignment": result["label_alignment"],
+        "positives": result["positives"], "negatives": result["negatives"],
+        "dataset fingerprint": data.fingerprint,
+    }
+    if other is not None:
+        summary["compared with"] = str(other.folder)
+    gallery = []
+    if preds.binary:
+        for kind, i in worst_errors(preds, result["threshold"], gallery_size):
+            gallery.append(GalleryItem(kind, int(data.episode_index[i]), int(data.frame_index[i]),
+                                       float(preds.probs[i]), {k: np.asarray(data.images[k][i]) for k in camera_keys}))
+    config = {"eval": eval_config, "checkpoint_config": model.config.to_dict(),
+              "train_config": dataclasses.asdict(train_cfg) if train_cfg is not None else None}
+    write_report(out / "report.html", result, preds, gallery, summary, config,
+                 title=f"hilreward evaluation: {main.folder.name}",
+                 compare=None if other is None else Comparison((short_name(main.folder), short_name(other.folder)),
+                                                               other.preds, other.metrics))
+
+
+def short_name(folder: Path) -> str:
+    """``run/best`` for ``run/checkpoints/best``, else the folder's name."""
+    if folder.parent.name == "checkpoints":
+        return f"{folder.parent.parent.name}/{folder.name}"
+    return folder.name
 
 
 def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str | os.PathLike,

@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page (plots as inline base64 PNG, inline CSS, no script).
 
-Sections: headline numbers, threshold table, ROC and PR curves, threshold sweep, reliability
-diagram, confusion matrix, per-episode probability traces, a gallery of the worst false
-positives / negatives (every camera), per-episode table, dataset summary and config.
+Sections: headline numbers, threshold table with the evidence it rests on, the comparison with a
+second checkpoint (``compare=``), ROC and PR curves, threshold sweep, reliability diagram,
+confusion matrix, per-episode probability traces (jitter and gross errors marked apart), a gallery
+of the worst false positives / negatives (every camera), per-episode table, dataset summary and config.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import calibration as C
 from . import metrics as M
+from .episodes import episode_metrics
 
-OUTCOME_COLOURS = {"detected": "#2e7d32", "false_termination": "#c62828", "missed": "#ef6c00",
-                   "no_success": "#546e7a"}
+OUTCOME_COLOURS = {"detected": "#2e7d32", "early": "#f9a825", "gross_early": "#c62828", "false_success": "#8e0038",
+                   "missed": "#ef6c00", "no_success": "#546e7a"}
+OUTCOME_TEXT = {"detected": "detected", "early": "early (jitter)", "gross_early": "GROSS early",
+                "false_success": "GROSS: fires, never succeeds", "missed": "missed", "no_success": "no success"}
+COMPARE_COLOUR = "#ef6c00"
 MAX_TRACES = 48
 
 
@@ -40,6 +46,18 @@ class GalleryItem:
     """P(success) the model gave the frame."""
     images: dict[str, np.ndarray] = field(default_factory=dict)
     """Camera key -> uint8 (H, W, 3)."""
+
+
+@dataclass
+class Comparison:
+    """A second checkpoint scored on the same frames (``hilreward eval compare=``)."""
+
+    names: tuple[str, str]
+    """Short names of the evaluated checkpoint and the compared one."""
+    preds: M.Predictions
+    """The compared checkpoint's predictions."""
+    metrics: dict
+    """The compared checkpoint's metrics (also ``metrics["compare"]``)."""
 
 
 def worst_errors(preds: M.Predictions, threshold: float, per_kind: int = 6) -> list[tuple[str, int]]:
@@ -107,7 +125,7 @@ def roc_pr_figure(preds: M.Predictions, metrics: dict) -> str:
     a.set(title=f"ROC (AUROC {auroc:.4f})" if auroc is not None else "ROC", xlabel="false positive rate",
           ylabel="true positive rate", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
     prec, rec, _ = M.pr_curve(y, p)
-    b.step(np.r_[0.0, rec], np.r_[prec[0] if prec.size else 1.0, prec], where="post", color="#6a1b9a", lw=2)
+    b.plot(np.r_[rec, 0.0], np.r_[prec, 1.0], drawstyle="steps-post", color="#6a1b9a", lw=2)
     ap = metrics.get("average_precision")
     b.set(title=f"Precision-recall (AP {ap:.4f})" if ap is not None else "Precision-recall", xlabel="recall",
           ylabel="precision", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
@@ -124,15 +142,18 @@ def sweep_figure(preds: M.Predictions, metrics: dict, consecutive: int) -> str:
     plt = _plt()
     grid = np.linspace(0.0, 1.0, 101)
     y, p = np.asarray(preds.labels), np.asarray(preds.probs, dtype=np.float64)
+    tol = metrics.get("tolerance_frames") or 0.0  # episode_metrics in frames: fps 1, tolerance in frames
     rows = [(M.binary_metrics(y, p, t),
-             M.episode_metrics(preds.episode_index, preds.frame_index, y, p, t, consecutive)) for t in grid]
+             episode_metrics(preds.episode_index, preds.frame_index, y, p, t, consecutive, 1.0, tol)) for t in grid]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     a.plot(grid, [r[0]["precision"] for r in rows], label="precision", color="#6a1b9a")
     a.plot(grid, [r[0]["recall"] for r in rows], label="recall", color="#1565c0")
     a.plot(grid, [r[0]["accuracy"] for r in rows], label="accuracy", color="#2e7d32")
     a.set(title="Frame metrics vs threshold", xlabel="threshold", ylim=(-0.02, 1.02))
-    b.plot(grid, [r[1]["false_terminations"] for r in rows], label="false terminations", color="#c62828")
-    b.plot(grid, [r[1]["missed_successes"] for r in rows], label="missed successes", color="#ef6c00")
+    b.plot(grid, [r[1]["false_terminations"] for r in rows], label="false terminations (strict)", color="#f9a825")
+    b.plot(grid, [r[1]["gross_false_terminations"] for r in rows], label="gross false terminations",
+           color="#c62828", lw=2)
+    b.plot(grid, [r[1]["missed_successes"] for r in rows], label="missed successes", color="#ef6c00", ls="--")
     b.set(title=f"Episode errors vs threshold (consecutive={consecutive})", xlabel="threshold",
           ylabel="episodes")
     b.yaxis.get_major_locator().set_params(integer=True)
@@ -145,7 +166,7 @@ def sweep_figure(preds: M.Predictions, metrics: dict, consecutive: int) -> str:
 
 def reliability_figure(preds: M.Predictions, metrics: dict) -> str:
     plt = _plt()
-    bins = M.reliability_bins(preds.labels, preds.probs)
+    bins = C.reliability_bins(preds.labels, preds.probs)
     centres = (bins["edges"][:-1] + bins["edges"][1:]) / 2
     fig, (a, b) = plt.subplots(2, 1, figsize=(4.4, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     used = bins["count"] > 0
@@ -182,19 +203,32 @@ def confusion_figure(metrics: dict) -> str:
     return _png(fig)
 
 
-def traces_figure(preds: M.Predictions, metrics: dict) -> str:
+def _episode_trace(preds: M.Predictions, episode: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame_index, probability, label) of one episode in frame order."""
+    sel = np.asarray(preds.episode_index) == episode
+    order = np.argsort(np.asarray(preds.frame_index)[sel], kind="stable")
+    return (np.asarray(preds.frame_index)[sel][order], np.asarray(preds.probs, dtype=np.float64)[sel][order],
+            np.asarray(preds.labels)[sel][order])
+
+
+def _title(row: dict) -> str:
+    err = row["onset_error_frames"]
+    detail = f" {err:+d}" if err else ""
+    return f"ep {row['episode']}: {OUTCOME_TEXT[row['outcome']]}{detail}"
+
+
+def traces_figure(preds: M.Predictions, metrics: dict, compare: Optional[Comparison] = None) -> str:
+    """Probability over time per episode. A fire inside the tolerance before the onset (shaded) is jitter (amber
+    triangle); a fire before it, or in an episode that never succeeds, is a gross error (red cross)."""
     plt = _plt()
     per_episode = metrics["per_episode"][:MAX_TRACES]
+    other_rows = {r["episode"]: r for r in compare.metrics["per_episode"]} if compare else {}
+    tol = metrics.get("tolerance_frames") or 0.0
     ncols = 4 if len(per_episode) > 3 else max(1, len(per_episode))
     nrows = int(np.ceil(len(per_episode) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.1 * nrows), squeeze=False, sharey=True)
-    ep_all = np.asarray(preds.episode_index)
     for ax, row in zip(axes.flat, per_episode):
-        sel = ep_all == row["episode"]
-        order = np.argsort(np.asarray(preds.frame_index)[sel], kind="stable")
-        f = np.asarray(preds.frame_index)[sel][order]
-        p = np.asarray(preds.probs, dtype=np.float64)[sel][order]
-        y = np.asarray(preds.labels)[sel][order]
+        f, p, y = _episode_trace(preds, row["episode"])
         ax.fill_between(f, 0, y == 1, step="mid", color="#a5d6a7", alpha=0.5, lw=0, label="labelled success")
         ax.plot(f, p, color="#1565c0", lw=1.3, label="P(success)")
         ax.axhline(metrics["threshold"], color="#1565c0", ls=":", lw=1, label="threshold")
@@ -202,19 +236,33 @@ def traces_figure(preds: M.Predictions, metrics: dict) -> str:
             ax.axhline(metrics["recommended_threshold"], color="#c62828", ls=":", lw=1, label="recommended")
         if row["onset_frame"] is not None:
             ax.axvline(row["onset_frame"], color="#2e7d32", lw=1.2, label="true onset")
+            if tol:
+                ax.axvspan(row["onset_frame"] - tol, row["onset_frame"], color="#fff59d", alpha=0.6, lw=0,
+                           label="tolerance (jitter)")
+        if compare:
+            cf, cp, _ = _episode_trace(compare.preds, row["episode"])
+            ax.plot(cf, cp, color=COMPARE_COLOUR, lw=1.1, ls="--", label=f"P(success), {compare.names[1]}")
+            crow = other_rows.get(row["episode"])
+            if crow and crow["firing_frame"] is not None:
+                ax.plot(crow["firing_frame"], cp[np.searchsorted(cf, crow["firing_frame"])], "v", mfc="none",
+                        color=COMPARE_COLOUR, ms=8, mew=1.5, label=f"fires, {compare.names[1]}")
         colour = OUTCOME_COLOURS[row["outcome"]]
         if row["firing_frame"] is not None:
-            ax.plot(row["firing_frame"], p[np.searchsorted(f, row["firing_frame"])], "v", color=colour, ms=8,
-                    label="fires")
-        detail = f" +{row['delay_frames']}" if row["delay_frames"] else ""
-        ax.set_title(f"ep {row['episode']}: {row['outcome'].replace('_', ' ')}{detail}", color=colour, fontsize=9)
+            gross = row["outcome"] in ("gross_early", "false_success")
+            ax.plot(row["firing_frame"], p[np.searchsorted(f, row["firing_frame"])], "X" if gross else "v",
+                    color=colour, ms=10 if gross else 8, label="fires: gross error" if gross else "fires")
+        ax.set_title(_title(row), color=colour, fontsize=9, fontweight="bold" if row["outcome"] in
+                     ("gross_early", "false_success") else "normal")
         ax.set_ylim(-0.03, 1.03)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(per_episode):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 1.0 + 0.12 / max(nrows, 1)))
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="upper center", ncol=min(len(legend), 5), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, 1.0 + 0.2 / max(nrows, 1)))
     fig.tight_layout()
     return _png(fig)
 
@@ -244,6 +292,7 @@ figure img{width:128px;height:128px;image-rendering:pixelated;margin:0 2px}
 figcaption{font-size:11.5px;margin-top:4px} .fp{color:#c62828} .fn{color:#ef6c00}
 pre{background:#f5f6f8;padding:10px;border-radius:6px;font-size:11.5px;overflow:auto;max-height:420px}
 .pill{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:11px}
+p.warn{background:#fff3e0;border-left:4px solid #ef6c00;padding:6px 10px}
 """
 
 
@@ -260,42 +309,101 @@ def _img(b64: str, alt: str) -> str:
 
 
 def _cards(m: dict) -> str:
+    def bad(key: str) -> str:
+        return "bad" if m[key] else "good"
+
     items = [("accuracy", m["accuracy"], ""), ("balanced acc.", m["balanced_accuracy"], ""),
              ("precision", m["precision"], ""), ("recall", m["recall"], ""), ("AUROC", m["auroc"], ""),
              ("avg. precision", m["average_precision"], ""), ("ECE", m["ece"], ""),
-             ("false terminations", m["false_terminations"], "bad" if m["false_terminations"] else "good"),
-             ("missed successes", m["missed_successes"], "bad" if m["missed_successes"] else "good"),
-             ("mean delay (frames)", m["mean_detection_delay_frames"], ""),
+             ("gross false terminations", m["gross_false_terminations"], bad("gross_false_terminations")),
+             ("false successes in failed episodes", m["false_successes_in_failed_episodes"],
+              bad("false_successes_in_failed_episodes")),
+             ("false terminations (strict)", m["false_terminations"], ""),
+             ("missed successes", m["missed_successes"], bad("missed_successes")),
+             ("|onset error| median / p90", _pair(m["onset_error_median_frames"], m["onset_error_p90_frames"]), ""),
              ("threshold", m["threshold"], ""), ("recommended", m["recommended_threshold"], "")]
     return "".join(f'<div class="card {cls}"><div class="v">{_fmt(v, 3)}</div><div class="k">{k}</div></div>'
                    for k, v, cls in items)
 
 
+def _pair(a: Optional[float], b: Optional[float]) -> Optional[str]:
+    return None if a is None else f"{a:g} / {b:g}"
+
+
+THRESHOLD_COLUMNS = [("threshold", "threshold"), ("precision", "precision"), ("recall", "recall"),
+                     ("accuracy", "accuracy"), ("gross_false_terminations", "gross false term."),
+                     ("false_successes_in_failed_episodes", "false succ. in failed"),
+                     ("false_terminations", "false term. (strict)"), ("missed_successes", "missed"),
+                     ("onset_error_median_frames", "|onset err.| median"),
+                     ("onset_error_p90_frames", "|onset err.| p90")]
+
+
 def _threshold_table(m: dict) -> str:
-    cols = [("threshold", "threshold"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
-            ("accuracy", "accuracy"), ("fpr", "FPR"), ("false_terminations", "false term."),
-            ("missed_successes", "missed"), ("mean_detection_delay_frames", "delay (frames)")]
-    head = "<tr><th>choice</th>" + "".join(f"<th>{c}</th>" for _, c in cols) + "</tr>"
+    head = "<tr><th>choice</th>" + "".join(f"<th>{c}</th>" for _, c in THRESHOLD_COLUMNS) + "</tr>"
     labels = {"0.5": "0.5", "checkpoint": "checkpoint's threshold", "given": "given threshold",
               "target_precision": f"precision ≥ {m['target_precision']:g}, max recall",
-              "zero_false_terminations": "lowest with 0 false terminations",
-              "recommended": "recommended (max of the two)"}
+              "zero_gross_false_terminations": "lowest with 0 gross false terminations",
+              "zero_false_terminations": "lowest with 0 false terminations (strict)",
+              "recommended": "recommended"}
     body = ""
     for row in m["thresholds"]:
         cls = ' class="rec"' if row["name"] == "recommended" else ""
-        cells = "".join(f"<td>{_fmt(row.get(k))}</td>" for k, _ in cols)
+        cells = "".join(f"<td>{_fmt(row.get(k))}</td>" for k, _ in THRESHOLD_COLUMNS)
         body += f"<tr{cls}><td>{html.escape(labels.get(row['name'], row['name']))}</td>{cells}</tr>"
     return f"<table>{head}{body}</table>"
 
 
-def _episode_table(m: dict) -> str:
-    cols = ["episode", "frames", "onset_frame", "firing_frame", "delay_frames", "max_probability_before_onset"]
-    head = "<tr>" + "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols) + "<th>outcome</th></tr>"
-    body = ""
+def _evidence(m: dict) -> str:
+    """What the recommended threshold rests on, and its bootstrap intervals."""
+    ev = m["threshold_evidence"]
+    cls = "" if ev["enough"] else ' class="warn"'
+    text = (f"<p{cls}><b>Recommended {m['recommended_threshold']:.4g}</b>: {html.escape(ev['reason'])}. "
+            f"This set: {ev['positives']} positive frames, {ev['success_episodes']} succeeding and "
+            f"{ev['failed_episodes']} failed episodes (the threshold moves only with ≥ {ev['min_positives']} positive "
+            f"frames and ≥ {ev['min_success_episodes']} succeeding episodes).")
+    iv = m.get("recommended_interval")
+    if iv:
+        text += (" 95 % bootstrap intervals over episodes at it: precision "
+                 f"[{iv['precision'][0]:.3f}, {iv['precision'][1]:.3f}], recall [{iv['recall'][0]:.3f}, "
+                 f"{iv['recall'][1]:.3f}], episodes with a gross false termination "
+                 f"[{iv['gross_false_termination_rate'][0]:.0%}, {iv['gross_false_termination_rate'][1]:.0%}].")
+    return text + "</p>"
+
+
+COMPARE_KEYS = ["threshold", "accuracy", "precision", "recall", "auroc", "average_precision", "ece",
+                "gross_false_terminations", "false_successes_in_failed_episodes", "false_terminations",
+                "missed_successes", "onset_error_median_frames", "onset_error_p90_frames", "recommended_threshold"]
+
+
+def _compare_table(m: dict, compare: Comparison) -> str:
+    """Headline metrics of both checkpoints (each at its own threshold), then per-episode outcomes side by side."""
+    other, names = compare.metrics, compare.names
+    head = f"<tr><th>metric</th><th>{html.escape(names[0])}</th><th>{html.escape(names[1])}</th></tr>"
+    body = "".join(f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(m.get(k))}</td><td>{_fmt(other.get(k))}</td></tr>"
+                   for k in COMPARE_KEYS)
+    rows = {r["episode"]: r for r in other["per_episode"]}
+    ep_head = (f"<tr><th>episode</th><th>onset</th><th>{html.escape(names[0])}</th>"
+               f"<th>{html.escape(names[1])}</th></tr>")
+    ep_body = ""
     for r in m["per_episode"]:
-        pill = f'<span class="pill" style="background:{OUTCOME_COLOURS[r["outcome"]]}">' \
-               f'{r["outcome"].replace("_", " ")}</span>'
-        body += "<tr>" + "".join(f"<td>{_fmt(r[c], 3)}</td>" for c in cols) + f"<td>{pill}</td></tr>"
+        o = rows.get(r["episode"])
+        ep_body += (f"<tr><td>{r['episode']}</td><td>{_fmt(r['onset_frame'])}</td><td>{_pill(r)}</td>"
+                    f"<td>{_pill(o) if o else '–'}</td></tr>")
+    return (f'<div class="row"><table style="width:auto">{head}{body}</table>'
+            f'<table style="width:auto">{ep_head}{ep_body}</table></div>')
+
+
+def _pill(r: dict) -> str:
+    err = f" {r['onset_error_frames']:+d}" if r.get("onset_error_frames") else ""
+    return (f'<span class="pill" style="background:{OUTCOME_COLOURS[r["outcome"]]}">'
+            f'{html.escape(OUTCOME_TEXT[r["outcome"]])}{err}</span>')
+
+
+def _episode_table(m: dict) -> str:
+    cols = ["episode", "frames", "onset_frame", "firing_frame", "onset_error_frames", "max_probability_before_onset"]
+    head = "<tr>" + "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols) + "<th>outcome</th></tr>"
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r[c], 3)}</td>" for c in cols) + f"<td>{_pill(r)}</td></tr>"
+                   for r in m["per_episode"])
     return f"<table>{head}{body}</table>"
 
 
@@ -320,32 +428,43 @@ def _kv_table(d: dict) -> str:
 
 
 def render_report(metrics: dict, preds: M.Predictions, gallery: list[GalleryItem], summary: dict,
-                  config: dict, title: str = "hilreward evaluation") -> str:
-    """The report page as one HTML string."""
+                  config: dict, title: str = "hilreward evaluation",
+                  compare: Optional[Comparison] = None) -> str:
+    """The report page as one HTML string, with a second checkpoint side by side when ``compare`` is given."""
     binary = preds.binary
     consecutive = metrics.get("consecutive", 1)
+    alignment = summary.get("label alignment")
     parts = [f"<header><h1>{html.escape(title)}</h1><p>{html.escape(str(summary.get('checkpoint', '')))} on "
              f"{html.escape(str(summary.get('dataset', '')))} · {metrics['episodes']} episodes · "
-             f"{metrics['frames']} frames</p></header><main>"]
+             f"{metrics['frames']} frames"
+             + (f" · labels: {html.escape(str(alignment))}" if alignment else "") + "</p></header><main>"]
     if binary:
+        tol_s = metrics.get("tolerance_s") or 0.0
         parts.append(f'<div class="cards">{_cards(metrics)}</div>')
-        parts.append("<section><h2>Threshold choice</h2>" + _threshold_table(metrics) +
+        parts.append("<section><h2>Threshold choice</h2>" + _threshold_table(metrics) + _evidence(metrics) +
                      f'<p class="muted">Episode metrics use the deployment rule: the reward fires on the first frame '
-                     f'that completes {consecutive} consecutive frame(s) with p ≥ threshold (consecutive='
-                     f'{consecutive}). A false termination fires before the labelled success, or in an episode '
-                     f'that never succeeds.</p></section>')
+                     f'that completes {consecutive} consecutive frame(s) with p ≥ threshold. A fire up to '
+                     f'{tol_s:g} s ({_fmt(metrics.get("tolerance_frames"), 1)} frames) before the labelled onset is '
+                     f'jitter (<i>early</i>); a fire before that, or in an episode that never succeeds, is a '
+                     f'<b>gross false termination</b>. The rule: no gross false termination at the precision target; '
+                     f'the strict threshold (no early fire at all) only when it costs little recall.</p></section>')
+        if compare is not None:
+            parts.append("<section><h2>Comparison</h2>" + _compare_table(metrics, compare)
+                         + '<p class="muted">Each checkpoint at its own threshold, on the same frames.</p></section>')
         parts.append("<section><h2>ROC and precision-recall</h2>" + _img(roc_pr_figure(preds, metrics), "roc pr")
                      + _img(sweep_figure(preds, metrics, consecutive), "threshold sweep") + "</section>")
         parts.append('<section><h2>Calibration and confusion</h2><div class="row">'
                      + _img(reliability_figure(preds, metrics), "reliability")
                      + _img(confusion_figure(metrics), "confusion matrix") + "</div>"
-                     f'<p class="muted">ECE after temperature scaling (T={metrics["temperature"]:.3g}): '
-                     f'{_fmt(metrics.get("ece_calibrated"))}.</p></section>')
+                     f'<p class="muted">The checkpoint divides its logits by T={metrics["checkpoint_temperature"]:.3g}; '
+                     f'a further T={metrics["temperature"]:.3g} would fit this set best (ECE then '
+                     f'{_fmt(metrics.get("ece_calibrated"))}).</p></section>')
         shown = min(len(metrics["per_episode"]), MAX_TRACES)
         parts.append("<section><h2>Per-episode probability over time</h2>"
-                     + _img(traces_figure(preds, metrics), "episode traces")
+                     + _img(traces_figure(preds, metrics, compare), "episode traces")
                      + f'<p class="muted">Showing {shown} of {len(metrics["per_episode"])} episodes. Green band: '
-                     f'labelled success; vertical line: true onset; triangle: where the reward fires.</p>'
+                     f'labelled success; vertical line: true onset; yellow band: the tolerance before it; triangle: '
+                     f'where the reward fires (amber title: jitter); red cross: a gross false termination.</p>'
                      + _episode_table(metrics) + "</section>")
         parts.append("<section><h2>Worst false positives and false negatives</h2>" + _gallery(gallery)
                      + "</section>")
@@ -365,10 +484,11 @@ def render_report(metrics: dict, preds: M.Predictions, gallery: list[GalleryItem
 
 
 def write_report(path: str | os.PathLike, metrics: dict, preds: M.Predictions, gallery: list[GalleryItem],
-                 summary: dict, config: dict, title: Optional[str] = None) -> Path:
+                 summary: dict, config: dict, title: Optional[str] = None,
+                 compare: Optional[Comparison] = None) -> Path:
     """Render and write ``report.html`` atomically."""
     path = Path(path)
-    page = render_report(metrics, preds, gallery, summary, config, title or "hilreward evaluation")
+    page = render_report(metrics, preds, gallery, summary, config, title or "hilreward evaluation", compare)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".html")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(page)

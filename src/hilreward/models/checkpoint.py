@@ -105,6 +105,24 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def update_config(folder: Path, changes: dict[str, Any]) -> Path:
+    """Set ``changes`` in ``folder/config.json`` (other keys untouched), atomically: temp file, fsync, rename."""
+    path = Path(folder) / CONFIG_NAME
+    config = {**read_config(Path(folder)), **changes}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 

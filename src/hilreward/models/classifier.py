@@ -19,8 +19,9 @@ from ..images import model_pixels
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
 
-FORMAT_VERSION = 1
-"""Checkpoint format this code writes and the newest it reads."""
+FORMAT_VERSION = 2
+"""Checkpoint format this code writes and the newest it reads (2: ``temperature`` divides the logits; a reader
+that ignored it would apply the threshold to other probabilities)."""
 
 
 def _package_version() -> str:
@@ -54,7 +55,11 @@ class ClassifierConfig:
     dropout: float = 0.1
     """Dropout in the head."""
     threshold: float = 0.5
-    """Default success threshold (probability of the positive class)."""
+    """Default success threshold (probability of the positive class, after ``temperature``)."""
+    temperature: float = 1.0
+    """Logits are divided by this before the sigmoid / softmax (temperature scaling, set by calibration)."""
+    calibration: Optional[dict[str, Any]] = None
+    """How ``temperature`` and ``threshold`` were chosen (episodes, evidence, rule), when calibrated."""
     freeze: str = "all"
     """Encoder freeze mode: ``all``, ``last`` or ``none``."""
     encoder_options: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +123,8 @@ class RewardClassifier(nn.Module):
             raise ConfigError("a classifier needs at least one camera (dataset.cameras)")
         if config.num_classes < 2:
             raise ConfigError(f"model.num_classes must be 2 (binary) or more, got {config.num_classes}")
+        if not config.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {config.temperature}")
         if encoder is None:
             encoder = build_encoder(config.encoder, pretrained=False, options=config.encoder_options,
                                     freeze=config.freeze)
@@ -133,6 +140,7 @@ class RewardClassifier(nn.Module):
             feature_shape=feature_shape,
             encoder_weights=config.encoder_weights or encoder.weights_source,
             version=config.version or _package_version(),
+            format_version=FORMAT_VERSION,
         )
         self.encoder = encoder
         self.reward_head = RewardHead(
@@ -157,6 +165,10 @@ class RewardClassifier(nn.Module):
     @property
     def threshold(self) -> float:
         return float(self.config.threshold)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.config.temperature)
 
     @property
     def camera_keys(self) -> list[str]:
@@ -221,7 +233,10 @@ class RewardClassifier(nn.Module):
         return self.head(self.encode(pixels))
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K)."""
+        """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K), after dividing them by the
+        stored ``temperature``: every backend (torch, ONNX, gRPC) gets its probabilities here."""
+        if self.config.temperature != 1.0:
+            logits = logits / self.config.temperature
         return torch.sigmoid(logits) if self.config.num_classes == 2 else torch.softmax(logits, dim=-1)
 
     def predict_proba(self, images: Mapping[str, Any]) -> np.ndarray:

@@ -5,7 +5,8 @@
 3. build the model, choose the feature path (frozen encoder: cached features, head only) or the
    pixel path (encoder runs every step), and log the choice;
 4. loop: ``train_step`` -> log every ``log_freq`` -> eval every ``eval_freq`` -> checkpoint every ``save_freq``;
-5. return ``checkpoints/best``.
+5. calibrate ``checkpoints/best`` on the held-out episodes (``training.calibrate``, main process only) and
+   return it.
 
 Launched as several processes (``accelerate launch -m hilreward train ...``, see ``distributed.py``) the
 same loop runs data-parallel: each process takes its share of every step's batch (``training.batch_size``
@@ -34,6 +35,7 @@ from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, s
 from ..data.cache import atomic_write_text
 from ..errors import ConfigError
 from .batches import FeatureBatches, PixelBatches
+from .calibrate import calibrate_checkpoint, summary_line
 from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
                          save_checkpoint)
 from .distributed import Processes, finish, is_main_process, process_seed
@@ -297,13 +299,18 @@ def train(cfg: TrainConfig) -> Path:
             checkpoint(last_dir, step)
     bar.close()
 
+    calibration = None
     if procs.is_main:
         if not len(val_rows) and last_dir.is_dir():  # nothing held out: the final model is the best we know
             staging = ckpt_root / ".best.copy.tmp"
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(last_dir, staging)
             replace_dir(staging, ckpt_root / "best")
-        final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0]}
+        if t_cfg.calibrate:  # temperature and threshold from the held-out episodes, stored in checkpoints/best
+            calibration = calibrate_checkpoint(ckpt_root / "best", data, val_rows, val_features,
+                                               fallback_threshold=cfg.model.threshold, device=device)
+        final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
+                 "calibration": calibration.details if calibration else None}
         atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
     if logger:
         logger.finish()
@@ -311,7 +318,9 @@ def train(cfg: TrainConfig) -> Path:
         procs.print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
                     f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
                     f"recall {eval_metrics['eval/recall']:.4f}")
-    procs.wait()  # every process returns once the checkpoints are on disk
+    if t_cfg.calibrate:
+        procs.print(summary_line(calibration))
+    procs.wait()  # every process returns once the checkpoints (calibrated) are on disk
     return ckpt_root / "best"
 
 

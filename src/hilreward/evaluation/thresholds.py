@@ -1,0 +1,226 @@
+"""Threshold choice that respects what the data can tell: candidates, the rule, the evidence gate, intervals.
+
+Candidates (each the midpoint between two neighbouring distinct probabilities of the set, 0 below
+the lowest, so it keeps the largest margin and reproduces exactly the counts reported for it):
+
+* ``precision_threshold``: among thresholds whose frame precision is ``>= target_precision``, the one
+  with the highest recall (ties: higher precision); None when no threshold reaches the target.
+* ``zero_gross_threshold``: the lowest threshold with no *gross* false termination (no fire more than
+  the tolerance before an onset, none in an episode that never succeeds).
+* ``zero_ft_threshold``: the lowest threshold with no false termination at all (strict: not even
+  one frame early). Both fall out of the highest debounced score in the frames where a fire would
+  count (max over k-frame windows of the window's minimum); None when no probability lies above it.
+
+The rule: **no gross false terminations at the precision target**, ``max(precision_threshold,
+zero_gross_threshold)``. The strict threshold replaces it only when it costs at most
+``max_recall_cost`` of frame recall on this set: jitter of a frame or two is not worth a large part
+of recall, and a threshold pushed into the saturated tail of the probabilities (0.998) to remove
+it does not hold on new episodes.
+
+The evidence gate: with fewer than ``min_positives`` positive frames or fewer than
+``min_success_episodes`` succeeding episodes the rule's threshold is reported but *not* recommended:
+the recommendation stays the fallback (the checkpoint's threshold, else 0.5) and says why.
+
+Intervals: a percentile bootstrap (SciPy) that resamples whole episodes (frames of an episode are
+near-duplicates, so they are not independent samples) gives 95 % intervals for precision, recall and
+the fraction of episodes with a gross false termination at the recommended threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import precision_recall_curve
+
+from .episodes import GROSS, episodes, first_firing, outcome, tolerance_frames
+
+
+@dataclass
+class EvidenceRule:
+    """How much a threshold must rest on, and how the rule trades jitter against recall."""
+
+    min_positives: int = 20
+    """Positive frames the set must hold before the threshold moves."""
+    min_success_episodes: int = 3
+    """Succeeding episodes the set must hold before the threshold moves."""
+    max_recall_cost: float = 0.02
+    """The strict (no early fire at all) threshold is taken only when it loses at most this much frame recall
+    against the gross rule's threshold."""
+    confidence: float = 0.95
+    """Confidence level of the bootstrap intervals."""
+    n_resamples: int = 1000
+    """Bootstrap resamples of the episodes."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+    def enough(self, positives: int, success_episodes: int) -> bool:
+        """Whether a set with these counts may move the threshold."""
+        return positives >= self.min_positives and success_episodes >= self.min_success_episodes
+
+
+def evidence_counts(episode_index: np.ndarray, labels: np.ndarray) -> tuple[int, int, int]:
+    """(positive frames, succeeding episodes, failed episodes) of a set."""
+    episode_index, labels = np.asarray(episode_index), np.asarray(labels)
+    all_eps, success_eps = np.unique(episode_index).size, np.unique(episode_index[labels == 1]).size
+    return int(np.sum(labels == 1)), int(success_eps), int(all_eps - success_eps)
+
+
+@dataclass
+class ThresholdChoice:
+    """The recommendation, the candidates it came from and what it rests on."""
+
+    threshold: float
+    """Recommended threshold: the rule's when the evidence suffices, else the fallback."""
+    rule_threshold: Optional[float]
+    """What the rule gives on this set regardless of the evidence (None when no candidate exists)."""
+    precision_threshold: Optional[float]
+    zero_gross_threshold: Optional[float]
+    zero_ft_threshold: Optional[float]
+    evidence: dict = field(default_factory=dict)
+    """positives, success_episodes, failed_episodes, min_positives, min_success_episodes, enough, rule, reason."""
+    interval: Optional[dict] = None
+    """Bootstrap intervals at ``threshold``: precision, recall, gross_false_termination_rate ([low, high] each)."""
+
+    @property
+    def enough(self) -> bool:
+        return bool(self.evidence.get("enough"))
+
+
+def _midpoint(lower: float, upper: float) -> float:
+    """A threshold in (lower, upper] halfway between them (``upper`` if the halfway point rounds down)."""
+    mid = (lower + upper) / 2
+    return float(mid) if lower < mid <= upper else float(upper)
+
+
+def _below(probs: np.ndarray, value: float) -> float:
+    """The highest probability below ``value``, 0 if none."""
+    lower = probs[probs < value]
+    return float(lower.max()) if lower.size else 0.0
+
+
+def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision: float) -> Optional[float]:
+    """Threshold with precision >= target and the highest recall (ties: higher precision)."""
+    labels = np.asarray(labels) == 1
+    probs = np.asarray(probs, dtype=np.float64)
+    if not labels.any():
+        return None
+    precision, recall, thr = precision_recall_curve(labels, probs)
+    precision, recall = precision[:-1], recall[:-1]  # drop the (1, 0) end point that has no threshold
+    ok = np.flatnonzero(precision >= target_precision)
+    if not ok.size:
+        return None
+    best = max(ok, key=lambda i: (recall[i], precision[i]))
+    return _midpoint(_below(probs, thr[best]), float(thr[best]))
+
+
+def zero_termination_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray,
+                               probs: np.ndarray, consecutive: int = 1, tolerance: float = 0.0) -> Optional[float]:
+    """Lowest threshold with no fire more than ``tolerance`` frames before an onset and none in a failed episode.
+
+    ``tolerance=0`` is the strict rule (no fire before any onset).
+    """
+    labels = np.asarray(labels)
+    frame_index = np.asarray(frame_index)
+    probs = np.asarray(probs, dtype=np.float64)
+    worst = -np.inf  # highest debounced score where a fire would count
+    for _, idx in episodes(episode_index, frame_index):
+        y, p, f = labels[idx] == 1, probs[idx], frame_index[idx]
+        forbidden = p[f < f[np.argmax(y)] - tolerance] if y.any() else p
+        if forbidden.size >= consecutive:
+            windows = np.lib.stride_tricks.sliding_window_view(forbidden, consecutive)
+            worst = max(worst, float(windows.min(axis=1).max()))
+    above = probs[probs > worst]
+    if not above.size:
+        return None
+    return _midpoint(max(worst, 0.0), float(above.min()))
+
+
+def _recall(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
+    pos = np.asarray(labels) == 1
+    return float(np.mean(np.asarray(probs)[pos] >= threshold)) if pos.any() else 0.0
+
+
+def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: float, consecutive: int,
+                        tolerance: float) -> np.ndarray:
+    """(episodes, 4) array: tp, fp, fn and 1 for a gross false termination, per episode."""
+    labels = np.asarray(labels)
+    frame_index = np.asarray(frame_index)
+    probs = np.asarray(probs, dtype=np.float64)
+    rows = []
+    for _, idx in episodes(episode_index, frame_index):
+        y, p, f = labels[idx] == 1, probs[idx], frame_index[idx]
+        pred = p >= threshold
+        fire = first_firing(p, threshold, consecutive)
+        gross = outcome(int(f[np.argmax(y)]) if y.any() else None, None if fire is None else int(f[fire]),
+                        tolerance) in GROSS
+        rows.append((np.sum(pred & y), np.sum(pred & ~y), np.sum(~pred & y), gross))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def episode_bootstrap(counts: np.ndarray, rule: EvidenceRule) -> Optional[dict]:
+    """Percentile-bootstrap intervals over episodes of precision, recall and the gross false termination rate."""
+    if len(counts) < 2:
+        return None
+
+    def statistic(which: str):
+        def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+            c = counts[idx.astype(np.int64)]  # (..., n, 4)
+            tp, fp, fn, gross = (c[..., j].sum(axis=-1) for j in range(4))
+            num, den = {"precision": (tp, tp + fp), "recall": (tp, tp + fn),
+                        "gross_false_termination_rate": (gross, np.full_like(gross, len(counts)))}[which]
+            return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        return stat
+
+    out = {}
+    for which in ("precision", "recall", "gross_false_termination_rate"):
+        res = stats.bootstrap((np.arange(len(counts)),), statistic(which), vectorized=True, method="percentile",
+                              n_resamples=rule.n_resamples, confidence_level=rule.confidence,
+                              random_state=rule.seed)
+        low, high = res.confidence_interval
+        out[which] = [float(low), float(high)]
+    return out
+
+
+def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, probs: np.ndarray, *,
+                     consecutive: int = 1, fps: float = 0.0, tolerance_s: float = 0.5, target_precision: float = 0.99,
+                     fallback: float = 0.5, rule: Optional[EvidenceRule] = None) -> ThresholdChoice:
+    """The recommended threshold on this set under the evidence rule (see the module docstring)."""
+    rule = rule or EvidenceRule()
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    tol = tolerance_frames(tolerance_s, fps)
+    t_prec = precision_threshold(labels, probs, target_precision)
+    t_gross = zero_termination_threshold(episode_index, frame_index, labels, probs, consecutive, tol)
+    t_strict = zero_termination_threshold(episode_index, frame_index, labels, probs, consecutive, 0.0)
+
+    found = [t for t in (t_prec, t_gross) if t is not None]
+    rule_t = max(found) if found else None
+    name = ("gross_at_precision_target" if len(found) == 2 else
+            "zero_gross_only (precision target not reached)" if t_gross is not None else
+            "precision_only (no threshold is free of gross false terminations)" if t_prec is not None else "none")
+    if rule_t is not None and t_strict is not None and t_strict > rule_t \
+            and _recall(labels, probs, t_strict) >= _recall(labels, probs, rule_t) - rule.max_recall_cost:
+        rule_t, name = t_strict, "strict (no early fire, recall cost within max_recall_cost)"
+
+    positives, success_eps, failed_eps = evidence_counts(episode_index, labels)
+    enough = rule.enough(positives, success_eps)
+    if not enough:
+        reason = (f"too little evidence: {positives} positive frames in {success_eps} succeeding episodes "
+                  f"(the rule needs >= {rule.min_positives} and >= {rule.min_success_episodes}); kept {fallback:.4g}")
+        chosen = float(fallback)
+    elif rule_t is None:
+        reason = f"no threshold meets the rule on this set; kept {fallback:.4g}"
+        chosen = float(fallback)
+    else:
+        reason = f"{name} on {positives} positive frames in {success_eps} succeeding episodes"
+        chosen = float(rule_t)
+    evidence = {"positives": positives, "success_episodes": success_eps, "failed_episodes": failed_eps,
+                "min_positives": rule.min_positives, "min_success_episodes": rule.min_success_episodes,
+                "enough": bool(enough), "rule": name if (enough and rule_t is not None) else "kept",
+                "reason": reason}
+    counts = _per_episode_counts(episode_index, frame_index, labels, probs, chosen, consecutive, tol)
+    return ThresholdChoice(chosen, rule_t, t_prec, t_gross, t_strict, evidence, episode_bootstrap(counts, rule))
+
