@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from hilreward.config import DatasetConfig, LabelConfig
@@ -18,14 +17,6 @@ from hilreward.models import FORMAT_VERSION, ClassifierConfig, RewardClassifier
 from hilreward.training.calibrate import calibrate_checkpoint, heldout_logits, summary_line
 
 DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_calibration_is_stored_and_used_by_reward_function(tmp_path):

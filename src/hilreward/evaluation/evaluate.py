@@ -11,8 +11,8 @@ import dataclasses
 import json
 import os
 import tempfile
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from ..config import DatasetConfig, LabelConfig, TrainConfig
 from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
+from ..models.checkpoint import atomic_write_bytes
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
 from .report import Comparison, GalleryItem, worst_errors, write_report
@@ -69,20 +70,6 @@ def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
         return update_config(folder, {"threshold": float(threshold)})
     except CheckpointError as exc:
         raise CheckpointError(f"cannot write the threshold: {exc}") from None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- data and inference
@@ -293,7 +280,8 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
         "checkpoint": str(folder), "dataset": dataclasses.asdict(ds), "label": dataclasses.asdict(label),
         "heldout": heldout, "consecutive": consecutive, "target_precision": target_precision,
         "tolerance_s": tolerance_s, "threshold": threshold, "write_threshold": write_threshold, "force": force,
-        "evidence": dataclasses.asdict(evidence or EvidenceRule()), "compare": None if compare is None else str(compare),
+        "evidence": dataclasses.asdict(evidence or EvidenceRule()),
+        "compare": None if compare is None else str(compare),
         "batch_size": batch_size,
     }
     result["config"] = eval_config
@@ -308,7 +296,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     if written is not None:
         write_threshold_to_checkpoint(folder, written)
         result["threshold_written"] = written
-    _atomic_write(out / "metrics.json", (json.dumps(result, indent=2, default=_json_default) + "\n").encode())
+    atomic_write_bytes(out / "metrics.json", (json.dumps(result, indent=2, default=_json_default) + "\n").encode())
     if report:
         _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
     if write_threshold and written is None:

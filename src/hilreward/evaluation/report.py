@@ -456,7 +456,8 @@ def render_report(metrics: dict, preds: M.Predictions, gallery: list[GalleryItem
         parts.append('<section><h2>Calibration and confusion</h2><div class="row">'
                      + _img(reliability_figure(preds, metrics), "reliability")
                      + _img(confusion_figure(metrics), "confusion matrix") + "</div>"
-                     f'<p class="muted">The checkpoint divides its logits by T={metrics["checkpoint_temperature"]:.3g}; '
+                     f'<p class="muted">The checkpoint divides its logits by '
+                     f'T={metrics["checkpoint_temperature"]:.3g}; '
                      f'a further T={metrics["temperature"]:.3g} would fit this set best (ECE then '
                      f'{_fmt(metrics.get("ece_calibrated"))}).</p></section>')
         shown = min(len(metrics["per_episode"]), MAX_TRACES)

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import precision_recall_curve
 
-from .episodes import GROSS, episodes, first_firing, outcome, tolerance_frames
+from .episodes import GROSS, episode_metrics, episodes, tolerance_frames
 
 
 @dataclass
@@ -145,19 +145,15 @@ def _recall(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
 
 def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: float, consecutive: int,
                         tolerance: float) -> np.ndarray:
-    """(episodes, 4) array: tp, fp, fn and 1 for a gross false termination, per episode."""
-    labels = np.asarray(labels)
-    frame_index = np.asarray(frame_index)
-    probs = np.asarray(probs, dtype=np.float64)
-    rows = []
-    for _, idx in episodes(episode_index, frame_index):
-        y, p, f = labels[idx] == 1, probs[idx], frame_index[idx]
-        pred = p >= threshold
-        fire = first_firing(p, threshold, consecutive)
-        gross = outcome(int(f[np.argmax(y)]) if y.any() else None, None if fire is None else int(f[fire]),
-                        tolerance) in GROSS
-        rows.append((np.sum(pred & y), np.sum(pred & ~y), np.sum(~pred & y), gross))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    """(episodes, 4) array, episodes ascending: tp, fp, fn and 1 for a gross false termination."""
+    y = np.asarray(labels) == 1
+    pred = np.asarray(probs) >= threshold
+    _, ep = np.unique(np.asarray(episode_index), return_inverse=True)
+    # in frames: fps 1 and the tolerance already in frames
+    rows = episode_metrics(episode_index, frame_index, labels, probs, threshold, consecutive, 1.0, tolerance)
+    gross = [r["outcome"] in GROSS for r in rows["per_episode"]]
+    return np.stack([np.bincount(ep, weights=w) for w in (pred & y, pred & ~y, ~pred & y)] + [np.asarray(gross, float)],
+                    axis=1)
 
 
 def episode_bootstrap(counts: np.ndarray, rule: EvidenceRule) -> Optional[dict]:

@@ -105,14 +105,13 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def update_config(folder: Path, changes: dict[str, Any]) -> Path:
-    """Set ``changes`` in ``folder/config.json`` (other keys untouched), atomically: temp file, fsync, rename."""
-    path = Path(folder) / CONFIG_NAME
-    config = {**read_config(Path(folder)), **changes}
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder, fsync'd, then renamed over it."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -120,6 +119,13 @@ def update_config(folder: Path, changes: dict[str, Any]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def update_config(folder: Path, changes: dict[str, Any]) -> Path:
+    """Set ``changes`` in ``folder/config.json`` (other keys untouched), atomically."""
+    path = Path(folder) / CONFIG_NAME
+    config = {**read_config(Path(folder)), **changes}
+    atomic_write_bytes(path, (json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
     return path
 
 

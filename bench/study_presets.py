@@ -1,0 +1,186 @@
+"""Preset study: choose ``model=scratch`` settings by leave-one-task-out on Meta-World tasks nobody tuned them on.
+
+For every task and every candidate setting: ``hilreward train`` on episodes 0-15 of ``<task>-s0`` (episodes
+16-19 held out, which end-of-training calibration uses), then the calibrated best checkpoint is scored
+at its own threshold on the held-out episodes 16-19 and on the 20 episodes of ``<task>-s1`` (another seed:
+new object and goal positions). The three shared sets (``../shared/data``) have no second seed; they are
+scored on 16-19 only. Each (task, setting) result is cached as JSON (with the raw logits as .npz for the
+offline rule study), so a killed study resumes where it stopped.
+
+``report`` then, for each task, picks the setting that is best on the *other* tasks (fewest gross false
+terminations plus false successes, then highest mean accuracy) and reports the task's own numbers under
+that choice, and writes the JSON summary.
+
+    nice -n 10 python bench/study_presets.py run --sim /work/data-sim --shared ../shared/data --out /work/data-sim/study
+    python bench/study_presets.py report --out /work/data-sim/study --json bench/results/presets-<date>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIM_TASKS = ("door-open", "window-open", "coffee-button", "faucet-open", "window-close", "lever-pull", "plate-slide")
+SHARED_TASKS = {"drawer-open": "metaworld_drawer_open", "pick-place": "metaworld_pick_place",
+                "button-press-topdown": "metaworld_button_press"}
+SETTINGS = {
+    "s300": [],                                           # the preset as it was (300 steps, pad 8)
+    "s600": ["training.steps=600"],
+    "s1000": ["training.steps=1000"],
+    "s600-pad4": ["training.steps=600", "augmentation.pad=4"],
+}
+HELDOUT = [16, 17, 18, 19]
+
+
+def _atomic_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _sets(args) -> dict[str, tuple[Path, Path | None]]:
+    """task -> (training set, unseen-layout test set or None)."""
+    out = {}
+    for task, name in SHARED_TASKS.items():
+        if (Path(args.shared) / name / "meta" / "info.json").is_file():
+            out[task] = (Path(args.shared) / name, None)
+    for task in SIM_TASKS:
+        s0, s1 = Path(args.sim) / f"{task}-s0", Path(args.sim) / f"{task}-s1"
+        if (s0 / "meta" / "info.json").is_file():
+            out[task] = (s0, s1 if (s1 / "meta" / "info.json").is_file() else None)
+    return out
+
+
+KEYS = ("accuracy", "precision", "recall", "gross_false_terminations", "false_successes_in_failed_episodes",
+        "false_terminations", "missed_successes", "onset_error_median_frames", "onset_error_p90_frames",
+        "episodes", "positives", "threshold", "auroc")
+
+
+def _score(ckpt: Path, root: Path, episodes, out: Path, name: str) -> dict:
+    """Metrics of the checkpoint at its own threshold (hilreward.evaluate), raw logits saved for the rule study."""
+    from hilreward.config import DatasetConfig, LabelConfig
+    from hilreward.data import load_frame_data
+    from hilreward.evaluation import evaluate
+    from hilreward.evaluation.evaluate import run_model
+    from hilreward.models import RewardClassifier
+
+    ds = DatasetConfig(root=str(root), episodes=episodes)
+    m = evaluate(ckpt, ds, report=False, output_dir=out / f"eval-{name}")
+    model = RewardClassifier.from_pretrained(ckpt)
+    data = load_frame_data(ds, LabelConfig(), tuple(model.config.image_size))
+    logits, _ = run_model(model, {k: data.images[k] for k in model.config.camera_keys})
+    np.savez(out / f"logits-{name}.npz", logits=logits, labels=data.labels, episode=data.episode_index,
+             frame=data.frame_index, fps=data.fps)
+    return {k: m[k] for k in KEYS} | {"per_episode": [(r["episode"], r["outcome"], r["onset_error_frames"])
+                                                     for r in m["per_episode"]]}
+
+
+def run(args) -> None:
+    from hilreward.config import compose
+    from hilreward.training import train
+
+    sets = _sets(args)
+    tasks = args.tasks or list(sets)
+    settings = args.settings or list(SETTINGS)
+    for task in tasks:
+        if task not in sets:
+            print(f"skip {task}: not rendered yet", flush=True)
+            continue
+        train_root, test_root = sets[task]
+        for setting in settings:
+            out = Path(args.out) / task / setting
+            result_path = out / "result.json"
+            result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+            if "heldout" not in result:
+                t0 = time.time()
+                overrides = [f"dataset.root={train_root}", "model=scratch", f"split.val_episodes={HELDOUT}",
+                             f"output_dir={out / 'run'}", "resume=true", *SETTINGS[setting]]
+                ckpt = train(compose(overrides))
+                config = json.loads((ckpt / "config.json").read_text())
+                result = {"task": task, "setting": setting, "train_s": time.time() - t0,
+                          "load": os.getloadavg()[0], "temperature": config["temperature"],
+                          "calibrated_threshold": config["threshold"],
+                          "calibration": {k: config["calibration"][k] for k in
+                                          ("enough", "positives", "success_episodes", "reason")},
+                          "heldout": _score(ckpt, train_root, HELDOUT, out, "heldout")}
+                _atomic_json(result_path, result)
+            if test_root is not None and "unseen" not in result:
+                ckpt = out / "run" / "checkpoints" / "best"
+                result["unseen"] = _score(ckpt, test_root, None, out, "unseen")
+                _atomic_json(result_path, result)
+            print(json.dumps({k: result[k] for k in ("task", "setting", "calibrated_threshold")}
+                             | {"heldout": result["heldout"]["accuracy"],
+                                "unseen": result.get("unseen", {}).get("accuracy")}), flush=True)
+
+
+def _errors(r: dict) -> int:
+    return r["gross_false_terminations"] + r["false_successes_in_failed_episodes"]
+
+
+def _test(result: dict) -> dict:
+    """The set a task is judged on: unseen layouts where rendered, else the held-out episodes."""
+    return result.get("unseen") or result["heldout"]
+
+
+def report(args) -> None:
+    results = {}
+    for path in sorted(Path(args.out).glob("*/*/result.json")):
+        r = json.loads(path.read_text())
+        results.setdefault(r["task"], {})[r["setting"]] = r
+    settings = [s for s in SETTINGS if all(s in by for by in results.values())]
+    tasks = sorted(results)
+
+    def cost(setting: str, among: list[str]) -> tuple:
+        picked = [_test(results[t][setting]) for t in among]
+        return (sum(_errors(r) for r in picked), -float(np.mean([r["accuracy"] for r in picked])))
+
+    loto = {}
+    for task in tasks:
+        others = [t for t in tasks if t != task]
+        choice = min(settings, key=lambda s: cost(s, others))
+        loto[task] = {"chosen": choice, **{k: results[task][choice][k] for k in ("heldout", "calibrated_threshold",
+                                                                                "temperature", "calibration")},
+                      "unseen": results[task][choice].get("unseen")}
+    overall = min(settings, key=lambda s: cost(s, tasks))
+    summary = {"settings": {s: SETTINGS[s] for s in settings}, "overall_choice": overall, "leave_one_task_out": loto,
+               "per_setting": {s: {t: {"heldout": results[t][s]["heldout"], "unseen": results[t][s].get("unseen"),
+                                       "calibrated_threshold": results[t][s]["calibrated_threshold"],
+                                       "train_s": results[t][s]["train_s"], "load": results[t][s]["load"]}
+                                   for t in tasks} for s in settings}}
+    if args.json:
+        _atomic_json(Path(args.json), summary)
+    for task in tasks:
+        row = loto[task]
+        parts = [f"{task:<22} chosen {row['chosen']:<10} thr {row['calibrated_threshold']:.3g}"]
+        for name in ("heldout", "unseen"):
+            r = row[name]
+            if r:
+                parts.append(f"{name} acc {r['accuracy']:.4f} gross {r['gross_false_terminations']} "
+                             f"false_succ {r['false_successes_in_failed_episodes']} strict {r['false_terminations']}"
+                             f" missed {r['missed_successes']}")
+        print(" | ".join(parts))
+    print(f"overall choice: {overall}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--sim", default="/work/data-sim", help="folder holding <task>-s0 and <task>-s1")
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--out", default="/work/data-sim/study", help="cached runs and results")
+    parser.add_argument("--tasks", nargs="*", help="subset of tasks (default: every rendered one)")
+    parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="subset of settings")
+    parser.add_argument("--json", help="report: write the summary here")
+    args = parser.parse_args(argv)
+    run(args) if args.command == "run" else report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
