@@ -11,7 +11,8 @@ offline rule study), so a killed study resumes where it stopped.
 terminations plus false successes, then highest mean accuracy) and reports the task's own numbers under
 that choice, and writes the JSON summary.
 
-    nice -n 10 python bench/study_presets.py run --sim /work/data-sim --shared ../shared/data --out /work/data-sim/study
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 python bench/study_presets.py run --sim /work/data-sim --shared ../shared/data \\
+        --out /work/data-sim/study
     python bench/study_presets.py report --out /work/data-sim/study --json bench/results/presets-<date>.json
 """
 
@@ -36,6 +37,12 @@ SETTINGS = {
     "s600-pad4": ["training.steps=600", "augmentation.pad=4"],
 }
 HELDOUT = [16, 17, 18, 19]
+RULES = {  # threshold-rule variants replayed offline on the saved logits: (max_recall_cost, min_success_episodes)
+    "default": {},
+    "never-strict": {"max_recall_cost": 0.0},
+    "strict-5pct": {"max_recall_cost": 0.05},
+    "two-episodes": {"min_success_episodes": 2},
+}
 
 
 def _atomic_json(path: Path, data) -> None:
@@ -88,19 +95,20 @@ def run(args) -> None:
     sets = _sets(args)
     tasks = args.tasks or list(sets)
     settings = args.settings or list(SETTINGS)
-    for task in tasks:
-        if task not in sets:
-            print(f"skip {task}: not rendered yet", flush=True)
-            continue
-        train_root, test_root = sets[task]
-        for setting in settings:
+    for setting in settings:  # setting-major: every task has the first setting's numbers early
+        for task in tasks:
+            if task not in sets:
+                print(f"skip {task}: not rendered yet", flush=True)
+                continue
+            train_root, test_root = sets[task]
             out = Path(args.out) / task / setting
             result_path = out / "result.json"
             result = json.loads(result_path.read_text()) if result_path.is_file() else {}
             if "heldout" not in result:
                 t0 = time.time()
                 overrides = [f"dataset.root={train_root}", "model=scratch", f"split.val_episodes={HELDOUT}",
-                             f"output_dir={out / 'run'}", "resume=true", *SETTINGS[setting]]
+                             f"output_dir={out / 'run'}", "resume=true", f"training.threads={args.threads}",
+                             *SETTINGS[setting]]
                 ckpt = train(compose(overrides))
                 config = json.loads((ckpt / "config.json").read_text())
                 result = {"task": task, "setting": setting, "train_s": time.time() - t0,
@@ -123,9 +131,67 @@ def _errors(r: dict) -> int:
     return r["gross_false_terminations"] + r["false_successes_in_failed_episodes"]
 
 
+def success_ends(run_dir: Path) -> bool:
+    """Whether any episode of the task (held-out or unseen) loses its success again (labels 1 then 0)."""
+    for name in ("heldout", "unseen"):
+        path = run_dir / f"logits-{name}.npz"
+        if path.is_file():
+            d = np.load(path)
+            for e in np.unique(d["episode"]):
+                y = d["labels"][d["episode"] == e][np.argsort(d["frame"][d["episode"] == e])]
+                if np.any(np.diff(y) < 0):
+                    return True
+    return False
+
+
+def _cells(r: dict | None, target: float) -> str:
+    if not r:
+        return "| – " * 7
+    ok = r["accuracy"] >= target and _errors(r) == 0
+    err = "–" if r["onset_error_median_frames"] is None else \
+        f"{r['onset_error_median_frames']:g} / {r['onset_error_p90_frames']:g}"
+    return (f"| {100 * r['accuracy']:.1f} % {'✓' if ok else '✗'} | {r['gross_false_terminations']} | "
+            f"{r['false_successes_in_failed_episodes']} | {r['false_terminations']} | {r['missed_successes']} | "
+            f"{err} | {r['episodes']} ")
+
+
+def markdown(loto: dict, ends: dict) -> str:
+    """The per-task table of docs/presets.md."""
+    head = ("| task | success ends | setting (LOTO) | threshold (T) | held-out 16-19: acc | gross | false succ. | "
+            "strict | missed | abs onset err. med / p90 | episodes | unseen layouts: acc | gross | false succ. | "
+            "strict | missed | abs onset err. med / p90 | episodes |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for task, row in sorted(loto.items()):
+        target = 0.97 if ends[task] else 0.99
+        lines.append(f"| {task} | {'yes' if ends[task] else 'no'} | {row['chosen']} | "
+                     f"{row['calibrated_threshold']:.3g} ({row['temperature']:.2g}) "
+                     + _cells(row["heldout"], target) + _cells(row["unseen"], target) + "|")
+    return "\n".join(lines)
+
+
 def _test(result: dict) -> dict:
     """The set a task is judged on: unseen layouts where rendered, else the held-out episodes."""
     return result.get("unseen") or result["heldout"]
+
+
+def replay_rule(run_dir: Path, rule: dict) -> dict:
+    """Calibrate on the saved held-out logits under ``rule`` and score the unseen (else held-out) logits."""
+    from hilreward.evaluation import EvidenceRule
+    from hilreward.evaluation.calibration import calibrate, sigmoid
+    from hilreward.evaluation.episodes import episode_metrics
+    from hilreward.evaluation.metrics import binary_metrics
+
+    held = np.load(run_dir / "logits-heldout.npz")
+    cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=float(held["fps"]),
+                    rule=EvidenceRule(**rule))
+    path = run_dir / "logits-unseen.npz"
+    test = np.load(path if path.is_file() else run_dir / "logits-heldout.npz")
+    probs = sigmoid(test["logits"] / cal.temperature)
+    ep = episode_metrics(test["episode"], test["frame"], test["labels"], probs, cal.threshold, 1, float(test["fps"]))
+    return {"threshold": cal.threshold, "temperature": cal.temperature,
+            "accuracy": binary_metrics(test["labels"], probs, cal.threshold)["accuracy"],
+            **{k: ep[k] for k in ("gross_false_terminations", "false_successes_in_failed_episodes",
+                                  "false_terminations", "missed_successes")}}
 
 
 def report(args) -> None:
@@ -148,13 +214,24 @@ def report(args) -> None:
                                                                                 "temperature", "calibration")},
                       "unseen": results[task][choice].get("unseen")}
     overall = min(settings, key=lambda s: cost(s, tasks))
-    summary = {"settings": {s: SETTINGS[s] for s in settings}, "overall_choice": overall, "leave_one_task_out": loto,
+    ends = {t: success_ends(Path(args.out) / t / settings[0]) for t in tasks}
+    summary = {"settings": {s: SETTINGS[s] for s in settings}, "overall_choice": overall, "success_ends": ends,
+               "leave_one_task_out": loto,
                "per_setting": {s: {t: {"heldout": results[t][s]["heldout"], "unseen": results[t][s].get("unseen"),
                                        "calibrated_threshold": results[t][s]["calibrated_threshold"],
                                        "train_s": results[t][s]["train_s"], "load": results[t][s]["load"]}
                                    for t in tasks} for s in settings}}
+    rules = {name: {t: replay_rule(Path(args.out) / t / overall, rule) for t in tasks} for name, rule in RULES.items()}
+    summary["rules_on_overall_choice"] = rules
+    for name, by_task in rules.items():
+        print(f"rule {name:<14} gross+false_succ {sum(_errors(r) for r in by_task.values()):>3}  strict "
+              f"{sum(r['false_terminations'] for r in by_task.values()):>3}  mean acc "
+              f"{np.mean([r['accuracy'] for r in by_task.values()]):.4f}  min acc "
+              f"{min(r['accuracy'] for r in by_task.values()):.4f}")
     if args.json:
         _atomic_json(Path(args.json), summary)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(loto, ends) + "\n")
     for task in tasks:
         row = loto[task]
         parts = [f"{task:<22} chosen {row['chosen']:<10} thr {row['calibrated_threshold']:.3g}"]
@@ -177,6 +254,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", nargs="*", help="subset of tasks (default: every rendered one)")
     parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="subset of settings")
     parser.add_argument("--json", help="report: write the summary here")
+    parser.add_argument("--markdown", help="report: write the per-task table (markdown) here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
     args = parser.parse_args(argv)
     run(args) if args.command == "run" else report(args)
     return 0

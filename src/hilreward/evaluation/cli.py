@@ -95,7 +95,7 @@ SUMMARY_COLUMNS = [("threshold", "value", 8, 4), ("precision", "prec", 8, 4), ("
                    ("onset_error_median_frames", "|err|med", 9, 1), ("onset_error_p90_frames", "p90", 6, 1)]
 
 
-def _row(name: str, r: dict, width: int = 26) -> str:
+def _row(name: str, r: dict, width: int = 31) -> str:
     return f"{name:<{width}}" + "".join(f"{_f(r.get(k), d):>{w}}" for k, _, w, d in SUMMARY_COLUMNS)
 
 
@@ -107,7 +107,7 @@ def format_summary(m: dict) -> str:
     lines.append("  ".join(f"{k} {_f(m[k])}" for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision",
                                                           "ece", "temperature")))
     if m.get("thresholds"):
-        head = f"{'threshold choice':<26}" + "".join(f"{c:>{w}}" for _, c, w, _ in SUMMARY_COLUMNS)
+        head = f"{'threshold choice':<31}" + "".join(f"{c:>{w}}" for _, c, w, _ in SUMMARY_COLUMNS)
         lines += [head, "-" * len(head)]
         lines += [_row(r["name"], r) for r in m["thresholds"]]
         ev = m["threshold_evidence"]

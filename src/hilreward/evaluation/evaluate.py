@@ -66,10 +66,7 @@ def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
     """Store ``threshold`` in the checkpoint's config.json (atomic rewrite; other keys untouched)."""
     from ..models.checkpoint import update_config
 
-    try:
-        return update_config(folder, {"threshold": float(threshold)})
-    except CheckpointError as exc:
-        raise CheckpointError(f"cannot write the threshold: {exc}") from None
+    return update_config(folder, {"threshold": float(threshold)})
 
 
 # ----------------------------------------------------------------------------- data and inference

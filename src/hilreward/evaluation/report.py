@@ -348,7 +348,8 @@ def _threshold_table(m: dict) -> str:
     body = ""
     for row in m["thresholds"]:
         cls = ' class="rec"' if row["name"] == "recommended" else ""
-        cells = "".join(f"<td>{_fmt(row.get(k))}</td>" for k, _ in THRESHOLD_COLUMNS)
+        cells = "".join(f"<td>{_fmt(row.get(k), 1 if k.startswith('onset') else 4)}</td>"
+                        for k, _ in THRESHOLD_COLUMNS)
         body += f"<tr{cls}><td>{html.escape(labels.get(row['name'], row['name']))}</td>{cells}</tr>"
     return f"<table>{head}{body}</table>"
 

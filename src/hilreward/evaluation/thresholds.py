@@ -4,7 +4,10 @@ Candidates (each the midpoint between two neighbouring distinct probabilities of
 the lowest, so it keeps the largest margin and reproduces exactly the counts reported for it):
 
 * ``precision_threshold``: among thresholds whose frame precision is ``>= target_precision``, the one
-  with the highest recall (ties: higher precision); None when no threshold reaches the target.
+  with the highest recall (ties: higher precision); None when no threshold reaches the target. The
+  negative frames within the tolerance of a positive frame (the soft edges of a success) count for
+  neither side (``soft_edges``): a frame of jitter there is not a wrong reward, and counting it
+  would push the threshold into the saturated tail just as the strict rule does.
 * ``zero_gross_threshold``: the lowest threshold with no *gross* false termination (no fire more than
   the tolerance before an onset, none in an episode that never succeeds).
 * ``zero_ft_threshold``: the lowest threshold with no false termination at all (strict: not even
@@ -49,6 +52,9 @@ class EvidenceRule:
     max_recall_cost: float = 0.02
     """The strict (no early fire at all) threshold is taken only when it loses at most this much frame recall
     against the gross rule's threshold."""
+    soft_edges: bool = True
+    """The precision target leaves out negative frames within the tolerance of a positive one (the soft edges of a
+    success, where a frame of jitter is not a wrong reward)."""
     confidence: float = 0.95
     """Confidence level of the bootstrap intervals."""
     n_resamples: int = 1000
@@ -89,6 +95,15 @@ class ThresholdChoice:
         return bool(self.evidence.get("enough"))
 
 
+RULE_TEXT = {
+    "gross_at_precision_target": "no gross false termination at the precision target",
+    "zero_gross_only": "no gross false termination (no threshold reaches the precision target)",
+    "precision_only": "the precision target (no threshold is free of gross false terminations)",
+    "strict": "no early fire at all (costs at most max_recall_cost of recall)",
+}
+"""What each rule name in ``evidence["rule"]`` means."""
+
+
 def _midpoint(lower: float, upper: float) -> float:
     """A threshold in (lower, upper] halfway between them (``upper`` if the halfway point rounds down)."""
     mid = (lower + upper) / 2
@@ -101,10 +116,30 @@ def _below(probs: np.ndarray, value: float) -> float:
     return float(lower.max()) if lower.size else 0.0
 
 
-def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision: float) -> Optional[float]:
-    """Threshold with precision >= target and the highest recall (ties: higher precision)."""
+def edge_frames(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, tolerance: float) -> np.ndarray:
+    """Boolean mask of the negative frames within ``tolerance`` frames of a positive frame of the same episode."""
+    labels = np.asarray(labels) == 1
+    frame_index = np.asarray(frame_index)
+    edge = np.zeros(labels.size, dtype=bool)
+    for _, idx in episodes(episode_index, frame_index):
+        pos = frame_index[idx][labels[idx]]
+        if not pos.size or tolerance <= 0:
+            continue
+        f = frame_index[idx]
+        k = np.clip(np.searchsorted(pos, f), 1, pos.size)
+        nearest = np.minimum(np.abs(f - pos[k - 1]), np.abs(pos[np.minimum(k, pos.size - 1)] - f))
+        edge[idx] = ~labels[idx] & (nearest <= tolerance)
+    return edge
+
+
+def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision: float,
+                        ignore: Optional[np.ndarray] = None) -> Optional[float]:
+    """Threshold with precision >= target and the highest recall (ties: higher precision); frames in ``ignore``
+    count for neither."""
     labels = np.asarray(labels) == 1
     probs = np.asarray(probs, dtype=np.float64)
+    if ignore is not None:
+        labels, probs = labels[~ignore], probs[~ignore]
     if not labels.any():
         return None
     precision, recall, thr = precision_recall_curve(labels, probs)
@@ -188,18 +223,18 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
     tol = tolerance_frames(tolerance_s, fps)
-    t_prec = precision_threshold(labels, probs, target_precision)
+    edges = edge_frames(episode_index, frame_index, labels, tol) if rule.soft_edges else None
+    t_prec = precision_threshold(labels, probs, target_precision, edges)
     t_gross = zero_termination_threshold(episode_index, frame_index, labels, probs, consecutive, tol)
     t_strict = zero_termination_threshold(episode_index, frame_index, labels, probs, consecutive, 0.0)
 
     found = [t for t in (t_prec, t_gross) if t is not None]
     rule_t = max(found) if found else None
-    name = ("gross_at_precision_target" if len(found) == 2 else
-            "zero_gross_only (precision target not reached)" if t_gross is not None else
-            "precision_only (no threshold is free of gross false terminations)" if t_prec is not None else "none")
+    name = ("gross_at_precision_target" if len(found) == 2 else "zero_gross_only" if t_gross is not None else
+            "precision_only" if t_prec is not None else "none")
     if rule_t is not None and t_strict is not None and t_strict > rule_t \
             and _recall(labels, probs, t_strict) >= _recall(labels, probs, rule_t) - rule.max_recall_cost:
-        rule_t, name = t_strict, "strict (no early fire, recall cost within max_recall_cost)"
+        rule_t, name = t_strict, "strict"
 
     positives, success_eps, failed_eps = evidence_counts(episode_index, labels)
     enough = rule.enough(positives, success_eps)
@@ -211,7 +246,7 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
         reason = f"no threshold meets the rule on this set; kept {fallback:.4g}"
         chosen = float(fallback)
     else:
-        reason = f"{name} on {positives} positive frames in {success_eps} succeeding episodes"
+        reason = f"{RULE_TEXT[name]}, on {positives} positive frames in {success_eps} succeeding episodes"
         chosen = float(rule_t)
     evidence = {"positives": positives, "success_episodes": success_eps, "failed_episodes": failed_eps,
                 "min_positives": rule.min_positives, "min_success_episodes": rule.min_success_episodes,
