@@ -37,8 +37,9 @@ SETTINGS = {
     "s600-pad4": ["training.steps=600", "augmentation.pad=4"],
 }
 HELDOUT = [16, 17, 18, 19]
-RULES = {  # threshold-rule variants replayed offline on the saved logits: (max_recall_cost, min_success_episodes)
+RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
     "default": {},
+    "no-soft-edges": {"soft_edges": False},
     "never-strict": {"max_recall_cost": 0.0},
     "strict-5pct": {"max_recall_cost": 0.05},
     "two-episodes": {"min_success_episodes": 2},
