@@ -25,8 +25,9 @@ The evidence gate: with fewer than ``min_positives`` positive frames or fewer th
 the recommendation stays the fallback (the checkpoint's threshold, else 0.5) and says why.
 
 Intervals: a percentile bootstrap (SciPy) that resamples whole episodes (frames of an episode are
-near-duplicates, so they are not independent samples) gives 95 % intervals for precision, recall and
-the fraction of episodes with a gross false termination at the recommended threshold.
+near-duplicates, so they are not independent samples), succeeding and failed episodes apart, gives
+95 % intervals for precision, recall and the fraction of episodes with a gross false termination at
+the recommended threshold.
 """
 
 from __future__ import annotations
@@ -191,24 +192,33 @@ def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: fl
                     axis=1)
 
 
-def episode_bootstrap(counts: np.ndarray, rule: EvidenceRule) -> Optional[dict]:
-    """Percentile-bootstrap intervals over episodes of precision, recall and the gross false termination rate."""
-    if len(counts) < 2:
+def episode_bootstrap(counts: np.ndarray, succeeds: np.ndarray, rule: EvidenceRule) -> Optional[dict]:
+    """Percentile-bootstrap intervals over episodes of precision, recall and the gross false termination rate.
+
+    ``counts``: (episodes, 4) tp, fp, fn, gross; ``succeeds``: (episodes,) bool. Succeeding and failed episodes
+    are resampled apart (stratified), so every resample holds as many of each as the set; a stratum of one
+    episode is kept as it is. A resample without predicted positives has precision 0.
+    """
+    strata = [counts[succeeds], counts[~succeeds]]
+    moving = [c for c in strata if len(c) >= 2]
+    fixed = sum((c.sum(axis=0) for c in strata if len(c) == 1), np.zeros(4))
+    if not moving:
         return None
+    n = len(counts)
 
     def statistic(which: str):
-        def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-            c = counts[idx.astype(np.int64)]  # (..., n, 4)
-            tp, fp, fn, gross = (c[..., j].sum(axis=-1) for j in range(4))
+        def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
+            total = fixed + sum(c[i.astype(np.int64)].sum(axis=-2) for c, i in zip(moving, idx))  # (..., 4)
+            tp, fp, fn, gross = (total[..., j] for j in range(4))
             num, den = {"precision": (tp, tp + fp), "recall": (tp, tp + fn),
-                        "gross_false_termination_rate": (gross, np.full_like(gross, len(counts)))}[which]
+                        "gross_false_termination_rate": (gross, np.full_like(gross, n))}[which]
             return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         return stat
 
     out = {}
     for which in ("precision", "recall", "gross_false_termination_rate"):
-        res = stats.bootstrap((np.arange(len(counts)),), statistic(which), vectorized=True, method="percentile",
-                              n_resamples=rule.n_resamples, confidence_level=rule.confidence,
+        res = stats.bootstrap(tuple(np.arange(len(c)) for c in moving), statistic(which), vectorized=True,
+                              method="percentile", n_resamples=rule.n_resamples, confidence_level=rule.confidence,
                               random_state=rule.seed)
         low, high = res.confidence_interval
         out[which] = [float(low), float(high)]
@@ -253,5 +263,7 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
                 "enough": bool(enough), "rule": name if (enough and rule_t is not None) else "kept",
                 "reason": reason}
     counts = _per_episode_counts(episode_index, frame_index, labels, probs, chosen, consecutive, tol)
-    return ThresholdChoice(chosen, rule_t, t_prec, t_gross, t_strict, evidence, episode_bootstrap(counts, rule))
+    succeeds = np.bincount(np.unique(np.asarray(episode_index), return_inverse=True)[1], weights=labels == 1) > 0
+    return ThresholdChoice(chosen, rule_t, t_prec, t_gross, t_strict, evidence,
+                           episode_bootstrap(counts, succeeds, rule))
 
