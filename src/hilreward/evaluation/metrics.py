@@ -61,8 +61,8 @@ frames, each episode gets one outcome:
 ``episodes``                            episodes evaluated
 ``frames``                              frames evaluated
 ``positives`` / ``negatives``           frames labelled 1 / 0
-``recommended_threshold``               the evidence-backed threshold (:mod:`.thresholds`): the checkpoint's
-                                        own when the set holds too little evidence
+``recommended_threshold``               the threshold the rule recommends on this set (:mod:`.thresholds`):
+                                        the checkpoint's own when the set holds too little evidence
 ``threshold_evidence``                  what the recommendation rests on: ``positives``, ``success_episodes``,
                                         ``failed_episodes``, ``min_positives``, ``min_success_episodes``,
                                         ``enough`` (bool), ``rule`` (which rule chose it) and ``reason``
@@ -82,7 +82,8 @@ rule gives on this set, evidence or not: ``write_threshold=true force=true`` wri
 ``0.5``, ``checkpoint``, ``given`` (only when ``threshold`` is neither), ``target_precision``,
 ``zero_gross_false_terminations``, ``zero_false_terminations``, ``recommended``, with the frame and
 episode metrics at it). ``hilreward eval compare=<checkpoint>`` adds ``compare``: the same dict for
-the second checkpoint on the same frames.
+the second checkpoint on the same frames (plus its ``checkpoint`` path); ``write_threshold=true`` adds
+``threshold_written``; ``config`` holds the evaluation's options.
 
 Multi-class classifiers (``num_classes > 2``): predictions are the arg-max class. ``accuracy``,
 ``balanced_accuracy`` (mean per-class recall), ``ece`` (top-label confidence) and ``temperature``

@@ -53,6 +53,8 @@ class EvidenceRule:
     max_recall_cost: float = 0.02
     """The strict (no early fire at all) threshold is taken only when it loses at most this much frame recall
     against the gross rule's threshold."""
+    min_threshold: float = 0.0
+    """The rule never recommends a threshold below this."""
     soft_edges: bool = True
     """The precision target leaves out negative frames within the tolerance of a positive one (the soft edges of a
     success, where a frame of jitter is not a wrong reward)."""
@@ -101,6 +103,7 @@ RULE_TEXT = {
     "zero_gross_only": "no gross false termination (no threshold reaches the precision target)",
     "precision_only": "the precision target (no threshold is free of gross false terminations)",
     "strict": "no early fire at all (costs at most max_recall_cost of recall)",
+    "floor": "the lowest threshold the rule allows (min_threshold)",
 }
 """What each rule name in ``evidence["rule"]`` means."""
 
@@ -245,6 +248,8 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
     if rule_t is not None and t_strict is not None and t_strict > rule_t \
             and _recall(labels, probs, t_strict) >= _recall(labels, probs, rule_t) - rule.max_recall_cost:
         rule_t, name = t_strict, "strict"
+    if rule_t is not None and rule_t < rule.min_threshold:
+        rule_t, name = rule.min_threshold, "floor"
 
     positives, success_eps, failed_eps = evidence_counts(episode_index, labels)
     enough = rule.enough(positives, success_eps)
