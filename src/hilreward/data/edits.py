@@ -10,7 +10,7 @@ An edits file is JSON (the README documents it for users)::
 
 A range covers ``frame_index`` ``start <= f < end`` of one episode and sets the *frame-judged* success
 of those frames (1: the frame shows success): for a ``next.*`` key a frame's label is the previous
-row's value (what ``label.align=current`` reads), other keys are per frame, as recorded. Later edits
+row's value (what ``label.align=auto`` reads), other keys are per frame, as recorded. Later edits
 win where ranges overlap. The file belongs to one dataset (its fingerprint) and one label key; it is
 refused for another dataset, once the dataset's files changed, or when a range is out of bounds.
 By default it lives next to the dataset (``<root>.edits.json``), never inside it.
@@ -58,10 +58,9 @@ def default_edits_path(root: str | Path) -> Path:
 
 
 def judged_labels(ds: LeRobotDataset, key: str, threshold: float = 0.5) -> np.ndarray:
-    """0/1 label of every row (dataset order) in frame-judged terms: a ``next.*`` key shifted to the frame
-    it judges (``label.align=current``), any other key as recorded."""
-    align = "current" if key.startswith("next.") else "next"
-    labels = ds.labels(key, threshold, align)
+    """0/1 label of every row (dataset order) in frame-judged terms (``label.align=auto``): a ``next.*`` key
+    shifted to the frame it judges, any other key as recorded."""
+    labels = ds.labels(key, threshold, "auto")
     if labels.size and (labels.min() < 0 or labels.max() > 1):
         raise DatasetError(f"label key {key!r} of {ds.root} has values {sorted(np.unique(labels).tolist())[:8]}; "
                            f"label edits are for binary success labels (0/1, or a float/bool column)")
