@@ -72,7 +72,8 @@ def runs(request, tmp_path_factory) -> dict:
 def test_two_processes_train_like_one(runs):
     two, one = runs["two"], runs["one"]
     assert "2 processes (data-parallel)" in runs["stdout"]
-    for line in ("hilreward train: resolved config", "held-out episodes [2]", "best checkpoint:"):
+    for line in ("hilreward train: resolved config", "held-out episodes [2]: accuracy", "best checkpoint:",
+                 "calibration on held-out episodes [2]"):
         assert runs["stdout"].count(line) == 1, line  # printed by the main process only
     acc_two, acc_one = held_out_accuracy(two), held_out_accuracy(one)
     assert acc_one >= 0.9 and abs(acc_two - acc_one) <= 3 / 149, (acc_two, acc_one)  # 149 held-out frames
@@ -98,6 +99,7 @@ def test_checkpoints_are_written_once_and_load_as_usual(runs):
     cfg = compose(args(runs["path"], two, runs["tmp"] / "cache-one", "dataset.episodes=[2]"))
     data = load_frame_data(cfg.dataset, cfg.label, (32, 32), cache_dir=str(runs["tmp"] / "cache-one"))
     model = RewardClassifier.from_pretrained(ckpts / "best")
+    assert model.config.calibration["episodes"] == [2]  # calibrated once, by the main process, after the run
     prob = model.predict_proba(data.images)
     assert ((prob >= 0.5) == data.labels).mean() >= 0.9
     reward = RewardFunction.from_pretrained(ckpts / "best")
