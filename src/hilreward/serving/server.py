@@ -40,7 +40,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..access import check_bind, resolve_token
-from ..config import DatasetConfig, parse_overrides
+from ..config import DatasetConfig
 from ..deploy.corrections import Correction
 from ..errors import ConfigError, HilrewardError, InputError
 from ..online import review
@@ -667,6 +667,12 @@ class RewardServer:
         host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
         return f"{host}:{self.port}"
 
+    @property
+    def local_address(self) -> str:
+        """Where a client in this process reaches the server (loopback when bound to every address)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.cfg.host, self.cfg.host)
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
     def start(self) -> "RewardServer":
         host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
         try:
@@ -816,8 +822,17 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def main(args: list[str]) -> int:
-    cfg = parse_overrides(ServeConfig, args)
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM (the main thread of a command)."""
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+def run(cfg: ServeConfig, beside: Callable[[RewardServer], Callable[[], None]] | None = None) -> int:
+    """Serve ``cfg`` until SIGINT or SIGTERM. ``beside(server)`` starts something in the same process (the
+    operator console, :mod:`hilreward.app.console`) and returns how to stop it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = RewardServer(cfg).start()
     model = server.slot.current
@@ -826,9 +841,13 @@ def main(args: list[str]) -> int:
     print(f"serving {SERVICE_NAME} on {server.address} (model_version {model.version}, cameras "
           f"{', '.join(model.camera_keys)}, {auth}, retraining {'on' if server.retrainer else 'off'}, store "
           f"{server.store.display})", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    try:
+        stop_beside = beside(server) if beside is not None else None
+    except BaseException:
+        server.stop()
+        raise
+    wait_for_signal()
+    if stop_beside is not None:
+        stop_beside()
     server.stop()
     return 0
