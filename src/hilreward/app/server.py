@@ -30,7 +30,9 @@ class AppServer:
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another port= "
                               f"(0 picks a free one) or host=") from None
         self.host, self.port = host, self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        # Open event streams (the console's) would hold a graceful shutdown forever: cut them after 2 s.
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                                    timeout_graceful_shutdown=2))
         self._thread: Optional[threading.Thread] = None
 
     @property

@@ -1,0 +1,154 @@
+"""The operator console page: what the reward server sees, live, and two large buttons to correct it.
+
+    hilreward serve checkpoint=... dataset.root=... console=true [console_port=8080]   # in the server's process
+    hilreward console address=robot-pc:50051 token=$TOKEN [port=8080]                  # a process of its own
+
+Either way the page's backend talks to the reward server only through a
+:class:`~hilreward.serving.RewardClient` (:class:`~hilreward.app.console_service.ConsoleService`), and the
+browser gets live updates as server-sent events fed by one WatchActivity stream. HTML at ``/console/``
+(``static/console.html`` + ``console.js``); JSON under ``/api/console/``. The review page
+(:mod:`hilreward.app.review`) is served beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from ..config import parse_overrides
+from ..serving.server import RewardServer, ServeConfig, run
+from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot
+from .console_service import ConsoleService
+from .factory import Page, create_app, page_html
+
+router = APIRouter()
+PAGE = Page(name="console", title="Operator console", router=router)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def service(request: Request) -> ConsoleService:
+    return request.app.state.console
+
+
+@router.get("/console/", include_in_schema=False)
+def html():
+    return page_html("console")
+
+
+@router.get("/api/console/events")
+def events(s: ConsoleService = Depends(service)) -> StreamingResponse:
+    """Server-sent events: a snapshot, then every prediction (with frames), version and retrainer change."""
+    return StreamingResponse(s.feed.stream(live=True), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/api/console/snapshot", response_model=Snapshot)
+def snapshot(s: ConsoleService = Depends(service)) -> Snapshot:
+    return s.feed.snapshot()
+
+
+@router.post("/api/console/corrections", response_model=CorrectAck)
+def correct(req: CorrectRequest, s: ConsoleService = Depends(service)) -> CorrectAck:
+    return s.correct(req)
+
+
+@router.get("/api/console/queries", response_model=QueryList)
+def queries(limit: int = 0, s: ConsoleService = Depends(service)) -> QueryList:
+    return s.queries(limit)
+
+
+# ---- hilreward console / hilreward serve console=true ---------------------------------------------------
+@dataclass
+class ConsoleOptions:
+    address: str = "127.0.0.1:50051"
+    """The reward server (``hilreward serve``) to watch and correct."""
+    token: Optional[str] = None
+    """The reward server's token (corrections and reviews need it); the page then asks for it too. Default
+    $HILREWARD_TOKEN."""
+    host: str = "127.0.0.1"
+    """Address the page binds. Anything but loopback needs ``token`` (or ``insecure=true``)."""
+    port: int = 8080
+    """TCP port of the page; 0 picks a free one (printed, and written to ``port_file``)."""
+    port_file: Optional[str] = None
+    """Write the page's bound port to this file once serving."""
+    insecure: bool = False
+    """Allow a non-loopback host without a token."""
+    last_k: int = 5
+    """Frames a button labels (the page can change it)."""
+    frame_side: int = 240
+    """Live frames are sent at most this many pixels on their longer side."""
+    frames_per_second: float = 10.0
+    """Live frames per second at most (every prediction still reaches the trace)."""
+    timeout_s: float = 10.0
+    """Deadline of each call to the reward server."""
+
+
+@dataclass
+class ServeCommand(ServeConfig):
+    """``hilreward serve``: :class:`~hilreward.serving.server.ServeConfig` plus the console in the same process."""
+
+    console: bool = False
+    """Also serve the operator console page (http://<host>:<console_port>/console/)."""
+    console_port: int = 8080
+    """TCP port of the console page; 0 picks a free one (printed, and written to ``console_port_file``)."""
+    console_port_file: Optional[str] = None
+    """Write the console's bound port to this file once serving."""
+
+
+def build(address: str, token: Optional[str] = None, last_k: int = 5, frame_side: int = 240,
+          frames_per_second: float = 10.0, timeout_s: float = 10.0):
+    """The console and review pages for the reward server at ``address``: (app, started ConsoleService)."""
+    from . import review
+
+    s = ConsoleService(address, token, last_k, frame_side, frames_per_second, timeout_s)
+    return create_app([PAGE, review.PAGE], token=token, state={"console": s}), s.start()
+
+
+def start(address: str, token: Optional[str], host: str, port: int, insecure: bool = False,
+          port_file: Optional[str] = None, **options) -> Callable[[], None]:
+    """Serve the console in a thread; returns how to stop it (streams first, then the web server)."""
+    from .server import AppServer
+
+    app, s = build(address, token, **options)
+    try:
+        server = AppServer(app, host, port, token, insecure).start()
+    except BaseException:
+        s.close()
+        raise
+    server.write_port(port_file)
+    print(f"operator console for {address}: open {server.url}/console/{'?token=<token>' if token else ''}", flush=True)
+
+    def stop() -> None:
+        s.close()
+        server.stop()
+
+    return stop
+
+
+def main(args: list[str]) -> int:
+    """``hilreward console``: the console in a process of its own, for a reward server at ``address``."""
+    from ..access import check_bind, resolve_token
+    from ..serving.server import wait_for_signal
+
+    opts: ConsoleOptions = parse_overrides(ConsoleOptions, args)
+    token = resolve_token(opts.token)
+    check_bind(opts.host, token, opts.insecure)
+    stop = start(opts.address, token, opts.host, opts.port, opts.insecure, opts.port_file, last_k=opts.last_k,
+                 frame_side=opts.frame_side, frames_per_second=opts.frames_per_second, timeout_s=opts.timeout_s)
+    print("Ctrl-C stops", flush=True)
+    wait_for_signal()
+    stop()
+    return 0
+
+
+def serve_main(args: list[str]) -> int:
+    """``hilreward serve``: the reward server and, with ``console=true``, the console beside it."""
+    cfg: ServeCommand = parse_overrides(ServeCommand, args)
+
+    def beside(server: RewardServer) -> Callable[[], None]:
+        return start(server.local_address, server.cfg.token, cfg.host, cfg.console_port, cfg.insecure,
+                     cfg.console_port_file)
+
+    return run(cfg, beside if cfg.console else None)

@@ -1,0 +1,263 @@
+"""The JSON of the operator console and review pages (pydantic), and its conversions from the client's records.
+
+Frames travel as ``data:`` URLs (JPEG from the activity stream and the query queue, PNG for a stored
+correction), so a page shows them with no further request. Cameras are named without the
+``observation.images.`` prefix.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+from ..online.review import CorrectionCounts, CorrectionView
+from ..serving.images import CAMERA_PREFIX
+
+
+def data_url(image: bytes) -> str:
+    """Encoded frame bytes as a ``data:`` URL an ``<img>`` shows (PNG or JPEG)."""
+    media = "image/png" if image[:4] == b"\x89PNG" else "image/jpeg"
+    return f"data:{media};base64,{base64.b64encode(image).decode()}"
+
+
+def images_model(images: dict[str, bytes]) -> dict[str, str]:
+    """Camera (short name) -> data URL."""
+    return {(k[len(CAMERA_PREFIX):] if k.startswith(CAMERA_PREFIX) else k): data_url(v) for k, v in images.items()}
+
+
+# ---- live activity -----------------------------------------------------------------------------------
+class Counts(BaseModel):
+    total: int = 0
+    pending: int = 0
+    fixed: int = 0
+    unfixed: int = 0
+    contradicted: int = 0
+    rejected: int = 0
+    accepted: int = 0
+
+    @classmethod
+    def of(cls, c: CorrectionCounts) -> "Counts":
+        return cls(**vars(c))
+
+
+class ModelState(BaseModel):
+    version: str
+    number: int = Field(description="version directory number (0: the checkpoint the server started with)")
+    created_unix: float
+    threshold: float
+    cameras: list[str]
+    metrics: dict[str, float]
+    corrections_used: int = Field(description="corrections this version was trained with")
+    last_correction_id: int = Field(description="newest correction id this version was trained with (0: none)")
+    corrections: Counts
+    needs_review: list[int] = Field(description="unfixed / contradicted corrections no review has decided")
+    ensemble_size: int = Field(description="heads giving the uncertainty (0: none)")
+
+    @classmethod
+    def of(cls, m, last_correction_id: int) -> "ModelState":
+        """From a :class:`~hilreward.serving.ModelInfo`."""
+        return cls(version=m.version, number=m.number, created_unix=m.created_unix, threshold=m.threshold,
+                   cameras=[k[len(CAMERA_PREFIX):] if k.startswith(CAMERA_PREFIX) else k for k in m.camera_keys],
+                   metrics=m.metrics, corrections_used=m.corrections_used, last_correction_id=last_correction_id,
+                   corrections=Counts.of(m.corrections), needs_review=m.needs_review, ensemble_size=m.ensemble_size)
+
+
+class RetrainerState(BaseModel):
+    state: str = Field(description="off, starting, ready, standby, training, published, rejected or error")
+    message: str
+    updated_unix: float
+    attempts: int
+    published: int
+    rejected: int
+
+    @classmethod
+    def of(cls, r) -> "RetrainerState":
+        """From a :class:`~hilreward.serving.records.RetrainerStatus`."""
+        return cls(state=r.state, message=r.message, updated_unix=r.updated_unix, attempts=r.attempts,
+                   published=r.published, rejected=r.rejected)
+
+
+class Point(BaseModel):
+    """One Predict call, as the probability trace shows it."""
+
+    prediction_id: int
+    time_unix: float
+    episode_id: int
+    step: int
+    probability: float
+    uncertainty: Optional[float]
+    threshold: float
+    success: bool
+    model_version: str
+
+    @classmethod
+    def of(cls, p) -> "Point":
+        """From a :class:`~hilreward.serving.records.RecentPrediction`."""
+        return cls(prediction_id=p.prediction_id, time_unix=p.time_unix, episode_id=p.episode_id, step=p.step,
+                   probability=p.probability, uncertainty=p.uncertainty, threshold=p.threshold, success=p.success,
+                   model_version=p.model_version)
+
+
+class PredictionEvent(BaseModel):
+    trace_id: int = Field(description="the trace it belongs to: an episode, restarted when its step goes back")
+    point: Point
+    images: Optional[dict[str, str]] = Field(description="camera -> JPEG data URL (at most frames_per_second)")
+    skipped: int = Field(description="predictions the server left out before this one (the reader was slow)")
+
+
+class Trace(BaseModel):
+    trace_id: int
+    episode_id: int
+    points: list[Point]
+
+
+class Frames(BaseModel):
+    prediction_id: int
+    trace_id: int
+    images: dict[str, str]
+
+
+class Connection(BaseModel):
+    connected: bool
+    address: str
+    message: str
+
+
+class ConsoleSettings(BaseModel):
+    last_k: int = Field(description="frames a button labels unless the page says otherwise")
+    frame_side: int = Field(description="live frames are at most this many pixels on their longer side")
+    frames_per_second: float = Field(description="live frames per second at most")
+
+
+class Snapshot(BaseModel):
+    """What a page gets when it connects: everything the live events then update."""
+
+    connection: Connection
+    model: Optional[ModelState]
+    retrainer: Optional[RetrainerState]
+    traces: list[Trace] = Field(description="recent traces, oldest first (empty on status-only streams)")
+    frames: Optional[Frames] = Field(description="the newest frames of every camera")
+    settings: ConsoleSettings
+
+
+# ---- corrections from the console ------------------------------------------------------------------
+class CorrectRequest(BaseModel):
+    label: int = Field(description="1: this is success (a missed success); 0: it is not (a false success)")
+    prediction_ids: list[int] = Field(default_factory=list, description="the frames to label (ids from the trace)")
+    last_k: int = Field(0, description="or: the last k predictions (of episode_id)")
+    episode_id: Optional[int] = None
+    source: str = Field("console", max_length=64)
+
+
+class CorrectAck(BaseModel):
+    correction_ids: list[int]
+    prediction_ids: list[int]
+    corrections_total: int
+    model_version: str = Field(description="version serving when they were stored")
+    retraining: bool = Field(description="the server trains corrections into new versions")
+    next: str = Field(description="what happens to them next, in words")
+
+
+class QueryModel(BaseModel):
+    point: Point
+    need: float = Field(description="0..1: how much the frame needs a human")
+    reason: str
+    images: dict[str, str]
+
+
+class QueryList(BaseModel):
+    queries: list[QueryModel] = Field(description="neediest first")
+
+
+# ---- review and versions ----------------------------------------------------------------------------
+class ReviewModel(BaseModel):
+    verdict: str
+    time_unix: float
+    reviewer: str
+    note: str
+
+    @classmethod
+    def of(cls, r) -> "ReviewModel":
+        """From a :class:`~hilreward.online.store.Review`."""
+        return cls(verdict=r.verdict, time_unix=r.time, reviewer=r.reviewer, note=r.note)
+
+
+class CorrectionModel(BaseModel):
+    id: int
+    time_unix: float
+    label: int
+    probability: float = Field(description="success probability of the version that was corrected")
+    model_version: str
+    episode_id: int
+    step: int
+    env_index: int
+    source: str
+    status: str
+    status_detail: str
+    probability_now: Optional[float] = Field(description="under the latest retraining attempt's model")
+    review: Optional[ReviewModel]
+
+    @classmethod
+    def of(cls, v: CorrectionView) -> "CorrectionModel":
+        return cls(id=v.id, time_unix=v.time, label=v.label, probability=v.probability, model_version=v.model_version,
+                   episode_id=v.episode, step=v.step, env_index=v.env_index, source=v.source, status=v.status,
+                   status_detail=v.status_detail, probability_now=v.probability_now,
+                   review=None if v.review is None else ReviewModel.of(v.review))
+
+
+class CorrectionPage(BaseModel):
+    corrections: list[CorrectionModel] = Field(description="newest first")
+    counts: Counts
+    waiting: int = Field(description="listed corrections that are unfixed or contradicted and have no verdict yet")
+
+
+class StatusChange(BaseModel):
+    attempt_id: int
+    status: str
+    probability: float = Field(description="success probability under that attempt's model (-1: cannot judge)")
+    detail: str
+
+
+class CorrectionDetailModel(BaseModel):
+    correction: CorrectionModel
+    images: dict[str, str] = Field(description="camera -> PNG data URL (the stored frames, lossless)")
+    history: list[StatusChange] = Field(description="status changes, oldest first")
+    reviews: list[ReviewModel]
+
+
+class ReviewRequest(BaseModel):
+    ids: list[int] = Field(min_length=1)
+    verdict: Literal["accept", "reject"]
+    note: str = Field("", max_length=500)
+
+
+class ReviewAck(BaseModel):
+    review_ids: list[int]
+
+
+class VersionModel(BaseModel):
+    number: int
+    version: str
+    created_unix: float
+    metrics: dict[str, float]
+    corrections_used: int
+    last_correction_id: int
+    serving: bool
+
+
+class AttemptModel(BaseModel):
+    id: int
+    time_unix: float
+    passed: bool
+    number: int = Field(description="version it was published as, -1 when the gate refused it")
+    version: str
+    reason: str
+    metrics: dict[str, float]
+    last_correction_id: int
+
+
+class TimelineModel(BaseModel):
+    versions: list[VersionModel] = Field(description="newest first")
+    attempts: list[AttemptModel] = Field(description="newest first, with the gate's metrics")
