@@ -22,26 +22,22 @@ def data_url(image: bytes) -> str:
     return f"data:{media};base64,{base64.b64encode(image).decode()}"
 
 
+def camera_name(key: str) -> str:
+    """``observation.images.front`` -> ``front``."""
+    return key[len(CAMERA_PREFIX):] if key.startswith(CAMERA_PREFIX) else key
+
+
 def images_model(images: dict[str, bytes]) -> dict[str, str]:
     """Camera (short name) -> data URL."""
-    return {(k[len(CAMERA_PREFIX):] if k.startswith(CAMERA_PREFIX) else k): data_url(v) for k, v in images.items()}
+    return {camera_name(k): data_url(v) for k, v in images.items()}
+
+
+def same_named(model: type[BaseModel], record) -> dict:
+    """The fields of ``model`` that ``record`` (a client record) has under the same name."""
+    return {name: getattr(record, name) for name in model.model_fields if hasattr(record, name)}
 
 
 # ---- live activity -----------------------------------------------------------------------------------
-class Counts(BaseModel):
-    total: int = 0
-    pending: int = 0
-    fixed: int = 0
-    unfixed: int = 0
-    contradicted: int = 0
-    rejected: int = 0
-    accepted: int = 0
-
-    @classmethod
-    def of(cls, c: CorrectionCounts) -> "Counts":
-        return cls(**vars(c))
-
-
 class ModelState(BaseModel):
     version: str
     number: int = Field(description="version directory number (0: the checkpoint the server started with)")
@@ -51,17 +47,15 @@ class ModelState(BaseModel):
     metrics: dict[str, float]
     corrections_used: int = Field(description="corrections this version was trained with")
     last_correction_id: int = Field(description="newest correction id this version was trained with (0: none)")
-    corrections: Counts
+    corrections: CorrectionCounts
     needs_review: list[int] = Field(description="unfixed / contradicted corrections no review has decided")
     ensemble_size: int = Field(description="heads giving the uncertainty (0: none)")
 
     @classmethod
     def of(cls, m, last_correction_id: int) -> "ModelState":
         """From a :class:`~hilreward.serving.ModelInfo`."""
-        return cls(version=m.version, number=m.number, created_unix=m.created_unix, threshold=m.threshold,
-                   cameras=[k[len(CAMERA_PREFIX):] if k.startswith(CAMERA_PREFIX) else k for k in m.camera_keys],
-                   metrics=m.metrics, corrections_used=m.corrections_used, last_correction_id=last_correction_id,
-                   corrections=Counts.of(m.corrections), needs_review=m.needs_review, ensemble_size=m.ensemble_size)
+        return cls(**same_named(cls, m), last_correction_id=last_correction_id,
+                   cameras=[camera_name(k) for k in m.camera_keys])
 
 
 class RetrainerState(BaseModel):
@@ -75,8 +69,7 @@ class RetrainerState(BaseModel):
     @classmethod
     def of(cls, r) -> "RetrainerState":
         """From a :class:`~hilreward.serving.records.RetrainerStatus`."""
-        return cls(state=r.state, message=r.message, updated_unix=r.updated_unix, attempts=r.attempts,
-                   published=r.published, rejected=r.rejected)
+        return cls(**same_named(cls, r))
 
 
 class Point(BaseModel):
@@ -95,9 +88,7 @@ class Point(BaseModel):
     @classmethod
     def of(cls, p) -> "Point":
         """From a :class:`~hilreward.serving.records.RecentPrediction`."""
-        return cls(prediction_id=p.prediction_id, time_unix=p.time_unix, episode_id=p.episode_id, step=p.step,
-                   probability=p.probability, uncertainty=p.uncertainty, threshold=p.threshold, success=p.success,
-                   model_version=p.model_version)
+        return cls(**same_named(cls, p))
 
 
 class PredictionEvent(BaseModel):
@@ -209,7 +200,7 @@ class CorrectionModel(BaseModel):
 
 class CorrectionPage(BaseModel):
     corrections: list[CorrectionModel] = Field(description="newest first")
-    counts: Counts
+    counts: CorrectionCounts
     waiting: int = Field(description="listed corrections that are unfixed or contradicted and have no verdict yet")
 
 

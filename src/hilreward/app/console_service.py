@@ -14,8 +14,9 @@ from typing import Optional
 from ..errors import ConfigError
 from .activity_feed import ActivityFeed
 from .console_models import (AttemptModel, ConsoleSettings, CorrectAck, CorrectionDetailModel, CorrectionModel,
-                             CorrectionPage, CorrectRequest, Counts, Point, QueryList, QueryModel, ReviewAck,
-                             ReviewModel, ReviewRequest, StatusChange, TimelineModel, VersionModel, images_model)
+                             CorrectionPage, CorrectRequest, Point, QueryList, QueryModel, ReviewAck,
+                             ReviewModel, ReviewRequest, StatusChange, TimelineModel, VersionModel, images_model,
+                             same_named)
 
 WAITING = ("unfixed", "contradicted")
 """Statuses a reviewer should decide: the retrainer could not make the model agree with them."""
@@ -78,15 +79,14 @@ class ConsoleService:
         listing = self.client.list_corrections(statuses or None, limit, before_id)
         items = [CorrectionModel.of(v) for v in listing.corrections]
         waiting = sum(1 for c in items if c.status in WAITING and c.review is None)
-        return CorrectionPage(corrections=items, counts=Counts.of(listing.counts), waiting=waiting)
+        return CorrectionPage(corrections=items, counts=listing.counts, waiting=waiting)
 
     def correction(self, correction_id: int, max_side: int = 480) -> CorrectionDetailModel:
         """One correction with its stored frames (PNG), status history and reviews."""
         detail = self.client.get_correction(correction_id, max_side=max_side)
         return CorrectionDetailModel(
             correction=CorrectionModel.of(detail.view), images=images_model(detail.images),
-            history=[StatusChange(attempt_id=a.attempt_id, status=a.status, probability=a.probability, detail=a.detail)
-                     for a in detail.history],
+            history=[StatusChange(**same_named(StatusChange, a)) for a in detail.history],
             reviews=[ReviewModel.of(r) for r in detail.reviews])
 
     def review(self, req: ReviewRequest) -> ReviewAck:
@@ -97,7 +97,7 @@ class ConsoleService:
         """Published versions and the newest retraining attempts with their gate metrics, newest first."""
         t = self.client.versions(limit=limit)
         return TimelineModel(
-            versions=[VersionModel(**vars(v)) for v in reversed(t.versions)],
+            versions=[VersionModel(**same_named(VersionModel, v)) for v in reversed(t.versions)],
             attempts=[AttemptModel(id=a.id, time_unix=a.time, passed=a.passed, number=a.number, version=a.version,
                                    reason=a.reason, metrics=a.metrics, last_correction_id=a.last_correction_id)
                       for a in t.attempts])
