@@ -11,6 +11,10 @@ Structure
   thread (tests, benchmarks) or in the foreground (the CLI).
 - one router module per page: ``label.py`` (the label station: router, its ``hilreward label`` command);
   its state without HTTP lives in ``label_station.py`` (pydantic models of its API included).
+  ``console.py`` (the operator console: router, ``hilreward console`` and ``hilreward serve console=true``)
+  and ``review.py`` (corrections to review, versions timeline) share ``console_service.py`` (every call
+  goes through a :class:`~hilreward.serving.RewardClient`), ``activity_feed.py`` (one WatchActivity
+  stream fanned out to the pages as server-sent events) and ``console_models.py`` (their JSON).
 - ``static/``: ``common.css`` (layout, colours, buttons, tables, phone-sized screens) and ``common.js``
   (``api()`` fetch helper with error display, the navigation bar, ``onKeys()``) for every page; then
   ``<page>.html`` / ``<page>.js`` / ``<page>.css``.
