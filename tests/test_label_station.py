@@ -68,6 +68,20 @@ def test_suspects_rank_the_injected_frames_first(run):
     assert f"episode {ep_false}, frames {a}-" in run["stdout"] and "labelled 1, model says no success" in run["stdout"]
 
 
+def test_suspect_score_trusts_labels_the_models_fit():
+    """Both episodes' frames 3-6 are labelled 0 and the out-of-fold model says success; only in episode 0 do the
+    models trained on them keep saying so (a label error). In episode 1 they fit the label: the model's error."""
+    from hilreward.evaluation.suspects import suspect_score
+
+    episode = np.repeat([0, 1], 10)
+    labels = np.zeros(20, dtype=np.int64)
+    out_of_fold = np.where(np.isin(np.arange(20) % 10, [3, 4, 5, 6]), 0.9, 0.05)
+    in_fold = np.where(episode == 0, out_of_fold, 0.1)
+    score = suspect_score(labels, out_of_fold, in_fold, episode, window=2)
+    assert score[episode == 0][3:7].min() >= 0.5 > score[episode == 1].max()
+    assert set(np.argsort(-score)[:4]) == {3, 4, 5, 6}
+
+
 def test_suspects_outputs(run):
     table = pq.read_table(run["dir"] / "suspects.parquet").to_pydict()
     assert list(table) == ["episode_index", "frame_index", "label", "probability", "score", "span_id"]

@@ -1,4 +1,4 @@
-"""``hilreward suspects``: find frames whose label the data itself doubts (k-fold, out-of-fold disagreement).
+"""``hilreward suspects``: find frames whose label the data itself doubts (k-fold: out-of-fold and in-fold disagreement).
 
     hilreward suspects dataset.root=data/my_set output_dir=runs/suspects model=scratch folds=4
 
@@ -7,10 +7,15 @@
    ``hilreward train``; a killed run resumes fold by fold);
 3. score every frame with the fold's best checkpoint (as ``train`` picks it, on the held-out episodes), a model
    that never trained on its episode: an out-of-fold probability ``p``;
-4. a frame's disagreement score is the probability the model gives to the class it was *not* labelled
+4. a frame's out-of-fold disagreement is the probability the model gives to the class it was *not* labelled
    (``p`` for a 0 label, ``1 - p`` for a 1 label), averaged with its neighbours of the same episode and label
    (label errors come in runs: a late onset, a missed or false success span);
-5. frames whose score is at least ``min_score`` form suspect *spans* (contiguous frames, one episode, one
+5. frames that could reach ``min_score`` are scored again by the other ``folds - 1`` models, those that trained
+   on their episode with their label: the in-fold disagreement, averaged likewise. A wrong label contradicts the
+   other episodes, so even a model trained on it keeps disagreeing; an episode the model misjudges because it
+   is unusual (a pose no other episode has, a near-success that looks like success) is fitted once the model
+   sees it. The score is the geometric mean of the two disagreements;
+6. frames whose score is at least ``min_score`` form suspect *spans* (contiguous frames, one episode, one
    label), ranked by total score.
 
 Writes ``suspects.parquet`` (every frame: episode_index, frame_index, label, probability, score, span_id;
@@ -100,7 +105,7 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
                           f"{sorted(np.unique(data.labels).tolist())[:8]}")
     folds = episode_folds(episodes, data.episode_index, data.labels, opts.folds, cfg.split.seed)
     probability = np.full(len(data), np.nan)
-    fold_info = []
+    models, fold_info = [], []
     for i, held in enumerate(folds):
         fold_dir = out / "folds" / str(i)
         print(f"suspects: fold {i + 1}/{len(folds)}, held-out episodes {held}", flush=True)
@@ -109,10 +114,17 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
                            dataset=replace(cfg.dataset, episodes=episodes))
         best = train(fold_cfg)
         rows = np.flatnonzero(np.isin(data.episode_index, held))
-        probability[rows] = out_of_fold(fold_cfg, best, data, rows)
+        probability[rows] = fold_probability(fold_cfg, best, data, rows)
+        models.append((fold_cfg, best, rows))
         accuracy = float(((probability[rows] >= 0.5) == (data.labels[rows] == 1)).mean())
         fold_info.append({"episodes": held, "checkpoint": str(best), "agreement_with_labels": accuracy})
-    score = disagreement(data.labels, probability, data.episode_index, opts.window)
+    doubt = disagreement(data.labels, probability, data.episode_index, opts.window)
+    # only frames whose score can reach min_score (the in-fold disagreement is at most 1) are scored again
+    candidates = np.flatnonzero(doubt >= opts.min_score ** 2)
+    print(f"suspects: {len(candidates)} frames scored again by the models that trained on them", flush=True)
+    fitted = probability.copy()
+    fitted[candidates] = in_fold_probability(models, data, candidates)
+    score = suspect_score(data.labels, probability, fitted, data.episode_index, opts.window)
     spans, span_id = group_spans(data.episode_index, data.frame_index, data.labels, probability, score,
                                  opts.min_score)
     _write(out, data, probability, score, span_id, spans, cfg, opts, fold_info)
@@ -133,8 +145,8 @@ def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.nda
     return folds
 
 
-def out_of_fold(cfg: TrainConfig, checkpoint: Path, data, rows: np.ndarray) -> np.ndarray:
-    """P(success) of ``rows`` under the fold's model, with training's own evaluation code (cached features when
+def fold_probability(cfg: TrainConfig, checkpoint: Path, data, rows: np.ndarray) -> np.ndarray:
+    """P(success) of ``rows`` under a fold's model, with training's own evaluation code (cached features when
     the encoder is frozen and the feature cache is on, pixels otherwise)."""
     import torch
 
@@ -149,6 +161,18 @@ def out_of_fold(cfg: TrainConfig, checkpoint: Path, data, rows: np.ndarray) -> n
                                     pad=cfg.augmentation.pad, dtype=cfg.training.feature_dtype)
     _, _, prob = evaluate(model, data, rows, features, 2 * cfg.training.batch_size, torch.device("cpu"))
     return prob
+
+
+def in_fold_probability(models: list[tuple[TrainConfig, Path, np.ndarray]], data, rows: np.ndarray) -> np.ndarray:
+    """Mean P(success) of ``rows`` under the fold models that trained on them: ``models`` holds each fold's
+    (config, checkpoint, held-out rows); a row is scored by every model that did not hold it out."""
+    total, count = np.zeros(len(rows)), np.zeros(len(rows))
+    for cfg, checkpoint, held in models:
+        seen = ~np.isin(rows, held)
+        if seen.any():
+            total[seen] += fold_probability(cfg, checkpoint, data, rows[seen])
+            count[seen] += 1
+    return total / np.maximum(count, 1)
 
 
 def disagreement(labels: np.ndarray, probability: np.ndarray, episode_index: np.ndarray, window: int) -> np.ndarray:
@@ -168,6 +192,15 @@ def disagreement(labels: np.ndarray, probability: np.ndarray, episode_index: np.
             total[idx[same]] += raw[s[same]]
             count[idx[same]] += 1
     return total / count
+
+
+def suspect_score(labels: np.ndarray, out_of_fold: np.ndarray, in_fold: np.ndarray, episode_index: np.ndarray,
+                  window: int) -> np.ndarray:
+    """Per frame: the geometric mean of its out-of-fold and in-fold disagreement (``out_of_fold`` and ``in_fold``
+    are P(success) from the models that did not and did train on its episode). High only where both doubt the
+    label: a frame the out-of-fold model misjudges but a model trained on its episode fits is the model's error."""
+    return np.sqrt(disagreement(labels, out_of_fold, episode_index, window)
+                   * disagreement(labels, in_fold, episode_index, window))
 
 
 def group_spans(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, probability: np.ndarray,
