@@ -44,9 +44,10 @@ class SuspectsOptions:
     top: int = 10
     """Spans printed at the end."""
     min_score: float = 0.5
-    """Frames scoring at least this (the model prefers the other class) are grouped into spans."""
+    """Frames scoring at least this (the models, on average, prefer the other class) are grouped into spans; only
+    frames whose out-of-fold disagreement reaches ``min_score ** 2`` are scored by the in-fold models."""
     window: int = 2
-    """Neighbours on each side whose disagreement is averaged into a frame's score (same episode, same label)."""
+    """Neighbours on each side whose disagreement is averaged into a frame's (same episode, same label)."""
 
 
 @dataclass
