@@ -7,8 +7,9 @@ Makes a noisy copy of the dataset with `hilreward relabel` (the label station's 
 ``--shifted`` succeeding episodes moved ``--shift`` frames later, and one ``--false-span``-frame false success span
 in a failed episode (episodes and positions drawn with ``--seed``). Then runs `hilreward suspects` on it as a
 user would (its own process, a cold frame cache: decoding included) and reports the share of the N injected
-frames among its top 2N frames, beside two baselines from the same run: ranking by the plain out-of-fold
-probability of the class not labelled, and a random ranking's expectation (2N / frames). Prints one JSON
+frames among its top 2N frames, beside three baselines from the same run: ranking by the out-of-fold
+disagreement alone (the score before the in-fold view), by the plain out-of-fold probability of the class not
+labelled, and a random ranking's expectation (2N / frames). Prints one JSON
 object with the wall time, the CPU time of the suspects process (user + system: comparable across machine
 loads) and `uptime` before and after.
 """
@@ -91,6 +92,8 @@ def main() -> None:
     a = ap.parse_args()
     import pyarrow.parquet as pq
 
+    from hilreward.evaluation.suspects import disagreement
+
     work = Path(a.keep or tempfile.mkdtemp(prefix="hilreward-bench-suspects-"))
     work.mkdir(parents=True, exist_ok=True)
     noisy = work / "noisy"
@@ -108,12 +111,16 @@ def main() -> None:
     result = recall_at_2n(table, injected)
     ep = table.column("episode_index").to_numpy()
     label, prob = table.column("label").to_numpy(), table.column("probability").to_numpy()
-    plain = np.where(label == 1, 1.0 - prob, prob)  # the baseline: the probability of the class not labelled
+    plain = np.where(label == 1, 1.0 - prob, prob)  # the probability of the class not labelled
+    order = np.lexsort((table.column("frame_index").to_numpy(), ep))
+    out_of_fold = np.empty(len(ep))
+    out_of_fold[order] = disagreement(label[order], prob[order].astype(float), ep[order], 2)
     print(json.dumps({
         "bench": "suspects", "dataset": str(a.dataset), "frames": len(ep), "seed": a.seed,
         "noise": {"shifted_onsets": a.shifted, "shift": a.shift, "false_span": a.false_span, "injected": injected},
         "command": " ".join(cmd[2:]), "wall_s": round(wall, 1), "goal_s": 300,
         "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1), **result,
+        "recall_out_of_fold_only": recall_at_2n(table, injected, out_of_fold)["recall"],
         "recall_plain_disagreement": recall_at_2n(table, injected, plain)["recall"],
         "recall_random_expected": round(min(1.0, 2 * result["injected_frames"] / len(ep)), 4), "goal_recall": 0.8,
         "top_spans": [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("[")][:8],
