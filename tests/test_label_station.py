@@ -69,17 +69,20 @@ def test_suspects_rank_the_injected_frames_first(run):
 
 
 def test_suspect_score_trusts_labels_the_models_fit():
-    """Both episodes' frames 3-6 are labelled 0 and the out-of-fold model says success; only in episode 0 do the
-    models trained on them keep saying so (a label error). In episode 1 they fit the label: the model's error."""
+    """Frames 3-6 of episodes 0 and 1 are labelled 0 and the out-of-fold model says success; only in episode 0 do
+    the models trained on them keep saying so (a label error). In episode 1 they fit the label: the model's error.
+    Episode 2 is labelled success throughout, the out-of-fold model is sure it is not, and the in-fold models
+    memorised it: it stays a suspect."""
     from hilreward.evaluation.suspects import suspect_score
 
-    episode = np.repeat([0, 1], 10)
-    labels = np.zeros(20, dtype=np.int64)
-    out_of_fold = np.where(np.isin(np.arange(20) % 10, [3, 4, 5, 6]), 0.9, 0.05)
-    in_fold = np.where(episode == 0, out_of_fold, 0.1)
-    score = suspect_score(labels, out_of_fold, in_fold, episode, window=2)
+    episode = np.repeat([0, 1, 2], 10)
+    labels = (episode == 2).astype(np.int64)
+    out_of_fold = np.where(np.isin(np.arange(30) % 10, [3, 4, 5, 6]) & (episode < 2), 0.9, 0.02)
+    in_fold = np.select([episode == 0, episode == 1], [out_of_fold, 0.02], 0.98)
+    score = suspect_score(labels, out_of_fold, in_fold, episode, window=2, min_score=0.5)
     assert score[episode == 0][3:7].min() >= 0.5 > score[episode == 1].max()
-    assert set(np.argsort(-score)[:4]) == {3, 4, 5, 6}
+    assert set(np.argsort(-score[episode < 2])[:4]) == {3, 4, 5, 6}
+    assert score[episode == 2].min() >= 0.5
 
 
 def test_suspects_outputs(run):

@@ -1,4 +1,4 @@
-"""``hilreward suspects``: find frames whose label the data itself doubts (k-fold: out-of-fold and in-fold disagreement).
+"""``hilreward suspects``: find frames whose label the data itself doubts (k-fold, out-of-fold and in-fold).
 
     hilreward suspects dataset.root=data/my_set output_dir=runs/suspects model=scratch folds=4
 
@@ -14,7 +14,9 @@
    on their episode with their label: the in-fold disagreement, averaged likewise. A wrong label contradicts the
    other episodes, so even a model trained on it keeps disagreeing; an episode the model misjudges because it
    is unusual (a pose no other episode has, a near-success that looks like success) is fitted once the model
-   sees it. The score is the geometric mean of the two disagreements;
+   sees it. The score is the geometric mean of the two disagreements, the in-fold one mapped onto
+   [``min_score ** 2``, 1] (a frame the out-of-fold model doubts completely stays a suspect: the in-fold models can
+   memorise a wrong span whose frames look like no other);
 6. frames whose score is at least ``min_score`` form suspect *spans* (contiguous frames, one episode, one
    label), ranked by total score.
 
@@ -125,7 +127,7 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
     print(f"suspects: {len(candidates)} frames scored again by the models that trained on them", flush=True)
     fitted = probability.copy()
     fitted[candidates] = in_fold_probability(models, data, candidates)
-    score = suspect_score(data.labels, probability, fitted, data.episode_index, opts.window)
+    score = suspect_score(data.labels, probability, fitted, data.episode_index, opts.window, opts.min_score)
     spans, span_id = group_spans(data.episode_index, data.frame_index, data.labels, probability, score,
                                  opts.min_score)
     _write(out, data, probability, score, span_id, spans, cfg, opts, fold_info)
@@ -196,12 +198,16 @@ def disagreement(labels: np.ndarray, probability: np.ndarray, episode_index: np.
 
 
 def suspect_score(labels: np.ndarray, out_of_fold: np.ndarray, in_fold: np.ndarray, episode_index: np.ndarray,
-                  window: int) -> np.ndarray:
-    """Per frame: the geometric mean of its out-of-fold and in-fold disagreement (``out_of_fold`` and ``in_fold``
-    are P(success) from the models that did not and did train on its episode). High only where both doubt the
-    label: a frame the out-of-fold model misjudges but a model trained on its episode fits is the model's error."""
-    return np.sqrt(disagreement(labels, out_of_fold, episode_index, window)
-                   * disagreement(labels, in_fold, episode_index, window))
+                  window: int, min_score: float) -> np.ndarray:
+    """Per frame: the geometric mean of its out-of-fold disagreement and its in-fold one (``out_of_fold`` and
+    ``in_fold`` are P(success) from the models that did not and did train on its episode), the latter mapped onto
+    [``min_score ** 2``, 1]. High where both doubt the label; a frame the out-of-fold model misjudges but a model
+    trained on its episode fits is more likely the model's error. The floor keeps a frame the out-of-fold models doubt
+    completely a suspect however well the in-fold models fit it: they can memorise a wrong span whose frames
+    look like no other."""
+    floor = min_score ** 2
+    fitted = disagreement(labels, in_fold, episode_index, window)
+    return np.sqrt(disagreement(labels, out_of_fold, episode_index, window) * (floor + (1 - floor) * fitted))
 
 
 def group_spans(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, probability: np.ndarray,
