@@ -112,9 +112,11 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
     for i, held in enumerate(folds):
         fold_dir = out / "folds" / str(i)
         print(f"suspects: fold {i + 1}/{len(folds)}, held-out episodes {held}", flush=True)
+        # no calibration: the fold models only rank frames, and their held-out labels are the ones in doubt
         fold_cfg = replace(cfg, output_dir=str(fold_dir), split=replace(cfg.split, val_episodes=held),
                            resume=(fold_dir / "checkpoints" / "last" / "training_state.json").is_file(),
-                           dataset=replace(cfg.dataset, episodes=episodes))
+                           dataset=replace(cfg.dataset, episodes=episodes),
+                           training=replace(cfg.training, calibrate=False))
         best = train(fold_cfg)
         rows = np.flatnonzero(np.isin(data.episode_index, held))
         probability[rows] = fold_probability(fold_cfg, best, data, rows)
