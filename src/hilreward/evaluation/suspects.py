@@ -46,8 +46,9 @@ class SuspectsOptions:
     top: int = 10
     """Spans printed at the end."""
     min_score: float = 0.5
-    """Frames scoring at least this (the models, on average, prefer the other class) are grouped into spans; only
-    frames whose out-of-fold disagreement reaches ``min_score ** 2`` are scored by the in-fold models."""
+    """Frames scoring at least this are grouped into spans. Also the floor of the in-fold disagreement
+    (``min_score ** 2``), and only frames whose out-of-fold disagreement reaches ``min_score ** 2`` (the least that
+    can still score ``min_score``) are scored by the in-fold models."""
     window: int = 2
     """Neighbours on each side whose disagreement is averaged into a frame's (same episode, same label)."""
 
@@ -181,7 +182,7 @@ def in_fold_probability(models: list[tuple[TrainConfig, Path, np.ndarray]], data
 
 
 def disagreement(labels: np.ndarray, probability: np.ndarray, episode_index: np.ndarray, window: int) -> np.ndarray:
-    """Per frame (rows in episode, frame order): the out-of-fold probability of the class it was *not* labelled,
+    """Per frame (rows in episode, frame order): the ``probability`` of the class it was *not* labelled,
     averaged with up to ``window`` neighbours on each side that share its episode and label (label errors come in
     runs: a late onset, a missed or a false success span; an isolated doubtful frame scores lower)."""
     labels = np.asarray(labels)
@@ -204,9 +205,9 @@ def suspect_score(labels: np.ndarray, out_of_fold: np.ndarray, in_fold: np.ndarr
     """Per frame: the geometric mean of its out-of-fold disagreement and its in-fold one (``out_of_fold`` and
     ``in_fold`` are P(success) from the models that did not and did train on its episode), the latter mapped onto
     [``min_score ** 2``, 1]. High where both doubt the label; a frame the out-of-fold model misjudges but a model
-    trained on its episode fits is more likely the model's error. The floor keeps a frame the out-of-fold models doubt
-    completely a suspect however well the in-fold models fit it: they can memorise a wrong span whose frames
-    look like no other."""
+    trained on its episode fits is more likely the model's error. The floor keeps a frame the out-of-fold model
+    doubts completely a suspect however well the in-fold models fit it: they can memorise a wrong span whose
+    frames look like no other."""
     floor = min_score ** 2
     fitted = disagreement(labels, in_fold, episode_index, window)
     return np.sqrt(disagreement(labels, out_of_fold, episode_index, window) * (floor + (1 - floor) * fitted))
