@@ -260,13 +260,17 @@ def bench_corrections(address: str, data, picks: list[tuple[int, int]], steps: l
 
 
 # --------------------------------------------------------------------------- main
-def start_server(ckpt: Path, data_root: str, state: Path, cache_dir: str, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(ckpt: Path, data_root: str, state: Path, cache_dir: str, threads: int,
+                 overrides: tuple[str, ...] | list[str] = ("retrain.min_interval_s=0",),
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``hilreward serve`` in its own process (``env`` added to its environment), once its retrainer is ready:
+    (process, address)."""
     port_file = state / "port"
     log = open(state / "server.log", "w")
-    env = {**os.environ, "HILREWARD_CACHE": cache_dir}
+    env = {**os.environ, "HILREWARD_CACHE": cache_dir, **(env or {})}
     args = [sys.executable, "-m", "hilreward.cli", "serve", f"checkpoint={ckpt}", f"dataset.root={data_root}",
             f"state_dir={state / 'serve'}", "port=0", f"port_file={port_file}", f"threads={threads}",
-            f"cache_dir={cache_dir}", "retrain.min_interval_s=0"]
+            f"cache_dir={cache_dir}", *overrides]
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 900
     while "retrainer ready" not in (state / "server.log").read_text():

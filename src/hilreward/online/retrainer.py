@@ -182,6 +182,8 @@ class HeadRetrainer:
         self.follow(self.versions.latest())
         self._members0: list[dict] | None = None
         self._holdout_heads: dict[tuple, dict] = {}
+        self._conflicts: dict[int, str] = {}
+        """Corrections the held-out corrections gate found in conflict (id -> why): contradicted from then on."""
         # The first optimizer step pays seconds of one-time torch imports: pay them now, not after a correction.
         from ..training.features import fit_head
 
@@ -293,8 +295,9 @@ class HeadRetrainer:
         found = self.near.find([int(i) for i in ids[keep]],
                                np.stack([self._vector_of[int(i)] for i in ids[keep]]) if len(keep) else
                                np.zeros((0, 0), np.float32), labels[keep])
-        contradicted = np.array([int(i) in found for i in ids], dtype=bool) & ~accepted & ~rejected
-        details = {cid: c.detail for cid, c in found.items()}
+        contradicted = np.array([int(i) in found or int(i) in self._conflicts for i in ids], dtype=bool) \
+            & ~accepted & ~rejected
+        details = {**self._conflicts, **{cid: c.detail for cid, c in found.items()}}
         for i in ids[rejected]:
             review = verdicts[int(i)]
             details[int(i)] = f"rejected by {review.reviewer or 'review'}" + (f": {review.note}" if review.note else "")
@@ -324,22 +327,20 @@ class HeadRetrainer:
         features = {k: v[:n] for k, v in self._pool.items()}
         labels = self._pool_labels[:n]
         self._load_head(start)
-        most = int(steps or self.options.steps)
-        chunk = max(1, min(self.options.check_every, most))
-        done, seconds, loss = 0, 0.0, float("nan")
-        while True:
-            k = min(chunk, most - done)
-            stats = fit_head(self.model, features, labels, weights, steps=k, batch_size=self.options.batch_size,
-                             lr=self.options.lr, seed=seed + 7919 * done, should_stop=should_stop)
-            if stats["steps"] < k:
-                return None
-            done, seconds, loss = done + k, seconds + stats["seconds"], stats["loss"]
-            self.model.eval()
-            predicted, _ = self._judge(batch.rows)
-            fixed = predicted == batch.labels
-            fraction = float(fixed[check].mean()) if check.any() else 1.0
-            if done >= most or (early_stop and fraction >= self.options.min_fixed):
-                return {"fixed": fixed, "fraction": fraction, "steps": done, "seconds": seconds, "loss": loss}
+        judged: dict[str, Any] = {}
+
+        def enough(done: int) -> bool:  # every check_every steps, one optimizer throughout
+            fixed = self._judge(batch.rows)[0] == batch.labels
+            judged.update(fixed=fixed, fraction=float(fixed[check].mean()) if check.any() else 1.0)
+            return early_stop and judged["fraction"] >= self.options.min_fixed
+
+        stats = fit_head(self.model, features, labels, weights, steps=int(steps or self.options.steps),
+                         batch_size=self.options.batch_size, lr=self.options.lr, seed=seed, should_stop=should_stop,
+                         check=enough, check_every=self.options.check_every)
+        self.model.eval()
+        if stats["stopped"] == "should_stop":
+            return None
+        return {**judged, "steps": stats["steps"], "seconds": stats["seconds"], "loss": stats["loss"]}
 
     def _holdout_plan(self, batch: _Batch, served_last_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(held out, older): the gated corrections of the newest ``holdout_episodes`` episodes the serving
@@ -355,31 +356,41 @@ class HeadRetrainer:
         held = np.array([g in picked for g in batch.groups], dtype=bool) & older & batch.gated
         return held, older
 
-    def _served_holdout(self, batch: _Batch, held: np.ndarray, older: np.ndarray,
-                        should_stop: Callable[[], bool] | None = None) -> tuple[int, int] | None:
-        """(correct, total) on ``held`` of a head trained like the serving version without them. The fitted head
-        is cached by what it trained on: while the newest episodes grow, the rest (often nothing) stays the same."""
+    def _served_holdout(self, batch: _Batch, held: np.ndarray, older: np.ndarray) -> np.ndarray:
+        """Which of ``held`` a head trained like the serving version without them classifies as labelled. The
+        fitted head is cached by what it trained on: while the newest episodes grow, the rest stays the same."""
         include = older & ~held
         weights = self._weights(batch, include)
         key = tuple((int(i), round(float(w), 9)) for i, w in zip(batch.ids, weights) if w > 0)
         if key not in self._holdout_heads:
-            fit = self._fit(batch, include, include & batch.gated, self.base_state, self.options.seed,
-                            should_stop=should_stop)
-            if fit is None:
-                return None
+            self._fit(batch, include, include & batch.gated, self.base_state, self.options.seed,
+                      steps=self.options.holdout_steps, early_stop=False)
             while len(self._holdout_heads) >= 4:
                 self._holdout_heads.pop(next(iter(self._holdout_heads)))
             self._holdout_heads[key] = self._head_state()
         self._load_head(self._holdout_heads[key])
-        fixed = self._judge(batch.rows[held])[0] == batch.labels[held]
-        return int(fixed.sum()), int(held.sum())
+        return self._judge(batch.rows[held])[0] == batch.labels[held]
 
     # ---- one run
     def attempt(self, corrections: list[StoredCorrection], verdicts: dict[int, Review] | None = None) -> Attempt:
-        """Train the head on the offline data plus ``corrections`` and gate it (the model keeps the new head)."""
+        """Train the head on the offline data plus ``corrections`` and gate it (the model keeps the new head).
+
+        When the held-out corrections gate finds that new corrections make older ones wrong, both sides of the
+        conflict become contradicted (reported for review, trained lightly, not gated) and the attempt runs
+        once more without them, so a conflict never stalls the loop."""
         t0 = time.perf_counter()
+        result, conflicts = self._attempt(corrections, verdicts or {})
+        if conflicts:
+            self._conflicts.update(conflicts)
+            result, _ = self._attempt(corrections, verdicts or {})
+        result.metrics.update(retrain_seconds=time.perf_counter() - t0, corrections_conflicting=float(len(conflicts)))
+        return result
+
+    def _attempt(self, corrections: list[StoredCorrection], verdicts: dict[int, Review]) -> tuple[Attempt, dict]:
+        """One training run and its gate, and the conflicts the held-out corrections gate found (id -> why)."""
         opts = self.options
-        batch = self.prepare(corrections, verdicts or {})
+        conflicts: dict[int, str] = {}
+        batch = self.prepare(corrections, verdicts)
         gated = batch.gated
         fit = self._fit(batch, batch.active, gated, self.base_state, opts.seed)
         assert fit is not None
@@ -406,22 +417,39 @@ class HeadRetrainer:
         held, older = self._holdout_plan(batch, self.served.last_correction_id)
         new = batch.active & (batch.ids > self.served.last_correction_id)
         if not reasons and held.any() and new.any():
-            served = self._served_holdout(batch, held, older)
-            assert served is not None
-            trial = self._fit(batch, batch.active & ~held, gated & ~held, self.base_state, opts.seed)
+            before = np.zeros(len(batch.ids), dtype=bool)
+            before[held] = self._served_holdout(batch, held, older)
+            trial = self._fit(batch, batch.active & ~held, gated & ~held, self.base_state, opts.seed,
+                              steps=opts.holdout_steps, early_stop=False)
             assert trial is not None
             right, total = int(trial["fixed"][held].sum()), int(held.sum())
             metrics.update({"holdout_corrections": float(total), "holdout_accuracy": right / total,
-                            "holdout_accuracy_serving": served[0] / total})
-            if right < served[0] - max(1.0, opts.holdout_tolerance * total):
-                ids = [int(i) for i in batch.ids[held & ~trial["fixed"]]]
+                            "holdout_accuracy_serving": float(before.sum()) / total})
+            if right < before.sum() - max(1.0, opts.holdout_tolerance * total):
+                broken = held & before & ~trial["fixed"]
+                ids = [int(i) for i in batch.ids[broken]]
                 reasons.append(f"the new corrections make held-out corrections {ids[:10]} of recent episodes wrong "
-                               f"({right}/{total} right; without the new ones {served[0]}/{total}; holdout_tolerance "
-                               f"{opts.holdout_tolerance} but at least one)")
+                               f"({right}/{total} right; without the new ones {int(before.sum())}/{total}; "
+                               f"holdout_tolerance {opts.holdout_tolerance} but at least one)")
+                conflicts = self._conflicts_of(batch, broken, new & gated)
         self._load_head(candidate)
-        metrics["retrain_seconds"] = time.perf_counter() - t0
         assessments = self._assess(batch, fixed, success)
-        return Attempt(not reasons, metrics, "; ".join(reasons), int(batch.active.sum()), batch.last_id, assessments)
+        return (Attempt(not reasons, metrics, "; ".join(reasons), int(batch.active.sum()), batch.last_id, assessments),
+                conflicts)
+
+    @staticmethod
+    def _conflicts_of(batch: _Batch, broken: np.ndarray, new: np.ndarray) -> dict[int, str]:
+        """The held-out corrections the new ones made wrong, and the new ones labelled otherwise than one of
+        them (only those can push it across): id -> why."""
+        labels = set(batch.labels[broken].tolist())
+        culprits = new & np.array([bool(labels - {y}) for y in batch.labels.tolist()], dtype=bool)
+        if not culprits.any():
+            return {}
+        victims, blamed = [int(i) for i in batch.ids[broken]], [int(i) for i in batch.ids[culprits]]
+        out = {i: f"made wrong by newer corrections {blamed[:10]} (held-out corrections gate)" for i in victims}
+        out.update({i: f"makes held-out corrections {victims[:10]} of recent episodes wrong (held-out corrections "
+                       "gate)" for i in blamed})
+        return out
 
     def _assess(self, batch: _Batch, fixed: np.ndarray, success: np.ndarray) -> list[Assessment]:
         out = [Assessment(cid, "unfixed", -1.0, why) for cid, why in batch.unusable.items()]
@@ -460,11 +488,9 @@ class HeadRetrainer:
         """Work for the time no correction waits, one fit per step; yields an event (or None) after each."""
         batch = self.prepare(self.corrections(store, self.served.last_correction_id), store.verdicts())
         held, older = self._holdout_plan(batch, self.served.last_correction_id)
-        if held.any():
-            done = self._served_holdout(batch, held, older, should_stop)
+        if held.any():  # not interrupted: the next attempt needs this fit whatever it brings
+            self._served_holdout(batch, held, older)
             self._load_head(self.served_state)
-            if done is None:
-                return
             yield None
         size = int(self.options.ensemble)
         if size <= 0 or members_path(self.state_dir, self.served.number).is_file():
@@ -590,6 +616,9 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
             newest, reviewed = store.last_id(), store.last_review_id()
             if (newest - seen >= options.every or reviewed != seen_review) and \
                     time.monotonic() - last_run >= options.min_interval_s:
+                if quiet(triggers, woken, options.quiet_s):
+                    break
+                newest, reviewed = store.last_id(), store.last_review_id()
                 work, idle = None, True
                 last_run, seen, seen_review = time.monotonic(), newest, reviewed
                 events.put({"event": "training", "corrections": newest, "time": time.time()})
@@ -630,6 +659,18 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
     for handle in (leadership, store):
         if handle is not None:
             handle.close()
+
+
+def quiet(triggers: mp.Queue, woken: list[Any], quiet_s: float) -> bool:
+    """Wait while wake-ups keep coming less than ``quiet_s`` apart (at most ``4 * quiet_s``), so that a burst of
+    corrections trains as one attempt; True when told to stop meanwhile."""
+    end = time.monotonic() + 4 * quiet_s
+    while quiet_s > 0 and (left := end - time.monotonic()) > 0:
+        try:
+            woken.append(triggers.get(timeout=min(quiet_s, left)))
+        except queue.Empty:
+            break
+    return _STOP in woken
 
 
 class Retrainer:

@@ -66,8 +66,10 @@ RESCAN_S = 10.0
 class RetrainOptions:
     every: int = 1
     """Retrain after every N new corrections (a review always retrains)."""
-    min_interval_s: float = 2.0
+    min_interval_s: float = 0.5
     """At least this many seconds between two retraining runs (corrections arriving meanwhile are batched)."""
+    quiet_s: float = 0.3
+    """Start a run once no correction or review arrived for this long (at most 4x this), so a burst trains as one."""
     steps: int = 300
     """Most head optimizer steps per run (the head starts from the served checkpoint's head every run)."""
     check_every: int = 25
@@ -91,6 +93,8 @@ class RetrainOptions:
     holdout_episodes: int = 2
     """Gate: hold out the corrections of this many recent episodes the serving version learned from, and compare
     training without them with and without the new corrections (0: no such check)."""
+    holdout_steps: int = 100
+    """Gate: both heads of that comparison train exactly this many steps (no early stop: like with like)."""
     holdout_tolerance: float = 0.1
     """Gate: the held-out corrections' accuracy may drop by at most this much (absolute, and always by one
     correction) with the new corrections."""
@@ -193,9 +197,10 @@ def validate(cfg: ServeConfig) -> None:
     if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2:
         raise ConfigError("max_message_mb and max_batch must be >= 1, workers >= 2")
     r = cfg.retrain
-    if r.every < 1 or r.min_interval_s < 0 or not 0 <= r.min_fixed <= 1 or r.steps < 1 or r.check_every < 1:
-        raise ConfigError("retrain.every, retrain.steps and retrain.check_every must be >= 1, "
-                          "retrain.min_interval_s >= 0, retrain.min_fixed within [0, 1]")
+    if r.every < 1 or r.min_interval_s < 0 or r.quiet_s < 0 or not 0 <= r.min_fixed <= 1 \
+            or min(r.steps, r.check_every, r.holdout_steps) < 1:
+        raise ConfigError("retrain.every, retrain.steps, retrain.check_every and retrain.holdout_steps must be >= 1, "
+                          "retrain.min_interval_s and retrain.quiet_s >= 0, retrain.min_fixed within [0, 1]")
     if min(r.contradicted_weight, r.contradiction_radius, r.holdout_episodes, r.holdout_tolerance, r.ensemble) < 0 \
             or r.ensemble_steps < 1:
         raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance and "

@@ -221,13 +221,16 @@ def gather_features(features: dict[str, np.ndarray], indices: np.ndarray) -> dic
 
 def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_weight: np.ndarray | None = None,
              steps: int = 300, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-             should_stop: Optional[Callable[[], bool]] = None) -> dict:
+             should_stop: Optional[Callable[[], bool]] = None, check: Optional[Callable[[int], bool]] = None,
+             check_every: int = 25) -> dict:
     """Train only the head of ``model`` in place on precomputed ``features`` (full key -> (N,C,h,w)).
 
     Batches are drawn with replacement with probability ``sample_weight`` (default: class-balanced,
-    1/count per class). ``should_stop``, asked before every step, ends training early. Returns
-    ``{"loss", "accuracy", "steps", "seconds"}`` (loss and accuracy averaged over the last 10 % of
-    steps; ``steps`` is how many ran).
+    1/count per class). ``should_stop``, asked before every step, ends training early. ``check(steps
+    done)``, called with the model in eval mode after every ``check_every`` steps and after the last,
+    ends training when it returns True (one optimizer throughout). Returns ``{"loss", "accuracy",
+    "steps", "seconds", "stopped"}`` (loss and accuracy averaged over the last 10 % of steps; ``steps``
+    is how many ran; ``stopped``: "should_stop", "check" or "").
     """
     labels = np.asarray(labels, dtype=np.int64)
     weights = balanced_weights(labels) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -246,10 +249,12 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     t0 = time.perf_counter()
     was_training = model.training
     model.train()
+    stopped = ""
     try:
         done = 0
         for step in range(steps):
             if should_stop is not None and should_stop():
+                stopped = "should_stop"
                 break
             done += 1
             idx = torch.multinomial(w, batch_size, replacement=True, generator=g).numpy()
@@ -265,8 +270,14 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
                 losses.append(loss.item())
                 correct += int(correct_predictions(logits.detach(), y, num_classes).sum())
                 seen += len(idx)
+            if check is not None and (done % max(1, check_every) == 0 or done == steps):
+                model.eval()
+                if check(done):
+                    stopped = "check"
+                    break
+                model.train()
     finally:
         model.train(was_training)
     return {"loss": float(np.mean(losses)) if losses else float("nan"),
             "accuracy": correct / seen if seen else float("nan"), "steps": done,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "stopped": stopped}
