@@ -7,7 +7,8 @@ Same dataset, same frozen encoder folder (the peer's ResNet-10), same torch thre
   b. training throughput at batch 32 (rounds alternate LeRobot / hilreward);
   c. inference latency, batch 1, two 128x128 cameras, from uint8 frames (rounds alternate);
   d. held-out accuracy each has after the same wall time.
-First, bench/bench_label_station.py (the label station's frame requests, no LeRobot needed).
+First, bench/bench_label_station.py (the label station's frame requests) and bench/bench_ever_correcting.py
+(corrections on unseen Meta-World layouts, by strategy; it renders them once): no LeRobot needed.
 Writes ``bench/results/<YYYY-MM-DD>.json`` and the "Training and inference vs LeRobot" section of
 ``docs/benchmarks.md``. The peer comes from ``bash ../shared/peer/setup_lerobot.sh`` (PEER_PYTHON,
 PEER_ENCODER override its paths). ``BENCH_LEROBOT_CAP_S`` overrides the LeRobot cap (default 1800 s).
@@ -118,6 +119,7 @@ def main() -> None:
         write_doc(json.loads(Path(args.docs_from).read_text()), Path(args.docs_from))
         return
     run_label_station(Path(args.out), args.no_docs)
+    run_ever_correcting(args.no_docs)
     if not PEER_PYTHON.exists() or not (PEER_ENCODER / "config.json").exists():
         raise SystemExit(f"LeRobot peer not found ({PEER_PYTHON}, {PEER_ENCODER}): run "
                          f"`bash ../shared/peer/setup_lerobot.sh` first (or set PEER_PYTHON / PEER_ENCODER)")
@@ -194,6 +196,16 @@ def run_label_station(out: Path, no_docs: bool) -> None:
     path = out / f"label-station-{dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     log(f"label station: random frame p90 {result['random']['p90_ms']} ms (goal <= 50), wrote {path}")
+
+
+def run_ever_correcting(no_docs: bool) -> None:
+    """bench_ever_correcting.py: its own results JSON, docs section and figure."""
+    cmd = [sys.executable, str(HERE / "bench_ever_correcting.py")] + ([] if no_docs else ["--doc"])
+    log("ever-correcting: serving with retraining, three correction strategies (about 15 min) ...")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_ever_correcting.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    log(f"ever-correcting: {json.loads(proc.stdout)['goals']}")
 
 
 def summarise(args, info, started, dataset, hil_runs, lr_train, throughput, latency) -> dict:

@@ -6,10 +6,12 @@ no correction."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pytest
 from hilreward.config import DatasetConfig
 from hilreward.deploy import RewardFunction
 from hilreward.deploy.corrections import Correction
-from hilreward.online.retrainer import HeadRetrainer, RetrainSpec
+from hilreward.online.retrainer import _STOP, HeadRetrainer, RetrainSpec, quiet
 from hilreward.online.store import CorrectionStore
 from hilreward.online.versions import VersionStore, checkpoint_fingerprint
 from hilreward.serving import RewardClient
@@ -229,6 +231,24 @@ def test_gate_sees_a_regression_on_corrections_it_did_not_train_on(ckpt, frames,
     assert all(status[i].status == "contradicted" and status[i].detail.endswith("classified otherwise")
                for i in range(6, 16))
     store.close()
+
+
+def test_a_burst_of_corrections_is_waited_for_and_trains_as_one_attempt():
+    triggers, woken = mp.get_context("spawn").Queue(), []
+
+    def burst() -> None:
+        for i in range(5):
+            triggers.put(i)
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=burst)
+    start = time.monotonic()
+    sender.start()
+    assert not quiet(triggers, woken, quiet_s=0.5)
+    sender.join()
+    assert woken == [0, 1, 2, 3, 4] and time.monotonic() - start < 2.0 + 0.1  # at most 4 x quiet_s
+    triggers.put(_STOP)
+    assert quiet(triggers, woken, quiet_s=0.5)  # told to stop meanwhile
 
 
 def _start(args: list[str], port_file: Path) -> tuple[subprocess.Popen, str]:

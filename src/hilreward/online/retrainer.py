@@ -4,8 +4,9 @@
 never competes with Predict for the server's GIL. At start the process loads the served
 checkpoint (``versions/0``), the offline dataset and its frozen-encoder features
 (``training.compute_features``, cached on disk). It then wakes on every new correction or
-review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``)
-and runs one attempt over every stored correction:
+review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``),
+waits until none arrived for ``retrain.quiet_s`` (so a burst of clicks trains once), and runs
+one attempt over every stored correction:
 
 1. **Sort the corrections.** A correction rejected by review never trains. One whose frames
    are near-identical to an offline frame or another correction with a different label
@@ -13,10 +14,10 @@ and runs one attempt over every stored correction:
    (``retrain.contradicted_weight``) and no gate counts it, until a review accepts it.
 2. **Train** the head, reset to the checkpoint's head, on the offline training episodes'
    features plus the corrections, class-balanced, each correction weighted like
-   ``retrain.correction_weight`` offline frames of its class, in chunks of
-   ``retrain.check_every`` steps, stopping as soon as ``retrain.min_fixed`` of the gated
-   corrections are classified as labelled (at most ``retrain.steps``): the smallest update that
-   does the job.
+   ``retrain.correction_weight`` offline frames of its class, checking the corrections every
+   ``retrain.check_every`` steps (one optimizer throughout), stopping as soon as
+   ``retrain.min_fixed`` of the gated corrections are classified as labelled (at most
+   ``retrain.steps``): the smallest update that does the job.
 3. **Gate** the head: (a) accuracy on the checkpoint's held-out episodes may drop by at most
    ``retrain.tolerance``; (b) at least ``retrain.min_fixed`` of the gated corrections are fixed,
    or at least as many as the serving version classifies as labelled (so corrections no head
@@ -25,15 +26,20 @@ and runs one attempt over every stored correction:
    are held out, the same training runs without them, and its accuracy on them may not fall
    more than ``retrain.holdout_tolerance`` (and one correction) below that of the serving
    version's training data without them (is the new batch a regression on the new distribution?).
+   Both heads of (c) train ``retrain.holdout_steps`` steps without early stopping (like with
+   like). When (c) fails, the held-out corrections made wrong and the new corrections labelled
+   otherwise are in *conflict*: they become contradicted (for review; a review that accepts one
+   makes it train fully again) and the attempt runs once more without them, so a conflict never
+   stalls the loop while the regression stays unpublished.
 4. **Publish** a passing head as the next immutable ``versions/<n>/``; either way every
    correction's status (fixed / unfixed / contradicted / rejected) goes to the server, which
    records the attempt in the store. A failing head is dropped.
 
 While no correction waits it uses the time for work the next attempt or the server needs:
-the serving version's side of gate (c), and the uncertainty ensemble of the serving version
-(:mod:`.ensemble`; version 0's members are trained from scratch on the offline features,
-later versions' members from version 0's, like the head). Idle work stops as soon as a
-correction arrives.
+the serving version's side of gate (c) (run to the end: the next attempt needs it), and the
+uncertainty ensemble of the serving version (:mod:`.ensemble`; version 0's members are trained
+from scratch on the offline features, later versions' members from version 0's, like the head).
+Ensemble training stops as soon as a correction arrives.
 
 It retrains only while it leads the store (``store.leadership()``): with several replicas on one
 PostgreSQL store every replica runs a retrainer, set up and on standby, and the one holding the
@@ -390,7 +396,9 @@ class HeadRetrainer:
         """One training run and its gate, and the conflicts the held-out corrections gate found (id -> why)."""
         opts = self.options
         conflicts: dict[int, str] = {}
+        t0 = time.perf_counter()
         batch = self.prepare(corrections, verdicts)
+        prepared = time.perf_counter() - t0
         gated = batch.gated
         fit = self._fit(batch, batch.active, gated, self.base_state, opts.seed)
         assert fit is not None
@@ -406,7 +414,8 @@ class HeadRetrainer:
                    "corrections_fixed": fraction, "corrections_fixed_serving": served_fraction,
                    "corrections_gated": float(gated.sum()), "corrections_contradicted": float(batch.contradicted.sum()),
                    "corrections_rejected": float(batch.rejected.sum()), "corrections_unusable": float(len(batch.unusable)),
-                   "train_steps": float(fit["steps"]), "train_seconds": fit["seconds"], "train_loss": float(fit["loss"])}
+                   "train_steps": float(fit["steps"]), "train_seconds": fit["seconds"], "train_loss": float(fit["loss"]),
+                   "prepare_seconds": prepared}
         reasons = []
         if not np.isnan(accuracy) and accuracy < self.base_accuracy - opts.tolerance:
             reasons.append(f"held-out accuracy {accuracy:.4f} < {self.base_accuracy:.4f} - tolerance {opts.tolerance}")
@@ -417,6 +426,7 @@ class HeadRetrainer:
         held, older = self._holdout_plan(batch, self.served.last_correction_id)
         new = batch.active & (batch.ids > self.served.last_correction_id)
         if not reasons and held.any() and new.any():
+            t0 = time.perf_counter()
             before = np.zeros(len(batch.ids), dtype=bool)
             before[held] = self._served_holdout(batch, held, older)
             trial = self._fit(batch, batch.active & ~held, gated & ~held, self.base_state, opts.seed,
@@ -424,7 +434,8 @@ class HeadRetrainer:
             assert trial is not None
             right, total = int(trial["fixed"][held].sum()), int(held.sum())
             metrics.update({"holdout_corrections": float(total), "holdout_accuracy": right / total,
-                            "holdout_accuracy_serving": float(before.sum()) / total})
+                            "holdout_accuracy_serving": float(before.sum()) / total,
+                            "holdout_seconds": time.perf_counter() - t0})
             if right < before.sum() - max(1.0, opts.holdout_tolerance * total):
                 broken = held & before & ~trial["fixed"]
                 ids = [int(i) for i in batch.ids[broken]]
@@ -621,8 +632,10 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
                 newest, reviewed = store.last_id(), store.last_review_id()
                 work, idle = None, True
                 last_run, seen, seen_review = time.monotonic(), newest, reviewed
-                events.put({"event": "training", "corrections": newest, "time": time.time()})
+                started = time.time()
+                events.put({"event": "training", "corrections": newest, "time": started})
                 attempt = trainer.attempt(trainer.corrections(store, newest), store.verdicts())
+                attempt.metrics["started_unix"] = started
                 event = {"event": "published" if attempt.passed else "rejected", "reason": attempt.reason,
                          "metrics": attempt.metrics, "last_correction_id": attempt.last_correction_id,
                          "assessments": attempt.assessments, "time": time.time()}

@@ -1,0 +1,527 @@
+"""Ever-correcting on unseen layouts: what corrections buy on new Meta-World layouts, by strategy (issue 12).
+
+    .venv/bin/python bench/bench_ever_correcting.py [--task door-open] [--a DIR --b DIR] [--checkpoint DIR]
+        [--doc]   # also rewrite the "Ever-correcting" section of docs/benchmarks.md and its figure
+
+1. Layouts A and B: ``hilreward sim task=<task> seed=<seed>`` at ``--seed-a`` and ``--seed-b`` (rendered once
+   into ``<cache>/sim/`` unless ``--a`` / ``--b`` name existing sets).
+2. ``hilreward train model=scratch`` on A (or ``--checkpoint``).
+3. For each strategy, a fresh ``hilreward serve`` of that checkpoint with retraining on A (its own
+   process, the real gRPC server on 127.0.0.1, default retrain options). B's episodes are split in two:
+   the first ``--correction-episodes`` run through the server one per round (PredictStream with their
+   episode id, as a robot would), the rest are the test episodes. After each round a simulated operator
+   (B's ground truth) spends up to ``--batch`` corrections on what it saw, by reference to the served
+   predictions (``correct_recent``):
+     a. ``wrong``: the episode's frames the served version got wrong, in order;
+     b. ``queue``: the server's query queue first (``RewardClient.queries()``, neediest first), then (a);
+     c. ``random``: random frames of the episode.
+   The bench waits for the retraining attempt that covers the round's corrections, records the seconds from
+   each correction to the first served version that includes it, and scores the served version on the test
+   episodes (``hilreward.evaluation.episodes``: gross early terminations (> 0.5 s before the true onset),
+   false successes in failed episodes, median onset error, frame accuracy).
+4. After strategy (b), ``--late-rounds`` rounds of one-frame-late corrections (the label a keypress one frame
+   after the success boundary gives: the onset frame labelled failure), then one round of exact ones: does
+   the loop still publish?
+
+Prints one JSON object (and writes it to ``--out``); ``--doc`` also writes the curves to
+``docs/ever-correcting.png``. Heavy: run it with ``nice``; every time is recorded beside ``uptime``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+DOC = ROOT / "docs" / "benchmarks.md"
+FIGURE = ROOT / "docs" / "ever-correcting.png"
+DOC_START, DOC_END = "<!-- bench:ever-correcting:start -->", "<!-- bench:ever-correcting:end -->"
+STRATEGIES = ("wrong", "queue", "random")
+TOLERANCE_S = 0.5
+
+
+def log(msg: str) -> None:
+    print(f"[ever-correcting {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def hilreward(*args: str, what: str) -> None:
+    """Run a ``hilreward`` command as a user would (its own process); a failure ends the bench with its output."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    proc = subprocess.run([sys.executable, "-m", "hilreward.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def rendered(task: str, seed: int, episodes: int, given: str | None, cache: Path) -> Path:
+    """An existing set, or ``hilreward sim`` rendered once into the cache."""
+    if given:
+        path = Path(given).resolve()
+        if not (path / "meta" / "info.json").is_file():
+            raise SystemExit(f"no LeRobot dataset at {path}")
+        return path
+    path = cache / "sim" / f"{task}-s{seed}-e{episodes}"
+    if not (path / "meta" / "info.json").is_file():
+        log(f"rendering {task} seed {seed} ({episodes} episodes) into {path}")
+        hilreward("sim", f"task={task}", f"seed={seed}", f"episodes={episodes}", f"out={path}", "overwrite=true",
+                  what="hilreward sim")
+    return path
+
+
+# --------------------------------------------------------------------------- B: frames, truth, test scoring
+class LayoutB:
+    """B's frames and labels (the checkpoint's label rule), split into correction and test episodes."""
+
+    def __init__(self, root: Path, checkpoint: Path, correction_episodes: int, cache_dir: str) -> None:
+        import torch
+
+        from hilreward.config import DatasetConfig, TrainConfig, from_yaml
+        from hilreward.data import load_frame_data
+        from hilreward.models import RewardClassifier
+        from hilreward.training.features import compute_features
+
+        self.model = RewardClassifier.from_pretrained(checkpoint).eval()
+        cfg_path = checkpoint / "train_config.yaml"
+        label = (from_yaml(cfg_path.read_text()) if cfg_path.is_file() else TrainConfig()).label
+        cameras = list(self.model.camera_keys)
+        self.raw = load_frame_data(DatasetConfig(root=str(root), cameras=cameras), label, (128, 128),
+                                   cache_dir=cache_dir)
+        self.cameras = cameras
+        self.fps = float(self.raw.fps)
+        episodes = sorted(int(e) for e in np.unique(self.raw.episode_index))
+        if len(episodes) <= correction_episodes:
+            raise SystemExit(f"{root} has {len(episodes)} episodes; need more than --correction-episodes")
+        self.correction_episodes, self.test_episodes = episodes[:correction_episodes], episodes[correction_episodes:]
+        self.labels = np.asarray(self.raw.labels, dtype=np.int64)
+        self.test = np.flatnonzero(np.isin(self.raw.episode_index, self.test_episodes))
+        sized = load_frame_data(DatasetConfig(root=str(root), cameras=cameras), label,
+                                tuple(self.model.config.image_size), cache_dir=cache_dir)
+        # Retraining changes the head only: the encoder's features of the test frames are computed once.
+        feats = compute_features(self.model, sized, cache_dir=cache_dir, rows=self.test)
+        self.test_features = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in feats.items()}
+        self._encoder = {k: v.clone() for k, v in self.model.encoder.state_dict().items()}
+
+    def rows(self, episode: int) -> np.ndarray:
+        idx = np.flatnonzero(self.raw.episode_index == episode)
+        return idx[np.argsort(self.raw.frame_index[idx])]
+
+    def onsets(self, episodes: list[int]) -> list[int]:
+        """Rows of the first success frame of each of ``episodes`` that succeeds."""
+        out = []
+        for e in episodes:
+            rows = self.rows(e)
+            if self.labels[rows].any():
+                out.append(int(rows[np.argmax(self.labels[rows] == 1)]))
+        return out
+
+    def frames(self, row: int) -> dict[str, np.ndarray]:
+        return {k: np.asarray(self.raw.images[k][row]) for k in self.cameras}
+
+    def score(self, version_dir: Path, threshold: float) -> dict:
+        """Episode metrics and frame accuracy of a served version on the test episodes."""
+        import torch
+
+        from hilreward.evaluation.episodes import episode_metrics
+        from hilreward.models import RewardClassifier
+
+        model = RewardClassifier.from_pretrained(version_dir).eval()
+        encoder = model.encoder.state_dict()
+        if any(not torch.equal(encoder[k], v) for k, v in self._encoder.items()):
+            raise SystemExit(f"{version_dir} has another encoder than the checkpoint: the cached test features "
+                             "do not apply (did retraining start to update the encoder?)")
+        with torch.inference_mode():
+            probs = model.probabilities(model.head(self.test_features)).numpy()
+        probs = probs if probs.ndim == 1 else probs[:, -1]
+        y = self.labels[self.test]
+        m = episode_metrics(self.raw.episode_index[self.test], self.raw.frame_index[self.test], y, probs, threshold,
+                            fps=self.fps, tolerance_s=TOLERANCE_S)
+        outcomes = [r["outcome"] for r in m["per_episode"]]
+        return {"gross_early": outcomes.count("gross_early"),
+                "false_successes_in_failed": m["false_successes_in_failed_episodes"],
+                "missed": m["missed_successes"], "onset_error_median_frames": m["onset_error_median_frames"],
+                "accuracy": round(float(((probs >= threshold) == (y == 1)).mean()), 4),
+                "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))}}
+
+
+# --------------------------------------------------------------------------- one served run
+class Run:
+    """One server, one strategy: rounds of (episode through Predict, corrections, wait, score)."""
+
+    def __init__(self, strategy: str, b: LayoutB, checkpoint: Path, data_a: Path, work: Path, cache_dir: str,
+                 batch: int, seed: int, serve_args: list[str], server_src: str | None = None) -> None:
+        from bench_serving import start_server
+
+        from hilreward.serving import RewardClient
+
+        self.strategy, self.b, self.batch, self.server = strategy, b, batch, "baseline" if server_src else "branch"
+        self.state = work / f"{strategy}-{self.server}"
+        self.state.mkdir(parents=True)
+        t0 = time.perf_counter()
+        self.proc, address = start_server(checkpoint, str(data_a), self.state, cache_dir, 2, serve_args,
+                                          env={"PYTHONPATH": server_src} if server_src else None)
+        self.client = RewardClient(address, timeout_s=60)
+        info = self.client.get_model()
+        while info.ensemble_size == 0 and time.perf_counter() - t0 < 600:  # the queue's uncertainty needs it
+            time.sleep(0.5)
+            info = self.client.get_model()
+        self.startup_s = round(time.perf_counter() - t0, 1)
+        self.rng = np.random.default_rng(seed)
+        self.truth: dict[int, int] = {}  # prediction id -> B label
+        self.submitted: dict[int, float] = {}  # correction id -> time submitted
+        self.latency: dict[int, float] = {}  # correction id -> seconds to the first version serving it
+        self.corrected: set[int] = set()  # B rows already corrected
+        self.row_of: dict[int, int] = {}  # prediction id -> B row
+        self.points: list[dict] = []
+        self.rounds: list[dict] = []
+        self._late = 0
+        self.late_ids: set[int] = set()
+        self.total = 0
+        self.number = info.number
+        self.points.append({"corrections": 0, "version": info.number, **self.score(info)})
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(60)
+
+    def score(self, info) -> dict:
+        return self.b.score(self.state / "serve" / "versions" / str(info.number), info.threshold)
+
+    def run_episode(self, episode: int, episode_id: int) -> list:
+        rows = self.b.rows(episode)
+        results = self.client.predict_many([self.b.frames(r) for r in rows], episode_id=episode_id)
+        for r, res in zip(rows, results):
+            self.truth[res.prediction_id] = int(self.b.labels[r])
+            self.row_of[res.prediction_id] = int(r)
+        return list(zip(rows, results))
+
+    def pick(self, seen: list, strategy: str) -> list[tuple[int, int]]:
+        """(prediction id, label) the operator sends this round."""
+        fresh = [(r, res) for r, res in seen if r not in self.corrected]
+        wrong = [res.prediction_id for r, res in fresh if res.success != bool(self.b.labels[r])]
+        if strategy == "wrong":
+            ids = wrong[:self.batch]
+        elif strategy == "random":
+            picks = self.rng.choice(len(fresh), size=min(self.batch, len(fresh)), replace=False)
+            ids = [fresh[i][1].prediction_id for i in sorted(picks)]
+        else:
+            queued = [q.prediction.prediction_id for q in self.client.queries(frames=False)]
+            queued = [i for i in queued if i in self.truth and self.row_of[i] not in self.corrected][:self.batch]
+            ids = queued + [i for i in wrong if i not in queued][:self.batch - len(queued)]
+        return [(i, self.truth[i]) for i in ids]
+
+    def submit(self, picks: list[tuple[int, int]]) -> list[int]:
+        ids = []
+        for pid, label in picks:
+            ack = self.client.correct_recent(label, prediction_ids=[pid], source=f"bench-{self.strategy}")
+            now = time.perf_counter()
+            for cid in ack.correction_ids:
+                self.submitted[cid] = now
+                ids.append(cid)
+            self.corrected.add(self.row_of[pid])
+        self.total += len(ids)
+        return ids
+
+    def wait(self, last_id: int, timeout: float = 180.0) -> dict:
+        """Until a retraining attempt covers ``last_id``: each correction's seconds to its first serving version."""
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            info = self.client.get_model()
+            now = time.perf_counter()
+            if info.number != self.number:
+                self.number = info.number
+                timeline = self.client.versions(limit=5)
+                covered = max(v.last_correction_id for v in timeline.versions if v.number <= info.number)
+                for cid, at in self.submitted.items():
+                    if cid <= covered and cid not in self.latency:
+                        self.latency[cid] = round(now - at, 3)
+            attempt = None
+            if last_id not in self.latency and info.retrainer_status.startswith("rejected"):
+                attempts = self.client.versions(limit=1).attempts
+                attempt = attempts[0] if attempts else None
+            if last_id in self.latency or (attempt and not attempt.passed and attempt.last_correction_id >= last_id):
+                return {"published": last_id in self.latency, "version": info.number,
+                        "reason": "" if last_id in self.latency else attempt.reason[:300], "info": info}
+            time.sleep(0.05)
+        return {"published": False, "version": self.number, "reason": f"nothing within {timeout} s",
+                "info": self.client.get_model()}
+
+    def round(self, episode: int, episode_id: int, strategy: str, at_least_one: bool = False) -> None:
+        seen = self.run_episode(episode, episode_id)
+        picks = self.pick(seen, strategy)
+        if at_least_one and not picks:  # nothing queued or wrong: answer the frame nearest the threshold
+            r, res = min(seen, key=lambda s: abs(s[1].probability - 0.5))
+            picks = [(res.prediction_id, int(self.b.labels[r]))]
+        ids = self.submit(picks)
+        self.settle(ids, {"episode": episode, "strategy": strategy, "corrections": len(ids),
+                          "labels": [label for _, label in picks]})
+
+    def late_round(self, onsets: list[int], episode_id: int) -> None:
+        """``batch`` one-frame-late corrections: onset frames (the first success frame) labelled failure, as a
+        keypress one frame after the boundary labels them; sent with their frames (SubmitCorrection)."""
+        ids = []
+        for k in range(self.batch):
+            row = onsets[(self._late + k) % len(onsets)]
+            ack = self.client.submit_correction(self.b.frames(row), label=0, episode_id=episode_id,
+                                                step=int(self.b.raw.frame_index[row]), source="bench-late")
+            self.submitted[ack.correction_id] = time.perf_counter()
+            ids.append(ack.correction_id)
+        self.late_ids.update(ids)
+        self._late += self.batch
+        self.total += len(ids)
+        self.settle(ids, {"strategy": "one-frame-late", "late": True, "corrections": len(ids),
+                          "labels": [0] * len(ids)}, late=True)
+
+    def settle(self, ids: list[int], entry: dict, late: bool = False) -> None:
+        """Wait for the attempt covering ``ids``, then score the version serving."""
+        entry["uptime"] = uptime()
+        if ids:
+            done = self.wait(max(ids))
+            info = done.pop("info")
+            entry.update(done, seconds=[self.latency.get(c) for c in ids],
+                         statuses={k: getattr(info.corrections, k) for k in
+                                   ("fixed", "unfixed", "contradicted", "rejected", "pending")})
+            self.points.append({"corrections": self.total, "version": info.number, "late": late, **self.score(info)})
+        self.rounds.append(entry)
+        log(f"{self.strategy}: {self.total} corrections, version {self.number}: {self.points[-1]}")
+
+    def result(self) -> dict:
+        exact = set(self.submitted) - self.late_ids
+        return {"strategy": self.strategy, "server": self.server, "startup_s": self.startup_s, "points": self.points,
+                "rounds": self.rounds,
+                "seconds_to_version": summary([self.latency[c] for c in exact if c in self.latency]),
+                "unserved_corrections": sorted(exact - set(self.latency)),
+                "late_corrections": {"ids": sorted(self.late_ids), "served": sorted(self.late_ids & set(self.latency))}}
+
+
+def summary(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    a = np.asarray(values)
+    return {"n": int(a.size), "median": round(float(np.median(a)), 2), "p90": round(float(np.percentile(a, 90)), 2),
+            "max": round(float(a.max()), 2)}
+
+
+def first_clean(points: list[dict]) -> int | None:
+    """Fewest corrections after which gross early terminations stay 0 and false successes stay 0."""
+    exact = [p for p in points if not p.get("late")]
+    for i, p in enumerate(exact):
+        if all(q["gross_early"] == 0 and q["false_successes_in_failed"] == 0 for q in exact[i:]):
+            return p["corrections"]
+    return None
+
+
+# --------------------------------------------------------------------------- report
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("gross_early", "gross early terminations"), ("onset_error_median_frames", "median onset error (frames)"),
+              ("false_successes_in_failed", "false successes in failed episodes"), ("accuracy", "frame accuracy")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for ax, (key, title) in zip(axes.flat, panels):
+        for run in result["runs"]:
+            pts = [p for p in run["points"] if not p.get("late")]
+            value = [np.nan if p[key] is None else p[key] for p in run["points"]]
+            line, = ax.plot([p["corrections"] for p in pts], value[:len(pts)], marker="o", ms=3, label=label(run),
+                            ls="--" if run["server"] == "baseline" else "-")
+            if len(pts) < len(run["points"]):  # the one-frame-late rounds, then exact ones
+                ax.plot([p["corrections"] for p in run["points"][len(pts) - 1:]], value[len(pts) - 1:], ls=":",
+                        marker="x", ms=4, color=line.get_color())
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("corrections (x, dotted: one-frame-late corrections, then exact ones)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"{result['task']}: trained on layouts seed {result['seed_a']}, corrected on unseen seed "
+                 f"{result['seed_b']} ({len(result['test_episodes'])} test episodes)")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    os.replace(tmp, path)
+
+
+def label(run: dict) -> str:
+    name = {"wrong": "(a) wrong frames in order", "queue": "(b) query queue first", "random": "(c) random frames"}
+    return name[run["strategy"]] + (", baseline server" if run["server"] == "baseline" else "")
+
+
+def write_doc(r: dict, json_path: Path) -> None:
+    from run_all import replace_section
+
+    def cell(p: dict) -> str:
+        med = "n/a" if p["onset_error_median_frames"] is None else f"{p['onset_error_median_frames']:.0f}"
+        return f"{p['gross_early']} / {p['false_successes_in_failed']} / {med} / {p['accuracy']:.3f}"
+
+    runs = r["runs"]
+    budgets = sorted({p["corrections"] for run in runs for p in run["points"] if not p.get("late")})
+    by = [{p["corrections"]: p for p in run["points"] if not p.get("late")} for run in runs]
+    lines = [DOC_START, "## Ever-correcting on unseen layouts", "",
+             f"`{r['command']}`, run {r['started_utc']} .. {r['finished_utc']} (`uptime` at start: "
+             f"`{r['uptime_start']}`; at end: `{r['uptime_end']}`); raw figures in `bench/results/{json_path.name}`.",
+             "",
+             f"`model=scratch` trained on `{r['task']}` rendered at seed {r['seed_a']}; served with retraining "
+             f"(default options) by `hilreward serve` on 127.0.0.1; B = seed {r['seed_b']}: episodes "
+             f"{r['correction_episodes']} run through the server one per round and are corrected, episodes "
+             f"{r['test_episodes']} are the test set. Each round the simulated operator (ground truth) spends up to "
+             f"{r['batch']} corrections on what it saw, sent back to back. Cells: gross early terminations "
+             f"(> {TOLERANCE_S} s before the true onset) / false successes in failed episodes / median onset error "
+             "(frames) / frame accuracy, of the version serving once the round's corrections were trained.", "",
+             "| corrections | " + " | ".join(label(run) for run in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+    for n in budgets:
+        lines.append(f"| {n} | " + " | ".join(cell(b[n]) if n in b else "" for b in by) + " |")
+    lines += ["", "![curves](ever-correcting.png)", ""]
+    for run in runs:
+        s, late = run["seconds_to_version"] or {}, run.get("late")
+        lines.append(f"- {label(run)}: gross early terminations and false successes at 0 from "
+                     f"**{fmt(run['clean_from'])}** corrections on; correction -> serving version: median "
+                     f"{s.get('median')} s, p90 {s.get('p90')} s, max **{s.get('max')} s** over {s.get('n')} "
+                     f"corrections ({len(run['unserved_corrections'])} never served).")
+        if late:
+            lines.append(f"  Then {late['rounds']} rounds of one-frame-late corrections ({late['corrections']}; "
+                         f"statuses after them: {late['statuses']}; versions published meanwhile: "
+                         f"{late['published']}), then {late['exact_corrections']} exact: "
+                         f"{'published' if late['published_after'] else '**not published**'} "
+                         f"(after {late['seconds_after']} s).")
+    goals = r.get("goals", {})
+    lines += ["", "Goals (issue 12, strategy b on this branch's server): " + "; ".join(
+        f"{k}: **{'met' if v else 'missed'}**" for k, v in goals.items()) + ".", "", DOC_END, ""]
+    replace_section(DOC, DOC_START, DOC_END, "\n".join(lines))
+
+
+def fmt(x) -> str:
+    return "never" if x is None else str(x)
+
+
+# --------------------------------------------------------------------------- main
+def serve_and_correct(strategy: str, server_src: str | None, b: LayoutB, checkpoint: Path, data_a: Path, work: Path,
+                      cache_dir: str, a: argparse.Namespace) -> dict:
+    """One strategy on a fresh server: rounds up to ``--max-corrections``; after (b), the one-frame-late rounds."""
+    run = Run(strategy, b, checkpoint, data_a, work, cache_dir, a.batch, a.seed, a.serve_arg, server_src)
+    log(f"{strategy} ({run.server}): server up in {run.startup_s} s; version 0: {run.points[0]}")
+    try:
+        k, late = 0, None
+        while run.total < a.max_corrections and k < 3 * len(b.correction_episodes):
+            run.round(b.correction_episodes[k % len(b.correction_episodes)], k + 1, strategy)
+            k += 1
+        if strategy == "queue" and a.late_rounds:
+            before = run.total
+            for _ in range(a.late_rounds):
+                run.late_round(b.onsets(b.correction_episodes), k + 1)
+                k += 1
+            late_rounds = run.rounds[-a.late_rounds:]
+            run.round(b.correction_episodes[k % len(b.correction_episodes)], k + 1, strategy, at_least_one=True)
+            after = run.rounds[-1]
+            late = {"rounds": a.late_rounds, "corrections": sum(r["corrections"] for r in late_rounds),
+                    "published": sum(bool(r.get("published")) for r in late_rounds),
+                    "statuses": late_rounds[-1].get("statuses"), "exact_corrections": after["corrections"],
+                    "published_after": bool(after.get("published")),
+                    "seconds_after": max((s for s in after.get("seconds", []) if s is not None), default=None),
+                    "corrections_before": before}
+        return {**run.result(), "clean_from": first_clean(run.points), "late": late}
+    finally:
+        run.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="door-open")
+    ap.add_argument("--seed-a", type=int, default=0)
+    ap.add_argument("--seed-b", type=int, default=1)
+    ap.add_argument("--episodes", type=int, default=20, help="episodes rendered per layout")
+    ap.add_argument("--a", default=None, help="existing dataset of layout A (else rendered)")
+    ap.add_argument("--b", default=None, help="existing dataset of layout B (else rendered)")
+    ap.add_argument("--checkpoint", default=None, help="checkpoint trained on A (else `hilreward train model=scratch`)")
+    ap.add_argument("--correction-episodes", type=int, default=10,
+                    help="B's first N episodes are corrected, the rest are the test episodes")
+    ap.add_argument("--batch", type=int, default=5, help="corrections per round (one episode) at most")
+    ap.add_argument("--max-corrections", type=int, default=40)
+    ap.add_argument("--late-rounds", type=int, default=3, help="rounds of one-frame-late corrections after (b)")
+    ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--serve-arg", nargs="*", default=[], help="extra `hilreward serve` overrides")
+    ap.add_argument("--baseline-src", default=None,
+                    help="also run strategy (b) first with the server from this source tree (its PYTHONPATH), e.g. "
+                         "`git archive main src | tar -x -C /tmp/base` then /tmp/base/src")
+    ap.add_argument("--seed", type=int, default=0, help="random strategy's seed")
+    ap.add_argument("--cache-dir", default=None,
+                    help="frame/feature cache and rendered sets (default $HILREWARD_CACHE or ~/.cache/hilreward)")
+    ap.add_argument("--out", default=None, help="results JSON (default bench/results/ever-correcting-<date>.json)")
+    ap.add_argument("--doc", action="store_true", help="rewrite the docs section and docs/ever-correcting.png")
+    ap.add_argument("--docs-from", default=None, help="only rewrite the docs section and figure from this JSON")
+    a = ap.parse_args()
+    if a.docs_from:
+        result = json.loads(Path(a.docs_from).read_text())
+        plot(result, FIGURE)
+        write_doc(result, Path(a.docs_from))
+        return
+    from hilreward.data.cache import cache_root
+
+    cache = cache_root(a.cache_dir)
+    cache_dir = str(cache)
+    started, up0 = dt.datetime.now(dt.timezone.utc), uptime()
+    work = Path(tempfile.mkdtemp(prefix="hilreward-bench-ever-"))
+    log(f"work dir {work}; {up0}")
+    data_a = rendered(a.task, a.seed_a, a.episodes, a.a, cache)
+    data_b = rendered(a.task, a.seed_b, a.episodes, a.b, cache)
+    if a.checkpoint:
+        checkpoint = Path(a.checkpoint).resolve()
+    else:
+        log(f"training model=scratch on {data_a}")
+        t0 = time.perf_counter()
+        hilreward("train", f"dataset.root={data_a}", "model=scratch", f"output_dir={work / 'train'}",
+                  f"cache_dir={cache_dir}", what="hilreward train")
+        log(f"trained in {time.perf_counter() - t0:.0f} s")
+        checkpoint = work / "train" / "checkpoints" / "best"
+    b = LayoutB(data_b, checkpoint, a.correction_episodes, cache_dir)
+    plan = [(s, None) for s in a.strategies]
+    if a.baseline_src:  # strategy (b) on the baseline's server first, then the branch's: side by side in one run
+        plan = [("queue", str(Path(a.baseline_src).resolve()))] + plan
+    runs = [serve_and_correct(strategy, src, b, checkpoint, data_a, work, cache_dir, a) for strategy, src in plan]
+    queue = next((r for r in runs if r["strategy"] == "queue" and r["server"] == "branch"), None)
+    result = {"bench": "ever_correcting", "task": a.task, "seed_a": a.seed_a, "seed_b": a.seed_b,
+              "dataset_a": str(data_a), "dataset_b": str(data_b), "checkpoint": str(checkpoint),
+              "correction_episodes": b.correction_episodes, "test_episodes": b.test_episodes, "batch": a.batch,
+              "tolerance_s": TOLERANCE_S, "fps": b.fps,
+              "command": "bench/bench_ever_correcting.py " + " ".join(sys.argv[1:]),
+              "runs": runs, "uptime_start": up0, "uptime_end": uptime(),
+              "started_utc": started.isoformat(timespec="seconds"),
+              "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if queue:
+        s = queue["seconds_to_version"] or {}
+        late = queue.get("late") or {}
+        result["goals"] = {
+            "(b) <= 20 corrections to 0 gross early and 0 false successes":
+                queue["clean_from"] is not None and queue["clean_from"] <= 20,
+            "correction -> serving version <= 10 s (max)": bool(s) and s["max"] <= 10 and not
+            queue["unserved_corrections"],
+            "publishes after one-frame-late corrections": bool(late.get("published_after"))}
+    out = Path(a.out or HERE / "results" / f"ever-correcting-{started.date().isoformat()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {out}")
+    if a.doc:
+        plot(result, FIGURE)
+        write_doc(result, out)
+    keys = ("strategy", "server", "clean_from", "seconds_to_version", "late")
+    print(json.dumps({"goals": result.get("goals"), "runs": [{k: r[k] for k in keys} for r in runs]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
