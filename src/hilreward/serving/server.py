@@ -93,7 +93,7 @@ class RetrainOptions:
     holdout_episodes: int = 2
     """Gate: hold out the corrections of this many recent episodes the serving version learned from, and compare
     training without them with and without the new corrections (0: no such check)."""
-    holdout_steps: int = 100
+    holdout_steps: int = 50
     """Gate: both heads of that comparison train exactly this many steps (no early stop: like with like)."""
     holdout_tolerance: float = 0.1
     """Gate: the held-out corrections' accuracy may drop by at most this much (absolute, and always by one
