@@ -194,6 +194,12 @@ class Run:
         self.number = info.number
         self.points.append({"corrections": 0, "version": info.number, **self.score(info)})
 
+    def timings(self) -> dict:
+        """``breakdown`` of this run's exact corrections, from the server's records."""
+        stored = {c.id: c.time for c in self.client.list_corrections(limit=100000).corrections}
+        exact = {c: s for c, s in self.latency.items() if c not in self.late_ids}
+        return breakdown(self.client.versions(limit=100000).attempts, stored, exact)
+
     def close(self) -> None:
         self.client.close()
         self.proc.terminate()
@@ -265,7 +271,8 @@ class Run:
         seen = self.run_episode(episode, episode_id)
         picks = self.pick(seen, strategy)
         if at_least_one and not picks:  # nothing queued or wrong: answer the frame nearest the threshold
-            r, res = min(seen, key=lambda s: abs(s[1].probability - 0.5))
+            threshold = self.client.get_model().threshold
+            r, res = min(seen, key=lambda s: abs(s[1].probability - threshold))
             picks = [(res.prediction_id, int(self.b.labels[r]))]
         ids = self.submit(picks)
         self.settle(ids, {"episode": episode, "strategy": strategy, "corrections": len(ids),
@@ -307,6 +314,29 @@ class Run:
                 "seconds_to_version": summary([self.latency[c] for c in exact if c in self.latency]),
                 "unserved_corrections": sorted(exact - set(self.latency)),
                 "late_corrections": {"ids": sorted(self.late_ids), "served": sorted(self.late_ids & set(self.latency))}}
+
+
+def breakdown(attempts: list, submitted: dict[int, float], latency: dict[int, float]) -> dict:
+    """Where the seconds go from each served correction to its version: waiting for an attempt to start (the
+    quiet wait, an attempt already running, refused attempts), the attempt (training and gates), then writing
+    the version and the server's swap; median and p90 of each over the corrections. ``attempts``: the
+    store's records (time = when the attempt ended), ``submitted``: correction id -> unix time stored."""
+    parts: dict[str, list[float]] = {"wait_s": [], "attempt_s": [], "publish_and_swap_s": []}
+    for cid, seconds in latency.items():
+        first = next((a for a in sorted(attempts, key=lambda a: a.time) if a.passed and a.last_correction_id >= cid),
+                     None)
+        if first is None or cid not in submitted:
+            continue
+        start = first.metrics.get("started_unix", first.time - first.metrics.get("retrain_seconds", 0.0))
+        parts["wait_s"].append(start - submitted[cid])
+        parts["attempt_s"].append(first.time - start)
+        parts["publish_and_swap_s"].append(submitted[cid] + seconds - first.time)
+    out: dict = {k: summary(v) for k, v in parts.items()}
+    for key in ("train_seconds", "holdout_seconds", "prepare_seconds", "train_steps"):
+        values = [a.metrics[key] for a in attempts if key in a.metrics]
+        out[f"attempt_{key}"] = summary(values)
+    out["attempts"], out["refused"] = len(attempts), sum(not a.passed for a in attempts)
+    return out
 
 
 def summary(values: list[float]) -> dict | None:
@@ -400,6 +430,20 @@ def write_doc(r: dict, json_path: Path) -> None:
                          f"{late['published']}), then {late['exact_corrections']} exact: "
                          f"{'published' if late['published_after'] else '**not published**'} "
                          f"(after {late['seconds_after']} s).")
+    lines += ["", "Where the seconds go, per served correction (median / p90; attempt parts: median per attempt):", "",
+              "| run | wait for an attempt | attempt | of which training | of which held-out corrections gate | "
+              "write + swap | attempts (refused) |", "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        t = run.get("breakdown") or {}
+
+        def mp(key: str, p90: bool = True) -> str:
+            v = t.get(key)
+            return "n/a" if not v else f"{v['median']:.1f}" + (f" / {v['p90']:.1f}" if p90 else "")
+
+        lines.append(f"| {label(run)} | {mp('wait_s')} s | {mp('attempt_s')} s | "
+                     f"{mp('attempt_train_seconds', False)} s | {mp('attempt_holdout_seconds', False)} s | "
+                     f"{mp('publish_and_swap_s')} s | "
+                     f"{t.get('attempts')} ({t.get('refused')}) |")
     goals = r.get("goals", {})
     lines += ["", "Goals (issue 12, strategy b on this branch's server): " + "; ".join(
         f"{k}: **{'met' if v else 'missed'}**" for k, v in goals.items()) + ".", "", DOC_END, ""]
@@ -435,7 +479,7 @@ def serve_and_correct(strategy: str, server_src: str | None, b: LayoutB, checkpo
                     "published_after": bool(after.get("published")),
                     "seconds_after": max((s for s in after.get("seconds", []) if s is not None), default=None),
                     "corrections_before": before}
-        return {**run.result(), "clean_from": first_clean(run.points), "late": late}
+        return {**run.result(), "clean_from": first_clean(run.points), "late": late, "breakdown": run.timings()}
     finally:
         run.close()
 
