@@ -405,8 +405,10 @@ def write_doc(r: dict, json_path: Path) -> None:
     by = [{p["corrections"]: p for p in run["points"] if not p.get("late")} for run in runs]
     lines = [DOC_START, "## Ever-correcting on unseen layouts", "",
              f"`{r['command']}`, run {r['started_utc']} .. {r['finished_utc']} (`uptime` at start: "
-             f"`{r['uptime_start']}`; at end: `{r['uptime_end']}`); raw figures in `bench/results/{json_path.name}`.",
-             "",
+             f"`{r['uptime_start']}`; at end: `{r['uptime_end']}`); raw figures in `bench/results/{json_path.name}`. "
+             "From a fresh clone (renders both layouts and trains; `--baseline-src` adds strategy (b) on another "
+             "tree's server, side by side): `git archive main src | tar -x -C /tmp/base && nice "
+             ".venv/bin/python bench/bench_ever_correcting.py --baseline-src /tmp/base/src --doc`.", "",
              f"`model=scratch` trained on `{r['task']}` rendered at seed {r['seed_a']}; served with retraining "
              f"(default options) by `hilreward serve` on 127.0.0.1; B = seed {r['seed_b']}: episodes "
              f"{r['correction_episodes']} run through the server one per round and are corrected, episodes "
