@@ -368,17 +368,15 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     for ax, (key, title) in zip(axes.flat, panels):
         for run in result["runs"]:
-            pts = [p for p in run["points"] if not p.get("late")]
-            value = [np.nan if p[key] is None else p[key] for p in run["points"]]
-            line, = ax.plot([p["corrections"] for p in pts], value[:len(pts)], marker="o", ms=3, label=label(run),
-                            ls="--" if run["server"] == "baseline" else "-")
-            if len(pts) < len(run["points"]):  # the one-frame-late rounds, then exact ones
-                ax.plot([p["corrections"] for p in run["points"][len(pts) - 1:]], value[len(pts) - 1:], ls=":",
-                        marker="x", ms=4, color=line.get_color())
+            x = [p["corrections"] for p in run["points"]]
+            y = [np.nan if p[key] is None else p[key] for p in run["points"]]
+            line, = ax.plot(x, y, marker="o", ms=3, label=label(run), ls="--" if run["server"] == "baseline" else "-")
+            late = [i for i, p in enumerate(run["points"]) if p.get("late")]
+            ax.plot([x[i] for i in late], [y[i] for i in late], ls="", marker="x", ms=7, color=line.get_color())
         ax.set_title(title)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
-        ax.set_xlabel("corrections (x, dotted: one-frame-late corrections, then exact ones)")
+        ax.set_xlabel("corrections (x: after one-frame-late corrections)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{result['task']}: trained on layouts seed {result['seed_a']}, corrected on unseen seed "
                  f"{result['seed_b']} ({len(result['test_episodes'])} test episodes)")

@@ -28,7 +28,7 @@ one attempt over every stored correction:
    version's training data without them (is the new batch a regression on the new distribution?).
    Both heads of (c) train ``retrain.holdout_steps`` steps without early stopping (like with
    like). When (c) fails, the held-out corrections made wrong and the new corrections labelled
-   otherwise are in *conflict*: they become contradicted (for review; a review that accepts one
+   otherwise (all new ones when none is) are in *conflict*: they become contradicted (for review; a review that accepts one
    makes it train fully again) and the attempt runs once more without them, so a conflict never
    stalls the loop while the regression stays unpublished.
 4. **Publish** a passing head as the next immutable ``versions/<n>/``; either way every
@@ -451,10 +451,12 @@ class HeadRetrainer:
     @staticmethod
     def _conflicts_of(batch: _Batch, broken: np.ndarray, new: np.ndarray) -> dict[int, str]:
         """The held-out corrections the new ones made wrong, and the new ones labelled otherwise than one of
-        them (only those can push it across): id -> why."""
+        them (those push it across), or every new one when none is: id -> why."""
         labels = set(batch.labels[broken].tolist())
         culprits = new & np.array([bool(labels - {y}) for y in batch.labels.tolist()], dtype=bool)
         if not culprits.any():
+            culprits = new
+        if not broken.any() or not culprits.any():
             return {}
         victims, blamed = [int(i) for i in batch.ids[broken]], [int(i) for i in batch.ids[culprits]]
         out = {i: f"made wrong by newer corrections {blamed[:10]} (held-out corrections gate)" for i in victims}
