@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections import deque
 from typing import Callable, Optional
 
 import numpy as np
@@ -229,8 +230,8 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     1/count per class). ``should_stop``, asked before every step, ends training early. ``check(steps
     done)``, called with the model in eval mode after every ``check_every`` steps and after the last,
     ends training when it returns True (one optimizer throughout). Returns ``{"loss", "accuracy",
-    "steps", "seconds", "stopped"}`` (loss and accuracy averaged over the last 10 % of steps; ``steps``
-    is how many ran; ``stopped``: "should_stop", "check" or "").
+    "steps", "seconds", "stopped"}`` (loss and accuracy averaged over the last ``steps // 10`` steps run;
+    ``steps`` is how many ran; ``stopped``: "should_stop", "check" or "").
     """
     labels = np.asarray(labels, dtype=np.int64)
     weights = balanced_weights(labels) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -244,8 +245,7 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     g = torch.Generator().manual_seed(seed)
     w = torch.as_tensor(weights, dtype=torch.float64)
     num_classes = model.config.num_classes
-    tail = max(1, steps // 10)
-    losses, correct, seen = [], 0, 0
+    recent: deque = deque(maxlen=max(1, steps // 10))  # (loss, right, seen) of the last steps run
     t0 = time.perf_counter()
     was_training = model.training
     model.train()
@@ -266,10 +266,7 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            if step >= steps - tail:
-                losses.append(loss.item())
-                correct += int(correct_predictions(logits.detach(), y, num_classes).sum())
-                seen += len(idx)
+            recent.append((loss.item(), int(correct_predictions(logits.detach(), y, num_classes).sum()), len(idx)))
             if check is not None and (done % max(1, check_every) == 0 or done == steps):
                 model.eval()
                 if check(done):
@@ -278,6 +275,7 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
                 model.train()
     finally:
         model.train(was_training)
-    return {"loss": float(np.mean(losses)) if losses else float("nan"),
-            "accuracy": correct / seen if seen else float("nan"), "steps": done,
+    seen = sum(r[2] for r in recent)
+    return {"loss": float(np.mean([r[0] for r in recent])) if recent else float("nan"),
+            "accuracy": sum(r[1] for r in recent) / seen if seen else float("nan"), "steps": done,
             "seconds": time.perf_counter() - t0, "stopped": stopped}
