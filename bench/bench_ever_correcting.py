@@ -405,7 +405,9 @@ def write_doc(r: dict, json_path: Path) -> None:
              f"`{r['command']}`, run {r['started_utc']} .. {r['finished_utc']} (`uptime` at start: "
              f"`{r['uptime_start']}`; at end: `{r['uptime_end']}`); raw figures in `bench/results/{json_path.name}`. "
              "From a fresh clone (renders both layouts and trains; `--baseline-src` adds strategy (b) on another "
-             "tree's server, side by side): `git archive main src | tar -x -C /tmp/base && nice "
+             "tree's server, side by side; the run below used main at cb90bad, the last commit before this "
+             "retrainer work is 90b4aa3): `mkdir -p /tmp/base && git archive 90b4aa3 src | tar -x -C /tmp/base "
+             "&& nice -n 10 "
              ".venv/bin/python bench/bench_ever_correcting.py --baseline-src /tmp/base/src --doc`.", "",
              f"`model=scratch` trained on `{r['task']}` rendered at seed {r['seed_a']}; served with retraining "
              f"(default options) by `hilreward serve` on 127.0.0.1; B = seed {r['seed_b']}: episodes "
