@@ -90,6 +90,23 @@ def _score(ckpt: Path, root: Path, episodes, out: Path, name: str) -> dict:
                                                      for r in m["per_episode"]]}
 
 
+def recalibrate(run_dir: Path) -> Path:
+    """Calibrate a finished run's best checkpoint again with the current code, on its held-out episodes (no
+    training: a resume would refuse once the dataset fingerprint's definition changed)."""
+    from dataclasses import replace
+
+    from hilreward.config import from_yaml
+    from hilreward.data import load_frame_data
+    from hilreward.training.calibrate import calibrate_checkpoint
+
+    cfg = from_yaml((run_dir / "train_config.yaml").read_text())
+    data = load_frame_data(replace(cfg.dataset, episodes=cfg.split.val_episodes), cfg.label,
+                           tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
+    ckpt = run_dir / "checkpoints" / "best"
+    calibrate_checkpoint(ckpt, data, np.arange(len(data.labels)), fallback_threshold=cfg.model.threshold)
+    return ckpt
+
+
 def run(args) -> None:
     from hilreward.config import compose
     from hilreward.training import train
@@ -107,14 +124,15 @@ def run(args) -> None:
             result_path = out / "result.json"
             result = json.loads(result_path.read_text()) if result_path.is_file() else {}
             previous = result
-            if args.rescore and result.get("code") != args.rescore:  # recalibrate (train() on a finished run) + score
+            if args.rescore and result.get("code") != args.rescore:  # recalibrate a finished run + score
                 result = {}
             if "heldout" not in result:
                 t0 = time.time()
                 overrides = [f"dataset.root={train_root}", "model=scratch", f"split.val_episodes={HELDOUT}",
                              f"output_dir={out / 'run'}", "resume=true", f"training.threads={args.threads}",
                              *SETTINGS[setting]]
-                ckpt = train(compose(overrides))
+                finished = previous.get("heldout") and (out / "run" / "checkpoints" / "best").is_dir()
+                ckpt = recalibrate(out / "run") if finished else train(compose(overrides))
                 config = json.loads((ckpt / "config.json").read_text())
                 result = {"task": task, "setting": setting, "code": args.rescore,
                           "train_s": previous.get("train_s", time.time() - t0),

@@ -229,3 +229,11 @@ def test_compare_two_checkpoints_on_the_same_frames(tmp_path, ckpt, cache_dir, c
     np.testing.assert_allclose(table.column("probability_compare").to_numpy(), alone_probs)
     page = (out / "report.html").read_text()
     assert "<h2>Comparison</h2>" in page and "other/best" in page
+
+
+def test_compared_checkpoints_get_names_that_tell_them_apart():
+    from hilreward.evaluation.evaluate import short_names
+
+    assert short_names(Path("/r/a/checkpoints/best"), Path("/r/b/checkpoints/best")) == ("a/best", "b/best")
+    assert short_names(Path("/r/s600/run/checkpoints/best"), Path("/r/s300/run/checkpoints/best")) == (
+        "s600/run/best", "s300/run/best")

@@ -118,11 +118,11 @@ def format_summary(m: dict) -> str:
             lines.append("  95 % bootstrap over episodes: " + ", ".join(
                 f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in iv.items()))
     if m.get("compare") and m["compare"].get("threshold") is not None:
-        from .evaluate import short_name
+        from .evaluate import short_names
 
+        names = short_names(Path(m["config"]["checkpoint"]), Path(m["compare"]["checkpoint"]))
         lines += ["compared on the same frames, each at its own threshold:",
-                  _row(short_name(Path(m["config"]["checkpoint"])), m),
-                  _row(short_name(Path(m["compare"]["checkpoint"])), m["compare"])]
+                  _row(names[0], m), _row(names[1], m["compare"])]
     return "\n".join(lines)
 
 

@@ -348,15 +348,18 @@ def _write_report(out: Path, main: Scored, other: Optional[Scored], ds: DatasetC
               "train_config": dataclasses.asdict(train_cfg) if train_cfg is not None else None}
     write_report(out / "report.html", result, preds, gallery, summary, config,
                  title=f"hilreward evaluation: {main.folder.name}",
-                 compare=None if other is None else Comparison((short_name(main.folder), short_name(other.folder)),
+                 compare=None if other is None else Comparison(short_names(main.folder, other.folder),
                                                                other.preds, other.metrics))
 
 
-def short_name(folder: Path) -> str:
-    """``run/best`` for ``run/checkpoints/best``, else the folder's name."""
-    if folder.parent.name == "checkpoints":
-        return f"{folder.parent.parent.name}/{folder.name}"
-    return folder.name
+def short_names(a: Path, b: Path) -> tuple[str, str]:
+    """Names of two checkpoints for tables: the fewest trailing folders (at least two, ``checkpoints`` left out)
+    that tell them apart, e.g. ``s600/run/best`` and ``s300/run/best``."""
+    pa, pb = ([p for p in Path(x).resolve().parts if p != "checkpoints"] for x in (a, b))
+    for k in range(2, max(len(pa), len(pb)) + 1):
+        if pa[-k:] != pb[-k:]:
+            return "/".join(pa[-k:]), "/".join(pb[-k:])
+    return str(a), str(b)
 
 
 def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str | os.PathLike,
