@@ -38,7 +38,7 @@ SETTINGS = {
 HELDOUT = [16, 17, 18, 19]
 RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
     "default": {},
-    "no-soft-edges": {"soft_edges": False},
+    "soft-edges": {"soft_edges": True},
     "never-strict": {"max_recall_cost": 0.0},
     "strict-5pct": {"max_recall_cost": 0.05},
     "two-episodes": {"min_success_episodes": 2},
@@ -247,6 +247,12 @@ def report(args) -> None:
                                    for t in tasks} for s in settings}}
     rules = {name: {t: replay_rule(Path(args.out) / t / overall, rule) for t in tasks} for name, rule in RULES.items()}
     summary["rules_on_overall_choice"] = rules
+    # the rule by leave-one-task-out too (ties keep the first, the default): a task's rule is best on the others
+    summary["rule_leave_one_task_out"] = {
+        t: min(rules, key=lambda n: (sum(_errors(rules[n][u]) for u in tasks if u != t),
+                                     -float(np.mean([rules[n][u]["accuracy"] for u in tasks if u != t]))))
+        for t in tasks}
+    print("rule by leave-one-task-out:", summary["rule_leave_one_task_out"])
     for name, by_task in rules.items():
         print(f"rule {name:<14} gross+false_succ {sum(_errors(r) for r in by_task.values()):>3}  strict "
               f"{sum(r['false_terminations'] for r in by_task.values()):>3}  mean acc "
