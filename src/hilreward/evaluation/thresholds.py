@@ -7,7 +7,7 @@ the lowest, so it keeps the largest margin and reproduces exactly the counts rep
   with the highest recall (ties: higher precision); None when no threshold reaches the target. Every
   negative frame counts; ``soft_edges=True`` leaves out the negatives within the tolerance of a
   positive one, which the leave-one-task-out study (docs/presets.md) rejected: on tasks it was not
-  chosen on it allowed more gross false terminations (13 against 6 over 9 tasks).
+  chosen on it allowed more gross false terminations (11 against 5 over 9 tasks).
 * ``zero_gross_threshold``: the lowest threshold with no *gross* false termination (no fire more than
   the tolerance before an onset, none in an episode that never succeeds).
 * ``zero_ft_threshold``: the lowest threshold with no false termination at all (strict: not even
