@@ -1,7 +1,7 @@
 """Suspects: does `hilreward suspects` find injected label noise, and how fast (issue 11's done-when).
 
     .venv/bin/python bench/bench_suspects.py [--dataset ../shared/data/metaworld_pick_place] [--seed 0]
-        [--override model=scratch training.steps=300 folds=4 ...]
+        [--override model=scratch folds=4 ...]
 
 Makes a noisy copy of the dataset with `hilreward relabel` (the label station's own edits format): the onset of
 ``--shifted`` succeeding episodes moved ``--shift`` frames later, and one ``--false-span``-frame false success span
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--shift", type=int, default=8, help="frames the onset moves")
     ap.add_argument("--false-span", type=int, default=15, help="frames of the false success span in a failed episode")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--override", nargs="*", default=["model=scratch", "training.steps=300", "folds=4"],
+    ap.add_argument("--override", nargs="*", default=["model=scratch", "folds=4"],
                     help="`hilreward suspects` arguments besides dataset.root, output_dir and cache_dir")
     ap.add_argument("--keep", default=None, help="keep the noisy dataset and the suspects run in this folder")
     a = ap.parse_args()

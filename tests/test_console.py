@@ -133,7 +133,8 @@ def test_review_page_decides_what_the_retrainer_trains(console, frames, browser,
     text = lambda element_id: read(browser, element_id)  # noqa: E731
     browser.get(f"{console['url']}/review/?token={TOKEN}")
     wait_until(browser, lambda d: "Nothing to review" in text("corrections"), "the empty review list")
-    assert "#0 · " in text("timeline") and "serving" in browser.find_element(By.CSS_SELECTOR, "#timeline .what").get_attribute("class")
+    wait_until(browser, lambda d: "#0 · " in text("timeline"), "the versions timeline")  # loads on its own
+    assert "serving" in browser.find_element(By.CSS_SELECTOR, "#timeline .what").get_attribute("class")
     Select(browser.find_element(By.ID, "filter")).select_by_value("")  # all corrections
     row = lambda cid: f"#corrections tr[data-id='{cid}']"  # noqa: E731
     wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row(a)), "correction rows")

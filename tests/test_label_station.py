@@ -32,7 +32,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # A tiny frozen encoder at 32x32 trains in seconds; 4 folds of drawer4 = each episode scored by a model that
 # never saw it.
 TINY = ["model.encoder=tiny", "model.pretrained=false", "model.image_size=[32,32]", "training.threads=1",
-        "training.steps=40", "training.eval_freq=0", "augmentation.enable=false", "folds=4"]
+        "training.eval_freq=0", "augmentation.enable=false", "folds=4", "fold_steps=40"]
 
 
 def load_bench_suspects():
@@ -119,10 +119,11 @@ def test_suspects_bad_input(run, tmp_path, capsys):
     from hilreward.evaluation.suspects import SuspectsOptions, find_suspects
 
     cfg = compose([f"dataset.root={run['noisy']}", f"output_dir={tmp_path}", f"cache_dir={run['cache']}",
-                   *[a for a in TINY if not a.startswith("folds")]])
+                   *[a for a in TINY if not a.startswith("fold")]])
     for opts, match in [(SuspectsOptions(folds=1), "folds=1 must be between 2 and the number of episodes"),
                         (SuspectsOptions(folds=5), "folds=5 must be between 2 and the number of episodes \\(4\\)"),
-                        (SuspectsOptions(min_score=0), "min_score=0"), (SuspectsOptions(window=-1), "window=-1")]:
+                        (SuspectsOptions(min_score=0), "min_score=0"), (SuspectsOptions(window=-1), "window=-1"),
+                        (SuspectsOptions(fold_steps=-1), "fold_steps=-1 must be >= 0")]:
         with pytest.raises(ConfigError, match=match):
             find_suspects(cfg, opts)
     assert main(["suspects", f"dataset.root={run['noisy']}", "folds=two"]) == 1
