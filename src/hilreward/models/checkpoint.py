@@ -89,15 +89,17 @@ def read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+def read_weights(folder: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors`` whose names start with ``prefix`` (without it); only those are read."""
     path = folder / WEIGHTS_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}; re-save the checkpoint or pick another one "
                               "(e.g. checkpoints/last or checkpoints/best)")
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
     except Exception as exc:
         raise CheckpointError(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:160]}); re-save the checkpoint "

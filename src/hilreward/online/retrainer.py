@@ -30,7 +30,8 @@ one attempt over every stored correction:
    like). When (c) fails, the held-out corrections made wrong and the new corrections labelled
    otherwise (all new ones when none is) are in *conflict*: they become contradicted (for review; a review that accepts one
    makes it train fully again) and the attempt runs once more without them, so a conflict never
-   stalls the loop while the regression stays unpublished.
+   stalls the loop while the regression stays unpublished. (c) runs before step 2, so an attempt
+   that finds a conflict trains nothing more before the run without it.
 4. **Publish** a passing head as the next immutable ``versions/<n>/``; either way every
    correction's status (fixed / unfixed / contradicted / rejected) goes to the server, which
    records the attempt in the store. A failing head is dropped.
@@ -212,10 +213,9 @@ class HeadRetrainer:
             self.served_state = self.base_state if record.number == 0 else self._state_of_version(record.number)
 
     def _state_of_version(self, number: int) -> dict:
-        from ..models import RewardClassifier
+        from ..models.checkpoint import read_weights
 
-        return {k: v.clone() for k, v in
-                RewardClassifier.from_pretrained(self.versions.path(number)).reward_head.state_dict().items()}
+        return read_weights(self.versions.path(number), prefix="reward_head.")
 
     def _probabilities(self, features: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
@@ -385,47 +385,31 @@ class HeadRetrainer:
         conflict become contradicted (reported for review, trained lightly, not gated) and the attempt runs
         once more without them, so a conflict never stalls the loop."""
         t0 = time.perf_counter()
-        result, conflicts = self._attempt(corrections, verdicts or {})
+        result, conflicts = self._attempt(corrections, verdicts or {}, final=False)
         if conflicts:
             self._conflicts.update(conflicts)
-            result, _ = self._attempt(corrections, verdicts or {})
+            result, _ = self._attempt(corrections, verdicts or {}, final=True)
+        assert result is not None
         result.metrics.update(retrain_seconds=time.perf_counter() - t0, corrections_conflicting=float(len(conflicts)))
         return result
 
-    def _attempt(self, corrections: list[StoredCorrection], verdicts: dict[int, Review]) -> tuple[Attempt, dict]:
-        """One training run and its gate, and the conflicts the held-out corrections gate found (id -> why)."""
+    def _attempt(self, corrections: list[StoredCorrection], verdicts: dict[int, Review],
+                 final: bool) -> tuple[Attempt | None, dict]:
+        """One training run and its gate, and the conflicts the held-out corrections gate found (id -> why).
+
+        That gate runs first: when it finds conflicts and this is not the ``final`` run, nothing else is
+        trained (None is returned; the run without them follows)."""
         opts = self.options
         conflicts: dict[int, str] = {}
         t0 = time.perf_counter()
         batch = self.prepare(corrections, verdicts)
         prepared = time.perf_counter() - t0
         gated = batch.gated
-        fit = self._fit(batch, batch.active, gated, self.base_state, opts.seed)
-        assert fit is not None
-        candidate = self._head_state()
-        predicted, success = self._judge(batch.rows)
-        fixed = predicted == batch.labels
-        accuracy = self._accuracy(self.val_features, self.val_labels)
-        self._load_head(self.served_state)
-        served_fixed = self._judge(batch.rows)[0] == batch.labels
-        fraction = float(fixed[gated].mean()) if gated.any() else 1.0
-        served_fraction = float(served_fixed[gated].mean()) if gated.any() else 1.0
-        metrics = {"heldout_accuracy": accuracy, "heldout_accuracy_base": self.base_accuracy,
-                   "corrections_fixed": fraction, "corrections_fixed_serving": served_fraction,
-                   "corrections_gated": float(gated.sum()), "corrections_contradicted": float(batch.contradicted.sum()),
-                   "corrections_rejected": float(batch.rejected.sum()), "corrections_unusable": float(len(batch.unusable)),
-                   "train_steps": float(fit["steps"]), "train_seconds": fit["seconds"], "train_loss": float(fit["loss"]),
-                   "prepare_seconds": prepared}
+        metrics: dict[str, float] = {"prepare_seconds": prepared}
         reasons = []
-        if not np.isnan(accuracy) and accuracy < self.base_accuracy - opts.tolerance:
-            reasons.append(f"held-out accuracy {accuracy:.4f} < {self.base_accuracy:.4f} - tolerance {opts.tolerance}")
-        if fraction < opts.min_fixed and fraction < served_fraction:
-            wrong = [int(i) for i in batch.ids[gated & ~fixed]]
-            reasons.append(f"corrections {wrong[:10]} still classified against their label ({fraction:.2%} fixed < "
-                           f"min_fixed {opts.min_fixed:.2%} and < the serving version's {served_fraction:.2%})")
         held, older = self._holdout_plan(batch, self.served.last_correction_id)
         new = batch.active & (batch.ids > self.served.last_correction_id)
-        if not reasons and held.any() and new.any():
+        if held.any() and new.any():
             t0 = time.perf_counter()
             before = np.zeros(len(batch.ids), dtype=bool)
             before[held] = self._served_holdout(batch, held, older)
@@ -443,6 +427,31 @@ class HeadRetrainer:
                                f"({right}/{total} right; without the new ones {int(before.sum())}/{total}; "
                                f"holdout_tolerance {opts.holdout_tolerance} but at least one)")
                 conflicts = self._conflicts_of(batch, broken, new & gated)
+                if conflicts and not final:
+                    return None, conflicts
+        fit = self._fit(batch, batch.active, gated, self.base_state, opts.seed)
+        assert fit is not None
+        candidate = self._head_state()
+        predicted, success = self._judge(batch.rows)
+        fixed = predicted == batch.labels
+        accuracy = self._accuracy(self.val_features, self.val_labels)
+        self._load_head(self.served_state)
+        served_fixed = self._judge(batch.rows)[0] == batch.labels
+        fraction = float(fixed[gated].mean()) if gated.any() else 1.0
+        served_fraction = float(served_fixed[gated].mean()) if gated.any() else 1.0
+        metrics.update({"heldout_accuracy": accuracy, "heldout_accuracy_base": self.base_accuracy,
+                        "corrections_fixed": fraction, "corrections_fixed_serving": served_fraction,
+                        "corrections_gated": float(gated.sum()),
+                        "corrections_contradicted": float(batch.contradicted.sum()),
+                        "corrections_rejected": float(batch.rejected.sum()),
+                        "corrections_unusable": float(len(batch.unusable)), "train_steps": float(fit["steps"]),
+                        "train_seconds": fit["seconds"], "train_loss": float(fit["loss"])})
+        if not np.isnan(accuracy) and accuracy < self.base_accuracy - opts.tolerance:
+            reasons.append(f"held-out accuracy {accuracy:.4f} < {self.base_accuracy:.4f} - tolerance {opts.tolerance}")
+        if fraction < opts.min_fixed and fraction < served_fraction:
+            wrong = [int(i) for i in batch.ids[gated & ~fixed]]
+            reasons.append(f"corrections {wrong[:10]} still classified against their label ({fraction:.2%} fixed < "
+                           f"min_fixed {opts.min_fixed:.2%} and < the serving version's {served_fraction:.2%})")
         self._load_head(candidate)
         assessments = self._assess(batch, fixed, success)
         return (Attempt(not reasons, metrics, "; ".join(reasons), int(batch.active.sum()), batch.last_id, assessments),
@@ -587,12 +596,14 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
     woken: list[Any] = []
 
     def waiting() -> bool:
-        """A correction or review waits: stop idle work."""
+        """A correction or review waits, or the server died (the store lock goes with this process): stop idle
+        work."""
         try:
             woken.append(triggers.get_nowait())
         except queue.Empty:
             pass
-        return bool(woken) or (store is not None and (store.last_id() != seen or store.last_review_id() != seen_review))
+        return bool(woken) or (parent is not None and not parent.is_alive()) or \
+            (store is not None and (store.last_id() != seen or store.last_review_id() != seen_review))
 
     while parent is None or parent.is_alive():
         try:  # every wake-up so far (they only say "look at the store"); wait only when there is nothing to do
