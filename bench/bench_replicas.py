@@ -41,6 +41,8 @@ from bench_serving import build_checkpoint, load_frames, stats, step, wrong_fram
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.02
+ATTEMPT_METRICS = ("retrain_seconds", "train_seconds", "train_steps", "holdout_seconds", "corrections_conflicting",
+                   "heldout_accuracy")  # of the version served at the end of a round
 
 
 def load() -> list[float]:
@@ -206,8 +208,7 @@ def main() -> None:
                            "per_replica_s": {n: round(v, 3) for n, v in seen.items()},
                            "same_version": len({i.version for i in infos.values()}) == 1,
                            "version": infos[leader].version,
-                           "retrain_seconds": round(infos[leader].metrics.get("retrain_seconds", float("nan")), 3),
-                           "heldout_accuracy": round(infos[leader].metrics.get("heldout_accuracy", float("nan")), 4)})
+                           **{k: round(infos[leader].metrics.get(k, float("nan")), 4) for k in ATTEMPT_METRICS}})
         result["rounds"] = rounds
         done = [r["last_ack_to_both_serving_s"] for r in rounds if r.get("published")]
         result["last_ack_to_both_serving_s"] = {"median": round(float(np.median(done)), 3) if done else None,
