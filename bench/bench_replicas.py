@@ -230,6 +230,8 @@ def main() -> None:
         procs[leader].wait(30)
         result["failover"] = {"killed": leader, "takeover_s": round(takeover, 3),
                               "correction_after_takeover_to_serving_s": round(seen[other], 3),
+                              **{k: round(clients[other].get_model().metrics.get(k, float("nan")), 4)
+                                 for k in ATTEMPT_METRICS},
                               "killed_replica_processes_still_running": running(procs[leader].pid)}
         result["predict_during"] = load_gen.close()
         for c in clients.values():
