@@ -219,6 +219,22 @@ def test_save_then_load_gives_identical_probabilities(tmp_path):
     assert RewardClassifier.from_pretrained(target).predict_proba(x).shape == (4,)
 
 
+
+def test_read_weights_with_a_prefix_reads_only_those_tensors(tmp_path):
+    from hilreward.models.checkpoint import read_weights
+
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    target = model.save_pretrained(tmp_path / "ckpt")
+    head = read_weights(target, prefix="reward_head.")
+    want = model.reward_head.state_dict()
+    assert sorted(head) == sorted(want)
+    for k, v in want.items():
+        torch.testing.assert_close(head[k], v, rtol=0, atol=0)
+    assert len(read_weights(target)) == len(model.state_dict()) > len(head)
+
 def test_broken_checkpoints_raise_checkpoint_error(tmp_path):
     good = tiny_model().save_pretrained(tmp_path / "good")
     with pytest.raises(CheckpointError, match="does not exist"):
