@@ -9,7 +9,8 @@ offline rule study), so a killed study resumes where it stopped.
 
 ``report`` then, for each task, picks the setting that is best on the *other* tasks (fewest gross false
 terminations, false successes in failed episodes included, then highest mean accuracy) and reports the task's own numbers under
-that choice, and writes the JSON summary.
+that choice, and writes the JSON summary. ``--replicates`` adds studies trained with other seeds (``run --seed 1 --out
+<folder>``) to the choice: one run per task and setting is a noisy measurement.
 
     OMP_WAIT_POLICY=PASSIVE nice -n 10 python bench/study_presets.py run --sim /work/data-sim --shared ../shared/data \\
         --out /work/data-sim/study
@@ -31,9 +32,11 @@ SIM_TASKS = ("door-open", "window-open", "coffee-button", "faucet-open", "window
 SHARED_TASKS = {"drawer-open": "metaworld_drawer_open", "pick-place": "metaworld_pick_place",
                 "button-press-topdown": "metaworld_button_press"}
 SETTINGS = {
-    "s300": [],                                           # the preset as it was (300 steps, pad 8)
+    "s300": ["training.steps=300"],                       # the preset before the study (pad 8)
     "s600": ["training.steps=600"],
     "s600-pad4": ["training.steps=600", "augmentation.pad=4"],
+    "s600-128": ["training.steps=600", "model.image_size=[128,128]"],   # the renders' own size (no downsizing)
+    "s1200": ["training.steps=1200"],                     # the band's edges are not fit even on training episodes
 }
 HELDOUT = [16, 17, 18, 19]
 RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
@@ -130,7 +133,7 @@ def run(args) -> None:
                 t0 = time.time()
                 overrides = [f"dataset.root={train_root}", "model=scratch", f"split.val_episodes={HELDOUT}",
                              f"output_dir={out / 'run'}", "resume=true", f"training.threads={args.threads}",
-                             *SETTINGS[setting]]
+                             f"training.seed={args.seed}", *SETTINGS[setting]]
                 finished = previous.get("heldout") and (out / "run" / "checkpoints" / "best").is_dir()
                 ckpt = recalibrate(out / "run") if finished else train(compose(overrides))
                 config = json.loads((ckpt / "config.json").read_text())
@@ -219,20 +222,28 @@ def replay_rule(run_dir: Path, rule: dict) -> dict:
                                   "false_terminations", "missed_successes")}}
 
 
-def report(args) -> None:
+def _results(out: str) -> dict[str, dict[str, dict]]:
+    """task -> setting -> cached result, for one study folder."""
     results = {}
-    for path in sorted(Path(args.out).glob("*/*/result.json")):
+    for path in sorted(Path(out).glob("*/*/result.json")):
         r = json.loads(path.read_text())
         results.setdefault(r["task"], {})[r["setting"]] = r
-    settings = [s for s in SETTINGS if all(s in by for by in results.values())]
+    return results
+
+
+def report(args) -> None:
+    results = _results(args.out)
+    replicates = [_results(out) for out in args.replicates]  # the same study with other training seeds
+    settings = [s for s in SETTINGS if all(s in by for rep in (results, *replicates) for by in rep.values())
+                and all(set(rep) == set(results) for rep in replicates)]
     partial = [s for s in SETTINGS if s not in settings and any(s in by for by in results.values())]
     tasks = sorted(results)
     codes = sorted({str(r.get("code")) for by in results.values() for r in by.values()})
     if len(codes) > 1:
         print(f"warning: results calibrated by different code ({', '.join(codes)}); run again with --rescore")
 
-    def cost(setting: str, among: list[str]) -> tuple:
-        picked = [_test(results[t][setting]) for t in among]
+    def cost(setting: str, among: list[str]) -> tuple:  # summed over the replicates, if any
+        picked = [_test(rep[t][setting]) for rep in (results, *replicates) for t in among]
         return (sum(_errors(r) for r in picked), -float(np.mean([r["accuracy"] for r in picked])))
 
     loto = {}
@@ -250,6 +261,9 @@ def report(args) -> None:
                                        "calibrated_threshold": results[t][s]["calibrated_threshold"],
                                        "train_s": results[t][s]["train_s"], "load": results[t][s]["load"]}
                                    for t in tasks} for s in settings},
+               "replicates": {out: {s: {t: {k: rep[t][s].get(k) for k in ("heldout", "unseen", "calibrated_threshold",
+                                                                     "train_s", "load")} for t in tasks}
+                                    for s in settings} for out, rep in zip(args.replicates, replicates)},
                # settings not run on every task: reported, not in the choice
                "partial_settings": {s: {t: {"heldout": results[t][s]["heldout"], "unseen": results[t][s].get("unseen"),
                                             "calibrated_threshold": results[t][s]["calibrated_threshold"]}
@@ -293,12 +307,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sim", default="/work/data-sim", help="folder holding <task>-s0 and <task>-s1")
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", default="/work/data-sim/study", help="cached runs and results")
+    parser.add_argument("--replicates", nargs="*", default=[], help="report: study folders of other training "
+                        "seeds (run --seed N --out <folder>); the choice sums their errors with --out's")
     parser.add_argument("--tasks", nargs="*", help="subset of tasks (default: every rendered one)")
     parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="subset of settings")
     parser.add_argument("--json", help="report: write the summary here")
     parser.add_argument("--markdown", help="report: write the per-task table (markdown) here")
     parser.add_argument("--rescore", help="run: recalibrate and rescore every result not tagged with this label "
                         "(e.g. the commit of the final calibration code); training is not repeated")
+    parser.add_argument("--seed", type=int, default=0, help="run: training seed (a replicate: give it its own --out)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
     args = parser.parse_args(argv)
     run(args) if args.command == "run" else report(args)
