@@ -46,7 +46,7 @@ class SuspectsOptions:
     fold_steps: int = 300
     """Training steps of each fold model, whatever the preset's ``training.steps`` (0: the preset's). The in-fold
     view needs models that learn the pattern rather than every frame; it was measured with 300-step
-    ``model=scratch`` folds (the preset itself trains 600)."""
+    ``model=scratch`` folds (the preset itself trains 1200)."""
     top: int = 10
     """Spans printed at the end."""
     min_score: float = 0.5
