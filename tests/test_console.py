@@ -68,6 +68,20 @@ def wait_until(browser, condition, what: str, timeout: float = 30):
                              f"log: {browser.get_log('browser')}") from None
 
 
+def click(browser, css: str, what: str) -> None:
+    """Click an element, finding it again if the page re-rendered it between the find and the click."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked(d) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    wait_until(browser, clicked, what)
+
+
 def test_live_trace_follows_predict_and_buttons_and_keys_store_corrections(console, frames, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -100,7 +114,7 @@ def test_live_trace_follows_predict_and_buttons_and_keys_store_corrections(conso
     wait_until(browser, lambda d: queued not in d.execute_script(queue),
                "the answered query to leave the queue")
 
-    browser.find_element(By.ID, "false-success").click()  # the last k=5 frames are not success
+    click(browser, "#false-success", "the false-success button")  # the last k=5 frames are not success
     wait_until(browser, lambda d: "stored #2–#6" in text("status"), "the button's corrections")
     ActionChains(browser).send_keys("-", "-", "s").perform()  # k=3, then "missed success" from the keyboard
     wait_until(browser, lambda d: "stored #7–#9" in text("status"), "the key's corrections")
@@ -138,14 +152,14 @@ def test_review_page_decides_what_the_retrainer_trains(console, frames, browser,
     Select(browser.find_element(By.ID, "filter")).select_by_value("")  # all corrections
     row = lambda cid: f"#corrections tr[data-id='{cid}']"  # noqa: E731
     wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row(a)), "correction rows")
-    browser.find_element(By.CSS_SELECTOR, row(a)).click()
+    click(browser, row(a), "the first correction's row")
     wait_until(browser, lambda d: text("detail-title") == f"Correction #{a}", "the correction's detail")
     assert browser.execute_script("return [...document.querySelectorAll('#detail img')].map(i => i.naturalWidth)") \
         == [128, 128]  # its stored frames, at their recorded size
     browser.find_element(By.ID, "note").send_keys("arm still moving")
-    browser.find_element(By.ID, "reject").click()
+    click(browser, "#reject", "the reject button")
     wait_until(browser, lambda d: f"rejected #{a}" in text("status"), "the rejection")
-    browser.find_element(By.CSS_SELECTOR, row(b)).click()
+    click(browser, row(b), "the second correction's row")
     wait_until(browser, lambda d: text("detail-title") == f"Correction #{b}", "the second correction")
     browser.find_element(By.TAG_NAME, "body").send_keys("a")  # accept from the keyboard
     wait_until(browser, lambda d: f"accepted #{b}" in text("status"), "the acceptance")

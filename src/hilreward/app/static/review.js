@@ -95,7 +95,11 @@ function statusBadge(status) {
 }
 
 // ---- one correction -------------------------------------------------------------------------------------
+let selecting = 0;  // only the newest selection renders, however the answers arrive
+
 async function select(id, scroll = true) {
+  const mine = ++selecting;
+  R.selected = id;  // what a refresh re-selects, even before the answer is in
   let d;
   try {
     d = await hil.api("GET", `/api/review/corrections/${id}`);
@@ -103,7 +107,7 @@ async function select(id, scroll = true) {
     hil.status(err.message, "error");
     return;
   }
-  R.selected = id;
+  if (mine !== selecting) return;
   R.detail = d;
   history.replaceState(null, "", `#id=${id}`);
   for (const tr of $("corrections").tBodies[0].rows) tr.classList.toggle("selected", Number(tr.dataset.id) === id);
@@ -167,9 +171,9 @@ async function verdict(v) {
   try {
     await hil.api("POST", "/api/review/reviews", {ids: [id], verdict: v, note});
     $("note").value = "";
+    await Promise.all([loadList(), select(id, false)]);
     hil.status(v === "reject" ? `rejected #${id}: it never trains again (the retrainer retrains without it)`
                               : `accepted #${id}: it trains fully, even when contradicted`, "ok");
-    await Promise.all([loadList(), select(id, false)]);
   } catch (err) {
     hil.status(err.message, "error");
   }
