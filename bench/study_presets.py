@@ -37,7 +37,20 @@ SETTINGS = {
     "s600-pad4": ["training.steps=600", "augmentation.pad=4"],
     "s600-128": ["training.steps=600", "model.image_size=[128,128]"],   # the renders' own size (no downsizing)
     "s1200": ["training.steps=1200"],                     # the band's edges are not fit even on training episodes
+    "s2400": ["training.steps=2400"],                     # the trend of 600 -> 1200, once more
+    "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
 }
+
+
+def _register_study_encoders() -> None:
+    """Encoders tried by the study only (not in the package): ``small_cnn`` with twice the channels."""
+    from hilreward.models.conv import build_conv_encoder
+    from hilreward.models.registry import register_encoder
+
+    @register_encoder("small_cnn_wide")
+    def small_cnn_wide(arg=None, pretrained=True, weights=None, options=None):
+        return build_conv_encoder("small_cnn_wide", (32, 64, 128, 128), (96, 96), weights if pretrained else None,
+                                  options or {})
 HELDOUT = [16, 17, 18, 19]
 RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
     "default": {},
@@ -113,6 +126,8 @@ def recalibrate(run_dir: Path) -> Path:
 def run(args) -> None:
     from hilreward.config import compose
     from hilreward.training import train
+
+    _register_study_encoders()
 
     sets = _sets(args)
     tasks = args.tasks or list(sets)

@@ -1,0 +1,102 @@
+"""Replay the preset study's saved logits: a k-frame debounce and seed ensembles, under the calibration rule.
+
+No training: each run's ``logits-heldout.npz`` picks temperature and threshold (``calibrate`` with
+``consecutive=k``), then the held-out and unseen-layout logits are scored with the same debounce. An
+ensemble averages the logits of the same setting trained with several seeds (one study folder per seed).
+Per-frame accuracy counts the debounced success (a frame is success once ``k`` frames in a row are at
+or above the threshold), as ``RewardFunction(consecutive=k)`` reports it.
+
+    python bench/study_presets_replay.py --setting s1200 --consecutive 1 2 3 \\
+        --studies /work/data-sim/study /work/data-sim/study-seed1 /work/data-sim/study-seed2 --ensemble
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from study_presets import success_ends
+
+
+def debounced(episode: np.ndarray, frame: np.ndarray, probs: np.ndarray, threshold: float, k: int) -> np.ndarray:
+    """Per-frame success after a ``k``-frame debounce (the streak of frames >= threshold reaches k)."""
+    from hilreward.evaluation.episodes import episodes
+
+    out = np.zeros(probs.shape, dtype=bool)
+    for _, idx in episodes(episode, frame):
+        streak = 0
+        for i in idx:
+            streak = streak + 1 if probs[i] >= threshold else 0
+            out[i] = streak >= k
+    return out
+
+
+def _logits(runs: list[Path], name: str) -> dict | None:
+    paths = [run / f"logits-{name}.npz" for run in runs]
+    if not all(p.is_file() for p in paths):
+        return None
+    data = [np.load(p) for p in paths]
+    return {"logits": np.mean([d["logits"] for d in data], axis=0),
+            **{k: data[0][k] for k in ("labels", "episode", "frame")}, "fps": float(data[0]["fps"])}
+
+
+def score(runs: list[Path], k: int) -> dict:
+    """Calibrate on the held-out logits with a k-frame debounce; score held-out and unseen layouts."""
+    from hilreward.evaluation.calibration import calibrate, sigmoid
+    from hilreward.evaluation.episodes import episode_metrics
+
+    held = _logits(runs, "heldout")
+    cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=held["fps"], consecutive=k)
+    out = {"threshold": cal.threshold, "temperature": cal.temperature}
+    for name in ("heldout", "unseen"):
+        d = _logits(runs, name)
+        if d is None:
+            continue
+        p = sigmoid(d["logits"] / cal.temperature)
+        ep = episode_metrics(d["episode"], d["frame"], d["labels"], p, cal.threshold, k, d["fps"])
+        acc = float(np.mean(debounced(d["episode"], d["frame"], p, cal.threshold, k) == (d["labels"] == 1)))
+        out[name] = {"accuracy": acc, **{key: ep[key] for key in ("gross_false_terminations", "missed_successes",
+                                                                  "false_terminations")}}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", required=True)
+    parser.add_argument("--studies", nargs="+", required=True, help="study folders, one per training seed")
+    parser.add_argument("--consecutive", nargs="+", type=int, default=[1])
+    parser.add_argument("--ensemble", action="store_true", help="also the mean logits of all --studies")
+    parser.add_argument("--json", help="write every result here")
+    args = parser.parse_args(argv)
+    studies = [Path(s) for s in args.studies]
+    tasks = sorted(p.parent.parent.name for p in studies[0].glob(f"*/{args.setting}/logits-heldout.npz"))
+    groups = [[s] for s in studies] + ([studies] if args.ensemble and len(studies) > 1 else [])
+    results = []
+    for group in groups:
+        for k in args.consecutive:
+            by_task = {t: score([s / t / args.setting for s in group], k) for t in tasks}
+            misses = []
+            for t, r in by_task.items():
+                target = 0.97 if success_ends(group[0] / t / args.setting) else 0.99
+                sets = [r[n] for n in ("heldout", "unseen") if n in r]
+                if any(s["accuracy"] < target or s["gross_false_terminations"] for s in sets):
+                    misses.append(t)
+            gross = sum(r[n]["gross_false_terminations"] for r in by_task.values() for n in ("heldout", "unseen")
+                        if n in r)
+            accs = [r[n]["accuracy"] for r in by_task.values() for n in ("heldout", "unseen") if n in r]
+            results.append({"studies": [str(s) for s in group], "consecutive": k, "gross_all_sets": gross,
+                            "mean_accuracy": float(np.mean(accs)), "tasks_missing_target": misses, "per_task": by_task})
+            print(f"{'+'.join(s.name for s in group):<40} k={k}  gross (held-out + unseen) {gross:>2}  "
+                  f"mean acc {100 * np.mean(accs):.2f} %  targets missed on {len(misses)}: {', '.join(misses)}",
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"setting": args.setting, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
