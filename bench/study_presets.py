@@ -40,6 +40,16 @@ SETTINGS = {
     "s2400": ["training.steps=2400"],                     # the trend of 600 -> 1200, once more
     "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
 }
+HELDOUT = [16, 17, 18, 19]
+RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
+    "default": {},
+    "soft-edges": {"soft_edges": True},
+    "never-strict": {"max_recall_cost": 0.0},
+    "strict-5pct": {"max_recall_cost": 0.05},
+    "two-episodes": {"min_success_episodes": 2},
+    "floor-0.5": {"min_threshold": 0.5},
+    "floor-0.5-strict-5pct": {"min_threshold": 0.5, "max_recall_cost": 0.05},
+}
 
 
 def _register_study_encoders() -> None:
@@ -51,16 +61,6 @@ def _register_study_encoders() -> None:
     def small_cnn_wide(arg=None, pretrained=True, weights=None, options=None):
         return build_conv_encoder("small_cnn_wide", (32, 64, 128, 128), (96, 96), weights if pretrained else None,
                                   options or {})
-HELDOUT = [16, 17, 18, 19]
-RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
-    "default": {},
-    "soft-edges": {"soft_edges": True},
-    "never-strict": {"max_recall_cost": 0.0},
-    "strict-5pct": {"max_recall_cost": 0.05},
-    "two-episodes": {"min_success_episodes": 2},
-    "floor-0.5": {"min_threshold": 0.5},
-    "floor-0.5-strict-5pct": {"min_threshold": 0.5, "max_recall_cost": 0.05},
-}
 
 
 def _atomic_json(path: Path, data) -> None:
@@ -217,24 +217,57 @@ def _test(result: dict) -> dict:
     return result.get("unseen") or result["heldout"]
 
 
-def replay_rule(run_dir: Path, rule: dict) -> dict:
-    """Calibrate on the saved held-out logits under ``rule`` and score the unseen (else held-out) logits."""
+def _logits(runs: list[Path], name: str) -> dict | None:
+    """The saved ``logits-<name>.npz`` of ``runs``, logits averaged over them (a seed ensemble); None if any lacks it."""
+    paths = [run / f"logits-{name}.npz" for run in runs]
+    if not all(p.is_file() for p in paths):
+        return None
+    data = [np.load(p) for p in paths]
+    return {"logits": np.mean([d["logits"] for d in data], axis=0),
+            **{k: data[0][k] for k in ("labels", "episode", "frame")}, "fps": float(data[0]["fps"])}
+
+
+def debounced(episode: np.ndarray, frame: np.ndarray, probs: np.ndarray, threshold: float, k: int) -> np.ndarray:
+    """Per-frame success after a ``k``-frame debounce (the streak of frames >= threshold reaches k), as
+    ``RewardFunction(consecutive=k)`` reports it."""
+    from hilreward.evaluation.episodes import episodes
+
+    out = np.zeros(probs.shape, dtype=bool)
+    for _, idx in episodes(episode, frame):
+        streak = 0
+        for i in idx:
+            streak = streak + 1 if probs[i] >= threshold else 0
+            out[i] = streak >= k
+    return out
+
+
+def replay(runs: list[Path], rule: dict | None = None, consecutive: int = 1) -> dict:
+    """Calibrate on the saved held-out logits of ``runs`` (averaged: one run, or a seed ensemble) under ``rule``
+    with a ``consecutive``-frame debounce, then score the held-out and unseen-layout logits the same way."""
     from hilreward.evaluation import EvidenceRule
     from hilreward.evaluation.calibration import calibrate, sigmoid
     from hilreward.evaluation.episodes import episode_metrics
-    from hilreward.evaluation.metrics import binary_metrics
 
-    held = np.load(run_dir / "logits-heldout.npz")
-    cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=float(held["fps"]),
-                    rule=EvidenceRule(**rule))
-    path = run_dir / "logits-unseen.npz"
-    test = np.load(path if path.is_file() else run_dir / "logits-heldout.npz")
-    probs = sigmoid(test["logits"] / cal.temperature)
-    ep = episode_metrics(test["episode"], test["frame"], test["labels"], probs, cal.threshold, 1, float(test["fps"]))
-    return {"threshold": cal.threshold, "temperature": cal.temperature,
-            "accuracy": binary_metrics(test["labels"], probs, cal.threshold)["accuracy"],
-            **{k: ep[k] for k in ("gross_false_terminations", "false_successes_in_failed_episodes",
-                                  "false_terminations", "missed_successes")}}
+    held = _logits(runs, "heldout")
+    cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=held["fps"],
+                    consecutive=consecutive, rule=EvidenceRule(**(rule or {})))
+    out = {"threshold": cal.threshold, "temperature": cal.temperature}
+    for name, d in (("heldout", held), ("unseen", _logits(runs, "unseen"))):
+        if d is None:
+            continue
+        probs = sigmoid(d["logits"] / cal.temperature)
+        ep = episode_metrics(d["episode"], d["frame"], d["labels"], probs, cal.threshold, consecutive, d["fps"])
+        success = debounced(d["episode"], d["frame"], probs, cal.threshold, consecutive)
+        out[name] = {"accuracy": float(np.mean(success == (d["labels"] == 1))),
+                     **{k: ep[k] for k in ("gross_false_terminations", "false_successes_in_failed_episodes",
+                                           "false_terminations", "missed_successes")}}
+    return out
+
+
+def replay_rule(run_dir: Path, rule: dict) -> dict:
+    """Calibrate on the saved held-out logits under ``rule`` and score the unseen (else held-out) logits."""
+    r = replay([run_dir], rule)
+    return {"threshold": r["threshold"], "temperature": r["temperature"], **_test(r)}
 
 
 def _results(out: str) -> dict[str, dict[str, dict]]:

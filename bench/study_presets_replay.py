@@ -19,49 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_presets import success_ends
-
-
-def debounced(episode: np.ndarray, frame: np.ndarray, probs: np.ndarray, threshold: float, k: int) -> np.ndarray:
-    """Per-frame success after a ``k``-frame debounce (the streak of frames >= threshold reaches k)."""
-    from hilreward.evaluation.episodes import episodes
-
-    out = np.zeros(probs.shape, dtype=bool)
-    for _, idx in episodes(episode, frame):
-        streak = 0
-        for i in idx:
-            streak = streak + 1 if probs[i] >= threshold else 0
-            out[i] = streak >= k
-    return out
-
-
-def _logits(runs: list[Path], name: str) -> dict | None:
-    paths = [run / f"logits-{name}.npz" for run in runs]
-    if not all(p.is_file() for p in paths):
-        return None
-    data = [np.load(p) for p in paths]
-    return {"logits": np.mean([d["logits"] for d in data], axis=0),
-            **{k: data[0][k] for k in ("labels", "episode", "frame")}, "fps": float(data[0]["fps"])}
-
-
-def score(runs: list[Path], k: int) -> dict:
-    """Calibrate on the held-out logits with a k-frame debounce; score held-out and unseen layouts."""
-    from hilreward.evaluation.calibration import calibrate, sigmoid
-    from hilreward.evaluation.episodes import episode_metrics
-
-    held = _logits(runs, "heldout")
-    cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=held["fps"], consecutive=k)
-    out = {"threshold": cal.threshold, "temperature": cal.temperature}
-    for name in ("heldout", "unseen"):
-        d = _logits(runs, name)
-        if d is None:
-            continue
-        p = sigmoid(d["logits"] / cal.temperature)
-        ep = episode_metrics(d["episode"], d["frame"], d["labels"], p, cal.threshold, k, d["fps"])
-        acc = float(np.mean(debounced(d["episode"], d["frame"], p, cal.threshold, k) == (d["labels"] == 1)))
-        out[name] = {"accuracy": acc, **{key: ep[key] for key in ("gross_false_terminations", "missed_successes",
-                                                                  "false_terminations")}}
-    return out
+from study_presets import replay, success_ends
 
 
 def main(argv: list[str]) -> int:
@@ -78,7 +36,7 @@ def main(argv: list[str]) -> int:
     results = []
     for group in groups:
         for k in args.consecutive:
-            by_task = {t: score([s / t / args.setting for s in group], k) for t in tasks}
+            by_task = {t: replay([s / t / args.setting for s in group], consecutive=k) for t in tasks}
             misses = []
             for t, r in by_task.items():
                 target = 0.97 if success_ends(group[0] / t / args.setting) else 0.99
