@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,14 @@ SETTINGS = {
     "s1200": ["training.steps=1200"],                     # the band's edges are not fit even on training episodes
     "s2400": ["training.steps=2400"],                     # the trend of 600 -> 1200, once more
     "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
+    "s1200-edge": ["training.steps=1200", "sampler.edge_weight=4"],  # the 5 frames either side of a label change x4
+    "s1200-fine": ["training.steps=1200", "model.encoder=small_cnn_fine"],  # 3 stages: a 12x12 map, not 6x6
+    "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
 }
+MORE_EPISODES = {"s1200-x40": "s1200"}
+"""Settings trained on ``<task>-s0x40`` (40 episodes at seed 0, whose episodes 0-19 are ``<task>-s0``'s): the same
+held-out and unseen-layout episodes, 36 training episodes instead of 16, and the named setting's overrides. The
+shared sets have no more episodes; there the named setting's runs stand in."""
 HELDOUT = [16, 17, 18, 19]
 RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
     "default": {},
@@ -53,13 +61,19 @@ RULES = {  # threshold-rule variants replayed offline on the saved logits (Evide
 
 
 def _register_study_encoders() -> None:
-    """Encoders tried by the study only (not in the package): ``small_cnn`` with twice the channels."""
+    """Encoders tried by the study only (not in the package): ``small_cnn`` with twice the channels, and with its
+    last stage left out (a finer feature map)."""
     from hilreward.models.conv import build_conv_encoder
     from hilreward.models.registry import register_encoder
 
     @register_encoder("small_cnn_wide")
     def small_cnn_wide(arg=None, pretrained=True, weights=None, options=None):
         return build_conv_encoder("small_cnn_wide", (32, 64, 128, 128), (96, 96), weights if pretrained else None,
+                                  options or {})
+
+    @register_encoder("small_cnn_fine")
+    def small_cnn_fine(arg=None, pretrained=True, weights=None, options=None):
+        return build_conv_encoder("small_cnn_fine", (16, 32, 64), (96, 96), weights if pretrained else None,
                                   options or {})
 
 
@@ -140,6 +154,20 @@ def run(args) -> None:
             train_root, test_root = sets[task]
             out = Path(args.out) / task / setting
             result_path = out / "result.json"
+            if setting in MORE_EPISODES:
+                more = Path(args.sim) / f"{task}-s0x40"
+                if task in SHARED_TASKS:  # no more episodes: the base setting's result stands in
+                    base_dir = Path(args.out) / task / MORE_EPISODES[setting]
+                    base = json.loads((base_dir / "result.json").read_text())
+                    out.mkdir(parents=True, exist_ok=True)
+                    for logits in base_dir.glob("logits-*.npz"):
+                        shutil.copyfile(logits, out / logits.name)
+                    _atomic_json(result_path, base | {"setting": setting, "stand_in": MORE_EPISODES[setting]})
+                    continue
+                if not (more / "meta" / "info.json").is_file():
+                    print(f"skip {task}: {more} not rendered yet", flush=True)
+                    continue
+                train_root = more
             result = json.loads(result_path.read_text()) if result_path.is_file() else {}
             previous = result
             if args.rescore and result.get("code") != args.rescore:  # recalibrate a finished run + score
