@@ -40,7 +40,6 @@ SETTINGS = {
     "s1200": ["training.steps=1200"],                     # the band's edges are not fit even on training episodes
     "s2400": ["training.steps=2400"],                     # the trend of 600 -> 1200, once more
     "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
-    "s1200-edge": ["training.steps=1200", "sampler.edge_weight=4"],  # the 5 frames either side of a label change x4
     "s1200-fine": ["training.steps=1200", "model.encoder=small_cnn_fine"],  # 3 stages: a 12x12 map, not 6x6
     "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
 }

@@ -11,7 +11,7 @@ import pytest
 
 from fixtures.datasets import DRAWER4, write_synthetic, write_v21
 from hilreward.config import DatasetConfig, LabelConfig
-from hilreward.data import (FrameData, LeRobotDataset, balanced_weights, cache_root, edge_weights, load_frame_data,
+from hilreward.data import (FrameData, LeRobotDataset, balanced_weights, cache_root, load_frame_data,
                             open_dataset, split_episodes)
 from hilreward.data import video
 from hilreward.data.labels import describe_alignment, resolve_alignment
@@ -219,17 +219,6 @@ def test_balanced_weights():
     assert np.allclose(w, [1 / 3, 1 / 3, 1 / 3, 1.0])
     assert np.isclose(w[:3].sum(), w[3:].sum())
     assert balanced_weights(np.array([], dtype=np.int64)).shape == (0,)
-
-
-def test_edge_weights_mark_both_sides_of_each_label_change_within_an_episode():
-    # episode 3: onset between frames 5 and 6, end between 9 and 10; episode 1 never changes (its frames shuffled)
-    ep = np.array([3] * 12 + [1] * 4)
-    frame = np.r_[np.arange(12), [2, 0, 3, 1]]
-    labels = np.array([0] * 6 + [1] * 4 + [0] * 2 + [1] * 4)
-    w = edge_weights(ep, frame, labels, frames=2, factor=4.0)
-    assert w.tolist() == [1] * 4 + [4] * 8 + [1] * 4
-    assert edge_weights(ep, frame, labels, frames=1, factor=3.0).tolist() == [1] * 5 + [3] * 2 + [1] * 2 + [3] * 2 + \
-        [1] * 5
 
 
 def test_info_json_not_changed_by_reading(drawer4):

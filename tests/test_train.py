@@ -231,8 +231,6 @@ def test_bad_overrides_give_config_errors(cache, tmp_path):
         main(overrides(tmp_path, cache, "training.feature_cache=sometimes"))
     with pytest.raises(ConfigError, match="num_classes"):  # binary labels, but 1 class asked
         main(overrides(tmp_path, cache, "model.num_classes=1"))
-    with pytest.raises(ConfigError, match="edge_weight"):
-        main(overrides(tmp_path, cache, "sampler.edge_weight=0"))
 
 
 def test_multiclass_learns_on_real_frames(cache, tmp_path):

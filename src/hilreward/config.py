@@ -57,11 +57,6 @@ class SplitConfig:
 class SamplerConfig:
     balanced: bool = True
     """Weighted random sampling with weight 1/count(class), as HIL-SERL."""
-    edge_weight: float = 1.0
-    """Multiplies the sampling weight of the ``edge_frames`` frames on either side of each label change in an
-    episode (the onset and end of a success, where a reward classifier errs); 1 disables."""
-    edge_frames: int = 5
-    """Frames on each side of a label change that ``edge_weight`` applies to."""
 
 
 @dataclass

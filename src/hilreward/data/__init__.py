@@ -6,10 +6,10 @@ from .cache import cache_root
 from .frame_data import FrameData, load_frame_data
 from .labels import align_labels
 from .reader import EpisodeInfo, LeRobotDataset, open_dataset
-from .split import balanced_weights, edge_weights, split_episodes
+from .split import balanced_weights, split_episodes
 from .writer import DatasetWriter
 
 __all__ = [
     "DatasetWriter", "EpisodeInfo", "FrameData", "LeRobotDataset", "align_labels", "balanced_weights", "cache_root",
-    "edge_weights", "load_frame_data", "open_dataset", "split_episodes",
+    "load_frame_data", "open_dataset", "split_episodes",
 ]

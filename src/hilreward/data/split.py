@@ -1,4 +1,4 @@
-"""Episode-level train/validation split, class-balanced sample weights and the weight of frames near a label change."""
+"""Episode-level train/validation split and class-balanced sample weights."""
 
 from __future__ import annotations
 
@@ -43,21 +43,3 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.float64)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse].astype(np.float64)
-
-
-def edge_weights(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, frames: int,
-                 factor: float) -> np.ndarray:
-    """Per-sample multiplier: ``factor`` for the ``frames`` frames on either side of each label change in an episode,
-    else 1, float64."""
-    episode_index, frame_index, labels = (np.asarray(a) for a in (episode_index, frame_index, labels))
-    out = np.ones(labels.size, dtype=np.float64)
-    for e in np.unique(episode_index):
-        idx = np.flatnonzero(episode_index == e)
-        idx = idx[np.argsort(frame_index[idx], kind="stable")]
-        f, y = frame_index[idx], labels[idx]
-        change = np.flatnonzero(y[1:] != y[:-1])  # between positions i and i + 1
-        if change.size:
-            before, after = f[change], f[change + 1]  # the last frame of one label, the first of the next
-            near = np.minimum(np.abs(f[:, None] - before).min(1), np.abs(f[:, None] - after).min(1))
-            out[idx[near < frames]] = factor
-    return out

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig, compose, from_yaml, to_yaml
-from ..data import FrameData, balanced_weights, edge_weights, load_frame_data, open_dataset, split_episodes
+from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..data.cache import atomic_write_text
 from ..errors import ConfigError
 from .batches import FeatureBatches, PixelBatches
@@ -214,11 +214,6 @@ def train(cfg: TrainConfig) -> Path:
     # Each process takes its share of every step's batch.
     views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps, procs)
     balanced, weights = cfg.sampler.balanced, balanced_weights(train_labels)
-    if cfg.sampler.edge_weight != 1:  # weighted sampling, uniform or balanced, with the edges weighted up
-        weights = (weights if balanced else np.ones(len(train_rows))) * edge_weights(
-            data.episode_index[train_rows], data.frame_index[train_rows], train_labels, cfg.sampler.edge_frames,
-            cfg.sampler.edge_weight)
-        balanced = True
     share = procs.share(t_cfg.batch_size)
     if views is not None:
         source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights,
@@ -344,9 +339,6 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"training.epochs={t.epochs} must be at least 1 (or null to use training.steps)")
     if cfg.model.num_classes < 2:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
-    if cfg.sampler.edge_weight <= 0 or cfg.sampler.edge_frames < 1:
-        raise ConfigError(f"sampler.edge_weight={cfg.sampler.edge_weight} must be > 0 and sampler.edge_frames="
-                          f"{cfg.sampler.edge_frames} at least 1 (edge_weight=1 turns the edge weighting off)")
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, key: str, procs: Processes) -> None:
