@@ -42,12 +42,17 @@ SETTINGS = {
     "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
     "s1200-fine": ["training.steps=1200", "model.encoder=small_cnn_fine"],  # 3 stages: a 12x12 map, not 6x6
     "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
+    "s2400-x40": ["training.steps=2400"],                 # s2400 on 36 training episodes
+    "s1200-x40v8": ["training.steps=1200"],                # s1200 on 32 episodes, 8 held out (HELDOUT_V8)
+    "s1200-x40-128": ["training.steps=1200", "model.image_size=[128,128]"],  # s1200-x40 at the renders' own size
 }
-MORE_EPISODES = {"s1200-x40": "s1200"}
+MORE_EPISODES = {"s1200-x40": "s1200", "s2400-x40": "s2400", "s1200-x40v8": "s1200", "s1200-x40-128": "s600-128"}
 """Settings trained on ``<task>-s0x40`` (40 episodes at seed 0, whose episodes 0-19 are ``<task>-s0``'s): the same
 held-out and unseen-layout episodes, 36 training episodes instead of 16, and the named setting's overrides. The
 shared sets have no more episodes; there the named setting's runs stand in."""
 HELDOUT = [16, 17, 18, 19]
+HELDOUT_V8 = {"s1200-x40v8": HELDOUT + [36, 37, 38, 39]}
+"""Settings that hold out (calibrate on, and score as held-out) 8 of the 40 episodes: a user's 20 % split."""
 RULES = {  # threshold-rule variants replayed offline on the saved logits (EvidenceRule fields)
     "default": {},
     "soft-edges": {"soft_edges": True},
@@ -173,7 +178,8 @@ def run(args) -> None:
                 result = {}
             if "heldout" not in result:
                 t0 = time.time()
-                overrides = [f"dataset.root={train_root}", "model=scratch", f"split.val_episodes={HELDOUT}",
+                held = HELDOUT_V8.get(setting, HELDOUT)
+                overrides = [f"dataset.root={train_root}", "model=scratch", f"split.val_episodes={held}",
                              f"output_dir={out / 'run'}", "resume=true", f"training.threads={args.threads}",
                              f"training.seed={args.seed}", *SETTINGS[setting]]
                 finished = previous.get("heldout") and (out / "run" / "checkpoints" / "best").is_dir()
@@ -185,7 +191,7 @@ def run(args) -> None:
                           "calibrated_threshold": config["threshold"],
                           "calibration": {k: config["calibration"][k] for k in
                                           ("enough", "positives", "success_episodes", "reason")},
-                          "heldout": _score(ckpt, train_root, HELDOUT, out, "heldout")}
+                          "heldout": _score(ckpt, train_root, held, out, "heldout")}
                 _atomic_json(result_path, result)
             if test_root is not None and "unseen" not in result:
                 ckpt = out / "run" / "checkpoints" / "best"
@@ -268,27 +274,46 @@ def debounced(episode: np.ndarray, frame: np.ndarray, probs: np.ndarray, thresho
     return out
 
 
-def replay(runs: list[Path], rule: dict | None = None, consecutive: int = 1) -> dict:
+def _scores(d: dict, probs: np.ndarray, threshold: float, consecutive: int = 1) -> dict:
+    """Accuracy (of the debounced success) and the episode counts of one saved set at ``threshold``."""
+    from hilreward.evaluation.episodes import episode_metrics
+
+    ep = episode_metrics(d["episode"], d["frame"], d["labels"], probs, threshold, consecutive, d["fps"])
+    success = debounced(d["episode"], d["frame"], probs, threshold, consecutive)
+    return {"accuracy": float(np.mean(success == (d["labels"] == 1))),
+            **{k: ep[k] for k in ("gross_false_terminations", "false_successes_in_failed_episodes",
+                                  "false_terminations", "missed_successes")}}
+
+
+def replay(runs: list[Path], rule: dict | None = None, consecutive: int = 1, margin: float = 0.0) -> dict:
     """Calibrate on the saved held-out logits of ``runs`` (averaged: one run, or a seed ensemble) under ``rule``
-    with a ``consecutive``-frame debounce, then score the held-out and unseen-layout logits the same way."""
+    with a ``consecutive``-frame debounce, then score the held-out and unseen-layout logits the same way.
+    ``margin`` moves the calibrated threshold up by that many (tempered) logits."""
     from hilreward.evaluation import EvidenceRule
     from hilreward.evaluation.calibration import calibrate, sigmoid
-    from hilreward.evaluation.episodes import episode_metrics
 
     held = _logits(runs, "heldout")
     cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=held["fps"],
                     consecutive=consecutive, rule=EvidenceRule(**(rule or {})))
-    out = {"threshold": cal.threshold, "temperature": cal.temperature}
+    threshold = float(sigmoid(np.log(cal.threshold / (1 - cal.threshold)) + margin)) if margin else cal.threshold
+    out = {"threshold": threshold, "temperature": cal.temperature}
     for name, d in (("heldout", held), ("unseen", _logits(runs, "unseen"))):
-        if d is None:
-            continue
-        probs = sigmoid(d["logits"] / cal.temperature)
-        ep = episode_metrics(d["episode"], d["frame"], d["labels"], probs, cal.threshold, consecutive, d["fps"])
-        success = debounced(d["episode"], d["frame"], probs, cal.threshold, consecutive)
-        out[name] = {"accuracy": float(np.mean(success == (d["labels"] == 1))),
-                     **{k: ep[k] for k in ("gross_false_terminations", "false_successes_in_failed_episodes",
-                                           "false_terminations", "missed_successes")}}
+        if d is not None:
+            out[name] = _scores(d, sigmoid(d["logits"] / cal.temperature), threshold, consecutive)
     return out
+
+
+def feasible(run: Path, target: float) -> list[float] | None:
+    """A diagnostic, not a rule: [lowest, highest] of the thresholds (on a grid of 281 logits from -6 to 8) at which
+    the run meets the issue's targets (``target`` accuracy, no gross false termination) on its held-out and its
+    unseen-layout sets at once, chosen on those test sets themselves; None when no threshold does."""
+    from hilreward.evaluation.calibration import sigmoid
+
+    sets = [d for d in (_logits([run], "heldout"), _logits([run], "unseen")) if d is not None]
+    ok = [float(sigmoid(z)) for z in np.linspace(-6, 8, 281)
+          if all((lambda r: r["accuracy"] >= target and not r["gross_false_terminations"])(
+              _scores(d, sigmoid(d["logits"]), float(sigmoid(z)))) for d in sets)]
+    return [ok[0], ok[-1]] if ok else None
 
 
 def replay_rule(run_dir: Path, rule: dict) -> dict:
@@ -309,9 +334,10 @@ def _results(out: str) -> dict[str, dict[str, dict]]:
 def report(args) -> None:
     results = _results(args.out)
     replicates = [_results(out) for out in args.replicates]  # the same study with other training seeds
-    settings = [s for s in SETTINGS if all(s in by for rep in (results, *replicates) for by in rep.values())
+    wanted = args.settings or list(SETTINGS)
+    settings = [s for s in wanted if all(s in by for rep in (results, *replicates) for by in rep.values())
                 and all(set(rep) == set(results) for rep in replicates)]
-    partial = [s for s in SETTINGS if s not in settings and any(s in by for by in results.values())]
+    partial = [s for s in wanted if s not in settings and any(s in by for by in results.values())]
     tasks = sorted(results)
     codes = sorted({str(r.get("code")) for by in results.values() for r in by.values()})
     if len(codes) > 1:
@@ -385,7 +411,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--replicates", nargs="*", default=[], help="report: study folders of other training "
                         "seeds (run --seed N --out <folder>); the choice sums their errors with --out's")
     parser.add_argument("--tasks", nargs="*", help="subset of tasks (default: every rendered one)")
-    parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="subset of settings")
+    parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="subset of settings (report: the "
+                        "candidates of the choice)")
     parser.add_argument("--json", help="report: write the summary here")
     parser.add_argument("--markdown", help="report: write the per-task table (markdown) here")
     parser.add_argument("--rescore", help="run: recalibrate and rescore every result not tagged with this label "

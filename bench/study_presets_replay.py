@@ -1,13 +1,18 @@
-"""Replay the preset study's saved logits: a k-frame debounce and seed ensembles, under the calibration rule.
+"""Replay the preset study's saved logits: a k-frame debounce, seed ensembles and a threshold margin, under the
+calibration rule; and where on each run the thresholds that would meet the targets lie.
 
 No training: each run's ``logits-heldout.npz`` picks temperature and threshold (``calibrate`` with
 ``consecutive=k``), then the held-out and unseen-layout logits are scored with the same debounce. An
 ensemble averages the logits of the same setting trained with several seeds (one study folder per seed).
 Per-frame accuracy counts the debounced success (a frame is success once ``k`` frames in a row are at
-or above the threshold), as ``RewardFunction(consecutive=k)`` reports it.
+or above the threshold), as ``RewardFunction(consecutive=k)`` reports it. A margin moves each calibrated
+threshold up by that many (tempered) logits. ``--feasible`` adds, per run and task, the range of thresholds
+that meet the issue's targets on the held-out and unseen-layout sets together, chosen on those sets
+themselves: a diagnostic that tells a threshold rule's miss from a model that no threshold saves.
 
     python bench/study_presets_replay.py --setting s1200 --consecutive 1 2 3 \\
         --studies /work/data-sim/study /work/data-sim/study-seed1 /work/data-sim/study-seed2 --ensemble
+    python bench/study_presets_replay.py --setting s1200 --margin 0 1 --feasible --studies /work/data-sim/study
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_presets import replay, success_ends
+from study_presets import feasible, replay, success_ends
 
 
 def main(argv: list[str]) -> int:
@@ -28,6 +33,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--studies", nargs="+", required=True, help="study folders, one per training seed")
     parser.add_argument("--consecutive", nargs="+", type=int, default=[1])
     parser.add_argument("--ensemble", action="store_true", help="also the mean logits of all --studies")
+    parser.add_argument("--margin", nargs="+", type=float, default=[0.0], help="threshold margins, in logits")
+    parser.add_argument("--feasible", action="store_true", help="also the thresholds that would meet the targets")
     parser.add_argument("--json", help="write every result here")
     args = parser.parse_args(argv)
     studies = [Path(s) for s in args.studies]
@@ -36,23 +43,36 @@ def main(argv: list[str]) -> int:
     results = []
     for group in groups:
         for k in args.consecutive:
-            by_task = {t: replay([s / t / args.setting for s in group], consecutive=k) for t in tasks}
-            misses = []
-            for t, r in by_task.items():
-                target = 0.97 if success_ends(group[0] / t / args.setting) else 0.99
-                sets = [r[n] for n in ("heldout", "unseen") if n in r]
-                if any(s["accuracy"] < target or s["gross_false_terminations"] for s in sets):
-                    misses.append(t)
-            gross = sum(r[n]["gross_false_terminations"] for r in by_task.values() for n in ("heldout", "unseen")
-                        if n in r)
-            accs = [r[n]["accuracy"] for r in by_task.values() for n in ("heldout", "unseen") if n in r]
-            results.append({"studies": [str(s) for s in group], "consecutive": k, "gross_all_sets": gross,
-                            "mean_accuracy": float(np.mean(accs)), "tasks_missing_target": misses, "per_task": by_task})
-            print(f"{'+'.join(s.name for s in group):<40} k={k}  gross (held-out + unseen) {gross:>2}  "
-                  f"mean acc {100 * np.mean(accs):.2f} %  targets missed on {len(misses)}: {', '.join(misses)}",
-                  flush=True)
+            for margin in args.margin:
+                by_task = {t: replay([s / t / args.setting for s in group], consecutive=k, margin=margin)
+                           for t in tasks}
+                misses = []
+                for t, r in by_task.items():
+                    target = 0.97 if success_ends(group[0] / t / args.setting) else 0.99
+                    sets = [r[n] for n in ("heldout", "unseen") if n in r]
+                    if any(s["accuracy"] < target or s["gross_false_terminations"] for s in sets):
+                        misses.append(t)
+                gross = sum(r[n]["gross_false_terminations"] for r in by_task.values() for n in ("heldout", "unseen")
+                            if n in r)
+                accs = [r[n]["accuracy"] for r in by_task.values() for n in ("heldout", "unseen") if n in r]
+                results.append({"studies": [str(s) for s in group], "consecutive": k, "margin": margin,
+                                "gross_all_sets": gross, "mean_accuracy": float(np.mean(accs)),
+                                "tasks_missing_target": misses, "per_task": by_task})
+                print(f"{'+'.join(s.name for s in group):<40} k={k} margin {margin:g}  gross (held-out + unseen) "
+                      f"{gross:>2}  mean acc {100 * np.mean(accs):.2f} %  targets missed on {len(misses)}: "
+                      f"{', '.join(misses)}", flush=True)
+    feasible_thresholds = {}
+    if args.feasible:
+        for study in studies:
+            runs = {t: study / t / args.setting for t in tasks}
+            feasible_thresholds[str(study)] = {t: feasible(run, 0.97 if success_ends(run) else 0.99)
+                                               for t, run in runs.items()}
+            found = {t: r for t, r in feasible_thresholds[str(study)].items() if r}
+            print(f"{study.name}: thresholds meeting the targets exist on {len(found)} of {len(runs)} tasks; none on "
+                  f"{', '.join(t for t in runs if t not in found)}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"setting": args.setting, "results": results}, indent=1))
+        summary = {"setting": args.setting, "results": results, "feasible_thresholds": feasible_thresholds}
+        Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0
 
 
