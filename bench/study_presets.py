@@ -41,6 +41,7 @@ SETTINGS = {
     "s2400": ["training.steps=2400"],                     # the trend of 600 -> 1200, once more
     "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
     "s1200-fine": ["training.steps=1200", "model.encoder=small_cnn_fine"],  # 3 stages: a 12x12 map, not 6x6
+    "s1200-natural": ["training.steps=1200", "sampler.balanced=false"],  # frames drawn at the data's class rates
     "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
     "s2400-x40": ["training.steps=2400"],                 # s2400 on 36 training episodes
     "s1200-x40v8": ["training.steps=1200"],                # s1200 on 32 episodes, 8 held out (HELDOUT_V8)
@@ -48,8 +49,9 @@ SETTINGS = {
 }
 MORE_EPISODES = {"s1200-x40": "s1200", "s2400-x40": "s2400", "s1200-x40v8": "s1200", "s1200-x40-128": "s600-128"}
 """Settings trained on ``<task>-s0x40`` (40 episodes at seed 0, whose episodes 0-19 are ``<task>-s0``'s): the same
-held-out and unseen-layout episodes, 36 training episodes instead of 16, and the named setting's overrides. The
-shared sets have no more episodes; there the named setting's runs stand in."""
+held-out and unseen-layout episodes, 36 training episodes instead of 16 (32 with HELDOUT_V8), and the setting's
+overrides. The shared sets have no more episodes; there the named setting's runs stand in (for ``s1200-x40-128``
+the nearest that exists, 600 steps at 128 px)."""
 HELDOUT = [16, 17, 18, 19]
 HELDOUT_V8 = {"s1200-x40v8": HELDOUT + [36, 37, 38, 39]}
 """Settings that hold out (calibrate on, and score as held-out) 8 of the 40 episodes: a user's 20 % split."""
@@ -309,10 +311,12 @@ def feasible(run: Path, target: float) -> list[float] | None:
     unseen-layout sets at once, chosen on those test sets themselves; None when no threshold does."""
     from hilreward.evaluation.calibration import sigmoid
 
+    def meets(d: dict, threshold: float) -> bool:
+        r = _scores(d, sigmoid(d["logits"]), threshold)
+        return r["accuracy"] >= target and not r["gross_false_terminations"]
+
     sets = [d for d in (_logits([run], "heldout"), _logits([run], "unseen")) if d is not None]
-    ok = [float(sigmoid(z)) for z in np.linspace(-6, 8, 281)
-          if all((lambda r: r["accuracy"] >= target and not r["gross_false_terminations"])(
-              _scores(d, sigmoid(d["logits"]), float(sigmoid(z)))) for d in sets)]
+    ok = [t for t in (float(sigmoid(z)) for z in np.linspace(-6, 8, 281)) if all(meets(d, t) for d in sets)]
     return [ok[0], ok[-1]] if ok else None
 
 
