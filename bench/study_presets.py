@@ -15,6 +15,8 @@ that choice, and writes the JSON summary. ``--replicates`` adds studies trained 
     OMP_WAIT_POLICY=PASSIVE nice -n 10 python bench/study_presets.py run --sim /work/data-sim --shared ../shared/data \\
         --out /work/data-sim/study
     python bench/study_presets.py report --out /work/data-sim/study --json bench/results/presets-<date>.json
+
+``last`` scores the runs' last checkpoints (not the best) for the replay (``study_presets_replay.py``).
 """
 
 from __future__ import annotations
@@ -202,6 +204,27 @@ def run(args) -> None:
             print(json.dumps({k: result[k] for k in ("task", "setting", "calibrated_threshold")}
                              | {"heldout": result["heldout"]["accuracy"],
                                 "unseen": result.get("unseen", {}).get("accuracy")}), flush=True)
+
+
+def last(args) -> None:
+    """Score each finished run's *last* checkpoint instead of the best (held-out accuracy, every 100 steps): its raw
+    logits go to ``<task>/<setting>-last/``, for ``study_presets_replay.py --setting <setting>-last``."""
+    from hilreward.config import from_yaml
+
+    sets = _sets(args)
+    for setting in args.settings or list(SETTINGS):
+        for task in args.tasks or list(sets):
+            run_dir = Path(args.out) / task / setting / "run"
+            if not (run_dir / "checkpoints" / "last").is_dir():
+                continue
+            cfg = from_yaml((run_dir / "train_config.yaml").read_text())
+            out = Path(args.out) / task / f"{setting}-last"
+            out.mkdir(exist_ok=True)
+            ckpt = run_dir / "checkpoints" / "last"
+            _score(ckpt, Path(cfg.dataset.root), cfg.split.val_episodes, out, "heldout")
+            if sets[task][1] is not None:
+                _score(ckpt, sets[task][1], None, out, "unseen")
+            print(f"{task} {setting}: last checkpoint scored", flush=True)
 
 
 def _errors(r: dict) -> int:
@@ -408,7 +431,7 @@ def report(args) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("command", choices=("run", "report", "last"))
     parser.add_argument("--sim", default="/work/data-sim", help="folder holding <task>-s0 and <task>-s1")
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", default="/work/data-sim/study", help="cached runs and results")
@@ -424,7 +447,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="run: training seed (a replicate: give it its own --out)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
     args = parser.parse_args(argv)
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "last": last}[args.command](args)
     return 0
 
 
