@@ -245,10 +245,20 @@ def success_ends(run_dir: Path) -> bool:
     return False
 
 
+def target_accuracy(ends: bool) -> float:
+    """The issue's accuracy target: 97 % for a task whose success can end again, else 99 %."""
+    return 0.97 if ends else 0.99
+
+
+def meets(r: dict, target: float) -> bool:
+    """Whether a scored set meets the issue's targets: ``target`` accuracy and no gross false termination."""
+    return r["accuracy"] >= target and _errors(r) == 0
+
+
 def _cells(r: dict | None, target: float) -> str:
     if not r:
         return "| – " * 7
-    ok = r["accuracy"] >= target and _errors(r) == 0
+    ok = meets(r, target)
     err = "–" if r["onset_error_median_frames"] is None else \
         f"{r['onset_error_median_frames']:g} / {r['onset_error_p90_frames']:g}"
     return (f"| {100 * r['accuracy']:.1f} % {'✓' if ok else '✗'} | {r['gross_false_terminations']} | "
@@ -263,7 +273,7 @@ def markdown(loto: dict, ends: dict) -> str:
             "strict | missed | abs onset err. med / p90 | episodes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for task, row in sorted(loto.items()):
-        target = 0.97 if ends[task] else 0.99
+        target = target_accuracy(ends[task])
         lines.append(f"| {task} | {'yes' if ends[task] else 'no'} | {row['chosen']} | "
                      f"{row['calibrated_threshold']:.3g} ({row['temperature']:.2g}) "
                      + _cells(row["heldout"], target) + _cells(row["unseen"], target) + "|")
@@ -315,12 +325,12 @@ def replay(runs: list[Path], rule: dict | None = None, consecutive: int = 1, mar
     with a ``consecutive``-frame debounce, then score the held-out and unseen-layout logits the same way.
     ``margin`` moves the calibrated threshold up by that many (tempered) logits."""
     from hilreward.evaluation import EvidenceRule
-    from hilreward.evaluation.calibration import calibrate, sigmoid
+    from hilreward.evaluation.calibration import calibrate, logits_from_probs, sigmoid
 
     held = _logits(runs, "heldout")
     cal = calibrate(held["episode"], held["frame"], held["labels"], held["logits"], fps=held["fps"],
                     consecutive=consecutive, rule=EvidenceRule(**(rule or {})))
-    threshold = float(sigmoid(np.log(cal.threshold / (1 - cal.threshold)) + margin)) if margin else cal.threshold
+    threshold = float(sigmoid(logits_from_probs(cal.threshold) + margin)) if margin else cal.threshold
     out = {"threshold": threshold, "temperature": cal.temperature}
     for name, d in (("heldout", held), ("unseen", _logits(runs, "unseen"))):
         if d is not None:
@@ -334,12 +344,9 @@ def feasible(run: Path, target: float) -> list[float] | None:
     unseen-layout sets at once, chosen on those test sets themselves; None when no threshold does."""
     from hilreward.evaluation.calibration import sigmoid
 
-    def meets(d: dict, threshold: float) -> bool:
-        r = _scores(d, sigmoid(d["logits"]), threshold)
-        return r["accuracy"] >= target and not r["gross_false_terminations"]
-
     sets = [d for d in (_logits([run], "heldout"), _logits([run], "unseen")) if d is not None]
-    ok = [t for t in (float(sigmoid(z)) for z in np.linspace(-6, 8, 281)) if all(meets(d, t) for d in sets)]
+    ok = [t for t in (float(sigmoid(z)) for z in np.linspace(-6, 8, 281))
+          if all(meets(_scores(d, sigmoid(d["logits"]), t), target) for d in sets)]
     return [ok[0], ok[-1]] if ok else None
 
 

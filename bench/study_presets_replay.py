@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_presets import feasible, replay, success_ends
+from study_presets import feasible, meets, replay, success_ends, target_accuracy
 
 
 def main(argv: list[str]) -> int:
@@ -46,12 +46,9 @@ def main(argv: list[str]) -> int:
             for margin in args.margin:
                 by_task = {t: replay([s / t / args.setting for s in group], consecutive=k, margin=margin)
                            for t in tasks}
-                misses = []
-                for t, r in by_task.items():
-                    target = 0.97 if success_ends(group[0] / t / args.setting) else 0.99
-                    sets = [r[n] for n in ("heldout", "unseen") if n in r]
-                    if any(s["accuracy"] < target or s["gross_false_terminations"] for s in sets):
-                        misses.append(t)
+                misses = [t for t, r in by_task.items() if not all(
+                    meets(r[n], target_accuracy(success_ends(group[0] / t / args.setting)))
+                    for n in ("heldout", "unseen") if n in r)]
                 gross = sum(r[n]["gross_false_terminations"] for r in by_task.values() for n in ("heldout", "unseen")
                             if n in r)
                 accs = [r[n]["accuracy"] for r in by_task.values() for n in ("heldout", "unseen") if n in r]
@@ -65,7 +62,7 @@ def main(argv: list[str]) -> int:
     if args.feasible:
         for study in studies:
             runs = {t: study / t / args.setting for t in tasks}
-            feasible_thresholds[str(study)] = {t: feasible(run, 0.97 if success_ends(run) else 0.99)
+            feasible_thresholds[str(study)] = {t: feasible(run, target_accuracy(success_ends(run)))
                                                for t, run in runs.items()}
             found = {t: r for t, r in feasible_thresholds[str(study)].items() if r}
             print(f"{study.name}: thresholds meeting the targets exist on {len(found)} of {len(runs)} tasks; none on "
