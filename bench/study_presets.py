@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 SIM_TASKS = ("door-open", "window-open", "coffee-button", "faucet-open", "window-close", "lever-pull", "plate-slide")
 SHARED_TASKS = {"drawer-open": "metaworld_drawer_open", "pick-place": "metaworld_pick_place",
@@ -43,6 +45,8 @@ SETTINGS = {
     "s2400": ["training.steps=2400"],                     # the trend of 600 -> 1200, once more
     "s1200-wide": ["training.steps=1200", "model.encoder=small_cnn_wide"],  # twice the channels in every stage
     "s1200-fine": ["training.steps=1200", "model.encoder=small_cnn_fine"],  # 3 stages: a 12x12 map, not 6x6
+    "s1200-kp": ["training.steps=1200", "model.encoder=small_cnn_kp"],   # spatial-softmax keypoints on the 12x12 map
+    "s1200-kp6": ["training.steps=1200", "model.encoder=small_cnn_kp6"],  # the same on small_cnn's 6x6 map
     "s1200-natural": ["training.steps=1200", "sampler.balanced=false"],  # frames drawn at the data's class rates
     "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
     "s2400-x40": ["training.steps=2400"],                 # s2400 on 36 training episodes
@@ -68,11 +72,40 @@ RULES = {  # threshold-rule variants replayed offline on the saved logits (Evide
 }
 
 
+class Keypoints(nn.Module):
+    """Spatial softmax (robomimic, Diffusion Policy): a 1x1 conv to ``k`` maps, each softmaxed over the grid, gives
+    ``k`` expected (x, y) positions in [-1, 1]; returned with the map's channel means as a (B, 2k + C, 1, 1) map,
+    so the head sees *where* the parts are at sub-cell precision, not only which cell holds them."""
+
+    def __init__(self, channels: int, k: int = 32):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, k, kernel_size=1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:]
+        attn = torch.softmax(self.conv(x).flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, k, h*w)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                                indexing="ij")
+        pos = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (h*w, 2)
+        kp = (attn @ pos).flatten(1)  # (B, 2k)
+        return torch.cat([kp, x.mean(dim=(2, 3))], dim=1)[:, :, None, None]
+
+
 def _register_study_encoders() -> None:
-    """Encoders tried by the study only (not in the package): ``small_cnn`` with twice the channels, and with its
-    last stage left out (a finer feature map)."""
-    from hilreward.models.conv import build_conv_encoder
-    from hilreward.models.registry import register_encoder
+    """Encoders tried by the study only (not in the package): ``small_cnn`` with twice the channels, with its
+    last stage left out (a finer feature map), and with spatial-softmax keypoints on either map."""
+    from hilreward.models.conv import build_conv_encoder, conv_stack
+    from hilreward.models.registry import Encoder, register_encoder
+
+    def keypoint_encoder(name: str, widths: tuple) -> Encoder:
+        stages = list(conv_stack(widths)) + [Keypoints(widths[-1])]
+        return Encoder(name, nn.Sequential(*stages), stages, default_size=(96, 96), options={"widths": list(widths)})
+
+    register_encoder("small_cnn_kp")(lambda arg=None, pretrained=True, weights=None, options=None:
+                                     keypoint_encoder("small_cnn_kp", (16, 32, 64)))
+    register_encoder("small_cnn_kp6")(lambda arg=None, pretrained=True, weights=None, options=None:
+                                      keypoint_encoder("small_cnn_kp6", (16, 32, 64, 64)))
 
     @register_encoder("small_cnn_wide")
     def small_cnn_wide(arg=None, pretrained=True, weights=None, options=None):
