@@ -47,6 +47,8 @@ SETTINGS = {
     "s1200-fine": ["training.steps=1200", "model.encoder=small_cnn_fine"],  # 3 stages: a 12x12 map, not 6x6
     "s1200-kp": ["training.steps=1200", "model.encoder=small_cnn_kp"],   # spatial-softmax keypoints on the 12x12 map
     "s1200-kp6": ["training.steps=1200", "model.encoder=small_cnn_kp6"],  # the same on small_cnn's 6x6 map
+    "s4800-wide-128": ["training.steps=4800", "model.encoder=small_cnn_wide", "model.image_size=[128,128]"],  # a probe:
+    # the largest model, input and budget of the study at once (lever-pull: the model or the data?)
     "s1200-natural": ["training.steps=1200", "sampler.balanced=false"],  # frames drawn at the data's class rates
     "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
     "s2400-x40": ["training.steps=2400"],                 # s2400 on 36 training episodes
