@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 SIM_TASKS = ("door-open", "window-open", "coffee-button", "faucet-open", "window-close", "lever-pull", "plate-slide")
 SHARED_TASKS = {"drawer-open": "metaworld_drawer_open", "pick-place": "metaworld_pick_place",
@@ -74,31 +72,33 @@ RULES = {  # threshold-rule variants replayed offline on the saved logits (Evide
 }
 
 
-class Keypoints(nn.Module):
-    """Spatial softmax (robomimic, Diffusion Policy): a 1x1 conv to ``k`` maps, each softmaxed over the grid, gives
-    ``k`` expected (x, y) positions in [-1, 1]; returned with the map's channel means as a (B, 2k + C, 1, 1) map,
-    so the head sees *where* the parts are at sub-cell precision, not only which cell holds them."""
-
-    def __init__(self, channels: int, k: int = 32):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, k, kernel_size=1)
-        self.log_temperature = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[2:]
-        attn = torch.softmax(self.conv(x).flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, k, h*w)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
-                                indexing="ij")
-        pos = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (h*w, 2)
-        kp = (attn @ pos).flatten(1)  # (B, 2k)
-        return torch.cat([kp, x.mean(dim=(2, 3))], dim=1)[:, :, None, None]
-
-
 def _register_study_encoders() -> None:
     """Encoders tried by the study only (not in the package): ``small_cnn`` with twice the channels, with its
     last stage left out (a finer feature map), and with spatial-softmax keypoints on either map."""
+    import torch
+    from torch import nn
+
     from hilreward.models.conv import build_conv_encoder, conv_stack
     from hilreward.models.registry import Encoder, register_encoder
+
+    class Keypoints(nn.Module):
+        """Spatial softmax (robomimic, Diffusion Policy): a 1x1 conv to ``k`` maps, each softmaxed over the grid, gives
+        ``k`` expected (x, y) positions in [-1, 1]; returned with the map's channel means as a (B, 2k + C, 1, 1) map,
+        so the head sees *where* the parts are at sub-cell precision, not only which cell holds them."""
+
+        def __init__(self, channels: int, k: int = 32):
+            super().__init__()
+            self.conv = nn.Conv2d(channels, k, kernel_size=1)
+            self.log_temperature = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[2:]
+            attn = torch.softmax(self.conv(x).flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, k, h*w)
+            grid = [torch.linspace(-1, 1, n, device=x.device) for n in (h, w)]
+            ys, xs = torch.meshgrid(*grid, indexing="ij")
+            pos = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (h*w, 2)
+            kp = (attn @ pos).flatten(1)  # (B, 2k)
+            return torch.cat([kp, x.mean(dim=(2, 3))], dim=1)[:, :, None, None]
 
     def keypoint_encoder(name: str, widths: tuple) -> Encoder:
         stages = list(conv_stack(widths)) + [Keypoints(widths[-1])]
