@@ -17,6 +17,8 @@ that choice, and writes the JSON summary. ``--replicates`` adds studies trained 
     python bench/study_presets.py report --out /work/data-sim/study --json bench/results/presets-<date>.json
 
 ``last`` scores the runs' last checkpoints (not the best) for the replay (``study_presets_replay.py``).
+``episodes`` lists the test episodes most runs fail, whatever the setting (from the study folders, or from committed
+summaries: ``episodes --reports bench/results/presets-<date>*.json``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ SETTINGS = {
     "s1200-kp6": ["training.steps=1200", "model.encoder=small_cnn_kp6"],  # the same on small_cnn's 6x6 map
     "s4800-wide-128": ["training.steps=4800", "model.encoder=small_cnn_wide", "model.image_size=[128,128]"],  # a probe:
     # the largest model, input and budget of the study at once (lever-pull: the model or the data?)
+    "s2400-wide-128": ["training.steps=2400", "model.encoder=small_cnn_wide", "model.image_size=[128,128]"],  # the probe
+    # at half its budget: does the wide 128 px model carry lever-pull without the 4x steps?
     "s1200-natural": ["training.steps=1200", "sampler.balanced=false"],  # frames drawn at the data's class rates
     "s1200-x40": ["training.steps=1200"],                 # s1200 on 36 training episodes (MORE_EPISODES)
     "s2400-x40": ["training.steps=2400"],                 # s2400 on 36 training episodes
@@ -471,9 +475,60 @@ def report(args) -> None:
     print(f"overall choice: {overall}")
 
 
+def _report_runs(paths: list[str]) -> dict[tuple[str, str, str], dict]:
+    """(study, setting, task) -> result, read back from ``report --json`` summaries (later files win): the seed-0
+    study's settings (``per_setting`` and ``partial_settings``) and the replicates'."""
+    runs = {}
+    for path in paths:
+        summary = json.loads(Path(path).read_text())
+        studies = {"seed 0": {**summary["partial_settings"], **summary["per_setting"]}, **summary["replicates"]}
+        for study, by_setting in studies.items():
+            for setting, by_task in by_setting.items():
+                for task, result in by_task.items():
+                    runs[study, setting, task] = result
+    return runs
+
+
+def episodes(args) -> None:
+    """Episodes most runs get wrong: for each task and test episode, how many runs (every setting in --out and the
+    --replicates, or in the --reports summaries) end it with a gross false termination or miss its success. One
+    episode every run fails is no matter of a setting: look at its frames."""
+    from hilreward.evaluation.episodes import GROSS
+
+    if args.reports:
+        found = _report_runs(args.reports)
+    else:
+        found = {(study, setting, task): result for study in (args.out, *args.replicates)
+                 for task, by_setting in _results(study).items() for setting, result in by_setting.items()}
+    counts: dict[tuple[str, str, int], dict[str, int]] = {}
+    runs: dict[tuple[str, str], int] = {}
+    for (_, setting, task), result in sorted(found.items()):
+        if (args.settings and setting not in args.settings) or (setting in MORE_EPISODES and task in SHARED_TASKS):
+            continue  # a stand-in is another setting's run, counted there
+        for name in ("heldout", "unseen"):
+            if not result.get(name):
+                continue
+            runs[task, name] = runs.get((task, name), 0) + 1
+            for episode, outcome, _ in result[name]["per_episode"]:
+                if outcome in (*GROSS, "missed"):
+                    by = counts.setdefault((task, name, episode), {})
+                    by[outcome] = by.get(outcome, 0) + 1
+    rows = sorted(((sum(by.values()) / runs[task, name], task, name, episode, by)
+                   for (task, name, episode), by in counts.items()), reverse=True)
+    for share, task, name, episode, by in rows:
+        if share >= args.min_share:
+            print(f"{task:<22} {name:<8} episode {episode:>3}: {sum(by.values()):>2} of {runs[task, name]:>2} runs "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
+    if args.json:
+        _atomic_json(Path(args.json), {"sources": args.reports or [args.out, *args.replicates],
+                                       "runs": {f"{t}/{n}": c for (t, n), c in runs.items()},
+                                       "episodes": [{"task": t, "set": n, "episode": e, "share": s, **by}
+                                                    for s, t, n, e, by in rows if s >= args.min_share]})
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report", "last"))
+    parser.add_argument("command", choices=("run", "report", "last", "episodes"))
     parser.add_argument("--sim", default="/work/data-sim", help="folder holding <task>-s0 and <task>-s1")
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", default="/work/data-sim/study", help="cached runs and results")
@@ -482,14 +537,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", nargs="*", help="subset of tasks (default: every rendered one)")
     parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="subset of settings (report: the "
                         "candidates of the choice)")
-    parser.add_argument("--json", help="report: write the summary here")
+    parser.add_argument("--json", help="report, episodes: write the summary here")
+    parser.add_argument("--reports", nargs="*", help="episodes: read the runs from these report --json summaries "
+                        "instead of the study folders")
+    parser.add_argument("--min-share", type=float, default=0.25, help="episodes: list episodes failed by at least "
+                        "this share of the runs")
     parser.add_argument("--markdown", help="report: write the per-task table (markdown) here")
     parser.add_argument("--rescore", help="run: recalibrate and rescore every result not tagged with this label "
                         "(e.g. the commit of the final calibration code); training is not repeated")
     parser.add_argument("--seed", type=int, default=0, help="run: training seed (a replicate: give it its own --out)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
     args = parser.parse_args(argv)
-    {"run": run, "report": report, "last": last}[args.command](args)
+    {"run": run, "report": report, "last": last, "episodes": episodes}[args.command](args)
     return 0
 
 
