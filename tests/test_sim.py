@@ -119,6 +119,41 @@ def test_sim_cli_writes_a_dataset_that_reads_back(env, tmp_path, capsys):
         assert diff < 6, (cam, diff)
 
 
+def test_shift_options_change_light_and_camera_and_are_recorded(gl, tmp_path, capsys):
+    from hilreward.sim import SimShift, make_env
+    from hilreward.sim.cli import main
+
+    def front(shift: SimShift, seed: int = 1) -> np.ndarray:
+        env = make_env("drawer-open", image_size=SIZE, seed=0, shift=shift)
+        try:
+            return env.reset(seed=seed)[0]["pixels"]["front"].astype(int)
+        finally:
+            env.close()
+
+    plain = front(SimShift())
+    assert front(SimShift(brightness=0.6)).mean() < plain.mean() - 10  # dimmer
+    warm = front(SimShift(tint=(1.3, 1.0, 0.7)))
+    assert (warm[..., 0] - warm[..., 2]).mean() > (plain[..., 0] - plain[..., 2]).mean() + 5  # redder
+    assert np.abs(front(SimShift(light_shift=(0.8, 0.5, 0.3))) - plain).mean() > 0.5  # shading moved
+    jittered = SimShift(camera_jitter=4.0)
+    assert np.abs(front(jittered) - plain).mean() > 2  # the camera moved
+    np.testing.assert_array_equal(front(jittered), front(jittered))  # the same seed, the same pose
+    assert np.abs(front(jittered, seed=2) - front(SimShift(), seed=2)).mean() > 2
+    for bad, match in ((["brightness=0"], "brightness must be > 0"), (["tint=[1,1]"], "tint must have 3"),
+                       (["camera_jitter=-1"], "camera_jitter must be >= 0")):
+        with pytest.raises(ConfigError, match=match):
+            main(["task=drawer-open", f"out={tmp_path / 'bad'}", *bad])
+    out = tmp_path / "shifted"
+    assert main(["task=drawer-open", f"out={out}", "episodes=2", "steps=3", f"image_size=[{SIZE[0]},{SIZE[1]}]",
+                 "seed=5", "brightness=0.7", "tint=[1.2,1.0,0.8]", "camera_jitter=3"]) == 0
+    record = json.loads((out / "meta" / "sim.json").read_text())
+    assert record["seed"] == 5 and record["task"] == "drawer-open"
+    assert record["shift"] == {"brightness": 0.7, "tint": [1.2, 1.0, 0.8], "light_shift": [0.0, 0.0, 0.0],
+                               "camera_jitter": 3.0}
+    poses = [e["front_camera"] for e in record["episodes"]]
+    assert len(poses) == 2 and poses[0] != poses[1] and all(abs(p["azimuth"] - 140) <= 3 for p in poses)
+
+
 def test_unknown_task_lists_the_known_ones(env, tmp_path):
     from hilreward.sim import make_env, scripted_policy
     from hilreward.sim.cli import main

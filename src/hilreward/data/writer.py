@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +39,8 @@ class DatasetWriter:
                  robot_type: str | None = None, use_videos: bool = True, overwrite: bool = False,
                  video_options: dict[str, str] | None = None):
         self.root = Path(root)
+        self.extra_meta: dict[str, Any] = {}
+        """``name -> JSON-able`` written as ``meta/<name>.json`` by :meth:`finalize` (e.g. how a sim set was made)."""
         if self.root.exists() and not overwrite and any(self.root.iterdir()):
             raise DatasetError(f"{self.root} already exists and is not empty; choose another folder or pass "
                                f"overwrite=True")
@@ -170,6 +173,8 @@ class DatasetWriter:
         self._write_tasks(meta / "tasks.parquet")
         (meta / "stats.json").write_text(json.dumps(self._global_stats(), indent=4))
         (meta / "info.json").write_text(json.dumps(self._info(), indent=4))
+        for name, value in self.extra_meta.items():
+            (meta / f"{name}.json").write_text(json.dumps(value, indent=2) + "\n")
         if self.root.exists():
             old = self.root.parent / f".{self.root.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.root, old)

@@ -30,6 +30,15 @@ class SimOptions:
     """Video codec: auto (AV1 through libsvtav1 when available, else libx264), libsvtav1, libx264."""
     overwrite: bool = False
     """Replace ``out`` if it already holds something."""
+    brightness: float = 1.0
+    """Lighting shift: scale of every light's colour (0.6 dims, 1.4 brightens)."""
+    tint: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    """Lighting shift: per-channel [R, G, B] scale of the lights (e.g. [1.2, 1.0, 0.8], a warm light)."""
+    light_shift: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Lighting shift: metres [x, y, z] added to every light's position (each re-aimed where it lit before)."""
+    camera_jitter: float = 0.0
+    """Per episode, the front camera's azimuth/elevation move by up to this many degrees and its target by up to
+    this many cm (seeded); 0 keeps it fixed."""
 
 
 def main(args: list[str]) -> int:
@@ -38,10 +47,12 @@ def main(args: list[str]) -> int:
         raise ConfigError("missing out=<folder>: where to write the dataset, e.g. out=data/my_drawer_open")
     if len(opts.image_size) != 2:
         raise ConfigError(f"image_size must be [height, width], got {opts.image_size}")
+    from .env import SimShift
     from .generate import generate
 
+    shift = SimShift(opts.brightness, tuple(opts.tint), tuple(opts.light_shift), opts.camera_jitter)
     summary = generate(opts.task, opts.out, opts.episodes, opts.steps, tuple(opts.image_size), opts.seed,
-                       fps=opts.fps, codec=opts.codec, overwrite=opts.overwrite, progress=True)
+                       fps=opts.fps, codec=opts.codec, overwrite=opts.overwrite, progress=True, shift=shift)
     result = asdict(summary)
     result.pop("per_episode")
     result["seconds_per_episode"] = round(result["seconds_per_episode"], 2)

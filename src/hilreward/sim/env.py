@@ -10,6 +10,7 @@ answer is never painted on the image.
 from __future__ import annotations
 
 import weakref
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -27,13 +28,51 @@ _WRIST = "gripperPOV"  # Meta-World's camera on the gripper
 _AGENT_POS_DIM = 4
 
 
+@dataclass(frozen=True)
+class SimShift:
+    """A distribution shift to render: lighting of the whole scene and a per-episode jitter of the front camera.
+
+    The defaults change nothing. Layouts shift with the env's ``seed``."""
+
+    brightness: float = 1.0
+    """Scale of every light's ambient, diffuse and specular colour (and the headlight's): 0.6 dims, 1.4 brightens."""
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Per-channel (R, G, B) scale of the lights' colours: (1.2, 1.0, 0.8) is a warm light."""
+    light_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Metres added to every light's position; each light is re-aimed at the point it lit before (shadows and
+    highlights move)."""
+    camera_jitter: float = 0.0
+    """Per episode, the front camera's azimuth and elevation move by up to this many degrees and the point it
+    looks at by up to this many centimetres (uniform, seeded by the episode's reset seed)."""
+
+    def __post_init__(self) -> None:
+        if not self.brightness > 0:
+            raise ConfigError(f"brightness must be > 0, got {self.brightness}")
+        for name, size in (("tint", 3), ("light_shift", 3)):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != size:
+                raise ConfigError(f"{name} must have {size} numbers, got {list(getattr(self, name))}")
+            object.__setattr__(self, name, value)
+        if min(self.tint) < 0:
+            raise ConfigError(f"tint must be >= 0 per channel, got {list(self.tint)}")
+        if self.camera_jitter < 0:
+            raise ConfigError(f"camera_jitter must be >= 0 degrees, got {self.camera_jitter}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self == SimShift()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
 class MetaWorldPixelEnv(gym.Env):
     """Meta-World v3 task rendered offscreen by MuJoCo into a ``front`` and a ``wrist`` camera."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, task: str = "drawer-open", image_size: tuple[int, int] = (128, 128), seed: int = 0,
-                 max_steps: int = 150, show_markers: bool = False):
+                 max_steps: int = 150, show_markers: bool = False, shift: SimShift | None = None):
         height, width = (int(v) for v in image_size)
         if height < 8 or width < 8:
             raise ConfigError(f"image_size must be at least [8, 8], got {list(image_size)}")
@@ -54,7 +93,10 @@ class MetaWorldPixelEnv(gym.Env):
         self.max_steps = max_steps
         """Episodes are truncated after this many steps."""
         self.render_mode = "rgb_array"
+        self.shift = shift or SimShift()
+        """The rendered distribution shift (lighting, camera jitter)."""
         model = self.metaworld.model
+        _light(model, self.shift)
         # Software GL (llvmpipe, OSMesa) spends most of a frame on the 4096^2 shadow map and 4x
         # MSAA; without shadows and with 2x MSAA a frame costs ~10x less and looks nearly the same.
         model.vis.global_.offheight, model.vis.global_.offwidth = height, width
@@ -73,6 +115,9 @@ class MetaWorldPixelEnv(gym.Env):
         self._front.lookat[:] = _FRONT["lookat"]
         self._front.azimuth, self._front.elevation = _FRONT["azimuth"], _FRONT["elevation"]
         self._front.distance = _FRONT["distance"]
+        self.camera_pose: dict[str, Any] = {}
+        """The front camera's pose in the current episode (jittered per episode by ``shift.camera_jitter``)."""
+        self._pose_front(None)
 
         image = gym.spaces.Box(0, 255, (height, width, 3), np.uint8)
         state_space = self.metaworld.sawyer_observation_space  # Meta-World clips its state to this box
@@ -91,6 +136,19 @@ class MetaWorldPixelEnv(gym.Env):
     def set_markers_visible(self, visible: bool) -> None:
         """Draw (True, for debugging) or hide (the default) the MuJoCo sites: goal and end-effector markers."""
         self._scene_option.sitegroup[:] = self._mujoco.MjvOption().sitegroup if visible else 0
+
+    def _pose_front(self, seed: int | None) -> None:
+        jitter = self.shift.camera_jitter
+        rng = np.random.default_rng(seed)
+        d_angle = rng.uniform(-jitter, jitter, 2) if jitter else np.zeros(2)
+        d_look = rng.uniform(-jitter, jitter, 3) / 100.0 if jitter else np.zeros(3)
+        self._front.lookat[:] = np.asarray(_FRONT["lookat"]) + d_look
+        self._front.azimuth = _FRONT["azimuth"] + float(d_angle[0])
+        self._front.elevation = _FRONT["elevation"] + float(d_angle[1])
+        self.camera_pose = {"azimuth": round(float(self._front.azimuth), 4),
+                            "elevation": round(float(self._front.elevation), 4),
+                            "lookat": [round(float(v), 5) for v in self._front.lookat],
+                            "distance": float(self._front.distance)}
 
     def _with_goal(self, raw: np.ndarray) -> np.ndarray:
         # The goal-hidden env zeroes the goal in its state; the scripted experts need it.
@@ -122,6 +180,8 @@ class MetaWorldPixelEnv(gym.Env):
         if seed is not None:
             self.metaworld.seed(seed)
             self.action_space.seed(seed)
+        if self.shift.camera_jitter:
+            self._pose_front(seed if seed is not None else int(self.np_random.integers(1 << 31)))
         raw, _ = self.metaworld.reset()
         self.state = self._with_goal(raw)
         self._steps = 0
@@ -144,11 +204,32 @@ class MetaWorldPixelEnv(gym.Env):
             self.metaworld.close()
 
 
+def _light(model, shift: SimShift) -> None:
+    """Apply ``shift``'s lighting to a MuJoCo model (in place)."""
+    scale = shift.brightness * np.asarray(shift.tint)
+    for name in ("light_ambient", "light_diffuse", "light_specular"):
+        getattr(model, name)[:] = np.clip(getattr(model, name) * scale, 0.0, 1.0)
+    head = model.vis.headlight
+    for name in ("ambient", "diffuse", "specular"):
+        setattr(head, name, np.clip(np.asarray(getattr(head, name)) * scale, 0.0, 1.0))
+    offset = np.asarray(shift.light_shift)
+    if offset.any():
+        for i in range(model.nlight):
+            pos, direction = model.light_pos[i].copy(), model.light_dir[i].copy()
+            # the point the light lit on the table plane (z = 0), or one metre along its axis
+            t = -pos[2] / direction[2] if direction[2] < -1e-6 else 1.0
+            target = pos + t * direction
+            model.light_pos[i] = pos + offset
+            aim = target - model.light_pos[i]
+            model.light_dir[i] = aim / np.linalg.norm(aim)
+
+
 def make_env(task: str = "drawer-open", image_size: tuple[int, int] = (128, 128), seed: int = 0,
-             max_steps: int = 150, show_markers: bool = False) -> MetaWorldPixelEnv:
+             max_steps: int = 150, show_markers: bool = False, shift: SimShift | None = None) -> MetaWorldPixelEnv:
     """A Meta-World v3 ``task`` with ``front`` and ``wrist`` pixel observations of ``image_size`` (H, W).
 
     Episodes end (truncated) after ``max_steps`` steps; success never terminates them.
-    ``show_markers=True`` draws the goal markers (for debugging only).
+    ``show_markers=True`` draws the goal markers (for debugging only); ``shift`` renders a lighting change and
+    a per-episode camera jitter (:class:`SimShift`).
     """
-    return MetaWorldPixelEnv(task, image_size, seed, max_steps, show_markers)
+    return MetaWorldPixelEnv(task, image_size, seed, max_steps, show_markers, shift)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .env import CAMERAS, make_env
+from .env import CAMERAS, SimShift, make_env
 from .policies import policy_for_episode, scripted_policy
 
 _FEATURES = {
@@ -79,23 +79,29 @@ def _rollout(env, kind: str, steps: int, seed: int) -> tuple[dict[str, np.ndarra
 
 def generate(task: str, out: str | Path, episodes: int, steps: int = 150, image_size: tuple[int, int] = (128, 128),
              seed: int = 0, fps: int = 10, codec: str = "auto", overwrite: bool = False,
-             progress: bool = False) -> GenerateSummary:
+             progress: bool = False, shift: SimShift | None = None) -> GenerateSummary:
     """Write ``episodes`` rendered episodes of ``steps`` rows each to the LeRobot v3.0 folder ``out``.
 
-    The folder appears only when complete (built in a temp folder, then renamed).
+    ``shift`` renders a lighting change and camera jitter (:class:`SimShift`). How the set was made (task,
+    seed, shift, each episode's policy and front-camera pose) is recorded in ``meta/sim.json``. The folder
+    appears only when complete (built in a temp folder, then renamed).
     """
     from ..data import DatasetWriter
 
     if episodes < 1 or steps < 2:
         raise ConfigError(f"need episodes >= 1 and steps >= 2, got episodes={episodes} steps={steps}")
     height, width = (int(v) for v in image_size)
-    env = make_env(task, (height, width), seed=seed, max_steps=steps)
+    shift = shift or SimShift()
+    env = make_env(task, (height, width), seed=seed, max_steps=steps, shift=shift)
     cameras = {f"observation.images.{k}": (height, width) for k in CAMERAS}
     summary = GenerateSummary(str(out), env.task.text, episodes, episodes * steps, 0)
     start = time.perf_counter()
     try:
         with DatasetWriter(out, fps=fps, cameras=cameras, features=_FEATURES, codec=codec,
                            robot_type="sawyer", overwrite=overwrite) as writer:
+            record = {"generator": "hilreward sim", "task": env.task.name, "seed": seed, "steps": steps,
+                      "image_size": [height, width], "shift": shift.to_dict(), "episodes": []}
+            writer.extra_meta["sim"] = record
             for ep in range(episodes):
                 kind = policy_for_episode(ep)
                 frames, columns = _rollout(env, kind, steps, _episode_seed(seed, ep))
@@ -104,6 +110,7 @@ def generate(task: str, out: str | Path, episodes: int, steps: int = 150, image_
                 summary.positives += len(hits)
                 summary.per_episode.append({"episode": ep, "policy": kind, "positives": int(len(hits)),
                                             "first_positive": int(hits[0]) if len(hits) else -1})
+                record["episodes"].append({"episode": ep, "policy": kind, "front_camera": env.camera_pose})
                 if progress:
                     print(f"episode {ep + 1}/{episodes} ({kind}): {len(hits)} positive rows", file=sys.stderr)
             writer.finalize()
