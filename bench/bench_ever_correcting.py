@@ -36,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,17 +84,24 @@ def rendered(task: str, seed: int, episodes: int, given: str | None, cache: Path
     return path
 
 
+def sim_record(root: Path) -> dict | None:
+    """How ``hilreward sim`` made a set (its meta/sim.json), without the per-episode list."""
+    path = Path(root) / "meta" / "sim.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    record.pop("episodes", None)
+    return record
+
+
 # --------------------------------------------------------------------------- B: frames, truth, test scoring
 class LayoutB:
     """B's frames and labels (the checkpoint's label rule), split into correction and test episodes."""
 
     def __init__(self, root: Path, checkpoint: Path, correction_episodes: int, cache_dir: str) -> None:
-        import torch
-
         from hilreward.config import DatasetConfig, TrainConfig, from_yaml
         from hilreward.data import load_frame_data
         from hilreward.models import RewardClassifier
-        from hilreward.training.features import compute_features
 
         self.model = RewardClassifier.from_pretrained(checkpoint).eval()
         cfg_path = checkpoint / "train_config.yaml"
@@ -108,13 +116,7 @@ class LayoutB:
             raise SystemExit(f"{root} has {len(episodes)} episodes; need more than --correction-episodes")
         self.correction_episodes, self.test_episodes = episodes[:correction_episodes], episodes[correction_episodes:]
         self.labels = np.asarray(self.raw.labels, dtype=np.int64)
-        self.test = np.flatnonzero(np.isin(self.raw.episode_index, self.test_episodes))
-        sized = load_frame_data(DatasetConfig(root=str(root), cameras=cameras), label,
-                                tuple(self.model.config.image_size), cache_dir=cache_dir)
-        # Retraining changes the head only: the encoder's features of the test frames are computed once.
-        feats = compute_features(self.model, sized, cache_dir=cache_dir, rows=self.test)
-        self.test_features = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in feats.items()}
-        self._encoder = {k: v.clone() for k, v in self.model.encoder.state_dict().items()}
+        self.scorer = Scorer(root, self.test_episodes, checkpoint, cache_dir)
 
     def rows(self, episode: int) -> np.ndarray:
         idx = np.flatnonzero(self.raw.episode_index == episode)
@@ -134,28 +136,58 @@ class LayoutB:
 
     def score(self, version_dir: Path, threshold: float) -> dict:
         """Episode metrics and frame accuracy of a served version on the test episodes."""
-        import torch
+        return self.scorer.score(version_dir, threshold)
 
-        from hilreward.evaluation.episodes import episode_metrics
+
+class Scorer:
+    """Episode metrics of a version on some episodes of a dataset (the version's own encoder: retraining may
+    adapt it; features are cached on disk by encoder fingerprint, so a head-only version costs a head pass)."""
+
+    def __init__(self, root: Path, episodes: list[int], checkpoint: Path, cache_dir: str) -> None:
+        from hilreward.config import DatasetConfig, TrainConfig, from_yaml
+        from hilreward.data import load_frame_data
         from hilreward.models import RewardClassifier
 
+        model = RewardClassifier.from_pretrained(checkpoint)
+        cfg_path = checkpoint / "train_config.yaml"
+        label = (from_yaml(cfg_path.read_text()) if cfg_path.is_file() else TrainConfig()).label
+        self.data = load_frame_data(DatasetConfig(root=str(root), cameras=list(model.camera_keys),
+                                                  episodes=list(episodes)),
+                                    label, tuple(model.config.image_size), cache_dir=cache_dir)
+        self.cache_dir = cache_dir
+        self.labels = np.asarray(self.data.labels, dtype=np.int64)
+        self.fps = float(self.data.fps)
+
+    def probabilities(self, version_dir: Path) -> np.ndarray:
+        import torch
+
+        from hilreward.models import RewardClassifier
+        from hilreward.training.features import compute_features
+
         model = RewardClassifier.from_pretrained(version_dir).eval()
-        encoder = model.encoder.state_dict()
-        if any(not torch.equal(encoder[k], v) for k, v in self._encoder.items()):
-            raise SystemExit(f"{version_dir} has another encoder than the checkpoint: the cached test features "
-                             "do not apply (did retraining start to update the encoder?)")
+        feats = compute_features(model, self.data, cache_dir=self.cache_dir)
         with torch.inference_mode():
-            probs = model.probabilities(model.head(self.test_features)).numpy()
-        probs = probs if probs.ndim == 1 else probs[:, -1]
-        y = self.labels[self.test]
-        m = episode_metrics(self.raw.episode_index[self.test], self.raw.frame_index[self.test], y, probs, threshold,
-                            fps=self.fps, tolerance_s=TOLERANCE_S)
+            probs = model.probabilities(model.head({k: torch.from_numpy(np.asarray(v, dtype=np.float32))
+                                                    for k, v in feats.items()})).numpy()
+        return probs if probs.ndim == 1 else probs[:, -1]
+
+    def score(self, version_dir: Path, threshold: float) -> dict:
+        from hilreward.evaluation.episodes import episode_metrics
+
+        probs, y = self.probabilities(version_dir), self.labels
+        m = episode_metrics(self.data.episode_index, self.data.frame_index, y, probs, threshold, fps=self.fps,
+                            tolerance_s=TOLERANCE_S)
         outcomes = [r["outcome"] for r in m["per_episode"]]
+        late = [r["episode"] for r in m["per_episode"] if r["outcome"] == "detected"
+                and r["onset_error_frames"] > TOLERANCE_S * self.fps]
         return {"gross_early": outcomes.count("gross_early"),
                 "false_successes_in_failed": m["false_successes_in_failed_episodes"],
-                "missed": m["missed_successes"], "onset_error_median_frames": m["onset_error_median_frames"],
+                "missed": m["missed_successes"], "late": len(late),
+                "onset_error_median_frames": m["onset_error_median_frames"],
                 "accuracy": round(float(((probs >= threshold) == (y == 1)).mean()), 4),
-                "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))}}
+                "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))},
+                "gross_episodes": [r["episode"] for r in m["per_episode"] if r["outcome"] in ("gross_early",
+                                                                                            "false_success")]}
 
 
 # --------------------------------------------------------------------------- one served run
@@ -193,6 +225,7 @@ class Run:
         self.total = 0
         self.number = info.number
         self.points.append({"corrections": 0, "version": info.number, **self.score(info)})
+        threading.Thread(target=self._watch, args=(address,), daemon=True).start()
 
     def timings(self) -> dict:
         """``breakdown`` of this run's exact corrections, from the server's records."""
@@ -243,19 +276,30 @@ class Run:
         self.total += len(ids)
         return ids
 
+    def _watch(self, address: str) -> None:
+        """Follows WatchModel in its own thread: the moment each version is first served, hence each correction's
+        seconds to the first serving version that covers it (however busy the operator loop is meanwhile)."""
+        from hilreward.errors import HilrewardError
+        from hilreward.serving import RewardClient
+
+        with RewardClient(address, timeout_s=60) as client:
+            try:
+                for info in client.watch_model(timeout_s=24 * 3600):
+                    now = time.perf_counter()
+                    timeline = client.versions(limit=5)
+                    covered = max(v.last_correction_id for v in timeline.versions if v.number <= info.number)
+                    for cid, at in list(self.submitted.items()):
+                        if cid <= covered and cid not in self.latency:
+                            self.latency[cid] = round(now - at, 3)
+                    self.number = info.number
+            except HilrewardError:  # the server stopped
+                pass
+
     def wait(self, last_id: int, timeout: float = 180.0) -> dict:
-        """Until a retraining attempt covers ``last_id``: each correction's seconds to its first serving version."""
+        """Until a retraining attempt covers ``last_id`` (served, or refused)."""
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout:
             info = self.client.get_model()
-            now = time.perf_counter()
-            if info.number != self.number:
-                self.number = info.number
-                timeline = self.client.versions(limit=5)
-                covered = max(v.last_correction_id for v in timeline.versions if v.number <= info.number)
-                for cid, at in self.submitted.items():
-                    if cid <= covered and cid not in self.latency:
-                        self.latency[cid] = round(now - at, 3)
             attempt = None
             if last_id not in self.latency and info.retrainer_status.startswith("rejected"):
                 attempts = self.client.versions(limit=1).attempts
@@ -314,6 +358,123 @@ class Run:
                 "seconds_to_version": summary([self.latency[c] for c in exact if c in self.latency]),
                 "unserved_corrections": sorted(exact - set(self.latency)),
                 "late_corrections": {"ids": sorted(self.late_ids), "served": sorted(self.late_ids & set(self.latency))}}
+
+
+def late_labels(y: np.ndarray, lag: int) -> np.ndarray:
+    """An episode's labels as a key pressed ``lag`` frames after each change gives them (frame t gets t-lag's)."""
+    out = np.asarray(y).copy()
+    if lag > 0:
+        out[lag:] = y[:-lag]
+    return out
+
+
+class ShiftRun(Run):
+    """The shift protocol: each round runs every correction episode of B through the server and sends every frame
+    the served version gets wrong, labelled a keypress late (``lag`` frames after each label change), episode by
+    episode by reference (as the console does); then the version covering the round's last correction is scored
+    on B's test episodes and on A's held-out episodes."""
+
+    def __init__(self, *args, original: "Scorer", lag: int, **kwargs) -> None:
+        self.original, self.lag = original, lag
+        super().__init__(*args, **kwargs)
+
+    def score(self, info) -> dict:
+        version = self.state / "serve" / "versions" / str(info.number)
+        return {**self.b.score(version, info.threshold),
+                "original": self.original.score(version, info.threshold)}
+
+    def score_versions(self) -> list[dict]:
+        """Every published version (immutable folders), scored afterwards: corrections it covers -> metrics."""
+        timeline = self.client.versions(limit=100000).versions
+        submitted = sorted(self.submitted)
+        out = []
+        for v in timeline:
+            folder = self.state / "serve" / "versions" / str(v.number)
+            threshold = self.client.get_model().threshold
+            out.append({"number": v.number, "corrections": sum(1 for c in submitted if c <= v.last_correction_id),
+                        **self.b.score(folder, threshold), "original": self.original.score(folder, threshold)})
+        return out
+
+    def shift_round(self, r: int, send: str) -> None:
+        """``send="episode"``: after each episode its wrong frames by reference (the console's way); ``"round"``:
+        after all episodes every wrong frame with its frames (SubmitCorrection, episode and step given)."""
+        ids: list[int] = []
+        attempts_before = {a.id for a in self.client.versions(limit=100000).attempts}
+        later = []
+        for k, episode in enumerate(self.b.correction_episodes):
+            seen = self.run_episode(episode, 1000 * (r + 1) + k)
+            late = late_labels(self.b.labels[self.b.rows(episode)], self.lag)
+            wrong = [(i, row, res) for i, (row, res) in enumerate(seen) if res.success != bool(late[i])]
+            if send == "round":
+                later += [(1000 * (r + 1) + k, int(late[i]), row, res) for i, row, res in wrong]
+                continue
+            for label in (0, 1):
+                picks = [res.prediction_id for i, _, res in wrong if late[i] == label]
+                if picks:
+                    ack = self.client.correct_recent(label, prediction_ids=picks, source="bench-shift")
+                    now = time.perf_counter()
+                    self.submitted.update({cid: now for cid in ack.correction_ids})
+                    ids += ack.correction_ids
+        for episode_id, label, row, res in later:
+            ack = self.client.submit_correction(self.b.frames(row), label, episode_id=episode_id,
+                                                step=int(self.b.raw.frame_index[row]), model_version=res.model_version,
+                                                probability=res.probability, source="bench-shift")
+            self.submitted[ack.correction_id] = time.perf_counter()
+            ids.append(ack.correction_id)
+        self.total += len(ids)
+        entry = {"round": r + 1, "corrections": len(ids), "uptime": uptime()}
+        if ids:
+            done = self.wait(max(ids), timeout=300)
+            info = done.pop("info")
+            attempts = [a for a in self.client.versions(limit=100000).attempts if a.id not in attempts_before]
+            entry.update(done, attempts=len(attempts), published_versions=sum(a.passed for a in attempts),
+                         refused=[a.reason[:400] for a in attempts if not a.passed],
+                         seconds=summary([self.latency[c] for c in ids if c in self.latency]),
+                         statuses={k: getattr(info.corrections, k) for k in
+                                   ("fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable",
+                                    "rejected", "pending")})
+            self.points.append({"corrections": self.total, "version": info.number, **self.score(info)})
+        self.rounds.append(entry)
+        log(f"shift round {r + 1}: {len(ids)} corrections, version {self.number}, published "
+            f"{entry.get('published_versions')} of {entry.get('attempts')} attempts; {self.points[-1]}")
+
+
+def clean_from(versions: list[dict]) -> int | None:
+    """Fewest corrections after which every published version has 0 gross early terminations and 0 false
+    successes on the test episodes (None: the last one has some)."""
+    for i, v in enumerate(versions):
+        if all(w["gross_early"] == 0 and w["false_successes_in_failed"] == 0 for w in versions[i:]):
+            return v["corrections"]
+    return None
+
+
+def shift_protocol(b: LayoutB, checkpoint: Path, data_a: Path, work: Path, cache_dir: str,
+                   a: argparse.Namespace) -> dict:
+    """Rounds of the shift protocol on a fresh server (see :class:`ShiftRun`)."""
+    from hilreward.config import DatasetConfig, TrainConfig, from_yaml
+    from hilreward.data import open_dataset, split_episodes
+
+    cfg_path = checkpoint / "train_config.yaml"
+    train_cfg = from_yaml(cfg_path.read_text()) if cfg_path.is_file() else TrainConfig()
+    episodes = [e.index for e in open_dataset(DatasetConfig(root=str(data_a))).episodes]
+    held = train_cfg.split.val_episodes or split_episodes(episodes, train_cfg.split.val_fraction,
+                                                          train_cfg.split.seed)[1]
+    original = Scorer(data_a, sorted(held), checkpoint, cache_dir)
+    run = ShiftRun("shift", b, checkpoint, data_a, work, cache_dir, 0, a.seed, a.serve_arg, None,
+                   original=original, lag=a.lag)
+    log(f"shift: server up in {run.startup_s} s; version 0: {run.points[0]}")
+    try:
+        for r in range(a.rounds):
+            run.shift_round(r, a.send)
+        s = summary([run.latency[c] for c in run.submitted if c in run.latency])
+        versions = run.score_versions()
+        return {**run.result(), "original_episodes": sorted(held), "lag": a.lag, "send": a.send, "seconds_to_version": s,
+                "breakdown": run.timings(), "versions": versions, "clean_from": clean_from(versions),
+                "original_new_gross": max((v["original"]["gross_early"] + v["original"]["false_successes_in_failed"]
+                                           for v in versions), default=0) - (
+                    versions[0]["original"]["gross_early"] + versions[0]["original"]["false_successes_in_failed"])}
+    finally:
+        run.close()
 
 
 def breakdown(attempts: list, submitted: dict[int, float], latency: dict[int, float]) -> dict:
@@ -505,6 +666,14 @@ def main() -> None:
     ap.add_argument("--baseline-src", default=None,
                     help="also run strategy (b) first with the server from this source tree (its PYTHONPATH), e.g. "
                          "`git archive main src | tar -x -C /tmp/base` then /tmp/base/src")
+    ap.add_argument("--protocol", choices=("strategies", "shift"), default="strategies",
+                    help="strategies: the query-queue / wrong / random strategies (issue 12); shift: every wrong frame "
+                         "of the correction episodes, keypress-late labels, --rounds rounds (issue 24)")
+    ap.add_argument("--rounds", type=int, default=3, help="shift protocol: rounds over the correction episodes")
+    ap.add_argument("--lag", type=int, default=1, help="shift protocol: frames a label is late at each change")
+    ap.add_argument("--send", choices=("episode", "round"), default="round",
+                    help="shift protocol: send each episode's wrong frames after it (by reference), or the whole "
+                         "round's after its last episode (with their frames)")
     ap.add_argument("--seed", type=int, default=0, help="random strategy's seed")
     ap.add_argument("--cache-dir", default=None,
                     help="frame/feature cache and rendered sets (default $HILREWARD_CACHE or ~/.cache/hilreward)")
@@ -536,6 +705,21 @@ def main() -> None:
         log(f"trained in {time.perf_counter() - t0:.0f} s")
         checkpoint = work / "train" / "checkpoints" / "best"
     b = LayoutB(data_b, checkpoint, a.correction_episodes, cache_dir)
+    if a.protocol == "shift":
+        result = {"bench": "ever_correcting_shift", "task": a.task, "dataset_a": str(data_a),
+                  "dataset_b": str(data_b), "shift_b": sim_record(data_b), "checkpoint": str(checkpoint),
+                  "correction_episodes": b.correction_episodes, "test_episodes": b.test_episodes,
+                  "tolerance_s": TOLERANCE_S, "fps": b.fps, "serve_args": a.serve_arg,
+                  "command": "bench/bench_ever_correcting.py " + " ".join(sys.argv[1:]),
+                  "run": shift_protocol(b, checkpoint, data_a, work, cache_dir, a), "uptime_start": up0,
+                  "uptime_end": uptime(), "started_utc": started.isoformat(timespec="seconds"),
+                  "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        out = Path(a.out or HERE / "results" / f"ever-correcting-shift-{a.task}-{started.date().isoformat()}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        log(f"wrote {out}")
+        print(json.dumps({"rounds": result["run"]["rounds"], "points": result["run"]["points"]}, indent=1))
+        return
     plan = [(s, None) for s in a.strategies]
     if a.baseline_src:  # strategy (b) on the baseline's server first, then the branch's: side by side in one run
         plan = [("queue", str(Path(a.baseline_src).resolve()))] + plan

@@ -175,6 +175,15 @@ class ReviewModel(BaseModel):
         return cls(verdict=r.verdict, time_unix=r.time, reviewer=r.reviewer, note=r.note)
 
 
+class OfflineConflictModel(BaseModel):
+    episode: int = Field(description="offline held-out episode the correction conflicts with")
+    start: int = Field(description="first frame_index of the frames it makes wrong")
+    end: int = Field(description="one past the last (exclusive)")
+    frame: int = Field(description="the frame most alike the correction (offline_images shows it)")
+    kind: str = Field(description="the error training on it caused: gross_early, false_success, missed or late")
+    label: int = Field(description="those frames' label; accepting the correction relabels them to its label")
+
+
 class CorrectionModel(BaseModel):
     id: int
     time_unix: float
@@ -189,19 +198,21 @@ class CorrectionModel(BaseModel):
     status_detail: str
     probability_now: Optional[float] = Field(description="under the latest retraining attempt's model")
     review: Optional[ReviewModel]
+    conflict: Optional[OfflineConflictModel] = Field(None, description="conflicts_offline: the offline frames")
 
     @classmethod
     def of(cls, v: CorrectionView) -> "CorrectionModel":
         return cls(id=v.id, time_unix=v.time, label=v.label, probability=v.probability, model_version=v.model_version,
                    episode_id=v.episode, step=v.step, env_index=v.env_index, source=v.source, status=v.status,
                    status_detail=v.status_detail, probability_now=v.probability_now,
-                   review=None if v.review is None else ReviewModel.of(v.review))
+                   review=None if v.review is None else ReviewModel.of(v.review),
+                   conflict=None if v.conflict is None else OfflineConflictModel(**v.conflict))
 
 
 class CorrectionPage(BaseModel):
     corrections: list[CorrectionModel] = Field(description="newest first")
     counts: CorrectionCounts
-    waiting: int = Field(description="listed corrections that are unfixed or contradicted and have no verdict yet")
+    waiting: int = Field(description="listed corrections in conflict, contradicted or unfixed, with no verdict yet")
 
 
 class StatusChange(BaseModel):
@@ -216,6 +227,9 @@ class CorrectionDetailModel(BaseModel):
     images: dict[str, str] = Field(description="camera -> PNG data URL (the stored frames, lossless)")
     history: list[StatusChange] = Field(description="status changes, oldest first")
     reviews: list[ReviewModel]
+    offline_images: dict[str, str] = Field(default_factory=dict, description="conflicts_offline: camera -> data URL "
+                                           "of the offline frame it conflicts with")
+    offline_note: str = Field("", description="why offline_images is empty for a conflict")
 
 
 class ReviewRequest(BaseModel):

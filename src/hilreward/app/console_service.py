@@ -12,15 +12,12 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import ConfigError
+from ..online.review import WAITING
 from .activity_feed import ActivityFeed
 from .console_models import (AttemptModel, ConsoleSettings, CorrectAck, CorrectionDetailModel, CorrectionModel,
                              CorrectionPage, CorrectRequest, Point, QueryList, QueryModel, ReviewAck,
                              ReviewModel, ReviewRequest, StatusChange, TimelineModel, VersionModel, images_model,
                              same_named)
-
-WAITING = ("unfixed", "contradicted")
-"""Statuses a reviewer should decide: the retrainer could not make the model agree with them."""
-
 
 class ConsoleService:
     """The console and review pages' calls, each one RewardClient call, plus the live :class:`ActivityFeed`."""
@@ -87,7 +84,8 @@ class ConsoleService:
         return CorrectionDetailModel(
             correction=CorrectionModel.of(detail.view), images=images_model(detail.images),
             history=[StatusChange(**same_named(StatusChange, a)) for a in detail.history],
-            reviews=[ReviewModel.of(r) for r in detail.reviews])
+            reviews=[ReviewModel.of(r) for r in detail.reviews], offline_images=images_model(detail.offline_images),
+            offline_note=detail.offline_note)
 
     def review(self, req: ReviewRequest) -> ReviewAck:
         """Accept or reject corrections (stored durably; the retrainer retrains)."""

@@ -201,13 +201,19 @@ class EditsFile:
 
 def apply_edits(ds: LeRobotDataset, labels: np.ndarray, edits: list[Edit], value: Optional[int] = None) -> np.ndarray:
     """Copy of ``labels`` (every row of ``ds``) with each edit's range set to its label (or to ``value``)."""
-    out = np.array(labels, copy=True)
     if not edits:
-        return out
-    frame_index = ds.read_rows(["frame_index"])["frame_index"]
+        return np.array(labels, copy=True)
+    rows = ds.read_rows(["episode_index", "frame_index"])
+    return edited_labels(rows["episode_index"], rows["frame_index"], labels, edits, value)
+
+
+def edited_labels(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, edits: list[Edit],
+                  value: Optional[int] = None) -> np.ndarray:
+    """Copy of ``labels`` of the rows ``(episode_index, frame_index)`` (any subset and order of a dataset's rows)
+    with each edit's range set to its label (or to ``value``), in order."""
+    out = np.array(labels, copy=True)
     for e in edits:
-        rows = ds.rows([e.episode_index])
-        sel = rows[(frame_index[rows] >= e.start) & (frame_index[rows] < e.end)]
+        sel = (episode_index == e.episode_index) & (frame_index >= e.start) & (frame_index < e.end)
         out[sel] = e.label if value is None else value
     return out
 

@@ -45,6 +45,9 @@ class Correction:
     """Index of the environment in a vectorised batch."""
     source: str = "programmatic"
     """Which override source produced the label (``programmatic``, ``keyboard``, ``gamepad``...)."""
+    context: dict[int, float] | None = None
+    """Success probabilities the server gave the neighbouring steps of the same episode (step -> probability),
+    recorded when the correction arrived: where the served labels change near it (a keypress is late)."""
 
 
 @runtime_checkable

@@ -29,13 +29,13 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from ..config import parse_overrides
+from ..config import DatasetConfig, parse_overrides
 from ..errors import ConfigError, ServingError
 from . import review
 from .store import CorrectionStore, StoredCorrection, engine_name
@@ -67,7 +67,8 @@ class ReviewConfig:
     store: Optional[str] = None
     """Correction store written by ``hilreward serve`` (``<state_dir>/corrections.sqlite`` or its postgresql:// URL)."""
     status: Optional[str] = None
-    """list: only corrections in this status (pending, fixed, unfixed, contradicted, rejected)."""
+    """list: only corrections in this status (pending, fixed, unfixed, boundary, contradicted, conflicts_offline,
+    unusable, rejected)."""
     limit: int = 50
     """list: at most this many, newest first (0 = all)."""
     id: Optional[int] = None
@@ -75,7 +76,10 @@ class ReviewConfig:
     ids: Optional[list[int]] = None
     """accept / reject: several corrections (``ids=[3,4,5]``)."""
     out: Optional[str] = None
-    """show: write the frames as PNG files into this folder."""
+    """show: write the frames as PNG files into this folder (with ``dataset.root``, also the offline frame a
+    ``conflicts_offline`` correction conflicts with)."""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    """show: the server's offline dataset (``dataset.root=...``), to read a conflict's offline frame."""
     note: str = ""
     """accept / reject: why (kept with the review)."""
     reviewer: Optional[str] = None
@@ -168,8 +172,15 @@ def _line(v: review.CorrectionView) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time))
     now = "-" if v.probability_now is None else f"{v.probability_now:.3f}"
     verdict = f"  [{v.review.verdict}ed]" if v.review is not None else ""
-    return (f"{v.id:>6}  {when}  ep {v.episode:>4} step {v.step:>4}  label {v.label}  p {v.probability:.3f} -> {now}  "
+    line = (f"{v.id:>6}  {when}  ep {v.episode:>4} step {v.step:>4}  label {v.label}  p {v.probability:.3f} -> {now}  "
             f"{v.status:<12} {v.model_version}  {v.source}{verdict}")
+    return line + (f"\n        {_conflict(v.conflict, v.label)}" if v.conflict else "")
+
+
+def _conflict(k: dict, label: int) -> str:
+    return (f"conflicts with offline episode {k['episode']} frames {k['start']}-{k['end'] - 1} (labelled {k['label']}; "
+            f"training on it makes them {k['kind'].replace('_', ' ')}; most alike: frame {k['frame']}): accept "
+            f"relabels them {label}, reject drops the correction")
 
 
 def review_main(action: str, args: list[str]) -> int:
@@ -180,6 +191,10 @@ def review_main(action: str, args: list[str]) -> int:
     if action == "list":
         with CorrectionStore(cfg.store, readonly=True) as db:
             items, counts = review.list_corrections(db, [cfg.status] if cfg.status else None, max(0, cfg.limit))
+            attempts = db.attempts(limit=1)
+        if attempts and not attempts[0].passed:
+            a = attempts[0]
+            print(f"latest retraining attempt (corrections up to {a.last_correction_id}) refused: {a.reason}")
         print("    id  time                 episode/step       label  p when made -> now  status       version  source")
         for v in items:
             print(_line(v))
@@ -204,10 +219,18 @@ def review_main(action: str, args: list[str]) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             from PIL import Image
 
-            for key, frame in detail.frames.items():
-                path = folder / f"correction-{v.id}-{key.rsplit('.', 1)[-1]}.png"
-                Image.fromarray(frame).save(path)
-                print(f"frame {key} {frame.shape[1]}x{frame.shape[0]} -> {path}")
+            written = {f"correction-{v.id}": detail.frames}
+            if v.conflict and (cfg.dataset.root or cfg.dataset.repo_id):
+                k = v.conflict
+                written[f"offline-ep{k['episode']}-frame{k['frame']}"] = review.offline_frames(
+                    cfg.dataset, k, list(detail.frames))
+            elif v.conflict:
+                print("(pass dataset.root=<the server's offline dataset> to write the offline frame too)")
+            for name, frames in written.items():
+                for key, frame in frames.items():
+                    path = folder / f"{name}-{key.rsplit('.', 1)[-1]}.png"
+                    Image.fromarray(frame).save(path)
+                    print(f"frame {key} {frame.shape[1]}x{frame.shape[0]} -> {path}")
         else:
             print("frames: " + ", ".join(f"{k} {f.shape[1]}x{f.shape[0]}" for k, f in detail.frames.items())
                   + " (out=<folder> writes them as PNG)")

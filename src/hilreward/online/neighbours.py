@@ -56,6 +56,11 @@ class NearDuplicates:
         """Median distance between consecutive offline frames (the unit of ``radius``)."""
         self._offline: dict[int, tuple[float, int]] = {}
 
+    def relabel(self, labels: np.ndarray) -> None:
+        """New labels of the offline rows (a review's relabels); forgets what was found with the old ones."""
+        self.labels = np.asarray(labels)
+        self._offline.clear()
+
     def _nearest_offline(self, key: int, vector: np.ndarray, label: int) -> tuple[float, int]:
         """(distance, row) of the nearest offline frame labelled otherwise (cached per correction id)."""
         if key not in self._offline:

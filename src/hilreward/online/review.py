@@ -4,8 +4,10 @@ The same functions serve ``hilreward corrections list|show|accept|reject`` and t
 ListCorrections / GetCorrection / ReviewCorrections (the operator console).
 
 A correction's status: ``rejected`` as soon as its newest review rejects it; else the status
-the latest retraining attempt that saw it gave it (``fixed``, ``unfixed``, ``contradicted``);
-``pending`` until an attempt has seen it.
+the latest retraining attempt that saw it gave it (``fixed``, ``unfixed``, ``boundary``,
+``contradicted``, ``conflicts_offline``, ``unusable``: :data:`~hilreward.online.store.STATUSES`);
+``pending`` until an attempt has seen it. A ``conflicts_offline`` correction names the offline
+held-out frames it conflicts with (:func:`offline_frames` reads them for a reviewer to compare).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class CorrectionView:
     """Success probability under the latest attempt's model (None while pending or when it cannot judge it)."""
     review: Optional[Review]
     """The newest review, if any."""
+    conflict: Optional[dict] = None
+    """``conflicts_offline``: the offline frames it conflicts with (see :class:`~hilreward.online.store.Assessment`)."""
 
 
 @dataclass
@@ -62,6 +66,9 @@ class CorrectionCounts:
     contradicted: int = 0
     rejected: int = 0
     accepted: int = 0
+    boundary: int = 0
+    conflicts_offline: int = 0
+    unusable: int = 0
 
 
 def _view(stored: StoredCorrection, statuses: dict[int, Assessment], verdicts: dict[int, Review],
@@ -77,8 +84,10 @@ def _view(stored: StoredCorrection, statuses: dict[int, Assessment], verdicts: d
     else:
         status, detail = "pending", "no retraining attempt has seen it yet"
     now = assessment.probability if assessment is not None and assessment.probability >= 0 else None
+    conflict = assessment.conflict if assessment is not None and status == "conflicts_offline" else None
     return CorrectionView(stored.id, c.time, c.label, float(p[-1]) if isinstance(p, list) else float(p),
-                          c.model_version, c.episode, c.step, c.env_index, c.source, status, detail, now, review)
+                          c.model_version, c.episode, c.step, c.env_index, c.source, status, detail, now, review,
+                          conflict)
 
 
 def views(store: CorrectionStore) -> list[CorrectionView]:
@@ -95,9 +104,14 @@ def count(items: list[CorrectionView]) -> CorrectionCounts:
                                                            and v.review.verdict == "accept"), **by_status)
 
 
+WAITING = ("conflicts_offline", "contradicted", "unfixed")
+"""Statuses a review should decide (the first ones first)."""
+
+
 def needs_review(items: list[CorrectionView], limit: int = 100) -> list[int]:
-    """Unfixed and contradicted corrections no review has decided (newest first)."""
-    return [v.id for v in reversed(items) if v.status in ("unfixed", "contradicted") and v.review is None][:limit]
+    """Corrections in a :data:`WAITING` status that no review has decided: conflicts first, newest first."""
+    waiting = [v for v in reversed(items) if v.status in WAITING and v.review is None]
+    return [v.id for v in sorted(waiting, key=lambda v: WAITING.index(v.status))][:limit]
 
 
 def list_corrections(store: CorrectionStore, statuses: list[str] | None = None, limit: int = 100,
@@ -131,3 +145,19 @@ def review_corrections(store: CorrectionStore, ids: list[int], verdict: str, rev
     """Record ``verdict`` (accept / reject) for ``ids``; returns the review ids. A rejected correction
     never trains again (until a later accept); an accepted one trains fully even when contradicted."""
     return store.add_reviews(ids, verdict, reviewer=reviewer, note=note)
+
+
+def offline_frames(dataset, conflict: dict, cameras: list[str]) -> dict[str, np.ndarray]:
+    """The offline frame a ``conflicts_offline`` correction conflicts with (``conflict["frame"]`` of its
+    episode), uint8 (H, W, 3) per camera of ``cameras``, at the dataset's own size; ``dataset`` is the
+    retrainer's :class:`~hilreward.config.DatasetConfig`."""
+    from ..data.reader import open_dataset
+
+    ds = open_dataset(dataset)
+    episode, frame = int(conflict["episode"]), int(conflict["frame"])
+    rows = ds.read_rows(["frame_index"], episodes=[episode])["frame_index"]
+    hits = np.flatnonzero(rows == frame)
+    if not len(hits):
+        raise InputError(f"offline episode {episode} has no frame {frame} (it has {len(rows)} frames)")
+    keys = ds.resolve_cameras(cameras)
+    return {k: np.asarray(ds.frames([k], ds.camera_size(k), episodes=[episode])[k][int(hits[0])]) for k in keys}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
@@ -46,9 +46,14 @@ class Prediction:
 class PredictionLog:
     """The last ``size`` predictions (and at most ``max_mb`` MiB of frames); watchers wait for new ones."""
 
+    SERVED = 65536
+    """(episode, step) -> success probability kept for this many predictions (no frames: a few MiB), so a
+    correction sent minutes later still finds the served labels around it."""
+
     def __init__(self, size: int = 512, max_mb: float = 256.0) -> None:
         self.size = int(size)
         self.max_bytes = int(max_mb * 1024 * 1024)
+        self._served: OrderedDict[tuple[int, int], float] = OrderedDict()
         self._items: deque[Prediction] = deque()
         self._bytes = 0
         self._next = 1
@@ -60,6 +65,10 @@ class PredictionLog:
         with self._cond:
             item = Prediction(id=self._next, time=time.time(), **fields)
             self._next += 1
+            self._served[(item.episode_id, item.step)] = item.probability
+            self._served.move_to_end((item.episode_id, item.step))
+            if len(self._served) > self.SERVED:
+                self._served.popitem(last=False)
             self._items.append(item)
             self._bytes += item.nbytes
             while self._items and (len(self._items) > self.size or self._bytes > self.max_bytes):
@@ -89,6 +98,13 @@ class PredictionLog:
         with self._cond:
             items = [p for p in self._items if episode_id is None or p.episode_id == episode_id]
         return items[-k:] if k > 0 else []
+
+    def around(self, episode_id: int, step: int, radius: int) -> dict[int, float]:
+        """Success probability of each step within ``radius`` of ``step`` in episode ``episode_id`` (the newest
+        prediction of a step), as far as the log remembers them."""
+        with self._cond:
+            found = {s: self._served.get((episode_id, s)) for s in range(step - radius, step + radius + 1)}
+        return {s: p for s, p in found.items() if p is not None}
 
     def changed(self) -> None:
         """Wake the watchers (the model or the retrainer status changed)."""

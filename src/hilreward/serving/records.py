@@ -29,7 +29,12 @@ def _arrays(images: dict[str, bytes]) -> dict[str, np.ndarray]:
 
 
 def counts_from_proto(m: pb.CorrectionCounts) -> CorrectionCounts:
-    return CorrectionCounts(m.total, m.pending, m.fixed, m.unfixed, m.contradicted, m.rejected, m.accepted)
+    return CorrectionCounts(m.total, m.pending, m.fixed, m.unfixed, m.contradicted, m.rejected, m.accepted,
+                            m.boundary, m.conflicts_offline, m.unusable)
+
+
+def conflict_from_proto(m: pb.OfflineConflict) -> dict:
+    return {"episode": m.episode, "start": m.start, "end": m.end, "frame": m.frame, "kind": m.kind, "label": m.label}
 
 
 @dataclass
@@ -112,7 +117,8 @@ def view_from_proto(m: pb.CorrectionSummary) -> CorrectionView:
     return CorrectionView(m.id, m.time_unix, m.label, m.probability, m.model_version, m.episode_id, m.step,
                           m.env_index, m.source, m.status, m.status_detail,
                           m.probability_now if m.HasField("probability_now") else None,
-                          review_from_proto(m.review, m.id) if m.HasField("review") else None)
+                          review_from_proto(m.review, m.id) if m.HasField("review") else None,
+                          conflict_from_proto(m.conflict) if m.HasField("conflict") else None)
 
 
 @dataclass
@@ -132,16 +138,25 @@ class CorrectionImages:
     history: list[Assessment]
     """Status changes, oldest first."""
     reviews: list[Review]
+    offline_images: dict[str, bytes] = field(default_factory=dict)
+    """``conflicts_offline``: the offline frame it conflicts with, camera -> encoded bytes."""
+    offline_note: str = ""
+    """Why ``offline_images`` is empty for a conflict (the server has no offline dataset)."""
 
     @classmethod
     def from_proto(cls, m: pb.CorrectionDetail) -> "CorrectionImages":
         cid = m.summary.id
         return cls(view_from_proto(m.summary), _images(m.images),
-                   [Assessment(cid, h.status, h.probability, h.detail, h.attempt_id) for h in m.history],
-                   [review_from_proto(r, cid) for r in m.reviews])
+                   [Assessment(cid, h.status, h.probability, h.detail, h.attempt_id,
+                               conflict_from_proto(h.conflict) if h.HasField("conflict") else None)
+                    for h in m.history],
+                   [review_from_proto(r, cid) for r in m.reviews], _images(m.offline_images), m.offline_note)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return _arrays(self.images)
+
+    def offline_arrays(self) -> dict[str, np.ndarray]:
+        return _arrays(self.offline_images)
 
 
 @dataclass

@@ -59,6 +59,9 @@ log = logging.getLogger("hilreward.serving")
 SERVICE_NAME = "hilreward.v1.RewardService"
 MODES = ("sparse", "dense")
 RESCAN_S = 10.0
+CONTEXT_STEPS = 8
+"""A correction records the served probabilities of this many steps either side of it (its episode's, from the
+prediction log), so the retrainer can tell a label that lands a few steps late at a label change."""
 """Replicas look for a version they were not told of (a lost announcement) this often."""
 
 
@@ -71,9 +74,15 @@ class RetrainOptions:
     quiet_s: float = 0.3
     """Start a run once no correction or review arrived for this long (at most 4x this), so a burst trains as one."""
     steps: int = 300
-    """Most head optimizer steps per run (the head starts from the served checkpoint's head every run)."""
+    """Most optimizer steps per run (the head, and the last stage when it adapts, start from the served checkpoint's
+    every run)."""
+    min_steps: int = 100
+    """Fewest optimizer steps per run: the first steps, pulled hard by the corrections, leave the offline data's fit
+    disturbed (measured on window-open under a new layout and lighting: stopping at 25 steps gave 2 gross early
+    terminations and 4 false successes on 30 test episodes, 100 steps none; docs/benchmarks.md)."""
     check_every: int = 25
-    """Check the corrections every N steps and stop training once ``min_fixed`` of them are fixed."""
+    """Check the corrections every N steps and stop training once ``min_fixed`` of them are fixed (after
+    ``min_steps``)."""
     batch_size: int = 64
     """Feature rows per step."""
     lr: float = 1e-3
@@ -85,11 +94,27 @@ class RetrainOptions:
     contradiction_radius: float = 0.5
     """A correction is contradicted when a frame with another label (offline or another correction) is closer
     than this many times the median distance between consecutive offline frames (encoder features). 0: never."""
-    tolerance: float = 0.01
-    """Gate: held-out accuracy may drop by at most this much (absolute) below the served checkpoint's."""
+    scope: str = "auto"
+    """What retrains: ``head`` (the head only, on the encoder's cached features), ``last`` (the encoder's last stage
+    too, on the cached outputs of the stages before it), ``auto`` (the head, and the last stage too when the head
+    alone leaves gated corrections unfixed: new states the encoder cannot tell apart)."""
+    veto: list[str] = field(default_factory=lambda: ["gross_early", "false_success", "missed"])
+    """Gate: the episode errors (``gross_early``, ``false_success``, ``missed``, ``late``) a candidate may not bring
+    to an offline held-out episode the serving version gets right (jitter within tolerance_s never counts)."""
     min_fixed: float = 0.9
-    """Gate: fraction of the gated corrections (not rejected, not contradicted) the new version must classify as
-    labelled; a version that fixes fewer still passes when it fixes at least as many as the serving one."""
+    """Training stops once this fraction of the gated corrections (not rejected, contradicted, boundary or
+    conflicting) is classified as labelled; with ``scope=auto`` fewer makes the last stage adapt too. The gate
+    itself asks that a version fix more gated corrections than it breaks."""
+    max_reruns: int = 3
+    """Gate: reruns of an attempt without the corrections blamed for an offline regression (then it gives up,
+    naming them)."""
+    blame_per_regression: int = 2
+    """Gate: corrections blamed per offline regression on the first rerun (doubling on each further one)."""
+    boundary_frames: int = 2
+    """A correction within this many steps of a label change of its episode (served labels overlaid with the
+    human's) is a boundary frame: a keypress lands late, so it trains lightly and never gates (0: none)."""
+    boundary_weight: float = 5.0
+    """Sampling weight of a boundary frame, like ``correction_weight``."""
     holdout_episodes: int = 2
     """Gate: hold out the corrections of this many recent episodes the serving version learned from, and compare
     training without them with and without the new corrections (0: no such check)."""
@@ -198,13 +223,23 @@ def validate(cfg: ServeConfig) -> None:
         raise ConfigError("max_message_mb and max_batch must be >= 1, workers >= 2")
     r = cfg.retrain
     if r.every < 1 or r.min_interval_s < 0 or r.quiet_s < 0 or not 0 <= r.min_fixed <= 1 \
-            or min(r.steps, r.check_every, r.holdout_steps) < 1:
+            or min(r.steps, r.check_every, r.holdout_steps) < 1 or not 0 <= r.min_steps <= r.steps:
         raise ConfigError("retrain.every, retrain.steps, retrain.check_every and retrain.holdout_steps must be >= 1, "
-                          "retrain.min_interval_s and retrain.quiet_s >= 0, retrain.min_fixed within [0, 1]")
-    if min(r.contradicted_weight, r.contradiction_radius, r.holdout_episodes, r.holdout_tolerance, r.ensemble) < 0 \
-            or r.ensemble_steps < 1:
-        raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance and "
-                          "ensemble must be >= 0, retrain.ensemble_steps >= 1")
+                          "retrain.min_interval_s and retrain.quiet_s >= 0, retrain.min_fixed within [0, 1], "
+                          "retrain.min_steps within [0, retrain.steps]")
+    if min(r.contradicted_weight, r.contradiction_radius, r.holdout_episodes, r.holdout_tolerance, r.ensemble,
+           r.max_reruns, r.boundary_frames, r.boundary_weight) < 0 or min(r.ensemble_steps, r.blame_per_regression) < 1:
+        raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance, "
+                          "ensemble, max_reruns, boundary_frames and boundary_weight must be >= 0, "
+                          "retrain.ensemble_steps and blame_per_regression >= 1")
+    from ..online.adapt import SCOPES
+    from ..online.gate import ERRORS
+
+    if r.scope not in SCOPES:
+        raise ConfigError(f"retrain.scope={r.scope!r}: use one of {', '.join(SCOPES)}")
+    unknown = [v for v in r.veto if v not in ERRORS]
+    if unknown:
+        raise ConfigError(f"retrain.veto: unknown episode error {unknown[0]!r}; known: {', '.join(ERRORS)}")
     if cfg.recent.size < 1 or cfg.recent.max_mb <= 0 or cfg.queries.size < 1 or cfg.queries.min_gap < 0 \
             or not 0 <= cfg.queries.min_need <= 1:
         raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
@@ -291,6 +326,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self._streak_lock = threading.Lock()
         self._views: tuple[tuple, list[review.CorrectionView]] = ((), [])
         self._views_lock = threading.Lock()
+        self._offline_cache: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     @property
     def retrainer_status(self) -> str:
@@ -404,7 +440,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         correction = Correction(
             frames=frames, label=int(request.label), probability=probability, model_version=version,
             time=request.time or time.time(), episode=request.episode_id, step=request.step,
-            env_index=request.env_index, source=request.source or "grpc")
+            env_index=request.env_index, source=request.source or "grpc",
+            context=self.log.around(request.episode_id, request.step, CONTEXT_STEPS) or None)
         cid = self.store.add(correction, request_id=request.request_id or None,
                              replica=self.replica)  # committed: durable
         if self.on_correction is not None:
@@ -434,7 +471,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         for p in picked:
             correction = Correction(frames=p.frames, label=int(request.label), probability=p.probabilities,
                                     model_version=p.model_version, time=time.time(), episode=p.episode_id, step=p.step,
-                                    source=request.source or "console")
+                                    source=request.source or "console",
+                                    context=self.log.around(p.episode_id, p.step, CONTEXT_STEPS))
             key = f"{request.request_id}:{p.id}" if request.request_id else None
             ids.append(self.store.add(correction, request_id=key, replica=self.replica))  # committed before the ack
         self.queries.remove({p.id for p in picked})
@@ -550,15 +588,32 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self._authorize(context, self.cfg.auth_predict)
         return self._call(context, lambda: self._list_corrections(request))
 
+    def _offline_images(self, conflict: dict | None) -> tuple[dict[str, np.ndarray], str]:
+        """The offline frame a conflict names (cached), or why there is none."""
+        if not conflict:
+            return {}, ""
+        if not (self.cfg.dataset.root or self.cfg.dataset.repo_id):
+            return {}, "this server has no offline dataset (dataset.root=) to show the frame from"
+        key = (int(conflict["episode"]), int(conflict["frame"]))
+        if key not in self._offline_cache:
+            frames = review.offline_frames(self.cfg.dataset, conflict, self.slot.current.camera_keys)
+            while len(self._offline_cache) >= 16:
+                self._offline_cache.pop(next(iter(self._offline_cache)))
+            self._offline_cache[key] = frames
+        return self._offline_cache[key], ""
+
     def _get_correction(self, request: pb.GetCorrectionRequest) -> pb.CorrectionDetail:
         _check_images_request(request.max_side, request.jpeg_quality)
         detail = review.show_correction(self.store, request.id)
+        offline, note = self._offline_images(detail.view.conflict)
         return pb.CorrectionDetail(
             summary=_summary(detail.view),
             images=[encode_thumbnail(k, f, request.max_side, request.jpeg_quality) for k, f in detail.frames.items()],
             history=[pb.StatusChange(attempt_id=a.attempt_id, status=a.status, probability=a.probability,
-                                     detail=a.detail) for a in detail.history],
-            reviews=[_review(r) for r in detail.reviews])
+                                     detail=a.detail, conflict=_conflict(a.conflict)) for a in detail.history],
+            reviews=[_review(r) for r in detail.reviews],
+            offline_images=[encode_thumbnail(k, f, request.max_side, request.jpeg_quality) for k, f in offline.items()],
+            offline_note=note)
 
     def GetCorrection(self, request, context):
         self._authorize(context, self.cfg.auth_predict)
@@ -613,7 +668,11 @@ def _summary(v: review.CorrectionView) -> pb.CorrectionSummary:
         id=v.id, time_unix=v.time, label=v.label, probability=v.probability, model_version=v.model_version,
         episode_id=v.episode, step=v.step, env_index=v.env_index, source=v.source, status=v.status,
         status_detail=v.status_detail, probability_now=v.probability_now,
-        review=_review(v.review) if v.review is not None else None)
+        review=_review(v.review) if v.review is not None else None, conflict=_conflict(v.conflict))
+
+
+def _conflict(conflict: dict | None) -> pb.OfflineConflict | None:
+    return pb.OfflineConflict(**conflict) if conflict else None
 
 
 # --------------------------------------------------------------------------- the server

@@ -79,10 +79,11 @@ def _rollout(env, kind: str, steps: int, seed: int) -> tuple[dict[str, np.ndarra
 
 def generate(task: str, out: str | Path, episodes: int, steps: int = 150, image_size: tuple[int, int] = (128, 128),
              seed: int = 0, fps: int = 10, codec: str = "auto", overwrite: bool = False,
-             progress: bool = False, shift: SimShift | None = None) -> GenerateSummary:
+             progress: bool = False, shift: SimShift | None = None,
+             video_options: dict[str, str] | None = None) -> GenerateSummary:
     """Write ``episodes`` rendered episodes of ``steps`` rows each to the LeRobot v3.0 folder ``out``.
 
-    ``shift`` renders a lighting change and camera jitter (:class:`SimShift`). How the set was made (task,
+    ``shift`` renders a lighting change and camera jitter (:class:`SimShift`); ``video_options`` go to the encoder. How the set was made (task,
     seed, shift, each episode's policy and front-camera pose) is recorded in ``meta/sim.json``. The folder
     appears only when complete (built in a temp folder, then renamed).
     """
@@ -98,7 +99,7 @@ def generate(task: str, out: str | Path, episodes: int, steps: int = 150, image_
     start = time.perf_counter()
     try:
         with DatasetWriter(out, fps=fps, cameras=cameras, features=_FEATURES, codec=codec,
-                           robot_type="sawyer", overwrite=overwrite) as writer:
+                           robot_type="sawyer", overwrite=overwrite, video_options=video_options) as writer:
             record = {"generator": "hilreward sim", "task": env.task.name, "seed": seed, "steps": steps,
                       "image_size": [height, width], "shift": shift.to_dict(), "episodes": []}
             writer.extra_meta["sim"] = record

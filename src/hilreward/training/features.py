@@ -69,10 +69,12 @@ def _rows_fingerprint(data: FrameData, rows: Optional[np.ndarray] = None) -> str
 
 
 def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str = "float16",
-                rows: Optional[np.ndarray] = None) -> str:
-    """Cache key of the features of ``data`` (its ``rows``, default all) under ``model``'s encoder."""
+                rows: Optional[np.ndarray] = None, part: str = "") -> str:
+    """Cache key of the features of ``data`` (its ``rows``, default all) under ``model``'s encoder (``part``:
+    under a named part of it, e.g. ``trunk``)."""
     frame_size = [list(data.images[c].shape[1:3]) for c in data.camera_keys]
-    parts = {"format": FEATURES_FORMAT, "encoder": encoder_fingerprint(model), "dataset": data.fingerprint,
+    parts = {"format": FEATURES_FORMAT, "encoder": encoder_fingerprint(model) + (f":{part}" if part else ""),
+             "dataset": data.fingerprint,
              "rows": _rows_fingerprint(data, rows), "cameras": list(data.camera_keys), "frame_size": frame_size,
              "image_size": list(model.config.image_size), "view": int(view), "pad": int(pad) if view else 0, "dtype": dtype}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
@@ -95,8 +97,12 @@ def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor
 
 def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
                      view: int = 0, pad: int = 4, dtype: str = "float16",
-                     rows: Optional[np.ndarray] = None, processes: Optional[Processes] = None) -> dict[str, np.ndarray]:
+                     rows: Optional[np.ndarray] = None, processes: Optional[Processes] = None,
+                     part: Optional[tuple[str, torch.nn.Module]] = None) -> dict[str, np.ndarray]:
     """Encoder outputs of every frame and camera of ``data``: full key -> ``dtype`` (N,C,h,w), memory-mapped.
+
+    ``part`` = (name, module) computes the outputs of a part of the encoder instead (e.g. the trunk before its
+    last stage, for a retrainer that adapts that stage), cached under that name.
 
     ``rows`` (indices into ``data``) restricts them to those frames: row ``i`` of the result is
     frame ``rows[i]`` (training computes augmented views of its training rows only).
@@ -109,7 +115,9 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     if dtype not in FEATURE_DTYPES:
         raise ConfigError(f"feature dtype {dtype!r} is not known (known: {', '.join(FEATURE_DTYPES)})")
     procs = processes or Processes()
-    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows)
+    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows,
+                                                                 part[0] if part else "")
+    encoder = part[1] if part else model.encoder
     paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
     cached = (directory / "done.json").is_file() and all(p.is_file() for p in paths.values())
     if all(procs.gather(cached)):
@@ -134,8 +142,11 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
             pixels[cam] = x
         pixels = model.preprocess({c: v.to(device) for c, v in pixels.items()})
         if runner is False:
-            runner = encoder_runner(model.encoder, next(iter(pixels.values())))
-        feats = model.encode(pixels) if runner is None else {c: runner(v) for c, v in pixels.items()}
+            runner = encoder_runner(encoder, next(iter(pixels.values())))
+        if runner is None:
+            feats = model.encode(pixels) if part is None else {c: encoder(v) for c, v in pixels.items()}
+        else:
+            feats = {c: runner(v) for c, v in pixels.items()}
         return {cam: feats[cam].float().cpu().numpy().astype(dtype) for cam in data.camera_keys}
 
     starts = list(range(0, n, batch_size))
@@ -223,8 +234,11 @@ def gather_features(features: dict[str, np.ndarray], indices: np.ndarray) -> dic
 def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_weight: np.ndarray | None = None,
              steps: int = 300, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
              should_stop: Optional[Callable[[], bool]] = None, check: Optional[Callable[[int], bool]] = None,
-             check_every: int = 25) -> dict:
+             check_every: int = 25, stage: Optional[torch.nn.Module] = None) -> dict:
     """Train only the head of ``model`` in place on precomputed ``features`` (full key -> (N,C,h,w)).
+
+    With ``stage`` (the encoder's last stage), ``features`` are that stage's inputs and the stage trains with the
+    head (``logits = head(stage(features))``).
 
     Batches are drawn with replacement with probability ``sample_weight`` (default: class-balanced,
     1/count per class). ``should_stop``, asked before every step, ends training early. ``check(steps
@@ -239,7 +253,7 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     if len(labels) == 0 or rows != {len(labels)} or len(weights) != len(labels):
         raise ValueError(f"fit_head needs one label and weight per feature row (got {sorted(rows)} feature rows, "
                          f"{len(labels)} labels, {len(weights)} weights)")
-    params = [p for p in head_parameters(model) if p.requires_grad]
+    params = [p for p in head_parameters(model) if p.requires_grad] + list(stage.parameters() if stage else [])
     device = params[0].device
     # fused: one kernel per step rather than several per tensor (the optimizer step ~3x faster on a CPU)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type in ("cpu", "cuda"))
@@ -261,7 +275,7 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
             idx = torch.multinomial(w, batch_size, replacement=True, generator=g).numpy()
             feats = {c: f.to(device) for c, f in gather_features(features, idx).items()}
             y = torch.from_numpy(labels[idx]).to(device)
-            logits = model.head(feats)
+            logits = model.head({c: stage(f) for c, f in feats.items()} if stage is not None else feats)
             loss = classification_loss(logits, y, num_classes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -275,7 +275,8 @@ function renderServer() {
               ["uncertainty", m.ensemble_size ? `${m.ensemble_size} heads` : "none (no ensemble yet)"]);
     const k = m.corrections;
     rows.push(["corrections", `${k.total} · ${k.fixed} fixed · ${k.pending} pending · ${k.unfixed} unfixed · ` +
-               `${k.contradicted} contradicted · ${k.rejected} rejected`]);
+               (k.conflicts_offline ? `${k.conflicts_offline} in conflict with offline frames · ` : "") +
+               `${k.contradicted} contradicted · ${k.boundary} boundary · ${k.rejected} rejected`]);
   }
   if (r) rows.push(["retrainer", `${r.state}${r.message ? ": " + r.message : ""}` +
                     (r.attempts ? ` (${r.published} published, ${r.rejected} refused)` : "")]);

@@ -2,15 +2,20 @@
 // The review page: corrections the retrainer could not fix (accept / reject, one tap or key), and the timeline
 // of versions and refused attempts with their gate metrics. Version and retrainer changes arrive as
 // server-sent events and reload what they change.
-const R = {filter: "unfixed,contradicted", items: [], selected: null, detail: null, model: null, retrainer: null};
+const TO_REVIEW = "conflicts_offline,contradicted,unfixed";
+const R = {filter: TO_REVIEW, items: [], selected: null, detail: null, model: null, retrainer: null};
 window.reviewState = R;  // the browser test reads it
 const $ = id => document.getElementById(id);
 const METRICS = [  // gate metrics worth a glance: [key, label, compared with, as percent]
   ["heldout_accuracy", "held-out acc.", "heldout_accuracy_base", true],
   ["corrections_fixed", "corrections fixed", "corrections_fixed_serving", true],
   ["holdout_accuracy", "held-out corrections", "holdout_accuracy_serving", true],
+  ["corrections_newly_fixed", "newly fixed", null, false],
+  ["corrections_broken", "broken", null, false],
   ["corrections_gated", "gated", null, false],
+  ["corrections_boundary", "boundary", null, false],
   ["corrections_contradicted", "contradicted", null, false],
+  ["corrections_conflicts_offline", "in conflict", null, false],
   ["corrections_rejected", "rejected", null, false],
   ["retrain_seconds", "s", null, false],
 ];
@@ -60,13 +65,14 @@ async function loadList() {
   R.items = page.corrections;
   const k = page.counts;
   $("counts").textContent = `${k.total} stored: ${k.fixed} fixed, ${k.pending} pending, ${k.unfixed} unfixed, ` +
-    `${k.contradicted} contradicted, ${k.rejected} rejected, ${k.accepted} accepted` +
+    `${k.conflicts_offline} in conflict with offline frames, ${k.contradicted} contradicted, ${k.boundary} boundary, ` +
+    `${k.unusable} unusable, ${k.rejected} rejected, ${k.accepted} accepted` +
     (page.waiting ? ` · ${page.waiting} listed wait for a verdict` : "");
   const body = $("corrections").tBodies[0];
   body.replaceChildren();
   if (!R.items.length) {
     const tr = document.createElement("tr");
-    tr.innerHTML = `<td colspan="6" class="muted">${R.filter === "unfixed,contradicted" ? "Nothing to review: the retrainer fixed every correction." : "No correction here."}</td>`;
+    tr.innerHTML = `<td colspan="6" class="muted">${R.filter === TO_REVIEW ? "Nothing to review: the retrainer fixed every correction." : "No correction here."}</td>`;
     body.appendChild(tr);
   }
   for (const c of R.items) {
@@ -119,21 +125,26 @@ async function select(id, scroll = true) {
   box.replaceChildren();
   const frames = document.createElement("div");
   frames.className = "frames";
-  for (const [cam, url] of Object.entries(d.images)) {
-    const fig = document.createElement("figure");
-    const img = document.createElement("img");
-    img.src = url;
-    img.alt = cam;
-    const cap = document.createElement("figcaption");
-    cap.textContent = cam;
-    fig.append(img, cap);
-    frames.appendChild(fig);
+  const label = y => (y ? "success" : "not success");
+  frames.append(...figures(d.images, c.conflict ? `this correction, labelled ${label(c.label)}: ` : ""));
+  if (c.conflict) {  // side by side: what the correction says, and the offline frame it makes wrong
+    const k = c.conflict;
+    frames.classList.add("conflict");
+    frames.append(...figures(d.offline_images, `offline ep ${k.episode} frame ${k.frame}, labelled ${label(k.label)}: `));
+    if (d.offline_note) {
+      const note = document.createElement("p");
+      note.className = "muted small";
+      note.textContent = d.offline_note;
+      frames.appendChild(note);
+    }
   }
   const facts = document.createElement("dl");
   facts.className = "facts";
   const rows = [
     ["label", c.label ? "success (1)" : "not success (0)"],
     ["status", `${c.status}: ${c.status_detail}`],
+    ...(c.conflict ? [["offline conflict", `episode ${c.conflict.episode} frames ${c.conflict.start}–${c.conflict.end - 1} ` +
+      `(${c.conflict.kind.replace("_", " ")} when trained on it); accept relabels them to ${label(c.label)}`]] : []),
     ["p when made", `${c.probability.toFixed(3)} (version ${c.model_version})`],
     ["p now", c.probability_now === null ? "not judged yet" : c.probability_now.toFixed(3)],
     ["episode · step", `${c.episode_id} · ${c.step}${c.env_index ? ` (env ${c.env_index})` : ""}`],
@@ -172,11 +183,25 @@ async function verdict(v) {
     await hil.api("POST", "/api/review/reviews", {ids: [id], verdict: v, note});
     $("note").value = "";
     await Promise.all([loadList(), select(id, false)]);
+    const relabel = R.detail && R.detail.correction.conflict ? ", and the offline frames it conflicts with are relabelled" : "";
     hil.status(v === "reject" ? `rejected #${id}: it never trains again (the retrainer retrains without it)`
-                              : `accepted #${id}: it trains fully, even when contradicted`, "ok");
+                              : `accepted #${id}: it trains fully, even when contradicted${relabel}`, "ok");
   } catch (err) {
     hil.status(err.message, "error");
   }
+}
+
+function figures(images, prefix) {
+  return Object.entries(images).map(([cam, url]) => {
+    const fig = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = prefix + cam;
+    const cap = document.createElement("figcaption");
+    cap.textContent = prefix + cam;
+    fig.append(img, cap);
+    return fig;
+  });
 }
 
 function when(t) {

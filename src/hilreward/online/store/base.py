@@ -35,9 +35,13 @@ from ...deploy.corrections import Correction
 from ...errors import InputError, ServingError
 
 
-STATUSES = ("pending", "fixed", "unfixed", "contradicted", "rejected")
-"""A correction's status: not yet trained on, classified as labelled by the latest attempt, not,
-not because near-identical frames carry another label, or rejected by review (never trains)."""
+STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable", "rejected")
+"""A correction's status: not yet trained on; classified as labelled by the latest attempt; not; within a few
+steps of where the labels change (a keypress lands late: trained lightly, never gated); contradicted by
+near-identical frames with another label or by newer corrections (trained lightly, never gated); dropped because
+training on it makes an offline held-out episode wrong (names that episode and its frames); unusable by this model
+(missing camera, blank frame); or rejected by review (never trains). A review that accepts a correction makes it
+train fully and, for ``conflicts_offline``, relabels the offline frames it conflicts with."""
 VERDICTS = ("accept", "reject")
 
 
@@ -86,6 +90,9 @@ class Assessment:
     detail: str = ""
     """Why (e.g. ``near-identical to correction 12 labelled 1``)."""
     attempt_id: int = 0
+    conflict: dict | None = None
+    """For ``conflicts_offline``: the offline held-out frames it conflicts with, ``{"episode", "start", "end"
+    (exclusive frame_index range), "frame" (the most alike one), "kind" (the error it caused), "label" (theirs)}``."""
 
 
 @dataclass
@@ -250,7 +257,7 @@ class CorrectionStore(ABC):
                     return int(known[0][0])
             cid = int(self._rows(
                 "INSERT INTO corrections (time, label, probability, model_version, episode, step, env_index, "
-                "source, request_id, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "source, context, request_id, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (*row, request_id or None, replica))[0][0])
             self._insert_many("INSERT INTO frames (correction_id, camera, height, width, png) VALUES (?, ?, ?, ?, ?)",
                               [(cid, key, h, w, blob) for key, h, w, blob in frames])
@@ -292,19 +299,21 @@ class CorrectionStore(ABC):
         bounds = (int(after_id), (1 << 62) if upto_id is None else int(upto_id))
         with self._lock:
             rows = self._rows(
-                "SELECT id, time, label, probability, model_version, episode, step, env_index, source, replica "
-                "FROM corrections WHERE id > ? AND id <= ? ORDER BY id", bounds)
+                "SELECT id, time, label, probability, model_version, episode, step, env_index, source, replica, "
+                "context FROM corrections WHERE id > ? AND id <= ? ORDER BY id", bounds)
             frame_rows = self._rows(
                 "SELECT correction_id, camera, png FROM frames WHERE correction_id > ? AND correction_id <= ? "
                 "ORDER BY correction_id, camera", bounds) if frames else []
         decoded: dict[int, dict[str, np.ndarray]] = {}
         for cid, camera, blob in frame_rows:
             decoded.setdefault(int(cid), {})[camera] = _unpng(blob)
-        for cid, t, label, probability, version, episode, step, env_index, source, replica in rows:
+        for cid, t, label, probability, version, episode, step, env_index, source, replica, context in rows:
             yield StoredCorrection(int(cid), Correction(
                 frames=decoded.get(int(cid), {}), label=int(label), probability=json.loads(probability),
                 model_version=version, time=float(t), episode=int(episode), step=int(step),
-                env_index=int(env_index), source=source), replica=replica or "")
+                env_index=int(env_index), source=source,
+                context={int(k): float(v) for k, v in json.loads(context).items()} if context else None),
+                replica=replica or "")
 
     # --- reviews -------------------------------------------------------------------------------
     def add_reviews(self, correction_ids: Sequence[int], verdict: str, reviewer: str = "", note: str = "",
@@ -356,10 +365,10 @@ class CorrectionStore(ABC):
                 (float(time if time is not None else _now()), int(bool(passed)), int(number), str(version),
                  str(reason), json.dumps(numeric), int(last_correction_id)))[0][0])
             if changed:
-                self._insert_many("INSERT INTO statuses (attempt_id, correction_id, status, probability, detail) "
-                                  "VALUES (?, ?, ?, ?, ?)",
-                                  [(aid, int(a.correction_id), a.status, float(a.probability), a.detail)
-                                   for a in changed])
+                self._insert_many("INSERT INTO statuses (attempt_id, correction_id, status, probability, detail, "
+                                  "conflict) VALUES (?, ?, ?, ?, ?, ?)",
+                                  [(aid, int(a.correction_id), a.status, float(a.probability), a.detail,
+                                    json.dumps(a.conflict) if a.conflict else None) for a in changed])
         return aid
 
     def attempts(self, limit: int | None = None) -> list[AttemptRecord]:
@@ -377,25 +386,30 @@ class CorrectionStore(ABC):
         """Each assessed correction's newest status."""
         with self._lock:
             rows = self._rows(
-                "SELECT s.correction_id, s.status, s.probability, s.detail, s.attempt_id FROM statuses s "
+                "SELECT s.correction_id, s.status, s.probability, s.detail, s.attempt_id, s.conflict FROM statuses s "
                 "JOIN (SELECT correction_id, max(attempt_id) AS a FROM statuses GROUP BY correction_id) m "
                 "ON s.correction_id = m.correction_id AND s.attempt_id = m.a")
-        return {int(c): Assessment(int(c), st, float(p), d, int(a)) for c, st, p, d, a in rows}
+        return {int(row[0]): _assessment(row) for row in rows}
 
     def status_history(self, correction_id: int) -> list[Assessment]:
         """One correction's status rows, oldest first (only changes are stored)."""
         with self._lock:
-            rows = self._rows("SELECT correction_id, status, probability, detail, attempt_id FROM statuses "
+            rows = self._rows("SELECT correction_id, status, probability, detail, attempt_id, conflict FROM statuses "
                               "WHERE correction_id = ? ORDER BY attempt_id", (int(correction_id),))
-        return [Assessment(int(c), st, float(p), d, int(a)) for c, st, p, d, a in rows]
+        return [_assessment(row) for row in rows]
 
     def _writable(self) -> None:
         if self.readonly:
             raise ServingError(f"correction store {self.display} was opened read-only")
 
 
+def _assessment(row: Sequence) -> Assessment:
+    c, status, p, detail, attempt, conflict = row
+    return Assessment(int(c), status, float(p), detail, int(attempt), json.loads(conflict) if conflict else None)
+
+
 def _differs(before: Assessment | None, now: Assessment) -> bool:
-    return before is None or (before.status, before.detail) != (now.status, now.detail) \
+    return before is None or (before.status, before.detail, before.conflict) != (now.status, now.detail, now.conflict) \
         or abs(before.probability - now.probability) >= 0.05
 
 
@@ -412,8 +426,10 @@ def _encode(correction: Correction) -> tuple[tuple, list[tuple[str, int, int, by
     probability = correction.probability
     probability = [float(p) for p in probability] if isinstance(probability, (list, tuple, np.ndarray)) \
         else float(probability)
+    context = {int(k): round(float(v), 6) for k, v in (correction.context or {}).items()}
     row = (float(correction.time), int(correction.label), json.dumps(probability), str(correction.model_version),
-           int(correction.episode), int(correction.step), int(correction.env_index), str(correction.source))
+           int(correction.episode), int(correction.step), int(correction.env_index), str(correction.source),
+           json.dumps(context) if context else None)
     return row, blobs
 
 

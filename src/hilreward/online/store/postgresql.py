@@ -101,6 +101,10 @@ MIGRATIONS = (
         CREATE TRIGGER statuses_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON statuses
             FOR EACH STATEMENT EXECUTE FUNCTION hilreward_append_only();
     """),
+    Migration("served probabilities around each correction, and the offline frames a status conflicts with", """
+        ALTER TABLE corrections ADD COLUMN context TEXT;
+        ALTER TABLE statuses ADD COLUMN conflict TEXT;
+    """),
 )
 
 

@@ -81,6 +81,10 @@ MIGRATIONS = (
         CREATE TRIGGER statuses_no_update BEFORE UPDATE ON statuses BEGIN SELECT RAISE(ABORT, 'append-only'); END;
         CREATE TRIGGER statuses_no_delete BEFORE DELETE ON statuses BEGIN SELECT RAISE(ABORT, 'append-only'); END;
     """),
+    Migration("served probabilities around each correction, and the offline frames a status conflicts with", """
+        ALTER TABLE corrections ADD COLUMN context TEXT;
+        ALTER TABLE statuses ADD COLUMN conflict TEXT;
+    """),
 )
 
 

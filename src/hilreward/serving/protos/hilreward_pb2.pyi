@@ -151,7 +151,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ..., retrainer_status: _Optional[str] = ..., number: _Optional[int] = ..., corrections: _Optional[_Union[CorrectionCounts, _Mapping]] = ..., needs_review: _Optional[_Iterable[int]] = ..., retrainer: _Optional[_Union[RetrainerStatus, _Mapping]] = ..., ensemble_size: _Optional[int] = ...) -> None: ...
 
 class CorrectionCounts(_message.Message):
-    __slots__ = ("total", "pending", "fixed", "unfixed", "contradicted", "rejected", "accepted")
+    __slots__ = ("total", "pending", "fixed", "unfixed", "contradicted", "rejected", "accepted", "boundary", "conflicts_offline", "unusable")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     FIXED_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +159,9 @@ class CorrectionCounts(_message.Message):
     CONTRADICTED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    BOUNDARY_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    UNUSABLE_FIELD_NUMBER: _ClassVar[int]
     total: int
     pending: int
     fixed: int
@@ -166,7 +169,26 @@ class CorrectionCounts(_message.Message):
     contradicted: int
     rejected: int
     accepted: int
-    def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., fixed: _Optional[int] = ..., unfixed: _Optional[int] = ..., contradicted: _Optional[int] = ..., rejected: _Optional[int] = ..., accepted: _Optional[int] = ...) -> None: ...
+    boundary: int
+    conflicts_offline: int
+    unusable: int
+    def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., fixed: _Optional[int] = ..., unfixed: _Optional[int] = ..., contradicted: _Optional[int] = ..., rejected: _Optional[int] = ..., accepted: _Optional[int] = ..., boundary: _Optional[int] = ..., conflicts_offline: _Optional[int] = ..., unusable: _Optional[int] = ...) -> None: ...
+
+class OfflineConflict(_message.Message):
+    __slots__ = ("episode", "start", "end", "frame", "kind", "label")
+    EPISODE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    episode: int
+    start: int
+    end: int
+    frame: int
+    kind: str
+    label: int
+    def __init__(self, episode: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., frame: _Optional[int] = ..., kind: _Optional[str] = ..., label: _Optional[int] = ...) -> None: ...
 
 class RetrainerStatus(_message.Message):
     __slots__ = ("state", "message", "updated_unix", "attempts", "published", "rejected")
@@ -315,7 +337,7 @@ class Review(_message.Message):
     def __init__(self, verdict: _Optional[str] = ..., time_unix: _Optional[float] = ..., reviewer: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class CorrectionSummary(_message.Message):
-    __slots__ = ("id", "time_unix", "label", "probability", "model_version", "episode_id", "step", "env_index", "source", "status", "status_detail", "probability_now", "review")
+    __slots__ = ("id", "time_unix", "label", "probability", "model_version", "episode_id", "step", "env_index", "source", "status", "status_detail", "probability_now", "review", "conflict")
     ID_FIELD_NUMBER: _ClassVar[int]
     TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +351,7 @@ class CorrectionSummary(_message.Message):
     STATUS_DETAIL_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_NOW_FIELD_NUMBER: _ClassVar[int]
     REVIEW_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
     id: int
     time_unix: float
     label: int
@@ -342,7 +365,8 @@ class CorrectionSummary(_message.Message):
     status_detail: str
     probability_now: float
     review: Review
-    def __init__(self, id: _Optional[int] = ..., time_unix: _Optional[float] = ..., label: _Optional[int] = ..., probability: _Optional[float] = ..., model_version: _Optional[str] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., env_index: _Optional[int] = ..., source: _Optional[str] = ..., status: _Optional[str] = ..., status_detail: _Optional[str] = ..., probability_now: _Optional[float] = ..., review: _Optional[_Union[Review, _Mapping]] = ...) -> None: ...
+    conflict: OfflineConflict
+    def __init__(self, id: _Optional[int] = ..., time_unix: _Optional[float] = ..., label: _Optional[int] = ..., probability: _Optional[float] = ..., model_version: _Optional[str] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., env_index: _Optional[int] = ..., source: _Optional[str] = ..., status: _Optional[str] = ..., status_detail: _Optional[str] = ..., probability_now: _Optional[float] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., conflict: _Optional[_Union[OfflineConflict, _Mapping]] = ...) -> None: ...
 
 class ListCorrectionsResponse(_message.Message):
     __slots__ = ("corrections", "counts")
@@ -363,28 +387,34 @@ class GetCorrectionRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., max_side: _Optional[int] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
 
 class StatusChange(_message.Message):
-    __slots__ = ("attempt_id", "status", "probability", "detail")
+    __slots__ = ("attempt_id", "status", "probability", "detail", "conflict")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
     attempt_id: int
     status: str
     probability: float
     detail: str
-    def __init__(self, attempt_id: _Optional[int] = ..., status: _Optional[str] = ..., probability: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+    conflict: OfflineConflict
+    def __init__(self, attempt_id: _Optional[int] = ..., status: _Optional[str] = ..., probability: _Optional[float] = ..., detail: _Optional[str] = ..., conflict: _Optional[_Union[OfflineConflict, _Mapping]] = ...) -> None: ...
 
 class CorrectionDetail(_message.Message):
-    __slots__ = ("summary", "images", "history", "reviews")
+    __slots__ = ("summary", "images", "history", "reviews", "offline_images", "offline_note")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     REVIEWS_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_NOTE_FIELD_NUMBER: _ClassVar[int]
     summary: CorrectionSummary
     images: _containers.RepeatedCompositeFieldContainer[Image]
     history: _containers.RepeatedCompositeFieldContainer[StatusChange]
     reviews: _containers.RepeatedCompositeFieldContainer[Review]
-    def __init__(self, summary: _Optional[_Union[CorrectionSummary, _Mapping]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., reviews: _Optional[_Iterable[_Union[Review, _Mapping]]] = ...) -> None: ...
+    offline_images: _containers.RepeatedCompositeFieldContainer[Image]
+    offline_note: str
+    def __init__(self, summary: _Optional[_Union[CorrectionSummary, _Mapping]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., reviews: _Optional[_Iterable[_Union[Review, _Mapping]]] = ..., offline_images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., offline_note: _Optional[str] = ...) -> None: ...
 
 class ReviewRequest(_message.Message):
     __slots__ = ("ids", "verdict", "reviewer", "note")

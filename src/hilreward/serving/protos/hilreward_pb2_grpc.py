@@ -5,7 +5,7 @@ import warnings
 
 from hilreward.serving.protos import hilreward_pb2 as hilreward_dot_serving_dot_protos_dot_hilreward__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
