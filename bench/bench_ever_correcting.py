@@ -613,6 +613,66 @@ def write_doc(r: dict, json_path: Path) -> None:
     replace_section(DOC, DOC_START, DOC_END, "\n".join(lines))
 
 
+SHIFT_START, SHIFT_END = "<!-- bench:ever-correcting-shift:start -->", "<!-- bench:ever-correcting-shift:end -->"
+SHIFT_GOAL = 40
+
+
+def shift_label(r: dict) -> str:
+    shift = r.get("shift_b") or {}
+    light = (shift.get("shift") or {}) != {"brightness": 1.0, "tint": [1.0, 1.0, 1.0], "light_shift": [0.0, 0.0, 0.0],
+                                           "camera_jitter": 0.0}
+    return f"{r['task']}, layouts{' + lighting' if light else ''}"
+
+
+def write_shift_doc(results: list[tuple[Path, dict]]) -> None:
+    """The "Ever-correcting under a shift" section of docs/benchmarks.md from shift-protocol results."""
+    from run_all import replace_section
+
+    def gfm(p: dict) -> str:
+        return f"{p['gross_early']} / {p['false_successes_in_failed']} / {p['missed']}"
+
+    first = results[0][1]
+    lines = [SHIFT_START, "## Ever-correcting under a shift (issue 24's protocol)", "",
+             f"`model=scratch` trained on 16 episodes of one set of layouts (seed 0), served by `hilreward serve` "
+             f"with retraining (default options). B: another {len(first['correction_episodes']) + len(first['test_episodes'])}"
+             f" episodes on unseen layouts (seed 1), with or without a lighting change (`hilreward sim "
+             f"brightness=0.7 tint=[1.15,1.0,0.8] light_shift=[0.6,0.4,0.2]`). Each round runs B's first "
+             f"{len(first['correction_episodes'])} episodes through the server and sends **every frame the served "
+             f"version gets wrong, labelled as a key pressed one frame late** (the first frame after each label change "
+             f"gets the label before it); `send=round`: all of a round's at once after its last episode, with their "
+             f"frames; `send=episode`: each episode's after it, by reference (the console's way). Cells: gross early "
+             f"terminations / false successes in failed episodes / missed successes, on B's "
+             f"{len(first['test_episodes'])} test episodes (`test`) and on the checkpoint's held-out episodes of the "
+             f"training layouts (`original`), of the version serving once the round's corrections were trained. "
+             f"Attempts: published / all. Seconds: correction -> first serving version that covers it, median.", "",
+             "| task, shift | send | round | corrections | attempts | statuses after it | test | original | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path, r in results:
+        run = r["run"]
+        lines.append(f"| {shift_label(r)} | {run['send']} | 0 | 0 | | | {gfm(run['points'][0])} | "
+                     f"{gfm(run['points'][0]['original'])} | |")
+        points = iter(run["points"][1:])
+        for rd in run["rounds"]:
+            p = next(points) if rd["corrections"] else None
+            st = ", ".join(f"{v} {k}" for k, v in (rd.get("statuses") or {}).items() if v)
+            sec = (rd.get("seconds") or {}).get("median")
+            lines.append(f"| | | {rd['round']} | {rd['corrections']} | {rd.get('published_versions', '')} / "
+                         f"{rd.get('attempts', '')} | {st} | {gfm(p) if p else ''} | {gfm(p['original']) if p else ''} "
+                         f"| {'' if sec is None else sec} |")
+    lines += ["", "Every published version scored afterwards (corrections it covers: test gross / false successes):", ""]
+    for path, r in results:
+        run = r["run"]
+        curve = " ".join(f"{v['corrections']}:{v['gross_early']}/{v['false_successes_in_failed']}"
+                         for v in run.get("versions", []))
+        s = run.get("seconds_to_version") or {}
+        lines.append(f"- {shift_label(r)}, send={run['send']}: {curve}; clean from **{fmt(run.get('clean_from'))}** "
+                     f"corrections on; correction -> serving median **{s.get('median')} s** (p90 {s.get('p90')}, max "
+                     f"{s.get('max')}, {s.get('n')} corrections); new gross errors on the original held-out episodes: "
+                     f"{run.get('original_new_gross')}. Raw: `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`.")
+    lines += ["", SHIFT_END, ""]
+    replace_section(DOC, SHIFT_START, SHIFT_END, "\n".join(lines))
+
+
 def fmt(x) -> str:
     return "never" if x is None else str(x)
 
@@ -680,7 +740,12 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/ever-correcting-<date>.json)")
     ap.add_argument("--doc", action="store_true", help="rewrite the docs section and docs/ever-correcting.png")
     ap.add_argument("--docs-from", default=None, help="only rewrite the docs section and figure from this JSON")
+    ap.add_argument("--docs-shift", nargs="*", default=None,
+                    help="only rewrite the shift protocol's docs section from these result JSONs")
     a = ap.parse_args()
+    if a.docs_shift:
+        write_shift_doc([(Path(f).resolve(), json.loads(Path(f).read_text())) for f in a.docs_shift])
+        return
     if a.docs_from:
         result = json.loads(Path(a.docs_from).read_text())
         plot(result, FIGURE)

@@ -178,6 +178,61 @@ def test_review_page_decides_what_the_retrainer_trains(console, frames, browser,
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
+def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_frame(ckpt, frames, browser,  # noqa: F811
+                                                                                       tmp_path, cache_dir):  # noqa: F811
+    """Success labels on frames of held-out episode 3 (random actions, never a success): the first is named
+    conflicts_offline and shown beside the offline frame it makes wrong; the second, accepted by review before the
+    retrainer saw it, cannot be left out, so that attempt is refused and the page says why."""
+    from selenium.webdriver.common.by import By
+
+    from hilreward.config import DatasetConfig
+    from hilreward.serving.server import RetrainOptions
+
+    from test_online_retrain import _wait
+
+    retrain = RetrainOptions(min_interval_s=0.0, quiet_s=1.5, ensemble=0, contradiction_radius=0.0,
+                             correction_weight=200.0)
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path / "state"), token=TOKEN,
+                      cache_dir=cache_dir, dataset=DatasetConfig(root=str(DRAWER4)), retrain=retrain)
+    ep3 = [i for i in range(len(frames.episode_index)) if frames.episode_index[i] == 3]
+    text = lambda element_id: read(browser, element_id)  # noqa: E731
+    with RewardServer(cfg) as srv, RewardClient(srv.address, token=TOKEN) as client:
+        app, service = build(srv.address, TOKEN)
+        try:
+            with AppServer(app, port=0, token=TOKEN) as web:
+                _wait(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
+                a = client.submit_correction(step_images(frames, ep3[60]), label=1, episode_id=7, step=60).correction_id
+                _wait(client, lambda i: i.corrections.conflicts_offline == 1, "the conflict named")
+                b = client.submit_correction(step_images(frames, ep3[61]), label=1, episode_id=7, step=61).correction_id
+                client.review([b], "accept", note="test: insist")  # before the retrainer's quiet wait ends
+                _wait(client, lambda i: i.retrainer.rejected >= 1, "the refused attempt")
+                reason = client.versions().attempts[0].reason
+                assert "offline held-out episode 3 false success" in reason and "accepted by review" in reason
+
+                browser.get(f"{web.url}/review/?token={TOKEN}")
+                row = f"#corrections tr[data-id='{a}']"
+                wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the conflict in the list")
+                wait_until(browser, lambda d: "refused by the gate" in text("timeline"), "the refused attempt")
+                assert "offline held-out episode 3 false success" in text("timeline")
+                click(browser, row, "the conflict's row")
+                wait_until(browser, lambda d: text("detail-title") == f"Correction #{a}", "the conflict's detail")
+                captions = browser.execute_script(
+                    "return [...document.querySelectorAll('#detail figcaption')].map(c => c.innerText)")
+                assert len(captions) == 4 and all(c.startswith("this correction") for c in captions[:2])
+                conflict = client.get_correction(a).view.conflict
+                assert all(c.startswith(f"offline ep 3 frame {conflict['frame']}") for c in captions[2:])
+                assert browser.execute_script(
+                    "return [...document.querySelectorAll('#detail img')].every(i => i.naturalWidth > 0)")
+                assert "offline conflict" in text("detail") and f"episode 3 frames {conflict['start']}" in text("detail")
+                click(browser, "#accept", "the accept button")
+                wait_until(browser, lambda d: "offline frames it conflicts with are relabelled" in text("status"),
+                           "the acceptance")
+                _wait(client, lambda i: (tmp_path / "state" / "offline-edits.json").is_file(), "the relabel written")
+                assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+        finally:
+            service.close()
+
+
 def test_bad_input_gets_a_clear_error(console, capsys):
     url, auth = console["url"], {"Authorization": f"Bearer {TOKEN}"}
     for path, body, status, match in [

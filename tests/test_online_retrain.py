@@ -307,6 +307,37 @@ def test_kill_9_right_after_ack_loses_no_correction(ckpt, frames, tmp_path):
     assert np.array_equal(stored[2].correction.frames["observation.images.wrist"], step_images(frames, 310)["wrist"])
 
 
+def test_kill_9_mid_attempt_loses_no_correction_or_review_and_the_next_start_resumes(ckpt, frames, tmp_path,
+                                                                                     cache_dir):
+    common = [f"checkpoint={ckpt}", f"state_dir={tmp_path / 'state'}", f"token={TOKEN}", "threads=1",
+              f"dataset.root={DRAWER4}", f"cache_dir={cache_dir}", "retrain.min_interval_s=0", "retrain.ensemble=0"]
+    slow = ["retrain.steps=20000", "retrain.min_steps=20000", "retrain.check_every=20000"]  # an attempt of seconds
+    proc, address = _start([*common, *slow], tmp_path / "port1")
+    try:
+        with RewardClient(address, token=TOKEN, timeout_s=20) as client:
+            _wait(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
+            fp = client.submit_correction(false_positive(frames), label=0, episode_id=1)
+            other = client.submit_correction(step_images(frames, 390), label=1, episode_id=2, step=5)
+            client.reject([other.correction_id], note="test: wrong")
+            _wait(client, lambda i: i.retrainer_status.startswith("training"), "an attempt under way")
+            os.kill(proc.pid, signal.SIGKILL)  # mid-attempt, no graceful shutdown
+    finally:
+        proc.kill()
+        proc.wait(30)
+    proc, address = _start(common, tmp_path / "port2")
+    try:
+        with RewardClient(address, token=TOKEN, timeout_s=20) as client:
+            info = _wait(client, lambda i: i.corrections_used == 1 and i.number == 1, "the resumed loop's version")
+            assert info.corrections_total == 2 and info.corrections.rejected == 1
+            listing = {c.id: c for c in client.list_corrections().corrections}
+            assert listing[fp.correction_id].status == "fixed"
+            assert listing[other.correction_id].review.note == "test: wrong"
+            assert not client.predict(false_positive(frames)).success
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def test_state_dir_of_another_checkpoint_is_refused(ckpt, tmp_path, cache_dir):
     from hilreward.errors import ConfigError
 
@@ -424,3 +455,29 @@ def test_unusable_and_contradictory_corrections_get_a_status_and_never_block(ckp
     assert {by_id[i].status for i in both} == {"contradicted"} and by_id[good].status == "fixed"
     assert attempt.metrics["corrections_unusable"] == 2
     store.close()
+
+
+def test_scope_last_adapts_the_encoders_last_stage_and_the_server_serves_it(ckpt, frames, tmp_path, cache_dir):
+    from hilreward.models.checkpoint import read_weights
+
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path / "state"), token=TOKEN, cache_dir=cache_dir,
+                      dataset=DatasetConfig(root=str(DRAWER4)),
+                      retrain=RetrainOptions(min_interval_s=0.0, ensemble=2, ensemble_steps=20, scope="last"))
+    fp = false_positive(frames)
+    with RewardServer(cfg) as server, RewardClient(server.address, token=TOKEN, timeout_s=20) as client:
+        client.submit_correction(fp, label=0, episode_id=1)
+        info = _wait(client, lambda i: i.number == 1, "an adapted version")
+        versions = VersionStore(tmp_path / "state" / "versions")
+        before, after = read_weights(versions.path(0)), read_weights(versions.path(1))
+        changed = sorted(k for k in before if not np.array_equal(before[k].numpy(), after[k].numpy()))
+        last = "encoder.backbone.1."  # tiny: stages 0 and 1
+        assert any(k.startswith(last) for k in changed) and any(k.startswith("reward_head.") for k in changed)
+        assert all(k.startswith((last, "reward_head.")) for k in changed)  # the trunk never moves
+        assert client.versions().attempts[0].metrics["adapted_last_stage"] == 1
+        served = client.predict(fp)
+        local = RewardFunction.from_pretrained(versions.path(1))(fp)
+        assert not served.success and served.model_version == info.version
+        assert abs(served.probability - local.probability) < 1e-4  # the server runs the adapted encoder
+        members = tmp_path / "state" / "ensembles" / "1.safetensors"  # the uncertainty heads of the adapted version
+        _wait(client, lambda i: members.is_file(), "version 1's ensemble")
+        assert client.predict(fp).uncertainty is not None

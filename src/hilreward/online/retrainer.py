@@ -3,38 +3,46 @@
 :class:`Retrainer` runs :func:`retrainer_main` in a separate process (``spawn``), so training
 never competes with Predict for the server's GIL. At start the process loads the served
 checkpoint (``versions/0``), the offline dataset and its frozen-encoder features
-(``training.compute_features``, cached on disk). It then wakes on every new correction or
-review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``),
-waits until none arrived for ``retrain.quiet_s`` (so a burst of clicks trains once), and runs
-one attempt over every stored correction:
+(``training.compute_features``, cached on disk; with ``retrain.scope=last|auto`` also the outputs
+of the encoder's stages before the last, :mod:`.adapt`). It then wakes on every new correction
+or review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``),
+waits until none arrived for ``retrain.quiet_s`` (so a burst of clicks trains once), and runs one
+attempt over every stored correction:
 
-1. **Sort the corrections.** A correction rejected by review never trains. One whose frames
-   are near-identical to an offline frame or another correction with a different label
-   (:mod:`.neighbours`) is *contradicted*: it trains with the weight of one offline frame
-   (``retrain.contradicted_weight``) and no gate counts it, until a review accepts it.
-2. **Train** the head, reset to the checkpoint's head, on the offline training episodes'
-   features plus the corrections, class-balanced, each correction weighted like
-   ``retrain.correction_weight`` offline frames of its class, checking the corrections every
-   ``retrain.check_every`` steps (one optimizer throughout), stopping as soon as
-   ``retrain.min_fixed`` of the gated corrections are classified as labelled (at most
-   ``retrain.steps``): the smallest update that does the job.
-3. **Gate** the head: (a) accuracy on the checkpoint's held-out episodes may drop by at most
-   ``retrain.tolerance``; (b) at least ``retrain.min_fixed`` of the gated corrections are fixed,
-   or at least as many as the serving version classifies as labelled (so corrections no head
-   can fix never stop the loop); (c) on the corrections it did not train on: the corrections of
-   the ``retrain.holdout_episodes`` most recent episodes that the serving version learned from
-   are held out, the same training runs without them, and its accuracy on them may not fall
-   more than ``retrain.holdout_tolerance`` (and one correction) below that of the serving
-   version's training data without them (is the new batch a regression on the new distribution?).
-   Both heads of (c) train ``retrain.holdout_steps`` steps without early stopping (like with
-   like). When (c) fails, the held-out corrections made wrong and the new corrections labelled
-   otherwise (all new ones when none is) are in *conflict*: they become contradicted (for review; a review that accepts one
-   makes it train fully again) and the attempt runs once more without them, so a conflict never
-   stalls the loop while the regression stays unpublished. (c) runs before step 2, so an attempt
-   that finds a conflict trains nothing more before the run without it.
-4. **Publish** a passing head as the next immutable ``versions/<n>/``; either way every
-   correction's status (fixed / unfixed / contradicted / rejected) goes to the server, which
-   records the attempt in the store. A failing head is dropped.
+1. **Sort the corrections.** A rejected one never trains. One this model cannot use (a camera
+   missing, a blank frame) is ``unusable``. One whose frames are near-identical to an offline frame
+   or another correction with a different label (:mod:`.neighbours`) is *contradicted*: it trains
+   with the weight of one offline frame (``retrain.contradicted_weight``) and no gate counts it,
+   until a review accepts it. One within ``retrain.boundary_frames`` steps of a label change of its
+   episode (the served labels around it, recorded with the correction, overlaid with the human's)
+   is a *boundary* frame: a key pressed a frame or two late puts it there, so it trains lightly
+   (``retrain.boundary_weight``) and never gates. One an earlier attempt found in conflict with
+   offline held-out frames (step 4) is left out (``conflicts_offline``). The rest are *gated*.
+   Relabels of offline frames that reviews accepted (:mod:`.offline_edits`) apply first.
+2. **Held-out corrections gate (c)**, before anything else trains: the corrections of the
+   ``retrain.holdout_episodes`` most recent episodes the serving version learned from are held
+   out, and heads trained without them, with and without the new corrections (``holdout_steps``
+   each, like with like), predict them. When the new corrections make more of them wrong than
+   ``retrain.holdout_tolerance`` allows, both sides of the conflict become contradicted (for review)
+   and the gate runs again without them.
+3. **Train** a candidate from the checkpoint's weights: the head (``retrain.scope=head``), or the
+   encoder's last stage too (``last``; ``auto`` adapts it when the head alone leaves gated
+   corrections unfixed or makes offline held-out episodes wrong). On the offline training episodes
+   plus the corrections, class-balanced, each correction weighted like ``retrain.correction_weight``
+   offline frames of its class, at least ``retrain.min_steps`` and at most ``retrain.steps`` steps,
+   stopping once ``retrain.min_fixed`` of the gated corrections are classified as labelled.
+4. **Gate on what RL feels** (:mod:`.gate`, whose docstring states the rule and what each metric
+   rests on): no offline held-out episode may get a worse ``retrain.veto`` error than the serving
+   version gives it (jitter within ``tolerance_s`` is none), and the candidate must fix more gated
+   corrections than it breaks (or break none). Frame accuracy is reported, never a veto. Whatever
+   fails, the attempt looks for what it *can* publish and runs again (at most ``retrain.max_reruns``
+   times): the corrections that pushed it into an offline error become ``conflicts_offline``
+   (naming the episode and frames; :func:`.gate.blame`), the ones it breaks become contradicted.
+5. **Publish** a passing candidate as the next immutable ``versions/<n>/``; either way every
+   correction's status goes to the server, which records the attempt in the store. So every
+   attempt ends in a version, or in named corrections that a review resolves: a review that
+   accepts a ``conflicts_offline`` correction relabels the offline frames it names, so they stop
+   vetoing.
 
 While no correction waits it uses the time for work the next attempt or the server needs:
 the serving version's side of gate (c) (run to the end: the next attempt needs it), and the
@@ -298,9 +306,6 @@ class HeadRetrainer:
             self.stage.load(state.last)
         self.model.eval()
 
-    def _current(self, adapted: bool) -> State:
-        return State(self._head_state(), self.stage.state() if adapted and self.stage is not None else None)
-
     def follow(self, record: VersionRecord) -> None:
         """Take ``record`` as the serving version (at start, and when this retrainer becomes the leader)."""
         if getattr(self, "served", None) is None or self.served.number != record.number:
@@ -552,7 +557,12 @@ class HeadRetrainer:
         weights = np.zeros(n)
         weights[:self.n_offline] = self.offline_weights * (1.0 if offline_scale is None else offline_scale)
         weights[batch.rows] = self._weights(batch, include)
-        source = self._trunk if adapt else (features or self._pool)
+        if adapt:
+            source = self._trunk
+        elif features is None and start.last is not None:  # head only, on a version whose last stage adapted
+            source = self._features_of(start)
+        else:
+            source = features or self._pool
         assert source is not None
         inputs = {k: v[:n] for k, v in source.items()}
         labels = self._pool_labels[:n]
@@ -562,8 +572,11 @@ class HeadRetrainer:
             self.stage.trainable()
         judged: dict[str, Any] = {}
 
+        def current() -> State:
+            return State(self._head_state(), self.stage.state() if adapt and self.stage is not None else start.last)
+
         def enough(done: int) -> bool:  # every check_every steps, one optimizer throughout
-            fixed = self._judge(batch.rows, self._current(adapt))[0] == batch.labels
+            fixed = self._judge(batch.rows, current())[0] == batch.labels
             self.model.train()
             judged.update(fixed=fixed, fraction=float(fixed[check].mean()) if check.any() else 1.0)
             return early_stop and done >= self.options.min_steps and judged["fraction"] >= self.options.min_fixed
@@ -576,7 +589,7 @@ class HeadRetrainer:
         if stats["stopped"] == "should_stop":
             return None
         return {**judged, "steps": stats["steps"], "seconds": stats["seconds"], "loss": stats["loss"],
-                "state": self._current(adapt)}
+                "state": current()}
 
     def _holdout_plan(self, batch: _Batch, served_last_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(held out, older): the gated corrections of the newest ``holdout_episodes`` episodes the serving
