@@ -23,6 +23,15 @@
    after the success boundary gives: the onset frame labelled failure), then one round of exact ones: does
    the loop still publish?
 
+``--protocol shift`` (issue 24) instead runs ``--rounds`` rounds in which every correction episode of B goes
+through the server and every frame the served version gets wrong is sent back, labelled as a key pressed ``--lag``
+frames late (the frame after each label change gets the label before it): ``--send round`` all of a round's
+after its last episode with their frames, ``--send episode`` each episode's after it by reference. After each
+round the version covering its last correction is scored on B's test episodes and on A's held-out episodes (the
+checkpoint's split); at the end every published version is scored too (``versions``, ``clean_from``). B is any
+set, e.g. ``hilreward sim seed=1 brightness=0.7 tint=[1.15,1.0,0.8] light_shift=[0.6,0.4,0.2]`` for layouts plus
+lighting. ``--docs-shift <result JSONs>`` writes their section of docs/benchmarks.md.
+
 Prints one JSON object (and writes it to ``--out``); ``--doc`` also writes the curves to
 ``docs/ever-correcting.png``. Heavy: run it with ``nice``; every time is recorded beside ``uptime``.
 """
@@ -345,7 +354,7 @@ class Run:
             done = self.wait(max(ids))
             info = done.pop("info")
             entry.update(done, seconds=[self.latency.get(c) for c in ids],
-                         statuses={k: getattr(info.corrections, k) for k in
+                         statuses={k: getattr(info.corrections, k, 0) for k in
                                    ("fixed", "unfixed", "contradicted", "rejected", "pending")})
             self.points.append({"corrections": self.total, "version": info.number, "late": late, **self.score(info)})
         self.rounds.append(entry)
@@ -430,7 +439,7 @@ class ShiftRun(Run):
             entry.update(done, attempts=len(attempts), published_versions=sum(a.passed for a in attempts),
                          refused=[a.reason[:400] for a in attempts if not a.passed],
                          seconds=summary([self.latency[c] for c in ids if c in self.latency]),
-                         statuses={k: getattr(info.corrections, k) for k in
+                         statuses={k: getattr(info.corrections, k, 0) for k in
                                    ("fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable",
                                     "rejected", "pending")})
             self.points.append({"corrections": self.total, "version": info.number, **self.score(info)})
@@ -625,8 +634,12 @@ def shift_label(r: dict) -> str:
 
 
 def write_shift_doc(results: list[tuple[Path, dict]]) -> None:
-    """The "Ever-correcting under a shift" section of docs/benchmarks.md from shift-protocol results."""
+    """The "Ever-correcting under a shift" section of docs/benchmarks.md from shift-protocol results (a file whose
+    name starts with ``base-`` was run against the retrainer before issue 24, as ``--baseline`` of the table)."""
     from run_all import replace_section
+
+    def name(path: Path, r: dict) -> str:
+        return shift_label(r) + (", **retrainer before issue 24**" if path.name.startswith("base-") else "")
 
     def gfm(p: dict) -> str:
         return f"{p['gross_early']} / {p['false_successes_in_failed']} / {p['missed']}"
@@ -649,7 +662,7 @@ def write_shift_doc(results: list[tuple[Path, dict]]) -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     for path, r in results:
         run = r["run"]
-        lines.append(f"| {shift_label(r)} | {run['send']} | 0 | 0 | | | {gfm(run['points'][0])} | "
+        lines.append(f"| {name(path, r)} | {run['send']} | 0 | 0 | | | {gfm(run['points'][0])} | "
                      f"{gfm(run['points'][0]['original'])} | |")
         points = iter(run["points"][1:])
         for rd in run["rounds"]:
@@ -665,10 +678,11 @@ def write_shift_doc(results: list[tuple[Path, dict]]) -> None:
         curve = " ".join(f"{v['corrections']}:{v['gross_early']}/{v['false_successes_in_failed']}"
                          for v in run.get("versions", []))
         s = run.get("seconds_to_version") or {}
-        lines.append(f"- {shift_label(r)}, send={run['send']}: {curve}; clean from **{fmt(run.get('clean_from'))}** "
+        lines.append(f"- {name(path, r)}, send={run['send']}: {curve}; clean from **{fmt(run.get('clean_from'))}** "
                      f"corrections on; correction -> serving median **{s.get('median')} s** (p90 {s.get('p90')}, max "
                      f"{s.get('max')}, {s.get('n')} corrections); new gross errors on the original held-out episodes: "
-                     f"{run.get('original_new_gross')}. Raw: `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`.")
+                     f"{run.get('original_new_gross')}. Raw: `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`; "
+                     f"`uptime` at start: {r['uptime_start'].split('load average:')[-1].strip()}.")
     lines += ["", SHIFT_END, ""]
     replace_section(DOC, SHIFT_START, SHIFT_END, "\n".join(lines))
 
