@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     from hilreward.deploy import RewardFunction
     from hilreward.integrations.lerobot import REGISTRY_NAME, HilrewardRewardStep, reward_classifier, with_reward_step
 
-    out: dict = {"python": sys.version.split()[0], "torch": torch.__version__, "lerobot": lerobot.__version__}
+    out: dict = {"python": sys.version.split()[0], "torch": torch.__version__, "lerobot": lerobot.__version__,
+                 "onnxruntime": importlib.util.find_spec("onnxruntime") is not None}
     ckpt = args.checkpoint
     data = load_frame_data(DatasetConfig(root=args.dataset), LabelConfig(), (128, 128))
     episodes = args.episodes if args.episodes else sorted(set(int(e) for e in data.episode_index))

@@ -479,5 +479,5 @@ def test_scope_last_adapts_the_encoders_last_stage_and_the_server_serves_it(ckpt
         assert not served.success and served.model_version == info.version
         assert abs(served.probability - local.probability) < 1e-4  # the server runs the adapted encoder
         members = tmp_path / "state" / "ensembles" / "1.safetensors"  # the uncertainty heads of the adapted version
-        _wait(client, lambda i: members.is_file(), "version 1's ensemble")
+        _wait(client, lambda i: members.is_file() and i.ensemble_size == 2, "version 1's ensemble")
         assert client.predict(fp).uncertainty is not None

@@ -193,6 +193,10 @@ def boundary_steps(items: list[tuple[int, int, dict[int, float] | None]], thresh
     return out
 
 
+class Orphaned(Exception):
+    """The server that started this retrainer is gone: nothing it trains now could be recorded or served."""
+
+
 class HeadRetrainer:
     """Loads the base model, offline features and held-out split; trains and gates versions; publishes them.
 
@@ -286,6 +290,8 @@ class HeadRetrainer:
         self._offline_conflicts: dict[int, tuple[str, dict]] = {}
         """Corrections that made offline held-out episodes wrong (id -> (why, conflict record)): left out."""
         self._served_features: tuple[int, dict[str, np.ndarray]] | None = None
+        self.orphaned: Callable[[], bool] = lambda: False
+        """True once the server that runs this retrainer died (checked between optimizer steps of an attempt)."""
         # The first optimizer step pays seconds of one-time torch imports: pay them now, not after a correction.
         from ..training.features import fit_head
 
@@ -582,11 +588,14 @@ class HeadRetrainer:
             return early_stop and done >= self.options.min_steps and judged["fraction"] >= self.options.min_fixed
 
         stats = fit_head(self.model, inputs, labels, weights, steps=int(steps or self.options.steps),
-                         batch_size=self.options.batch_size, lr=self.options.lr, seed=seed, should_stop=should_stop,
+                         batch_size=self.options.batch_size, lr=self.options.lr, seed=seed,
+                         should_stop=lambda: self.orphaned() or (should_stop is not None and should_stop()),
                          check=enough, check_every=self.options.check_every,
                          stage=self.stage.module if adapt and self.stage is not None else None)
         self.model.eval()
         if stats["stopped"] == "should_stop":
+            if self.orphaned():
+                raise Orphaned
             return None
         return {**judged, "steps": stats["steps"], "seconds": stats["seconds"], "loss": stats["loss"],
                 "state": current()}
@@ -917,6 +926,7 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
     except Exception as exc:
         events.put({"event": "error", "message": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
         return
+    trainer.orphaned = lambda: parent is not None and not parent.is_alive()
     setup = {"heldout_accuracy_base": trainer.base_accuracy, "setup_seconds": trainer.setup_seconds,
              "val_episodes": len(trainer.val_episodes)}
     store: CorrectionStore | None = None
@@ -986,6 +996,8 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
                 event = {"event": "published" if attempt.passed else "rejected", "reason": attempt.reason,
                          "metrics": attempt.metrics, "last_correction_id": attempt.last_correction_id,
                          "assessments": attempt.assessments, "time": time.time()}
+                if trainer.orphaned():
+                    break
                 if attempt.passed and not leadership.held():  # lost the lock meanwhile: another replica leads now
                     leading, seen, work = False, 0, None
                     continue
@@ -1008,6 +1020,8 @@ def retrainer_main(spec: RetrainSpec, triggers: mp.Queue, events: mp.Queue) -> N
                 events.put(event)
                 if event["event"] == "ensemble":
                     leadership.announce(event["number"])  # replicas pick the ensemble up with the version
+        except Orphaned:  # the server died mid-attempt: its next start retrains (nothing is published meanwhile)
+            break
         except Exception as exc:
             events.put({"event": "error", "message": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
             work, idle = None, False

@@ -63,12 +63,12 @@ class CorrectionCounts:
     pending: int = 0
     fixed: int = 0
     unfixed: int = 0
-    contradicted: int = 0
-    rejected: int = 0
-    accepted: int = 0
     boundary: int = 0
+    contradicted: int = 0
     conflicts_offline: int = 0
     unusable: int = 0
+    rejected: int = 0
+    accepted: int = 0
 
 
 def _view(stored: StoredCorrection, statuses: dict[int, Assessment], verdicts: dict[int, Review],

@@ -29,8 +29,7 @@ def _arrays(images: dict[str, bytes]) -> dict[str, np.ndarray]:
 
 
 def counts_from_proto(m: pb.CorrectionCounts) -> CorrectionCounts:
-    return CorrectionCounts(m.total, m.pending, m.fixed, m.unfixed, m.contradicted, m.rejected, m.accepted,
-                            m.boundary, m.conflicts_offline, m.unusable)
+    return CorrectionCounts(**{f: getattr(m, f) for f in CorrectionCounts.__dataclass_fields__})
 
 
 def conflict_from_proto(m: pb.OfflineConflict) -> dict:
