@@ -6,7 +6,7 @@ import pytest
 
 from hilreward.access import TOKEN_ENV, check_bind, is_loopback
 from hilreward.errors import ConfigError
-from hilreward.serving.server import ServeConfig, validate
+from hilreward.serving.config import ServeConfig, validate
 
 
 def test_loopback_addresses():

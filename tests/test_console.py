@@ -18,7 +18,8 @@ from hilreward.app.console import build
 from hilreward.cli import main
 from hilreward.online.store import CorrectionStore
 from hilreward.serving import RewardClient
-from hilreward.serving.server import QueryOptions, RecentOptions, RewardServer, ServeConfig
+from hilreward.serving.config import QueryOptions, RecentOptions, ServeConfig
+from hilreward.serving.server import RewardServer
 
 # Module fixtures of test_serving (one torch thread, the cache, the tiny checkpoint, drawer4's frames) and the
 # label station's browser (Debian's chromium + chromedriver) and HTTP helper, instantiated again here.
@@ -137,9 +138,9 @@ def test_review_page_decides_what_the_retrainer_trains(console, frames, browser,
     from selenium.webdriver.support.ui import Select
 
     from hilreward.config import DatasetConfig
-    from hilreward.online.retrainer import HeadRetrainer, RetrainSpec
+    from hilreward.online.trainer import HeadRetrainer, RetrainSpec
     from hilreward.online.versions import VersionStore
-    from hilreward.serving.server import RetrainOptions
+    from hilreward.online.options import RetrainOptions
 
     srv, client = console["server"], console["client"]
     predict_episode(client, frames, episode=8, rows=ROWS[-2:])
@@ -186,7 +187,7 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
     from selenium.webdriver.common.by import By
 
     from hilreward.config import DatasetConfig
-    from hilreward.serving.server import RetrainOptions
+    from hilreward.online.options import RetrainOptions
 
     from test_online_retrain import _wait
 

@@ -10,7 +10,9 @@ import torch
 
 from hilreward.config import DatasetConfig
 from hilreward.models import RewardClassifier
-from hilreward.serving.server import RetrainOptions, RewardServer, ServeConfig
+from hilreward.online.options import RetrainOptions
+from hilreward.serving.config import ServeConfig
+from hilreward.serving.server import RewardServer
 
 from conftest import ROOT
 from test_serving import DRAWER4, TOKEN, make_checkpoint

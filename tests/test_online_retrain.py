@@ -21,11 +21,14 @@ import pytest
 from hilreward.config import DatasetConfig
 from hilreward.deploy import RewardFunction
 from hilreward.deploy.corrections import Correction
-from hilreward.online.retrainer import _STOP, HeadRetrainer, RetrainSpec, _Batch, quiet
+from hilreward.online.retrainer import _STOP, quiet
+from hilreward.online.trainer import HeadRetrainer, RetrainSpec, _Batch
 from hilreward.online.store import CorrectionStore
 from hilreward.online.versions import VersionStore, checkpoint_fingerprint
 from hilreward.serving import RewardClient
-from hilreward.serving.server import RetrainOptions, RewardServer, ServeConfig
+from hilreward.online.options import RetrainOptions
+from hilreward.serving.config import ServeConfig
+from hilreward.serving.server import RewardServer
 # The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames),
 # instantiated again for this module.
 from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401

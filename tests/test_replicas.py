@@ -21,7 +21,9 @@ from hilreward.online.store import CorrectionStore
 from hilreward.online.store.postgresql import LEADER_LOCK
 from hilreward.online.versions import VersionStore
 from hilreward.serving import RewardClient
-from hilreward.serving.server import RetrainOptions, RewardServer, ServeConfig
+from hilreward.online.options import RetrainOptions
+from hilreward.serving.config import ServeConfig
+from hilreward.serving.server import RewardServer
 from postgres_cluster import pg_url  # noqa: F401
 from test_online_retrain import false_positive
 # The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames).

@@ -21,7 +21,9 @@ from hilreward.serving import GrpcBackend, RewardClient
 from hilreward.serving.images import encode_image
 from hilreward.serving.protos import hilreward_pb2 as pb
 from hilreward.serving.protos import hilreward_pb2_grpc as pb_grpc
-from hilreward.serving.server import SERVICE_NAME, RewardServer, ServeConfig
+from hilreward.serving.config import ServeConfig
+from hilreward.serving.server import RewardServer
+from hilreward.serving.servicer import SERVICE_NAME
 
 DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
 SIZE = [32, 32]
@@ -307,7 +309,7 @@ def test_console_api_streams_activity_labels_recent_frames_by_reference_and_revi
     from hilreward.online.store import CorrectionStore
     from hilreward.serving.client import ModelInfo
     from hilreward.serving.records import RecentPrediction, RetrainerStatus
-    from hilreward.serving.server import QueryOptions, RecentOptions
+    from hilreward.serving.config import QueryOptions, RecentOptions
 
     cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), token=TOKEN,
                       recent=RecentOptions(size=8), queries=QueryOptions(size=3, min_need=0.0, min_gap=0))

@@ -19,7 +19,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from ..config import parse_overrides
-from ..serving.server import RewardServer, ServeConfig, run
+from ..serving.config import ServeConfig
+from ..serving.server import RewardServer, run
 from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot
 from .console_service import ConsoleService
 from .factory import Page, create_app, page_html

@@ -1,0 +1,109 @@
+"""``hilreward serve``'s options (:class:`ServeConfig` with its groups), validated in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..access import check_bind
+from ..config import DatasetConfig
+from ..errors import ConfigError
+from ..online.options import RetrainOptions
+
+MODES = ("sparse", "dense")
+
+
+@dataclass
+class RecentOptions:
+    size: int = 512
+    """Predictions kept with their frames (the console labels them by reference; WatchActivity streams them)."""
+    max_mb: float = 256.0
+    """Most MiB of frames kept (the oldest predictions go first)."""
+
+
+@dataclass
+class QueryOptions:
+    size: int = 32
+    """Frames in the query queue at most (the neediest recent ones)."""
+    min_need: float = 0.5
+    """Queue a frame when its need (closeness to the threshold, or ensemble spread / 0.25) is at least this."""
+    min_gap: int = 5
+    """At most one queued frame per this many steps of an episode."""
+
+
+@dataclass
+class ServeConfig:
+    checkpoint: Optional[str] = None
+    """Checkpoint directory (or Hub repo) to serve as version 0."""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    """Offline dataset for retraining (``dataset.root=...``); without it corrections are stored but not trained on."""
+    host: str = "127.0.0.1"
+    """Address to bind. Anything but loopback needs ``token`` (or ``insecure=true``)."""
+    port: int = 50051
+    """TCP port; 0 picks a free one (printed, and written to ``port_file``)."""
+    port_file: Optional[str] = None
+    """Write the bound port to this file once serving (for scripts and tests using port=0)."""
+    token: Optional[str] = None
+    """Bearer token for SubmitCorrection (and Predict with ``auth_predict``); default $HILREWARD_TOKEN."""
+    auth_predict: bool = False
+    """Also require the token for Predict, PredictStream, GetModel and WatchModel."""
+    insecure: bool = False
+    """Allow binding a non-loopback address without a token."""
+    state_dir: str = "outputs/serve"
+    """Versions (``versions/<n>/``) and, by default, the correction store. Replicas share one (a shared folder)."""
+    store: Optional[str] = None
+    """Correction store: an SQLite file (default ``<state_dir>/corrections.sqlite``, one server) or
+    ``postgresql://user[:password]@host[:port]/database`` (shared by several replicas)."""
+    replica: Optional[str] = None
+    """Name of this server, stored with every correction it takes; default ``<hostname>:<port>``."""
+    success_threshold: Optional[float] = None
+    """Success when probability >= this; None uses the checkpoint's threshold."""
+    success_reward: float = 1.0
+    """Reward on success (sparse) or the scale of the probability (dense)."""
+    terminate_on_success: bool = True
+    """Set ``terminate`` on success."""
+    mode: str = "sparse"
+    """``sparse`` or ``dense`` reward."""
+    consecutive: int = 1
+    """Frames in a row at or above the threshold before success, counted per episode_id (step 0 restarts)."""
+    success_class: int = -1
+    """Multi-class only: the class whose probability counts as success."""
+    max_message_mb: int = 16
+    """Largest request or response in MiB."""
+    max_batch: int = 8
+    """Concurrent requests merged into one model call at most (1 disables merging)."""
+    workers: int = 16
+    """gRPC worker threads (each open PredictStream / WatchModel holds one)."""
+    threads: Optional[int] = None
+    """torch threads for Predict; None leaves torch's default."""
+    device: str = "cpu"
+    """Device of the served model."""
+    cache_dir: Optional[str] = None
+    """Frame and feature cache root for retraining (default $HILREWARD_CACHE or ~/.cache/hilreward)."""
+    retrain: RetrainOptions = field(default_factory=RetrainOptions)
+    """When and how corrections are trained into new versions."""
+    recent: RecentOptions = field(default_factory=RecentOptions)
+    """The buffer of recent predictions."""
+    queries: QueryOptions = field(default_factory=QueryOptions)
+    """The queue of frames that need a human."""
+
+
+def validate(cfg: ServeConfig) -> None:
+    if not cfg.checkpoint:
+        raise ConfigError("serve needs checkpoint=<dir>, e.g. checkpoint=outputs/train/checkpoints/best")
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode={cfg.mode!r}: use one of {', '.join(MODES)}")
+    if cfg.success_threshold is not None and not 0.0 <= cfg.success_threshold <= 1.0:
+        raise ConfigError(f"success_threshold={cfg.success_threshold}: must be within [0, 1]")
+    if cfg.consecutive < 1:
+        raise ConfigError(f"consecutive={cfg.consecutive}: must be >= 1")
+    if not 0 <= cfg.port <= 65535:
+        raise ConfigError(f"port={cfg.port}: must be within 0..65535 (0 picks a free port)")
+    if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2:
+        raise ConfigError("max_message_mb and max_batch must be >= 1, workers >= 2")
+    cfg.retrain.check()
+    if cfg.recent.size < 1 or cfg.recent.max_mb <= 0 or cfg.queries.size < 1 or cfg.queries.min_gap < 0 \
+            or not 0 <= cfg.queries.min_need <= 1:
+        raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
+                          "queries.min_need within [0, 1]")
+    check_bind(cfg.host, cfg.token, cfg.insecure)
