@@ -201,8 +201,9 @@ class PostgresStore(CorrectionStore):
 
     @contextlib.contextmanager
     def _upgrading(self) -> Iterator[None]:
-        # The write lock is taken for the session before the transaction begins: a transaction that waits for it
-        # inside may go on seeing the catalog as it was when it began, without the tables a replica just created.
+        # The write lock is taken for the session before the transaction begins: a transaction that waited for it
+        # inside could still miss the tables a replica created meanwhile (its cached catalog lookups are refreshed
+        # when a transaction starts), find version 0 and fail with DuplicateTable.
         with self._errors():
             conn = self._conn()
             conn.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
@@ -213,7 +214,7 @@ class PostgresStore(CorrectionStore):
             raise ServingError(f"cannot upgrade the schema of correction store {self.display}: {_first_line(exc)}; "
                                "give the store a database of its own whose user may create tables in it") from None
         finally:
-            if not conn.closed:
+            if not (conn.closed or conn.broken):  # a lost session has dropped the lock already
                 conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
 
     def _stored_version(self) -> int:
