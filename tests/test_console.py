@@ -23,7 +23,7 @@ from hilreward.serving.server import RewardServer
 
 # Module fixtures of test_serving (one torch thread, the cache, the tiny checkpoint, drawer4's frames) and the
 # label station's browser (Debian's chromium + chromedriver) and HTTP helper, instantiated again here.
-from test_label_station import browser, http  # noqa: F401
+from test_label_station import assert_guarded, browser, command, http  # noqa: F401
 from test_serving import DRAWER4, TOKEN, _one_thread, cache_dir, ckpt, frames, step_images  # noqa: F401
 
 ROWS = list(range(390, 402))
@@ -146,7 +146,7 @@ def test_review_page_decides_what_the_retrainer_trains(console, frames, browser,
     predict_episode(client, frames, episode=8, rows=ROWS[-2:])
     a, b = client.correct_recent(label=1, last_k=2, episode_id=8).correction_ids
     text = lambda element_id: read(browser, element_id)  # noqa: E731
-    browser.get(f"{console['url']}/review/?token={TOKEN}")
+    browser.get(f"{console['url'].replace('//127.0.0.1:', '//localhost:')}/review/?token={TOKEN}")  # localhost too
     wait_until(browser, lambda d: "Nothing to review" in text("corrections"), "the empty review list")
     wait_until(browser, lambda d: "#0 · " in text("timeline"), "the versions timeline")  # loads on its own
     assert "serving" in browser.find_element(By.CSS_SELECTOR, "#timeline .what").get_attribute("class")
@@ -264,11 +264,31 @@ def test_bad_input_gets_a_clear_error(console, capsys):
         service.close()
 
 
+def test_console_refuses_foreign_hosts_and_cross_site_writes(console, tmp_path):
+    srv, auth = console["server"], {"Authorization": f"Bearer {TOKEN}"}
+
+    def writes() -> tuple[int, int]:
+        with CorrectionStore(srv.store.path, readonly=True) as db:
+            return len(db), len(db.reviews())
+
+    before = writes()
+    assert_guarded(console["url"], "/api/console/corrections", auth)
+    for path, body in [("console/corrections", {"label": 0, "last_k": 1}),
+                       ("review/reviews", {"ids": [1], "verdict": "reject"})]:
+        status, answer, _ = http(f"{console['url']}/api/{path}", "POST", body, {**auth, "Origin": "null"})
+        assert status == 403 and "cross-site request refused" in answer["detail"], answer
+    assert writes() == before
+    # `hilreward console` passes allowed_hosts= to its server
+    with command(["console", f"address={srv.address}", f"token={TOKEN}", "allowed_hosts=[robot.lan]"], tmp_path) as url:
+        assert_guarded(url, "/api/review/reviews", auth, allowed="robot.lan")
+
+
 def test_serve_console_true_serves_the_page_from_the_server_process(ckpt, tmp_path):  # noqa: F811
     ports = {name: tmp_path / name for name in ("grpc", "web")}
     proc = subprocess.Popen([sys.executable, "-m", "hilreward.cli", "serve", f"checkpoint={ckpt}", f"token={TOKEN}",
                              f"state_dir={tmp_path / 'state'}", "threads=1", "port=0", f"port_file={ports['grpc']}",
-                             "console=true", "console_port=0", f"console_port_file={ports['web']}"],
+                             "console=true", "console_port=0", f"console_port_file={ports['web']}",
+                             "allowed_hosts=[robot.lan]"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
@@ -286,6 +306,7 @@ def test_serve_console_true_serves_the_page_from_the_server_process(ckpt, tmp_pa
         assert snapshot["model"]["version"] == version and snapshot["retrainer"]["state"] == "off"
         code, page, _ = http(f"{url}/console/", headers=auth)
         assert code == 200 and b"False success" in page
+        assert_guarded(url, "/api/console/corrections", auth, allowed="robot.lan")
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()

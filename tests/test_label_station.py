@@ -8,6 +8,10 @@ import importlib.util
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -143,13 +147,45 @@ def http(url: str, method: str = "GET", body: dict | None = None, headers: dict 
         return exc.code, json.loads(exc.read()), exc.headers
 
 
+def assert_guarded(url: str, write: str, headers: dict | None = None, allowed: str | None = None) -> None:
+    """The DNS-rebinding guard of the page server at ``url``: a foreign Host gets 400 and a POST to ``write`` (an
+    API path) from another site's page 403; loopback names, with and without the port, and ``allowed`` pass."""
+    port, headers = url.rsplit(":", 1)[1], headers or {}
+    for host in ("attacker.example", f"attacker.example:{port}"):
+        status, body, _ = http(f"{url}/api/pages", headers={**headers, "Host": host})
+        assert status == 400 and "does not answer to host 'attacker.example'" in body["detail"], body
+    hosts = ["localhost", f"localhost:{port}", "127.0.0.1", f"[::1]:{port}"] + ([f"{allowed}:{port}"] if allowed else [])
+    for host in hosts:
+        assert http(f"{url}/api/pages", headers={**headers, "Host": host})[0] == 200, host
+    status, body, _ = http(f"{url}{write}", "POST", {}, {**headers, "Origin": "http://attacker.example"})
+    assert status == 403 and "cross-site request refused" in body["detail"], body
+
+
+@contextlib.contextmanager
+def command(args: list[str], folder: Path):
+    """A ``hilreward`` page command in a process of its own (``port=0``); yields its URL once it serves."""
+    port_file = folder / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "hilreward.cli", *args, "port=0", f"port_file={port_file}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not port_file.exists():
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            assert time.monotonic() < deadline, f"{args[0]} did not serve within 90 s"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def station(run, tmp_path_factory):
     edits = tmp_path_factory.mktemp("station") / "edits.json"
     app, s = build(LabelOptions(dataset=DatasetConfig(root=str(run["noisy"])), suspects=str(run["dir"]),
                                 edits=str(edits), cache_dir=run["cache"]))
     with AppServer(app, port=0) as server:
-        yield {"url": server.url, "station": s, "edits": edits}
+        yield {"url": server.url, "station": s, "edits": edits, "app": app}
 
 
 def test_station_api(station, run):
@@ -205,6 +241,36 @@ def test_station_api(station, run):
     status, err, _ = http(f"{url}/api/label/edits/undo", "POST")
     assert status == 400 and "no edit to undo" in err["detail"]
     assert http(f"{url}/api/pages")[1] == [{"name": "label", "title": "Label station", "url": "/label/"}]
+
+
+def test_foreign_hosts_and_cross_site_writes_are_refused(station, run, tmp_path):
+    """DNS rebinding: a site whose name re-resolves to 127.0.0.1 sends its own name as Host (400); any other site's
+    page sends its Origin with a write (403). Before, /api/pages answered 200 and a JSON edit was saved."""
+    url, s = station["url"], station["station"]
+    port = url.rsplit(":", 1)[1]
+    edit = {"episode_index": 0, "start": 100, "end": 110, "label": 0}
+    before = len(s.list_edits())
+    assert_guarded(url, "/api/label/edits")
+    assert http(f"{url}/api/label/edits", "POST", edit, {"Host": "attacker.example"})[0] == 400
+    for origin in ("http://attacker.example", "null", f"http://localhost:{port}", f"http://127.0.0.1:{int(port) + 1}"):
+        for method, path, body in [("POST", "edits", edit), ("POST", "edits/undo", None), ("DELETE", "edits/0", None),
+                                   ("PUT", "edits", edit), ("PATCH", "edits", edit)]:
+            status, answer, _ = http(f"{url}/api/label/{path}", method, body, {"Origin": origin})
+            assert status == 403 and "cross-site request refused" in answer["detail"], (origin, method, path)
+    assert len(s.list_edits()) == before  # nothing was written
+    assert http(f"{url}/api/label/edits", headers={"Origin": "http://attacker.example"})[0] == 200  # reads pass
+    status, saved, _ = http(f"{url}/api/label/edits", "POST", edit, {"Origin": url})  # the page's own writes pass
+    assert status == 200 and saved["start"] == 100
+    assert http(f"{url}/api/label/edits/{saved['index']}", "DELETE", headers={"Origin": url})[0] == 200
+    with AppServer(station["app"], port=0, allowed_hosts=["robot.lan"]) as other:
+        assert_guarded(other.url, "/api/label/edits", allowed="robot.lan")
+        robot = f"robot.lan:{other.port}"  # the page opened by that name writes too
+        assert http(f"{other.url}/api/label/edits", "POST", edit, {"Host": robot, "Origin": f"http://{robot}"})[0] == 200
+        assert http(f"{other.url}/api/label/edits/undo", "POST", headers={"Origin": other.url})[0] == 200
+    # `hilreward label` passes allowed_hosts= to its server
+    with command(["label", f"dataset.root={run['noisy']}", f"suspects={run['dir']}", f"cache_dir={run['cache']}",
+                  f"edits={tmp_path / 'e.json'}", "allowed_hosts=[robot.lan]"], tmp_path) as cli_url:
+        assert_guarded(cli_url, "/api/label/edits", allowed="robot.lan")
 
 
 def test_station_with_a_checkpoint_and_option_errors(run, tmp_path, capsys):
@@ -292,7 +358,9 @@ def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
     saved = json.loads(station["edits"].read_text())["edits"]
     assert [(e["episode_index"], e["start"], e["end"], e["label"]) for e in saved] == [(ep_shifted, onset, onset + 8, 1)]
 
-    browser.refresh()  # the edit survives a reload: it is in the file and the page shows it
+    # The edit survives a reload (it is in the file and the page shows it); the page works on localhost too.
+    browser.get(browser.current_url.replace("//127.0.0.1:", "//localhost:"))
+    assert browser.current_url.startswith("http://localhost:")
     wait.until(lambda d: text("frame-info").startswith(f"frame {onset + 7} /") and "1 edit" in text("edit-count"))
     assert f"frames {onset}–{onset + 7} → success" in text("edits")
     assert "label 1 (was 0)" in text("frame-info")
@@ -303,7 +371,7 @@ def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
     assert images == [[True, 128], [True, 128]]
     assert browser.execute_script("return window.labelStation.ep.probability.length") == 149
 
-    keys.send_keys("u").perform()  # undo from the keyboard empties the file
+    keys.send_keys("u").perform()  # undo from the keyboard (a write from the localhost page) empties the file
     wait.until(lambda d: "0 edits" in text("edit-count"))
     assert json.loads(station["edits"].read_text())["edits"] == []
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

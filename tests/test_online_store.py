@@ -216,14 +216,15 @@ def test_is_a_deploy_correction_sink_and_rejects_bad_frames(location):
     store.close()
 
 
-def _schema_1(location: str) -> None:
-    """A store as hilreward wrote it before schema 2 (the first migration only), holding one correction."""
+def older_store(location: str, version: int = 1) -> None:
+    """A store as an older hilreward wrote it (only the first ``version`` migrations), holding one correction."""
     if "://" in location:
-        raw(location, PostgresStore.MIGRATIONS[0].sql + "CREATE TABLE hilreward_schema (version INTEGER PRIMARY KEY, "
-            "description TEXT NOT NULL, applied_unix DOUBLE PRECISION NOT NULL); "
-            "INSERT INTO hilreward_schema VALUES (1, 'corrections', 0);")
+        raw(location, "".join(m.sql for m in PostgresStore.MIGRATIONS[:version]) +
+            "CREATE TABLE hilreward_schema (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+            "applied_unix DOUBLE PRECISION NOT NULL); " +
+            "".join(f"INSERT INTO hilreward_schema VALUES ({v}, 'old', 0); " for v in range(1, version + 1)))
     else:
-        raw(location, SQLiteStore.MIGRATIONS[0].sql + "PRAGMA user_version=1;")
+        raw(location, "".join(m.sql for m in SQLiteStore.MIGRATIONS[:version]) + f"PRAGMA user_version={version};")
     raw(location, "INSERT INTO corrections (time, label, probability, model_version, episode, step, env_index, "
                   "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (5.0, 1, "0.5", "old", 0, 3, 0, "keyboard"))
     raw(location, "INSERT INTO frames VALUES (?, ?, ?, ?, ?)",
@@ -231,7 +232,7 @@ def _schema_1(location: str) -> None:
 
 
 def test_older_schema_is_upgraded_and_newer_is_refused(location, capsys):
-    _schema_1(location)
+    older_store(location)
     with pytest.raises(ServingError, match="schema version 1.*corrections migrate"):
         CorrectionStore(location, readonly=True)  # a reader never changes the store
     assert cli_main(["corrections", "migrate", f"store={location}"]) == 0
@@ -256,6 +257,32 @@ def test_older_schema_is_upgraded_and_newer_is_refused(location, capsys):
             CorrectionStore(location, readonly=readonly)
 
 
+@pytest.mark.parametrize("found", [0, 3])
+def test_stores_opened_at_once_upgrade_once(location, found):
+    """Six servers opening an empty (or schema-3) store at the same moment: one upgrades it, the rest wait and use it."""
+    if found:
+        older_store(location, found)
+    start, opened, errors = threading.Barrier(6), [], []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            opened.append(CorrectionStore(location))
+        except Exception as exc:  # noqa: BLE001 (collected: the assertion below shows them)
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(opened) == 6
+    assert sorted(s.upgraded_from for s in opened if s.upgraded_from is not None) == [found]
+    assert {s.schema_version for s in opened} == {SCHEMA_VERSION} and len(opened[0]) == (1 if found else 0)
+    for s in opened:
+        s.close()
+
+
 def test_refuses_foreign_files(tmp_path):
     with pytest.raises(ServingError, match="does not exist"):
         CorrectionStore(tmp_path / "missing.sqlite", readonly=True)
@@ -276,6 +303,10 @@ def test_refuses_foreign_databases(pg_url):
         CorrectionStore(pg_url, readonly=True)
     raw(pg_url, "CREATE TABLE corrections (x int)")
     with pytest.raises(ServingError, match="did not make; give the correction store a database of its own"):
+        CorrectionStore(pg_url)
+    raw(pg_url, "DROP TABLE corrections; CREATE TABLE frames (x int)")  # another program's table in the way
+    with pytest.raises(ServingError, match='cannot upgrade the schema of correction store .*"frames" already exists; '
+                                           "give the store a database of its own"):
         CorrectionStore(pg_url)
     gone = pg_url.replace("/t_", "/missing_")
     with pytest.raises(ServingError, match='cannot connect to correction store .*"missing_.*does not exist'):
@@ -388,7 +419,7 @@ def test_corrections_list_show_reject_accept_cli(tmp_path, location, capsys):
     capsys.readouterr()
     assert cli_main(run + ["list", f"store={path}", "status=rejected"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out[1:-1]] == ["3", "2"] and out[-1].endswith("2 rejected, 1 accepted")
+    assert [line.split()[0] for line in out[1:-1]] == ["3", "2"] and "2 rejected, 1 accepted, " in out[-1]
     assert cli_main(run + ["show", f"store={path}", "id=3", f"out={tmp_path / 'frames'}"]) == 0
     out = capsys.readouterr().out
     assert "status: rejected (rejected by ann: late keypress)" in out

@@ -18,7 +18,7 @@ import pytest
 from hilreward.config import DatasetConfig
 from hilreward.deploy import RewardFunction
 from hilreward.online.store import CorrectionStore
-from hilreward.online.store.postgresql import LEADER_LOCK
+from hilreward.online.store.postgresql import LEADER_LOCK, PostgresStore
 from hilreward.online.versions import VersionStore
 from hilreward.serving import RewardClient
 from hilreward.online.options import RetrainOptions
@@ -26,6 +26,7 @@ from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 from postgres_cluster import pg_url  # noqa: F401
 from test_online_retrain import false_positive
+from test_online_store import older_store
 # The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames).
 from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
 from test_serving import DRAWER4, TOKEN, step_images
@@ -46,18 +47,28 @@ def wait_for(what: str, check, timeout: float = WAIT_S, every: float = 0.05):
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-def start_replica(args: list[str], folder: Path) -> tuple[subprocess.Popen, str]:
-    """`hilreward serve` in a process group of its own (so its retrainer is cleaned up too)."""
+def launch_replica(args: list[str], folder: Path) -> tuple[subprocess.Popen, Path]:
+    """`hilreward serve` in a process group of its own (so its retrainer is cleaned up too), not waited for."""
     folder.mkdir(parents=True)
-    port_file = folder / "port"
     log = open(folder / "log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "hilreward.cli", "serve", *args, "port=0", f"port_file={port_file}"],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "hilreward.cli", "serve", *args, "port=0",
+                             f"port_file={folder / 'port'}"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, folder
+
+
+def serving_address(proc: subprocess.Popen, folder: Path) -> str:
+    """The address of a launched replica once it serves (AssertionError with its log when it dies instead)."""
+    port_file = folder / "port"
     wait_for(f"replica in {folder} to start ({(folder / 'log').read_text()[-1500:]})",
              lambda: port_file.exists() or proc.poll() is not None, timeout=90, every=0.1)
     assert proc.poll() is None, (folder / "log").read_text()[-2000:]
-    return proc, f"127.0.0.1:{port_file.read_text().strip()}"
+    return f"127.0.0.1:{port_file.read_text().strip()}"
+
+
+def start_replica(args: list[str], folder: Path) -> tuple[subprocess.Popen, str]:
+    proc, folder = launch_replica(args, folder)
+    return proc, serving_address(proc, folder)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -142,6 +153,30 @@ def test_two_replicas_share_corrections_and_survive_kill_9_of_the_leader(ckpt, f
     assert not [p.name for p in (state / "versions").iterdir() if p.name.startswith(".")]  # no partial versions
     with CorrectionStore(pg_url, readonly=True) as store:
         assert [(s.id, s.replica) for s in store.read()] == [(1, leader), (2, other), (3, other)]
+
+
+@pytest.mark.parametrize("found", [0, 3])
+def test_four_replicas_started_at_once_all_serve(ckpt, frames, tmp_path, pg_url, found):
+    """Four `hilreward serve` processes started together on an empty store (or one at schema version 3, holding a
+    correction): one upgrades it under the store's lock, the others wait for it, and all four serve."""
+    if found:
+        older_store(pg_url, found)
+    common = [f"checkpoint={ckpt}", f"state_dir={tmp_path / 'state'}", f"store={pg_url}", "threads=1"]
+    launched = [launch_replica(common + [f"replica=r{i}"], tmp_path / f"r{i}") for i in range(4)]
+    try:
+        for address in [serving_address(*replica) for replica in launched]:
+            with RewardClient(address, timeout_s=20) as client:
+                assert client.get_model().corrections_total == (1 if found else 0)
+                assert 0.0 <= client.predict(step_images(frames, 40)).probability <= 1.0
+    finally:
+        for proc, _ in launched:
+            kill_group(proc)
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT version, description FROM hilreward_schema ORDER BY version").fetchall()
+    assert [v for v, _ in rows] == list(range(1, len(PostgresStore.MIGRATIONS) + 1))
+    assert [d for _, d in rows[found:]] == [m.description for m in PostgresStore.MIGRATIONS[found:]]
 
 
 def test_leader_lock_moves_when_its_holder_is_killed_and_announcements_reach_listeners(pg_url):

@@ -8,7 +8,8 @@ Structure
   :class:`~hilreward.errors.HilrewardError` becomes HTTP 400 ``{"detail": message}``, and with a token every
   request must carry it. ``state`` entries become ``app.state.<name>``: the services the pages use.
 - ``server.py``: :class:`AppServer` runs an app with uvicorn on a socket it binds (``port=0`` works), in a
-  thread (tests, benchmarks) or in the foreground (the CLI).
+  thread (tests, benchmarks) or in the foreground (the CLI), behind ``guard.py``'s ``HostGuard``: only
+  loopback names, the bound host and ``allowed_hosts`` in ``Host`` (400), no writes from other sites (403).
 - one router module per page: ``label.py`` (the label station: router, its ``hilreward label`` command);
   its state without HTTP lives in ``label_station.py`` (pydantic models of its API included).
   ``console.py`` (the operator console: router, ``hilreward console`` and ``hilreward serve console=true``)

@@ -12,8 +12,8 @@ browser gets live updates as server-sent events fed by one WatchActivity stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -76,6 +76,9 @@ class ConsoleOptions:
     """Write the page's bound port to this file once serving."""
     insecure: bool = False
     """Allow a non-loopback host without a token."""
+    allowed_hosts: list[str] = field(default_factory=list)
+    """Host names the page answers to besides localhost, 127.0.0.1, ::1 and ``host`` (e.g. ``[robot-pc]``): a
+    guard against DNS rebinding."""
     last_k: int = 5
     """Frames a button labels (the page can change it)."""
     frame_side: int = 240
@@ -96,6 +99,9 @@ class ServeCommand(ServeConfig):
     """TCP port of the console page; 0 picks a free one (printed, and written to ``console_port_file``)."""
     console_port_file: Optional[str] = None
     """Write the console's bound port to this file once serving."""
+    allowed_hosts: list[str] = field(default_factory=list)
+    """Host names the console page answers to besides localhost, 127.0.0.1, ::1 and ``host`` (e.g. ``[robot-pc]``):
+    a guard against DNS rebinding."""
 
 
 def build(address: str, token: Optional[str] = None, last_k: int = 5, frame_side: int = 240,
@@ -108,13 +114,13 @@ def build(address: str, token: Optional[str] = None, last_k: int = 5, frame_side
 
 
 def start(address: str, token: Optional[str], host: str, port: int, insecure: bool = False,
-          port_file: Optional[str] = None, **options) -> Callable[[], None]:
+          port_file: Optional[str] = None, allowed_hosts: Sequence[str] = (), **options) -> Callable[[], None]:
     """Serve the console in a thread; returns how to stop it (streams first, then the web server)."""
     from .server import AppServer
 
     app, s = build(address, token, **options)
     try:
-        server = AppServer(app, host, port, token, insecure).start()
+        server = AppServer(app, host, port, token, insecure, allowed_hosts).start()
     except BaseException:
         s.close()
         raise
@@ -136,8 +142,9 @@ def main(args: list[str]) -> int:
     opts: ConsoleOptions = parse_overrides(ConsoleOptions, args)
     token = resolve_token(opts.token)
     check_bind(opts.host, token, opts.insecure)
-    stop = start(opts.address, token, opts.host, opts.port, opts.insecure, opts.port_file, last_k=opts.last_k,
-                 frame_side=opts.frame_side, frames_per_second=opts.frames_per_second, timeout_s=opts.timeout_s)
+    stop = start(opts.address, token, opts.host, opts.port, opts.insecure, opts.port_file, opts.allowed_hosts,
+                 last_k=opts.last_k, frame_side=opts.frame_side, frames_per_second=opts.frames_per_second,
+                 timeout_s=opts.timeout_s)
     print("Ctrl-C stops", flush=True)
     wait_for_signal()
     stop()
@@ -150,6 +157,6 @@ def serve_main(args: list[str]) -> int:
 
     def beside(server: RewardServer) -> Callable[[], None]:
         return start(server.local_address, server.cfg.token, cfg.host, cfg.console_port, cfg.insecure,
-                     cfg.console_port_file)
+                     cfg.console_port_file, cfg.allowed_hosts)
 
     return run(cfg, beside if cfg.console else None)

@@ -105,6 +105,9 @@ class LabelOptions:
     """Token every request must carry; default $HILREWARD_TOKEN."""
     insecure: bool = False
     """Allow a non-loopback host without a token."""
+    allowed_hosts: list[str] = field(default_factory=list)
+    """Host names the page answers to besides localhost, 127.0.0.1, ::1 and ``host`` (e.g. ``[robot-pc]``): a
+    guard against DNS rebinding."""
     cache_dir: Optional[str] = None
     """Frame cache root (default $HILREWARD_CACHE or ~/.cache/hilreward)."""
     max_side: int = 480
@@ -127,7 +130,7 @@ def main(args: list[str]) -> int:
     check_bind(opts.host, token, opts.insecure)  # before decoding anything
     print("label station: reading the dataset (videos are decoded once into the frame cache)...", flush=True)
     app, s = build(opts, token)
-    server = AppServer(app, opts.host, opts.port, token, opts.insecure)
+    server = AppServer(app, opts.host, opts.port, token, opts.insecure, opts.allowed_hosts)
     server.write_port(opts.port_file)
     info = s.info()
     print(f"label station for {info.dataset} ({info.episodes} episodes, label {info.label_key}); edits go to "

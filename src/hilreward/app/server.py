@@ -6,19 +6,22 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..access import check_bind
 from ..errors import ConfigError
+from .guard import HostGuard
 
 
 class AppServer:
-    """``AppServer(app, host, port, token, insecure)``: ``.start()`` in a thread (tests, benchmarks) or
-    ``.serve_forever()`` (the CLI; Ctrl-C stops it). Binding follows :mod:`hilreward.access`: loopback by
-    default, anything else only with a token (the same one ``create_app`` was given) or ``insecure``."""
+    """``AppServer(app, host, port, token, insecure, allowed_hosts)``: ``.start()`` in a thread (tests, benchmarks)
+    or ``.serve_forever()`` (the CLI; Ctrl-C stops it). Binding follows :mod:`hilreward.access`: loopback by
+    default, anything else only with a token (the same one ``create_app`` was given) or ``insecure``. Requests
+    pass :class:`~hilreward.app.guard.HostGuard`: ``Host`` must be a loopback name, ``host`` or one of
+    ``allowed_hosts``, and a state-changing request from another site's page is refused."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 8000, token: Optional[str] = None,
-                 insecure: bool = False):
+                 insecure: bool = False, allowed_hosts: Sequence[str] = ()):
         import uvicorn
 
         check_bind(host, token, insecure)
@@ -31,8 +34,8 @@ class AppServer:
                               f"(0 picks a free one) or host=") from None
         self.host, self.port = host, self.socket.getsockname()[1]
         # Open event streams (the console's) would hold a graceful shutdown forever: cut them after 2 s.
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                                    timeout_graceful_shutdown=2))
+        self.server = uvicorn.Server(uvicorn.Config(HostGuard(app, [host, *allowed_hosts]), log_level="warning",
+                                                    access_log=False, timeout_graceful_shutdown=2))
         self._thread: Optional[threading.Thread] = None
 
     @property

@@ -206,6 +206,11 @@ class CorrectionStore(ABC):
     def _apply(self, version: int, migration: Migration) -> None:
         """Run ``migration`` and record ``version`` (inside the caller's transaction)."""
 
+    def _upgrading(self) -> contextlib.AbstractContextManager:
+        """The transaction that upgrades the schema: it holds the store's write lock from before its first read,
+        so every process that opens the store at once waits here and then sees what the one before committed."""
+        return self._transaction()
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -223,11 +228,11 @@ class CorrectionStore(ABC):
         latest = len(self.MIGRATIONS)
         found = self._stored_version()
         if found < latest and not self.readonly:
-            with self._lock, self._transaction():
+            with self._lock, self._upgrading():
                 found = self._stored_version()  # another process may have upgraded it meanwhile
                 for version in range(found + 1, latest + 1):
                     self._apply(version, self.MIGRATIONS[version - 1])
-            self.upgraded_from, found = found, latest
+            self.upgraded_from, found = (found if found < latest else None), max(found, latest)
         if found > latest:
             raise ServingError(f"correction store {self.display} has schema version {found}, this hilreward "
                                f"knows versions up to {latest}; upgrade hilreward (or use another store=)")

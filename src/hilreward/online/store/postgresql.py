@@ -8,7 +8,8 @@ One database shared by several ``hilreward serve`` replicas (give the store a da
   ids are assigned and committed one writer at a time (``read(after_id=...)`` never misses a
   row that commits late) and ``request_id`` stays idempotent across replicas;
 - schema: table ``hilreward_schema`` (version, description, applied_unix), one row per applied
-  migration, upgraded under that same lock;
+  migration, upgraded under that same lock, held by the session from before the upgrade's transaction
+  begins (so any number of replicas may start at once on an empty or older store);
 - retrainer leader: :class:`AdvisoryLeadership`, a session-level advisory lock on a connection of
   its own. PostgreSQL drops it when that session ends: at once when the leader's process exits
   or is killed, and when its machine dies once the server's TCP keepalives (set to ~8 s on that
@@ -197,6 +198,24 @@ class PostgresStore(CorrectionStore):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield
+
+    @contextlib.contextmanager
+    def _upgrading(self) -> Iterator[None]:
+        # The write lock is taken for the session before the transaction begins: a transaction that waited for it
+        # inside could still miss the tables a replica created meanwhile (its cached catalog lookups are refreshed
+        # when a transaction starts), find version 0 and fail with DuplicateTable.
+        with self._errors():
+            conn = self._conn()
+            conn.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
+        try:
+            with self._transaction():
+                yield
+        except self._pg.Error as exc:
+            raise ServingError(f"cannot upgrade the schema of correction store {self.display}: {_first_line(exc)}; "
+                               "give the store a database of its own whose user may create tables in it") from None
+        finally:
+            if not (conn.closed or conn.broken):  # a lost session has dropped the lock already
+                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
 
     def _stored_version(self) -> int:
         has_schema, has_corrections = self._rows(
