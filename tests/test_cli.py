@@ -26,6 +26,34 @@ def test_help_lists_every_command(capsys):
         assert name in out
 
 
+# a key each command must list under --help (generated from its option dataclasses, with docstrings)
+HELP_KEYS = {"inspect": "dataset.root", "train": "training.steps", "eval": "checkpoint", "predict": "checkpoint",
+             "export": "checkpoint", "serve": "retrain.scope", "corrections": "store", "sim": "brightness",
+             "suspects": "folds", "label": "allowed_hosts", "relabel": "edits", "console": "address"}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_has_help_listing_its_keys_defaults_and_docs(name, capsys):
+    assert main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: hilreward {name} [key=value ...]") and COMMANDS[name][2] in out
+    key = next(line for line in out.splitlines() if line.strip().startswith(HELP_KEYS[name] + "="))
+    doc = out.splitlines()[out.splitlines().index(key) + 1]
+    assert doc.startswith("      ") and len(doc.strip()) > 10, (key, doc)  # its docstring under it
+
+
+def test_an_actions_help_and_typed_choices(capsys):
+    assert main(["corrections", "list", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hilreward corrections list") and "  status=none" in out
+    assert main(["serve", "--help"]) == 0
+    assert "  retrain.scope='auto'  (head|last|auto)" in capsys.readouterr().out  # a choice shows its values
+    assert main(["serve", "checkpoint=x", "retrain.scope=deep"]) == 1
+    assert capsys.readouterr().err.strip() == "error: retrain.scope='deep': use one of head, last, auto"
+    assert main(["train", "label.align=sideways"]) == 1
+    assert capsys.readouterr().err.strip() == "error: label.align='sideways': use one of auto, current, next"
+
+
 def test_unknown_command_exits_2(capsys):
     assert main(["trian"]) == 2
     assert "unknown command 'trian'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from typing import Optional
 
 from .errors import ConfigError
@@ -35,3 +36,23 @@ def check_bind(host: str, token: Optional[str], insecure: bool) -> None:
     if not (resolve_token(token) or insecure or is_loopback(host)):
         raise ConfigError(f"host={host} is reachable from other machines: set token=<secret> (or "
                           f"${TOKEN_ENV}), or insecure=true to serve without authentication")
+
+
+@dataclass
+class BindOptions:
+    """Where a server listens and who may talk to it: the keys every server command shares (``hilreward serve``,
+    ``console``, ``label``)."""
+
+    host: str = "127.0.0.1"
+    """Address to bind. Anything but loopback needs ``token`` (or ``insecure=true``)."""
+    port: int = 0
+    """TCP port; 0 picks a free one (printed, and written to ``port_file``)."""
+    port_file: Optional[str] = None
+    """Write the bound port to this file once serving (for scripts and tests using port=0)."""
+    token: Optional[str] = None
+    """Token every request must carry; default $HILREWARD_TOKEN."""
+    insecure: bool = False
+    """Allow binding a non-loopback address without a token."""
+
+    def check_bind(self) -> None:
+        check_bind(self.host, self.token, self.insecure)

@@ -15,6 +15,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .errors import HilrewardError
+from .usage import HelpRequested, usage
 
 # command -> (module, function, one-line help); modules are imported only when used.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -33,8 +34,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def usage() -> str:
-    lines = ["usage: hilreward <command> [key=value ...]", "", "commands:"]
+ACTIONS = {"corrections": ("list", "show", "accept", "reject", "export", "migrate")}
+"""Commands whose first argument is an action (its keys are the action's)."""
+
+
+def commands_usage() -> str:
+    lines = ["usage: hilreward <command> [key=value ...]   (hilreward <command> --help: its keys)", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -42,16 +47,20 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+        print(commands_usage())
         return 0
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module, func, _ = COMMANDS[name]
+    module, func, summary = COMMANDS[name]
     try:
         run = getattr(importlib.import_module(module), func)
         return int(run(args) or 0)
+    except HelpRequested as req:
+        print(usage(" ".join([name, *[a for a in args if a in ACTIONS.get(name, ())][:1]]), summary, req.schemas,
+                    req.note, defaults=req.defaults), end="")
+        return 0
     except HilrewardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -7,13 +7,19 @@ does, validates it against these dataclasses, and returns a :class:`TrainConfig`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
 CONF_DIR = Path(__file__).parent / "conf"
+
+Alignment = Literal["auto", "current", "next"]
+"""How a label column lines up with the frames (``label.align``)."""
+Freeze = Literal["all", "last", "none"]
+"""What of a pretrained encoder trains (``model.freeze``)."""
 
 
 @dataclass
@@ -36,7 +42,7 @@ class LabelConfig:
     """Column holding the success signal."""
     threshold: float = 0.5
     """Float labels are positive when ``value >= threshold`` (ignored for multi-class integer labels)."""
-    align: str = "auto"
+    align: Alignment = "auto"
     """``auto``: shift ``next.*`` keys (``current``), read every other key (``observation.*``,
     ``complementary_info.*``, ...) as recorded (``next``). ``current``: a frame gets the value that arrived at it
     (the previous row's value in the episode, 0 for the first frame); ``next``: the row's own value (for
@@ -110,7 +116,7 @@ class ModelConfig:
     """Load pretrained encoder weights (needs the Hub, its cache, or ``weights``)."""
     weights: Optional[str] = None
     """Local folder or Hub repo id with the encoder's weights (e.g. ``helper2424/resnet10``)."""
-    freeze: str = "all"
+    freeze: Freeze = "all"
     """``all`` (frozen encoder, the default), ``last`` (fine-tune the last stage) or ``none`` (train everything)."""
     num_classes: int = 2
     """2: binary (one logit, sigmoid probability); >2: multi-class (softmax over logits)."""
@@ -187,8 +193,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             raw = hydra_compose(config_name=config_name, overrides=overrides)
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
-        cfg = OmegaConf.to_object(merged)
+        merged = OmegaConf.merge(structured(TrainConfig), raw)
+        cfg = build(TrainConfig, OmegaConf.to_container(merged))
     except (HydraException, OmegaConfBaseException) as exc:
         msg = str(exc).strip().splitlines()[0]
         raise ConfigError(f"bad config override: {msg} (see `hilreward train --help` for the keys)") from None
@@ -202,7 +208,7 @@ def to_yaml(cfg: Any) -> str:
     """The config as YAML, as printed at start and saved with every checkpoint."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    return OmegaConf.to_yaml(OmegaConf.create(asdict(cfg)))
 
 
 def from_yaml(text: str) -> TrainConfig:
@@ -211,10 +217,10 @@ def from_yaml(text: str) -> TrainConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(text))
+        merged = OmegaConf.merge(structured(TrainConfig), OmegaConf.create(text))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid train_config.yaml: {str(exc).splitlines()[0]}") from None
-    return OmegaConf.to_object(merged)
+    return build(TrainConfig, OmegaConf.to_container(merged))
 
 
 def parse_overrides(schema: type, args: list[str]) -> Any:
@@ -226,12 +232,111 @@ def parse_overrides(schema: type, args: list[str]) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from .usage import HelpRequested, wants_help
+
+    if wants_help(args):
+        raise HelpRequested(schema)
     bad = [a for a in args if "=" not in a]
     if bad:
         raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
     args = [("dataset.repo_id=" + a.split("=", 1)[1]) if a.startswith("dataset_repo_id=") else a for a in args]
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(args))
-        return OmegaConf.to_object(merged)
+        merged = OmegaConf.merge(structured(schema), OmegaConf.from_dotlist(args))
+        return build(schema, OmegaConf.to_container(merged))
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"bad argument: {str(exc).strip().splitlines()[0]}") from None
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"bad argument{f' {key}' if key else ''}: {str(exc).strip().splitlines()[0]}") from None
+
+
+# ---- choices: a field typed ``Literal[...]`` takes one of its values (``list[Literal[...]]``: several)
+def one_of(value: Any, choices: Any, key: str) -> Any:
+    """``value`` when it is one of ``choices`` (a ``Literal`` type, or a tuple of values), else ConfigError naming
+    ``key`` and the choices."""
+    allowed = get_args(choices) if get_origin(choices) is Literal else tuple(choices)
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}: use one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def check_choices(obj: Any, prefix: str = "") -> Any:
+    """ConfigError naming the key, the value and the choices when a ``Literal`` field of dataclass ``obj`` (or
+    of the dataclasses it nests) holds another value; ``obj`` when all are right. The one place choices are
+    checked: option parsing calls it, and so may any options object built in Python."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value, tp = getattr(obj, f.name), hints[f.name]
+        if is_dataclass(value):
+            check_choices(value, f"{prefix}{f.name}.")
+            continue
+        choices = _choices(tp)
+        if choices is None or value is None:
+            continue
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            one_of(v, choices, f"{prefix}{f.name}")
+    return obj
+
+
+def _choices(tp: Any) -> tuple | None:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        return args
+    if origin in (list, tuple, Union) or str(origin) == "<class 'types.UnionType'>":
+        found = [c for a in args if (c := _choices(a)) is not None]
+        return found[0] if found else None
+    return None
+
+
+def _plain(tp: Any) -> Any:
+    """``tp`` with each ``Literal`` replaced by its values' type and each dataclass by its mirror (OmegaConf
+    knows no ``Literal``)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        return type(args[0])
+    if is_dataclass(tp):
+        return _mirror(tp)
+    if origin is list:
+        return list[_plain(args[0])]
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        rest = [a for a in args if a is not type(None)]
+        return Optional[_plain(rest[0])] if len(rest) == 1 and len(args) == 2 else tp
+    return tp
+
+
+@lru_cache(maxsize=None)
+def _mirror(cls: type) -> type:
+    """A dataclass like ``cls`` whose fields OmegaConf can type (see :func:`_plain`)."""
+    hints = get_type_hints(cls)
+    specs, changed = [], False
+    for f in fields(cls):
+        tp = hints[f.name]
+        plain = _plain(tp)
+        changed |= plain is not tp
+        if is_dataclass(tp) and plain is not tp:  # a nested group: its default is the mirror's
+            default = {"default_factory": plain}
+        else:
+            default = {"default_factory": f.default_factory} if f.default_factory is not MISSING else \
+                {"default": f.default} if f.default is not MISSING else {}
+        specs.append((f.name, plain, field(**default)))
+    return make_dataclass(cls.__name__, specs) if changed else cls
+
+
+def structured(cls: type) -> Any:
+    """``OmegaConf.structured`` of dataclass ``cls`` (choices typed ``Literal`` are held as their values' type)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.structured(_mirror(cls))
+
+
+def build(cls: type, data: dict) -> Any:
+    """Dataclass ``cls`` from a plain container (nested dicts for nested dataclasses), choices checked."""
+    return check_choices(_construct(cls, data))
+
+
+def _construct(cls: type, data: dict) -> Any:
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            value, tp = data[f.name], hints[f.name]
+            kwargs[f.name] = _construct(tp, value) if is_dataclass(tp) and isinstance(value, dict) else value
+    return cls(**kwargs)

@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from ..access import BindOptions
 from ..config import parse_overrides
 from ..serving.config import ServeConfig
 from ..serving.server import RewardServer, run
@@ -62,20 +63,14 @@ def queries(limit: int = 0, s: ConsoleService = Depends(service)) -> QueryList:
 
 # ---- hilreward console / hilreward serve console=true ---------------------------------------------------
 @dataclass
-class ConsoleOptions:
-    address: str = "127.0.0.1:50051"
-    """The reward server (``hilreward serve``) to watch and correct."""
+class ConsoleOptions(BindOptions):
+    port: int = 8080
+    """TCP port of the page; 0 picks a free one (printed, and written to ``port_file``)."""
     token: Optional[str] = None
     """The reward server's token (corrections and reviews need it); the page then asks for it too. Default
     $HILREWARD_TOKEN."""
-    host: str = "127.0.0.1"
-    """Address the page binds. Anything but loopback needs ``token`` (or ``insecure=true``)."""
-    port: int = 8080
-    """TCP port of the page; 0 picks a free one (printed, and written to ``port_file``)."""
-    port_file: Optional[str] = None
-    """Write the page's bound port to this file once serving."""
-    insecure: bool = False
-    """Allow a non-loopback host without a token."""
+    address: str = "127.0.0.1:50051"
+    """The reward server (``hilreward serve``) to watch and correct."""
     allowed_hosts: list[str] = field(default_factory=list)
     """Host names the page answers to besides localhost, 127.0.0.1, ::1 and ``host`` (e.g. ``[robot-pc]``): a
     guard against DNS rebinding."""
@@ -136,12 +131,12 @@ def start(address: str, token: Optional[str], host: str, port: int, insecure: bo
 
 def main(args: list[str]) -> int:
     """``hilreward console``: the console in a process of its own, for a reward server at ``address``."""
-    from ..access import check_bind, resolve_token
+    from ..access import resolve_token
     from ..serving.server import wait_for_signal
 
     opts: ConsoleOptions = parse_overrides(ConsoleOptions, args)
     token = resolve_token(opts.token)
-    check_bind(opts.host, token, opts.insecure)
+    opts.check_bind()
     stop = start(opts.address, token, opts.host, opts.port, opts.insecure, opts.port_file, opts.allowed_hosts,
                  last_k=opts.last_k, frame_side=opts.frame_side, frames_per_second=opts.frames_per_second,
                  timeout_s=opts.timeout_s)

@@ -14,6 +14,7 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from ..access import BindOptions
 from ..config import DatasetConfig, parse_overrides
 from .factory import Page, create_app, page_html
 from .label_station import (EditModel, EditRequest, EpisodeDetail, EpisodeSummary, LabelStation,
@@ -84,7 +85,7 @@ class LabelKeyOptions:
 
 
 @dataclass
-class LabelOptions:
+class LabelOptions(BindOptions):
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     """The dataset to label (``dataset.root=`` or ``dataset.repo_id=``); it is only read."""
     label: LabelKeyOptions = field(default_factory=LabelKeyOptions)
@@ -95,16 +96,8 @@ class LabelOptions:
     """Show a ``hilreward suspects`` output folder's out-of-fold probability and suspect spans."""
     edits: Optional[str] = None
     """Edits file; default ``<dataset folder>.edits.json`` next to the dataset (never inside it)."""
-    host: str = "127.0.0.1"
-    """Address to bind. Anything but loopback needs ``token`` (or ``insecure=true``)."""
     port: int = 8000
     """TCP port; 0 picks a free one (printed, and written to ``port_file``)."""
-    port_file: Optional[str] = None
-    """Write the bound port to this file once serving."""
-    token: Optional[str] = None
-    """Token every request must carry; default $HILREWARD_TOKEN."""
-    insecure: bool = False
-    """Allow a non-loopback host without a token."""
     allowed_hosts: list[str] = field(default_factory=list)
     """Host names the page answers to besides localhost, 127.0.0.1, ::1 and ``host`` (e.g. ``[robot-pc]``): a
     guard against DNS rebinding."""
@@ -122,12 +115,12 @@ def build(opts: LabelOptions, token: Optional[str] = None):
 
 
 def main(args: list[str]) -> int:
-    from ..access import check_bind, resolve_token
+    from ..access import resolve_token
     from .server import AppServer
 
     opts: LabelOptions = parse_overrides(LabelOptions, args)
     token = resolve_token(opts.token)
-    check_bind(opts.host, token, opts.insecure)  # before decoding anything
+    opts.check_bind()  # before decoding anything
     print("label station: reading the dataset (videos are decoded once into the frame cache)...", flush=True)
     app, s = build(opts, token)
     server = AppServer(app, opts.host, opts.port, token, opts.insecure, opts.allowed_hosts)

@@ -12,18 +12,20 @@ other key is read as recorded (``next``).
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..config import Alignment, one_of
+from ..errors import DatasetError
 
-ALIGNMENTS = ("auto", "current", "next")
+ALIGNMENTS = get_args(Alignment)
 NEXT_PREFIX = "next."
 
 
 def resolve_alignment(key: str, align: str) -> str:
     """``current`` or ``next``: what ``align`` means for label ``key`` (``auto`` decides by key)."""
-    if align not in ALIGNMENTS:
-        raise ConfigError(f"label.align={align!r} is not known (known: {', '.join(ALIGNMENTS)})")
+    one_of(align, Alignment, "label.align")
     if align == "auto":
         return "current" if key.startswith(NEXT_PREFIX) else "next"
     return align

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import TrainConfig, compose, parse_overrides
 from ..errors import ConfigError
+from ..usage import HelpRequested, wants_help
 
 OWN_KEYS = ("folds", "fold_steps", "top", "min_score", "window")
 SPANS_FORMAT = "hilreward.suspects/1"
@@ -79,10 +80,10 @@ class Span:
 
 
 def main(args: list[str]) -> int:
-    if args and args[0] in ("-h", "--help", "help"):
-        print("usage: hilreward suspects dataset.root=... output_dir=... [model=scratch] [folds=4] [fold_steps=300] [top=10] "
-              "[min_score=0.5] [window=2]\n  plus every `hilreward train` key (dataset, label, model, training)")
-        return 0
+    if wants_help(args):
+        raise HelpRequested(SuspectsOptions, TrainConfig, defaults={TrainConfig: compose([])},
+                            note="Its own keys (SuspectsOptions), then every `hilreward train` key: the folds train "
+                                 "like `train` (dataset, label, model, training).")
     own = [a for a in args if a.split("=", 1)[0] in OWN_KEYS]
     rest = [a for a in args if a not in own]
     if not any(a.startswith("output_dir=") for a in rest):

@@ -11,16 +11,17 @@ Names ending in ``:`` are prefixes: ``hf:<repo or folder>``, ``timm:<name>``, ``
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, get_args
 
 import torch
 from torch import nn
 
+from ..config import Freeze, one_of
 from ..errors import EncoderError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FREEZE_MODES = ("all", "last", "none")
+FREEZE_MODES = get_args(Freeze)
 
 Builder = Callable[..., "Encoder"]
 _REGISTRY: dict[str, Builder] = {}
@@ -90,8 +91,7 @@ class Encoder(nn.Module):
 
     def set_freeze(self, mode: str) -> "Encoder":
         """``all``: nothing trains; ``last``: only the last stage trains; ``none``: everything trains."""
-        if mode not in FREEZE_MODES:
-            raise EncoderError(f"unknown freeze mode {mode!r}; known: {', '.join(FREEZE_MODES)}")
+        one_of(mode, Freeze, "model.freeze")
         self.freeze = mode
         trainable = self._trainable_modules()
         for p in self.parameters():

@@ -15,14 +15,15 @@ last stage (a pooling, a projection) is refused with a message that names ``retr
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Literal, Mapping, get_args
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 
-SCOPES = ("head", "last", "auto")
+Scope = Literal["head", "last", "auto"]
+SCOPES = get_args(Scope)
 """``head``: only the head retrains; ``last``: the encoder's last stage retrains with it; ``auto``: the head first,
 and the last stage too when the head alone leaves gated corrections unfixed."""
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..config import DatasetConfig, parse_overrides
 from ..errors import ConfigError, ServingError
+from ..usage import HELP_FLAGS, HelpRequested
 from . import review
 from .store import CorrectionStore, StoredCorrection, engine_name
 
@@ -244,6 +245,10 @@ def review_main(action: str, args: list[str]) -> int:
 
 
 def main(args: list[str]) -> int:
+    if args and args[0] in HELP_FLAGS:
+        raise HelpRequested(ReviewConfig, ExportConfig,
+                            note="Actions: list, show, accept, reject (ReviewConfig's keys); export, migrate "
+                                 "(ExportConfig's). `hilreward corrections <action> --help`: that action's keys.")
     if not args or args[0] not in ACTIONS:
         raise ConfigError(f"{USAGE}; known actions: {', '.join(ACTIONS)}")
     if args[0] not in ("export", "migrate"):

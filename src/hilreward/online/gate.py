@@ -41,13 +41,15 @@ relabels those offline frames, so they stop vetoing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 from ..evaluation.episodes import episodes as split_episodes
 from ..evaluation.episodes import first_firing, outcome, tolerance_frames
 
-ERRORS = ("gross_early", "false_success", "missed", "late")
+EpisodeError = Literal["gross_early", "false_success", "missed", "late"]
+ERRORS = get_args(EpisodeError)
 """Episode outcomes RL feels as a wrong reward (anything else is right: detected, early within the tolerance,
 no success where there is none)."""
 DEFAULT_VETO = ("gross_early", "false_success", "missed")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import check_choices
 from ..errors import ConfigError
+from .adapt import Scope
+from .gate import EpisodeError
 
 
 @dataclass
@@ -38,11 +41,11 @@ class RetrainOptions:
     contradiction_radius: float = 0.5
     """A correction is contradicted when a frame with another label (offline or another correction) is closer
     than this many times the median distance between consecutive offline frames (encoder features). 0: never."""
-    scope: str = "auto"
+    scope: Scope = "auto"
     """What retrains: ``head`` (the head only, on the encoder's cached features), ``last`` (the encoder's last stage
     too, on the cached outputs of the stages before it), ``auto`` (the head, and the last stage too when the head
     alone leaves gated corrections unfixed: new states the encoder cannot tell apart)."""
-    veto: list[str] = field(default_factory=lambda: ["gross_early", "false_success", "missed"])
+    veto: list[EpisodeError] = field(default_factory=lambda: ["gross_early", "false_success", "missed"])
     """Gate: the episode errors (``gross_early``, ``false_success``, ``missed``, ``late``) a candidate may not bring
     to an offline held-out episode the serving version gets right (jitter within tolerance_s never counts)."""
     min_fixed: float = 0.9
@@ -79,9 +82,6 @@ class RetrainOptions:
 
     def check(self) -> None:
         """ConfigError naming the option and its range when a value is out of it."""
-        from .adapt import SCOPES
-        from .gate import ERRORS
-
         if self.every < 1 or self.min_interval_s < 0 or self.quiet_s < 0 or not 0 <= self.min_fixed <= 1 \
                 or min(self.steps, self.check_every, self.holdout_steps) < 1 or not 0 <= self.min_steps <= self.steps:
             raise ConfigError("retrain.every, retrain.steps, retrain.check_every and retrain.holdout_steps must be >= 1, "
@@ -93,8 +93,4 @@ class RetrainOptions:
             raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance, "
                               "ensemble, max_reruns, boundary_frames and boundary_weight must be >= 0, "
                               "retrain.ensemble_steps and blame_per_regression >= 1")
-        if self.scope not in SCOPES:
-            raise ConfigError(f"retrain.scope={self.scope!r}: use one of {', '.join(SCOPES)}")
-        unknown = [v for v in self.veto if v not in ERRORS]
-        if unknown:
-            raise ConfigError(f"retrain.veto: unknown episode error {unknown[0]!r}; known: {', '.join(ERRORS)}")
+        check_choices(self, "retrain.")

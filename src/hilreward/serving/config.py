@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..access import check_bind
-from ..config import DatasetConfig
+from ..access import BindOptions
+from ..config import DatasetConfig, check_choices
 from ..errors import ConfigError
 from ..online.options import RetrainOptions
 
@@ -32,23 +32,17 @@ class QueryOptions:
 
 
 @dataclass
-class ServeConfig:
+class ServeConfig(BindOptions):
+    port: int = 50051
+    """TCP port; 0 picks a free one (printed, and written to ``port_file``)."""
+    token: Optional[str] = None
+    """Bearer token for corrections and reviews (and Predict with ``auth_predict``); default $HILREWARD_TOKEN."""
     checkpoint: Optional[str] = None
     """Checkpoint directory (or Hub repo) to serve as version 0."""
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     """Offline dataset for retraining (``dataset.root=...``); without it corrections are stored but not trained on."""
-    host: str = "127.0.0.1"
-    """Address to bind. Anything but loopback needs ``token`` (or ``insecure=true``)."""
-    port: int = 50051
-    """TCP port; 0 picks a free one (printed, and written to ``port_file``)."""
-    port_file: Optional[str] = None
-    """Write the bound port to this file once serving (for scripts and tests using port=0)."""
-    token: Optional[str] = None
-    """Bearer token for SubmitCorrection (and Predict with ``auth_predict``); default $HILREWARD_TOKEN."""
     auth_predict: bool = False
     """Also require the token for Predict, PredictStream, GetModel and WatchModel."""
-    insecure: bool = False
-    """Allow binding a non-loopback address without a token."""
     state_dir: str = "outputs/serve"
     """Versions (``versions/<n>/``) and, by default, the correction store. Replicas share one (a shared folder)."""
     store: Optional[str] = None
@@ -106,4 +100,5 @@ def validate(cfg: ServeConfig) -> None:
             or not 0 <= cfg.queries.min_need <= 1:
         raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
                           "queries.min_need within [0, 1]")
-    check_bind(cfg.host, cfg.token, cfg.insecure)
+    check_choices(cfg)
+    cfg.check_bind()

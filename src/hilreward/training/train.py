@@ -34,6 +34,7 @@ from ..config import TrainConfig, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..data.cache import atomic_write_text
 from ..errors import ConfigError
+from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
 from .calibrate import calibrate_checkpoint, summary_line
 from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
@@ -46,10 +47,11 @@ FEATURE_CACHE_MODES = ("auto", "off")
 
 
 def main(args: list[str]) -> int:
-    if args and args[0] in ("-h", "--help", "help"):
-        print("usage: hilreward train key=value ...   (keys and defaults below; docs in hilreward/config.py)\n")
-        print(to_yaml(compose([])))
-        return 0
+    if wants_help(args):  # the keys with the defaults conf/train.yaml (and any group given, e.g. model=scratch) sets
+        rest = [a for a in args if a not in HELP_FLAGS]
+        raise HelpRequested(TrainConfig, defaults={TrainConfig: compose(rest)},
+                            note="Defaults as conf/train.yaml sets them (add model=scratch to see that preset's); "
+                                 "Hydra-style overrides: model=scratch, training.steps=600, +group=... .")
     best = train(compose(args))
     if is_main_process():
         print(f"best checkpoint: {best}")
