@@ -260,6 +260,9 @@ def test_bad_input_gets_a_clear_error(console, capsys):
             time.sleep(0.05)
         connection = service.feed.snapshot().connection
         assert not connection.connected and "127.0.0.1:1" in connection.message and "retrying" in connection.message
+        with AppServer(app, port=0) as web:  # a call that needs the reward server: 503, the one error map's status
+            code, answer, _ = http(f"{web.url}/api/review/corrections")
+        assert code == 503 and "reward server at 127.0.0.1:1 unavailable" in answer["detail"]
     finally:
         service.close()
 

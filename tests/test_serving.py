@@ -16,7 +16,7 @@ from hilreward.config import DatasetConfig, LabelConfig, TrainConfig, to_yaml
 from hilreward.data import load_frame_data
 from hilreward.deploy import RewardFunction
 from hilreward.deploy.reward_function import RewardOptions
-from hilreward.errors import ConfigError, InputError, ServingError
+from hilreward.errors import AuthError, ConfigError, InputError, ServingError, UnavailableError
 from hilreward.serving import GrpcBackend, RewardClient
 from hilreward.serving.images import encode_image
 from hilreward.serving.protos import hilreward_pb2 as pb
@@ -236,7 +236,7 @@ def test_corrections_need_the_token(server, frames):
     for token in (None, "wrong"):
         with RewardClient(server.address, token=token) as c:
             assert c.predict(images).model_version  # Predict is open unless auth_predict=true
-            with pytest.raises(ServingError, match="UNAUTHENTICATED"):
+            with pytest.raises(AuthError, match="UNAUTHENTICATED"):  # the error map: back to the same class
                 c.submit_correction(images, label=0)
     with RewardClient(server.address, token=TOKEN) as c:
         before = c.get_model().corrections_total
@@ -297,7 +297,7 @@ def test_client_gives_up_after_bounded_retries_when_no_server():
         port = s.getsockname()[1]
     client = RewardClient(f"127.0.0.1:{port}", timeout_s=2, retries=2, backoff_s=0.05)
     start = time.perf_counter()
-    with pytest.raises(ServingError, match="unavailable"):
+    with pytest.raises(UnavailableError, match="unavailable"):
         client.get_model()
     assert time.perf_counter() - start < 5
     client.close()

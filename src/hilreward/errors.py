@@ -13,6 +13,11 @@ HilrewardError
  ├─ InputError         frames handed to a model or reward function that do not fit it
  ├─ RenderError        MuJoCo cannot render offscreen (hilreward sim)
  └─ ServingError       the reward service or its client failed (also CorrectionStore)
+     ├─ UnavailableError  the reward server or the correction store cannot be reached (or did not answer)
+     └─ AuthError         a missing or wrong token
+
+:data:`STATUS` maps each class to the status a transport answers with: gRPC (the server's RPCs; the client
+maps the code back to the same class) and HTTP (the web pages).
 """
 
 from __future__ import annotations
@@ -56,3 +61,32 @@ class RenderError(HilrewardError):
 
 class ServingError(HilrewardError):
     """The reward service, its client or the correction store failed."""
+
+
+class UnavailableError(ServingError):
+    """The reward server or the correction store cannot be reached, or did not answer in time."""
+
+
+class AuthError(ServingError):
+    """A request without the token, or with another one."""
+
+
+STATUS: tuple[tuple[type[HilrewardError], str, int], ...] = (
+    (InputError, "INVALID_ARGUMENT", 400),
+    (ConfigError, "INVALID_ARGUMENT", 400),
+    (AuthError, "UNAUTHENTICATED", 401),
+    (UnavailableError, "UNAVAILABLE", 503),
+    (HilrewardError, "FAILED_PRECONDITION", 400),
+)
+"""(error class, gRPC status code name, HTTP status), most specific first: the one map every transport uses."""
+
+
+def status_of(exc: HilrewardError) -> tuple[str, int]:
+    """(gRPC status code name, HTTP status) of ``exc``."""
+    return next((grpc, http) for cls, grpc, http in STATUS if isinstance(exc, cls))
+
+
+def error_of(grpc_code: str) -> type[HilrewardError]:
+    """The class a client raises for a gRPC status code name (the inverse of :func:`status_of`; codes the map
+    does not name are a :class:`ServingError`)."""
+    return next((cls for cls, grpc, _ in STATUS if grpc == grpc_code and cls is not HilrewardError), ServingError)

@@ -5,7 +5,8 @@ no CDN: it works offline). It binds 127.0.0.1 by default; any other address need
 Structure
 - ``factory.py``: ``create_app(pages, token, state)`` builds one FastAPI app: ``/`` redirects to the first
   page, ``/static/`` serves the shared assets, ``/api/pages`` lists the pages for the navigation bar, a
-  :class:`~hilreward.errors.HilrewardError` becomes HTTP 400 ``{"detail": message}``, and with a token every
+  :class:`~hilreward.errors.HilrewardError` becomes ``{"detail": message}`` with the HTTP status of
+  :data:`hilreward.errors.STATUS` (bad input 400, token 401, the reward server unreachable 503), and with a token every
   request must carry it. ``state`` entries become ``app.state.<name>``: the services the pages use.
 - ``server.py``: :class:`AppServer` runs an app with uvicorn on a socket it binds (``port=0`` works), in a
   thread (tests, benchmarks) or in the foreground (the CLI), behind ``guard.py``'s ``HostGuard``: only

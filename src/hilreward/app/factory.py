@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from ..errors import ConfigError, HilrewardError
+from ..errors import ConfigError, HilrewardError, status_of
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "hilreward_token"
@@ -66,7 +66,7 @@ def create_app(pages: list[Page], token: Optional[str] = None, state: Optional[d
 
     @app.exception_handler(HilrewardError)
     def hilreward_error(request: Request, exc: HilrewardError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc)[1])
 
     if token:
         _require_token(app, token)

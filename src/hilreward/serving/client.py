@@ -28,7 +28,7 @@ import numpy as np
 
 from ..deploy.backends import BackendOptions, pick_camera
 from ..deploy.reward_function import RewardResult
-from ..errors import ConfigError, InputError, ServingError
+from ..errors import ConfigError, InputError, ServingError, UnavailableError, error_of
 from ..online.review import CorrectionCounts
 from .images import encode_images
 from .protos import hilreward_pb2 as pb
@@ -300,15 +300,18 @@ class RewardClient:
 
 
 def _translate(exc: grpc.RpcError, what: str, address: str) -> Exception:
+    """The hilreward error of a failed call: the class :data:`~hilreward.errors.STATUS` maps its code to."""
     code, details = exc.code(), exc.details()
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InputError(f"{what} rejected by the server: {details}")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ServingError(f"{what}: reward server at {address} unavailable ({details}); is `hilreward serve` "
-                            "running there?")
+        return UnavailableError(f"{what}: reward server at {address} unavailable ({details}); is `hilreward serve` "
+                                "running there?")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return ServingError(f"{what}: no answer from {address} within the deadline; raise timeout_s or check the server")
-    return ServingError(f"{what} failed with {code.name}: {details}")
+        return UnavailableError(f"{what}: no answer from {address} within the deadline; raise timeout_s or check the "
+                                "server")
+    cls = error_of(code.name)
+    if cls in (InputError, ConfigError):
+        return cls(f"{what} rejected by the server: {details}")
+    return cls(f"{what} failed with {code.name}: {details}")
 
 
 def _result(r: pb.PredictResponse, latency_ms: float) -> RemoteRewardResult:

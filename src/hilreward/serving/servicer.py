@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 from ..deploy.corrections import Correction
-from ..errors import HilrewardError, InputError
+from ..errors import AuthError, HilrewardError, InputError, status_of
 from ..online import review
 from ..online.store import CorrectionStore
 from ..online.versions import VersionStore
@@ -60,7 +60,7 @@ class TokenAuth(grpc.ServerInterceptor):
         given = dict(details.invocation_metadata).get("authorization", "")
         if hmac.compare_digest(given.encode(), self._expected):
             return handler
-        return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, self.MESSAGE)
+        return _refusal(handler, getattr(grpc.StatusCode, status_of(AuthError(""))[0]), self.MESSAGE)
 
 
 def _refusal(handler, code: grpc.StatusCode, message: str):
@@ -113,10 +113,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def _call(self, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except InputError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except HilrewardError as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            context.abort(getattr(grpc.StatusCode, status_of(exc)[0]), str(exc))
         except Exception as exc:
             log.exception("request failed")
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")

@@ -24,7 +24,7 @@ import time
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ...errors import ConfigError, ServingError
+from ...errors import ConfigError, ServingError, UnavailableError
 from .base import CorrectionStore, Leadership, Migration, VersionWatch
 
 WRITE_LOCK = 0x68696C7265770001
@@ -155,7 +155,7 @@ class PostgresStore(CorrectionStore):
             conn = self._pg.connect(self.location, autocommit=True, connect_timeout=10,
                                     application_name="hilreward")
         except self._pg.Error as exc:
-            raise ServingError(f"cannot connect to correction store {self.display}: {_first_line(exc)}; check "
+            raise UnavailableError(f"cannot connect to correction store {self.display}: {_first_line(exc)}; check "
                                "store=postgresql://user[:password]@host[:port]/database and that the server "
                                "is running") from None
         conn.execute("SET synchronous_commit = on")  # the ack comes after the commit is durable
@@ -178,7 +178,7 @@ class PostgresStore(CorrectionStore):
         except self._pg.OperationalError as exc:
             if self._db is not None:
                 self._db.close()
-            raise ServingError(f"correction store {self.display} is unreachable ({_first_line(exc)}); retry "
+            raise UnavailableError(f"correction store {self.display} is unreachable ({_first_line(exc)}); retry "
                                "(a retried request_id is never stored twice)") from None
 
     # --- engine primitives -----------------------------------------------------------------------
