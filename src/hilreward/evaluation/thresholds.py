@@ -6,7 +6,7 @@ the lowest, so it keeps the largest margin and reproduces exactly the counts rep
 * ``precision_threshold``: among thresholds whose frame precision is ``>= target_precision``, the one
   with the highest recall (ties: higher precision); None when no threshold reaches the target. Every
   negative frame counts; ``soft_edges=True`` leaves out the negatives within the tolerance of a
-  positive one, which the leave-one-task-out study (docs/presets.md) rejected: on tasks it was not
+  positive one, which the leave-one-task-out study (studies/presets/README.md) rejected: on tasks it was not
   chosen on it allowed more gross false terminations (11 against 5 over 9 tasks).
 * ``zero_gross_threshold``: the lowest threshold with no *gross* false termination (no fire more than
   the tolerance before an onset, none in an episode that never succeeds).

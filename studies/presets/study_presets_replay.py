@@ -10,9 +10,9 @@ threshold up by that many (tempered) logits. ``--feasible`` adds, per run and ta
 that meet the issue's targets on the held-out and unseen-layout sets together, chosen on those sets
 themselves: a diagnostic that tells a threshold rule's miss from a model that no threshold saves.
 
-    python bench/study_presets_replay.py --setting s1200 --consecutive 1 2 3 \\
+    python studies/presets/study_presets_replay.py --setting s1200 --consecutive 1 2 3 \\
         --studies /work/data-sim/study /work/data-sim/study-seed1 /work/data-sim/study-seed2 --ensemble
-    python bench/study_presets_replay.py --setting s1200 --margin 0 1 --feasible --studies /work/data-sim/study
+    python studies/presets/study_presets_replay.py --setting s1200 --margin 0 1 --feasible --studies /work/data-sim/study
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Settings: ``s600-prevs`` (a frame and its previous one get the same random shift
 camera its own shift). Results land beside the preset study's (``--out``), and ``study_presets.py report``
 reads them like any setting.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/study_temporal.py run --settings s600-prevs \\
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python studies/presets/study_temporal.py run --settings s600-prevs \\
         --sim /work/data-sim --out /work/data-sim/study-temporal
 """
 

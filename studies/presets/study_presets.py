@@ -12,13 +12,13 @@ terminations, false successes in failed episodes included, then highest mean acc
 that choice, and writes the JSON summary. ``--replicates`` adds studies trained with other seeds (``run --seed 1 --out
 <folder>``) to the choice: one run per task and setting is a noisy measurement.
 
-    OMP_WAIT_POLICY=PASSIVE nice -n 10 python bench/study_presets.py run --sim /work/data-sim --shared ../shared/data \\
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 python studies/presets/study_presets.py run --sim /work/data-sim --shared ../shared/data \\
         --out /work/data-sim/study
-    python bench/study_presets.py report --out /work/data-sim/study --json bench/results/presets-<date>.json
+    python studies/presets/study_presets.py report --out /work/data-sim/study --json studies/presets/results/presets-<date>.json
 
 ``last`` scores the runs' last checkpoints (not the best) for the replay (``study_presets_replay.py``).
 ``episodes`` lists the test episodes most runs fail, whatever the setting (from the study folders, or from committed
-summaries: ``episodes --reports bench/results/presets-<date>*.json``).
+summaries: ``episodes --reports studies/presets/results/presets-<date>*.json``).
 """
 
 from __future__ import annotations
@@ -306,7 +306,7 @@ def _cells(r: dict | None, target: float) -> str:
 
 
 def markdown(loto: dict, ends: dict) -> str:
-    """The per-task table of docs/presets.md."""
+    """The per-task table of studies/presets/README.md."""
     head = ("| task | success ends | setting (LOTO) | threshold (T) | held-out 16-19: acc | gross | false succ. | "
             "strict | missed | abs onset err. med / p90 | episodes | unseen layouts: acc | gross | false succ. | "
             "strict | missed | abs onset err. med / p90 | episodes |")
