@@ -34,6 +34,7 @@ demo: $(STAMP)
 		heldout=true output_dir=$(DEMO_OUT)/eval
 
 test: $(STAMP) sysdeps
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

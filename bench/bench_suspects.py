@@ -36,8 +36,8 @@ def inject_noise(src: Path, dst: Path, shifted: int, shift: int, false_span: int
                  label_key: str = "next.reward") -> list[tuple[int, int, int]]:
     """Write ``dst``: ``src`` with noisy labels (see the module doc); returns the injected (episode, start, end)."""
     from hilreward.data import LeRobotDataset
-    from hilreward.data.edits import EditsFile
-    from hilreward.data.relabel import relabel
+    from hilreward.curation.edits import EditsFile
+    from hilreward.curation.relabel import relabel
 
     ds = LeRobotDataset.open(src)
     rng = np.random.default_rng(seed)
@@ -92,7 +92,7 @@ def main() -> None:
     a = ap.parse_args()
     import pyarrow.parquet as pq
 
-    from hilreward.evaluation.suspects import disagreement
+    from hilreward.curation.suspects import disagreement
 
     work = Path(a.keep or tempfile.mkdtemp(prefix="hilreward-bench-suspects-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hilreward.data import LeRobotDataset
-from hilreward.data.edits import FORMAT, EditsFile, default_edits_path, judged_labels
-from hilreward.data.relabel import relabel
+from hilreward.curation.edits import FORMAT, EditsFile, default_edits_path, judged_labels
+from hilreward.curation.relabel import relabel
 from hilreward.errors import ConfigError, DatasetError
 
 from fixtures.datasets import DRAWER4, write_synthetic

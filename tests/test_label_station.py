@@ -77,7 +77,7 @@ def test_suspect_score_trusts_labels_the_models_fit():
     the models trained on them keep saying so (a label error). In episode 1 they fit the label: the model's error.
     Episode 2 is labelled success throughout, the out-of-fold model is sure it is not, and the in-fold models
     memorised it: it stays a suspect."""
-    from hilreward.evaluation.suspects import suspect_score
+    from hilreward.curation.suspects import suspect_score
 
     episode = np.repeat([0, 1, 2], 10)
     labels = (episode == 2).astype(np.int64)
@@ -120,7 +120,7 @@ def test_suspects_resume_without_retraining(run, capsys):
 
 
 def test_suspects_bad_input(run, tmp_path, capsys):
-    from hilreward.evaluation.suspects import SuspectsOptions, find_suspects
+    from hilreward.curation.suspects import SuspectsOptions, find_suspects
 
     cfg = compose([f"dataset.root={run['noisy']}", f"output_dir={tmp_path}", f"cache_dir={run['cache']}",
                    *[a for a in TINY if not a.startswith("fold")]])
@@ -379,7 +379,7 @@ def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
 
 
 def test_disagreement_scores_runs_of_doubt_within_an_episode_and_label():
-    from hilreward.evaluation.suspects import disagreement, group_spans
+    from hilreward.curation.suspects import disagreement, group_spans
 
     ep = np.repeat([0, 1, 2], [20, 10, 5])
     y = np.zeros(35, int)

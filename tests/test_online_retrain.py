@@ -404,7 +404,7 @@ def test_a_correction_that_makes_an_offline_episode_wrong_is_named_and_a_review_
     candidate fire in that episode. They are named conflicts_offline with the episode and frames, left out, and the
     version publishes without them (with the good correction). A review that accepts one relabels those offline
     frames (an edits file in the state dir), so they stop vetoing: the next attempt trains it and publishes."""
-    from hilreward.data.edits import EditsFile
+    from hilreward.curation.edits import EditsFile
     from hilreward.data.reader import open_dataset
 
     VersionStore(tmp_path / "versions").init_base(ckpt, "base", {})

@@ -24,12 +24,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("hilreward.evaluation.cli", "eval_main", "evaluate a checkpoint: metrics, thresholds, report.html"),
     "predict": ("hilreward.evaluation.cli", "predict_main", "per-frame probabilities for a dataset without labels"),
     "export": ("hilreward.deploy.onnx_export", "main", "export a checkpoint to ONNX (preprocessing included)"),
-    "serve": ("hilreward.app.console", "serve_main", "run the gRPC reward service (console=true: with the console)"),
+    "serve": ("hilreward.app.serve", "main", "run the gRPC reward service (console=true: with the console)"),
     "corrections": ("hilreward.online.cli", "main", "list, show, accept, reject, export or migrate stored corrections"),
     "sim": ("hilreward.sim.cli", "main", "render a Meta-World task into a LeRobot v3.0 dataset"),
-    "suspects": ("hilreward.evaluation.suspects", "main", "find doubtful labels: k-fold out-of-fold disagreement spans"),
+    "suspects": ("hilreward.curation.suspects", "main", "find doubtful labels: k-fold out-of-fold disagreement spans"),
     "label": ("hilreward.app.label", "main", "the label station: a local web page to see and fix success labels"),
-    "relabel": ("hilreward.data.relabel", "main", "write a new LeRobot dataset with the label station's edits"),
+    "relabel": ("hilreward.curation.relabel", "main", "write a new LeRobot dataset with the label station's edits"),
     "console": ("hilreward.app.console", "main", "the operator console: watch and correct a reward server"),
 }
 

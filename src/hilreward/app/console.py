@@ -20,8 +20,6 @@ from fastapi.responses import StreamingResponse
 
 from ..access import BindOptions
 from ..config import parse_overrides
-from ..serving.config import ServeConfig
-from ..serving.server import RewardServer, run
 from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot
 from .console_service import ConsoleService
 from .factory import Page, create_app, page_html
@@ -84,21 +82,6 @@ class ConsoleOptions(BindOptions):
     """Deadline of each call to the reward server."""
 
 
-@dataclass
-class ServeCommand(ServeConfig):
-    """``hilreward serve``: :class:`~hilreward.serving.server.ServeConfig` plus the console in the same process."""
-
-    console: bool = False
-    """Also serve the operator console page (http://<host>:<console_port>/console/)."""
-    console_port: int = 8080
-    """TCP port of the console page; 0 picks a free one (printed, and written to ``console_port_file``)."""
-    console_port_file: Optional[str] = None
-    """Write the console's bound port to this file once serving."""
-    allowed_hosts: list[str] = field(default_factory=list)
-    """Host names the console page answers to besides localhost, 127.0.0.1, ::1 and ``host`` (e.g. ``[robot-pc]``):
-    a guard against DNS rebinding."""
-
-
 def build(address: str, token: Optional[str] = None, last_k: int = 5, frame_side: int = 240,
           frames_per_second: float = 10.0, timeout_s: float = 10.0):
     """The console and review pages for the reward server at ``address``: (app, started ConsoleService)."""
@@ -144,14 +127,3 @@ def main(args: list[str]) -> int:
     wait_for_signal()
     stop()
     return 0
-
-
-def serve_main(args: list[str]) -> int:
-    """``hilreward serve``: the reward server and, with ``console=true``, the console beside it."""
-    cfg: ServeCommand = parse_overrides(ServeCommand, args)
-
-    def beside(server: RewardServer) -> Callable[[], None]:
-        return start(server.local_address, server.cfg.token, cfg.host, cfg.console_port, cfg.insecure,
-                     cfg.console_port_file, cfg.allowed_hosts)
-
-    return run(cfg, beside if cfg.console else None)

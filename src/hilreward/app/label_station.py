@@ -1,6 +1,6 @@
 """The label station's state, without HTTP: dataset, frame-judged labels, edits, probabilities, suspect spans.
 
-Everything here is what the CLI uses too: :class:`~hilreward.data.edits.EditsFile` (also read by
+Everything here is what the CLI uses too: :class:`~hilreward.curation.edits.EditsFile` (also read by
 ``hilreward relabel``), the decode-once frame cache, ``evaluation.predict`` for a checkpoint's
 probabilities and ``evaluation.suspects.load_suspects`` for a suspects run. The pydantic models are the
 JSON the label page's API returns (see :mod:`hilreward.app.label`).
@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from ..config import DatasetConfig
 from ..data import LeRobotDataset, open_dataset
-from ..data.edits import Edit, EditsFile
+from ..curation.edits import Edit, EditsFile
 from ..errors import ConfigError, DatasetError
 
 IMAGE_FORMATS = {"jpg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png")}
@@ -242,7 +242,7 @@ def checkpoint_probability(ds: LeRobotDataset, checkpoint: str, cache_dir: Optio
 
 def suspects_probability(ds: LeRobotDataset, directory: str, label_key: str) -> tuple[np.ndarray, list[dict]]:
     """(out-of-fold P(success) of every row, suspect spans) from a ``hilreward suspects`` output folder."""
-    from ..evaluation.suspects import load_suspects
+    from ..curation.suspects import load_suspects
 
     meta, table = load_suspects(directory)
     if meta.get("dataset_fingerprint") != ds.fingerprint:

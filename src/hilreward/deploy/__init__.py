@@ -17,8 +17,8 @@
 
 from .backends import BackendOptions, list_backends, register_backend
 from .corrections import Correction, CorrectionSink, DatasetCorrectionSink, MemoryCorrectionSink
-from .lerobot_import import LeRobotRewardClassifier, import_lerobot, is_lerobot_checkpoint
-from .loading import load_classifier
+from ..models.lerobot_import import LeRobotRewardClassifier, import_lerobot, is_lerobot_checkpoint
+from ..models.loading import load_classifier
 from .onnx_export import export_onnx
 from .override import HumanOverride, KeyboardSource, OverrideSource, PygameJoystickSource
 from .reward_function import RewardFunction, RewardOptions, RewardResult

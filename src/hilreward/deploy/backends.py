@@ -31,7 +31,8 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
-from .loading import load_classifier, model_version, onnx_path, resolve_checkpoint
+from ..models.checkpoint import resolve_checkpoint
+from ..models.loading import load_classifier, model_version
 
 log = logging.getLogger(__name__)
 
@@ -255,3 +256,14 @@ register_backend("auto", load_auto)
 register_backend("torch", TorchBackend.load)
 register_backend("onnx", OnnxBackend.load)
 register_backend("grpc", "hilreward.serving.client:GrpcBackend.load")
+
+
+def onnx_path(checkpoint: Path, version: str) -> Path:
+    """``<checkpoint>/model.onnx`` when there (``hilreward export`` writes it), else the one the ONNX
+    backends export into hilreward's cache, so loading never writes into a checkpoint folder."""
+    local = checkpoint / "model.onnx"
+    if local.exists():
+        return local
+    from ..data import cache_root
+
+    return cache_root() / "onnx" / version / "model.onnx"

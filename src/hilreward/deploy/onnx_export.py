@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..models.preprocessing import normalize
 from .backends import onnx_input_name
-from .lerobot_import import LeRobotRewardClassifier
+from ..models.lerobot_import import LeRobotRewardClassifier
 
 FORMATS = ("onnx",)
 
@@ -149,7 +149,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: int = 4, seed: 
 
 def main(args: list[str]) -> int:
     from ..config import parse_overrides
-    from .loading import load_classifier, resolve_checkpoint
+    from ..models.checkpoint import resolve_checkpoint
+    from ..models.loading import load_classifier
 
     opts: ExportOptions = parse_overrides(ExportOptions, args)
     if not opts.checkpoint:

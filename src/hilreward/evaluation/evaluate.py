@@ -235,8 +235,8 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     ``checkpoint`` may also be a LeRobot ``reward_classifier`` checkpoint (imported with its saved
     normalisation; pass ``dataset``, it has no hilreward training config). Returns the content of metrics.json.
     """
-    from ..deploy.lerobot_import import is_lerobot_checkpoint
-    from ..deploy.loading import load_classifier
+    from ..models.lerobot_import import is_lerobot_checkpoint
+    from ..models.loading import load_classifier
 
     if consecutive < 1:
         raise ConfigError(f"consecutive must be >= 1, got {consecutive}")
@@ -372,7 +372,7 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
     binary only) and label when the label column exists.
     """
     from ..data import load_frame_data
-    from ..deploy.loading import load_classifier
+    from ..models.loading import load_classifier
 
     if dataset.root is None and dataset.repo_id is None:
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")

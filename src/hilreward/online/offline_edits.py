@@ -3,7 +3,7 @@
 When the retrainer drops a correction as ``conflicts_offline`` (training on it makes an offline
 held-out episode wrong), a review that accepts the correction says the offline frames it
 conflicts with are labelled wrong. The retrainer then writes their range, with the correction's
-label, into this file: a label-station edits file (:mod:`hilreward.data.edits`) for the
+label, into this file: a label-station edits file (:mod:`hilreward.curation.edits`) for the
 retrainer's offline dataset. Every attempt applies it to the offline labels, so those frames
 stop vetoing; ``hilreward relabel dataset.root=<offline set> edits=<state_dir>/offline-edits.json
 out=<new set>`` writes a dataset with them for the next ``hilreward train``.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import DatasetConfig
-from ..data.edits import Edit, EditsFile
+from ..curation.edits import Edit, EditsFile
 from ..data.reader import open_dataset
 
 FILE = "offline-edits.json"

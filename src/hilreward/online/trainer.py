@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..config import DatasetConfig
-from ..data.edits import edited_labels
+from ..curation.edits import edited_labels
 from ..errors import HilrewardError
 from . import gate
 from .adapt import LastStage

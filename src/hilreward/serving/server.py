@@ -77,7 +77,7 @@ def init_versions(cfg: ServeConfig) -> VersionStore:
 
     Version 0 carries the checkpoint's model_version as RewardFunction computes it in-process.
     """
-    from ..deploy.loading import model_version
+    from ..models.loading import model_version
     from ..models.checkpoint import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(cfg.checkpoint)

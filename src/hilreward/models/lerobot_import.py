@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import CheckpointError, InputError
 from ..images import model_pixels
-from ..models.preprocessing import pick_cameras, to_float_chw
+from .preprocessing import pick_cameras, to_float_chw
 from .hf_resnet import ResNetTrunk, infer_spec
 
 IMAGE_PREFIX = "observation.image"

@@ -1,6 +1,6 @@
 """``hilreward relabel dataset.root=IN edits=FILE out=OUT``: a new LeRobot v3.0 dataset with the edited labels.
 
-The edits (see :mod:`hilreward.data.edits`) set the frame-judged success ``S`` of their frames. OUT keeps
+The edits (see :mod:`hilreward.curation.edits`) set the frame-judged success ``S`` of their frames. OUT keeps
 LeRobot's pairing in every label column it has: row ``t-1``'s ``next.*`` value is ``S[t]`` (the last row of an
 episode, which judges a frame past the end, takes ``S`` of the last frame when an edit covers it), and a
 per-frame column (``observation.success``, or the edits' own key) is ``S[t]`` at row ``t``. Only rows whose
@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 
 from ..config import DatasetConfig, parse_overrides
 from ..errors import ConfigError, DatasetError
+from ..data.labels import binarize
+from ..data.reader import LeRobotDataset, open_dataset
 from .edits import EditsFile
-from .labels import binarize
-from .reader import LeRobotDataset, open_dataset
 
 SUCCESS_COLUMNS = ("next.reward", "observation.success")
 VIDEO_MODES = ("link", "copy")

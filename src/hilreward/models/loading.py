@@ -9,14 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from .checkpoint import resolve_checkpoint
 from .lerobot_import import import_lerobot, is_lerobot_checkpoint
-
-
-def resolve_checkpoint(path_or_repo: str | Path) -> Path:
-    """A local checkpoint folder, or the local snapshot of a Hub repo id (honours HF_HUB_OFFLINE)."""
-    from ..models.checkpoint import resolve_checkpoint as resolve
-
-    return resolve(path_or_repo)
 
 
 def load_classifier(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:
@@ -24,7 +18,7 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Mod
     root = resolve_checkpoint(checkpoint)
     if is_lerobot_checkpoint(root):
         return import_lerobot(root, device=device)
-    from ..models import RewardClassifier
+    from .classifier import RewardClassifier
 
     return RewardClassifier.from_pretrained(root, device=device).eval()
 
@@ -49,14 +43,3 @@ def model_version(checkpoint: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:12]
-
-
-def onnx_path(checkpoint: Path, version: str) -> Path:
-    """``<checkpoint>/model.onnx`` when there (``hilreward export`` writes it), else the one the ONNX
-    backends export into hilreward's cache, so loading never writes into a checkpoint folder."""
-    local = checkpoint / "model.onnx"
-    if local.exists():
-        return local
-    from ..data import cache_root
-
-    return cache_root() / "onnx" / version / "model.onnx"

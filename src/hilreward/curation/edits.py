@@ -28,8 +28,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from .cache import atomic_write_text
-from .reader import LeRobotDataset
+from ..data.cache import atomic_write_text
+from ..data.reader import LeRobotDataset
 
 FORMAT = "hilreward.label-edits/1"
 DEFAULT_LABEL_KEY = "next.reward"
