@@ -22,7 +22,7 @@ def test_every_public_name_resolves():
 def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in COMMANDS:
+    for name in COMMANDS.names():
         assert name in out
 
 
@@ -32,11 +32,11 @@ HELP_KEYS = {"inspect": "dataset.root", "train": "training.steps", "eval": "chec
              "suspects": "folds", "label": "allowed_hosts", "relabel": "edits", "console": "address"}
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", COMMANDS.names())
 def test_every_command_has_help_listing_its_keys_defaults_and_docs(name, capsys):
     assert main([name, "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: hilreward {name} [key=value ...]") and COMMANDS[name][2] in out
+    assert out.startswith(f"usage: hilreward {name} [key=value ...]") and COMMANDS.get(name).summary in out
     key = next(line for line in out.splitlines() if line.strip().startswith(HELP_KEYS[name] + "="))
     doc = out.splitlines()[out.splitlines().index(key) + 1]
     assert doc.startswith("      ") and len(doc.strip()) > 10, (key, doc)  # its docstring under it

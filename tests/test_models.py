@@ -292,7 +292,7 @@ def test_bad_model_options_raise_config_error():
         tiny_model(num_classes=1)
     with pytest.raises(ConfigError, match="image_size"):
         tiny_model(image_size=[32])
-    with pytest.raises(EncoderError, match="freeze mode 'some'.*all, last, none"):
+    with pytest.raises(ConfigError, match="model.freeze='some': use one of all, last, none"):
         tiny_model(freeze="some")
 
 

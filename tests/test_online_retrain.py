@@ -24,7 +24,8 @@ from hilreward.deploy.corrections import Correction
 from hilreward.online.retrainer import _STOP, quiet
 from hilreward.online.trainer import HeadRetrainer, RetrainSpec, _Batch
 from hilreward.online.store import CorrectionStore
-from hilreward.online.versions import VersionStore, checkpoint_fingerprint
+from hilreward.models.loading import checkpoint_hash
+from hilreward.online.versions import VersionStore
 from hilreward.serving import RewardClient
 from hilreward.online.options import RetrainOptions
 from hilreward.serving.config import ServeConfig
@@ -128,7 +129,7 @@ def test_corrections_become_versions_contradictions_never_stall_and_review_chang
     assert published.model_version == new.version
     assert not published(fp).success
     assert heldout_accuracy(published, frames) >= base_accuracy - TOLERANCE
-    assert checkpoint_fingerprint(versions.path(0)) == checkpoint_fingerprint(ckpt)  # version 0 untouched
+    assert checkpoint_hash(versions.path(0)) == checkpoint_hash(ckpt)  # version 0 untouched
     assert not [p.name for p in (state / "versions").iterdir() if p.name.startswith(".")]  # no temp leftovers
 
     # A restarted server (here without retraining) serves the newest version and keeps the store and the reviews.

@@ -14,24 +14,36 @@ import sys
 # running the trainer beside an RL loop (or a data loader) is not starved.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .errors import HilrewardError
-from .usage import HelpRequested, usage
+from dataclasses import dataclass  # noqa: E402
 
-# command -> (module, function, one-line help); modules are imported only when used.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "inspect": ("hilreward.data.inspect", "main", "summarise a dataset: episodes, cameras, labels, contact sheet"),
-    "train": ("hilreward.training.train", "main", "train a reward classifier (Hydra config, see conf/train.yaml)"),
-    "eval": ("hilreward.evaluation.cli", "eval_main", "evaluate a checkpoint: metrics, thresholds, report.html"),
-    "predict": ("hilreward.evaluation.cli", "predict_main", "per-frame probabilities for a dataset without labels"),
-    "export": ("hilreward.deploy.onnx_export", "main", "export a checkpoint to ONNX (preprocessing included)"),
-    "serve": ("hilreward.app.serve", "main", "run the gRPC reward service (console=true: with the console)"),
-    "corrections": ("hilreward.online.cli", "main", "list, show, accept, reject, export or migrate stored corrections"),
-    "sim": ("hilreward.sim.cli", "main", "render a Meta-World task into a LeRobot v3.0 dataset"),
-    "suspects": ("hilreward.curation.suspects", "main", "find doubtful labels: k-fold out-of-fold disagreement spans"),
-    "label": ("hilreward.app.label", "main", "the label station: a local web page to see and fix success labels"),
-    "relabel": ("hilreward.curation.relabel", "main", "write a new LeRobot dataset with the label station's edits"),
-    "console": ("hilreward.app.console", "main", "the operator console: watch and correct a reward server"),
-}
+from .errors import HilrewardError  # noqa: E402
+from .usage import HelpRequested, usage  # noqa: E402
+from .utils import Registry  # noqa: E402
+
+@dataclass(frozen=True)
+class Command:
+    target: str
+    """``module:function`` taking the arguments after the command name (imported only when the command runs)."""
+    summary: str
+    """One line for ``hilreward --help``."""
+
+
+COMMANDS: Registry[Command] = Registry("command")
+for _name, _target, _summary in [
+    ("inspect", "hilreward.data.inspect:main", "summarise a dataset: episodes, cameras, labels, contact sheet"),
+    ("train", "hilreward.training.train:main", "train a reward classifier (Hydra config, see conf/train.yaml)"),
+    ("eval", "hilreward.evaluation.cli:eval_main", "evaluate a checkpoint: metrics, thresholds, report.html"),
+    ("predict", "hilreward.evaluation.cli:predict_main", "per-frame probabilities for a dataset without labels"),
+    ("export", "hilreward.deploy.onnx_export:main", "export a checkpoint to ONNX (preprocessing included)"),
+    ("serve", "hilreward.app.serve:main", "run the gRPC reward service (console=true: with the console)"),
+    ("corrections", "hilreward.online.cli:main", "list, show, accept, reject, export or migrate stored corrections"),
+    ("sim", "hilreward.sim.cli:main", "render a Meta-World task into a LeRobot v3.0 dataset"),
+    ("suspects", "hilreward.curation.suspects:main", "find doubtful labels: k-fold out-of-fold disagreement spans"),
+    ("label", "hilreward.app.label:main", "the label station: a local web page to see and fix success labels"),
+    ("relabel", "hilreward.curation.relabel:main", "write a new LeRobot dataset with the label station's edits"),
+    ("console", "hilreward.app.console:main", "the operator console: watch and correct a reward server"),
+]:
+    COMMANDS.register(_name, Command(_target, _summary))
 
 
 ACTIONS = {"corrections": ("list", "show", "accept", "reject", "export", "migrate")}
@@ -40,7 +52,7 @@ ACTIONS = {"corrections": ("list", "show", "accept", "reject", "export", "migrat
 
 def commands_usage() -> str:
     lines = ["usage: hilreward <command> [key=value ...]   (hilreward <command> --help: its keys)", "", "commands:"]
-    lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += [f"  {name:<12} {COMMANDS.get(name).summary}" for name in COMMANDS.names()]
     return "\n".join(lines)
 
 
@@ -50,10 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         print(commands_usage())
         return 0
     name, args = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"error: unknown command {name!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+    try:
+        command = COMMANDS.get(name)
+    except HilrewardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    module, func, summary = COMMANDS[name]
+    module, _, func = command.target.partition(":")
+    summary = command.summary
     try:
         run = getattr(importlib.import_module(module), func)
         return int(run(args) or 0)

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from ..online.review import CorrectionCounts, CorrectionView
-from ..serving.images import CAMERA_PREFIX
+from ..utils import CAMERA_PREFIX
 
 
 def data_url(image: bytes) -> str:

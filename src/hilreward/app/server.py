@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 from ..access import check_bind
 from ..errors import ConfigError
 from .guard import HostGuard
+from ..utils import write_atomic
 
 
 class AppServer:
@@ -45,9 +45,8 @@ class AppServer:
 
     def write_port(self, path: Optional[str]) -> None:
         if path:
-            from ..data.cache import atomic_write_text
 
-            atomic_write_text(Path(path), f"{self.port}\n")
+            write_atomic(path, f"{self.port}\n")
 
     def start(self, timeout: float = 30.0) -> "AppServer":
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True,

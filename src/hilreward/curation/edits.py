@@ -28,8 +28,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from ..data.cache import atomic_write_text
 from ..data.reader import LeRobotDataset
+from ..utils import write_atomic
 
 FORMAT = "hilreward.label-edits/1"
 DEFAULT_LABEL_KEY = "next.reward"
@@ -179,7 +179,7 @@ class EditsFile:
                "dataset_fingerprint": self.ds.fingerprint, "label_key": self.label_key,
                "label_threshold": self.label_threshold, "edits": [asdict(e) for e in self._edits]}
         try:
-            atomic_write_text(self.path, json.dumps(doc, indent=1) + "\n", durable=True)
+            write_atomic(self.path, json.dumps(doc, indent=1) + "\n")
         except OSError as exc:
             raise ConfigError(f"cannot write the edits file {self.path} ({exc}); pass edits=<a writable file>") from None
 

@@ -28,6 +28,7 @@ from ..errors import ConfigError, DatasetError
 from ..data.labels import binarize
 from ..data.reader import LeRobotDataset, open_dataset
 from .edits import EditsFile
+from ..utils import move_dir
 
 SUCCESS_COLUMNS = ("next.reward", "observation.success")
 VIDEO_MODES = ("link", "copy")
@@ -89,9 +90,7 @@ def relabel(ds: LeRobotDataset, edits: str | Path | None, out: str | Path, video
         linked, copied = _copy_tree(Path(ds.root), tmp, videos)
         _rewrite_data(ds, tmp, rows, new)
         changed_eps = _rewrite_stats(tmp, rows, new)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+        move_dir(tmp, out)  # replaces an empty out (checked above)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -204,10 +203,7 @@ def _rewrite_data(ds: LeRobotDataset, dst: Path, rows: dict, new: dict[str, np.n
             else:
                 arr = pa.array(vals, f.type)
             table = table.set_column(i, f, arr)
-        out_path = dst / rel
-        tmp = out_path.with_name(f".{out_path.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, out_path)
+        pq.write_table(table, dst / rel)  # inside the new dataset's temp folder, moved in whole at the end
 
 
 def _stats(values: np.ndarray, names: list[str]) -> dict[str, list]:

@@ -35,6 +35,7 @@ import numpy as np
 from ..config import TrainConfig, compose, parse_overrides
 from ..errors import ConfigError
 from ..usage import HelpRequested, wants_help
+from ..utils import write_atomic
 
 OWN_KEYS = ("folds", "fold_steps", "top", "min_score", "window")
 SPANS_FORMAT = "hilreward.suspects/1"
@@ -278,7 +279,6 @@ def _write(out: Path, data, probability, score, span_id, spans: list[Span], cfg:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..data.cache import atomic_write_text
 
     order = np.lexsort((data.frame_index, data.episode_index, -score))
     table = pa.table({"episode_index": pa.array(data.episode_index[order], pa.int64()),
@@ -296,4 +296,4 @@ def _write(out: Path, data, probability, score, span_id, spans: list[Span], cfg:
            "label_key": cfg.label.key, "label_threshold": cfg.label.threshold, "label_align": cfg.label.align,
            "options": {"folds": opts.folds, "min_score": opts.min_score, "window": opts.window},
            "folds": folds, "spans": [vars(s) for s in spans]}
-    atomic_write_text(out / "spans.json", json.dumps(doc, indent=1) + "\n")
+    write_atomic(out / "spans.json", json.dumps(doc, indent=1) + "\n")

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..utils import write_atomic
+
 CACHE_FORMAT = 2  # 2: frames resized with images.resize_uint8 (was PIL)
 
 
@@ -24,28 +26,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
         return Path(cache_dir).expanduser()
     env = os.environ.get("HILREWARD_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hilreward"
-
-
-def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
-    """Write ``text`` to ``path`` through a temp file and os.replace; ``durable`` also fsyncs file and folder,
-    so the new content survives a power cut once this returns (label edits are acknowledged after it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if durable:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def cached_frames(directory: Path, name: str, rows: int, size: tuple[int, int],
@@ -75,5 +55,5 @@ def cached_frames(directory: Path, name: str, rows: int, size: tuple[int, int],
         os.replace(tmp, data_path)
     finally:
         tmp.unlink(missing_ok=True)
-    atomic_write_text(meta_path, json.dumps({"format": CACHE_FORMAT, "shape": list(shape), "dtype": "uint8"}))
+    write_atomic(meta_path, json.dumps({"format": CACHE_FORMAT, "shape": list(shape), "dtype": "uint8"}))
     return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)

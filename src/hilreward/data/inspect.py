@@ -15,9 +15,10 @@ import numpy as np
 
 from ..config import DatasetConfig, LabelConfig, parse_overrides
 from ..errors import VideoError
-from .cache import atomic_write_text
 from .labels import describe_alignment, resolve_alignment
-from .reader import CAMERA_PREFIX, LeRobotDataset, open_dataset
+from .reader import LeRobotDataset, open_dataset
+from ..utils import write_atomic
+from ..utils import CAMERA_PREFIX
 
 # HIL-SERL's guidance for a reward-classifier dataset.
 GUIDE_POSITIVES = 200
@@ -151,7 +152,7 @@ def inspect_dataset(opts: InspectOptions) -> InspectReport:
         positives=positives, negatives=negatives, positives_other_align=int((labels_other > 0).sum()),
         per_episode=per_episode, verdict=_verdict(positives, negatives), warnings=warnings,
         contact_sheet=str(sheet) if sheet else None)
-    atomic_write_text(out_dir / "summary.json", json.dumps(asdict(report), indent=2))
+    write_atomic(out_dir / "summary.json", json.dumps(asdict(report), indent=2))
     return report
 
 

@@ -23,9 +23,9 @@ from ..images import resize_uint8
 from .cache import cache_root, cached_frames
 from .labels import align_labels, binarize
 from .video import decode_to_rows
+from ..utils import CAMERA_PREFIX
 
 SUPPORTED_VERSIONS = ("v3.0", "v2.1", "v2.0")
-CAMERA_PREFIX = "observation.images."
 _HASH_LIMIT = 1 << 20  # files up to 1 MiB are fingerprinted by content, larger ones by size + mtime
 
 

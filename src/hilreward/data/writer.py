@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DatasetError
 from .video import CODEC_NAMES, VideoEncoder, pick_codec
+from ..utils import move_dir
 
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -175,15 +175,8 @@ class DatasetWriter:
         (meta / "info.json").write_text(json.dumps(self._info(), indent=4))
         for name, value in self.extra_meta.items():
             (meta / f"{name}.json").write_text(json.dumps(value, indent=2) + "\n")
-        if self.root.exists():
-            old = self.root.parent / f".{self.root.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.root, old)
-            os.replace(self.tmp, self.root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.tmp, self.root)
-        return self.root
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        return move_dir(self.tmp, self.root)
 
     def abort(self) -> None:
         """Drop everything written so far."""

@@ -33,10 +33,10 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
 from ..models.loading import load_classifier, model_version
+from ..utils import CAMERA_PREFIX, full_key
 
 log = logging.getLogger(__name__)
 
-CAMERA_PREFIX = "observation.images."
 PARITY_ATOL = 1e-4
 """Largest |probability(ONNX) - probability(torch)| for ``auto`` to choose ONNX Runtime."""
 
@@ -99,10 +99,6 @@ def create_backend(name: str, options: BackendOptions) -> Backend:
             target = getattr(target, part)
         factory = _BACKENDS[name] = target
     return factory(options)
-
-
-def full_key(name: str) -> str:
-    return name if name.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + name
 
 
 def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:

@@ -19,8 +19,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..utils import move_dir
+from ..utils import full_key
 
-CAMERA_PREFIX = "observation.images."
 
 
 @dataclass
@@ -94,7 +95,7 @@ class DatasetCorrectionSink:
         self._dirty = False
 
     def add(self, correction: Correction) -> None:
-        frames = {_full_key(k): np.asarray(v) for k, v in correction.frames.items()}
+        frames = {full_key(k): np.asarray(v) for k, v in correction.frames.items()}
         for key, frame in frames.items():
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
                 raise InputError(f"correction frame {key!r} must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
@@ -156,19 +157,13 @@ class DatasetCorrectionSink:
             written = Path(writer.finalize())
             with open(written / "meta" / "corrections.jsonl", "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
-            if self.root.exists():
-                os.replace(self.root, tmp / "old")
-            os.replace(written, self.root)
+            move_dir(written, self.root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _success_prob(probability: float | list[float]) -> float:
     return float(probability[-1]) if isinstance(probability, (list, tuple)) else float(probability)
-
-
-def _full_key(name: str) -> str:
-    return name if name.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + name
 
 
 def make_sink(sink: CorrectionSink | str | os.PathLike | None) -> CorrectionSink | None:

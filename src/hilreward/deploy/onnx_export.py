@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.preprocessing import normalize
 from .backends import onnx_input_name
 from ..models.lerobot_import import LeRobotRewardClassifier
+from ..utils import write_file
 
 FORMATS = ("onnx",)
 
@@ -86,37 +85,34 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float
     names = [onnx_input_name(k) for k in keys]
     graph = _UInt8Graph(model).eval()
     dummy = tuple(torch.zeros(2, h, w, 3, dtype=torch.uint8) for _ in keys)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    found: list[float] = []
+
+    def write(tmp: Path) -> None:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_exporter():
             warnings.simplefilter("ignore")
             # The TorchScript exporter first: it needs only torch and onnx, and takes 3-5 s where the dynamo
             # exporter (which needs onnxscript) took 30-60 s for ResNet-10 on a busy 2-core machine.
             try:
-                torch.onnx.export(graph, dummy, tmp, input_names=names, output_names=["probability"],
+                torch.onnx.export(graph, dummy, str(tmp), input_names=names, output_names=["probability"],
                                   opset_version=opset, dynamo=False,
                                   dynamic_axes={n: {0: "batch"} for n in [*names, "probability"]})
             except Exception:  # a model (or a torch) it cannot handle: the dynamo exporter
                 batch = torch.export.Dim("batch", min=1, max=4096)
-                torch.onnx.export(graph, dummy, tmp, input_names=names, output_names=["probability"],
+                torch.onnx.export(graph, dummy, str(tmp), input_names=names, output_names=["probability"],
                                   opset_version=opset, dynamo=True, external_data=False,
                                   dynamic_shapes=(tuple({0: batch} for _ in keys),), verbose=False)
-        diff = check_parity(model, tmp, check_batch)
-        if not diff <= atol:
-            raise CheckpointError(f"ONNX export of {model.config.camera_keys} differs from torch by {diff:.3g} in "
-                                  f"probability (allowed {atol:g}); the export was not written")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        return diff
+        found.append(check_parity(model, tmp, check_batch))
+        if not found[0] <= atol:
+            raise CheckpointError(f"ONNX export of {model.config.camera_keys} differs from torch by {found[0]:.3g} "
+                                  f"in probability (allowed {atol:g}); the export was not written")
+
+    try:
+        write_file(path, write)
     except CheckpointError:
         raise
     except Exception as exc:
         raise CheckpointError(f"ONNX export failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return found[0]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence, Union
 import gymnasium as gym
 
 from ..errors import ConfigError, InputError
-from .backends import CAMERA_PREFIX, full_key
+from ..utils import CAMERA_PREFIX, full_key
 from .reward_function import RewardFunction
 
 REWARD_MODES = ("replace", "add")

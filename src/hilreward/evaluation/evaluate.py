@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -20,11 +19,11 @@ import numpy as np
 from ..config import DatasetConfig, LabelConfig, TrainConfig
 from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
-from ..models.checkpoint import atomic_write_bytes
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
 from .report import Comparison, GalleryItem, worst_errors, write_report
 from .thresholds import EvidenceRule
+from ..utils import write_atomic, write_file
 
 TRAIN_CONFIG_NAME = "train_config.yaml"
 
@@ -144,15 +143,7 @@ def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], thr
 def _write_parquet(path: Path, table) -> None:
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _json_default(obj: Any) -> Any:
@@ -293,7 +284,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     if written is not None:
         write_threshold_to_checkpoint(folder, written)
         result["threshold_written"] = written
-    atomic_write_bytes(out / "metrics.json", (json.dumps(result, indent=2, default=_json_default) + "\n").encode())
+    write_atomic(out / "metrics.json", json.dumps(result, indent=2, default=_json_default) + "\n")
     if report:
         _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
     if write_threshold and written is None:

@@ -13,7 +13,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +22,7 @@ import numpy as np
 from . import calibration as C
 from . import metrics as M
 from .episodes import episode_metrics
+from ..utils import write_atomic
 
 OUTCOME_COLOURS = {"detected": "#2e7d32", "early": "#f9a825", "gross_early": "#c62828", "false_success": "#8e0038",
                    "missed": "#ef6c00", "no_success": "#546e7a"}
@@ -492,9 +492,4 @@ def write_report(path: str | os.PathLike, metrics: dict, preds: M.Predictions, g
     """Render and write ``report.html`` atomically."""
     path = Path(path)
     page = render_report(metrics, preds, gallery, summary, config, title or "hilreward evaluation", compare)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, page)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..access import resolve_token
-from ..deploy.backends import CAMERA_PREFIX
+from ..utils import CAMERA_PREFIX
 from ..deploy.override import HumanOverride
 from ..deploy.reward_function import RewardFunction
 from ..errors import ConfigError, InputError

@@ -8,47 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
 from ..errors import CheckpointError
 from .weights import looks_like_repo_id
+from ..utils import write_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TRAIN_CONFIG_NAME = "train_config.yaml"
 METRICS_NAME = "metrics.json"
-
-
-def write_dir_atomically(target: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
-    """Call ``fill(tmp_dir)`` then move ``tmp_dir`` to ``target``; a reader never sees a half-written directory.
-
-    An existing ``target`` is swapped out (rename) and removed only after the new one is in place.
-    """
-    target = Path(target).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        fill(tmp)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
 
 def resolve_checkpoint(path_or_repo: str | os.PathLike) -> Path:
@@ -107,27 +79,11 @@ def read_weights(folder: Path, prefix: str = "") -> dict[str, torch.Tensor]:
         ) from None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder, fsync'd, then renamed over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def update_config(folder: Path, changes: dict[str, Any]) -> Path:
     """Set ``changes`` in ``folder/config.json`` (other keys untouched), atomically."""
     path = Path(folder) / CONFIG_NAME
     config = {**read_config(Path(folder)), **changes}
-    atomic_write_bytes(path, (json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+    write_atomic(path, json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n")
     return path
 
 

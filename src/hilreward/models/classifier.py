@@ -18,6 +18,7 @@ from .head import RewardHead
 from ..images import model_pixels
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
+from ..utils import replace_dir
 
 FORMAT_VERSION = 2
 """Checkpoint format this code writes and the newest it reads (2: ``temperature`` divides the logits; a reader
@@ -281,7 +282,7 @@ class RewardClassifier(nn.Module):
             if metrics is not None:
                 ckpt.write_json(tmp / ckpt.METRICS_NAME, dict(metrics))
 
-        return ckpt.write_dir_atomically(save_directory, fill)
+        return replace_dir(save_directory, fill)
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardClassifier":

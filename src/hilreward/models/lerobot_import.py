@@ -28,7 +28,6 @@ from .preprocessing import pick_cameras, to_float_chw
 from .hf_resnet import ResNetTrunk, infer_spec
 
 IMAGE_PREFIX = "observation.image"
-CAMERA_PREFIX = "observation.images."
 
 
 def is_lerobot_checkpoint(path: str | Path) -> bool:

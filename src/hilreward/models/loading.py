@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from ..utils import content_hash
 from .checkpoint import resolve_checkpoint
 from .lerobot_import import import_lerobot, is_lerobot_checkpoint
 
@@ -32,14 +32,14 @@ def model_version(checkpoint: Path) -> str:
         named = json.loads(config.read_text()).get("model_version")
     except (OSError, json.JSONDecodeError):
         raise CheckpointError(f"{config} is missing or not JSON") from None
-    if named:
-        return str(named)
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = checkpoint / name
-        if not path.exists():
-            raise CheckpointError(f"{checkpoint} has no {name}")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:12]
+    return str(named) if named else checkpoint_hash(checkpoint)[:12]
+
+
+def checkpoint_hash(checkpoint: Path) -> str:
+    """sha256 (hex) of a checkpoint's config.json + model.safetensors: what identifies its weights and config."""
+    files = [checkpoint / name for name in ("config.json", "model.safetensors")]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(f"{checkpoint} has no {missing[0]}: not a hilreward checkpoint; pass a directory written "
+                              "by hilreward train (e.g. outputs/train/checkpoints/best)")
+    return content_hash(files, length=64)

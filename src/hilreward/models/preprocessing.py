@@ -15,17 +15,8 @@ import torch
 
 from ..errors import InputError
 from ..images import writable
+from ..utils import full_key as full_camera_key, short_key as short_camera_key  # noqa: F401 (models API)
 
-CAMERA_PREFIX = "observation.images."
-
-
-def full_camera_key(key: str) -> str:
-    """``front`` -> ``observation.images.front``; keys with a dot are kept as they are."""
-    return key if "." in key else CAMERA_PREFIX + key
-
-
-def short_camera_key(key: str) -> str:
-    return key[len(CAMERA_PREFIX):] if key.startswith(CAMERA_PREFIX) else key
 
 
 def pick_cameras(images: Mapping[str, Any], camera_keys: Sequence[str]) -> dict[str, Any]:

@@ -18,13 +18,15 @@ from torch import nn
 
 from ..config import Freeze, one_of
 from ..errors import EncoderError
+from ..utils import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FREEZE_MODES = get_args(Freeze)
 
 Builder = Callable[..., "Encoder"]
-_REGISTRY: dict[str, Builder] = {}
+ENCODERS: Registry[Builder] = Registry("encoder", EncoderError)
+"""Encoder name (or ``prefix:``) -> builder."""
 
 
 class Encoder(nn.Module):
@@ -139,23 +141,15 @@ def register_encoder(name: str) -> Callable[[Builder], Builder]:
     part after the prefix (None for plain names).
     """
 
-    def decorator(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"encoder {name!r} is registered twice")
-        _REGISTRY[name] = builder
-        return builder
-
-    return decorator
+    if name in ENCODERS.names():
+        raise ValueError(f"encoder {name!r} is registered twice")
+    return ENCODERS.register(name)
 
 
 def list_encoders() -> list[str]:
     """Registered encoder names; prefixes end in ``:``."""
     _ensure_builtins()
-    return sorted(_REGISTRY)
-
-
-def _describe_known() -> str:
-    return ", ".join(n + ("<name>" if n.endswith(":") else "") for n in list_encoders())
+    return sorted(ENCODERS.names())
 
 
 def build_encoder(
@@ -174,17 +168,15 @@ def build_encoder(
     """
     _ensure_builtins()
     if not isinstance(spec, str) or not spec:
-        raise EncoderError(f"encoder must be a non-empty name; known: {_describe_known()}")
+        raise EncoderError(f"encoder must be a non-empty name; known: {ENCODERS.known()}")
     if ":" in spec:
         prefix, arg = spec.split(":", 1)
         key, arg = prefix + ":", arg or None
-        if arg is None and key in _REGISTRY:
+        if arg is None and key in ENCODERS:
             raise EncoderError(f"encoder {spec!r} needs a name after the prefix, e.g. {key}<name>")
     else:
         key, arg = spec, None
-    builder = _REGISTRY.get(key)
-    if builder is None:
-        raise EncoderError(f"unknown encoder {spec!r}; known: {_describe_known()}")
+    builder = ENCODERS.get(key if key in ENCODERS.names() else spec)
     if weights and not pretrained:
         raise EncoderError(f"model.weights={weights} is set but model.pretrained=false, so it would be ignored: "
                            "set model.pretrained=true to load it, or drop model.weights")

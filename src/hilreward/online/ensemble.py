@@ -16,12 +16,13 @@ is served with the newest members of an earlier version.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from ..utils import write_file
 
 ENSEMBLE_DIR = "ensembles"
 
@@ -54,18 +55,9 @@ def save_members(path: Path, members: Sequence[torch.nn.Module]) -> None:
 
     state = {f"{k}.{name}": t.detach().cpu().contiguous() for k, m in enumerate(members)
              for name, t in m.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        width = max(int(m.mlp[0].out_features) for m in members) if members else MEMBER_WIDTH
-        save_file(state, tmp, metadata={"members": str(len(members)), "width": str(width)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    width = max(int(m.mlp[0].out_features) for m in members) if members else MEMBER_WIDTH
+    write_file(path, lambda tmp: save_file(state, str(tmp), metadata={"members": str(len(members)),
+                                                                       "width": str(width)}))
 
 
 def load_members(path: Path, model) -> list[torch.nn.Module]:

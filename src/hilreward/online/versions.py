@@ -10,7 +10,6 @@ writers can never both publish number ``n``; the later one takes the next number
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, ServingError
+from ..models.loading import checkpoint_hash
+from ..utils import fsync_dir
 
 VERSION_FILE = "version.json"
 _SKIP = re.compile(r"^(training_state.*|\..*)$")
@@ -47,19 +48,6 @@ class VersionRecord:
     """sha256 of the base checkpoint's config.json + model.safetensors (version 0 only)."""
     base_checkpoint: str = ""
     """Where the base checkpoint was copied from (version 0 only)."""
-
-
-def checkpoint_fingerprint(checkpoint: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = checkpoint / name
-        if not path.is_file():
-            raise ConfigError(f"{checkpoint} has no {name}: not a hilreward checkpoint; pass checkpoint=<dir written "
-                              "by hilreward train> (e.g. outputs/train/checkpoints/best)")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class VersionStore:
@@ -95,7 +83,7 @@ class VersionStore:
 
     def init_base(self, checkpoint: Path, version: str, metrics: dict[str, float]) -> VersionRecord:
         """Copy ``checkpoint`` to ``versions/0`` (once) as ``version``; refuse a state dir made for another checkpoint."""
-        fingerprint = checkpoint_fingerprint(checkpoint)
+        fingerprint = checkpoint_hash(checkpoint)
         if 0 not in self.numbers():
             record = VersionRecord(number=0, version=version, created_unix=time.time(), metrics=metrics,
                                    base_fingerprint=fingerprint, base_checkpoint=str(checkpoint.resolve()))
@@ -158,15 +146,7 @@ class VersionStore:
                 if not target.exists():
                     raise
                 return False
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -15,17 +15,12 @@ import numpy as np
 
 from ..errors import InputError
 from .protos import hilreward_pb2 as pb
+from ..utils import full_key
 
-CAMERA_PREFIX = "observation.images."
 MAX_SIDE = 4096
 """Largest accepted frame side in pixels (guards against decompression bombs)."""
 
 ENCODINGS = {"raw": pb.Image.RAW_RGB8, "jpeg": pb.Image.JPEG, "png": pb.Image.PNG}
-
-
-def full_key(camera: str) -> str:
-    """``front`` -> ``observation.images.front``; full keys pass through."""
-    return camera if camera.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + camera
 
 
 def encode_image(camera: str, frame: np.ndarray, encoding: str = "raw", jpeg_quality: int = 95) -> pb.Image:

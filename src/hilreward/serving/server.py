@@ -23,7 +23,6 @@ leader) trains, and every replica swaps in each version (and ensemble) the leade
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import threading
@@ -45,6 +44,7 @@ from .config import ServeConfig, validate
 from .model_slot import EnsemblePredictor, ModelSlot, ServedModel
 from .protos import hilreward_pb2_grpc as pb_grpc
 from .servicer import SERVICE_NAME, RewardServicer, TokenAuth
+from ..utils import write_atomic
 
 log = logging.getLogger("hilreward.serving")
 
@@ -192,7 +192,7 @@ class RewardServer:
             if self.store.last_id() > last:  # corrections stored while no retrainer ran
                 self.retrainer.notify(self.store.last_id())
         if self.cfg.port_file:
-            _write_atomic(Path(self.cfg.port_file), f"{self.port}\n")
+            write_atomic(self.cfg.port_file, f"{self.port}\n")
         return self
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -312,13 +312,6 @@ class RewardServer:
 
 def _fmt(metrics: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def wait_for_signal() -> None:

@@ -10,11 +10,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
 from .env import MetaWorldPixelEnv
+from ..utils import Registry
 
 Policy = Callable[[dict], np.ndarray]
-_POLICIES: dict[str, Callable[[MetaWorldPixelEnv, int], Policy]] = {}
+POLICIES: Registry[Callable[[MetaWorldPixelEnv, int], Policy]] = Registry("policy")
 
 NOISY_SIGMA = 0.4  # std of the Gaussian noise added to the expert's actions (actions are in [-1, 1])
 NOISY_BURST = 0.02  # chance per step of starting a 10-step burst of random actions
@@ -23,21 +23,16 @@ RANDOM_HOLD = 5  # the random policy holds each uniform action this many steps (
 
 def register_policy(name: str):
     """Decorator: make a policy factory available to :func:`scripted_policy` under ``name``."""
-    def wrap(factory):
-        _POLICIES[name] = factory
-        return factory
-    return wrap
+    return POLICIES.register(name)
 
 
 def list_policies() -> list[str]:
-    return sorted(_POLICIES)
+    return sorted(POLICIES.names())
 
 
 def scripted_policy(env, kind: str, seed: int = 0) -> Policy:
     """A ``policy(obs) -> action`` of ``kind`` (``expert``, ``noisy``, ``random``) for ``env``."""
-    if kind not in _POLICIES:
-        raise ConfigError(f"unknown policy {kind!r}; known: {', '.join(list_policies())}")
-    return _POLICIES[kind](env.unwrapped, seed)
+    return POLICIES.get(kind)(env.unwrapped, seed)
 
 
 def _expert_action(env: MetaWorldPixelEnv) -> Callable[[], np.ndarray]:

@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
-from ..data.cache import atomic_write_text
 from ..errors import ConfigError
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
@@ -42,6 +41,7 @@ from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
+from ..utils import write_atomic
 
 FEATURE_CACHE_MODES = ("auto", "off")
 
@@ -176,7 +176,7 @@ def train(cfg: TrainConfig) -> Path:
     procs.print("hilreward train: resolved config\n" + config_yaml)
     if procs.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "train_config.yaml", config_yaml)
+        write_atomic(out / "train_config.yaml", config_yaml)
 
     # Frames (decoded once, resized to the model's input size in the frame cache) and labels.
     with procs.local_main_first():  # one process per machine decodes; the others read its cache
@@ -313,7 +313,7 @@ def train(cfg: TrainConfig) -> Path:
                                                fallback_threshold=cfg.model.threshold, device=device)
         final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
                  "calibration": calibration.details if calibration else None}
-        atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
+        write_atomic(out / "metrics.json", json.dumps(final, indent=2))
     if logger:
         logger.finish()
     if eval_metrics:

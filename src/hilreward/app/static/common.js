@@ -1,6 +1,8 @@
 "use strict";
 // Shared by every page: api() (JSON fetch; errors become Error(message) and show in #status), the
-// navigation bar (from /api/pages) and onKeys() (key bindings that ignore typing in form fields).
+// navigation bar (from /api/pages), onKeys() (key bindings that ignore typing in form fields), and the
+// canvas helpers of the timelines: canvas2d() (a crisp 2-D context at the screen's pixel ratio, with the
+// page's CSS colours) and onScrub() (press or drag along a canvas: the fraction of its width).
 const hil = {
   async api(method, url, body) {
     const opts = {method, headers: {}};
@@ -34,6 +36,29 @@ const hil = {
       if (page.name === current) a.className = "current";
       nav.appendChild(a);
     }
+  },
+  canvas2d(canvas) {
+    const dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+    const g = canvas.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const css = getComputedStyle(document.documentElement), color = name => css.getPropertyValue(name).trim();
+    return {g, w, h, color};
+  },
+  onScrub(canvas, at) {  // at(fraction in [0, 1), event): while the pointer is pressed on the canvas
+    let dragging = false;
+    const fraction = event => {
+      const r = canvas.getBoundingClientRect();
+      return Math.max(0, Math.min(0.999999, (event.clientX - r.left) / r.width));
+    };
+    canvas.addEventListener("pointerdown", event => {
+      if (at(fraction(event), event) === false) return;  // at() may refuse (nothing to scrub yet)
+      dragging = true;
+      canvas.setPointerCapture(event.pointerId);
+    });
+    canvas.addEventListener("pointermove", event => { if (dragging) at(fraction(event), event); });
+    canvas.addEventListener("pointerup", () => { dragging = false; });
   },
   onKeys(bindings) {
     document.addEventListener("keydown", event => {

@@ -195,12 +195,7 @@ function stepOf(trace, predictionId) {
 }
 
 function drawTrace(trace, at) {
-  const canvas = $("trace"), dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
-  const g = canvas.getContext("2d");
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  const css = getComputedStyle(document.documentElement), color = name => css.getPropertyValue(name).trim();
+  const {g, w, h, color} = hil.canvas2d($("trace"));
   g.fillStyle = "#f3f0fa";
   g.fillRect(0, 0, w, h);
   const top = 6, bottom = h - 14, y = p => bottom - p * (bottom - top);
@@ -448,19 +443,13 @@ function bindControls() {
     button.addEventListener("click", () => { button.blur(); actions[button.dataset.key](); });
   }
   $("k").addEventListener("change", () => setK(Number($("k").value)));
-  const canvas = $("trace");
-  let dragging = false;
-  const pick = event => {
+  hil.onScrub($("trace"), x => {
     const trace = shownTrace();
     if (!trace || !trace.points.length) return;
-    const r = canvas.getBoundingClientRect();
     C.follow = trace.trace_id;
-    C.cursor = Math.max(0, Math.min(trace.points.length - 1, Math.floor((event.clientX - r.left) / r.width * trace.points.length)));
+    C.cursor = Math.floor(x * trace.points.length);
     scheduleRender();
-  };
-  canvas.addEventListener("pointerdown", event => { dragging = true; canvas.setPointerCapture(event.pointerId); pick(event); });
-  canvas.addEventListener("pointermove", event => { if (dragging) pick(event); });
-  canvas.addEventListener("pointerup", () => { dragging = false; });
+  });
 }
 
 init();

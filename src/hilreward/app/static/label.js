@@ -144,12 +144,7 @@ function runs(values, draw) {
 function drawTimeline() {
   const canvas = $("timeline");
   if (!S.ep) return;
-  const dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
-  const g = canvas.getContext("2d");
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  const css = getComputedStyle(document.documentElement), color = name => css.getPropertyValue(name).trim();
+  const {g, w, h, color} = hil.canvas2d(canvas);
   const n = S.ep.length, fw = w / n, x = f => f * fw;
   const SUSPECT = [0, 8], LABEL = [10, 30], ORIGINAL = [32, 36], PROB = [42, h - 2];
   g.fillStyle = color("--warn");
@@ -316,20 +311,10 @@ function bindControls() {
   for (const button of document.querySelectorAll(".controls button")) {
     button.addEventListener("click", () => { button.blur(); actions[button.dataset.key](); });
   }
-  const canvas = $("timeline");
-  let dragging = false;
-  const frameAt = event => {
-    const r = canvas.getBoundingClientRect();
-    return Math.floor((event.clientX - r.left) / r.width * S.ep.length);
-  };
-  canvas.addEventListener("pointerdown", event => {
-    if (!S.ep) return;
-    dragging = true;
-    canvas.setPointerCapture(event.pointerId);
-    seek(frameAt(event));
+  hil.onScrub($("timeline"), x => {
+    if (!S.ep) return false;
+    seek(Math.floor(x * S.ep.length));
   });
-  canvas.addEventListener("pointermove", event => { if (dragging) seek(frameAt(event)); });
-  canvas.addEventListener("pointerup", () => { dragging = false; });
 }
 
 init();

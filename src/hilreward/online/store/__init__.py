@@ -8,18 +8,17 @@ is SQLite (the default, one server), ``postgresql://user@host/db`` is PostgreSQL
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from ...errors import ConfigError
+from ...utils import Registry
 from .base import (STATUSES, VERDICTS, Assessment, AttemptRecord, CorrectionStore, Leadership, Migration, Review,
                    StoredCorrection, VersionWatch)
 
-ENGINES = {
-    "sqlite": "hilreward.online.store.sqlite:SQLiteStore",  # a path (the default)
-    "postgresql": "hilreward.online.store.postgresql:PostgresStore",  # postgresql:// or postgres://
-}
-"""Engine name -> class; the location's URL scheme picks one."""
+ENGINES: Registry[type[CorrectionStore]] = Registry("store engine")
+"""Engine name -> class (imported on first use); the location's URL scheme picks one."""
+ENGINES.register("sqlite", "hilreward.online.store.sqlite:SQLiteStore")  # a path (the default)
+ENGINES.register("postgresql", "hilreward.online.store.postgresql:PostgresStore")  # postgresql:// or postgres://
 SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql"}
 """URL scheme -> engine name (a location without a scheme is an SQLite path)."""
 
@@ -39,8 +38,7 @@ def engine_name(location: str | os.PathLike) -> str:
 def engine_for(location: str | os.PathLike | None) -> type[CorrectionStore]:
     if location is None:
         raise ConfigError("a correction store needs a location: a file path or postgresql://user@host/db")
-    module, cls = ENGINES[engine_name(location)].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return ENGINES.get(engine_name(location))
 
 
 __all__ = ["ENGINES", "STATUSES", "VERDICTS", "Assessment", "AttemptRecord", "CorrectionStore", "Leadership",

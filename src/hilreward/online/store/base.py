@@ -33,6 +33,7 @@ import numpy as np
 
 from ...deploy.corrections import Correction
 from ...errors import InputError, ServingError
+from ...utils import full_key
 
 
 STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable", "rejected")
@@ -420,7 +421,7 @@ def _differs(before: Assessment | None, now: Assessment) -> bool:
 
 def _encode(correction: Correction) -> tuple[tuple, list[tuple[str, int, int, bytes]]]:
     """Validate ``correction``; its row values and (camera, height, width, png) per frame."""
-    frames = {_full_key(k): np.asarray(v) for k, v in correction.frames.items()}
+    frames = {full_key(k): np.asarray(v) for k, v in correction.frames.items()}
     if not frames:
         raise InputError("a correction needs at least one camera frame")
     blobs = []
@@ -436,10 +437,6 @@ def _encode(correction: Correction) -> tuple[tuple, list[tuple[str, int, int, by
            int(correction.episode), int(correction.step), int(correction.env_index), str(correction.source),
            json.dumps(context) if context else None)
     return row, blobs
-
-
-def _full_key(name: str) -> str:
-    return name if name.startswith("observation.images.") else "observation.images." + name
 
 
 def _png(frame: np.ndarray) -> bytes:

@@ -1,0 +1,167 @@
+"""Small helpers every layer uses, one implementation each: atomic writes, camera keys, content hashes, registries."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Callable, Generic, Iterable, TypeVar
+
+from .errors import ConfigError
+
+# ---- atomic, durable writes ------------------------------------------------------------------------------------
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename or a new file in ``folder`` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | os.PathLike, write: Callable[[Path], None], durable: bool = True) -> Path:
+    """Let ``write(tmp)`` write a temp file beside ``path``, then rename it over ``path``: a reader sees the old
+    content or the new, never a part. ``durable`` (the default) fsyncs the file and the folder, so the new content
+    survives a power cut once this returns. A failed ``write`` leaves ``path`` as it was and no temp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+    return path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, durable: bool = True) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` as :func:`write_file` does."""
+    raw = data.encode() if isinstance(data, str) else data
+    return write_file(path, lambda tmp: tmp.write_bytes(raw), durable)
+
+
+def move_dir(src: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move a finished folder ``src`` to ``target`` (same file system): an existing ``target`` is swapped out by a
+    rename and removed only once the new one is in place."""
+    src, target = Path(src), Path(target)
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+    os.replace(src, target)
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def replace_dir(target: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Call ``fill(tmp_dir)``, fsync what it wrote, then move it to ``target`` (:func:`move_dir`): a reader never
+    sees a half-written folder."""
+    target = Path(target).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        fill(tmp)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        return move_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---- camera keys -----------------------------------------------------------------------------------------------
+CAMERA_PREFIX = "observation.images."
+"""LeRobot's prefix of every camera feature."""
+
+
+def full_key(name: str) -> str:
+    """``front`` -> ``observation.images.front``; a key with a dot is already full (LeRobot's single camera is
+    ``observation.image``)."""
+    return name if "." in name else CAMERA_PREFIX + name
+
+
+def short_key(name: str) -> str:
+    """``observation.images.front`` -> ``front``."""
+    return name.removeprefix(CAMERA_PREFIX)
+
+
+# ---- content hashes --------------------------------------------------------------------------------------------
+def content_hash(paths: Iterable[str | os.PathLike], length: int = 12) -> str:
+    """The first ``length`` hex digits of sha256 over the files' bytes, in order: stable across machines, different
+    for any change of content."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+# ---- registries ------------------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named entries of one extension point (encoders, backends, policies, store engines, commands): ``register``
+    adds, ``get`` finds, and an unknown name gets an error that lists the known ones. A name ending in ``:`` is a
+    prefix: ``get("hf:org/model")`` returns the ``hf:`` entry. An entry may be a ``"module:attribute"`` string,
+    imported on first use (so registering costs no import)."""
+
+    def __init__(self, what: str, error: type[Exception] = ConfigError) -> None:
+        self.what, self.error = what, error
+        self._entries: dict[str, T | str] = {}
+
+    def register(self, name: str, entry: T | str | None = None):
+        """``registry.register("name", entry)``, or ``@registry.register("name")`` on a function or class."""
+        if entry is not None:
+            self._entries[name] = entry
+            return entry
+
+        def add(obj: T) -> T:
+            self._entries[name] = obj
+            return obj
+        return add
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def known(self) -> str:
+        """The names, as an error message lists them (a prefix as ``prefix:<name>``)."""
+        return ", ".join(n + ("<name>" if n.endswith(":") else "") for n in self._entries)
+
+    def key(self, name: str) -> str | None:
+        """The entry ``name`` selects (itself, or the prefix it starts with), None when none does."""
+        if name in self._entries:
+            return name
+        return next((p for p in self._entries if p.endswith(":") and name.startswith(p)), None)
+
+    def __contains__(self, name: str) -> bool:
+        return self.key(name) is not None
+
+    def get(self, name: str) -> T:
+        key = self.key(name)
+        if key is None:
+            raise self.error(f"unknown {self.what} {name!r}; known: {self.known()}")
+        entry = self._entries[key]
+        if isinstance(entry, str):  # "module:attribute", imported now
+            module, _, attr = entry.partition(":")
+            entry = self._entries[key] = getattr(importlib.import_module(module), attr)
+        return entry  # type: ignore[return-value]
