@@ -290,7 +290,7 @@ def relabel_replay_buffer(buffer: Any, reward_fn: RewardFunction, version: Optio
                 frames = {k: v[index] for k, v in cameras.items()}
             else:
                 frames = {k: v[rows] for k, v in cameras.items()}
-            old = buffer.rewards[rows].cpu().numpy()
+            old = buffer.rewards[rows].cpu().numpy().copy()  # numpy() shares the tensor's memory
             out = relabel_rewards(reward_fn, frames, previous=old, version=version, batch_size=batch_size)
             stats["changed"] += out.changed
             buffer.rewards[rows] = torch.from_numpy(out.rewards).to(buffer.rewards.device)
