@@ -585,6 +585,7 @@ def cmd_run(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = settings_from(args)
+    args.data_dir = args.data_dir or str(out / "data")
     kills = dict(item.split("=", 1) for item in args.kill_server_at or [])
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=1) + "\n")
     for task in args.tasks:
@@ -764,7 +765,7 @@ def main() -> None:
         q.add_argument("--tasks", nargs="+", default=list(TASKS))
         q.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
         q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-        q.add_argument("--data-dir", default=str(ROOT.parent / "data-sim"), help="where recorded sets are rendered")
+        q.add_argument("--data-dir", help="where the recorded sets are rendered, or found when there (default <out>/data)")
         q.add_argument("--checkpoint", help="use this hilreward classifier for every task (skips training)")
         q.add_argument("--dataset", help="the recorded set that goes with --checkpoint (the server retrains on it)")
         q.add_argument("--lerobot-steps", type=int, default=300)
