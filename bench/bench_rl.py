@@ -100,8 +100,9 @@ class Settings:
     """Simulator steps per decision (the frames the reward judges are the decisions')."""
     demos: int = 40
     """Scripted-expert demonstration episodes in the replay buffer."""
-    demo_fraction: float = 0.5
-    """Share of every batch drawn from the demonstrations."""
+    demo_fraction: float = 0.25
+    """Share of every batch drawn from the demonstrations (0.5, RLPD's, let coffee-button's oracle learn and then
+    collapse on one seed of three; 0.25 held on both seeds tried)."""
     utd: int = 1
     """SAC gradient steps per environment step."""
     gamma: float = 0.97
@@ -282,7 +283,7 @@ class DemoMixBuffer(ReplayBuffer):
     """SB3's ReplayBuffer whose batches draw ``demo_fraction`` from the demonstrations (its first ``n_demo`` slots)."""
 
     n_demo = 0
-    demo_fraction = 0.5
+    demo_fraction = 0.25
 
     def sample(self, batch_size, env=None):
         online = self.buffer_size if self.full else self.pos

@@ -19,7 +19,7 @@ from hilreward.serving.server import RetrainOptions, RewardServer, ServeConfig
 # The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames).
 from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
 from test_serving import DRAWER4, TOKEN, make_checkpoint, step_images
-from test_online_retrain import DELAY_S, TOLERANCE, false_positive
+from test_online_retrain import DELAY_S, false_positive
 
 FAILURE_EPISODE = 3
 """drawer4's random-policy episode: never a success."""
@@ -98,7 +98,7 @@ class StateOnly(gym.ObservationWrapper):
 def served(ckpt, tmp_path, cache_dir):
     cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path / "state"), token=TOKEN,
                       cache_dir=cache_dir, dataset=DatasetConfig(root=str(DRAWER4)),
-                      retrain=RetrainOptions(every=1, min_interval_s=0.0, tolerance=TOLERANCE, ensemble=0))
+                      retrain=RetrainOptions(every=1, min_interval_s=0.0, ensemble=0))
     with RewardServer(cfg) as server, RewardClient(server.address, token=TOKEN, timeout_s=10) as client:
         yield server, client
 
