@@ -14,7 +14,9 @@ export WANDB_SILENT ?= true
 # torch's OpenMP workers sleep instead of spinning between calls (matters on 2-core machines)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test bench proto sysdeps clean
+RL_OUT ?= outputs/bench-rl
+
+.PHONY: demo test bench bench-rl proto sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +41,11 @@ test: $(STAMP) sysdeps
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# RL on the reward (hours on a 2-core CPU; a killed run resumes): SAC with each arm's reward, then the report
+bench-rl: $(STAMP)
+	nice -n 10 $(PY) bench/bench_rl.py run --out $(RL_OUT)
+	$(PY) bench/bench_rl.py report --out $(RL_OUT) --json bench/results/rl-$$(date +%F).json --doc
 
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src \

@@ -13,7 +13,8 @@ as in its HIL-SERL actor; without it through ``RewardClassifierWrapper``.
 ``--oracle`` lets the env's own success check play the human: it labels every step (a LeRobot teleop
 event, or a HumanOverride without LeRobot), and the steps where the classifier disagreed become
 corrections. With ``--backend grpc`` they go to ``hilreward serve``, which retrains and swaps in a
-new version: the loop prints ``model version A -> B`` when a result names a new one.
+new version: the loop prints ``model version A -> B`` when a result names a new one (at an episode's
+first step: an episode keeps the version it started with).
 """
 
 from __future__ import annotations

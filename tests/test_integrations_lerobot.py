@@ -116,3 +116,32 @@ def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
         pytest.skip(r["example"])
     assert r["example"]["records"] == 6 and "LeRobot pipeline + HilrewardRewardStep" in r["example"]["lines"][0]
     assert f"model version {r['example']['versions'][0]}" in r["example"]["lines"]
+
+
+@pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
+                    "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
+def test_relabel_replay_buffer_on_lerobots_own_buffer_in_its_venv(ckpt, tmp_path):
+    cache = str(tmp_path / "cache")
+    new = make_checkpoint(tmp_path / "new", cache, steps=15)  # another version: a head trained less
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HILREWARD_CACHE": cache}
+    out = tmp_path / "buffer.json"
+    proc = subprocess.run([str(PEER_PYTHON), str(ROOT / "tests" / "peer_lerobot_buffer.py"), "--old", str(ckpt),
+                           "--new", str(new), "--dataset", str(DRAWER4), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    expected, old = np.array(r["expected"]), np.array(r["old"])
+    success, truncated = np.array(r["expected_success"]), np.array(r["truncated"])
+    assert (expected != old).any(), "precondition: the versions disagree on some frames"
+
+    plain = r["plain"]
+    np.testing.assert_array_equal(plain["rewards"], expected)
+    # done: the new version's success, or the episode ended for another reason (time limit); old successes are not
+    np.testing.assert_array_equal(plain["dones"], success | truncated)
+    assert plain["stats"]["changed"] == int((expected != old).sum()) == \
+        plain["stats"]["to_success"] + plain["stats"]["to_failure"]
+
+    optimize, n = r["optimize"], r["optimize"]["n"]  # next_state[i] is state[i + 1]: judged on frame i + 1
+    np.testing.assert_array_equal(optimize["rewards"], expected[1:n + 1])
+    # no next observation of a terminal transition is kept: dones are set on new successes, never cleared
+    np.testing.assert_array_equal(optimize["dones"], np.array(optimize["before"]["dones"]) | success[1:n + 1])

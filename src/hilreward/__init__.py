@@ -8,7 +8,7 @@ Heavy names (torch, grpc) load on first use, so ``import hilreward`` stays cheap
 - Training:    TrainConfig, compose, train
 - Evaluation:  evaluate, predict
 - Deployment:  RewardFunction, RewardResult, RewardClassifierWrapper, HumanOverride, export_onnx, import_lerobot,
-               register_backend
+               register_backend, relabel_rewards
 - Serving:     RewardClient, CorrectionStore
 - Errors:      HilrewardError and subclasses (documented in hilreward.errors)
 """
@@ -52,6 +52,7 @@ _LAZY = {
     "export_onnx": "hilreward.deploy",
     "import_lerobot": "hilreward.deploy",
     "register_backend": "hilreward.deploy",
+    "relabel_rewards": "hilreward.deploy",
     "RewardClient": "hilreward.serving",
     "CorrectionStore": "hilreward.online",
 }

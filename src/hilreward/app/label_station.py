@@ -2,7 +2,7 @@
 
 Everything here is what the CLI uses too: :class:`~hilreward.curation.edits.EditsFile` (also read by
 ``hilreward relabel``), the decode-once frame cache, ``evaluation.predict`` for a checkpoint's
-probabilities and ``evaluation.suspects.load_suspects`` for a suspects run. The pydantic models are the
+probabilities and ``curation.suspects.load_suspects`` for a suspects run. The pydantic models are the
 JSON the label page's API returns (see :mod:`hilreward.app.label`).
 """
 

@@ -5,7 +5,8 @@
     env = RewardClassifierWrapper(make_env("drawer-open"), reward_fn)
 
 - :class:`RewardFunction`: frames -> :class:`RewardResult` (probability, success, reward, terminate,
-  model_version, latency_ms); batched calls, per-env debounce, replay-buffer ``relabel``.
+  model_version, latency_ms); batched calls, per-env debounce, one version per episode.
+- :func:`relabel_rewards`: the rewards of stored transitions (a replay buffer) as a new version gives them.
 - :class:`RewardClassifierWrapper`: gymnasium wrapper that replaces / adds to the env reward.
 - :class:`HumanOverride` with programmatic, keyboard and gamepad sources; disagreements become
   :class:`Correction` records in a :class:`CorrectionSink` (default: a LeRobot v3.0 dataset folder).
@@ -15,12 +16,13 @@
   first use: importing this package loads neither serving nor grpc).
 """
 
-from .backends import BackendOptions, list_backends, register_backend
+from .backends import BackendOptions, EpisodeStep, list_backends, register_backend
 from .corrections import Correction, CorrectionSink, DatasetCorrectionSink, MemoryCorrectionSink
 from ..models.lerobot_import import LeRobotRewardClassifier, import_lerobot, is_lerobot_checkpoint
 from ..models.loading import load_classifier
 from .onnx_export import export_onnx
 from .override import HumanOverride, KeyboardSource, OverrideSource, PygameJoystickSource
+from .relabel import Relabelled, relabel_rewards
 from .reward_function import RewardFunction, RewardOptions, RewardResult
 from .wrapper import RewardClassifierWrapper
 
@@ -28,6 +30,8 @@ __all__ = [
     "RewardFunction",
     "RewardResult",
     "RewardOptions",
+    "relabel_rewards",
+    "Relabelled",
     "RewardClassifierWrapper",
     "HumanOverride",
     "OverrideSource",
@@ -45,4 +49,5 @@ __all__ = [
     "register_backend",
     "list_backends",
     "BackendOptions",
+    "EpisodeStep",
 ]

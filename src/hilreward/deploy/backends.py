@@ -3,8 +3,10 @@
 A backend takes a dict camera -> batched frames (B, H, W, 3) uint8 or (B, 3, H, W) float in [0, 1]
 (numpy or torch; short or full camera keys) and returns probabilities: (B,) binary, (B, K)
 multi-class. It names its ``camera_keys``, the ``model_version`` judging now and the stored
-``threshold``; it may have ``close()`` and ``correction_sink()`` (where human corrections go when
-the caller names no place, e.g. the reward server).
+``threshold``; it may have ``close()``, ``correction_sink()`` (where human corrections go when
+the caller names no place, e.g. the reward server) and ``predict_pinned(images, steps)`` (a backend
+whose version can change between calls, e.g. a reward server: each row's :class:`EpisodeStep` names
+the version to keep for its episode; returns the probabilities and the version that judged each row).
 
     register_backend("mine", lambda opts: MyBackend(opts.checkpoint))   # then backend="mine"
 
@@ -61,6 +63,15 @@ class BackendOptions:
     """The server's token (grpc)."""
     timeout_s: float = 5.0
     """Deadline of each remote call (grpc)."""
+
+
+@dataclass(frozen=True)
+class EpisodeStep:
+    """Which episode and step a row of a batch is, and the version its episode started with (None: any)."""
+
+    episode_id: int = 0
+    step: int = 0
+    version: str | None = None
 
 
 class Backend(Protocol):

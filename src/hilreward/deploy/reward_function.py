@@ -8,10 +8,15 @@
 Success is ``probability >= success_threshold`` held for ``consecutive`` frames in a row
 (per environment for ``batch``). A :class:`~hilreward.deploy.override.HumanOverride` label wins
 for its step; when it disagrees with the classifier it is recorded as a correction.
+
+A version never changes inside an episode: with a backend whose version can change (a reward
+server that hot-swaps retrained versions), each environment's episode keeps the version that
+judged its first step, and the next ``reset`` takes the newest.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -21,9 +26,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, ServingError
 from ..images import to_uint8_hwc
-from .backends import Backend, BackendOptions, create_backend, pick_camera
+from .backends import Backend, BackendOptions, EpisodeStep, create_backend, pick_camera
 from .corrections import Correction, CorrectionSink, make_sink
 from .override import HumanOverride
 
@@ -53,6 +58,10 @@ class RewardResult:
     uncertainty: Optional[float] = None
     """Spread of the success probability over an ensemble of heads (std, 0..0.5), when the backend has one
     (a reward server with retraining); None otherwise."""
+    episode_id: int = 0
+    """The episode's id (unique within one RewardFunction; a reward server sees it with every step)."""
+    step: int = 0
+    """Step of the episode (0 = the first judged after a reset)."""
 
 
 @dataclass
@@ -86,6 +95,9 @@ class _EnvState:
     streak: int = 0
     step: int = 0
     episode: int = 0
+    episode_id: int = 0
+    version: Optional[str] = None
+    """The version this episode keeps (set by its first step)."""
 
 
 class RewardFunction:
@@ -105,6 +117,8 @@ class RewardFunction:
             log.info("human corrections go to %s (pass corrections=<folder or sink> to choose)", corrections)
         self.corrections = make_sink(corrections)
         self._states: list[_EnvState] = [_EnvState()]
+        self._episode_ids = itertools.count(1)
+        self._lost_versions: set[str] = set()
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | Path | None, success_threshold: float | None = None,
@@ -176,18 +190,33 @@ class RewardFunction:
             raise InputError(f"every camera needs the same batch size, got { {k: len(v) for k, v in batched.items()} }")
         return self._judge(batched, sizes.pop())
 
-    def relabel(self, frames: dict[str, Any], batch_size: int = 64) -> np.ndarray:
+    def relabel(self, frames: dict[str, Any], batch_size: int = 64, version: str | None = None) -> np.ndarray:
         """Probabilities for stored frames (camera -> (B, H, W, 3)), e.g. to relabel a replay buffer.
 
-        Does not touch debounce state or overrides.
+        ``version``: the version that must judge them (a reward server's, while it holds it); ServingError when
+        it cannot. Does not touch debounce state or overrides. :func:`~hilreward.deploy.relabel_rewards` turns
+        the probabilities into rewards.
         """
         frames = {key: pick_camera(frames, key) for key in self.camera_keys}
         n = {len(v) for v in frames.values()}
         if len(n) != 1:
             raise InputError(f"every camera needs the same number of frames, got { {k: len(v) for k, v in frames.items()} }")
         total = n.pop()
-        out = [self.backend.predict({k: v[i:i + batch_size] for k, v in frames.items()})
-               for i in range(0, total, batch_size)]
+        pinned = getattr(self.backend, "predict_pinned", None)
+        if version is not None and pinned is None and version != self.model_version:
+            raise ConfigError(f"this reward function runs version {self.model_version}, not {version}; load that "
+                              "version's checkpoint")
+        out = []
+        for i in range(0, total, batch_size):
+            chunk = {k: v[i:i + batch_size] for k, v in frames.items()}
+            if version is None or pinned is None:
+                out.append(self.backend.predict(chunk))
+                continue
+            probs, used = pinned(chunk, [EpisodeStep(version=version)] * len(next(iter(chunk.values()))))
+            if any(v != version for v in used):
+                raise ServingError(f"version {version} is no longer served (the server answered with "
+                                   f"{sorted(set(used))}); relabel with the version serving now")
+            out.append(probs)
         return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
 
     def reset(self, env_index: int | None = None) -> None:
@@ -219,16 +248,33 @@ class RewardFunction:
             self._states.append(_EnvState())
         return self._states[index]
 
+    def _predict(self, batched: dict[str, Any], states: list[_EnvState]) -> tuple[np.ndarray, list[str]]:
+        """Probabilities and the version that judged each row; every episode keeps the version of its first step."""
+        for state in states:
+            if state.step == 0:
+                state.episode_id, state.version = next(self._episode_ids), None
+        pinned = getattr(self.backend, "predict_pinned", None)
+        if pinned is None:
+            return self.backend.predict(batched), [self.model_version] * len(states)
+        probs, versions = pinned(batched, [EpisodeStep(s.episode_id, s.step, s.version) for s in states])
+        for state, version in zip(states, versions):
+            if state.version is not None and version != state.version and state.version not in self._lost_versions:
+                self._lost_versions.add(state.version)
+                log.warning("model version %s is no longer served; episode %d goes on with %s", state.version,
+                            state.episode_id, version)
+            state.version = version
+        return probs, versions
+
     def _judge(self, batched: dict[str, Any], n: int) -> list[RewardResult]:
         start = time.perf_counter()
-        probs = self.backend.predict(batched)
-        version = self.model_version
+        states = [self._state(i) for i in range(n)]
+        probs, versions = self._predict(batched, states)
         labels = self.override.take(n) if self.override is not None else [None] * n
         latency = (time.perf_counter() - start) * 1e3
         opts = self.options
         results = []
-        for i in range(n):
-            state = self._state(i)
+        for i, state in enumerate(states):
+            version = versions[i]
             p = probs[i]
             score = float(p[opts.success_class]) if p.ndim else float(p)
             state.streak = state.streak + 1 if score >= opts.success_threshold else 0
@@ -251,7 +297,7 @@ class RewardFunction:
             results.append(RewardResult(
                 probability=_probability(p), success=success, reward=float(reward),
                 terminate=bool(success and opts.terminate_on_success), model_version=version,
-                latency_ms=latency, override=override))
+                latency_ms=latency, override=override, episode_id=state.episode_id, step=state.step))
             state.step += 1
         return results
 

@@ -3,11 +3,16 @@
     env = RewardClassifierWrapper(make_env("drawer-open"), RewardFunction.from_pretrained(ckpt))
     obs, info = env.reset()
     obs, reward, terminated, truncated, info = env.step(action)
-    info["reward_classifier"]  # {"probability", "success", "model_version", "override", ...}
+    info["reward_classifier"]  # {"probability", "success", "model_version", "episode_id", "override", ...}
 
 Images come from the observation: by default ``obs["pixels"][<camera>]`` (gym-hil's layout), or
 ``obs["observation.images.<camera>"]`` for flat LeRobot-style observations. ``camera_map`` maps a
 checkpoint camera (``front`` or its full key) to another place: a ``"a/b"`` path or a tuple of keys.
+
+An episode keeps one model version from reset to end (see :class:`RewardFunction`). With
+``keep_frames=True`` the judged frames travel in ``info["reward_classifier"]["frames"]`` (with
+``env_terminated``, the env's own termination), so a learner can relabel its replay buffer when a
+new version is served (:class:`hilreward.integrations.sb3.RelabelCallback`).
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ class RewardClassifierWrapper(gym.Wrapper):
     """Replaces (or adds to) the env reward with the classifier's and ends episodes on success."""
 
     def __init__(self, env: gym.Env, reward_fn: RewardFunction, camera_map: Mapping[str, Path] | None = None,
-                 reward_mode: str = "replace") -> None:
+                 reward_mode: str = "replace", keep_frames: bool = False) -> None:
         super().__init__(env)
         if reward_mode not in REWARD_MODES:
             raise ConfigError(f"reward_mode={reward_mode!r}: use one of {', '.join(REWARD_MODES)}")
         self.reward_fn = reward_fn
         self.reward_mode = reward_mode
+        self.keep_frames = keep_frames
         cameras = {full_key(k) for k in reward_fn.camera_keys}
         camera_map = {full_key(k): v for k, v in (camera_map or {}).items()}
         unknown = sorted(set(camera_map) - cameras)
@@ -49,14 +55,17 @@ class RewardClassifierWrapper(gym.Wrapper):
 
     def step(self, action: Any):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
-        result = self.reward_fn(self.images(obs))
+        images = self.images(obs)
+        result = self.reward_fn(images)
         reward = result.reward if self.reward_mode == "replace" else float(env_reward) + result.reward
         info = dict(info)
         info["reward_classifier"] = {
             "probability": result.probability, "success": result.success, "model_version": result.model_version,
-            "override": result.override, "reward": result.reward, "env_reward": float(env_reward),
-            "latency_ms": result.latency_ms,
+            "episode_id": result.episode_id, "step": result.step, "override": result.override,
+            "reward": result.reward, "env_reward": float(env_reward), "latency_ms": result.latency_ms,
         }
+        if self.keep_frames:
+            info["reward_classifier"].update(frames=images, env_terminated=bool(terminated))
         return obs, reward, bool(terminated or result.terminate), truncated, info
 
     def images(self, obs: Any) -> dict[str, Any]:

@@ -23,6 +23,14 @@ Two ways in, both on LeRobot's observations (``observation.images.<cam>`` float 
   batch dimension is added); :func:`with_reward_step` does that to ``make_processors``, so LeRobot's
   actor runs unchanged.
 
+- :func:`relabel_replay_buffer`: the rewards (and success terminations) of every transition in LeRobot's
+  ``ReplayBuffer`` as a new version gives them; with :class:`~hilreward.integrations.versions.ServedVersions`,
+  on every version a reward server publishes::
+
+      update = versions.poll()
+      if update is not None:
+          relabel_replay_buffer(replay_buffer, update.reward_fn, version=update.pin)
+
 This module imports without LeRobot; only the step needs it.
 """
 
@@ -39,6 +47,7 @@ import torch
 from ..access import resolve_token
 from ..utils import CAMERA_PREFIX
 from ..deploy.override import HumanOverride
+from ..deploy.relabel import relabel_rewards
 from ..deploy.reward_function import RewardFunction
 from ..errors import ConfigError, InputError
 
@@ -250,6 +259,51 @@ def _per_env(value: Any, n: int) -> list:
         values = value.reshape(-1).tolist()
         return values if len(values) == n else values[:1] * n
     return [value] * n
+
+
+RELABEL_CHUNK = 4096
+"""Transitions judged per relabel_rewards call (bounds the copy of frames)."""
+
+
+def relabel_replay_buffer(buffer: Any, reward_fn: RewardFunction, version: Optional[str] = None,
+                          batch_size: int = 256) -> dict[str, Any]:
+    """Relabel a LeRobot 0.6 ``ReplayBuffer`` in place: each stored transition's reward as ``reward_fn`` judges
+    its next observation's cameras, and (sparse mode, ``terminate_on_success``) its done.
+
+    A transition ends its episode when it ended for another reason (its done without a success reward) or when
+    the new version calls it a success. With ``optimize_memory`` the buffer keeps no next observation of a
+    terminal transition, so dones are only ever set there, never cleared. ``version``: the version that must
+    judge (``update.pin`` of :class:`~hilreward.integrations.versions.ServedVersions`). Returns counts:
+    transitions, changed, to_success, to_failure.
+    """
+    opts = reward_fn.options
+    with buffer._lock:
+        n = int(buffer.size)
+        stats = {"transitions": n, "changed": 0, "to_success": 0, "to_failure": 0}
+        if n == 0:
+            return stats
+        cameras = lerobot_images(buffer.next_states, reward_fn.camera_keys)
+        for start in range(0, n, RELABEL_CHUNK):
+            rows = slice(start, min(start + RELABEL_CHUNK, n))
+            if buffer.optimize_memory:  # next_states[i] is states[i + 1]
+                index = (torch.arange(rows.start, rows.stop) + 1) % buffer.capacity
+                frames = {k: v[index] for k, v in cameras.items()}
+            else:
+                frames = {k: v[rows] for k, v in cameras.items()}
+            old = buffer.rewards[rows].cpu().numpy().copy()  # numpy() shares the tensor's memory
+            out = relabel_rewards(reward_fn, frames, previous=old, version=version, batch_size=batch_size)
+            stats["changed"] += out.changed
+            buffer.rewards[rows] = torch.from_numpy(out.rewards).to(buffer.rewards.device)
+            if opts.mode != "sparse":
+                continue
+            was = np.isclose(old, opts.success_reward)
+            stats["to_success"] += int(np.count_nonzero(out.success & ~was))
+            stats["to_failure"] += int(np.count_nonzero(~out.success & was))
+            if opts.terminate_on_success:
+                done = buffer.dones[rows].cpu().numpy()
+                other = done if buffer.optimize_memory else done & ~was
+                buffer.dones[rows] = torch.from_numpy(other | out.success).to(buffer.dones.device)
+    return stats
 
 
 def add_reward_step(pipeline: Any, step: HilrewardRewardStep) -> Any:

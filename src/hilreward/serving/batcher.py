@@ -1,8 +1,9 @@
 """One model thread for all requests, merging the requests that wait while it is busy.
 
 Concurrent Predict calls queue here; the thread takes every queued request (up to
-``max_batch``) whose frames have the same shapes and runs them as one batch on the version
-serving at that moment. No request waits for a batch to fill: a lone request runs at once.
+``max_batch``) whose frames have the same shapes and ask for the same version, and runs them as one
+batch on it: the version serving at that moment, or the one a request pins while the slot holds it.
+No request waits for a batch to fill: a lone request runs at once.
 Running the model on one thread also keeps torch from oversubscribing the CPU cores.
 """
 
@@ -21,6 +22,7 @@ from .model_slot import ModelSlot, ServedModel
 @dataclass
 class _Job:
     frames: dict[str, np.ndarray]
+    version: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     probabilities: np.ndarray | None = None
     uncertainty: float | None = None
@@ -42,11 +44,12 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="hilreward-model", daemon=True)
         self._thread.start()
 
-    def run(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, float | None, ServedModel]:
-        """Frames of one step (camera key -> uint8 (H, W, 3)); blocks until the model has run."""
+    def run(self, frames: dict[str, np.ndarray], version: str = "") -> tuple[np.ndarray, float | None, ServedModel]:
+        """Frames of one step (camera key -> uint8 (H, W, 3)), judged by ``version`` when the slot holds it (else
+        by the version serving); blocks until the model has run."""
         if self._closed:
             raise ServingError("the server is shutting down")
-        job = _Job(frames)
+        job = _Job(frames, version)
         self._queue.put(job)
         job.done.wait()
         if job.error is not None:
@@ -76,13 +79,13 @@ class Batcher:
                 jobs.append(nxt)
             groups: dict[tuple, list[_Job]] = {}
             for j in jobs:
-                signature = tuple(sorted((k, v.shape) for k, v in j.frames.items()))
+                signature = (j.version, *sorted((k, v.shape) for k, v in j.frames.items()))
                 groups.setdefault(signature, []).append(j)
             for group in groups.values():
                 self._run_group(group)
 
     def _run_group(self, group: list[_Job]) -> None:
-        model = self.slot.current
+        model = self.slot.get(group[0].version)
         try:
             batch = {k: np.stack([j.frames[k] for j in group]) for k in group[0].frames}
             probs, uncertainty = model.predict(batch)

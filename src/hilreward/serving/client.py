@@ -2,6 +2,7 @@
 
     client = RewardClient("127.0.0.1:50051", token=os.environ.get("HILREWARD_TOKEN"))
     result = client.predict({"front": front, "wrist": wrist}, episode_id=3, step=17)
+    client.predict(images, episode_id=3, step=18, model_version=result.model_version)  # same version all episode
     client.submit_correction({"front": front, "wrist": wrist}, label=0)   # "that was not a success"
     reward_fn = RewardFunction.from_pretrained(None, backend="grpc", address=address)   # RL code unchanged
     for info in client.watch_model(): relabel_replay_buffer(info.version)
@@ -21,12 +22,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 import grpc
 import numpy as np
 
-from ..deploy.backends import BackendOptions, pick_camera
+from ..deploy.backends import BackendOptions, EpisodeStep, pick_camera
 from ..deploy.reward_function import RewardResult
 from ..errors import ConfigError, InputError, ServingError, UnavailableError, error_of
 from ..online.review import CorrectionCounts
@@ -47,8 +48,6 @@ class RemoteRewardResult(RewardResult):
     """Every class's probability ([failure, success] for binary models)."""
     server_latency_ms: float = 0.0
     """Time spent inside the server."""
-    episode_id: int = 0
-    step: int = 0
     prediction_id: int = 0
     """Id in the server's buffer of recent predictions (``correct_recent(prediction_ids=[...])``)."""
 
@@ -132,24 +131,34 @@ class RewardClient:
         raise AssertionError("unreachable")
 
     def _predict_request(self, images: Mapping[str, Any], episode_id: Optional[int],
-                         step: Optional[int]) -> pb.PredictRequest:
+                         step: Optional[int], model_version: Optional[str] = None) -> pb.PredictRequest:
         return pb.PredictRequest(images=encode_images(_frames(images), self.encoding),
-                                 episode_id=int(episode_id or 0), step=int(step or 0))
+                                 episode_id=int(episode_id or 0), step=int(step or 0),
+                                 model_version=model_version or "")
 
     # ---- API
     def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None,
-                step: Optional[int] = None) -> RemoteRewardResult:
-        """Judge one step: ``images`` maps camera (``front`` or full key) -> uint8 (H, W, 3)."""
-        request = self._predict_request(images, episode_id, step)
+                step: Optional[int] = None, model_version: Optional[str] = None) -> RemoteRewardResult:
+        """Judge one step: ``images`` maps camera (``front`` or full key) -> uint8 (H, W, 3).
+
+        ``model_version``: judge with that version while the server still holds it (the serving one or one of
+        the last few), else with the serving one; the result names the version used.
+        """
+        return self._predict_one(self._predict_request(images, episode_id, step, model_version))
+
+    def predict_many(self, steps: Iterable[Mapping[str, Any]], episode_id: Optional[int] = None,
+                     first_step: int = 0, model_version: Optional[str] = None) -> list[RemoteRewardResult]:
+        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream."""
+        return self._stream([self._predict_request(images, episode_id, first_step + i, model_version)
+                             for i, images in enumerate(steps)])
+
+    def _predict_one(self, request: pb.PredictRequest) -> RemoteRewardResult:
         start = time.perf_counter()
         response = self._retry(lambda: self._stub.Predict(request, timeout=self.timeout_s, metadata=self._metadata),
                                "Predict")
         return _result(response, (time.perf_counter() - start) * 1e3)
 
-    def predict_many(self, steps: Iterable[Mapping[str, Any]], episode_id: Optional[int] = None,
-                     first_step: int = 0) -> list[RemoteRewardResult]:
-        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream."""
-        requests = [self._predict_request(images, episode_id, first_step + i) for i, images in enumerate(steps)]
+    def _stream(self, requests: list[pb.PredictRequest]) -> list[RemoteRewardResult]:
         if not requests:
             return []
         timeout = self.timeout_s * max(1.0, len(requests) / 100)
@@ -353,7 +362,8 @@ class GrpcBackend:
     ``predict(camera -> (B, H, W, 3)) -> (B,)`` or ``(B, K)``. Batches go over one
     PredictStream. ``model_version`` is the version that produced the latest result (it
     changes when the server swaps in a retrained version); ``threshold`` is the server's.
-    Human corrections go to the server (:meth:`correction_sink`).
+    :meth:`predict_pinned` sends each row's episode, step and version, so RewardFunction keeps
+    one version per episode. Human corrections go to the server (:meth:`correction_sink`).
     """
 
     name = "grpc"
@@ -379,18 +389,29 @@ class GrpcBackend:
         return GrpcCorrectionSink(self.client.address, client=self.client)
 
     def predict(self, images: Mapping[str, Any]) -> np.ndarray:
+        return self.predict_pinned(images)[0]
+
+    def predict_pinned(self, images: Mapping[str, Any],
+                       steps: Sequence[EpisodeStep] | None = None) -> tuple[np.ndarray, list[str]]:
+        """(probabilities, the version that judged each row) of a batch; row i is ``steps[i]`` (episode id, step,
+        version to keep), sent with its request (None: no episode, the serving version)."""
         batched = {key: pick_camera(images, key) for key in self.camera_keys}
         sizes = {len(v) for v in batched.values()}
         if len(sizes) != 1:
             raise InputError(f"every camera needs the same batch size, got { {k: len(v) for k, v in batched.items()} }")
         n = sizes.pop()
-        steps = [{k: v[i] for k, v in batched.items()} for i in range(n)]
-        results = [self.client.predict(steps[0])] if n == 1 else self.client.predict_many(steps)
+        steps = list(steps) if steps is not None else [EpisodeStep()] * n
+        if len(steps) != n:
+            raise InputError(f"{len(steps)} episode steps for a batch of {n}")
+        requests = [self.client._predict_request({k: v[i] for k, v in batched.items()}, s.episode_id, s.step,
+                                                 s.version) for i, s in enumerate(steps)]
+        results = [self.client._predict_one(requests[0])] if n == 1 else self.client._stream(requests)
         if results:
             self.model_version = results[-1].model_version
+        versions = [r.model_version for r in results]
         if self.num_classes > 2:
-            return np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1)
-        return np.array([r.probability for r in results], dtype=np.float32)
+            return np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1), versions
+        return np.array([r.probability for r in results], dtype=np.float32), versions
 
     def close(self) -> None:
         self.client.close()

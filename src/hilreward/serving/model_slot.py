@@ -2,13 +2,16 @@
 
 A request reads :attr:`ModelSlot.current` once and uses that :class:`ServedModel` to the end,
 so a swap never mixes two versions inside one response and every response names the
-version that produced it. Watchers block on :meth:`ModelSlot.wait_change`.
+version that produced it. The slot also holds the last few versions it served
+(:meth:`ModelSlot.get`), so a client can keep one version for a whole episode across a swap.
+Watchers block on :meth:`ModelSlot.wait_change`.
 :class:`EnsemblePredictor` adds the uncertainty of a version that has ensemble heads.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -92,11 +95,17 @@ class EnsemblePredictor:
         return probs.float().cpu().numpy(), uncertainty.float().cpu().numpy()
 
 
-class ModelSlot:
-    """Holds the current :class:`ServedModel`; ``swap`` replaces it and wakes watchers."""
+RETAINED_VERSIONS = 4
+"""Versions a slot keeps for pinned requests (the serving one included)."""
 
-    def __init__(self, model: ServedModel) -> None:
+
+class ModelSlot:
+    """Holds the current :class:`ServedModel` and the last ``retain`` served; ``swap`` replaces it and wakes watchers."""
+
+    def __init__(self, model: ServedModel, retain: int = RETAINED_VERSIONS) -> None:
         self._model = model
+        self._retain = max(1, retain)
+        self._recent: OrderedDict[str, ServedModel] = OrderedDict({model.version: model})
         self._generation = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -109,9 +118,20 @@ class ModelSlot:
     def generation(self) -> int:
         return self._generation
 
+    def get(self, version: str = "") -> ServedModel:
+        """The served version named ``version`` when the slot still holds it, else the current one."""
+        if not version:
+            return self._model
+        with self._cond:
+            return self._recent.get(version, self._model)
+
     def swap(self, model: ServedModel) -> None:
         with self._cond:
             self._model = model
+            self._recent.pop(model.version, None)  # the same version with a fresher ensemble replaces it
+            self._recent[model.version] = model
+            while len(self._recent) > self._retain:
+                self._recent.popitem(last=False)
             self._generation += 1
             self._cond.notify_all()
 

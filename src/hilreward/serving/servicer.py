@@ -123,7 +123,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
         frames = decode_images(request.images, self.slot.current.camera_keys)
-        probs, uncertainty, model = self.batcher.run(frames)
+        probs, uncertainty, model = self.batcher.run(frames, request.model_version)
         return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start)
 
     def _success_probability(self, probs: np.ndarray) -> tuple[float, list[float], float | list[float]]:

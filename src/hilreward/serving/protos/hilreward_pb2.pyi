@@ -30,14 +30,16 @@ class Image(_message.Message):
     def __init__(self, camera: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., encoding: _Optional[_Union[Image.Encoding, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("images", "episode_id", "step")
+    __slots__ = ("images", "episode_id", "step", "model_version")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Image]
     episode_id: int
     step: int
-    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
+    model_version: str
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("probability", "class_probabilities", "success", "reward", "terminate", "model_version", "server_latency_ms", "episode_id", "step", "uncertainty", "prediction_id")

@@ -1,0 +1,68 @@
+"""Rewards that follow the model: the rewards of stored transitions as a (new) version gives them.
+
+    from hilreward.deploy import relabel_rewards
+    out = relabel_rewards("state/versions/3", {"front": fronts, "wrist": wrists}, previous=buffer_rewards)
+    buffer_rewards[:] = out.rewards          # out.changed rewards differ; out.success for the dones
+
+``reward_fn`` is a :class:`RewardFunction` (any backend: a reward server's ``grpc`` judges with the
+version named by ``version``) or a checkpoint, loaded with the fastest backend (``auto``: ONNX Runtime
+on the CPU when it matches torch). Frames go through in batches. Success, reward and mode are those of
+the reward function's options. Frames are judged one by one: ``consecutive`` (debounce) needs an
+episode's earlier frames in order, which a replay buffer does not keep, so it does not apply here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .reward_function import RewardFunction
+
+
+@dataclass
+class Relabelled:
+    """The stored transitions' rewards as one version gives them."""
+
+    rewards: np.ndarray
+    """float32 (N,): ``success_reward`` on success (sparse) or ``probability * success_reward`` (dense)."""
+    success: np.ndarray
+    """bool (N,): success probability >= the threshold."""
+    probabilities: np.ndarray
+    """float32 (N,): the success probability."""
+    changed: int
+    """How many rewards differ from ``previous`` (0 when none was given)."""
+    model_version: str
+    """The version that judged the frames."""
+
+
+def relabel_rewards(reward_fn: RewardFunction | str | Path, frames: dict[str, Any], previous: Any = None, *,
+                    version: str | None = None, batch_size: int = 256) -> Relabelled:
+    """Judge stored frames (camera -> (N, H, W, 3) uint8 or (N, 3, H, W) float) and give their rewards.
+
+    ``previous``: the rewards stored now (N,), to count the ones that change. ``version``: the version that
+    must judge them (ServingError when a reward server no longer holds it).
+    """
+    fn = reward_fn if isinstance(reward_fn, RewardFunction) else RewardFunction.from_pretrained(reward_fn)
+    try:
+        probs = fn.relabel(frames, batch_size=batch_size, version=version)
+        opts = fn.options
+        score = np.asarray(probs if probs.ndim == 1 else probs[:, opts.success_class], dtype=np.float32)
+        success = score >= opts.success_threshold
+        if opts.mode == "sparse":
+            rewards = np.where(success, opts.success_reward, 0.0).astype(np.float32)
+        else:
+            rewards = (score * opts.success_reward).astype(np.float32)
+        changed = 0
+        if previous is not None:
+            before = np.asarray(previous, dtype=np.float32).reshape(-1)
+            if before.shape != rewards.shape:
+                raise InputError(f"previous has {before.size} rewards for {rewards.size} frames")
+            changed = int(np.count_nonzero(~np.isclose(before, rewards, atol=1e-6)))
+        return Relabelled(rewards, success, score, changed, version or fn.model_version)
+    finally:
+        if fn is not reward_fn:
+            fn.close()
