@@ -46,7 +46,7 @@ def test_smoke_run_writes_its_json_fails_a_dead_servers_arm_and_resumes(tmp_path
         cell = summary["summary"]["drawer-open"][arm]
         assert cell["true_success"]["mean"] == r["true_success"]
     assert runs["corrected"]["final_version"] and runs["hilreward"]["final_version"]
-    assert "ServingError" in runs["corrected-norelabel"]["failed"]  # the arm says why; the others went on
+    assert "UnavailableError" in runs["corrected-norelabel"]["failed"]  # the arm says why; the others went on
     assert summary["summary"]["drawer-open"]["corrected-norelabel"]["failed"]
     episodes = json.loads((out / "runs" / "drawer-open-oracle-s0" / "result.json").read_text())["train_episodes"]
     assert len(episodes) == 2 and all(e["steps"] == 5 for e in episodes)
