@@ -185,7 +185,8 @@ def train(cfg: TrainConfig) -> Path:
     cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
     config_yaml = to_yaml(cfg)
     procs.print("hilreward train: resolved config\n" + config_yaml)
-    procs.print(plan.describe())
+    if calibrate_mode(t_cfg.calibrate) != "off":
+        procs.print(plan.describe())
     if procs.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "train_config.yaml", config_yaml)
