@@ -96,9 +96,9 @@ def run(args) -> None:
     from hilreward.config import compose
     from hilreward.training import train
 
-    sets = task_sets(args)
     for setting in args.settings:
-        for task in args.tasks or list(sets):
+        for task in args.tasks or list(task_sets(args)):
+            sets = task_sets(args)  # again: renders may land while the study runs
             if task not in sets or (setting == "cv-color" and task in SHARED_TASKS and not args.shared_color):
                 continue
             s = sets[task]
