@@ -44,6 +44,8 @@ COLOR = ["augmentation.brightness=0.2", "augmentation.contrast=0.2", "augmentati
 """LeRobot's ``ImageTransformsConfig`` defaults (brightness and contrast 0.8-1.2, saturation 0.5-1.5, hue +-0.05),
 chosen before seeing any result of this study."""
 SETTINGS = {"cv": [], "cv-color": COLOR, "heldout": ["training.calibrate=heldout"]}
+CAL_KEYS = ("method", "enough", "positives", "success_episodes", "failed_episodes", "reason", "rule", "fold_steps",
+            "seconds", "out_of_fold", "interval", "episodes")
 TRAIN_EPISODES = list(range(16))
 SHARED_TEST = [16, 17, 18, 19]
 KEYS = ("accuracy", "precision", "recall", "gross_false_terminations", "false_successes_in_failed_episodes",
@@ -117,9 +119,7 @@ def run(args) -> None:
                 cal = config.get("calibration") or {}
                 result = {"task": task, "setting": setting, "train_s": time.time() - t0, "load": os.getloadavg()[0],
                           "threshold": config["threshold"], "temperature": config["temperature"],
-                          "calibration": {k: cal.get(k) for k in ("method", "enough", "positives", "success_episodes",
-                                                                  "failed_episodes", "reason", "rule", "fold_steps",
-                                                                  "seconds", "out_of_fold", "interval", "episodes")}}
+                          "calibration": {k: cal.get(k) for k in CAL_KEYS}}
                 _atomic_json(path, result)
             ckpt = out / "run" / "checkpoints" / "best"
             for name, (root, episodes) in s["tests"].items():
@@ -131,6 +131,40 @@ def run(args) -> None:
                               **{n: (t["own"]["accuracy"], t["own"]["gross_false_terminations"],
                                      t["at_0.5"]["gross_false_terminations"]) for n, t in result["tests"].items()}}),
                   flush=True)
+
+
+def recalibrate(args) -> None:
+    """Calibrate the finished ``cv`` runs again with the current code (the fold models are reused: their runs are
+    finished, so only their out-of-fold logits are computed again) and score their test sets again."""
+    from dataclasses import replace
+
+    from hilreward.config import from_yaml
+    from hilreward.data import load_frame_data
+    from hilreward.training.calibrate import calibrate_by_folds, calibrate_mode, plan_calibration
+
+    sets = task_sets(args)
+    for path in sorted(Path(args.out).glob("*/*/result.json")):
+        result = json.loads(path.read_text())
+        if result["setting"] not in args.settings or result["calibration"]["method"] != "cv" or "tests" not in result:
+            continue
+        run_dir = path.parent / "run"
+        cfg = replace(from_yaml((run_dir / "train_config.yaml").read_text()), output_dir=str(run_dir))
+        data = load_frame_data(cfg.dataset, cfg.label, tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
+        episodes = sorted(int(e) for e in np.unique(data.episode_index))
+        plan = plan_calibration(calibrate_mode(cfg.training.calibrate), data, episodes, cfg.split.val_episodes,
+                                cfg.training.calibrate_folds, cfg.split.seed)
+        ckpt = run_dir / "checkpoints" / "best"
+        cal = calibrate_by_folds(cfg, plan, ckpt, data, episodes, cfg.training.steps,
+                                 fallback_threshold=cfg.model.threshold)
+        config = json.loads((ckpt / "config.json").read_text())
+        result |= {"threshold": config["threshold"], "temperature": config["temperature"], "code": args.code,
+                   "calibration": {k: cal.details.get(k) for k in CAL_KEYS}
+                   | {"seconds": result["calibration"]["seconds"]}}
+        result["tests"] = {name: score(ckpt, root, eps, path.parent, name)
+                           for name, (root, eps) in sets[result["task"]]["tests"].items()}
+        _atomic_json(path, result)
+        print(f"{result['task']} {result['setting']}: threshold {result['threshold']:.4g} "
+              f"({result['calibration']['reason']})", flush=True)
 
 
 def _results(out: str) -> dict[str, dict[str, dict]]:
@@ -244,11 +278,17 @@ def main() -> None:
     r.add_argument("--override", nargs="*", default=[], help="more `hilreward train` overrides for every run")
     r.add_argument("--shared-color", action="store_true", help="run cv-color on the shared sets too (no lighting "
                    "variant: it cannot decide the augmentation there)")
+    c = sub.add_parser("recalibrate")
+    c.add_argument("--sim", default="/work/data-sim")
+    c.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    c.add_argument("--out", required=True)
+    c.add_argument("--settings", nargs="+", default=["cv", "cv-color"])
+    c.add_argument("--code", default="", help="a tag stored with each recalibrated result")
     p = sub.add_parser("report")
     p.add_argument("--out", required=True)
     p.add_argument("--json")
     args = parser.parse_args()
-    {"run": run, "report": report}[args.command](args)
+    {"run": run, "recalibrate": recalibrate, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

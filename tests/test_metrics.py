@@ -211,8 +211,13 @@ def test_rule_prefers_no_gross_errors_over_strict_when_strict_costs_recall():
                                           choice.evidence["failed_episodes"]) == (70, 4, 2)
     lo, hi = choice.interval["precision"]
     assert lo <= 48 / 49 <= hi and choice.interval["gross_false_termination_rate"] == [0.0, 0.0]
-    # when recall does not matter, the strict threshold wins
-    strict = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=T.EvidenceRule(max_recall_cost=1))
+    # when recall does not matter, the strict threshold wins, once it may also miss succeeding episodes
+    missing = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=T.EvidenceRule(max_recall_cost=1))
+    assert missing.rule_threshold == pytest.approx(0.925) and missing.threshold == 0.5  # fires in ep 1 only
+    assert missing.evidence["rule"] == "kept" and "never fires in 3 of the 4 succeeding episodes" in \
+        missing.evidence["reason"]
+    strict = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95,
+                                rule=T.EvidenceRule(max_recall_cost=1, max_missed=1))
     assert strict.threshold == pytest.approx(0.925) and strict.evidence["rule"].startswith("strict")
 
 

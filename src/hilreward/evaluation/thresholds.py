@@ -22,7 +22,12 @@ it does not hold on new episodes.
 
 The evidence gate: with fewer than ``min_positives`` positive frames or fewer than
 ``min_success_episodes`` succeeding episodes the rule's threshold is reported but *not* recommended:
-the recommendation stays the fallback (the checkpoint's threshold, else 0.5) and says why.
+the recommendation stays the fallback (the checkpoint's threshold, else 0.5) and says why. Likewise when
+the rule's threshold would never fire in more than ``max_missed`` of the set's succeeding episodes: a
+reward that misses most successes is no fix for early ones (out-of-fold models that fire with certainty
+in some failed episodes push the no-gross threshold above nearly every positive frame); the set then
+says the model does not separate success on episodes it did not train on. Counted in episodes, as RL
+feels it: frame recall would also refuse thresholds that fire a few frames late in short success bands.
 
 Intervals: a percentile bootstrap (SciPy) that resamples whole episodes (frames of an episode are
 near-duplicates, so they are not independent samples), succeeding and failed episodes apart, gives
@@ -55,6 +60,9 @@ class EvidenceRule:
     against the gross rule's threshold."""
     min_threshold: float = 0.0
     """The rule never recommends a threshold below this."""
+    max_missed: float = 0.5
+    """The rule's threshold is recommended only when it misses (never fires in) at most this fraction of the
+    succeeding episodes."""
     soft_edges: bool = False
     """The precision target leaves out negative frames within the tolerance of a positive one (the soft edges of a
     success); off by default (see the module docstring)."""
@@ -182,6 +190,11 @@ def _recall(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
     return float(np.mean(np.asarray(probs)[pos] >= threshold)) if pos.any() else 0.0
 
 
+def _missed(episode_index, frame_index, labels, probs, threshold: float, consecutive: int) -> int:
+    """Succeeding episodes in which the reward never fires at ``threshold``."""
+    return episode_metrics(episode_index, frame_index, labels, probs, threshold, consecutive, 1.0, 0.0)["missed_successes"]
+
+
 def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: float, consecutive: int,
                         tolerance: float) -> np.ndarray:
     """(episodes, 4) array, episodes ascending: tp, fp, fn and 1 for a gross false termination."""
@@ -260,12 +273,18 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
     elif rule_t is None:
         reason = f"no threshold meets the rule on this set; kept {fallback:.4g}"
         chosen = float(fallback)
+    elif (missed := _missed(episode_index, frame_index, labels, probs, rule_t, consecutive)) > \
+            rule.max_missed * success_eps:
+        reason = (f"the rule's threshold {rule_t:.4g} ({RULE_TEXT[name]}) never fires in {missed} of the "
+                  f"{success_eps} succeeding episodes (more than max_missed {rule.max_missed:g}): the model does "
+                  f"not separate success on these episodes; kept {fallback:.4g}")
+        chosen = float(fallback)
     else:
         reason = f"{RULE_TEXT[name]}, on {positives} positive frames in {success_eps} succeeding episodes"
         chosen = float(rule_t)
     evidence = {"positives": positives, "success_episodes": success_eps, "failed_episodes": failed_eps,
                 "min_positives": rule.min_positives, "min_success_episodes": rule.min_success_episodes,
-                "enough": bool(enough), "rule": name if (enough and rule_t is not None) else "kept",
+                "enough": bool(enough), "rule": name if chosen == rule_t and enough else "kept",
                 "reason": reason}
     counts = _per_episode_counts(episode_index, frame_index, labels, probs, chosen, consecutive, tol)
     succeeds = np.bincount(np.unique(np.asarray(episode_index), return_inverse=True)[1], weights=labels == 1) > 0

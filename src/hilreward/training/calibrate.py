@@ -143,8 +143,9 @@ def calibrate_checkpoint(folder: Path, data: FrameData, rows: np.ndarray,
 
 def calibrate_by_folds(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, data: FrameData, episodes: list[int],
                        steps: int, *, fallback_threshold: float = 0.5) -> Calibration:
-    """Train the plan's fold models (``output_dir/calibration/folds/<i>``), calibrate on their out-of-fold logits of
-    every episode, and store the result in the final model's checkpoint ``folder``."""
+    """Train the plan's fold models (``output_dir/calibration/folds/<i>``; finished ones are reused), calibrate on
+    their out-of-fold logits of every episode, and store the result in the final model's checkpoint ``folder``.
+    The logits are kept in ``output_dir/calibration/out_of_fold.npz`` (with labels, episode and frame indices)."""
     from .train import train
 
     t0 = time.perf_counter()
@@ -161,6 +162,9 @@ def calibrate_by_folds(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, da
         if logits is None:
             logits = np.full((len(data), *part.shape[1:]), np.nan)
         logits[rows] = part
+    tmp = root.parent / ".out_of_fold.tmp.npz"
+    np.savez(tmp, logits=logits, labels=data.labels, episode=data.episode_index, frame=data.frame_index, fps=data.fps)
+    tmp.replace(root.parent / "out_of_fold.npz")
     cal = calibrate(data.episode_index, data.frame_index, data.labels, logits, fps=data.fps,
                     fallback_threshold=fallback_threshold)
     cal.details.update(method="cv", folds=plan.folds, fold_steps=fold_steps, seconds=time.perf_counter() - t0,
