@@ -206,7 +206,8 @@ def loto_augmentation(results: dict, settings: list[str]) -> dict:
     """For each rendered task, the setting best on the other rendered tasks: fewest gross false terminations under the
     lighting change, then fewest on unchanged lighting, then the highest mean accuracy (both sets); the task's own
     numbers under that choice."""
-    tasks = [t for t, by in sorted(results.items()) if all(s in by for s in settings) and "light" in by[settings[0]]["tests"]]
+    tasks = [t for t, by in sorted(results.items())
+             if all(s in by for s in settings) and "light" in by[settings[0]]["tests"]]
 
     def cost(setting: str, among: list[str]) -> tuple:
         light = sum(results[t][setting]["tests"]["light"]["own"]["gross_false_terminations"] for t in among)
@@ -218,7 +219,8 @@ def loto_augmentation(results: dict, settings: list[str]) -> dict:
     for task in tasks:
         chosen = min(settings, key=lambda s: cost(s, [t for t in tasks if t != task]))
         tests = results[task][chosen]["tests"]
-        per_task[task] = {"chosen": chosen, **{n: {k: tests[n]["own"][k] for k in ("accuracy", "gross_false_terminations")}
+        per_task[task] = {"chosen": chosen, **{n: {k: tests[n]["own"][k] for k in ("accuracy",
+                                                                                   "gross_false_terminations")}
                                                for n in ("unseen", "light")}}
     totals = {s: dict(zip(("gross_light", "gross_unseen", "minus_mean_accuracy"), cost(s, tasks))) for s in settings}
     return {"tasks": tasks, "per_task": per_task, "totals_per_setting": totals,

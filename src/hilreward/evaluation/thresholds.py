@@ -192,7 +192,8 @@ def _recall(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
 
 def _missed(episode_index, frame_index, labels, probs, threshold: float, consecutive: int) -> int:
     """Succeeding episodes in which the reward never fires at ``threshold``."""
-    return episode_metrics(episode_index, frame_index, labels, probs, threshold, consecutive, 1.0, 0.0)["missed_successes"]
+    ep = episode_metrics(episode_index, frame_index, labels, probs, threshold, consecutive, 1.0, 0.0)
+    return ep["missed_successes"]
 
 
 def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: float, consecutive: int,
