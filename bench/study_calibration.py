@@ -167,6 +167,76 @@ def recalibrate(args) -> None:
               f"({result['calibration']['reason']})", flush=True)
 
 
+RULES = {"default": {}, "cap-0.02": {"max_recall_loss": 0.02}, "cap-0.05": {"max_recall_loss": 0.05},
+         "cap-0.1": {"max_recall_loss": 0.1}}
+"""Threshold-rule variants replayed on the saved out-of-fold logits (EvidenceRule fields): the rule as it is, and a
+bound on the frame recall the threshold may lose against 0.5 on the out-of-fold set."""
+
+
+def rules(args) -> dict:
+    """Replay the rule variants: calibrate each finished run's out-of-fold logits under each, score its saved test
+    logits; choose a variant per task by leave-one-task-out (on the other tasks' unseen-layout / held-out sets: mean
+    accuracy not lower than at 0.5, then the fewest gross false terminations, then the highest mean accuracy)."""
+    from hilreward.evaluation import EvidenceRule
+    from hilreward.evaluation.calibration import calibrate, sigmoid
+    from hilreward.evaluation.metrics import Predictions, at_threshold
+
+    scored: dict[str, dict] = {}
+    for path in sorted(Path(args.out).glob(f"*/{args.setting}/result.json")):
+        result = json.loads(path.read_text())
+        oof_path = path.parent / "run" / "calibration" / "out_of_fold.npz"
+        if "tests" not in result or not oof_path.is_file():
+            continue
+        oof = np.load(oof_path)
+        per = {}
+        for name, kw in [*RULES.items(), ("at-0.5", None)]:
+            cal = calibrate(oof["episode"], oof["frame"], oof["labels"], oof["logits"], fps=float(oof["fps"]),
+                            rule=EvidenceRule(**(kw or {})))
+            threshold = 0.5 if kw is None else cal.threshold
+            tests = {}
+            for test in result["tests"]:
+                d = np.load(path.parent / f"logits-{test}.npz")
+                p = Predictions(d["episode"], d["frame"], d["labels"], sigmoid(d["logits"] / cal.temperature))
+                tests[test] = {k: at_threshold(p, threshold, 1, float(d["fps"]))[k] for k in KEYS}
+            per[name] = {"threshold": threshold, "rule": cal.details["rule"], "tests": tests}
+        scored[result["task"]] = per
+
+    def totals(variant: str, among: list[str]) -> dict:
+        main = [scored[t][variant]["tests"]["unseen" if "unseen" in scored[t][variant]["tests"] else "heldout"]
+                for t in among]
+        light = [scored[t][variant]["tests"]["light"] for t in among if "light" in scored[t][variant]["tests"]]
+        return {"mean_accuracy": float(np.mean([m["accuracy"] for m in main])),
+                "gross": sum(m["gross_false_terminations"] for m in main),
+                "missed": sum(m["missed_successes"] for m in main),
+                "light_mean_accuracy": float(np.mean([m["accuracy"] for m in light])) if light else None,
+                "light_gross": sum(m["gross_false_terminations"] for m in light),
+                "light_missed": sum(m["missed_successes"] for m in light)}
+
+    def choose(among: list[str]) -> str:
+        base = totals("at-0.5", among)["mean_accuracy"]
+
+        def cost(v):
+            t = totals(v, among)
+            return (t["mean_accuracy"] < base - 1e-9, t["gross"], -t["mean_accuracy"])
+        return min(RULES, key=cost)
+
+    tasks = sorted(scored)
+    loto = {t: choose([u for u in tasks if u != t]) for t in tasks}
+    out = {"setting": args.setting, "variants": RULES, "tasks": tasks, "loto_choice": loto,
+           "overall_choice": choose(tasks), "totals": {v: totals(v, tasks) for v in [*RULES, "at-0.5"]},
+           "loto_totals": {k: sum(scored[t][loto[t]]["tests"]["unseen" if "unseen" in scored[t][loto[t]]["tests"]
+                                                           else "heldout"][k] for t in tasks)
+                           for k in ("gross_false_terminations", "missed_successes")}
+           | {"mean_accuracy": float(np.mean([scored[t][loto[t]]["tests"]["unseen" if "unseen" in
+                                                                           scored[t][loto[t]]["tests"] else
+                                                                           "heldout"]["accuracy"] for t in tasks]))},
+           "per_task": scored}
+    print(json.dumps({k: out[k] for k in ("loto_choice", "overall_choice", "totals", "loto_totals")}, indent=1))
+    if args.json:
+        _atomic_json(Path(args.json), out)
+    return out
+
+
 def _results(out: str) -> dict[str, dict[str, dict]]:
     results: dict[str, dict[str, dict]] = {}
     for path in sorted(Path(out).glob("*/*/result.json")):
@@ -286,11 +356,15 @@ def main() -> None:
     c.add_argument("--out", required=True)
     c.add_argument("--settings", nargs="+", default=["cv", "cv-color"])
     c.add_argument("--code", default="", help="a tag stored with each recalibrated result")
+    u = sub.add_parser("rules")
+    u.add_argument("--out", required=True)
+    u.add_argument("--setting", default="cv")
+    u.add_argument("--json")
     p = sub.add_parser("report")
     p.add_argument("--out", required=True)
     p.add_argument("--json")
     args = parser.parse_args()
-    {"run": run, "recalibrate": recalibrate, "report": report}[args.command](args)
+    {"run": run, "recalibrate": recalibrate, "rules": rules, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

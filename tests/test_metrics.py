@@ -264,3 +264,27 @@ def test_compute_metrics_multiclass():
     assert out["recommended_threshold"] is None and out["false_terminations"] is None
     # class 1 one-vs-rest: predicted twice, right once
     assert out["per_class"][1]["precision"] == 0.5
+
+
+def test_recall_loss_bound_caps_the_threshold_and_says_so():
+    """An out-of-fold episode fired early with certainty: the no-gross threshold lies above most successes; a bound
+    on the recall lost against 0.5 keeps the highest threshold within it."""
+    rng = np.random.default_rng(1)
+    ep, fr, y, p = [], [], [], []
+    for e in range(6):
+        labels = (np.arange(40) >= 20).astype(int) if e < 5 else np.zeros(40, dtype=int)
+        probs = np.where(labels == 1, rng.uniform(0.6, 0.99, 40), rng.uniform(0.0, 0.3, 40))
+        if e == 5:
+            probs[10:14] = 0.97  # a confident false success
+        ep += [e] * 40
+        fr += list(range(40))
+        y += list(labels)
+        p += list(probs)
+    ep, fr, y, p = (np.asarray(a) for a in (ep, fr, y, p))
+    plain = T.choose_threshold(ep, fr, y, p, fps=10)
+    assert plain.threshold > 0.97 and plain.evidence["rule"] != "recall_cap"  # no gross, few successes left
+    capped = T.choose_threshold(ep, fr, y, p, fps=10, rule=T.EvidenceRule(max_recall_loss=0.1))
+    recall = lambda t: np.mean(p[y == 1] >= t)  # noqa: E731
+    assert capped.evidence["rule"] == "recall_cap" and 0.5 < capped.threshold < plain.threshold
+    assert recall(capped.threshold) >= recall(0.5) - 0.1 > recall(capped.threshold + 0.01)
+    assert "loses at most max_recall_loss of recall" in T.RULE_TEXT["recall_cap"]

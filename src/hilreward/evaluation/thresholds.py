@@ -60,6 +60,9 @@ class EvidenceRule:
     against the gross rule's threshold."""
     min_threshold: float = 0.0
     """The rule never recommends a threshold below this."""
+    max_recall_loss: Optional[float] = None
+    """When set, the threshold loses at most this much frame recall against the fallback on this set: above that,
+    the highest threshold that loses no more (rule ``recall_cap``). None: no bound."""
     max_missed: float = 0.5
     """The rule's threshold is recommended only when it misses (never fires in) at most this fraction of the
     succeeding episodes."""
@@ -112,6 +115,7 @@ RULE_TEXT = {
     "precision_only": "the precision target (no threshold is free of gross false terminations)",
     "strict": "no early fire at all (costs at most max_recall_cost of recall)",
     "floor": "the lowest threshold the rule allows (min_threshold)",
+    "recall_cap": "the highest threshold that loses at most max_recall_loss of recall against the fallback",
 }
 """What each rule name in ``evidence["rule"]`` means."""
 
@@ -196,6 +200,13 @@ def _missed(episode_index, frame_index, labels, probs, threshold: float, consecu
     return ep["missed_successes"]
 
 
+def _recall_capped(labels: np.ndarray, probs: np.ndarray, lowest: float, recall: float) -> float:
+    """The highest threshold (at least ``lowest``) whose frame recall is at least ``recall``."""
+    pos = np.sort(np.asarray(probs)[np.asarray(labels) == 1])[::-1]
+    keep = float(pos[max(int(np.ceil(recall * pos.size)), 1) - 1])  # the lowest positive that must stay above
+    return max(float(lowest), _midpoint(_below(probs, keep), keep))
+
+
 def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: float, consecutive: int,
                         tolerance: float) -> np.ndarray:
     """(episodes, 4) array, episodes ascending: tp, fp, fn and 1 for a gross false termination."""
@@ -264,6 +275,10 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
         rule_t, name = t_strict, "strict"
     if rule_t is not None and rule_t < rule.min_threshold:
         rule_t, name = rule.min_threshold, "floor"
+    if rule_t is not None and rule.max_recall_loss is not None and rule_t > fallback:
+        floor = _recall(labels, probs, fallback) - rule.max_recall_loss
+        if _recall(labels, probs, rule_t) < floor:
+            rule_t, name = _recall_capped(labels, probs, fallback, floor), "recall_cap"
 
     positives, success_eps, failed_eps = evidence_counts(episode_index, labels)
     enough = rule.enough(positives, success_eps)
