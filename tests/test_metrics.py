@@ -202,7 +202,8 @@ def test_precision_threshold_highest_recall():
 
 def test_rule_prefers_no_gross_errors_over_strict_when_strict_costs_recall():
     ep, fr, y, p = _arrays(_traces())
-    choice = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95)
+    unbounded = T.EvidenceRule(max_recall_loss=None)  # the rule itself, without the bound on the recall it loses
+    choice = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=unbounded)
     # strict 0.925 would keep only ep 1's positives (recall 10/70 instead of 48/70) to remove one frame of jitter
     assert (choice.precision_threshold, choice.zero_gross_threshold, choice.zero_ft_threshold) == \
         pytest.approx((0.85, 0.85, 0.925))
@@ -212,12 +213,13 @@ def test_rule_prefers_no_gross_errors_over_strict_when_strict_costs_recall():
     lo, hi = choice.interval["precision"]
     assert lo <= 48 / 49 <= hi and choice.interval["gross_false_termination_rate"] == [0.0, 0.0]
     # when recall does not matter, the strict threshold wins, once it may also miss succeeding episodes
-    missing = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=T.EvidenceRule(max_recall_cost=1))
+    missing = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95,
+                                 rule=T.EvidenceRule(max_recall_cost=1, max_recall_loss=None))
     assert missing.rule_threshold == pytest.approx(0.925) and missing.threshold == 0.5  # fires in ep 1 only
     assert missing.evidence["rule"] == "kept" and "never fires in 3 of the 4 succeeding episodes" in \
         missing.evidence["reason"]
     strict = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95,
-                                rule=T.EvidenceRule(max_recall_cost=1, max_missed=1))
+                                rule=T.EvidenceRule(max_recall_cost=1, max_missed=1, max_recall_loss=None))
     assert strict.threshold == pytest.approx(0.925) and strict.evidence["rule"].startswith("strict")
 
 
@@ -281,9 +283,11 @@ def test_recall_loss_bound_caps_the_threshold_and_says_so():
         y += list(labels)
         p += list(probs)
     ep, fr, y, p = (np.asarray(a) for a in (ep, fr, y, p))
-    plain = T.choose_threshold(ep, fr, y, p, fps=10)
+    plain = T.choose_threshold(ep, fr, y, p, fps=10, rule=T.EvidenceRule(max_recall_loss=None))
     assert plain.threshold > 0.97 and plain.evidence["rule"] != "recall_cap"  # no gross, few successes left
     capped = T.choose_threshold(ep, fr, y, p, fps=10, rule=T.EvidenceRule(max_recall_loss=0.1))
+    default = T.choose_threshold(ep, fr, y, p, fps=10)  # the default bound, 0.02: a lower threshold still
+    assert default.evidence["rule"] == "recall_cap" and 0.5 < default.threshold < capped.threshold
     recall = lambda t: np.mean(p[y == 1] >= t)  # noqa: E731
     assert capped.evidence["rule"] == "recall_cap" and 0.5 < capped.threshold < plain.threshold
     assert recall(capped.threshold) >= recall(0.5) - 0.1 > recall(capped.threshold + 0.01)
