@@ -43,7 +43,11 @@ COLOR = ["augmentation.brightness=0.2", "augmentation.contrast=0.2", "augmentati
          "augmentation.hue=0.05"]
 """LeRobot's ``ImageTransformsConfig`` defaults (brightness and contrast 0.8-1.2, saturation 0.5-1.5, hue +-0.05),
 chosen before seeing any result of this study."""
-SETTINGS = {"cv": [], "cv-color": COLOR, "heldout": ["training.calibrate=heldout"]}
+SETTINGS = {"cv": [], "cv-color": COLOR, "heldout": ["training.calibrate=heldout"],
+            "heldout-color": ["training.calibrate=heldout", *COLOR]}
+AUGMENTATION_PAIRS = (("cv", "cv-color"), ("heldout", "heldout-color"))
+"""Without and with colour jitter, calibrated alike: ``heldout`` trains once (no fold models), so its pair measures
+the augmentation's effect on the model at a fifth of ``cv``'s cost."""
 CAL_KEYS = ("method", "enough", "positives", "success_episodes", "failed_episodes", "reason", "rule", "fold_steps",
             "seconds", "out_of_fold", "interval", "episodes")
 TRAIN_EPISODES = list(range(16))
@@ -101,7 +105,7 @@ def run(args) -> None:
     for setting in args.settings:
         for task in args.tasks or list(task_sets(args)):
             sets = task_sets(args)  # again: renders may land while the study runs
-            if task not in sets or (setting == "cv-color" and task in SHARED_TASKS and not args.shared_color):
+            if task not in sets or (setting.endswith("-color") and task in SHARED_TASKS and not args.shared_color):
                 continue
             s = sets[task]
             out = Path(args.out) / task / setting
@@ -324,8 +328,7 @@ def report(args) -> None:
     results = _results(args.out)
     settings = sorted({s for by in results.values() for s in by})
     summary = {s: calibration_summary(results, s) for s in settings}
-    aug = loto_augmentation(results, [s for s in ("cv", "cv-color") if s in settings]) \
-        if {"cv", "cv-color"} <= set(settings) else None
+    aug = {f"{a}/{b}": loto_augmentation(results, [a, b]) for a, b in AUGMENTATION_PAIRS if {a, b} <= set(settings)}
     for s in settings:
         print(f"\n### {s}\n\n{markdown(results, s)}\n\n{json.dumps(summary[s], indent=1)}")
     if aug:
