@@ -3,6 +3,10 @@
   train      ``hilreward train`` as a user runs it (cold frame and feature caches), timed from launch to the
              first held-out evaluation that reaches the target; the best checkpoint is then scored against
              both label columns (untimed).
+  deployable ``hilreward train`` on the training episodes only, with its default calibration, timed from launch to
+             its exit (the calibrated checkpoint); then (untimed) scored on the test episodes at its own
+             threshold: deployable when its threshold rests on enough evidence, its accuracy reaches the target
+             and no episode has a gross false termination.
   throughput training samples/s at batch B: the head step on cached features, and the pixel step
              (preprocess + frozen encoder + head), both through ``hilreward.training.train_step``.
   latency    ``RewardFunction`` batch-1 calls from uint8 frames (preprocessing included), torch or ONNX backend.
@@ -102,6 +106,43 @@ def cmd_train(args) -> None:
           "phases_s": phases_s,
           "command": " ".join(cmd), "log_summary": phases, "checkpoint": str(best),
           "heldout_by_label": heldout_by_label(best, args), "versions": versions()})
+
+
+def cmd_deployable(args) -> None:
+    from hilreward.config import DatasetConfig, LabelConfig
+    from hilreward.evaluation import evaluate
+
+    cache = tempfile.mkdtemp(prefix="hilreward-bench-cache-")  # cold frame + feature cache
+    env = dict(os.environ, HILREWARD_CACHE=cache, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), WANDB_MODE="disabled")
+    cmd = [str(Path(sys.executable).parent / "hilreward"), "train", f"dataset.root={args.dataset}",
+           f"dataset.episodes=[{','.join(map(str, args.train_episodes))}]", "model=resnet10",
+           f"model.weights={args.weights}", f"training.threads={args.threads}", f"output_dir={args.out}",
+           "training.device=cpu", *args.override]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(Path(args.out) / "bench-train.log", "w") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    total = time.perf_counter() - t0
+    shutil.rmtree(cache, ignore_errors=True)
+    lines = (Path(args.out) / "bench-train.log").read_text().splitlines()
+    if proc.returncode != 0:
+        raise SystemExit(f"hilreward train failed ({proc.returncode}):\n" + "\n".join(lines[-30:]))
+    best = Path(args.out) / "checkpoints" / "best"
+    config = json.loads((best / "config.json").read_text())
+    cal = config.get("calibration") or {}
+    m = evaluate(best, DatasetConfig(root=args.dataset, episodes=list(args.eval_episodes)), LabelConfig(),
+                 report=False, output_dir=Path(args.out) / "eval")
+    scored = {k: m[k] for k in ("accuracy", "gross_false_terminations", "false_successes_in_failed_episodes",
+                                "missed_successes", "episodes", "threshold")}
+    deployable = bool(cal.get("enough")) and m["accuracy"] >= args.target and m["gross_false_terminations"] == 0
+    emit({"side": "hilreward", "what": "time_to_deployable", "target": args.target, "deployable": deployable,
+          "time_to_deployable_s": total if deployable else None, "total_s": total, "command": " ".join(cmd),
+          "calibration": {k: cal.get(k) for k in ("method", "enough", "positives", "success_episodes", "threshold",
+                                                  "temperature", "reason", "fold_steps", "seconds")},
+          "test_episodes": list(args.eval_episodes), "test": scored,
+          "log_summary": [ln for ln in lines if ln.startswith(("data:", "path:", "calibration"))],
+          "checkpoint": str(best), "versions": versions()})
 
 
 def heldout_by_label(checkpoint: Path, args) -> dict:
@@ -224,6 +265,15 @@ def main() -> None:
     tr.add_argument("--target", type=float, default=0.95)
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--override", nargs="*", default=[], help="extra hilreward train key=value overrides")
+    de = sub.add_parser("deployable")
+    de.add_argument("--weights", required=True)
+    de.add_argument("--dataset", required=True)
+    de.add_argument("--out", required=True)
+    de.add_argument("--train-episodes", type=int, nargs="+", default=list(range(16)))
+    de.add_argument("--eval-episodes", type=int, nargs="+", default=[16, 17, 18, 19])
+    de.add_argument("--target", type=float, default=0.99)
+    de.add_argument("--threads", type=int, default=2)
+    de.add_argument("--override", nargs="*", default=[], help="extra hilreward train key=value overrides")
     th = sub.add_parser("throughput")
     th.add_argument("--weights", required=True)
     th.add_argument("--batch", type=int, default=32)
@@ -239,7 +289,8 @@ def main() -> None:
     la.add_argument("--warmup", type=int, default=10)
     la.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    {"train": cmd_train, "throughput": cmd_throughput, "latency": cmd_latency}[args.cmd](args)
+    {"train": cmd_train, "deployable": cmd_deployable, "throughput": cmd_throughput,
+     "latency": cmd_latency}[args.cmd](args)
 
 
 if __name__ == "__main__":

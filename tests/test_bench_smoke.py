@@ -47,12 +47,19 @@ def test_latency_driver_times_reward_function_calls(tmp_path):
 
 
 def fake_result(speedup: float) -> dict:
-    acc = {"step": 25, "elapsed_s": 40.0, "next.reward": 0.8, "observation.success": 0.79}
+    acc = {"step": 25, "elapsed_s": 40.0, "next.reward": 0.8, "observation.success": 0.79,
+           "gross_false_terminations": 1}
     lat = {"median_ms": 10.0, "p90_ms": 12.0}
+    deploy = {"calibration": {"method": "cv", "enough": True},
+              "test": {"accuracy": 0.995, "gross_false_terminations": 0, "threshold": 0.83}}
     return {
         "time_to_95_speedup": speedup, "time_to_95_speedup_is_lower_bound": True,
-        "inference_latency_ratio": 0.4, "inference_latency_ratio_onnx": 0.3,
-        "goals": {"time_to_95_speedup >= 10": speedup >= 10, "inference_latency_ratio <= 0.5": True},
+        "time_to_deployable_speedup": 2 * speedup, "time_to_deployable_speedup_is_lower_bound": True,
+        "inference_latency_ratio": 0.4, "inference_latency_ratio_torch": 1.1,
+        "goals": {"time_to_95_speedup >= 10": speedup >= 10, "time_to_deployable_speedup >= 10": 2 * speedup >= 10,
+                  "inference_latency_ratio <= 0.5": True},
+        "time_to_deployable": {"hilreward_s": 45.0, "hilreward_runs": [deploy], "lerobot_s": 900.0,
+                               "lerobot_reached": False, "lerobot_first": None, "lerobot_closest": acc},
         "time_to_95": {"lerobot_s": 900.0, "lerobot_reached": False, "hilreward_s": 60.0, "lerobot_best": acc},
         "same_wall_time_accuracy": {"at_hilreward_time_to_95": {"wall_s": 60.0, "hilreward_accuracy": 0.99,
                                                                 "lerobot": acc},
@@ -61,11 +68,11 @@ def fake_result(speedup: float) -> dict:
                                     "at_lerobot_cap": {"wall_s": 900.0, "hilreward_accuracy": 0.99, "lerobot": acc}},
         "throughput_batch32": {"lerobot_samples_per_s": 50.0, "hilreward_feature_step_samples_per_s": 5000.0,
                                "hilreward_pixel_step_samples_per_s": 60.0},
-        "inference_batch1": {"lerobot": lat, "hilreward_torch": lat, "hilreward_onnx": lat},
+        "inference_batch1": {"lerobot": lat, "hilreward_auto": lat, "hilreward_torch": lat},
         "machine": {"cpu": "cpu", "logical_cpus": 2, "memory_gb": 8, "uptime_at_start": "up", "uptime_at_end": "up"},
         "versions": {"hilreward": {"hilreward": "0.1.0"}, "lerobot": {"lerobot": "0.6.1"}},
         "settings": {"dataset": "/d/metaworld_drawer_open", "threads": 2, "lerobot_batch": 16,
-                     "lerobot_save_freq": 25},
+                     "lerobot_save_freq": 25, "hilreward_deploy_overrides": ["training.steps=200"]},
         "started_utc": "2026-01-01T00:00:00+00:00", "finished_utc": "2026-01-01T01:00:00+00:00",
     }
 
@@ -80,4 +87,24 @@ def test_docs_section_is_replaced_and_other_sections_kept(tmp_path, monkeypatch)
     text = doc.read_text()
     assert "keep me" in text and text.count(run_all.SECTION) == 1
     assert "**3.0x** faster (lower bound" in text and "**12.0x**" not in text
-    assert "time to 95 % >= 10x faster: **missed**" in text
+    assert "time_to_95_speedup >= 10: **missed**" in text
+    assert "**6.0x** faster (lower bound: LeRobot never got there" in text
+    assert "time_to_deployable_speedup >= 10: **missed**" in text
+    assert "0.790, 1, 0.5 (step 25, its closest) | 0.995, 0, 0.83 (cv, enough evidence)" in text
+
+
+def test_deployable_driver_times_a_calibrated_run_and_scores_it(tmp_path):
+    drawer4 = Path(__file__).parent / "fixtures" / "drawer4"
+    proc = subprocess.run([sys.executable, str(BENCH / "hilreward_side.py"), "deployable", "--weights", "unused",
+                           "--dataset", str(drawer4), "--out", str(tmp_path / "run"), "--train-episodes", "0", "1",
+                           "2", "--eval-episodes", "3", "--threads", "1", "--override", "model.weights=null",
+                           "model.encoder=tiny", "model.pretrained=false", "model.image_size=[32,32]",
+                           "training.steps=10"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["what"] == "time_to_deployable" and result["total_s"] > 0 and result["test_episodes"] == [3]
+    # three training episodes are too few for folds and too little evidence: never deployable, and it says why
+    assert result["calibration"]["method"] == "heldout" and result["calibration"]["enough"] is False
+    assert result["deployable"] is False and result["time_to_deployable_s"] is None
+    assert result["test"]["episodes"] == 1 and 0 <= result["test"]["accuracy"] <= 1
+    assert any("too few for 4 folds" in line for line in result["log_summary"])

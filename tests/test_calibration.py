@@ -14,7 +14,8 @@ from hilreward.data import load_frame_data
 from hilreward.deploy import RewardFunction
 from hilreward.evaluation.calibration import CALIBRATION_TEMPERATURE_RANGE
 from hilreward.models import FORMAT_VERSION, ClassifierConfig, RewardClassifier
-from hilreward.training.calibrate import calibrate_checkpoint, heldout_logits, summary_line
+from hilreward.training.calibrate import calibrate_checkpoint, summary_line
+from hilreward.training.features import heldout_logits
 
 DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
 

@@ -13,7 +13,7 @@ from hilreward.config import DatasetConfig, LabelConfig, compose
 from hilreward.data import load_frame_data
 from hilreward.models.classifier import RewardClassifier
 from hilreward.training import features as F
-from hilreward.training.augment import random_shift
+from hilreward.training.augment import ColorJitter, random_shift
 
 DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
 
@@ -37,12 +37,14 @@ def cached_logits(model, feats, rows) -> torch.Tensor:
         return model.head({c: torch.from_numpy(np.asarray(f[rows], dtype=np.float32)) for c, f in feats.items()})
 
 
-def pixel_logits(model, data, rows, view: int = 0, pad: int = 4) -> torch.Tensor:
+def pixel_logits(model, data, rows, view: int = 0, pad: int = 4, color: ColorJitter | None = None) -> torch.Tensor:
     pixels = {}
     for i, cam in enumerate(data.camera_keys):
         x = F.to_float_chw(np.asarray(data.images[cam][rows]))
         offsets = F.view_offsets(view, i, len(data), pad)
-        pixels[cam] = random_shift(x, pad, offsets[rows]) if offsets is not None else x
+        factors = F.view_color(view, i, len(data), color)
+        x = random_shift(x, pad, offsets[rows]) if offsets is not None else x
+        pixels[cam] = color(x, factors[rows]) if factors is not None else x
     with torch.inference_mode():
         return model(model.preprocess(pixels))
 
@@ -100,6 +102,14 @@ def test_augmented_views_are_the_shifted_frames_and_reproducible(data, tmp_path)
     assert not torch.allclose(cached_logits(model, view0, rows), shifted, atol=1e-3)
     again = F.compute_features(make_model(), data, cache_dir=str(tmp_path), view=2, pad=4, dtype="float32")
     assert all(np.array_equal(again[c], view2[c]) for c in view2)
+    # with colour jitter: shifted, then jittered; its own cache entry (the shift-only view is unchanged)
+    color = ColorJitter(0.2, 0.2, 0.5, 0.05)
+    jittered = F.compute_features(model, data, cache_dir=str(tmp_path), view=2, pad=4, dtype="float32", color=color)
+    expected = pixel_logits(model, data, rows, view=2, color=color)
+    assert torch.allclose(cached_logits(model, jittered, rows), expected, atol=1e-4, rtol=0)
+    assert not torch.allclose(expected, shifted, atol=1e-3)
+    assert F.feature_key(model, data, view=2, color=color) != F.feature_key(model, data, view=2)
+    assert F.feature_key(model, data, view=0, color=color) == F.feature_key(model, data, view=0)  # never augmented
 
 
 def test_cache_is_reused_and_invalidated_by_weights_dataset_and_size(data, tmp_path, monkeypatch):

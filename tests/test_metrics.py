@@ -202,7 +202,8 @@ def test_precision_threshold_highest_recall():
 
 def test_rule_prefers_no_gross_errors_over_strict_when_strict_costs_recall():
     ep, fr, y, p = _arrays(_traces())
-    choice = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95)
+    unbounded = T.EvidenceRule(max_recall_loss=None)  # the rule itself, without the bound on the recall it loses
+    choice = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=unbounded)
     # strict 0.925 would keep only ep 1's positives (recall 10/70 instead of 48/70) to remove one frame of jitter
     assert (choice.precision_threshold, choice.zero_gross_threshold, choice.zero_ft_threshold) == \
         pytest.approx((0.85, 0.85, 0.925))
@@ -211,8 +212,14 @@ def test_rule_prefers_no_gross_errors_over_strict_when_strict_costs_recall():
                                           choice.evidence["failed_episodes"]) == (70, 4, 2)
     lo, hi = choice.interval["precision"]
     assert lo <= 48 / 49 <= hi and choice.interval["gross_false_termination_rate"] == [0.0, 0.0]
-    # when recall does not matter, the strict threshold wins
-    strict = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95, rule=T.EvidenceRule(max_recall_cost=1))
+    # when recall does not matter, the strict threshold wins, once it may also miss succeeding episodes
+    missing = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95,
+                                 rule=T.EvidenceRule(max_recall_cost=1, max_recall_loss=None))
+    assert missing.rule_threshold == pytest.approx(0.925) and missing.threshold == 0.5  # fires in ep 1 only
+    assert missing.evidence["rule"] == "kept" and "never fires in 3 of the 4 succeeding episodes" in \
+        missing.evidence["reason"]
+    strict = T.choose_threshold(ep, fr, y, p, fps=10, target_precision=0.95,
+                                rule=T.EvidenceRule(max_recall_cost=1, max_missed=1, max_recall_loss=None))
     assert strict.threshold == pytest.approx(0.925) and strict.evidence["rule"].startswith("strict")
 
 
@@ -259,3 +266,29 @@ def test_compute_metrics_multiclass():
     assert out["recommended_threshold"] is None and out["false_terminations"] is None
     # class 1 one-vs-rest: predicted twice, right once
     assert out["per_class"][1]["precision"] == 0.5
+
+
+def test_recall_loss_bound_caps_the_threshold_and_says_so():
+    """An out-of-fold episode fired early with certainty: the no-gross threshold lies above most successes; a bound
+    on the recall lost against 0.5 keeps the highest threshold within it."""
+    rng = np.random.default_rng(1)
+    ep, fr, y, p = [], [], [], []
+    for e in range(6):
+        labels = (np.arange(40) >= 20).astype(int) if e < 5 else np.zeros(40, dtype=int)
+        probs = np.where(labels == 1, rng.uniform(0.6, 0.99, 40), rng.uniform(0.0, 0.3, 40))
+        if e == 5:
+            probs[10:14] = 0.97  # a confident false success
+        ep += [e] * 40
+        fr += list(range(40))
+        y += list(labels)
+        p += list(probs)
+    ep, fr, y, p = (np.asarray(a) for a in (ep, fr, y, p))
+    plain = T.choose_threshold(ep, fr, y, p, fps=10, rule=T.EvidenceRule(max_recall_loss=None))
+    assert plain.threshold > 0.97 and plain.evidence["rule"] != "recall_cap"  # no gross, few successes left
+    capped = T.choose_threshold(ep, fr, y, p, fps=10, rule=T.EvidenceRule(max_recall_loss=0.1))
+    default = T.choose_threshold(ep, fr, y, p, fps=10)  # the default bound, 0.02: a lower threshold still
+    assert default.evidence["rule"] == "recall_cap" and 0.5 < default.threshold < capped.threshold
+    recall = lambda t: np.mean(p[y == 1] >= t)  # noqa: E731
+    assert capped.evidence["rule"] == "recall_cap" and 0.5 < capped.threshold < plain.threshold
+    assert recall(capped.threshold) >= recall(0.5) - 0.1 > recall(capped.threshold + 0.01)
+    assert "loses at most max_recall_loss of recall" in T.RULE_TEXT["recall_cap"]

@@ -6,7 +6,10 @@
 3. Stop it when it exits or at ``--cap-s``; then (trainer stopped, so nothing competes for the CPU)
    evaluate about ``--eval-budget`` checkpoints spread evenly in time, each loaded end to end through
    ``Classifier.from_pretrained`` + its saved preprocessor, and refine around the first that reaches
-   the target. Not reached: the time is at least the cap (a lower bound).
+   the target; likewise for the first *deployable* checkpoint (``--deployable-target`` accuracy against the
+   exact per-frame success and no gross false termination at its threshold, 0.5, counted by hilreward's own
+   episode rule, ``src/hilreward/evaluation/episodes.py``, loaded from its file). Not reached: the time is at
+   least the cap (a lower bound).
 A checkpoint's time is the newest mtime of its files minus the moment lerobot-train was launched.
 Usage: python train_to_target.py ENCODER --dataset ROOT --out DIR [--train-episodes 0-15] [--eval-episodes 16-19]
 """
@@ -14,6 +17,7 @@ Usage: python train_to_target.py ENCODER --dataset ROOT --out DIR [--train-episo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -41,7 +45,8 @@ def load_heldout(root: str, episodes: list[int]) -> dict:
 
     ds = LeRobotDataset("local/" + Path(root).name, root=root, episodes=episodes)
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False, num_workers=0)
-    out: dict[str, list] = {k: [] for k in (*CAMERAS, "next.reward", "observation.success", "episode_index")}
+    out: dict[str, list] = {k: [] for k in (*CAMERAS, "next.reward", "observation.success", "episode_index",
+                                           "frame_index")}
     for batch in loader:
         for k in out:
             out[k].append(batch[k])
@@ -56,10 +61,13 @@ class HeldoutEvaluator:
     encoder outputs differ from checkpoint to checkpoint and cannot be cached.
     """
 
-    def __init__(self, data: dict):
+    def __init__(self, data: dict, fps: float, tolerance_s: float = 0.5):
         self.pixels = {k: data[k] for k in CAMERAS}
         self.labels = {"next.reward": (data["next.reward"].reshape(-1) > 0.5).numpy(),
                        "observation.success": data["observation.success"].reshape(-1).bool().numpy()}
+        self.episode = data["episode_index"].reshape(-1).numpy()
+        self.frame = data["frame_index"].reshape(-1).numpy()
+        self.fps, self.tolerance_s = fps, tolerance_s
 
     def probabilities(self, model, pre) -> np.ndarray:
         out = []
@@ -70,8 +78,14 @@ class HeldoutEvaluator:
         return torch.cat(out).numpy()
 
     def accuracy(self, model, pre) -> dict:
-        pred = self.probabilities(model.eval(), pre) > 0.5
-        return {name: float((pred == lab).mean()) for name, lab in self.labels.items()}
+        """Accuracy against both label columns, and the episode counts against the exact success, at 0.5."""
+        probs = self.probabilities(model.eval(), pre)
+        pred = probs > 0.5
+        out = {name: float((pred == lab).mean()) for name, lab in self.labels.items()}
+        episodes = EPISODES.episode_metrics(self.episode, self.frame, self.labels["observation.success"].astype(int),
+                                            probs, 0.5, 1, self.fps, self.tolerance_s)
+        return out | {k: episodes[k] for k in ("gross_false_terminations", "false_successes_in_failed_episodes",
+                                               "missed_successes", "episodes")}
 
     def checkpoint_accuracy(self, pretrained_dir: Path) -> dict:
         from lerobot.processor import PolicyProcessorPipeline
@@ -86,6 +100,19 @@ class HeldoutEvaluator:
 
         pre, _ = make_classifier_processor(build_config(encoder), dataset_stats=dataset_stats(root))
         return self.accuracy(build_classifier(encoder), pre)
+
+
+def load_episode_rule():
+    """hilreward's episode metrics module, from its file (numpy only): the one definition of a gross false
+    termination, so both sides are judged by the same rule."""
+    path = Path(__file__).resolve().parents[2] / "src" / "hilreward" / "evaluation" / "episodes.py"
+    spec = importlib.util.spec_from_file_location("hilreward_episode_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EPISODES = load_episode_rule()
 
 
 def pick_for_eval(times: list[float], budget: int) -> list[int]:
@@ -142,6 +169,8 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--label", default="next.reward", choices=["next.reward", "observation.success"],
                     help="label the target is checked against (lerobot-train trains on next.reward)")
+    ap.add_argument("--deployable-target", type=float, default=0.99,
+                    help="deployable: this accuracy against observation.success and no gross false termination")
     ap.add_argument("--cap-s", type=float, default=1800.0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--save-freq", type=int, default=25)
@@ -158,7 +187,8 @@ def main() -> None:
 
     t_prep = time.perf_counter()
     data = load_heldout(args.dataset, episode_list(args.eval_episodes))
-    evaluator = HeldoutEvaluator(data)
+    fps = json.loads((Path(args.dataset) / "meta" / "info.json").read_text())["fps"]
+    evaluator = HeldoutEvaluator(data, fps)
     untrained = evaluator.untrained_accuracy(args.encoder, args.dataset)
     prep_s = time.perf_counter() - t_prep
 
@@ -198,11 +228,17 @@ def main() -> None:
             print(json.dumps(results[i]), file=sys.stderr, flush=True)
         return results[i]
 
+    def first_meeting(meets) -> int | None:
+        first = next((i for i in picked if meets(evaluate(i))), None)
+        if first is not None:  # refine: the earliest checkpoint between the previous evaluated one and `first`
+            prev = max([i for i in picked if i < first], default=-1)
+            first = next(i for i in range(prev + 1, first + 1) if meets(evaluate(i)))
+        return first
+
     picked = pick_for_eval([landed[n] for n in names], args.eval_budget)
-    first = next((i for i in picked if evaluate(i)[args.label] >= args.target), None)
-    if first is not None:  # refine: the earliest checkpoint between the previous evaluated one and `first`
-        prev = max([i for i in picked if i < first], default=-1)
-        first = next(i for i in range(prev + 1, first + 1) if evaluate(i)[args.label] >= args.target)
+    first = first_meeting(lambda r: r[args.label] >= args.target)
+    first_deployable = first_meeting(lambda r: r["observation.success"] >= args.deployable_target
+                                     and r["gross_false_terminations"] == 0)
     for i in picked:
         evaluate(i)
     at_times = {}
@@ -219,11 +255,17 @@ def main() -> None:
         shutil.copytree(ckpt_root / names[keep_idx] / "pretrained_model", out / "checkpoint")
     shutil.rmtree(out / "train" / "checkpoints", ignore_errors=True)  # about 50 MB per checkpoint
     best = max(curve, key=lambda p: p[args.label]) if curve else None
+    deployable = results[first_deployable] if first_deployable is not None else None
+    closest = min(curve, key=lambda p: (p["gross_false_terminations"], -p["observation.success"])) if curve else None
     emit({"side": "lerobot", "what": "time_to_target", "target": args.target, "label": args.label,
           "reached": reached is not None, "time_to_target_s": reached["elapsed_s"] if reached else None,
           "stopped_at_s": stopped_at, "cap_s": args.cap_s, "batch": args.batch, "save_freq": args.save_freq,
           "checkpoints_saved": len(names), "checkpoints_evaluated": len(results),
           "untrained_accuracy": untrained, "best": best, "last": last, "curve": curve, "at_times": at_times,
+          "deployable": {"target": args.deployable_target, "label": "observation.success", "threshold": 0.5,
+                         "reached": deployable is not None,
+                         "time_s": deployable["elapsed_s"] if deployable else None, "checkpoint": deployable,
+                         "closest": closest},
           "heldout_frames": int(len(evaluator.labels["next.reward"])), "prepare_s": prep_s, "eval_s": eval_s,
           "trainer_exit": proc.returncode, "trainer_log": parse_log(log),
           "checkpoint": str(out / "checkpoint") if keep_idx is not None else None, "versions": versions()})

@@ -103,9 +103,18 @@ class TrainingConfig:
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""
     threads: Optional[int] = None
     """torch intra-op threads (per process); None leaves torch's default (1 per process under ``accelerate launch``)."""
-    calibrate: bool = True
-    """At the end of the run, choose temperature and threshold on the held-out episodes under the evidence rule
-    (hilreward.evaluation.thresholds) and store them in ``checkpoints/best`` (see hilreward.training.calibrate)."""
+    calibrate: str = "auto"
+    """How the end of the run chooses temperature and threshold under the evidence rule
+    (hilreward.evaluation.thresholds), stored in ``checkpoints/best`` (see hilreward.training.calibrate):
+    ``heldout``: on the held-out episodes; ``cv``: on out-of-fold probabilities of every episode (``calibrate_folds``
+    fold models, each trained without its episodes), the final model then training on every episode (nothing is
+    held out); ``auto``: ``heldout`` when the held-out episodes hold enough evidence, else ``cv``; ``off``.
+    ``true`` / ``false`` (before ``cv`` existed) mean ``heldout`` / ``off``."""
+    calibrate_folds: int = 4
+    """Folds of ``calibrate=cv``: groups of episodes, succeeding and failing ones spread evenly; it needs at least two
+    episodes per fold (else it calibrates on the held-out episodes and says why)."""
+    calibrate_fold_steps: Optional[int] = None
+    """Training steps of each fold model of ``calibrate=cv``; None: the run's own steps."""
 
 
 @dataclass
@@ -137,9 +146,18 @@ class ModelConfig:
 @dataclass
 class AugmentationConfig:
     enable: bool = True
-    """Random shift (pad then random crop), as HIL-SERL's DrQ augmentation."""
+    """Augment training frames (never held-out ones): the random shift, and the colour jitter where its strengths
+    are above 0."""
     pad: int = 4
-    """Padding in pixels for the random shift."""
+    """Padding in pixels of the random shift (pad then random crop), as HIL-SERL's DrQ augmentation; 0: no shift."""
+    brightness: float = 0.0
+    """Colour jitter: brightness factor drawn from [1 - b, 1 + b] per frame and camera; 0: none."""
+    contrast: float = 0.0
+    """Colour jitter: contrast factor from [1 - c, 1 + c]; 0: none."""
+    saturation: float = 0.0
+    """Colour jitter: saturation factor from [1 - s, 1 + s]; 0: none."""
+    hue: float = 0.0
+    """Colour jitter: hue turned by up to this fraction of a full circle (at most 0.5); 0: none."""
 
 
 @dataclass

@@ -530,7 +530,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report", "last", "episodes"))
     parser.add_argument("--sim", default="/work/data-sim", help="folder holding <task>-s0 and <task>-s1")
-    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     parser.add_argument("--out", default="/work/data-sim/study", help="cached runs and results")
     parser.add_argument("--replicates", nargs="*", default=[], help="report: study folders of other training "
                         "seeds (run --seed N --out <folder>); the choice sums their errors with --out's")

@@ -33,7 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TrainConfig, compose, parse_overrides
-from ..errors import ConfigError
+from ..data import load_frame_data, open_dataset
+from ..errors import ConfigError, DatasetError
+from ..evaluation.calibration import sigmoid
+from ..training.folds import episode_folds, fold_config, fold_logits
+from ..training.train import train
 from ..usage import HelpRequested, wants_help
 from ..utils import write_atomic
 
@@ -101,9 +105,6 @@ def main(args: list[str]) -> int:
 
 def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
     """Train one model per fold, score every frame out of fold, write suspects.parquet + spans.json; ranked spans."""
-    from ..data import load_frame_data, open_dataset
-    from ..training.train import train
-
     _validate(opts)
     out = Path(cfg.output_dir)
     ds = open_dataset(cfg.dataset)
@@ -117,14 +118,9 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
     probability = np.full(len(data), np.nan)
     models, fold_info = [], []
     for i, held in enumerate(folds):
-        fold_dir = out / "folds" / str(i)
         print(f"suspects: fold {i + 1}/{len(folds)}, held-out episodes {held}", flush=True)
         # no calibration: the fold models only rank frames, and their held-out labels are the ones in doubt
-        fold_cfg = replace(cfg, output_dir=str(fold_dir), split=replace(cfg.split, val_episodes=held),
-                           resume=(fold_dir / "checkpoints" / "last" / "training_state.json").is_file(),
-                           dataset=replace(cfg.dataset, episodes=episodes),
-                           training=replace(cfg.training, calibrate=False,
-                                            steps=opts.fold_steps or cfg.training.steps))
+        fold_cfg = fold_config(cfg, episodes, held, out / "folds" / str(i), opts.fold_steps or cfg.training.steps)
         best = train(fold_cfg)
         rows = np.flatnonzero(np.isin(data.episode_index, held))
         probability[rows] = fold_probability(fold_cfg, best, data, rows)
@@ -144,36 +140,9 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
     return spans
 
 
-def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.ndarray, k: int,
-                  seed: int) -> list[list[int]]:
-    """``k`` groups of episodes: a seeded shuffle, episodes with a success first, dealt round robin (so every
-    fold holds out both kinds and every model trains on both)."""
-    if not 2 <= k <= len(episodes):
-        raise ConfigError(f"folds={k} must be between 2 and the number of episodes ({len(episodes)})")
-    rng = np.random.default_rng(seed)
-    order = [episodes[i] for i in rng.permutation(len(episodes))]
-    succeeds = {int(e) for e in np.unique(episode_index[labels > 0])}
-    order.sort(key=lambda e: e not in succeeds)  # stable: shuffled within each kind
-    folds = [sorted(order[i::k]) for i in range(k)]
-    return folds
-
-
 def fold_probability(cfg: TrainConfig, checkpoint: Path, data, rows: np.ndarray) -> np.ndarray:
-    """P(success) of ``rows`` under a fold's model, with training's own evaluation code (cached features when
-    the encoder is frozen and the feature cache is on, pixels otherwise)."""
-    import torch
-
-    from ..models.classifier import RewardClassifier
-    from ..training.features import compute_features, encoder_is_frozen
-    from ..training.train import evaluate
-
-    model = RewardClassifier.from_pretrained(checkpoint)
-    features = None
-    if encoder_is_frozen(model) and cfg.training.feature_cache != "off":
-        features = compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=0,
-                                    pad=cfg.augmentation.pad, dtype=cfg.training.feature_dtype)
-    _, _, prob = evaluate(model, data, rows, features, 2 * cfg.training.batch_size, torch.device("cpu"))
-    return prob
+    """P(success) of ``rows`` under a fold's model (cached features when its encoder is frozen, pixels otherwise)."""
+    return sigmoid(fold_logits(cfg, checkpoint, data, rows))
 
 
 def in_fold_probability(models: list[tuple[TrainConfig, Path, np.ndarray]], data, rows: np.ndarray) -> np.ndarray:
@@ -250,8 +219,6 @@ def group_spans(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.n
 def load_suspects(directory: str | Path) -> tuple[dict, "object"]:
     """(spans.json content, suspects.parquet as a pyarrow Table) of a ``hilreward suspects`` output folder."""
     import pyarrow.parquet as pq
-
-    from ..errors import DatasetError
 
     directory = Path(directory).expanduser()
     spans, table = directory / "spans.json", directory / "suspects.parquet"

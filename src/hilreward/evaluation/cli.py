@@ -42,6 +42,11 @@ class EvalOptions:
     """Succeeding episodes the evaluated episodes must hold before the recommended threshold moves."""
     max_recall_cost: float = 0.02
     """The strict threshold (no early fire at all) is recommended only when it loses at most this much recall."""
+    max_recall_loss: Optional[float] = 0.02
+    """The recommended threshold loses at most this much recall against the checkpoint's threshold; null: no bound."""
+    max_missed: float = 0.5
+    """The rule's threshold is recommended only when it never fires in at most this fraction of the succeeding
+    episodes."""
     compare: Optional[str] = None
     """A second checkpoint scored on the same episodes, side by side in the table and the report."""
     output_dir: str = "outputs/eval"
@@ -135,7 +140,8 @@ def eval_main(args: list[str]) -> int:
                           "hilreward eval checkpoint=outputs/train/checkpoints/best heldout=true")
     label = _checkpoint_label(opts.checkpoint, args, opts.label)
     evidence = EvidenceRule(min_positives=opts.min_positives, min_success_episodes=opts.min_success_episodes,
-                            max_recall_cost=opts.max_recall_cost)
+                            max_recall_cost=opts.max_recall_cost, max_missed=opts.max_missed,
+                            max_recall_loss=opts.max_recall_loss)
     m = evaluate(opts.checkpoint, opts.dataset, label, consecutive=opts.consecutive,
                  target_precision=opts.target_precision, output_dir=opts.output_dir,
                  write_threshold=opts.write_threshold, heldout=opts.heldout, batch_size=opts.batch_size,

@@ -18,11 +18,18 @@ The rule: **no gross false terminations at the precision target**, ``max(precisi
 zero_gross_threshold)``. The strict threshold replaces it only when it costs at most
 ``max_recall_cost`` of frame recall on this set: jitter of a frame or two is not worth a large part
 of recall, and a threshold pushed into the saturated tail of the probabilities (0.998) to remove
-it does not hold on new episodes.
+it does not hold on new episodes. For the same reason the whole raise above the fallback costs at
+most ``max_recall_loss`` of recall: when removing the last gross fire would cost more (a model that
+fired early with certainty in one episode), the threshold stops at the highest one within the budget.
 
 The evidence gate: with fewer than ``min_positives`` positive frames or fewer than
 ``min_success_episodes`` succeeding episodes the rule's threshold is reported but *not* recommended:
-the recommendation stays the fallback (the checkpoint's threshold, else 0.5) and says why.
+the recommendation stays the fallback (the checkpoint's threshold, else 0.5) and says why. Likewise when
+the rule's threshold would never fire in more than ``max_missed`` of the set's succeeding episodes: a
+reward that misses most successes is no fix for early ones (out-of-fold models that fire with certainty
+in some failed episodes push the no-gross threshold above nearly every positive frame); the set then
+says the model does not separate success on episodes it did not train on. Counted in episodes, as RL
+feels it: frame recall would also refuse thresholds that fire a few frames late in short success bands.
 
 Intervals: a percentile bootstrap (SciPy) that resamples whole episodes (frames of an episode are
 near-duplicates, so they are not independent samples), succeeding and failed episodes apart, gives
@@ -55,6 +62,15 @@ class EvidenceRule:
     against the gross rule's threshold."""
     min_threshold: float = 0.0
     """The rule never recommends a threshold below this."""
+    max_recall_loss: Optional[float] = 0.02
+    """The threshold loses at most this much frame recall against the fallback on this set: above that, the highest
+    threshold that loses no more (rule ``recall_cap``); None: no bound. Chosen by leave-one-task-out on out-of-fold
+    logits of 10 tasks (docs/calibration.md) among none, 0.02, 0.05 and 0.1: without it, one confident early fire
+    of a fold model pushed the no-gross threshold into the saturated tail (0.95-0.99), which lost 3-27 points of
+    accuracy on new layouts."""
+    max_missed: float = 0.5
+    """The rule's threshold is recommended only when it misses (never fires in) at most this fraction of the
+    succeeding episodes."""
     soft_edges: bool = False
     """The precision target leaves out negative frames within the tolerance of a positive one (the soft edges of a
     success); off by default (see the module docstring)."""
@@ -104,6 +120,7 @@ RULE_TEXT = {
     "precision_only": "the precision target (no threshold is free of gross false terminations)",
     "strict": "no early fire at all (costs at most max_recall_cost of recall)",
     "floor": "the lowest threshold the rule allows (min_threshold)",
+    "recall_cap": "the highest threshold that loses at most max_recall_loss of recall against the fallback",
 }
 """What each rule name in ``evidence["rule"]`` means."""
 
@@ -182,6 +199,19 @@ def _recall(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
     return float(np.mean(np.asarray(probs)[pos] >= threshold)) if pos.any() else 0.0
 
 
+def _missed(episode_index, frame_index, labels, probs, threshold: float, consecutive: int) -> int:
+    """Succeeding episodes in which the reward never fires at ``threshold``."""
+    ep = episode_metrics(episode_index, frame_index, labels, probs, threshold, consecutive, 1.0, 0.0)
+    return ep["missed_successes"]
+
+
+def _recall_capped(labels: np.ndarray, probs: np.ndarray, lowest: float, recall: float) -> float:
+    """The highest threshold (at least ``lowest``) whose frame recall is at least ``recall``."""
+    pos = np.sort(np.asarray(probs)[np.asarray(labels) == 1])[::-1]
+    keep = float(pos[max(int(np.ceil(recall * pos.size)), 1) - 1])  # the lowest positive that must stay above
+    return max(float(lowest), _midpoint(_below(probs, keep), keep))
+
+
 def _per_episode_counts(episode_index, frame_index, labels, probs, threshold: float, consecutive: int,
                         tolerance: float) -> np.ndarray:
     """(episodes, 4) array, episodes ascending: tp, fp, fn and 1 for a gross false termination."""
@@ -250,6 +280,10 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
         rule_t, name = t_strict, "strict"
     if rule_t is not None and rule_t < rule.min_threshold:
         rule_t, name = rule.min_threshold, "floor"
+    if rule_t is not None and rule.max_recall_loss is not None and rule_t > fallback:
+        floor = _recall(labels, probs, fallback) - rule.max_recall_loss
+        if _recall(labels, probs, rule_t) < floor:
+            rule_t, name = _recall_capped(labels, probs, fallback, floor), "recall_cap"
 
     positives, success_eps, failed_eps = evidence_counts(episode_index, labels)
     enough = rule.enough(positives, success_eps)
@@ -260,12 +294,18 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
     elif rule_t is None:
         reason = f"no threshold meets the rule on this set; kept {fallback:.4g}"
         chosen = float(fallback)
+    elif (missed := _missed(episode_index, frame_index, labels, probs, rule_t, consecutive)) > \
+            rule.max_missed * success_eps:
+        reason = (f"the rule's threshold {rule_t:.4g} ({RULE_TEXT[name]}) never fires in {missed} of the "
+                  f"{success_eps} succeeding episodes (more than max_missed {rule.max_missed:g}): the model does "
+                  f"not separate success on these episodes; kept {fallback:.4g}")
+        chosen = float(fallback)
     else:
         reason = f"{RULE_TEXT[name]}, on {positives} positive frames in {success_eps} succeeding episodes"
         chosen = float(rule_t)
     evidence = {"positives": positives, "success_episodes": success_eps, "failed_episodes": failed_eps,
                 "min_positives": rule.min_positives, "min_success_episodes": rule.min_success_episodes,
-                "enough": bool(enough), "rule": name if (enough and rule_t is not None) else "kept",
+                "enough": bool(enough), "rule": name if chosen == rule_t and enough else "kept",
                 "reason": reason}
     counts = _per_episode_counts(episode_index, frame_index, labels, probs, chosen, consecutive, tol)
     succeeds = np.bincount(np.unique(np.asarray(episode_index), return_inverse=True)[1], weights=labels == 1) > 0

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from .augment import random_shift, shift_offsets
+from .augment import ColorJitter, random_shift, shift_offsets
 from .features import gather_features, to_float_chw
 
 
@@ -45,17 +45,20 @@ class _StepBatches(Dataset):
 
 
 class PixelBatches(_StepBatches):
-    """Frames (float (B,3,H,W) in [0,1], random-shifted per sample and camera when ``pad`` > 0) and labels."""
+    """Frames (float (B,3,H,W) in [0,1]) and labels; per sample and camera random-shifted when ``pad`` > 0, then
+    colour-jittered when ``color`` is active."""
 
     def __init__(self, images: dict[str, np.ndarray], rows, labels, batch_size, seed, balanced, weights=None,
-                 pad: int = 0, share: slice = slice(None)):
+                 pad: int = 0, share: slice = slice(None), color: ColorJitter | None = None):
         super().__init__(rows, labels, batch_size, seed, balanced, weights, share)
         self.images = images
         self.pad = pad
+        self.color = color if color is not None and color.active else None
 
     def __getitem__(self, step: int):
         pos, g = self.draw(step)
         offsets = {cam: shift_offsets(len(pos), self.pad, g)[self.share] for cam in self.images} if self.pad > 0 else {}
+        factors = {cam: self.color.factors(len(pos), g)[self.share] for cam in self.images} if self.color else {}
         pos = pos[self.share]
         rows = self.rows[pos]
         order = np.argsort(rows, kind="stable")
@@ -63,7 +66,8 @@ class PixelBatches(_StepBatches):
         inputs = {}
         for cam, frames in self.images.items():
             x = to_float_chw(np.asarray(frames[rows[order]])[inverse])
-            inputs[cam] = random_shift(x, self.pad, offsets[cam]) if self.pad > 0 else x
+            x = random_shift(x, self.pad, offsets[cam]) if self.pad > 0 else x
+            inputs[cam] = self.color(x, factors[cam]) if self.color else x
         return inputs, torch.from_numpy(self.labels[pos])
 
 

@@ -5,7 +5,8 @@ and camera (batched, ``torch.inference_mode``) and kept as float16 (or float32) 
 ``<cache_root>/features/<key>/``. The key covers everything the features depend on: the encoder's
 spec, normalisation and weights (a hash of every tensor), the dataset fingerprint, the selected rows,
 the frame and model image sizes, and the augmentation view (view 0 is the unaugmented frame; view
-``k > 0`` is a random shift with offsets drawn from a generator seeded by ``k``, so it is reproducible).
+``k > 0`` is a random shift, then the colour jitter when one is given, drawn from generators seeded by ``k`` and
+the camera, so it is reproducible).
 Training on cached features runs only the head. On the CPU the encoder runs through ONNX Runtime
 when it exports and matches torch (see :func:`encoder_runner`).
 """
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..data import FrameData, balanced_weights, cache_root
 from ..errors import ConfigError
-from .augment import random_shift, shift_offsets
+from .augment import ColorJitter, random_shift, shift_offsets
 from .distributed import Processes
 from .losses import classification_loss, correct_predictions
 
@@ -69,7 +70,7 @@ def _rows_fingerprint(data: FrameData, rows: Optional[np.ndarray] = None) -> str
 
 
 def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str = "float16",
-                rows: Optional[np.ndarray] = None, part: str = "") -> str:
+                rows: Optional[np.ndarray] = None, part: str = "", color: Optional[ColorJitter] = None) -> str:
     """Cache key of the features of ``data`` (its ``rows``, default all) under ``model``'s encoder (``part``:
     under a named part of it, e.g. ``trunk``)."""
     frame_size = [list(data.images[c].shape[1:3]) for c in data.camera_keys]
@@ -77,6 +78,8 @@ def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str 
              "dataset": data.fingerprint,
              "rows": _rows_fingerprint(data, rows), "cameras": list(data.camera_keys), "frame_size": frame_size,
              "image_size": list(model.config.image_size), "view": int(view), "pad": int(pad) if view else 0, "dtype": dtype}
+    if view and color is not None and color.active:  # keys without colour jitter stay as they were
+        parts["color"] = [color.brightness, color.contrast, color.saturation, color.hue]
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
@@ -95,17 +98,27 @@ def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor
     return shift_offsets(n, pad, g)
 
 
+def view_color(view: int, camera_index: int, n: int, color: Optional[ColorJitter]) -> torch.Tensor | None:
+    """Colour-jitter factors of augmentation ``view`` for ``n`` frames of one camera (None for view 0 or no jitter)."""
+    if view == 0 or color is None or not color.active:
+        return None
+    g = torch.Generator().manual_seed(1_000_003 * int(view) + int(camera_index) + 500_009)
+    return color.factors(n, g)
+
+
 def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
                      view: int = 0, pad: int = 4, dtype: str = "float16",
                      rows: Optional[np.ndarray] = None, processes: Optional[Processes] = None,
-                     part: Optional[tuple[str, torch.nn.Module]] = None) -> dict[str, np.ndarray]:
+                     part: Optional[tuple[str, torch.nn.Module]] = None,
+                     color: Optional[ColorJitter] = None) -> dict[str, np.ndarray]:
     """Encoder outputs of every frame and camera of ``data``: full key -> ``dtype`` (N,C,h,w), memory-mapped.
 
     ``part`` = (name, module) computes the outputs of a part of the encoder instead (e.g. the trunk before its
     last stage, for a retrainer that adapts that stage), cached under that name.
 
     ``rows`` (indices into ``data``) restricts them to those frames: row ``i`` of the result is
-    frame ``rows[i]`` (training computes augmented views of its training rows only).
+    frame ``rows[i]`` (training computes augmented views of its training rows only). Augmented views
+    (``view`` > 0) shift by up to ``pad`` pixels and then apply ``color`` (a :class:`ColorJitter`) when given.
 
     Computed once and cached on disk (see the module docstring for the key); later calls with the same
     encoder weights, rows, sizes and view only open the memmaps. Data-parallel training passes its
@@ -116,7 +129,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
         raise ConfigError(f"feature dtype {dtype!r} is not known (known: {', '.join(FEATURE_DTYPES)})")
     procs = processes or Processes()
     directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows,
-                                                                 part[0] if part else "")
+                                                                 part[0] if part else "", color)
     encoder = part[1] if part else model.encoder
     paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
     cached = (directory / "done.json").is_file() and all(p.is_file() for p in paths.values())
@@ -125,6 +138,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     writer = procs.is_local_main
     n = len(data) if rows is None else len(rows)
     offsets = {cam: view_offsets(view, i, n, pad) for i, cam in enumerate(data.camera_keys)}
+    factors = {cam: view_color(view, i, n, color) for i, cam in enumerate(data.camera_keys)}
     tmp = {cam: directory / f".{cam}.{uuid.uuid4().hex}.tmp.npy" for cam in data.camera_keys}
     out: dict[str, np.ndarray] = {}
     was_training = model.training
@@ -139,6 +153,8 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
             x = to_float_chw(data.images[cam][sl if rows is None else rows[sl]])
             if offsets[cam] is not None:
                 x = random_shift(x, pad, offsets[cam][sl])
+            if factors[cam] is not None:
+                x = color(x, factors[cam][sl])
             pixels[cam] = x
         pixels = model.preprocess({c: v.to(device) for c, v in pixels.items()})
         if runner is False:
@@ -294,3 +310,20 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
     return {"loss": float(np.mean([r[0] for r in recent])) if recent else float("nan"),
             "accuracy": sum(r[1] for r in recent) / seen if seen else float("nan"), "steps": done,
             "seconds": time.perf_counter() - t0, "stopped": stopped}
+
+
+@torch.inference_mode()
+def heldout_logits(model, data: FrameData, rows: np.ndarray, features: Optional[dict[str, np.ndarray]] = None,
+                   batch_size: int = 64) -> np.ndarray:
+    """Raw logits of ``model`` on ``rows`` of ``data`` (from cached encoder features when given)."""
+    model.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start:start + batch_size]
+        if features is not None:
+            logits = model.head({c: f.to(model.device) for c, f in gather_features(features, idx).items()})
+        else:
+            pixels = {c: to_float_chw(np.asarray(data.images[c][idx])).to(model.device) for c in data.camera_keys}
+            logits = model(model.preprocess(pixels))
+        out.append(logits.float().cpu().numpy())
+    return np.concatenate(out)

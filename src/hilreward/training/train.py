@@ -5,8 +5,9 @@
 3. build the model, choose the feature path (frozen encoder: cached features, head only) or the
    pixel path (encoder runs every step), and log the choice;
 4. loop: ``train_step`` -> log every ``log_freq`` -> eval every ``eval_freq`` -> checkpoint every ``save_freq``;
-5. calibrate ``checkpoints/best`` on the held-out episodes (``training.calibrate``, main process only) and
-   return it.
+5. calibrate ``checkpoints/best`` (``training.calibrate``, main process only): on the held-out episodes, or by
+   folds (fold models trained without one group of episodes each give every episode's out-of-fold logits; the
+   final model then trains on every episode), as decided after the labels are read; and return it.
 
 Launched as several processes (``accelerate launch -m hilreward train ...``, see ``distributed.py``) the
 same loop runs data-parallel: each process takes its share of every step's batch (``training.batch_size``
@@ -35,7 +36,8 @@ from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, s
 from ..errors import ConfigError
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
-from .calibrate import calibrate_checkpoint, summary_line
+from .augment import ColorJitter
+from .calibrate import calibrate_by_folds, calibrate_checkpoint, calibrate_mode, plan_calibration, summary_line
 from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
                          save_checkpoint)
 from .distributed import Processes, finish, is_main_process, process_seed
@@ -171,18 +173,25 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError(f"dataset.episodes {missing} are not in {ds.root} (it has episodes "
                           f"{available[0]}..{available[-1]}, {len(available)} in all)")
     train_eps, val_eps = split_episodes(wanted, cfg.split.val_fraction, cfg.split.seed, cfg.split.val_episodes)
-    cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
-    config_yaml = to_yaml(cfg)
-    procs.print("hilreward train: resolved config\n" + config_yaml)
-    if procs.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "train_config.yaml", config_yaml)
 
     # Frames (decoded once, resized to the model's input size in the frame cache) and labels.
     with procs.local_main_first():  # one process per machine decodes; the others read its cache
         data = load_frame_data(replace(cfg.dataset, episodes=sorted(wanted)), cfg.label,
                                tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
     _check_labels(data.labels, cfg.model.num_classes, cfg.label.key, procs)
+    # What the calibration rests on decides the split: calibrating by folds holds nothing out.
+    plan = plan_calibration(calibrate_mode(t_cfg.calibrate), data, sorted(wanted), val_eps, t_cfg.calibrate_folds,
+                            cfg.split.seed, procs.count)
+    if plan.method == "cv":
+        train_eps, val_eps = sorted(wanted), []
+    cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
+    config_yaml = to_yaml(cfg)
+    procs.print("hilreward train: resolved config\n" + config_yaml)
+    if calibrate_mode(t_cfg.calibrate) != "off":
+        procs.print(plan.describe())
+    if procs.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "train_config.yaml", config_yaml)
     if resume_from is not None:
         tensors, state = load_training_state(resume_from)
         _check_same_data(state, data, resume_from)
@@ -221,9 +230,10 @@ def train(cfg: TrainConfig) -> Path:
         source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights,
                                 share=share)
     else:
-        pad = cfg.augmentation.pad if cfg.augmentation.enable else 0
+        aug = cfg.augmentation
         source = PixelBatches(data.images, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced,
-                              weights, pad=pad, share=share)
+                              weights, pad=aug.pad if aug.enable else 0, share=share,
+                              color=color_jitter(cfg) if aug.enable else None)
     net = procs.wrap(TrainedPart(model, from_features=views is not None))  # DDP when data-parallel
 
     # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
@@ -308,11 +318,15 @@ def train(cfg: TrainConfig) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(last_dir, staging)
             replace_dir(staging, ckpt_root / "best")
-        if t_cfg.calibrate:  # temperature and threshold from the held-out episodes, stored in checkpoints/best
+        if plan.method == "heldout":  # temperature and threshold from the held-out episodes, in checkpoints/best
             calibration = calibrate_checkpoint(ckpt_root / "best", data, val_rows, val_features,
                                                fallback_threshold=cfg.model.threshold, device=device)
+        elif plan.method == "cv":  # from every episode's out-of-fold logits
+            calibration = calibrate_by_folds(cfg, plan, ckpt_root / "best", data, sorted(wanted), steps, fit=train,
+                                             fallback_threshold=cfg.model.threshold)
         final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
-                 "calibration": calibration.details if calibration else None}
+                 "calibration": calibration.details if calibration else None,
+                 "calibration_plan": {"method": plan.method, "reason": plan.reason}}
         write_atomic(out / "metrics.json", json.dumps(final, indent=2))
     if logger:
         logger.finish()
@@ -320,8 +334,8 @@ def train(cfg: TrainConfig) -> Path:
         procs.print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
                     f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
                     f"recall {eval_metrics['eval/recall']:.4f}")
-    if t_cfg.calibrate:
-        procs.print(summary_line(calibration))
+    if calibrate_mode(t_cfg.calibrate) != "off":
+        procs.print(summary_line(calibration, plan))
     procs.wait()  # every process returns once the checkpoints (calibrated) are on disk
     return ckpt_root / "best"
 
@@ -341,6 +355,18 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"training.epochs={t.epochs} must be at least 1 (or null to use training.steps)")
     if cfg.model.num_classes < 2:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
+    calibrate_mode(t.calibrate)
+    if t.calibrate_folds < 2:
+        raise ConfigError(f"training.calibrate_folds={t.calibrate_folds} must be at least 2")
+    if t.calibrate_fold_steps is not None and t.calibrate_fold_steps < 1:
+        raise ConfigError(f"training.calibrate_fold_steps={t.calibrate_fold_steps} must be at least 1 (or null: the "
+                          f"run's steps)")
+    aug = cfg.augmentation
+    for key in ("brightness", "contrast", "saturation"):
+        if not 0.0 <= getattr(aug, key) <= 1.0:
+            raise ConfigError(f"augmentation.{key}={getattr(aug, key)} must be in [0, 1] (0: no jitter)")
+    if not 0.0 <= aug.hue <= 0.5:
+        raise ConfigError(f"augmentation.hue={aug.hue} must be in [0, 0.5] (a fraction of a full turn)")
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, key: str, procs: Processes) -> None:
@@ -424,13 +450,18 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarra
                     f"training frames = {feature_passes} encoder passes per camera once"
                     f"{f' (shared by {procs.count} processes)' if procs.count > 1 else ''}, then the head only "
                     f"(pixel path: {pixel_passes})")
-        pad = cfg.augmentation.pad
+        pad, color = cfg.augmentation.pad, color_jitter(cfg)
         views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
-                                  dtype=t.feature_dtype, rows=None if v == 0 else train_rows, processes=procs)
-                 for v in range(k)]
+                                  dtype=t.feature_dtype, rows=None if v == 0 else train_rows, processes=procs,
+                                  color=color) for v in range(k)]
         return views, views[0]
     procs.print(f"path: pixels, the encoder runs on every sample ({reason})")
     return None, None
+
+
+def color_jitter(cfg: TrainConfig) -> ColorJitter:
+    a = cfg.augmentation
+    return ColorJitter(a.brightness, a.contrast, a.saturation, a.hue)
 
 
 def _log_samples(logger, data: FrameData, val_rows: np.ndarray, pred: np.ndarray, prob: np.ndarray,
