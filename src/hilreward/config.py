@@ -19,6 +19,9 @@ CONF_DIR = Path(__file__).parent / "conf"
 Alignment = Literal["auto", "current", "next"]
 """How a label column lines up with the frames (``label.align``)."""
 Freeze = Literal["all", "last", "none"]
+FeatureCache = Literal["auto", "off"]
+FeatureDtype = Literal["float16", "float32"]
+WandbMode = Literal["online", "offline", "disabled"]
 """What of a pretrained encoder trains (``model.freeze``)."""
 
 
@@ -93,12 +96,12 @@ class TrainingConfig:
     """Seed of weights, sampling and augmentation."""
     device: str = "auto"
     """``auto`` (cuda if available), ``cpu`` or ``cuda``."""
-    feature_cache: str = "auto"
+    feature_cache: FeatureCache = "auto"
     """``auto``: precompute frozen-encoder features when the encoder is frozen; ``off``: always run the encoder."""
     augment_views: int = 4
     """With augmentation and a frozen encoder, precomputed views per training frame: the unshifted frame
     and ``augment_views - 1`` random shifts (held-out frames get the unshifted view only)."""
-    feature_dtype: str = "float16"
+    feature_dtype: FeatureDtype = "float16"
     """Storage dtype of cached encoder features: ``float16`` (half the disk and page cache; logits within
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""
     threads: Optional[int] = None
@@ -168,7 +171,7 @@ class WandbConfig:
     """W&B project."""
     entity: Optional[str] = None
     """W&B entity (team or user)."""
-    mode: str = "online"
+    mode: WandbMode = "online"
     """``online``, ``offline`` or ``disabled``."""
     num_samples_to_log: int = 16
     """Rows of the ``eval/prediction_samples`` table at each eval."""

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from .errors import ConfigError
 
@@ -163,5 +163,8 @@ class Registry(Generic[T]):
         entry = self._entries[key]
         if isinstance(entry, str):  # "module:attribute", imported now
             module, _, attr = entry.partition(":")
-            entry = self._entries[key] = getattr(importlib.import_module(module), attr)
+            target: Any = importlib.import_module(module)
+            for part in attr.split("."):  # "module:Class.method"
+                target = getattr(target, part)
+            entry = self._entries[key] = target
         return entry  # type: ignore[return-value]

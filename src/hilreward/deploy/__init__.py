@@ -6,6 +6,8 @@
 
 - :class:`RewardFunction`: frames -> :class:`RewardResult` (probability, success, reward, terminate,
   model_version, latency_ms); batched calls, per-env debounce, one version per episode.
+- :mod:`~hilreward.deploy.rule`: the one reward rule (:func:`judge`, :func:`success_probability`) that the
+  reward function, relabelling and the reward server share.
 - :func:`relabel_rewards`: the rewards of stored transitions (a replay buffer) as a new version gives them.
 - :class:`RewardClassifierWrapper`: gymnasium wrapper that replaces / adds to the env reward.
 - :class:`HumanOverride` with programmatic, keyboard and gamepad sources; disagreements become
@@ -23,13 +25,16 @@ from ..models.loading import load_classifier
 from .onnx_export import export_onnx
 from .override import HumanOverride, KeyboardSource, OverrideSource, PygameJoystickSource
 from .relabel import Relabelled, relabel_rewards
-from .reward_function import RewardFunction, RewardOptions, RewardResult
+from .reward_function import RewardFunction, RewardResult
+from .rule import RewardOptions, judge, success_probability
 from .wrapper import RewardClassifierWrapper
 
 __all__ = [
     "RewardFunction",
     "RewardResult",
     "RewardOptions",
+    "judge",
+    "success_probability",
     "relabel_rewards",
     "Relabelled",
     "RewardClassifierWrapper",

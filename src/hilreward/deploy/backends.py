@@ -22,7 +22,6 @@ when torch-only options (``compile``, ``channels_last``) are asked for.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
 from ..models.loading import load_classifier, model_version
-from ..utils import CAMERA_PREFIX, full_key
+from ..utils import CAMERA_PREFIX, Registry, full_key
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +82,24 @@ class Backend(Protocol):
 
 
 Factory = Callable[[BackendOptions], Backend]
-_BACKENDS: dict[str, Union[Factory, str]] = {}
+BACKENDS: Registry[Factory] = Registry("backend")
+"""``backend=`` names: ``auto``, ``torch``, ``onnx``, ``grpc`` (``"module:attr"`` entries are imported on first use)."""
 
 
 def register_backend(name: str, factory: Union[Factory, str]) -> None:
     """Make ``backend=name`` build its backend with ``factory(options)`` (or ``"module:attr"``, imported on first use)."""
     if not callable(factory) and not (isinstance(factory, str) and ":" in factory):
         raise ConfigError(f"register_backend({name!r}, ...): give a callable or a 'module:attr' string")
-    _BACKENDS[name] = factory
+    BACKENDS.register(name, factory)
 
 
 def list_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return sorted(BACKENDS.names())
 
 
 def create_backend(name: str, options: BackendOptions) -> Backend:
     """The backend registered as ``name``, built from ``options``."""
-    factory = _BACKENDS.get(name)
-    if factory is None:
-        raise ConfigError(f"backend={name!r} is not known; known backends: {', '.join(list_backends())} "
-                          "(register_backend(name, factory) adds one)")
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        target: Any = importlib.import_module(module)
-        for part in attr.split("."):
-            target = getattr(target, part)
-        factory = _BACKENDS[name] = target
-    return factory(options)
+    return BACKENDS.get(name)(options)
 
 
 def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:

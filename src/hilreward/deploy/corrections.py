@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..utils import move_dir
-from ..utils import full_key
+from ..utils import full_key, move_dir
+from .rule import success_probability
 
 
 
@@ -49,6 +49,9 @@ class Correction:
     context: dict[int, float] | None = None
     """Success probabilities the server gave the neighbouring steps of the same episode (step -> probability),
     recorded when the correction arrived: where the served labels change near it (a keypress is late)."""
+    success_class: int = -1
+    """Multi-class: the class of ``probability`` that counts as success (the reward options'); not stored by a
+    correction store, whose readers take their server's."""
 
 
 @runtime_checkable
@@ -117,10 +120,6 @@ class DatasetCorrectionSink:
     def close(self) -> None:
         self.flush()
 
-    @property
-    def num_corrections(self) -> int:
-        return sum(len(e) for e in self._episodes) + sum(len(e) for e in self._open.values())
-
     def _write(self) -> None:
         from ..data.writer import DatasetWriter
 
@@ -147,7 +146,7 @@ class DatasetCorrectionSink:
                 frames = {k: np.stack([c.frames[k] for c in episode]) for k in cameras}
                 columns = {
                     "next.reward": np.array([c.label for c in episode], dtype=np.float32),
-                    "classifier.probability": np.array([_success_prob(c.probability) for c in episode],
+                    "classifier.probability": np.array([success_probability(c.probability, c.success_class) for c in episode],
                                                        dtype=np.float32),
                     "correction.episode": np.array([c.episode for c in episode], dtype=np.int64),
                     "correction.step": np.array([c.step for c in episode], dtype=np.int64),
@@ -160,10 +159,6 @@ class DatasetCorrectionSink:
             move_dir(written, self.root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _success_prob(probability: float | list[float]) -> float:
-    return float(probability[-1]) if isinstance(probability, (list, tuple)) else float(probability)
 
 
 def make_sink(sink: CorrectionSink | str | os.PathLike | None) -> CorrectionSink | None:

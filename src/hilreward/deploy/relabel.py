@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .reward_function import RewardFunction
+from .rule import judge_frames
 
 
 @dataclass
@@ -49,13 +50,7 @@ def relabel_rewards(reward_fn: RewardFunction | str | Path, frames: dict[str, An
     fn = reward_fn if isinstance(reward_fn, RewardFunction) else RewardFunction.from_pretrained(reward_fn)
     try:
         probs = fn.relabel(frames, batch_size=batch_size, version=version)
-        opts = fn.options
-        score = np.asarray(probs if probs.ndim == 1 else probs[:, opts.success_class], dtype=np.float32)
-        success = score >= opts.success_threshold
-        if opts.mode == "sparse":
-            rewards = np.where(success, opts.success_reward, 0.0).astype(np.float32)
-        else:
-            rewards = (score * opts.success_reward).astype(np.float32)
+        score, success, rewards = judge_frames(probs, fn.options)
         changed = 0
         if previous is not None:
             before = np.asarray(previous, dtype=np.float32).reshape(-1)

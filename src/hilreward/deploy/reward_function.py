@@ -6,8 +6,9 @@
     reward_fn.reset()            # at each episode start
 
 Success is ``probability >= success_threshold`` held for ``consecutive`` frames in a row
-(per environment for ``batch``). A :class:`~hilreward.deploy.override.HumanOverride` label wins
-for its step; when it disagrees with the classifier it is recorded as a correction.
+(per environment for ``batch``), by the one reward rule of :mod:`hilreward.deploy.rule` (the reward
+server's too). A :class:`~hilreward.deploy.override.HumanOverride` label wins for its step; when it
+disagrees with the classifier it is recorded as a correction.
 
 A version never changes inside an episode: with a backend whose version can change (a reward
 server that hot-swaps retrained versions), each environment's episode keeps the version that
@@ -19,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -31,11 +32,9 @@ from ..images import to_uint8_hwc
 from .backends import Backend, BackendOptions, EpisodeStep, create_backend, pick_camera
 from .corrections import Correction, CorrectionSink, make_sink
 from .override import HumanOverride
+from .rule import RewardOptions, judge
 
 log = logging.getLogger(__name__)
-
-MODES = ("sparse", "dense")
-
 
 @dataclass
 class RewardResult:
@@ -65,32 +64,6 @@ class RewardResult:
 
 
 @dataclass
-class RewardOptions:
-    """How probabilities become rewards."""
-
-    success_threshold: float = 0.5
-    """Success when the success probability is >= this."""
-    success_reward: float = 1.0
-    """Reward on success (sparse) or the scale of the probability (dense)."""
-    terminate_on_success: bool = True
-    """Set ``terminate`` on success."""
-    mode: str = "sparse"
-    """``sparse``: reward = success_reward on success, else 0; ``dense``: reward = probability * success_reward."""
-    consecutive: int = 1
-    """Frames in a row at or above the threshold before success (debounce)."""
-    success_class: int = -1
-    """Multi-class only: the class whose probability counts as success (default: the last)."""
-
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode={self.mode!r}: use one of {', '.join(MODES)}")
-        if not 0.0 <= self.success_threshold <= 1.0:
-            raise ConfigError(f"success_threshold={self.success_threshold}: must be within [0, 1]")
-        if int(self.consecutive) != self.consecutive or self.consecutive < 1:
-            raise ConfigError(f"consecutive={self.consecutive}: must be an integer >= 1")
-
-
-@dataclass
 class _EnvState:
     streak: int = 0
     step: int = 0
@@ -111,6 +84,8 @@ class RewardFunction:
         self._model_version = model_version or backend.model_version
         self.options = options or RewardOptions()
         self.options.validate()
+        if self.options.success_threshold is None:  # the checkpoint's (a reward server's: the one serving now)
+            self.options = replace(self.options, success_threshold=float(getattr(backend, "threshold", 0.5)))
         self.override = override
         if override is not None and corrections is None:
             corrections = default_corrections_dir(self._model_version)
@@ -152,8 +127,8 @@ class RewardFunction:
             address=address, token=token, timeout_s=timeout_s))
         if override is not None and corrections is None and hasattr(runner, "correction_sink"):
             corrections = runner.correction_sink()
-        threshold = success_threshold if success_threshold is not None else runner.threshold
-        options = RewardOptions(threshold, success_reward, terminate_on_success, mode, consecutive, success_class)
+        options = RewardOptions(success_threshold, success_reward, terminate_on_success, mode, consecutive,
+                                success_class)
         return cls(runner, options=options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
@@ -274,30 +249,24 @@ class RewardFunction:
         opts = self.options
         results = []
         for i, state in enumerate(states):
-            version = versions[i]
-            p = probs[i]
-            score = float(p[opts.success_class]) if p.ndim else float(p)
-            state.streak = state.streak + 1 if score >= opts.success_threshold else 0
-            classifier_success = state.streak >= opts.consecutive
-            success, override = classifier_success, None
-            if labels[i] is not None:
-                label, source = labels[i]
-                success, override = bool(label), ("success" if label else "failure")
-                state.streak = opts.consecutive if label else 0
-                score = float(label)
-                if success != classifier_success and self.corrections is not None:
+            version, p = versions[i], probs[i]
+            label, source = labels[i] if labels[i] is not None else (None, None)
+            judged = judge(p, opts, state.streak, label=label)
+            override = None
+            if label is not None:
+                override = "success" if label else "failure"
+                classifier = judge(p, opts, state.streak)
+                if judged.success != classifier.success and self.corrections is not None:
                     self.corrections.add(Correction(
                         frames={k: to_uint8_hwc(v[i], k) for k, v in batched.items()}, label=int(label),
                         probability=_probability(p), model_version=version, time=time.time(),
-                        episode=state.episode, step=state.step, env_index=i, source=source))
-            if opts.mode == "sparse":
-                reward = opts.success_reward if success else 0.0
-            else:
-                reward = score * opts.success_reward
+                        episode=state.episode, step=state.step, env_index=i, source=source,
+                        success_class=opts.success_class))
+            state.streak = judged.streak
             results.append(RewardResult(
-                probability=_probability(p), success=success, reward=float(reward),
-                terminate=bool(success and opts.terminate_on_success), model_version=version,
-                latency_ms=latency, override=override, episode_id=state.episode_id, step=state.step))
+                probability=_probability(p), success=judged.success, reward=judged.reward,
+                terminate=judged.terminate, model_version=version, latency_ms=latency, override=override,
+                episode_id=state.episode_id, step=state.step))
             state.step += 1
         return results
 

@@ -340,9 +340,8 @@ THRESHOLD_COLUMNS = [("threshold", "threshold"), ("precision", "precision"), ("r
 
 def _threshold_table(m: dict) -> str:
     head = "<tr><th>choice</th>" + "".join(f"<th>{c}</th>" for _, c in THRESHOLD_COLUMNS) + "</tr>"
-    soft = " (soft edges left out)" if m.get("config", {}).get("evidence", {}).get("soft_edges") else ""
     labels = {"0.5": "0.5", "checkpoint": "checkpoint's threshold", "given": "given threshold",
-              "target_precision": f"precision ≥ {m['target_precision']:g}{soft}, max recall",
+              "target_precision": f"precision ≥ {m['target_precision']:g}, max recall",
               "zero_gross_false_terminations": "lowest with 0 gross false terminations",
               "zero_false_terminations": "lowest with 0 false terminations (strict)",
               "recommended": "recommended"}

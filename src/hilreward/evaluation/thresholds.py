@@ -5,9 +5,8 @@ the lowest, so it keeps the largest margin and reproduces exactly the counts rep
 
 * ``precision_threshold``: among thresholds whose frame precision is ``>= target_precision``, the one
   with the highest recall (ties: higher precision); None when no threshold reaches the target. Every
-  negative frame counts; ``soft_edges=True`` leaves out the negatives within the tolerance of a
-  positive one, which the leave-one-task-out study (studies/presets/README.md) rejected: on tasks it was not
-  chosen on it allowed more gross false terminations (11 against 5 over 9 tasks).
+  negative frame counts (leaving out those within the tolerance of a positive one was rejected by the
+  leave-one-task-out study, studies/presets/README.md: 11 gross false terminations against 5 over 9 tasks).
 * ``zero_gross_threshold``: the lowest threshold with no *gross* false termination (no fire more than
   the tolerance before an onset, none in an episode that never succeeds).
 * ``zero_ft_threshold``: the lowest threshold with no false termination at all (strict: not even
@@ -60,8 +59,6 @@ class EvidenceRule:
     max_recall_cost: float = 0.02
     """The strict (no early fire at all) threshold is taken only when it loses at most this much frame recall
     against the gross rule's threshold."""
-    min_threshold: float = 0.0
-    """The rule never recommends a threshold below this."""
     max_recall_loss: Optional[float] = 0.02
     """The threshold loses at most this much frame recall against the fallback on this set: above that, the highest
     threshold that loses no more (rule ``recall_cap``); None: no bound. Chosen by leave-one-task-out on out-of-fold
@@ -71,9 +68,6 @@ class EvidenceRule:
     max_missed: float = 0.5
     """The rule's threshold is recommended only when it misses (never fires in) at most this fraction of the
     succeeding episodes."""
-    soft_edges: bool = False
-    """The precision target leaves out negative frames within the tolerance of a positive one (the soft edges of a
-    success); off by default (see the module docstring)."""
     confidence: float = 0.95
     """Confidence level of the bootstrap intervals."""
     n_resamples: int = 1000
@@ -119,7 +113,6 @@ RULE_TEXT = {
     "zero_gross_only": "no gross false termination (no threshold reaches the precision target)",
     "precision_only": "the precision target (no threshold is free of gross false terminations)",
     "strict": "no early fire at all (costs at most max_recall_cost of recall)",
-    "floor": "the lowest threshold the rule allows (min_threshold)",
     "recall_cap": "the highest threshold that loses at most max_recall_loss of recall against the fallback",
 }
 """What each rule name in ``evidence["rule"]`` means."""
@@ -137,30 +130,10 @@ def _below(probs: np.ndarray, value: float) -> float:
     return float(lower.max()) if lower.size else 0.0
 
 
-def edge_frames(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, tolerance: float) -> np.ndarray:
-    """Boolean mask of the negative frames within ``tolerance`` frames of a positive frame of the same episode."""
-    labels = np.asarray(labels) == 1
-    frame_index = np.asarray(frame_index)
-    edge = np.zeros(labels.size, dtype=bool)
-    for _, idx in episodes(episode_index, frame_index):
-        pos = frame_index[idx][labels[idx]]
-        if not pos.size or tolerance <= 0:
-            continue
-        f = frame_index[idx]
-        k = np.clip(np.searchsorted(pos, f), 1, pos.size)
-        nearest = np.minimum(np.abs(f - pos[k - 1]), np.abs(pos[np.minimum(k, pos.size - 1)] - f))
-        edge[idx] = ~labels[idx] & (nearest <= tolerance)
-    return edge
-
-
-def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision: float,
-                        ignore: Optional[np.ndarray] = None) -> Optional[float]:
-    """Threshold with precision >= target and the highest recall (ties: higher precision); frames in ``ignore``
-    count for neither."""
+def precision_threshold(labels: np.ndarray, probs: np.ndarray, target_precision: float) -> Optional[float]:
+    """Threshold with precision >= target and the highest recall (ties: higher precision)."""
     labels = np.asarray(labels) == 1
     probs = np.asarray(probs, dtype=np.float64)
-    if ignore is not None:
-        labels, probs = labels[~ignore], probs[~ignore]
     if not labels.any():
         return None
     precision, recall, thr = precision_recall_curve(labels, probs)
@@ -266,8 +239,7 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
     tol = tolerance_frames(tolerance_s, fps)
-    edges = edge_frames(episode_index, frame_index, labels, tol) if rule.soft_edges else None
-    t_prec = precision_threshold(labels, probs, target_precision, edges)
+    t_prec = precision_threshold(labels, probs, target_precision)
     t_gross = zero_termination_threshold(episode_index, frame_index, labels, probs, consecutive, tol)
     t_strict = zero_termination_threshold(episode_index, frame_index, labels, probs, consecutive, 0.0)
 
@@ -278,8 +250,6 @@ def choose_threshold(episode_index: np.ndarray, frame_index: np.ndarray, labels:
     if rule_t is not None and t_strict is not None and t_strict > rule_t \
             and _recall(labels, probs, t_strict) >= _recall(labels, probs, rule_t) - rule.max_recall_cost:
         rule_t, name = t_strict, "strict"
-    if rule_t is not None and rule_t < rule.min_threshold:
-        rule_t, name = rule.min_threshold, "floor"
     if rule_t is not None and rule.max_recall_loss is not None and rule_t > fallback:
         floor = _recall(labels, probs, fallback) - rule.max_recall_loss
         if _recall(labels, probs, rule_t) < floor:

@@ -45,11 +45,12 @@ import numpy as np
 import torch
 
 from ..access import resolve_token
-from ..utils import CAMERA_PREFIX
 from ..deploy.override import HumanOverride
 from ..deploy.relabel import relabel_rewards
 from ..deploy.reward_function import RewardFunction
+from ..deploy.rule import success_probabilities
 from ..errors import ConfigError, InputError
+from ..utils import CAMERA_PREFIX
 
 try:
     from lerobot.processor import ProcessorStep, ProcessorStepRegistry, TransitionKey
@@ -101,7 +102,7 @@ class PredictRewardAdapter:
         """
         images = lerobot_images(batch, self.reward_fn.camera_keys)
         probs = self.reward_fn.relabel(images)
-        score = probs if probs.ndim == 1 else probs[:, self.reward_fn.options.success_class]
+        score = success_probabilities(probs, self.reward_fn.options.success_class)
         device = next((v.device for v in images.values() if isinstance(v, torch.Tensor)), "cpu")
         return torch.from_numpy(np.ascontiguousarray(score, dtype=np.float32)).to(device)
 

@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import DatasetConfig, parse_overrides
+from ..deploy.rule import success_probability
 from ..errors import ConfigError, ServingError
 from ..usage import HELP_FLAGS, HelpRequested
 from . import review
@@ -61,6 +62,8 @@ class ExportConfig:
     """Task string of every episode."""
     overwrite: bool = False
     """Replace an existing ``out`` folder."""
+    success_class: int = -1
+    """Multi-class models: the class whose probability counts as success (the server's ``success_class``)."""
 
 
 @dataclass
@@ -85,11 +88,14 @@ class ReviewConfig:
     """accept / reject: why (kept with the review)."""
     reviewer: Optional[str] = None
     """accept / reject: who (default $USER)."""
+    success_class: int = -1
+    """Multi-class models: the class whose probability counts as success (the server's ``success_class``)."""
 
 
 def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec: str = "auto",
-                       task: str = "human correction", overwrite: bool = False) -> dict:
-    """Write every correction in ``store`` to the v3.0 dataset ``out``; returns a summary."""
+                       task: str = "human correction", overwrite: bool = False, success_class: int = -1) -> dict:
+    """Write every correction in ``store`` to the v3.0 dataset ``out``; returns a summary. ``classifier.probability``
+    holds each correction's success probability (class ``success_class`` of a multi-class model's)."""
     from ..data.writer import DatasetWriter
     from ..images import resize_uint8
 
@@ -128,7 +134,7 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
                 frames[key] = np.stack(stack)
             columns = {
                 "next.reward": np.array([c.correction.label for c in group], dtype=np.float32),
-                "classifier.probability": np.array([_success(c.correction.probability) for c in group],
+                "classifier.probability": np.array([success_probability(c.correction.probability, success_class) for c in group],
                                                    dtype=np.float32),
                 "correction.id": np.array([c.id for c in group], dtype=np.int64),
                 "correction.episode": np.array([c.correction.episode for c in group], dtype=np.int64),
@@ -150,10 +156,6 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"out": str(out), "corrections": len(complete), "skipped": len(corrections) - len(complete),
             "episodes": len(episodes), "cameras": cameras}
-
-
-def _success(probability: float | list[float]) -> float:
-    return float(probability[-1]) if isinstance(probability, list) else float(probability)
 
 
 def _existing(store: str) -> CorrectionStore:
@@ -191,7 +193,8 @@ def review_main(action: str, args: list[str]) -> int:
                           "of `hilreward serve`, by default <state_dir>/corrections.sqlite)")
     if action == "list":
         with CorrectionStore(cfg.store, readonly=True) as db:
-            items, counts = review.list_corrections(db, [cfg.status] if cfg.status else None, max(0, cfg.limit))
+            items, counts = review.list_corrections(db, [cfg.status] if cfg.status else None, max(0, cfg.limit),
+                                                    success_class=cfg.success_class)
             attempts = db.attempts(limit=1)
         if attempts and not attempts[0].passed:
             a = attempts[0]
@@ -206,7 +209,7 @@ def review_main(action: str, args: list[str]) -> int:
         raise ConfigError(f"corrections {action} needs id=<n>" + (" or ids=[n,m,...]" if action != "show" else ""))
     if action == "show":
         with CorrectionStore(cfg.store, readonly=True) as db:
-            detail = review.show_correction(db, ids[0])
+            detail = review.show_correction(db, ids[0], cfg.success_class)
         v = detail.view
         print(_line(v))
         print(f"status: {v.status}" + (f" ({v.status_detail})" if v.status_detail else ""))
@@ -265,7 +268,7 @@ def main(args: list[str]) -> int:
     if not cfg.store or not cfg.out:
         raise ConfigError(f"corrections export needs store= and out=; {USAGE}")
     summary = export_corrections(cfg.store, cfg.out, fps=cfg.fps, codec=cfg.codec, task=cfg.task,
-                                 overwrite=cfg.overwrite)
+                                 overwrite=cfg.overwrite, success_class=cfg.success_class)
     skipped = f" ({summary['skipped']} without every camera skipped)" if summary["skipped"] else ""
     print(f"wrote {summary['corrections']} corrections in {summary['episodes']} episodes to {summary['out']}"
           f"{skipped}; train on it with label.align=next (next.reward is the label of the frame shown)")

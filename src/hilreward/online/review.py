@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..deploy.rule import success_probability
 from ..errors import InputError
 from .store import STATUSES, Assessment, CorrectionStore, Review, StoredCorrection
 
@@ -72,11 +73,10 @@ class CorrectionCounts:
 
 
 def _view(stored: StoredCorrection, statuses: dict[int, Assessment], verdicts: dict[int, Review],
-          assessed_upto: int) -> CorrectionView:
+          assessed_upto: int, success_class: int) -> CorrectionView:
     c = stored.correction
     review = verdicts.get(stored.id)
     assessment = statuses.get(stored.id) if stored.id <= assessed_upto else None
-    p = c.probability
     if review is not None and review.verdict == "reject":
         status, detail = "rejected", f"rejected by {review.reviewer or 'review'}" + (f": {review.note}" if review.note else "")
     elif assessment is not None:
@@ -85,17 +85,18 @@ def _view(stored: StoredCorrection, statuses: dict[int, Assessment], verdicts: d
         status, detail = "pending", "no retraining attempt has seen it yet"
     now = assessment.probability if assessment is not None and assessment.probability >= 0 else None
     conflict = assessment.conflict if assessment is not None and status == "conflicts_offline" else None
-    return CorrectionView(stored.id, c.time, c.label, float(p[-1]) if isinstance(p, list) else float(p),
+    return CorrectionView(stored.id, c.time, c.label, success_probability(c.probability, success_class),
                           c.model_version, c.episode, c.step, c.env_index, c.source, status, detail, now, review,
                           conflict)
 
 
-def views(store: CorrectionStore) -> list[CorrectionView]:
-    """Every correction (oldest first) with its status and newest review."""
+def views(store: CorrectionStore, success_class: int = -1) -> list[CorrectionView]:
+    """Every correction (oldest first) with its status and newest review; ``success_class``: the serving
+    configuration's (multi-class models)."""
     attempts = store.attempts(limit=1)
     upto = attempts[0].last_correction_id if attempts else 0
     statuses, verdicts = store.latest_statuses(), store.verdicts()
-    return [_view(s, statuses, verdicts, upto) for s in store.read(frames=False)]
+    return [_view(s, statuses, verdicts, upto, success_class) for s in store.read(frames=False)]
 
 
 def count(items: list[CorrectionView]) -> CorrectionCounts:
@@ -115,20 +116,20 @@ def needs_review(items: list[CorrectionView], limit: int = 100) -> list[int]:
 
 
 def list_corrections(store: CorrectionStore, statuses: list[str] | None = None, limit: int = 100,
-                     before_id: int = 0) -> tuple[list[CorrectionView], CorrectionCounts]:
+                     before_id: int = 0, success_class: int = -1) -> tuple[list[CorrectionView], CorrectionCounts]:
     """The newest ``limit`` corrections (with ids below ``before_id`` when > 0) in ``statuses``, and the counts."""
     unknown = [s for s in statuses or [] if s not in STATUSES]
     if unknown:
         raise InputError(f"unknown status {unknown[0]!r}; known: {', '.join(STATUSES)}")
     if limit < 0 or before_id < 0:
         raise InputError("limit and before_id must be >= 0")
-    items = views(store)
+    items = views(store, success_class)
     picked = [v for v in reversed(items) if (not statuses or v.status in statuses)
               and (before_id <= 0 or v.id < before_id)]
     return picked[:limit or None], count(items)
 
 
-def show_correction(store: CorrectionStore, correction_id: int) -> CorrectionDetail:
+def show_correction(store: CorrectionStore, correction_id: int, success_class: int = -1) -> CorrectionDetail:
     """One correction with its frames, status history and reviews."""
     stored = store.get(correction_id)
     attempts = store.attempts(limit=1)
@@ -136,7 +137,7 @@ def show_correction(store: CorrectionStore, correction_id: int) -> CorrectionDet
     history = store.status_history(correction_id)
     reviews = store.reviews(correction_id)
     latest = {correction_id: history[-1]} if history else {}
-    view = _view(stored, latest, {correction_id: reviews[-1]} if reviews else {}, upto)
+    view = _view(stored, latest, {correction_id: reviews[-1]} if reviews else {}, upto, success_class)
     return CorrectionDetail(view, stored.correction.frames, history, reviews)
 
 

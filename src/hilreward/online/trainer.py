@@ -17,6 +17,7 @@ import numpy as np
 
 from ..config import DatasetConfig
 from ..curation.edits import edited_labels
+from ..deploy.rule import success_probabilities
 from ..errors import HilrewardError
 from . import gate
 from .adapt import LastStage
@@ -276,7 +277,7 @@ class HeadRetrainer:
 
     def _success(self, probs: np.ndarray) -> np.ndarray:
         """Success probability of class probabilities (the binary probability itself)."""
-        return probs if probs.ndim == 1 else probs[:, self.spec.success_class]
+        return success_probabilities(probs, self.spec.success_class)
 
     def _run(self, state: State, where: str, rows: np.ndarray | None = None,
              penultimate: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

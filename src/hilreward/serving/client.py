@@ -29,7 +29,9 @@ import numpy as np
 
 from ..deploy.backends import BackendOptions, EpisodeStep, pick_camera
 from ..deploy.reward_function import RewardResult
+from ..deploy.rule import success_probability
 from ..errors import ConfigError, InputError, ServingError, UnavailableError, error_of
+from ..images import to_uint8_hwc
 from ..online.review import CorrectionCounts
 from .images import encode_images
 from .protos import hilreward_pb2 as pb
@@ -341,17 +343,10 @@ def _frames(images: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _hwc_uint8(frame: Any, key: str) -> np.ndarray:
-    if hasattr(frame, "detach"):
-        frame = frame.detach().cpu().numpy()
-    arr = np.asarray(frame)
-    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
-        arr = arr.transpose(1, 2, 0)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
+    """One frame as uint8 (H, W, 3), by the package's one conversion (its range check included)."""
+    arr = to_uint8_hwc(frame, key)
+    if arr.ndim != 3:
         raise InputError(f"camera {key!r}: expected one (H, W, 3) frame, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise InputError(f"camera {key!r}: frames must be uint8 or float in [0, 1], got {arr.dtype}")
-        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr)
 
 
@@ -431,8 +426,7 @@ class GrpcCorrectionSink:
         self.acks: list[CorrectionAck] = []
 
     def add(self, correction: Any) -> None:
-        p = correction.probability
-        success = float(p[-1]) if isinstance(p, (list, tuple)) else float(p)
+        success = success_probability(correction.probability, getattr(correction, "success_class", -1))
         self.acks.append(self.client.submit_correction(
             correction.frames, label=int(correction.label), episode_id=int(correction.episode),
             step=int(correction.step), model_version=correction.model_version, probability=success,

@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..access import BindOptions
-from ..config import DatasetConfig, check_choices
+from ..config import DatasetConfig
+from ..deploy.rule import RewardOptions
 from ..errors import ConfigError
 from ..online.options import RetrainOptions
-
-MODES = ("sparse", "dense")
-
 
 @dataclass
 class RecentOptions:
@@ -32,7 +30,11 @@ class QueryOptions:
 
 
 @dataclass
-class ServeConfig(BindOptions):
+class ServeConfig(RewardOptions, BindOptions):
+    """The reward rule's keys (success_threshold, success_reward, terminate_on_success, mode, consecutive,
+    success_class) are deploy's :class:`~hilreward.deploy.rule.RewardOptions`, inherited so they stay top-level
+    keys; ``consecutive`` counts per episode_id (step 0 restarts)."""
+
     port: int = 50051
     """TCP port; 0 picks a free one (printed, and written to ``port_file``)."""
     token: Optional[str] = None
@@ -50,18 +52,6 @@ class ServeConfig(BindOptions):
     ``postgresql://user[:password]@host[:port]/database`` (shared by several replicas)."""
     replica: Optional[str] = None
     """Name of this server, stored with every correction it takes; default ``<hostname>:<port>``."""
-    success_threshold: Optional[float] = None
-    """Success when probability >= this; None uses the checkpoint's threshold."""
-    success_reward: float = 1.0
-    """Reward on success (sparse) or the scale of the probability (dense)."""
-    terminate_on_success: bool = True
-    """Set ``terminate`` on success."""
-    mode: str = "sparse"
-    """``sparse`` or ``dense`` reward."""
-    consecutive: int = 1
-    """Frames in a row at or above the threshold before success, counted per episode_id (step 0 restarts)."""
-    success_class: int = -1
-    """Multi-class only: the class whose probability counts as success."""
     max_message_mb: int = 16
     """Largest request or response in MiB."""
     max_batch: int = 8
@@ -85,12 +75,7 @@ class ServeConfig(BindOptions):
 def validate(cfg: ServeConfig) -> None:
     if not cfg.checkpoint:
         raise ConfigError("serve needs checkpoint=<dir>, e.g. checkpoint=outputs/train/checkpoints/best")
-    if cfg.mode not in MODES:
-        raise ConfigError(f"mode={cfg.mode!r}: use one of {', '.join(MODES)}")
-    if cfg.success_threshold is not None and not 0.0 <= cfg.success_threshold <= 1.0:
-        raise ConfigError(f"success_threshold={cfg.success_threshold}: must be within [0, 1]")
-    if cfg.consecutive < 1:
-        raise ConfigError(f"consecutive={cfg.consecutive}: must be >= 1")
+    cfg.validate()  # the reward rule's keys, and every choice
     if not 0 <= cfg.port <= 65535:
         raise ConfigError(f"port={cfg.port}: must be within 0..65535 (0 picks a free port)")
     if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2:
@@ -100,5 +85,4 @@ def validate(cfg: ServeConfig) -> None:
             or not 0 <= cfg.queries.min_need <= 1:
         raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
                           "queries.min_need within [0, 1]")
-    check_choices(cfg)
     cfg.check_bind()

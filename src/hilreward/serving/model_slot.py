@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..deploy.rule import success_probabilities
+
 
 class Predictor(Protocol):
     """What the server needs from a model: the deploy backends (TorchBackend, OnnxBackend) fit."""
@@ -90,7 +92,7 @@ class EnsemblePredictor:
         with torch.inference_mode():
             features = self.model.encode(self.model.preprocess(images))
             probs = self.model.probabilities(self.model.head(features))
-            success = probs if probs.ndim == 1 else probs[:, self.success_class]
+            success = success_probabilities(probs, self.success_class)
             uncertainty = spread(success, member_success(self.model, self.members, features, self.success_class))
         return probs.float().cpu().numpy(), uncertainty.float().cpu().numpy()
 

@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from ..deploy.corrections import Correction
+from ..deploy.rule import judge, success_probability
 from ..errors import AuthError, HilrewardError, InputError, status_of
 from ..online import review
 from ..online.store import CorrectionStore
@@ -126,47 +127,30 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         probs, uncertainty, model = self.batcher.run(frames, request.model_version)
         return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start)
 
-    def _success_probability(self, probs: np.ndarray) -> tuple[float, list[float], float | list[float]]:
-        """(success probability, every class's, what a correction stores) of one step."""
-        probs = np.asarray(probs, dtype=np.float64)
-        if probs.ndim == 0:
-            p = float(probs)
-            return p, [1.0 - p, p], p
-        classes = [float(x) for x in probs]
-        return classes[self.cfg.success_class], classes, classes
-
     def _response(self, model: ServedModel, probs: np.ndarray, uncertainty: float | None,
                   frames: dict[str, np.ndarray], episode_id: int, step: int, start: float) -> pb.PredictResponse:
-        p, classes, stored = self._success_probability(probs)
-        success = self._debounce(episode_id, step, p >= model.threshold)
-        reward = (self.cfg.success_reward if success else 0.0) if self.cfg.mode == "sparse" \
-            else p * self.cfg.success_reward
-        seen = self.log.add(episode_id=episode_id, step=step, frames=frames, probability=p, probabilities=stored,
-                            uncertainty=uncertainty, threshold=model.threshold, success=success,
-                            model_version=model.version)
-        self.queries.offer(seen)
-        return pb.PredictResponse(
-            probability=p, class_probabilities=classes, success=success, reward=reward,
-            terminate=bool(success and self.cfg.terminate_on_success), model_version=model.version,
-            server_latency_ms=(time.perf_counter() - start) * 1e3, episode_id=episode_id, step=step,
-            uncertainty=uncertainty, prediction_id=seen.id)
-
-    def _debounce(self, episode_id: int, step: int, above: bool) -> bool:
-        if self.cfg.consecutive <= 1:
-            return above
-        with self._streak_lock:
+        classes = _classes(probs)
+        with self._streak_lock:  # the episode's debounce streak (step 0 starts a new one)
             streak = 0 if step == 0 else self._streaks.pop(episode_id, 0)
-            streak = streak + 1 if above else 0
-            self._streaks[episode_id] = streak
+            judged = judge(probs, self.cfg, streak, threshold=model.threshold)
+            self._streaks[episode_id] = judged.streak
             while len(self._streaks) > 10_000:  # forget the oldest episodes
                 self._streaks.popitem(last=False)
-        return streak >= self.cfg.consecutive
+        seen = self.log.add(episode_id=episode_id, step=step, frames=frames, probability=judged.probability,
+                            probabilities=_stored(probs), uncertainty=uncertainty, threshold=model.threshold,
+                            success=judged.success, model_version=model.version)
+        self.queries.offer(seen)
+        return pb.PredictResponse(
+            probability=judged.probability, class_probabilities=classes, success=judged.success,
+            reward=judged.reward, terminate=judged.terminate, model_version=model.version,
+            server_latency_ms=(time.perf_counter() - start) * 1e3, episode_id=episode_id, step=step,
+            uncertainty=uncertainty, prediction_id=seen.id)
 
     def rejudge(self, prediction: Prediction) -> Prediction:
         """``prediction`` as the version serving now sees it."""
         probs, uncertainty, model = self.batcher.run(prediction.frames)
-        p, _, stored = self._success_probability(probs)
-        return rejudged(prediction, p, stored, uncertainty, model.threshold, model.version)
+        return rejudged(prediction, success_probability(probs, self.cfg.success_class), _stored(probs), uncertainty,
+                        model.threshold, model.version)
 
     def Predict(self, request, context):
         return self._call(context, lambda: self._predict(request))
@@ -191,7 +175,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         else:  # score the frames with the version serving now
             probs, _, scored = self.batcher.run(frames)
             version = scored.version
-            probability = float(probs) if np.ndim(probs) == 0 else [float(x) for x in probs]
+            probability = _stored(probs)
         correction = Correction(
             frames=frames, label=int(request.label), probability=probability, model_version=version,
             time=request.time or time.time(), episode=request.episode_id, step=request.step,
@@ -243,7 +227,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         key = (self.store.last_id(), self.store.last_review_id(), self.store.last_attempt_id())
         with self._views_lock:
             if self._views[0] != key:
-                self._views = (key, review.views(self.store))
+                self._views = (key, review.views(self.store, self.cfg.success_class))
             return self._views[1]
 
     def model_info(self, model: ServedModel | None = None) -> pb.ModelInfo:
@@ -329,7 +313,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def _list_corrections(self, request: pb.ListCorrectionsRequest) -> pb.ListCorrectionsResponse:
         items, counts = review.list_corrections(self.store, list(request.statuses), request.limit or 100,
-                                                request.before_id)
+                                                request.before_id, self.cfg.success_class)
         return pb.ListCorrectionsResponse(corrections=[_summary(v) for v in items],
                                           counts=pb.CorrectionCounts(**asdict(counts)))
 
@@ -352,7 +336,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def _get_correction(self, request: pb.GetCorrectionRequest) -> pb.CorrectionDetail:
         _check_images_request(request.max_side, request.jpeg_quality)
-        detail = review.show_correction(self.store, request.id)
+        detail = review.show_correction(self.store, request.id, self.cfg.success_class)
         offline, note = self._offline_images(detail.view.conflict)
         return pb.CorrectionDetail(
             summary=_summary(detail.view),
@@ -420,3 +404,12 @@ def _conflict(conflict: dict | None) -> pb.OfflineConflict | None:
     return pb.OfflineConflict(**conflict) if conflict else None
 
 
+def _stored(probs: np.ndarray) -> float | list[float]:
+    """One step's output as predictions and corrections keep it: the binary probability, or every class's."""
+    return float(probs) if np.ndim(probs) == 0 else [float(x) for x in np.asarray(probs).reshape(-1)]
+
+
+def _classes(probs: np.ndarray) -> list[float]:
+    """Every class's probability (a binary model's as [1 - p, p])."""
+    stored = _stored(probs)
+    return [1.0 - stored, stored] if isinstance(stored, float) else stored

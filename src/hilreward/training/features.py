@@ -22,12 +22,13 @@ import time
 import uuid
 import warnings
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, Optional, get_args
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import FeatureDtype
 from ..data import FrameData, balanced_weights, cache_root
 from ..errors import ConfigError
 from .augment import ColorJitter, random_shift, shift_offsets
@@ -37,7 +38,7 @@ from .losses import classification_loss, correct_predictions
 log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = 2  # 2: computed from frame-cache format 2
-FEATURE_DTYPES = ("float16", "float32")
+FEATURE_DTYPES = get_args(FeatureDtype)
 
 
 def encoder_parameters(model) -> list[torch.nn.Parameter]:

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig, compose, from_yaml, to_yaml
+from ..config import TrainConfig, check_choices, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..errors import ConfigError
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
@@ -44,8 +44,6 @@ from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
 from ..utils import write_atomic
-
-FEATURE_CACHE_MODES = ("auto", "off")
 
 
 def main(args: list[str]) -> int:
@@ -345,9 +343,7 @@ def _validate(cfg: TrainConfig) -> None:
     t = cfg.training
     if cfg.dataset.root is None and cfg.dataset.repo_id is None:
         raise ConfigError("no dataset: set dataset.root=<folder> or dataset_repo_id=<hub id>")
-    if t.feature_cache not in FEATURE_CACHE_MODES:
-        raise ConfigError(f"training.feature_cache={t.feature_cache!r} is not known "
-                          f"(known: {', '.join(FEATURE_CACHE_MODES)})")
+    check_choices(cfg)  # a config built in Python was not parsed
     for key in ("steps", "batch_size", "log_freq", "save_freq"):
         if getattr(t, key) < 1:
             raise ConfigError(f"training.{key}={getattr(t, key)} must be at least 1")

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import WandbConfig
-from ..errors import ConfigError
-
-MODES = ("online", "offline", "disabled")
-
+from ..config import WandbConfig, check_choices
+from ..utils import write_atomic
 
 class WandbLogger:
     """Logs the config, scalar metrics by step, and an ``eval/prediction_samples`` table at each eval.
@@ -20,8 +17,7 @@ class WandbLogger:
     """
 
     def __init__(self, cfg: WandbConfig, output_dir: Path, config: dict, resume: bool):
-        if cfg.mode not in MODES:
-            raise ConfigError(f"wandb.mode={cfg.mode!r} is not known (known: {', '.join(MODES)})")
+        check_choices(cfg, "wandb.")
         import wandb
 
         self._wandb = wandb
@@ -32,7 +28,7 @@ class WandbLogger:
         run_id = id_file.read_text().strip() if resume and id_file.is_file() else uuid.uuid4().hex[:12]
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(wandb_dir),
                               config=config, id=run_id, resume="allow", job_type="train-reward-classifier")
-        id_file.write_text(run_id)
+        write_atomic(id_file, run_id)
 
     def log(self, metrics: dict, step: int) -> None:
         self.run.log(metrics, step=step)

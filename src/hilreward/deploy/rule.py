@@ -1,0 +1,114 @@
+"""The reward rule, in one place: how one step's probabilities become success, reward and terminate.
+
+- The **success probability** of a step is the binary model's probability, or a multi-class model's
+  probability of ``success_class`` (:func:`success_probability`; :func:`success_probabilities` for a batch).
+- **Success** is a success probability ``>= threshold`` held for ``consecutive`` steps in a row of one
+  episode (the debounce ``streak``). A human label, when there is one, wins for its step: success is the
+  label, the probability counts as the label, and the streak restarts full (success) or empty (failure).
+- **Reward**: ``success_reward`` on success, else 0 (``mode=sparse``), or ``probability * success_reward``
+  (``mode=dense``). **Terminate**: ``success and terminate_on_success``.
+
+:class:`~hilreward.deploy.RewardFunction`, :func:`~hilreward.deploy.relabel_rewards` and the reward server
+judge with :func:`judge` (stored frames, which have no episode order, with :func:`judge_frames`); corrections,
+the review page, ``hilreward corrections``, the retrainer and the client read success probabilities with
+:func:`success_probability`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import numpy as np
+
+from ..config import check_choices
+from ..errors import ConfigError
+
+Mode = Literal["sparse", "dense"]
+
+
+@dataclass
+class RewardOptions:
+    """How probabilities become rewards (the keys of ``hilreward serve`` and ``RewardFunction.from_pretrained``)."""
+
+    success_threshold: Optional[float] = None
+    """Success when the success probability is >= this; None: the checkpoint's threshold (0.5 without one)."""
+    success_reward: float = 1.0
+    """Reward on success (sparse) or the scale of the probability (dense)."""
+    terminate_on_success: bool = True
+    """Set ``terminate`` on success."""
+    mode: Mode = "sparse"
+    """``sparse``: reward = success_reward on success, else 0; ``dense``: reward = probability * success_reward."""
+    consecutive: int = 1
+    """Frames in a row at or above the threshold before success (debounce), counted per episode."""
+    success_class: int = -1
+    """Multi-class only: the class whose probability counts as success (default: the last)."""
+
+    def validate(self) -> None:
+        check_choices(self)
+        if self.success_threshold is not None and not 0.0 <= self.success_threshold <= 1.0:
+            raise ConfigError(f"success_threshold={self.success_threshold}: must be within [0, 1]")
+        if int(self.consecutive) != self.consecutive or self.consecutive < 1:
+            raise ConfigError(f"consecutive={self.consecutive}: must be an integer >= 1")
+
+
+@dataclass
+class Judgement:
+    """The rule's answer for one step."""
+
+    probability: float
+    """The success probability (the label's 0 / 1 when a human label decided)."""
+    success: bool
+    reward: float
+    terminate: bool
+    streak: int
+    """The episode's debounce streak after this step (pass it to the next step's :func:`judge`)."""
+
+
+def success_probability(probability: Any, success_class: int = -1) -> float:
+    """One step's success probability: a binary probability itself, else class ``success_class`` of a list."""
+    p = np.asarray(probability, dtype=np.float64)
+    return float(p) if p.ndim == 0 else float(p[success_class])
+
+
+def success_probabilities(probs: np.ndarray, success_class: int = -1) -> np.ndarray:
+    """A batch's success probabilities: (N,) binary probabilities as they are, (N, C) class probabilities' column
+    ``success_class``."""
+    probs = np.asarray(probs) if not hasattr(probs, "ndim") else probs
+    return probs if probs.ndim == 1 else probs[:, success_class]
+
+
+def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: Optional[float] = None,
+          label: Optional[int] = None) -> Judgement:
+    """Judge one step of an episode whose debounce streak so far is ``streak`` (0 at its first step).
+
+    ``probability``: the model's output for the step (a float, or class probabilities); ``threshold``: the
+    served version's threshold when ``options.success_threshold`` is None; ``label``: a human's 1 / 0 that wins.
+    """
+    t = options.success_threshold if options.success_threshold is not None else threshold
+    if t is None:
+        raise ConfigError("no success threshold: set success_threshold or pass the model's threshold")
+    score = success_probability(probability, options.success_class)
+    streak = streak + 1 if score >= t else 0
+    success = streak >= options.consecutive
+    if label is not None:
+        success, score = bool(label), float(bool(label))
+        streak = options.consecutive if success else 0
+    reward = options.success_reward * (float(success) if options.mode == "sparse" else score)
+    return Judgement(score, success, float(reward), bool(success and options.terminate_on_success), streak)
+
+
+def judge_frames(probs: np.ndarray, options: RewardOptions,
+                 threshold: Optional[float] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(success probability, success, reward) of stored frames, each on its own (no debounce: the frames of a
+    replay buffer have no episode order), by the same rule as :func:`judge`."""
+    t = options.success_threshold if options.success_threshold is not None else threshold
+    if t is None:
+        raise ConfigError("no success threshold: set success_threshold or pass the model's threshold")
+    score = np.asarray(success_probabilities(probs, options.success_class), dtype=np.float32)
+    success = score >= t
+    reward = options.success_reward * (success.astype(np.float32) if options.mode == "sparse" else score)
+    return score, success, reward.astype(np.float32)
+
+
+__all__ = ["RewardOptions", "Judgement", "judge", "judge_frames", "success_probability", "success_probabilities"]
