@@ -57,6 +57,11 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _faster(speedup: float | None) -> str:
+    """How to read a speedup (LeRobot's time / hilreward's): above 1 hilreward is faster."""
+    return "(hilreward faster)" if speedup and speedup >= 1 else "(hilreward slower)"
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -343,7 +348,7 @@ def write_doc(r: dict, path: Path) -> None:
         f"| time to a deployable classifier (>= 99 % on 16-19, 0 gross, evidence-backed threshold) | "
         f"{fmt(d['lerobot_s'], '.0f')} s{' (not reached; cap)' if not d['lerobot_reached'] else ''} | "
         f"{fmt(d['hilreward_s'])} s{'' if d['hilreward_s'] else ' (not reached)'} | "
-        f"**{fmt(r['time_to_deployable_speedup'])}x** faster{d_lb} |",
+        f"**{fmt(r['time_to_deployable_speedup'])}x** {_faster(r['time_to_deployable_speedup'])}{d_lb} |",
         f"| that checkpoint on 16-19: accuracy, gross false terminations, threshold | "
         f"{lr_acc({'next.reward': lr_d.get('observation.success')})}, {lr_d.get('gross_false_terminations', 'n/a')}, "
         f"0.5 (step {lr_d.get('step', 'n/a')}{'' if d['lerobot_reached'] else ', its closest'}) | "
@@ -352,7 +357,7 @@ def write_doc(r: dict, path: Path) -> None:
         f"{'enough evidence' if h_cal.get('enough') else 'too little evidence'}) | |",
         f"| time to 95 % held-out accuracy | {fmt(t['lerobot_s'], '.0f')} s"
         f"{' (not reached; cap)' if not t['lerobot_reached'] else ''} | {fmt(t['hilreward_s'])} s | "
-        f"**{fmt(r['time_to_95_speedup'])}x** faster{lb} |",
+        f"**{fmt(r['time_to_95_speedup'])}x** {_faster(r['time_to_95_speedup'])}{lb} |",
         f"| best held-out accuracy reached | {lr_acc(lr_best)} (step {lr_best.get('step', 'n/a')}) | "
         f"{fmt(same['at_hilreward_total_run']['hilreward_accuracy'], '.3f')} | |",
         f"| accuracy at hilreward's time to 95 % ({fmt(same['at_hilreward_time_to_95']['wall_s'])} s) | "

@@ -14,8 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hilreward.config import DatasetConfig, LabelConfig, TrainConfig, to_yaml
 from hilreward.data import load_frame_data
-from hilreward.deploy import RewardFunction
-from hilreward.deploy.reward_function import RewardOptions
+from hilreward.deploy import RewardFunction, RewardOptions
 from hilreward.errors import AuthError, ConfigError, InputError, ServingError, UnavailableError
 from hilreward.serving import GrpcBackend, RewardClient
 from hilreward.serving.images import encode_image

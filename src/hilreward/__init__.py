@@ -7,8 +7,8 @@ Heavy names (torch, grpc) load on first use, so ``import hilreward`` stays cheap
 - Model:       RewardClassifier, build_encoder, register_encoder, list_encoders
 - Training:    TrainConfig, compose, train
 - Evaluation:  evaluate, predict
-- Deployment:  RewardFunction, RewardResult, RewardClassifierWrapper, HumanOverride, export_onnx, import_lerobot,
-               register_backend, relabel_rewards
+- Deployment:  RewardFunction, RewardResult, RewardOptions, RewardClassifierWrapper, HumanOverride, export_onnx,
+               import_lerobot, register_backend, relabel_rewards
 - Serving:     RewardClient, CorrectionStore
 - Errors:      HilrewardError and subclasses (documented in hilreward.errors)
 """
@@ -47,6 +47,7 @@ _LAZY = {
     "predict": "hilreward.evaluation",
     "RewardFunction": "hilreward.deploy",
     "RewardResult": "hilreward.deploy",
+    "RewardOptions": "hilreward.deploy",
     "RewardClassifierWrapper": "hilreward.deploy",
     "HumanOverride": "hilreward.deploy",
     "export_onnx": "hilreward.deploy",

@@ -293,4 +293,4 @@ def default_corrections_dir(version: str) -> Path:
     return Path("corrections") / f"{version}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-__all__ = ["RewardFunction", "RewardResult", "RewardOptions"]
+__all__ = ["RewardFunction", "RewardResult"]
