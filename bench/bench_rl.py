@@ -622,8 +622,12 @@ def cmd_run(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     args.data_dir = args.data_dir or str(out / "data")
     kills = dict(item.split("=", 1) for item in args.kill_server_at or [])
-    (out / "settings.json").write_text(json.dumps({t: asdict(settings_from(args, t)) for t in args.tasks}, indent=1)
-                                       + "\n")
+    path = out / "settings.json"  # runs of other tasks (another invocation, maybe still running) keep theirs
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    known.update({t: asdict(settings_from(args, t)) for t in args.tasks})
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(known, indent=1) + "\n")
+    tmp.replace(path)
     for task in args.tasks:
         settings = settings_from(args, task)
         for arm in args.arms:

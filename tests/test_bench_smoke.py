@@ -86,9 +86,9 @@ def test_docs_section_is_replaced_and_other_sections_kept(tmp_path, monkeypatch)
     run_all.write_doc(fake_result(3.0), Path("bench/results/2026-01-01.json"))
     text = doc.read_text()
     assert "keep me" in text and text.count(run_all.SECTION) == 1
-    assert "**3.0x** faster (lower bound" in text and "**12.0x**" not in text
+    assert "**3.0x** (hilreward faster) (lower bound" in text and "**12.0x**" not in text
     assert "time_to_95_speedup >= 10: **missed**" in text
-    assert "**6.0x** faster (lower bound: LeRobot never got there" in text
+    assert "**6.0x** (hilreward faster) (lower bound: LeRobot never got there" in text
     assert "time_to_deployable_speedup >= 10: **missed**" in text
     assert "0.790, 1, 0.5 (step 25, its closest) | 0.995, 0, 0.83 (cv, enough evidence)" in text
 
