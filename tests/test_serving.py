@@ -4,6 +4,7 @@ malformed requests, tokens, health, message size, concurrency, and RewardFunctio
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -255,6 +256,29 @@ def test_health_reports_serving(server, client):
             health_pb2.HealthCheckResponse.SERVING
     channel.close()
     assert client.health() == "SERVING"
+
+
+def test_wait_ready_waits_for_a_server_that_starts_later(ckpt, tmp_path):
+    import socket
+    with socket.socket() as s:  # a free port, then nothing listening on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with RewardClient(f"127.0.0.1:{port}", timeout_s=2) as early:
+        t0 = time.monotonic()
+        with pytest.raises(UnavailableError, match="no reward server"):
+            early.wait_ready(timeout_s=0.5)
+        assert time.monotonic() - t0 < 5
+        cfg = ServeConfig(checkpoint=str(ckpt), port=port, state_dir=str(tmp_path))
+        starter = threading.Timer(0.5, lambda: servers.append(RewardServer(cfg).start()))
+        servers: list[RewardServer] = []
+        starter.start()
+        try:
+            early.wait_ready(timeout_s=30)  # returns once the server listens
+            assert early.health() == "SERVING"
+        finally:
+            starter.join()
+            for srv in servers:
+                srv.stop()
 
 
 def test_strict_server_auth_predict_message_limit_and_debounce(ckpt, frames, tmp_path):

@@ -293,11 +293,11 @@ class RewardClient:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Block until the server accepts connections (ServingError after ``timeout_s``)."""
+        """Block until the server accepts connections (UnavailableError after ``timeout_s``)."""
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
         except grpc.FutureTimeoutError:
-            raise ServingError(f"no reward server at {self.address} after {timeout_s:.0f} s; start one with "
+            raise UnavailableError(f"no reward server at {self.address} after {timeout_s:.0f} s; start one with "
                                "`hilreward serve checkpoint=...` or check the address") from None
 
     def close(self) -> None:
