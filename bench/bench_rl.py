@@ -7,8 +7,8 @@
 
 Agent: stable-baselines3's SAC on the state vector (Meta-World's 39 numbers), each action held for
 ``--action-repeat`` simulator steps. Scripted-expert demonstrations sit in the replay buffer with their true
-rewards (a HIL-SERL user's labelled demos) and make half of every batch (RLPD's symmetric sampling). The reward is
-the arm's, with terminate_on_success as in HIL-SERL:
+rewards (a HIL-SERL user's labelled demos) and make ``--demo-fraction`` of every batch (a quarter; RLPD samples
+half). The reward is the arm's, with terminate_on_success as in HIL-SERL:
 
 - ``oracle``: Meta-World's own success check (no rendering).
 - ``hilreward``: a fresh ``hilreward train model=scratch`` classifier on 16 recorded episodes (``hilreward sim``,
@@ -773,13 +773,14 @@ def write_doc(summary: dict, json_path: Path) -> None:
     shown = json_path.resolve().relative_to(ROOT) if ROOT in json_path.resolve().parents else json_path
     lines = [DOC_START, "## RL on the reward", "",
              f"`make bench-rl` (`bench/bench_rl.py`; raw results `{shown}`): stable-baselines3 SAC on the state "
-             "vector, scripted demonstrations with their true rewards making half of every batch, the reward of each "
-             "arm with terminate_on_success. Evaluation: the final policy on held-out layouts, judged by the arm's "
+             "vector, scripted demonstrations with their true rewards in every batch (the share below), the reward of "
+             "each arm with terminate_on_success. Evaluation: the final policy on held-out layouts, judged by the arm's "
              "final reward. Mean (min-max) over seeds.", ""]
     for task, s in summary["settings"].items():
         shift = TASKS.get(task, {}).get("shift")
         lines.append(f"- {task}: {s['steps']} environment steps per run, each action held {s['action_repeat']} "
-                     f"simulator steps, episodes of {s['max_steps']} decisions, {s['demos']} demonstrations, "
+                     f"simulator steps, episodes of {s['max_steps']} decisions, {s['demos']} demonstrations "
+                     f"({s['demo_fraction']:.0%} of each batch), "
                      f"{s['eval_episodes']} evaluation episodes" + (f"; RL under another light {shift}" if shift else "")
                      + f"; operator: budget {s['budget']} corrections, k = {s['k_missed']} / {s['k_false']}, lag "
                      f"{s['lag'][0]}-{s['lag'][1]} frames.")
