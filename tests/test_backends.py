@@ -71,6 +71,23 @@ def test_auto_falls_back_to_torch_when_the_onnx_file_does_not_match(ckpt, tmp_pa
     assert "differs from the checkpoint" in caplog.text
 
 
+def test_versions_of_one_name_with_other_weights_never_share_an_onnx_file(tmp_path):
+    """Two servers retraining from one checkpoint name their versions alike (``<base>-r1``) with other weights."""
+    from hilreward.models.checkpoint import update_config
+
+    frames = {k: np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) for k in ("front", "wrist")}
+    got = []
+    for seed in (3, 4):
+        version = tiny_checkpoint(tmp_path / f"server{seed}" / "versions" / "1", seed=seed)
+        update_config(version, {"model_version": "base-r1"})
+        onnx = RewardFunction.from_pretrained(version, backend="onnx")
+        torch_fn = RewardFunction.from_pretrained(version, backend="torch")
+        assert onnx.model_version == torch_fn.model_version == "base-r1"
+        assert onnx.relabel(frames) == pytest.approx(torch_fn.relabel(frames), abs=1e-4)
+        got.append(onnx.relabel(frames))
+    assert np.abs(got[0] - got[1]).max() > 1e-3  # the two versions do differ
+
+
 def test_every_backend_and_the_lerobot_adapter_give_the_same_probabilities_at_any_size(ckpt):
     fns = {name: RewardFunction.from_pretrained(ckpt, backend=name) for name in ("torch", "onnx")}
     adapter = reward_classifier(ckpt, backend="torch")

@@ -33,7 +33,7 @@ import torch
 from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
-from ..models.loading import load_classifier, model_version
+from ..models.loading import checkpoint_hash, load_classifier, model_version
 from ..utils import CAMERA_PREFIX, Registry, full_key
 
 log = logging.getLogger(__name__)
@@ -190,12 +190,12 @@ class OnnxBackend:
 
     @classmethod
     def load(cls, options: BackendOptions) -> "OnnxBackend":
-        """``<checkpoint>/model.onnx`` when there, else one exported into hilreward's cache (once per model_version)."""
+        """``<checkpoint>/model.onnx`` when there, else one exported into hilreward's cache (once per checkpoint)."""
         if torch.device(options.device).type != "cpu":
             raise ConfigError("backend='onnx' runs on the CPU; use device='cpu'")
         checkpoint, model = _load(options)
         version = model_version(checkpoint)
-        path = onnx_path(checkpoint, version)
+        path = onnx_path(checkpoint)
         if not path.exists():
             from .onnx_export import export_onnx
 
@@ -220,7 +220,7 @@ def load_auto(options: BackendOptions) -> Backend:
         return TorchBackend.load(options)
     checkpoint, model = _load(options)
     version = model_version(checkpoint)
-    path = onnx_path(checkpoint, version)
+    path = onnx_path(checkpoint)
     try:
         from .onnx_export import check_parity, export_onnx
 
@@ -255,12 +255,14 @@ register_backend("onnx", OnnxBackend.load)
 register_backend("grpc", "hilreward.serving.client:GrpcBackend.load")
 
 
-def onnx_path(checkpoint: Path, version: str) -> Path:
+def onnx_path(checkpoint: Path) -> Path:
     """``<checkpoint>/model.onnx`` when there (``hilreward export`` writes it), else the one the ONNX
-    backends export into hilreward's cache, so loading never writes into a checkpoint folder."""
+    backends export into hilreward's cache, so loading never writes into a checkpoint folder. The cache is keyed
+    by the checkpoint's content, not its ``model_version``: servers retraining from one checkpoint name their
+    versions alike (``<base>-r1``, ...) with other weights."""
     local = checkpoint / "model.onnx"
     if local.exists():
         return local
     from ..data import cache_root
 
-    return cache_root() / "onnx" / version / "model.onnx"
+    return cache_root() / "onnx" / checkpoint_hash(checkpoint)[:24] / "model.onnx"
