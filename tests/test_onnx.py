@@ -12,6 +12,7 @@ import torch
 
 from hilreward import cli
 from hilreward.deploy import RewardFunction, import_lerobot
+from hilreward.models.loading import checkpoint_hash
 from hilreward.deploy.onnx_export import main as export_main
 from hilreward.errors import ConfigError
 from hilreward.models import ClassifierConfig, RewardClassifier
@@ -46,7 +47,8 @@ def test_onnx_backend_exports_once_into_the_cache_and_matches_torch(tmp_path):
     torch_fn = RewardFunction.from_pretrained(ckpt, backend="torch", mode="dense")
     assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors"]  # folder left alone
     cached = onnx_fn.backend.path
-    assert cached.is_file() and onnx_fn.model_version in cached.parts and onnx_fn.model_version == torch_fn.model_version
+    assert cached.is_file() and onnx_fn.model_version == torch_fn.model_version
+    assert cached.parent.name == checkpoint_hash(ckpt)[:24]  # keyed by the files' content
     stamp = cached.stat().st_mtime_ns
     assert RewardFunction.from_pretrained(ckpt, backend="onnx").backend.path.stat().st_mtime_ns == stamp  # not again
     frames = random_frames(5)
