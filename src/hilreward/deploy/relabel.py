@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -38,6 +38,19 @@ class Relabelled:
     """How many rewards differ from ``previous`` (0 when none was given)."""
     model_version: str
     """The version that judged the frames."""
+    was_success: Optional[np.ndarray] = None
+    """bool (N,): which ``previous`` rewards were successes (sparse mode: equal to ``success_reward``); None without
+    ``previous`` or in dense mode, where a reward does not say it."""
+
+    @property
+    def to_success(self) -> int:
+        """Transitions that were not a success and are now (0 when ``was_success`` is unknown)."""
+        return 0 if self.was_success is None else int(np.count_nonzero(self.success & ~self.was_success))
+
+    @property
+    def to_failure(self) -> int:
+        """Transitions that were a success and are not now (0 when ``was_success`` is unknown)."""
+        return 0 if self.was_success is None else int(np.count_nonzero(~self.success & self.was_success))
 
 
 def relabel_rewards(reward_fn: RewardFunction | str | Path, frames: dict[str, Any], previous: Any = None, *,
@@ -51,13 +64,15 @@ def relabel_rewards(reward_fn: RewardFunction | str | Path, frames: dict[str, An
     try:
         probs = fn.relabel(frames, batch_size=batch_size, version=version)
         score, success, rewards = judge_frames(probs, fn.options)
-        changed = 0
+        changed, was_success = 0, None
         if previous is not None:
             before = np.asarray(previous, dtype=np.float32).reshape(-1)
             if before.shape != rewards.shape:
                 raise InputError(f"previous has {before.size} rewards for {rewards.size} frames")
             changed = int(np.count_nonzero(~np.isclose(before, rewards, atol=1e-6)))
-        return Relabelled(rewards, success, score, changed, version or fn.model_version)
+            if fn.options.mode == "sparse":
+                was_success = np.isclose(before, fn.options.success_reward)
+        return Relabelled(rewards, success, score, changed, version or fn.model_version, was_success)
     finally:
         if fn is not reward_fn:
             fn.close()

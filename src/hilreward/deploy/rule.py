@@ -78,6 +78,14 @@ def success_probabilities(probs: np.ndarray, success_class: int = -1) -> np.ndar
     return probs if probs.ndim == 1 else probs[:, success_class]
 
 
+def _threshold(options: RewardOptions, threshold: Optional[float]) -> float:
+    """``options.success_threshold``, else the model's ``threshold``."""
+    t = options.success_threshold if options.success_threshold is not None else threshold
+    if t is None:
+        raise ConfigError("no success threshold: set success_threshold or pass the model's threshold")
+    return t
+
+
 def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: Optional[float] = None,
           label: Optional[int] = None) -> Judgement:
     """Judge one step of an episode whose debounce streak so far is ``streak`` (0 at its first step).
@@ -85,9 +93,7 @@ def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: 
     ``probability``: the model's output for the step (a float, or class probabilities); ``threshold``: the
     served version's threshold when ``options.success_threshold`` is None; ``label``: a human's 1 / 0 that wins.
     """
-    t = options.success_threshold if options.success_threshold is not None else threshold
-    if t is None:
-        raise ConfigError("no success threshold: set success_threshold or pass the model's threshold")
+    t = _threshold(options, threshold)
     score = success_probability(probability, options.success_class)
     streak = streak + 1 if score >= t else 0
     success = streak >= options.consecutive
@@ -102,9 +108,7 @@ def judge_frames(probs: np.ndarray, options: RewardOptions,
                  threshold: Optional[float] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(success probability, success, reward) of stored frames, each on its own (no debounce: the frames of a
     replay buffer have no episode order), by the same rule as :func:`judge`."""
-    t = options.success_threshold if options.success_threshold is not None else threshold
-    if t is None:
-        raise ConfigError("no success threshold: set success_threshold or pass the model's threshold")
+    t = _threshold(options, threshold)
     score = np.asarray(success_probabilities(probs, options.success_class), dtype=np.float32)
     success = score >= t
     reward = options.success_reward * (success.astype(np.float32) if options.mode == "sparse" else score)

@@ -294,15 +294,12 @@ def relabel_replay_buffer(buffer: Any, reward_fn: RewardFunction, version: Optio
             old = buffer.rewards[rows].cpu().numpy().copy()  # numpy() shares the tensor's memory
             out = relabel_rewards(reward_fn, frames, previous=old, version=version, batch_size=batch_size)
             stats["changed"] += out.changed
+            stats["to_success"] += out.to_success
+            stats["to_failure"] += out.to_failure
             buffer.rewards[rows] = torch.from_numpy(out.rewards).to(buffer.rewards.device)
-            if opts.mode != "sparse":
-                continue
-            was = np.isclose(old, opts.success_reward)
-            stats["to_success"] += int(np.count_nonzero(out.success & ~was))
-            stats["to_failure"] += int(np.count_nonzero(~out.success & was))
-            if opts.terminate_on_success:
+            if out.was_success is not None and opts.terminate_on_success:  # sparse: a reward says a success
                 done = buffer.dones[rows].cpu().numpy()
-                other = done if buffer.optimize_memory else done & ~was
+                other = done if buffer.optimize_memory else done & ~out.was_success
                 buffer.dones[rows] = torch.from_numpy(other | out.success).to(buffer.dones.device)
     return stats
 

@@ -129,17 +129,14 @@ class RelabelCallback(BaseCallback):
         event = {"version": update.version, "num_timesteps": int(self.num_timesteps), "transitions": int(len(positions)),
                  "changed": 0, "to_success": 0, "to_failure": 0, "applied": self.relabel_enabled}
         fn = update.reward_fn
-        success_reward = fn.options.success_reward
         for i in range(0, len(positions), CHUNK):
             p, e = positions[i:i + CHUNK], envs[i:i + CHUNK]
             frames = {k: v[p, e] for k, v in store.frames.items()}
             out = relabel_rewards(fn, frames, previous=buffer.rewards[p, e], version=update.pin,
                                   batch_size=self.batch_size)
-            was_success = np.isclose(buffer.rewards[p, e], success_reward) if fn.options.mode == "sparse" else None
             event["changed"] += out.changed
-            if was_success is not None:
-                event["to_success"] += int(np.count_nonzero(out.success & ~was_success))
-                event["to_failure"] += int(np.count_nonzero(~out.success & was_success))
+            event["to_success"] += out.to_success
+            event["to_failure"] += out.to_failure
             if not self.relabel_enabled:
                 continue
             terminal = store.env_terminated[p, e] | (out.success & fn.options.terminate_on_success)
