@@ -59,6 +59,8 @@ from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
+from hilreward.utils import replace_dir, write_atomic
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -434,7 +436,7 @@ def run_one(spec: RunSpec, settings: Settings, out: Path, kill_server_at: int = 
             raise
         log(f"{name} failed: {exc}")
         result = {"name": name, **asdict(spec), "failed": f"{type(exc).__name__}: {exc}"}
-    result_path.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(result_path, json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -559,20 +561,16 @@ class KillAt(BaseCallback):
 
 def save_checkpoint(model, progress: Progress, relabel_cb, ckpt_dir: Path, progress_path: Path) -> None:
     """Model, buffer, frames, then progress (written last, atomically: it names a complete checkpoint)."""
-    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save(str(tmp / "model.zip"))
-    model.save_replay_buffer(str(tmp / "buffer.pkl"))
-    if relabel_cb is not None and relabel_cb.store is not None:
-        store = relabel_cb.store
-        np.savez(tmp / "frames.npz", env_terminated=store.env_terminated, truncated=store.truncated,
-                 filled=store.filled, **{f"frame:{k}": v for k, v in store.frames.items()})
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    tmp.rename(ckpt_dir)
-    tmp_progress = progress_path.with_suffix(".tmp")
-    tmp_progress.write_text(json.dumps(asdict(progress)))
-    os.replace(tmp_progress, progress_path)
+    def fill(tmp: Path) -> None:
+        model.save(str(tmp / "model.zip"))
+        model.save_replay_buffer(str(tmp / "buffer.pkl"))
+        if relabel_cb is not None and relabel_cb.store is not None:
+            store = relabel_cb.store
+            np.savez(tmp / "frames.npz", env_terminated=store.env_terminated, truncated=store.truncated,
+                     filled=store.filled, **{f"frame:{k}": v for k, v in store.frames.items()})
+
+    replace_dir(ckpt_dir, fill)  # the old checkpoint stays until the new one is complete
+    write_atomic(progress_path, json.dumps(asdict(progress)))
 
 
 def evaluate(model, spec: RunSpec, settings: Settings, reward_fn, shift: Optional[dict]) -> dict:
@@ -625,9 +623,7 @@ def cmd_run(args) -> None:
     path = out / "settings.json"  # runs of other tasks (another invocation, maybe still running) keep theirs
     known = json.loads(path.read_text()) if path.is_file() else {}
     known.update({t: asdict(settings_from(args, t)) for t in args.tasks})
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(known, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(known, indent=1) + "\n")
     for task in args.tasks:
         settings = settings_from(args, task)
         for arm in args.arms:
@@ -640,8 +636,7 @@ def cmd_run(args) -> None:
                 if base is None:
                     failed = {"name": f"{task}-{arm}-s{seed}", "task": task, "arm": arm, "seed": seed,
                               "failed": "the arm's classifier could not be made (see the log)"}
-                    (out / "runs" / failed["name"]).mkdir(parents=True, exist_ok=True)
-                    (out / "runs" / failed["name"] / "result.json").write_text(json.dumps(failed) + "\n")
+                    write_atomic(out / "runs" / failed["name"] / "result.json", json.dumps(failed) + "\n")
                     continue
                 spec = RunSpec(**{**asdict(base), "seed": seed})
                 t0 = time.perf_counter()
@@ -753,7 +748,7 @@ def cmd_report(args) -> None:
                "runs": [{k: v for k, v in r.items() if k not in ("train_episodes", "eval")} for r in runs]}
     path = Path(args.json) if args.json else out / "rl.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=1) + "\n")
+    write_atomic(path, json.dumps(summary, indent=1) + "\n")
     log(f"wrote {path}")
     if args.doc:
         plot(runs, FIGURE)
