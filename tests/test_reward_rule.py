@@ -4,14 +4,9 @@ the retrainer's assessment of them. Real rendered frames (drawer4), a real serve
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from hilreward.config import DatasetConfig, LabelConfig, compose
@@ -25,32 +20,17 @@ from hilreward.serving.client import GrpcCorrectionSink
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 from hilreward.training.train import train
-from test_serving import DRAWER4, TOKEN, _one_thread, cache_dir, step_images  # noqa: F401
+from test_serving import TOKEN, _one_thread, cache_dir, step_images  # noqa: F401
+from test_train import write_phase_dataset
 
 SUCCESS = 1
 """The success class: not the last, so a rule that takes the last class as success disagrees with this one."""
 OPTS = dict(success_threshold=0.5, consecutive=2, mode="dense", success_reward=2.0, success_class=SUCCESS)
 
 
-def phase_dataset(dst: Path) -> Path:
-    """drawer4 with an int64 ``phase``: 1 where the drawer is open (success), else 0 in the first half of an
-    episode and 2 in the second."""
-    shutil.copytree(DRAWER4, dst)
-    data_file = next((dst / "data").rglob("*.parquet"))
-    table = pq.read_table(data_file)
-    frame = table.column("frame_index").to_numpy()
-    success = np.asarray(table.column("observation.success").to_pylist(), dtype=bool).reshape(len(frame), -1)[:, 0]
-    phase = np.where(success, SUCCESS, np.where(frame >= 75, 2, 0)).astype(np.int64)
-    pq.write_table(table.append_column("phase", pa.array(phase)), data_file)
-    info = json.loads((dst / "meta" / "info.json").read_text())
-    info["features"]["phase"] = {"dtype": "int64", "shape": [1], "names": None}
-    (dst / "meta" / "info.json").write_text(json.dumps(info, indent=4))
-    return dst
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
-    root = phase_dataset(tmp_path_factory.mktemp("phase") / "set")
+    root = write_phase_dataset(tmp_path_factory.mktemp("phase") / "set", success_class=SUCCESS)
     out = tmp_path_factory.mktemp("run")
     train(compose([f"dataset.root={root}", "label.key=phase", "model.num_classes=3", "model.encoder=tiny",
                    "model.pretrained=false", "model.image_size=[32,32]", "split.val_episodes=[2]",

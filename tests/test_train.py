@@ -54,15 +54,17 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return RewardClassifier.from_pretrained(checkpoint).state_dict()
 
 
-def write_phase_dataset(dst: Path) -> Path:
-    """drawer4 plus an int64 column ``phase``: 2 where the drawer is open (observation.success), else
-    0 in the first half of an episode and 1 in the second: a 3-class label visible in the frames."""
+def write_phase_dataset(dst: Path, success_class: int = 2) -> Path:
+    """drawer4 plus an int64 column ``phase``: ``success_class`` where the drawer is open (observation.success),
+    else the lower of the two other classes in the first half of an episode and the higher in the second: a
+    3-class label visible in the frames."""
     shutil.copytree(DRAWER4, dst)
     data_file = next((dst / "data").rglob("*.parquet"))
     table = pq.read_table(data_file)
     frame = table.column("frame_index").to_numpy()
     success = np.asarray(table.column("observation.success").to_pylist(), dtype=bool).reshape(len(frame), -1)[:, 0]
-    phase = np.where(success, 2, (frame >= 75).astype(np.int64)).astype(np.int64)
+    first, second = [c for c in range(3) if c != success_class]
+    phase = np.where(success, success_class, np.where(frame >= 75, second, first)).astype(np.int64)
     pq.write_table(table.append_column("phase", pa.array(phase)), data_file)
     info_path = dst / "meta" / "info.json"
     info = json.loads(info_path.read_text())
