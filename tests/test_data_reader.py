@@ -14,6 +14,7 @@ from hilreward.config import DatasetConfig, LabelConfig
 from hilreward.data import (FrameData, LeRobotDataset, balanced_weights, cache_root, load_frame_data,
                             open_dataset, split_episodes)
 from hilreward.data import video
+from hilreward.data.cache import RowView
 from hilreward.data.labels import describe_alignment, resolve_alignment
 from hilreward.errors import ConfigError, DatasetError
 from hilreward.images import resize_uint8
@@ -212,6 +213,33 @@ def test_split_episodes():
         split_episodes([4, 5], 0.5, seed=0, val_episodes=[9])
     with pytest.raises(ConfigError, match="no training episodes"):
         split_episodes([4], 0.5, seed=0, val_episodes=[4])
+
+
+def test_split_is_stratified_by_success():
+    succeeding = [e for e in range(16) if e % 4 != 3]  # 12 succeed, 4 fail: a random 3 can be all failing
+    for seed in range(40):
+        train, val = split_episodes(list(range(16)), 0.2, seed=seed, succeeding=succeeding)
+        assert len(val) == 3 and sorted(train + val) == list(range(16))
+        assert sum(e in succeeding for e in val) == 2 and sum(e not in succeeding for e in val) == 1
+    # one held out: a succeeding one; training keeps one of each kind when it can
+    assert split_episodes([0, 1, 2, 3], 0.2, seed=0, succeeding=[0, 1])[1] in ([0], [1])
+    assert split_episodes([0, 1, 2], 0.5, seed=0, succeeding=[0]) == ([0], [1, 2])
+    assert split_episodes(list(range(10)), 0.2, seed=0, succeeding=[]) == split_episodes(list(range(10)), 0.2, 0, None,
+                                                                                         [])
+    assert split_episodes([4, 5, 6], 0.5, seed=0, val_episodes=[5], succeeding=[5]) == ([4, 6], [5])  # explicit wins
+
+
+def test_a_selection_of_episodes_is_a_view_of_the_frame_cache_not_a_copy(tmp_path):
+    every = load_frame_data(DatasetConfig(root=str(DRAWER4)), LabelConfig(), (32, 32), cache_dir=str(tmp_path))
+    some = load_frame_data(DatasetConfig(root=str(DRAWER4), episodes=[0, 2]), LabelConfig(), (32, 32),
+                           cache_dir=str(tmp_path))
+    cam = some.camera_keys[0]
+    assert isinstance(some.images[cam], RowView) and some.images[cam].shape == (len(some), 32, 32, 3)
+    want = np.asarray(every.images[cam])[np.isin(every.episode_index, [0, 2])]
+    assert np.array_equal(np.asarray(some.images[cam]), want)
+    assert np.array_equal(some.images[cam][[200, 3, 150]], want[[200, 3, 150]])  # any order, across the gap
+    assert np.array_equal(some.images[cam][5], want[5]) and np.array_equal(some.images[cam][140:160], want[140:160])
+    assert some.images[cam].astype(np.float32).sum() == want.astype(np.float32).sum()  # other array methods read it
 
 
 def test_balanced_weights():

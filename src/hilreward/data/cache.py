@@ -57,3 +57,43 @@ def cached_frames(directory: Path, name: str, rows: int, size: tuple[int, int],
         tmp.unlink(missing_ok=True)
     write_atomic(meta_path, json.dumps({"format": CACHE_FORMAT, "shape": list(shape), "dtype": "uint8"}))
     return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+
+
+class RowView:
+    """Rows ``rows`` of a (memory-mapped) array, read when indexed: what a selection of episodes that is not one
+    contiguous range of the frame cache gives, instead of a copy of all its frames in memory. Indexing (an int, a
+    slice, an index array) returns numpy arrays as the memmap would; ``np.asarray(view)``, and any other array method,
+    reads every row."""
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray):
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.dtype = base.dtype
+        self.shape = (len(self.rows), *base.shape[1:])
+        self.ndim = base.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx):
+        rest = ()
+        if isinstance(idx, tuple):
+            idx, rest = idx[0], idx[1:]
+        picked = self.rows[idx]
+        if np.ndim(picked) == 0:
+            out = self.base[int(picked)]
+        else:  # read in file order, hand back in the order asked
+            order = np.argsort(picked, kind="stable")
+            out = np.empty((len(picked), *self.base.shape[1:]), dtype=self.base.dtype)
+            out[order] = self.base[picked[order]]
+        return out[rest] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getattr__(self, name: str):
+        """Any other array method or attribute, on the rows read into memory (as the copy it replaces would be)."""
+        if name.startswith("__") or name in ("base", "rows"):
+            raise AttributeError(name)
+        return getattr(self[:], name)

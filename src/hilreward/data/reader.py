@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from ..config import DatasetConfig
 from ..errors import ConfigError, DatasetError, VideoError
 from ..images import resize_uint8
-from .cache import cache_root, cached_frames
+from .cache import RowView, cache_root, cached_frames
 from .labels import align_labels, binarize
 from .video import decode_to_rows
 from ..utils import CAMERA_PREFIX
@@ -181,7 +181,7 @@ class LeRobotDataset:
             full = cached_frames(directory, cam, self.num_frames, size,
                                  lambda buf, cam=cam: self._fill_frames(cam, size, buf))
             contiguous = len(sel) > 0 and sel[-1] - sel[0] + 1 == len(sel)
-            out[cam] = full[sel[0]:sel[-1] + 1] if contiguous else full[sel]
+            out[cam] = full[sel[0]:sel[-1] + 1] if contiguous else RowView(full, sel)
         return out
 
     def _fill_frames(self, camera: str, size: tuple[int, int], buf: np.ndarray) -> None:
