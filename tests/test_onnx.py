@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hilreward import cli
+from hilreward.config import ModelConfig
 from hilreward.deploy import RewardFunction, import_lerobot
 from hilreward.models.loading import checkpoint_hash
 from hilreward.deploy.onnx_export import main as export_main
@@ -90,3 +91,27 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["export", f"checkpoint={tmp_path / 'nope'}"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nope" in err and len(err.splitlines()) == 1
+
+
+def test_an_ensemble_checkpoint_loads_and_exports_as_one_model(tmp_path):
+    """A checkpoint of 4 members (calibration by folds of a scratch model): safetensors only, rebuilt from its
+    config, and the same mean-of-members probability in torch and ONNX Runtime."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(encoder="tiny", pretrained=False, freeze="none", image_size=[32, 32], latent_dim=16,
+                      hidden_dim=16, spatial_features=4)
+    model = RewardClassifier.from_train_config(cfg, CAMERAS, members=4)
+    assert model.config.members == 4 and model.config.feature_shape[0] == 4 * 16
+    ckpt = model.save_pretrained(tmp_path / "ens")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = RewardClassifier.from_pretrained(ckpt)
+    frames = random_frames(6)
+    with torch.inference_mode():
+        pixels = loaded.preprocess(frames)
+        members, mean = loaded.member_logits(pixels), loaded(pixels)
+        alone = torch.stack([loaded.member_forward(i, pixels) for i in range(4)], dim=1)
+    assert members.shape == (6, 4) and torch.allclose(members.mean(1), mean, atol=1e-6)
+    assert torch.allclose(alone, members, atol=1e-5) and members.std(1).min() > 0  # four different models
+    assert np.allclose(loaded.predict_proba(frames), model.eval().predict_proba(frames), atol=1e-6)
+    onnx_fn = RewardFunction.from_pretrained(ckpt, backend="onnx", mode="dense")
+    torch_fn = RewardFunction.from_pretrained(ckpt, backend="torch", mode="dense")
+    np.testing.assert_allclose(onnx_fn.relabel(frames), torch_fn.relabel(frames), atol=1e-4, rtol=0)

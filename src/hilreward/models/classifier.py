@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
+from .members import MemberHeads, holds_members, member_backbone, member_encoder
 from ..images import model_pixels
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
@@ -63,6 +64,9 @@ class ClassifierConfig:
     """How ``temperature`` and ``threshold`` were chosen (episodes, evidence, rule), when calibrated."""
     freeze: str = "all"
     """Encoder freeze mode: ``all``, ``last`` or ``none``."""
+    members: int = 1
+    """Ensemble members (:mod:`hilreward.models.members`): >1 holds that many encoders and heads, the logit is the
+    mean of theirs (calibration by folds of a model whose encoder trains deploys its fold models so)."""
     encoder_options: dict[str, Any] = field(default_factory=dict)
     """Architecture options of the encoder (filled from the built encoder)."""
     feature_shape: Optional[list[int]] = None
@@ -126,11 +130,16 @@ class RewardClassifier(nn.Module):
             raise ConfigError(f"model.num_classes must be 2 (binary) or more, got {config.num_classes}")
         if not config.temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {config.temperature}")
+        if config.members < 1:
+            raise ConfigError(f"members must be >= 1, got {config.members}")
         if encoder is None:
-            encoder = build_encoder(config.encoder, pretrained=False, options=config.encoder_options,
-                                    freeze=config.freeze)
-        else:
-            encoder.set_freeze(config.freeze)
+            built = [build_encoder(config.encoder, pretrained=False, options=config.encoder_options,
+                                   freeze=config.freeze) for _ in range(config.members)]
+            encoder = built[0] if config.members == 1 else member_encoder(built)
+        if (config.members > 1) != holds_members(encoder) or \
+                (config.members > 1 and len(encoder.stages()[0].stages) != config.members):
+            raise ConfigError(f"the encoder does not hold the config's {config.members} member(s)")
+        encoder.set_freeze(config.freeze)
         feature_shape = list(encoder.feature_shape(config.image_size))
         self.config = dataclasses.replace(
             config,
@@ -144,22 +153,26 @@ class RewardClassifier(nn.Module):
             format_version=FORMAT_VERSION,
         )
         self.encoder = encoder
-        self.reward_head = RewardHead(
-            num_cameras=len(self.config.camera_keys), feature_shape=feature_shape,
+        k = self.config.members
+        heads = [RewardHead(
+            num_cameras=len(self.config.camera_keys), feature_shape=[feature_shape[0] // k, *feature_shape[1:]],
             num_classes=self.config.num_classes, num_features=self.config.spatial_features,
             latent_dim=self.config.latent_dim, hidden_dim=self.config.hidden_dim, dropout=self.config.dropout,
-        )
+        ) for _ in range(k)]
+        self.reward_head = heads[0] if k == 1 else MemberHeads(heads)
         self.source_dir: Optional[Path] = None
 
     # --- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "RewardClassifier":
-        """Build from a TrainConfig: the encoder with ``model.pretrained`` / ``model.weights``, a fresh head."""
+    def from_train_config(cls, cfg: Any, camera_keys: Sequence[str], members: int = 1) -> "RewardClassifier":
+        """Build from a TrainConfig: the encoder with ``model.pretrained`` / ``model.weights``, a fresh head; with
+        ``members`` > 1 that many of each, initialised one after the other from the current random state."""
         m = getattr(cfg, "model", cfg)
-        config = ClassifierConfig.from_train_config(cfg, camera_keys)
-        encoder = build_encoder(m.encoder, pretrained=bool(m.pretrained), weights=m.weights, freeze=m.freeze)
-        return cls(config, encoder)
+        config = dataclasses.replace(ClassifierConfig.from_train_config(cfg, camera_keys), members=int(members))
+        built = [build_encoder(m.encoder, pretrained=bool(m.pretrained), weights=m.weights, freeze=m.freeze)
+                 for _ in range(max(1, int(members)))]
+        return cls(config, built[0] if members <= 1 else member_encoder(built))
 
     # --- properties ----------------------------------------------------------------------------
 
@@ -232,6 +245,21 @@ class RewardClassifier(nn.Module):
 
     def forward(self, pixels: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.encode(pixels))
+
+    def member_logits(self, pixels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Every member's logits on the same pixels: (B, members) binary, (B, members, K) multi-class."""
+        if self.config.members == 1:
+            return self.forward(pixels).unsqueeze(1)
+        features = self.encode(pixels)
+        return self.reward_head.member_logits([features[k] for k in self.config.camera_keys])
+
+    def member_forward(self, i: int, pixels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Member ``i`` alone on its own pixels (training gives each member its own batch)."""
+        if self.config.members == 1:
+            return self.forward(pixels)
+        backbone = member_backbone(self.encoder, i)
+        picked = pick_cameras(pixels, self.config.camera_keys)
+        return self.reward_head.heads[i]([backbone(picked[k]) for k in self.config.camera_keys])
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K), after dividing them by the
