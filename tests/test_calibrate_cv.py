@@ -5,17 +5,25 @@ function uses it, and the cases that cannot fold say why."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import shutil
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
-from hilreward.config import compose
+from hilreward.config import DatasetConfig, LabelConfig, compose
+from hilreward.data import load_frame_data
 from hilreward.deploy import RewardFunction
 from hilreward.errors import ConfigError
-from hilreward.training.calibrate import calibrate_mode, plan_calibration
+from hilreward.models import RewardClassifier
+from hilreward.training.calibrate import MEMBER_BUDGET, calibrate_mode, plan_calibration
 from hilreward.training.folds import episode_folds
 from hilreward.training.train import main, train
 
@@ -42,25 +50,33 @@ def test_folds_spread_succeeding_episodes():
 
 
 def test_plan_takes_folds_only_when_the_heldout_split_is_short_of_evidence():
-    data = labelled({e: (8 if e % 4 != 3 else 0) for e in range(16)})
-    eps = list(range(16))
-    short = plan_calibration("auto", data, eps, [3, 7, 9], 4, seed=0)  # 8 positives in 1 succeeding episode
+    data = labelled({e: (8 if e % 4 != 3 else 0) for e in range(20)})
+    def train(held):
+        return [e for e in range(20) if e not in held]
+    short = plan_calibration("auto", data, train([3, 7, 9]), [3, 7, 9], 4, seed=0)  # 8 positives, 1 succeeding
     assert short.method == "cv" and len(short.folds) == 4
     assert "hold 8 positive frames in 1 succeeding episodes, too little for the rule" in short.reason
-    enough = plan_calibration("auto", data, eps, [0, 1, 2, 5], 4, seed=0)
+    # folds are dealt from the training episodes only: held out means held out
+    assert sorted(e for f in short.folds for e in f) == train([3, 7, 9])
+    assert "out of fold over the 17 training episodes (the held-out episodes [3, 7, 9] stay held out)" in short.reason
+    enough = plan_calibration("auto", data, train([0, 1, 2, 5]), [0, 1, 2, 5], 4, seed=0)
     assert enough.method == "heldout" and "enough evidence" in enough.reason
-    assert plan_calibration("heldout", data, eps, [3], 4, seed=0).method == "heldout"
-    assert plan_calibration("off", data, eps, [3], 4, seed=0).method == "off"
-    assert plan_calibration("cv", data, eps, [0, 1, 2, 5], 4, seed=0).method == "cv"
+    assert plan_calibration("heldout", data, train([3]), [3], 4, seed=0).method == "heldout"
+    assert plan_calibration("off", data, train([3]), [3], 4, seed=0).method == "off"
+    assert plan_calibration("cv", data, train([0, 1, 2, 5]), [0, 1, 2, 5], 4, seed=0).method == "cv"
+    nothing_held = plan_calibration("auto", data, list(range(20)), [], 4, seed=0)
+    assert nothing_held.method == "cv" and "(none is held out)" in nothing_held.reason
 
-    few = plan_calibration("cv", labelled({0: 5, 1: 5, 2: 5, 3: 0}), [0, 1, 2, 3], [2], 4, seed=0)
+    few = plan_calibration("cv", labelled({0: 5, 1: 5, 2: 5, 3: 0}), [0, 1, 3], [2], 4, seed=0)
     assert few.method == "heldout"
-    assert "4 episodes are too few for 4 folds (calibration by folds needs >= 8): calibrating on the held-out" \
-        in few.reason
-    none = plan_calibration("auto", labelled({e: 0 for e in range(16)}), eps, [3], 4, seed=0)
+    assert "3 training episodes are too few for 4 folds (calibration by folds needs >= 8): calibrating on the " \
+           "held-out" in few.reason
+    none = plan_calibration("auto", labelled({e: 0 for e in range(16)}), train([3])[:15], [3], 4, seed=0)
     assert none.method == "off" and "no episode of the dataset succeeds" in none.describe()
-    thin = plan_calibration("auto", labelled({e: (2 if e < 2 else 0) for e in range(16)}), eps, [3], 4, seed=0)
-    assert thin.method == "heldout" and "the whole dataset holds only 4 positive frames in 2 succeeding" in thin.reason
+    thin = plan_calibration("auto", labelled({e: (2 if e < 2 else 0) for e in range(16)}), train([3])[:15], [3], 4,
+                            seed=0)
+    assert thin.method == "heldout" and "the training episodes hold only 4 positive frames in 2 succeeding" \
+        in thin.reason
 
 
 def test_calibrate_values():
@@ -70,40 +86,99 @@ def test_calibrate_values():
         calibrate_mode("sometimes")
 
 
-def test_cv_on_a_rendered_set_stores_a_threshold_with_its_evidence(tmp_path, capsys):
+FAST = ["model.encoder=tiny", "model.pretrained=false", "model.image_size=[32,32]", "training.threads=1",
+        "training.lr=3e-3"]
+
+
+def test_frozen_encoder_calibrates_with_fold_heads_and_keeps_the_split(tmp_path, capsys):
     out = tmp_path / "run"
-    episodes = list(range(10))  # the default 20 % split holds out 2: too few succeeding episodes for the rule
-    best = train(compose([f"dataset.root={DEMO}", f"dataset.episodes={episodes}", "model.encoder=tiny",
-                          "model.pretrained=false", "model.image_size=[32,32]", "training.threads=1",
-                          "training.steps=60", "training.eval_freq=20", "training.calibrate_fold_steps=40",
-                          "training.lr=3e-3", f"output_dir={out}"]))
+    episodes = list(range(12))  # the default 20 % split holds out 2: too few succeeding episodes for the rule
+    best = train(compose([f"dataset.root={DEMO}", f"dataset.episodes={episodes}", *FAST, "training.steps=300",
+                          "training.eval_freq=100", f"output_dir={out}"]))
     printed = capsys.readouterr().out
     assert "calibration: by 4 folds (the held-out episodes" in printed and "too little for the rule" in printed
-    assert "calibration by 4 folds over episodes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (out of fold, fold models of 40 " \
-        "steps)" in printed and "the final model trained on every episode" in printed
+    assert "stay held out" in printed and "fold heads of 300 steps on the cached features" in printed
 
-    # nothing held out: the final model trained on every episode, its best checkpoint is its last
+    # held out means held out: the stratified split holds a succeeding episode out, and no fold trains on it
     saved = yaml.safe_load((out / "train_config.yaml").read_text())
-    assert saved["split"]["val_episodes"] == [] and saved["training"]["calibrate"] == "auto"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["train_episodes"] == episodes and metrics["val_episodes"] == []
-    assert metrics["calibration_plan"]["method"] == "cv"
+    held, trained = saved["split"]["val_episodes"], metrics["train_episodes"]
+    assert held == metrics["val_episodes"] and len(held) == 2 and sorted(held + trained) == episodes
+    data = load_frame_data(DatasetConfig(root=str(DEMO), episodes=held), LabelConfig(), (32, 32))
+    assert data.labels.any() and data.labels[data.episode_index == held[0]].any() != \
+        data.labels[data.episode_index == held[1]].any()  # one succeeds, one fails
+    assert metrics["calibration_plan"]["method"] == "cv" and "eval/accuracy" in metrics
 
     config = json.loads((best / "config.json").read_text())
     cal = config["calibration"]
-    assert cal["method"] == "cv" and cal["fold_steps"] == 40 and cal["episodes"] == episodes
-    assert sorted(e for f in cal["folds"] for e in f) == episodes
-    for i, held in enumerate(cal["folds"]):  # each fold model trained without its episodes
-        fold = yaml.safe_load((out / "calibration/folds" / str(i) / "train_config.yaml").read_text())
-        assert fold["split"]["val_episodes"] == held and fold["training"]["steps"] == 40
+    assert cal["method"] == "cv" and cal["fold_models"] == "fold heads" and cal["episodes"] == trained
+    assert sorted(e for f in cal["folds"] for e in f) == trained
+    oof = np.load(out / "calibration" / "out_of_fold.npz")
+    assert sorted(np.unique(oof["episode"]).tolist()) == trained and np.isfinite(oof["logits"]).all()
     # the evidence rule said enough, so the threshold moved, and it says what it rests on
     assert cal["enough"] and cal["positives"] >= 20 and cal["success_episodes"] >= 3 and cal["interval"]
     assert config["threshold"] == cal["threshold"] != 0.5 and config["temperature"] == cal["temperature"]
-    assert set(cal["out_of_fold"]) == {"calibrated", "at_0.5"}
-    assert 0.5 <= cal["out_of_fold"]["calibrated"]["accuracy"] <= 1
-
+    assert config["members"] == 1  # the deployed head is the one trained on every training episode
     fn = RewardFunction.from_pretrained(best, mode="dense")
     assert fn.options.success_threshold == config["threshold"]
+
+
+def flipped_copy(src: Path, dst: Path, episodes: list[int]) -> Path:
+    """``src`` with the success labels of ``episodes`` inverted (``next.reward`` and ``observation.success``)."""
+    shutil.copytree(src, dst)
+    for path in (dst / "data").rglob("*.parquet"):
+        table = pq.read_table(path)
+        flip = np.isin(table.column("episode_index").to_numpy(), episodes)
+        for name in ("next.reward", "observation.success"):
+            col = table.column(name)
+            values = np.asarray(col.to_pylist())
+            values = np.where(flip.reshape(-1, *[1] * (values.ndim - 1)), 1 - values, values).astype(values.dtype)
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(list(values), col.type))
+        pq.write_table(table, path)
+    return dst
+
+
+@pytest.mark.parametrize("freeze", ["all", "none"])  # fold heads on cached features / the deployed ensemble
+def test_explicit_heldout_episodes_are_never_trained_on(freeze, tmp_path):
+    """Inverting every label of the held-out episodes changes nothing that was trained or calibrated."""
+    episodes, held = list(range(10)), [2, 5]
+    base = [f"dataset.episodes={episodes}", f"split.val_episodes={held}", *FAST, f"model.freeze={freeze}",
+            "training.steps=40", "training.eval_freq=20", "training.calibrate=cv", "augmentation.pad=2"]
+    runs = {}
+    for name, root in (("as recorded", DEMO), ("held-out labels inverted", flipped_copy(DEMO, tmp_path / "f", held))):
+        best = train(compose([f"dataset.root={root}", *base, f"output_dir={tmp_path / name.replace(' ', '-')}"]))
+        runs[name] = (RewardClassifier.from_pretrained(best), json.loads((best / "config.json").read_text()),
+                      json.loads((best.parent.parent / "metrics.json").read_text()))
+    (a, cfg_a, m_a), (b, cfg_b, m_b) = runs.values()
+    assert m_a["val_episodes"] == m_b["val_episodes"] == held and m_a["train_episodes"] == [0, 1, 3, 4, 6, 7, 8, 9]
+    assert a.config.members == (1 if freeze == "all" else 4)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert cfg_a["threshold"] == cfg_b["threshold"] and cfg_a["temperature"] == cfg_b["temperature"]
+    assert m_a["eval/accuracy"] != m_b["eval/accuracy"]  # the held-out evaluation did see the inverted labels
+
+
+def test_an_ensemble_checkpoint_is_its_fold_members(tmp_path):
+    """Scratch-style (the encoder trains): the fold models are the deployed model; each member's logits on its own
+    fold are the out-of-fold logits the calibration used, and the ensemble's logit is their mean."""
+    out = tmp_path / "run"
+    best = train(compose([f"dataset.root={DEMO}", "dataset.episodes=[0,1,2,3,4,5,6,7,8,9]", *FAST,
+                          "model.freeze=none", "training.steps=40", "training.calibrate=cv", f"output_dir={out}"]))
+    model = RewardClassifier.from_pretrained(best)
+    cal = json.loads((best / "config.json").read_text())["calibration"]
+    assert model.config.members == 4 and cal["fold_models"] == "ensemble members"
+    assert cal["fold_steps"] == math.ceil(MEMBER_BUDGET * 40 / 4)  # the members share the run's budget
+    oof = np.load(out / "calibration" / "out_of_fold.npz")
+    data = load_frame_data(DatasetConfig(root=str(DEMO), episodes=list(range(10))), LabelConfig(), (32, 32))
+    for i, fold in enumerate(cal["folds"]):
+        rows = np.flatnonzero(np.isin(data.episode_index, fold))[:20]
+        pixels = model.preprocess({c: np.asarray(data.images[c][rows]) for c in model.camera_keys})
+        with torch.inference_mode():
+            mine, every = model.member_forward(i, pixels), model.member_logits(pixels)
+            ensemble = model(pixels)
+        at = np.flatnonzero(np.isin(oof["episode"], fold))[:20]
+        assert np.allclose(mine.numpy(), oof["logits"][at], atol=1e-5)
+        assert torch.allclose(every[:, i], mine, atol=1e-5) and torch.allclose(every.mean(1), ensemble, atol=1e-6)
 
 
 def test_too_few_episodes_for_folds_and_no_success_say_so(tmp_path, capsys):
@@ -111,8 +186,8 @@ def test_too_few_episodes_for_folds_and_no_success_say_so(tmp_path, capsys):
               "training.threads=1", "training.steps=4", "training.eval_freq=0"]
     assert main([*common, "training.calibrate=cv", f"output_dir={tmp_path / 'a'}"]) == 0
     printed = capsys.readouterr().out
-    assert "4 episodes are too few for 4 folds (calibration by folds needs >= 8): calibrating on the held-out " \
-           "episodes instead" in printed
+    assert "3 training episodes are too few for 4 folds (calibration by folds needs >= 8): calibrating on the " \
+           "held-out episodes instead" in printed
     assert "calibration on held-out episodes [2]: temperature 1, threshold 0.5 (too little evidence" in printed
 
     assert main([*common, "label.threshold=2.0", f"output_dir={tmp_path / 'b'}"]) == 0  # no frame reaches 2

@@ -164,6 +164,29 @@ def test_interrupted_run_resumes_to_the_same_weights(path, cache, tmp_path, monk
         assert torch.allclose(full[k], resumed[k], atol=1e-6, rtol=0), k
     start = weights(tmp_path / "full/checkpoints/10")
     assert any(not torch.equal(start[k], full[k]) for k in full)  # training moved on after step 10
+    # the history: what the cut run logged up to step 10, then the resumed run's lines; as if never cut
+    def history(run):
+        return [{k: v for k, v in r.items() if k != "elapsed_s"}
+                for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())]
+    assert history("cut") == history("full") and [r["step"] for r in history("full")][-1] == 20
+
+
+def test_progress_in_a_log_file_and_the_local_history(cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(config(out, cache, "training.steps=40", "training.eval_freq=10", "training.log_freq=5"))
+    captured = capsys.readouterr()
+    # output that is not a terminal: a plain line every tenth of the run, no carriage-return updates
+    assert "\r" not in captured.err and "\r" not in captured.out
+    progress = [line for line in captured.err.splitlines() if line.startswith("Training")]
+    assert 4 <= len(progress) <= 11 and progress[-1].startswith("Training: 40/40 steps (100 %)")
+    assert "ETA" in progress[0] and "loss" in progress[-1]
+    assert captured.out.count("hilreward train: resolved config") == 1
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(5, 41, 5))
+    assert [r["step"] for r in records if "eval/accuracy" in r] == [10, 20, 30, 40]
+    assert all(0 <= r["eval/accuracy"] <= 1 and r["eval/loss"] >= 0 for r in records if "eval/loss" in r)
+    assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "checkpoints" / "best" / "metrics.jsonl").read_text() == (out / "metrics.jsonl").read_text()
 
 
 def test_killed_before_first_checkpoint_restarts_cleanly(cache, tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ from ..data import load_frame_data, open_dataset
 from ..errors import ConfigError, DatasetError
 from ..evaluation.calibration import sigmoid
 from ..training.folds import episode_folds, fold_config, fold_logits
+from ..training.progress import Progress
 from ..training.train import train
 from ..usage import HelpRequested, wants_help
 from ..utils import write_atomic
@@ -117,16 +118,19 @@ def find_suspects(cfg: TrainConfig, opts: SuspectsOptions) -> list[Span]:
     folds = episode_folds(episodes, data.episode_index, data.labels, opts.folds, cfg.split.seed)
     probability = np.full(len(data), np.nan)
     models, fold_info = [], []
+    fold_steps = opts.fold_steps or cfg.training.steps
+    bar = Progress(len(folds) * fold_steps, desc="suspects")  # one display over the fold models
     for i, held in enumerate(folds):
-        print(f"suspects: fold {i + 1}/{len(folds)}, held-out episodes {held}", flush=True)
+        bar.phase(f"suspects: fold {i + 1}/{len(folds)}")
         # no calibration: the fold models only rank frames, and their held-out labels are the ones in doubt
-        fold_cfg = fold_config(cfg, episodes, held, out / "folds" / str(i), opts.fold_steps or cfg.training.steps)
-        best = train(fold_cfg)
+        fold_cfg = fold_config(cfg, episodes, held, out / "folds" / str(i), fold_steps)
+        best = train(fold_cfg, progress=bar)
         rows = np.flatnonzero(np.isin(data.episode_index, held))
         probability[rows] = fold_probability(fold_cfg, best, data, rows)
         models.append((fold_cfg, best, rows))
         accuracy = float(((probability[rows] >= 0.5) == (data.labels[rows] == 1)).mean())
         fold_info.append({"episodes": held, "checkpoint": str(best), "agreement_with_labels": accuracy})
+    bar.close()
     doubt = disagreement(data.labels, probability, data.episode_index, opts.window)
     # only frames whose score can reach min_score (the in-fold disagreement is at most 1) are scored again
     candidates = np.flatnonzero(doubt >= opts.min_score ** 2)

@@ -21,7 +21,7 @@ from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
-from .report import Comparison, GalleryItem, worst_errors, write_report
+from .report import HISTORY_NAME, Comparison, GalleryItem, read_history, worst_errors, write_report
 from .thresholds import EvidenceRule
 from ..utils import write_atomic, write_file
 
@@ -53,12 +53,25 @@ def load_train_config(folder: Path) -> Optional[TrainConfig]:
 
 def heldout_episodes(folder: Path, train_cfg: Optional[TrainConfig]) -> list[int]:
     """The episodes the checkpoint's training run held out (``split.val_episodes`` of train_config.yaml)."""
-    episodes = None if train_cfg is None else train_cfg.split.val_episodes
-    if not episodes:
+    if train_cfg is None:
+        raise CheckpointError(f"heldout=true: {folder} has no {TRAIN_CONFIG_NAME} saying which episodes its training "
+                              f"held out; pass the episodes to evaluate with dataset.episodes=[...] (or "
+                              f"dataset.root=<a set it never saw>)")
+    if not train_cfg.split.val_episodes:
+        trained = _trained_on(folder)
         raise CheckpointError(
-            f"heldout=true needs the held-out episodes in {folder / TRAIN_CONFIG_NAME} (split.val_episodes), "
-            f"which {'is missing' if train_cfg is None else 'lists none'}; pass dataset.episodes=[...] instead")
-    return [int(e) for e in episodes]
+            f"heldout=true: the run that made {folder} held out no episode (it trained on "
+            f"{_episode_list(trained) if trained else 'every episode'}), so nothing is left to evaluate honestly; "
+            f"pass dataset.root=<episodes it never saw> (or dataset.episodes=[...] knowing they were trained on), "
+            f"or train again with split.val_fraction=0.2 or split.val_episodes=[...]")
+    return [int(e) for e in train_cfg.split.val_episodes]
+
+
+def _trained_on(folder: Path) -> list[int]:
+    try:
+        return [int(e) for e in json.loads((folder / "metrics.json").read_text()).get("train_episodes") or []]
+    except (OSError, ValueError):
+        return []
 
 
 def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
@@ -337,10 +350,25 @@ def _write_report(out: Path, main: Scored, other: Optional[Scored], ds: DatasetC
                                        float(preds.probs[i]), {k: np.asarray(data.images[k][i]) for k in camera_keys}))
     config = {"eval": eval_config, "checkpoint_config": model.config.to_dict(),
               "train_config": dataclasses.asdict(train_cfg) if train_cfg is not None else None}
+    history, step = run_history(main.folder)
     write_report(out / "report.html", result, preds, gallery, summary, config,
                  title=f"hilreward evaluation: {main.folder.name}",
                  compare=None if other is None else Comparison(short_names(main.folder, other.folder),
-                                                               other.preds, other.metrics))
+                                                               other.preds, other.metrics),
+                 history=history, history_step=step)
+
+
+def run_history(folder: Path) -> tuple[Optional[list[dict]], Optional[int]]:
+    """The training history of a checkpoint (its own ``metrics.jsonl``, else its run's when it sits in
+    ``<run>/checkpoints/``) and the step it was saved at; (None, None) when there is none."""
+    for path in (folder / HISTORY_NAME, folder.parent.parent / HISTORY_NAME):
+        if path.is_file() and (path.parent == folder or folder.parent.name == "checkpoints"):
+            try:
+                step = json.loads((folder / "metrics.json").read_text()).get("step")
+            except (OSError, ValueError):
+                step = None
+            return read_history(path), step
+    return None, None
 
 
 def short_names(a: Path, b: Path) -> tuple[str, str]:

@@ -93,6 +93,51 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _curve_figure(records: list[dict], mark_step: Optional[int] = None):
+    """Loss and accuracy over the steps of a run (training every log, held-out at every eval), or None."""
+    series = {k: [(r["step"], r[k]) for r in records if k in r and r.get("phase", "model") == "model"]
+              for k in ("train/loss", "eval/loss", "train/accuracy", "eval/accuracy")}
+    if not any(series.values()):
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for ax, what in zip(axes, ("loss", "accuracy")):
+        for side, style in (("train", "-"), ("eval", "o-")):
+            pts = series[f"{side}/{what}"]
+            if pts:
+                ax.plot(*zip(*pts), style, ms=3, lw=1.2,
+                        label="training batches" if side == "train" else "held-out episodes")
+        if mark_step is not None:
+            ax.axvline(mark_step, color="0.5", lw=0.8, ls="--")
+        ax.set_xlabel("step")
+        ax.set_ylabel(what)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+HISTORY_NAME = "metrics.jsonl"
+"""A training run's history (one JSON object per line: ``step``, ``elapsed_s``, ``phase`` and metrics such as
+``train/loss``, ``eval/accuracy``), in the run directory and in its deployed checkpoint."""
+
+
+def read_history(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (a torn last line, from a killed run, is skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def training_curve_png(records: list[dict], mark_step: Optional[int] = None) -> Optional[bytes]:
+    """The training curve of ``metrics.jsonl`` records as PNG bytes (None when they hold no loss or accuracy)."""
+    fig = _curve_figure(records, mark_step)
+    return None if fig is None else base64.b64decode(_png(fig))
+
+
 def _image_png(img: np.ndarray, scale: int = 1) -> str:
     from PIL import Image
 
@@ -430,8 +475,10 @@ def _kv_table(d: dict) -> str:
 
 def render_report(metrics: dict, preds: M.Predictions, gallery: list[GalleryItem], summary: dict,
                   config: dict, title: str = "hilreward evaluation",
-                  compare: Optional[Comparison] = None) -> str:
-    """The report page as one HTML string, with a second checkpoint side by side when ``compare`` is given."""
+                  compare: Optional[Comparison] = None, history: Optional[list[dict]] = None,
+                  history_step: Optional[int] = None) -> str:
+    """The report page as one HTML string, with a second checkpoint side by side when ``compare`` is given, and the
+    training curve of the checkpoint's run when its ``history`` (``metrics.jsonl`` records) is known."""
     binary = preds.binary
     consecutive = metrics.get("consecutive", 1)
     alignment = summary.get("label alignment")
@@ -477,6 +524,13 @@ def render_report(metrics: dict, preds: M.Predictions, gallery: list[GalleryItem
         parts.append("<section><h2>Calibration and confusion</h2><div class=\"row\">"
                      + _img(reliability_figure(preds, metrics), "reliability")
                      + _img(confusion_figure(metrics), "confusion matrix") + "</div></section>")
+    curve = _curve_figure(history, history_step) if history else None
+    if curve is not None:
+        parts.append("<section><h2>Training</h2>" + _img(_png(curve), "training curve")
+                     + '<p class="muted">Loss and accuracy of the run that made this checkpoint: on its training '
+                     'batches every log step, on its held-out episodes at every evaluation'
+                     + (f'; the dashed line is the step of this checkpoint ({history_step})' if history_step else '')
+                     + '.</p></section>')
     parts.append("<section><h2>Dataset</h2>" + _kv_table(summary) + "</section>")
     parts.append("<section><h2>Config</h2><pre>" + html.escape(json.dumps(config, indent=2, default=str))
                  + "</pre></section></main>")
@@ -487,8 +541,10 @@ def render_report(metrics: dict, preds: M.Predictions, gallery: list[GalleryItem
 
 def write_report(path: str | os.PathLike, metrics: dict, preds: M.Predictions, gallery: list[GalleryItem],
                  summary: dict, config: dict, title: Optional[str] = None,
-                 compare: Optional[Comparison] = None) -> Path:
+                 compare: Optional[Comparison] = None, history: Optional[list[dict]] = None,
+                 history_step: Optional[int] = None) -> Path:
     """Render and write ``report.html`` atomically."""
     path = Path(path)
-    page = render_report(metrics, preds, gallery, summary, config, title or "hilreward evaluation", compare)
+    page = render_report(metrics, preds, gallery, summary, config, title or "hilreward evaluation", compare,
+                         history, history_step)
     return write_atomic(path, page)

@@ -84,6 +84,11 @@ class FeatureBatches(_StepBatches):
         self.views = views
 
     def __getitem__(self, step: int):
+        inputs, labels, _ = self.batch(step)
+        return inputs, labels
+
+    def batch(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]:
+        """The step's features, labels and positions (into ``rows``) of this process's share."""
         pos, g = self.draw(step)
         which = torch.randint(len(self.views), (len(pos),), generator=g).numpy()[self.share]
         pos = pos[self.share]
@@ -95,4 +100,20 @@ class FeatureBatches(_StepBatches):
                 if cam not in out:
                     out[cam] = torch.empty((len(pos), *f.shape[1:]), dtype=torch.float32)
                 out[cam][torch.from_numpy(sel)] = f
-        return out, torch.from_numpy(self.labels[pos])
+        return out, torch.from_numpy(self.labels[pos]), pos
+
+
+class MemberBatches(Dataset):
+    """One batch per ensemble member per step, each from its own source (member ``i``'s rows: the training rows
+    outside fold ``i``), stacked member after member: inputs (k*B, ...) and labels (k*B,)."""
+
+    def __init__(self, sources: list[_StepBatches]):
+        self.sources = sources
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int):
+        parts = [source[step] for source in self.sources]
+        inputs = {cam: torch.cat([p[0][cam] for p in parts]) for cam in parts[0][0]}
+        return inputs, torch.cat([p[1] for p in parts])

@@ -20,10 +20,11 @@ function and every backend (torch, ONNX, gRPC) use them unchanged.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -36,8 +37,9 @@ from ..evaluation.episodes import episode_metrics
 from ..evaluation.thresholds import EvidenceRule, evidence_counts
 from ..models.checkpoint import update_config
 from ..models.classifier import RewardClassifier
-from .features import heldout_logits
-from .folds import episode_folds, fold_config, fold_logits
+from .features import gather_features, heldout_logits
+from .folds import episode_folds, fold_heads
+from ..utils import write_file
 
 CALIBRATE_MODES = ("auto", "heldout", "cv", "off")
 MIN_EPISODES_PER_FOLD = 2
@@ -69,10 +71,12 @@ class CalibrationPlan:
 
 def plan_calibration(mode: str, data: FrameData, episodes: list[int], val_episodes: list[int], folds: int,
                      seed: int, processes: int = 1, rule: Optional[EvidenceRule] = None) -> CalibrationPlan:
-    """The calibration ``mode`` gives for ``data`` (the run's episodes) split with ``val_episodes`` held out."""
+    """The calibration ``mode`` gives for ``data`` (the run's episodes) split into the training ``episodes`` and
+    ``val_episodes`` held out. Folds are dealt from the training episodes only: held out means held out."""
     rule = rule or EvidenceRule()
     if mode == "off":
         return CalibrationPlan("off", "training.calibrate=off")
+    training = np.isin(data.episode_index, episodes)
     if not (data.labels > 0).any():
         return CalibrationPlan("off", "not possible: no episode of the dataset succeeds, so no threshold can rest on "
                                       "evidence; check label.key, or record succeeding episodes")
@@ -88,18 +92,32 @@ def plan_calibration(mode: str, data: FrameData, episodes: list[int], val_episod
            f"{held_text}, too little for the rule (>= {rule.min_positives} and >= {rule.min_success_episodes})")
     instead = "calibrating on the held-out episodes instead"
     if len(episodes) < MIN_EPISODES_PER_FOLD * folds:
-        return CalibrationPlan("heldout", f"{why}; {len(episodes)} episodes are too few for {folds} folds (calibration "
-                                          f"by folds needs >= {MIN_EPISODES_PER_FOLD * folds}): {instead}")
-    all_positives, all_successes, _ = evidence_counts(data.episode_index, data.labels)
+        return CalibrationPlan("heldout", f"{why}; {len(episodes)} training episodes are too few for {folds} folds "
+                                          f"(calibration by folds needs >= {MIN_EPISODES_PER_FOLD * folds}): {instead}")
+    all_positives, all_successes, _ = evidence_counts(data.episode_index[training], data.labels[training])
     if not rule.enough(all_positives, all_successes):
-        return CalibrationPlan("heldout", f"{why}; the whole dataset holds only {all_positives} positive frames in "
+        return CalibrationPlan("heldout", f"{why}; the training episodes hold only {all_positives} positive frames in "
                                           f"{all_successes} succeeding episodes, too little for folds: {instead}")
     if processes > 1:
         return CalibrationPlan("heldout", f"{why}; calibration by folds runs in one process, not {processes}: "
                                           f"{instead}")
-    groups = episode_folds(list(episodes), data.episode_index, data.labels, folds, seed)
-    return CalibrationPlan("cv", f"{why}; out-of-fold over all {len(episodes)} episodes, the final model trains on "
-                                 f"every episode, none held out", groups)
+    groups = episode_folds(list(episodes), data.episode_index[training], data.labels[training], folds, seed)
+    kept = f"the held-out episodes {val_episodes} stay held out" if val_episodes else "none is held out"
+    return CalibrationPlan("cv", f"{why}; out of fold over the {len(episodes)} training episodes ({kept})", groups)
+
+
+MEMBER_BUDGET = 1.25
+"""Calibration by folds of a model whose encoder trains deploys its fold models as an ensemble; together they train
+this many times the steps of the run without calibration, shared evenly (chosen by ``studies/calibration/
+study_cost.py``: docs/calibration.md)."""
+
+
+def member_steps(cfg: TrainConfig, steps: int, members: int) -> int:
+    """Steps of the ensemble's loop (each trains every member once): ``training.calibrate_fold_steps`` when set,
+    else :data:`MEMBER_BUDGET` times the run's ``steps``, shared by the ``members``."""
+    if cfg.training.calibrate_fold_steps:
+        return int(cfg.training.calibrate_fold_steps)
+    return max(1, int(math.ceil(MEMBER_BUDGET * steps / members)))
 
 
 def store_calibration(folder: Path, cal: Calibration, fallback_threshold: float) -> None:
@@ -123,50 +141,103 @@ def calibrate_checkpoint(folder: Path, data: FrameData, rows: np.ndarray,
     return cal
 
 
-def calibrate_by_folds(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, data: FrameData, episodes: list[int],
-                       steps: int, *, fit: Callable[[TrainConfig], Path],
-                       fallback_threshold: float = 0.5) -> Calibration:
-    """Train the plan's fold models (``output_dir/calibration/folds/<i>``; finished ones are reused), calibrate on
-    their out-of-fold logits of every episode, and store the result in the final model's checkpoint ``folder``.
-    The logits are kept in ``output_dir/calibration/out_of_fold.npz`` (with labels, episode and frame indices).
-    ``fit`` trains one fold's config (the trainer, passed in by it: training imports calibration, not back)."""
-
+def calibrate_by_fold_heads(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, data: FrameData,
+                            episodes: list[int], views: list[dict[str, np.ndarray]], train_rows: np.ndarray,
+                            steps: int, *, fallback_threshold: float = 0.5, progress=None) -> Calibration:
+    """Calibration by folds on a frozen encoder's cached features: the plan's fold heads train together in one pass
+    (:func:`~hilreward.training.folds.fold_heads`), each scores the rows of its fold, and the result is stored in
+    the final model's checkpoint ``folder``. ``views`` and ``train_rows`` are the run's feature views and training
+    rows (view 0 holds every row of ``data``)."""
     t0 = time.perf_counter()
-    fold_steps = cfg.training.calibrate_fold_steps or steps
-    root = Path(cfg.output_dir) / "calibration" / "folds"
-    logits: Optional[np.ndarray] = None
+    t = cfg.training
+    fold_steps = t.calibrate_fold_steps or steps
+    model = RewardClassifier.from_pretrained(folder)
+    fold_of_row = np.full(len(data), -1, dtype=np.int64)
     for i, held in enumerate(plan.folds):
-        print(f"calibration: fold {i + 1}/{len(plan.folds)}, held-out episodes {held}, {fold_steps} steps", flush=True)
-        # like the final model: no evaluation on the way, its last checkpoint
-        fold_cfg = fold_config(cfg, episodes, held, root / str(i), fold_steps, eval_freq=0, save_freq=fold_steps)
-        fit(fold_cfg)
-        rows = np.flatnonzero(np.isin(data.episode_index, held))
-        part = fold_logits(fold_cfg, root / str(i) / "checkpoints" / "last", data, rows)
-        if logits is None:
-            logits = np.full((len(data), *part.shape[1:]), np.nan)
-        logits[rows] = part
-    tmp = root.parent / ".out_of_fold.tmp.npz"
-    np.savez(tmp, logits=logits, labels=data.labels, episode=data.episode_index, frame=data.frame_index, fps=data.fps)
-    tmp.replace(root.parent / "out_of_fold.npz")
-    cal = calibrate(data.episode_index, data.frame_index, data.labels, logits, fps=data.fps,
-                    fallback_threshold=fallback_threshold)
-    cal.details.update(method="cv", folds=plan.folds, fold_steps=fold_steps, seconds=time.perf_counter() - t0,
-                       out_of_fold=out_of_fold_metrics(data, logits, cal))
+        fold_of_row[np.isin(data.episode_index, held)] = i
+    heads = fold_heads(model, views, train_rows, data.labels[train_rows], fold_of_row[train_rows], len(plan.folds),
+                       fold_steps, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                       grad_clip_norm=t.grad_clip_norm, seed=t.seed, balanced=cfg.sampler.balanced,
+                       progress=progress)
+    logits: Optional[np.ndarray] = None
+    cameras = list(model.config.camera_keys)
+    with torch.inference_mode():
+        for i, head in enumerate(heads):
+            rows = np.flatnonzero(fold_of_row == i)
+            part = []
+            for s in range(0, len(rows), 256):
+                feats = gather_features(views[0], rows[s:s + 256])
+                part.append(head([feats[c] for c in cameras]).float().numpy())
+            part = np.concatenate(part)
+            if logits is None:
+                logits = np.full((len(data), *part.shape[1:]), np.nan)
+            logits[rows] = part
+    assert logits is not None
+    return _calibrate_out_of_fold(cfg, plan, folder, data, episodes, logits, fold_steps, t0, fallback_threshold,
+                                  "fold heads")
+
+
+def calibrate_members(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, data: FrameData, episodes: list[int],
+                      steps: int, *, fallback_threshold: float = 0.5, device: str | torch.device = "cpu",
+                      batch_size: int = 64) -> Calibration:
+    """Calibration by folds of an ensemble checkpoint (``folder``, ``config.members`` = the plan's folds): member
+    ``i`` never trained on fold ``i``, so its logits there are out of fold, and they describe the deployed members."""
+    t0 = time.perf_counter()
+    model = RewardClassifier.from_pretrained(folder, device=device)
+    logits: Optional[np.ndarray] = None
+    with torch.inference_mode():
+        for i, held in enumerate(plan.folds):
+            rows = np.flatnonzero(np.isin(data.episode_index, held))
+            part = []
+            for s in range(0, len(rows), batch_size):
+                idx = rows[s:s + batch_size]
+                pixels = model.preprocess({c: np.asarray(data.images[c][idx]) for c in model.camera_keys})
+                part.append(model.member_forward(i, pixels).float().cpu().numpy())
+            part = np.concatenate(part)
+            if logits is None:
+                logits = np.full((len(data), *part.shape[1:]), np.nan)
+            logits[rows] = part
+    assert logits is not None
+    return _calibrate_out_of_fold(cfg, plan, folder, data, episodes, logits, steps, t0, fallback_threshold,
+                                  "ensemble members")
+
+
+def _calibrate_out_of_fold(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, data: FrameData,
+                           episodes: list[int], logits: np.ndarray, fold_steps: int, t0: float,
+                           fallback_threshold: float, what: str) -> Calibration:
+    """Calibrate on the out-of-fold ``logits`` of the training episodes and store the result in ``folder``; the
+    logits are kept in ``output_dir/calibration/out_of_fold.npz`` (with labels, episode and frame indices)."""
+    inside = np.flatnonzero(np.isin(data.episode_index, episodes))  # the training rows: every one out of fold once
+    ep, fr, y, z = data.episode_index[inside], data.frame_index[inside], data.labels[inside], logits[inside]
+    root = Path(cfg.output_dir) / "calibration"
+    root.mkdir(parents=True, exist_ok=True)
+    write_file(root / "out_of_fold.npz", lambda tmp: _savez(tmp, logits=z, labels=y, episode=ep, frame=fr,
+                                                            fps=data.fps))
+    cal = calibrate(ep, fr, y, z, fps=data.fps, fallback_threshold=fallback_threshold)
+    cal.details.update(method="cv", folds=plan.folds, fold_steps=fold_steps, fold_models=what,
+                       seconds=time.perf_counter() - t0, out_of_fold=out_of_fold_metrics(ep, fr, y, z, data.fps, cal))
     store_calibration(folder, cal, fallback_threshold)
     return cal
 
 
-def out_of_fold_metrics(data: FrameData, logits: np.ndarray, cal: Calibration) -> dict:
+def _savez(path: Path, **arrays) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+        np.savez(f, **arrays)
+
+
+def out_of_fold_metrics(episode_index: np.ndarray, frame_index: np.ndarray, labels: np.ndarray, logits: np.ndarray,
+                        fps: float, cal: Calibration) -> dict:
     """Accuracy (and, binary, gross false terminations) of the out-of-fold logits at the calibrated threshold and
-    at 0.5: what the model is likely to do on new episodes, since nothing was held out."""
+    at 0.5: what a model trained like these is likely to do on new episodes (evidence from training episodes, out
+    of fold; the held-out episodes, if any, say what the deployed model does)."""
     if logits.ndim == 2:
-        return {"accuracy": float((logits.argmax(axis=1) == data.labels).mean())}
+        return {"accuracy": float((logits.argmax(axis=1) == labels).mean())}
     probs = sigmoid(logits / cal.temperature)
     out = {}
     for name, t in (("calibrated", cal.threshold), ("at_0.5", 0.5)):
-        ep = episode_metrics(data.episode_index, data.frame_index, data.labels, probs, t, fps=data.fps,
+        ep = episode_metrics(episode_index, frame_index, labels, probs, t, fps=fps,
                              tolerance_s=cal.details["tolerance_s"])
-        out[name] = {"threshold": t, "accuracy": float(((probs >= t) == (data.labels == 1)).mean()),
+        out[name] = {"threshold": t, "accuracy": float(((probs >= t) == (labels == 1)).mean()),
                      "gross_false_terminations": ep["gross_false_terminations"], "episodes": ep["episodes"]}
     return out
 
@@ -179,8 +250,13 @@ def summary_line(cal: Optional[Calibration], plan: Optional[CalibrationPlan] = N
         return "calibration: skipped (no held-out episodes)"
     d = cal.details
     if d.get("method") == "cv":
-        head = (f"calibration by {len(d['folds'])} folds over episodes {d['episodes']} (out of fold, fold models of "
-                f"{d['fold_steps']} steps): temperature {cal.temperature:.3g}")
+        k, n = len(d["folds"]), d["fold_steps"]
+        how = {"ensemble members": f"the deployed ensemble's {k} members, {n} steps each, each on the fold it never "
+                                   f"saw",
+               "fold heads": f"fold heads of {n} steps on the cached features"}.get(d.get("fold_models"),
+                                                                                    f"fold models of {n} steps")
+        head = (f"calibration by {k} folds over episodes {d['episodes']} (out of fold: {how}): temperature "
+                f"{cal.temperature:.3g}")
     else:
         head = f"calibration on held-out episodes {d['episodes']}: temperature {cal.temperature:.3g}"
     if cal.threshold is None:
@@ -195,5 +271,5 @@ def summary_line(cal: Optional[Calibration], plan: Optional[CalibrationPlan] = N
     if d.get("method") == "cv":
         oof = d["out_of_fold"]["calibrated"]
         line += (f"; out of fold at it: accuracy {oof['accuracy']:.4f}, {oof['gross_false_terminations']} gross false "
-                 f"terminations in {oof['episodes']} episodes; the final model trained on every episode")
+                 f"terminations in {oof['episodes']} episodes")
     return line

@@ -34,6 +34,7 @@ from ..errors import ConfigError
 from .augment import ColorJitter, random_shift, shift_offsets
 from .distributed import Processes
 from .losses import classification_loss, correct_predictions
+from .progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
             directory.mkdir(parents=True, exist_ok=True)
         with torch.inference_mode():
             for first in tqdm(range(0, len(starts), procs.count), desc=f"Features (view {view})", leave=False,
-                              dynamic_ncols=True, disable=not procs.is_main):
+                              dynamic_ncols=True, disable=bar_disabled(procs.is_main)):
                 turn = starts[first:first + procs.count]  # one batch per process
                 mine = turn[procs.index] if procs.index < len(turn) else None
                 computed = procs.gather(encode(slice(mine, min(mine + batch_size, n))) if mine is not None else None)

@@ -7,15 +7,18 @@ frozen encoder's unaugmented features are computed once for all of them); each r
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import TrainConfig
 from ..data import FrameData
 from ..errors import ConfigError
 from ..models.classifier import RewardClassifier
+from ..models.head import RewardHead
 from .features import compute_features, encoder_is_frozen, heldout_logits
 
 
@@ -51,3 +54,51 @@ def fold_logits(cfg: TrainConfig, checkpoint: Path, data: FrameData, rows: np.nd
         features = compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=0,
                                     dtype=cfg.training.feature_dtype)
     return heldout_logits(model, data, rows, features)
+
+
+def fold_heads(model, views: list[dict[str, np.ndarray]], rows: np.ndarray, labels: np.ndarray,
+               fold_of_row: np.ndarray, folds: int, steps: int, *, batch_size: int, lr: float, weight_decay: float,
+               grad_clip_norm: float, seed: int, balanced: bool = True, progress=None) -> list[torch.nn.Module]:
+    """``folds`` heads like ``model.reward_head``, trained together in one pass on cached encoder features: head
+    ``i`` on the training ``rows`` whose ``fold_of_row`` is not ``i`` (the fold it holds out).
+
+    Every step draws one batch of the training rows as the run does (one of the precomputed ``views`` per sample,
+    class-balanced), ``folds / (folds - 1)`` times the run's batch so that each head sees about the run's batch of
+    its own rows; each head trains on its rows of it with its own AdamW, gradient clip and the run's cosine schedule
+    (to 10 %). The features are read once per step for all heads. Returns the heads, in eval mode."""
+    from .batches import FeatureBatches
+    from .losses import classification_loss
+    from ..data import balanced_weights
+
+    num_classes = model.config.num_classes
+    cfg = model.config
+    heads = []
+    for i in range(folds):
+        with torch.random.fork_rng():  # a fresh initialisation of the run's head, seeded per fold
+            torch.manual_seed(seed * 7919 + i + 1)
+            heads.append(RewardHead(len(cfg.camera_keys), cfg.feature_shape, cfg.num_classes, cfg.spatial_features,
+                                    cfg.latent_dim, cfg.hidden_dim, cfg.dropout).train())
+    big = int(math.ceil(batch_size * folds / (folds - 1)))
+    source = FeatureBatches(views, rows, labels, big, seed + 1, balanced, balanced_weights(labels))
+    optimizers = [torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=weight_decay) for h in heads]
+    schedule = lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1)))  # noqa: E731
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in optimizers]
+    cameras = list(model.config.camera_keys)
+    for step in range(1, steps + 1):
+        inputs, y, pos = source.batch(step)
+        maps = [inputs[c] for c in cameras]
+        fold = fold_of_row[pos]
+        for i, (head, opt, sched) in enumerate(zip(heads, optimizers, schedulers)):
+            mine = torch.from_numpy(np.flatnonzero(fold != i))
+            if not len(mine):
+                continue
+            loss = classification_loss(head([m[mine] for m in maps]), y[mine], num_classes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(head.parameters(), grad_clip_norm)
+            opt.step()
+            sched.step()
+        if progress is not None:
+            progress.update(1)
+    return [h.eval() for h in heads]

@@ -25,6 +25,7 @@ import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -34,15 +35,18 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, check_choices, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..errors import ConfigError
+from ..models.members import member_parameters
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
-from .batches import FeatureBatches, PixelBatches
+from .batches import FeatureBatches, MemberBatches, PixelBatches
 from .augment import ColorJitter
-from .calibrate import calibrate_by_folds, calibrate_checkpoint, calibrate_mode, plan_calibration, summary_line
+from .calibrate import (calibrate_by_fold_heads, calibrate_checkpoint, calibrate_members, calibrate_mode, member_steps,
+                        plan_calibration, summary_line)
 from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
                          save_checkpoint)
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
+from .progress import HISTORY_NAME, History, Progress, bar_disabled
 from ..utils import write_atomic
 
 
@@ -63,7 +67,9 @@ def main(args: list[str]) -> int:
 class TrainedPart(torch.nn.Module):
     """What a step runs forward: the head on cached features, or preprocessing + encoder + head on pixels.
 
-    Data-parallel training wraps it in DDP, whose backward averages the gradients across processes.
+    An ensemble (``model.config.members`` > 1) gets one batch per member, stacked member after member
+    (:class:`~hilreward.training.batches.MemberBatches`): each member runs on its own. Data-parallel training wraps
+    it in DDP, whose backward averages the gradients across processes.
     """
 
     def __init__(self, model, from_features: bool):
@@ -72,7 +78,14 @@ class TrainedPart(torch.nn.Module):
         self.from_features = from_features
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.head(inputs) if self.from_features else self.model(self.model.preprocess(inputs))
+        if self.from_features:
+            return self.model.head(inputs)
+        pixels = self.model.preprocess(inputs)
+        k = self.model.config.members
+        if k == 1:
+            return self.model(pixels)
+        chunks = {c: v.chunk(k) for c, v in pixels.items()}
+        return torch.cat([self.model.member_forward(i, {c: v[i] for c, v in chunks.items()}) for i in range(k)])
 
 
 def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, optimizer, scheduler=None, *,
@@ -81,7 +94,9 @@ def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, opt
     """Forward (head on cached features, or preprocess + encoder + head on pixels), loss, backward, step.
 
     ``forward`` runs the batch instead of ``TrainedPart(model, from_features)`` (training passes it
-    DDP-wrapped when data-parallel). Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch.
+    DDP-wrapped when data-parallel). Each parameter group of ``optimizer`` is clipped on its own (an ensemble has one
+    per member, and each member's step is the one it would take alone: the loss is the sum of the members' mean
+    losses). Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch (loss: per member).
     """
     num_classes = model.config.num_classes
     net = forward if forward is not None else TrainedPart(model, from_features)
@@ -92,9 +107,9 @@ def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, opt
         logits = net(inputs)
     loss = classification_loss(logits, labels, num_classes)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip_norm if grad_clip_norm > 0 else float("inf"))
+    (loss * getattr(model.config, "members", 1)).backward()
+    clip = grad_clip_norm if grad_clip_norm > 0 else float("inf")
+    grad_norm = max(float(torch.nn.utils.clip_grad_norm_(g["params"], clip)) for g in optimizer.param_groups)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -118,7 +133,7 @@ def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.nd
     mine = rows[procs.share(len(rows))]
     losses, preds, probs = [], [], []
     for start in tqdm(range(0, len(mine), batch_size), desc="Validation", leave=False, dynamic_ncols=True,
-                      disable=not procs.is_main):
+                      disable=bar_disabled(procs.is_main)):
         idx = mine[start:start + batch_size]
         if features is not None:
             logits = model.head({c: f.to(device) for c, f in gather_features(features, idx).items()})
@@ -139,13 +154,18 @@ def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.nd
 
 
 # ---- the run ------------------------------------------------------------------------------------
-def train(cfg: TrainConfig) -> Path:
-    """Train as ``cfg`` says; return the best checkpoint directory (``output_dir/checkpoints/best``)."""
+def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
+    """Train as ``cfg`` says; return the best checkpoint directory (``output_dir/checkpoints/best``).
+
+    ``progress`` is the display of an enclosing run (a fold model's run inside calibration by folds): the run then
+    advances it and prints nothing else of its own."""
     from ..models.classifier import RewardClassifier
 
     _validate(cfg)
     t_cfg = cfg.training
     procs = Processes.start(t_cfg.device)  # one process, or this one of those `accelerate launch` started
+    nested = progress is not None
+    say = (lambda *_: None) if nested else procs.print
     if t_cfg.batch_size % procs.count:
         raise ConfigError(f"training.batch_size={t_cfg.batch_size} is the whole batch of a step, shared by "
                           f"{procs.count} processes: make it a multiple of {procs.count}")
@@ -162,7 +182,6 @@ def train(cfg: TrainConfig) -> Path:
     if resume_from is not None:
         cfg = _merge_resumed(cfg, from_yaml((resume_from / "train_config.yaml").read_text()))
 
-    # Split by episode; the resolved held-out episodes go into the saved config and metrics.
     ds = open_dataset(cfg.dataset)
     available = [e.index for e in ds.episodes]
     wanted = available if cfg.dataset.episodes is None else [int(e) for e in cfg.dataset.episodes]
@@ -170,23 +189,24 @@ def train(cfg: TrainConfig) -> Path:
     if missing:
         raise ConfigError(f"dataset.episodes {missing} are not in {ds.root} (it has episodes "
                           f"{available[0]}..{available[-1]}, {len(available)} in all)")
-    train_eps, val_eps = split_episodes(wanted, cfg.split.val_fraction, cfg.split.seed, cfg.split.val_episodes)
 
     # Frames (decoded once, resized to the model's input size in the frame cache) and labels.
     with procs.local_main_first():  # one process per machine decodes; the others read its cache
         data = load_frame_data(replace(cfg.dataset, episodes=sorted(wanted)), cfg.label,
                                tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
     _check_labels(data.labels, cfg.model.num_classes, cfg.label.key, procs)
-    # What the calibration rests on decides the split: calibrating by folds holds nothing out.
-    plan = plan_calibration(calibrate_mode(t_cfg.calibrate), data, sorted(wanted), val_eps, t_cfg.calibrate_folds,
+    # Split by episode, stratified by success; held out means held out: calibration by folds runs inside the
+    # training episodes. The resolved held-out episodes go into the saved config and metrics.
+    succeeding = np.unique(data.episode_index[data.labels > 0]).tolist()
+    train_eps, val_eps = split_episodes(wanted, cfg.split.val_fraction, cfg.split.seed, cfg.split.val_episodes,
+                                        succeeding=succeeding)
+    plan = plan_calibration(calibrate_mode(t_cfg.calibrate), data, train_eps, val_eps, t_cfg.calibrate_folds,
                             cfg.split.seed, procs.count)
-    if plan.method == "cv":
-        train_eps, val_eps = sorted(wanted), []
     cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
     config_yaml = to_yaml(cfg)
-    procs.print("hilreward train: resolved config\n" + config_yaml)
+    say("hilreward train: resolved config\n" + config_yaml)
     if calibrate_mode(t_cfg.calibrate) != "off":
-        procs.print(plan.describe())
+        say(plan.describe())
     if procs.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "train_config.yaml", config_yaml)
@@ -196,42 +216,54 @@ def train(cfg: TrainConfig) -> Path:
     train_rows = np.flatnonzero(np.isin(data.episode_index, train_eps))
     val_rows = np.flatnonzero(np.isin(data.episode_index, val_eps))
     train_labels = data.labels[train_rows]
-    procs.print(f"data: {len(train_rows)} training frames from {len(train_eps)} episodes "
+    say(f"data: {len(train_rows)} training frames from {len(train_eps)} episodes "
                 f"({int((train_labels > 0).sum())} positive), {len(val_rows)} held-out frames from episodes "
                 f"{val_eps}, cameras {data.camera_keys}")
     steps = t_cfg.steps if t_cfg.epochs is None else t_cfg.epochs * math.ceil(len(train_rows) / t_cfg.batch_size)
+    # Calibration by folds of a model whose encoder trains: the fold models are the deployed model (an ensemble,
+    # trained in this one loop: member i never sees fold i), sharing a budget of steps (see calibrate.member_steps).
+    members = len(plan.folds) if plan.method == "cv" and cfg.model.freeze != "all" else 1
+    if members > 1:
+        steps = member_steps(cfg, steps, members)
 
-    # Model, optimizer (trainable parameters only), cosine schedule down to 10 %.
+    # Model, optimizer (trainable parameters only; a group per ensemble member), cosine schedule down to 10 %.
     _seed_everything(t_cfg.seed)  # the same initial weights in every process
     device = procs.device
     if resume_from is not None:
         model = RewardClassifier.from_pretrained(resume_from, device=str(device))
     else:
-        model = RewardClassifier.from_train_config(cfg, data.camera_keys).to(device)
+        model = RewardClassifier.from_train_config(cfg, data.camera_keys, members=members).to(device)
     if procs.index:  # its own dropout noise
         _seed_everything(process_seed(t_cfg.seed, procs.index))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
+    groups = [[p for p in ps if p.requires_grad] for ps in member_parameters(model)]
+    optimizer = torch.optim.AdamW([{"params": g} for g in groups if g], lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     n_params = sum(p.numel() for p in model.parameters())
     where = f"device {device}" + (f", {procs.count} processes (data-parallel)" if procs.count > 1 else "")
-    procs.print(f"model: encoder {model.config.encoder} ({'frozen' if encoder_is_frozen(model) else 'trainable'}), "
+    say(f"model: encoder {model.config.encoder} ({'frozen' if encoder_is_frozen(model) else 'trainable'}), "
                 f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, {where}")
 
     # Feature path (frozen encoder: features computed once, training runs the head) or pixel path.
     # Each process takes its share of every step's batch.
-    views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps, procs)
+    views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps, procs, say)
     balanced, weights = cfg.sampler.balanced, balanced_weights(train_labels)
     share = procs.share(t_cfg.batch_size)
+    fold_of_row = _fold_of_row(data, plan)
     if views is not None:
         source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights,
                                 share=share)
     else:
         aug = cfg.augmentation
-        source = PixelBatches(data.images, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced,
-                              weights, pad=aug.pad if aug.enable else 0, share=share,
-                              color=color_jitter(cfg) if aug.enable else None)
+
+        def pixels(rows: np.ndarray, seed: int) -> PixelBatches:
+            labels = data.labels[rows]
+            return PixelBatches(data.images, rows, labels, t_cfg.batch_size, seed, balanced,
+                                balanced_weights(labels), pad=aug.pad if aug.enable else 0, share=share,
+                                color=color_jitter(cfg) if aug.enable else None)
+        source = pixels(train_rows, t_cfg.seed) if members == 1 else MemberBatches(
+            [pixels(train_rows[fold_of_row[train_rows] != i], t_cfg.seed * members + i) for i in range(members)])
     net = procs.wrap(TrainedPart(model, from_features=views is not None))  # DDP when data-parallel
 
     # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
@@ -240,7 +272,7 @@ def train(cfg: TrainConfig) -> Path:
         start_step = restore_training_state(tensors, state, optimizer, scheduler, procs.index, t_cfg.seed)
         if state.get("best_loss") is not None:
             best = (float(state["best_accuracy"]), -float(state["best_loss"]))
-        procs.print(f"resumed from {resume_from} at step {start_step}")
+        say(f"resumed from {resume_from} at step {start_step}")
 
     logger = None
     if cfg.wandb.enable and procs.is_main:
@@ -259,7 +291,7 @@ def train(cfg: TrainConfig) -> Path:
         saved = json.loads((resume_from / "metrics.json").read_text())
         eval_metrics = {k: v for k, v in saved.items() if k.startswith("eval/")}
         if start_step >= steps:
-            procs.print(f"the run in {out} already reached step {steps}: nothing to train")
+            say(f"the run in {out} already reached step {steps}: nothing to train")
     window: dict[str, list[float]] = {"loss": [], "accuracy": [], "dataloading_s": []}
 
     def checkpoint(directory: Path, step: int) -> None:  # every process calls it: each one's RNG state is saved
@@ -270,7 +302,15 @@ def train(cfg: TrainConfig) -> Path:
                             extra={"best_accuracy": best[0], "best_loss": -best[1] if best[0] >= 0 else None,
                                    **base_metrics}, rng_states=rng_states)
 
-    bar = tqdm(total=steps, initial=start_step, desc="Training", dynamic_ncols=True, disable=not procs.is_main)
+    # One display for the whole run (the fold models of calibration by folds included), and its local history.
+    if nested:
+        bar = progress
+        bar.update(start_step)
+    else:
+        bar = Progress(steps + _calibration_steps(cfg, plan, steps, members), initial=start_step,
+                       enabled=procs.is_main)
+    history = History(out, resume_step=start_step if resume_from is not None else None,
+                      enabled=procs.is_main and not nested)
     batches = iter(loader)
     for step in range(start_step + 1, steps + 1):
         t0 = time.perf_counter()
@@ -287,6 +327,7 @@ def train(cfg: TrainConfig) -> Path:
             logged = procs.mean({f"train/{k}": float(np.mean(v)) for k, v in window.items()})
             logged["train/lr"] = metrics["lr"]
             bar.set_postfix(loss=f"{logged['train/loss']:.4f}", acc=f"{logged['train/accuracy']:.3f}")
+            history.log(step, {k: logged[k] for k in ("train/loss", "train/accuracy", "train/lr")})
             if logger:
                 logger.log(logged, step)
             window = {k: [] for k in window}
@@ -294,24 +335,27 @@ def train(cfg: TrainConfig) -> Path:
         if len(val_rows) and ((t_cfg.eval_freq and step % t_cfg.eval_freq == 0) or step == steps):
             eval_metrics, pred, prob = evaluate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, device,
                                                 procs)
-            if procs.is_main:
+            if procs.is_main and not nested:
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
+            history.log(step, {k: v for k, v in eval_metrics.items() if k != "eval/eval_s"})
             if logger:
                 logger.log(eval_metrics, step)
                 _log_samples(logger, data, val_rows, pred, prob, step)
             score = (eval_metrics["eval/accuracy"], -eval_metrics["eval/loss"])
             if score > best:
                 best = score
-                checkpoint(ckpt_root / "best", step)
+                if plan.method != "cv":
+                    checkpoint(ckpt_root / "best", step)
 
         if step % t_cfg.save_freq == 0 or step == steps:
             checkpoint(ckpt_root / str(step), step)
             checkpoint(last_dir, step)
-    bar.close()
 
     calibration = None
     if procs.is_main:
-        if not len(val_rows) and last_dir.is_dir():  # nothing held out: the final model is the best we know
+        # Nothing held out, or calibration by folds (its fold models train to the end, so they describe the last
+        # step, not a step picked on the held-out episodes): the deployed model is the last.
+        if (not len(val_rows) or plan.method == "cv") and last_dir.is_dir():
             staging = ckpt_root / ".best.copy.tmp"
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(last_dir, staging)
@@ -319,21 +363,32 @@ def train(cfg: TrainConfig) -> Path:
         if plan.method == "heldout":  # temperature and threshold from the held-out episodes, in checkpoints/best
             calibration = calibrate_checkpoint(ckpt_root / "best", data, val_rows, val_features,
                                                fallback_threshold=cfg.model.threshold, device=device)
-        elif plan.method == "cv":  # from every episode's out-of-fold logits
-            calibration = calibrate_by_folds(cfg, plan, ckpt_root / "best", data, sorted(wanted), steps, fit=train,
-                                             fallback_threshold=cfg.model.threshold)
+        elif plan.method == "cv" and members > 1:  # each member on the fold it never saw
+            calibration = calibrate_members(cfg, plan, ckpt_root / "best", data, train_eps, steps,
+                                            fallback_threshold=cfg.model.threshold, device=device)
+        elif plan.method == "cv":  # a frozen encoder: fold heads on the cached features, in one pass
+            bar.phase("Calibration (fold heads)")
+            if views is None:  # the run took the pixel path: the fold heads still train on features
+                views = _feature_views(cfg, model, data, train_rows, procs)
+            calibration = calibrate_by_fold_heads(cfg, plan, ckpt_root / "best", data, train_eps, views, train_rows,
+                                                  steps, fallback_threshold=cfg.model.threshold, progress=bar)
         final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
                  "calibration": calibration.details if calibration else None,
                  "calibration_plan": {"method": plan.method, "reason": plan.reason}}
         write_atomic(out / "metrics.json", json.dumps(final, indent=2))
+        if history.enabled:  # the curve beside the run, and the history inside the deployed checkpoint
+            history.draw()
+            write_atomic(ckpt_root / "best" / HISTORY_NAME, history.text())
+    if not nested:
+        bar.close()
     if logger:
         logger.finish()
     if eval_metrics:
-        procs.print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
+        say(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
                     f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
                     f"recall {eval_metrics['eval/recall']:.4f}")
     if calibrate_mode(t_cfg.calibrate) != "off":
-        procs.print(summary_line(calibration, plan))
+        say(summary_line(calibration, plan))
     procs.wait()  # every process returns once the checkpoints (calibrated) are on disk
     return ckpt_root / "best"
 
@@ -421,7 +476,7 @@ def _check_same_data(state: dict, data: FrameData, source: Path) -> None:
 
 
 def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarray, n_val: int, steps: int,
-                 procs: Processes):
+                 procs: Processes, say=print):
     """(views, val_features) for the feature path, or (None, None) for the pixel path; logs the choice in one line.
 
     The feature path is taken when the encoder is frozen, ``training.feature_cache=auto`` and computing
@@ -442,17 +497,40 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarra
     elif feature_passes > pixel_passes:
         reason = f"{feature_passes} encoder passes per camera for {k} views > {pixel_passes} for {steps} steps"
     else:
-        procs.print(f"path: feature cache, {len(data)} frames unaugmented + {k - 1} augmented view(s) x {n_train} "
+        say(f"path: feature cache, {len(data)} frames unaugmented + {k - 1} augmented view(s) x {n_train} "
                     f"training frames = {feature_passes} encoder passes per camera once"
                     f"{f' (shared by {procs.count} processes)' if procs.count > 1 else ''}, then the head only "
                     f"(pixel path: {pixel_passes})")
-        pad, color = cfg.augmentation.pad, color_jitter(cfg)
-        views = [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
-                                  dtype=t.feature_dtype, rows=None if v == 0 else train_rows, processes=procs,
-                                  color=color) for v in range(k)]
+        views = _feature_views(cfg, model, data, train_rows, procs)
         return views, views[0]
-    procs.print(f"path: pixels, the encoder runs on every sample ({reason})")
+    say(f"path: pixels, the encoder runs on every sample ({reason})")
     return None, None
+
+
+def _feature_views(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarray,
+                   procs: Processes) -> list[dict[str, np.ndarray]]:
+    """The frozen encoder's features: view 0 of every row, and ``augment_views - 1`` augmented views of the training
+    rows when augmentation is on (computed once, then read from the feature cache)."""
+    t = cfg.training
+    k = max(1, t.augment_views) if cfg.augmentation.enable else 1
+    pad, color = cfg.augmentation.pad, color_jitter(cfg)
+    return [compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=v, pad=pad,
+                             dtype=t.feature_dtype, rows=None if v == 0 else train_rows, processes=procs,
+                             color=color) for v in range(k)]
+
+
+def _calibration_steps(cfg: TrainConfig, plan, steps: int, members: int) -> int:
+    """Steps the calibration by folds adds to the run's display: the fold heads' pass (an ensemble's members train
+    in the run's own loop)."""
+    return (cfg.training.calibrate_fold_steps or steps) if plan.method == "cv" and members == 1 else 0
+
+
+def _fold_of_row(data: FrameData, plan) -> np.ndarray:
+    """The fold of the plan each row of ``data`` is in (-1: in none, a held-out row)."""
+    out = np.full(len(data), -1, dtype=np.int64)
+    for i, held in enumerate(plan.folds):
+        out[np.isin(data.episode_index, held)] = i
+    return out
 
 
 def color_jitter(cfg: TrainConfig) -> ColorJitter:
