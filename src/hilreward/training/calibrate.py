@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -159,20 +159,13 @@ def calibrate_by_fold_heads(cfg: TrainConfig, plan: CalibrationPlan, folder: Pat
                        fold_steps, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                        grad_clip_norm=t.grad_clip_norm, seed=t.seed, balanced=cfg.sampler.balanced,
                        progress=progress)
-    logits: Optional[np.ndarray] = None
     cameras = list(model.config.camera_keys)
-    with torch.inference_mode():
-        for i, head in enumerate(heads):
-            rows = np.flatnonzero(fold_of_row == i)
-            part = []
-            for s in range(0, len(rows), 256):
-                feats = gather_features(views[0], rows[s:s + 256])
-                part.append(head([feats[c] for c in cameras]).float().numpy())
-            part = np.concatenate(part)
-            if logits is None:
-                logits = np.full((len(data), *part.shape[1:]), np.nan)
-            logits[rows] = part
-    assert logits is not None
+
+    def score(i: int, rows: np.ndarray) -> np.ndarray:
+        feats = gather_features(views[0], rows)
+        return heads[i]([feats[c] for c in cameras]).float().numpy()
+
+    logits = _out_of_fold_logits(data, plan.folds, score, batch_size=256)
     return _calibrate_out_of_fold(cfg, plan, folder, data, episodes, logits, fold_steps, t0, fallback_threshold,
                                   "fold heads")
 
@@ -184,22 +177,30 @@ def calibrate_members(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, dat
     ``i`` never trained on fold ``i``, so its logits there are out of fold, and they describe the deployed members."""
     t0 = time.perf_counter()
     model = RewardClassifier.from_pretrained(folder, device=device)
+
+    def score(i: int, rows: np.ndarray) -> np.ndarray:
+        pixels = model.preprocess({c: np.asarray(data.images[c][rows]) for c in model.camera_keys})
+        return model.member_forward(i, pixels).float().cpu().numpy()
+
+    logits = _out_of_fold_logits(data, plan.folds, score, batch_size)
+    return _calibrate_out_of_fold(cfg, plan, folder, data, episodes, logits, steps, t0, fallback_threshold,
+                                  "ensemble members")
+
+
+def _out_of_fold_logits(data: FrameData, folds: list[list[int]], score: Callable[[int, np.ndarray], np.ndarray],
+                        batch_size: int) -> np.ndarray:
+    """Logits of every row of ``data`` in a fold (NaN elsewhere): ``score(i, rows)`` scores rows of fold ``i`` with
+    the model that never trained on it, batch by batch."""
     logits: Optional[np.ndarray] = None
     with torch.inference_mode():
-        for i, held in enumerate(plan.folds):
+        for i, held in enumerate(folds):
             rows = np.flatnonzero(np.isin(data.episode_index, held))
-            part = []
-            for s in range(0, len(rows), batch_size):
-                idx = rows[s:s + batch_size]
-                pixels = model.preprocess({c: np.asarray(data.images[c][idx]) for c in model.camera_keys})
-                part.append(model.member_forward(i, pixels).float().cpu().numpy())
-            part = np.concatenate(part)
+            part = np.concatenate([score(i, rows[s:s + batch_size]) for s in range(0, len(rows), batch_size)])
             if logits is None:
                 logits = np.full((len(data), *part.shape[1:]), np.nan)
             logits[rows] = part
     assert logits is not None
-    return _calibrate_out_of_fold(cfg, plan, folder, data, episodes, logits, steps, t0, fallback_threshold,
-                                  "ensemble members")
+    return logits
 
 
 def _calibrate_out_of_fold(cfg: TrainConfig, plan: CalibrationPlan, folder: Path, data: FrameData,
