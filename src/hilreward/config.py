@@ -109,15 +109,19 @@ class TrainingConfig:
     calibrate: str = "auto"
     """How the end of the run chooses temperature and threshold under the evidence rule
     (hilreward.evaluation.thresholds), stored in ``checkpoints/best`` (see hilreward.training.calibrate):
-    ``heldout``: on the held-out episodes; ``cv``: on out-of-fold probabilities of every episode (``calibrate_folds``
-    fold models, each trained without its episodes), the final model then training on every episode (nothing is
-    held out); ``auto``: ``heldout`` when the held-out episodes hold enough evidence, else ``cv``; ``off``.
-    ``true`` / ``false`` (before ``cv`` existed) mean ``heldout`` / ``off``."""
+    ``heldout``: on the held-out episodes; ``cv``: on out-of-fold probabilities of every training episode
+    (``calibrate_folds`` fold models, each trained without its fold; the held-out episodes stay held out): with a
+    frozen encoder fold heads trained in one pass on the cached features beside the final head, with an encoder
+    that trains the fold models themselves, deployed as an ensemble (``members``); ``auto``: ``heldout`` when the
+    held-out episodes hold enough evidence, else ``cv``; ``off``. ``true`` / ``false`` (before ``cv`` existed) mean
+    ``heldout`` / ``off``."""
     calibrate_folds: int = 4
     """Folds of ``calibrate=cv``: groups of episodes, succeeding and failing ones spread evenly; it needs at least two
     episodes per fold (else it calibrates on the held-out episodes and says why)."""
     calibrate_fold_steps: Optional[int] = None
-    """Training steps of each fold model of ``calibrate=cv``; None: the run's own steps."""
+    """Training steps of each fold model of ``calibrate=cv``: the fold heads' pass (frozen encoder), or each ensemble
+    member (an encoder that trains); None: the run's own steps for the fold heads, and for the members
+    ``MEMBER_BUDGET`` (1.25) times the run's steps shared among them (hilreward.training.calibrate)."""
 
 
 @dataclass
