@@ -138,38 +138,11 @@ def run(args) -> None:
 
 
 def recalibrate(args) -> None:
-    """Calibrate the finished ``cv`` runs again with the current code (the fold models are reused: their runs are
-    finished, so only their out-of-fold logits are computed again) and score their test sets again."""
-    from dataclasses import replace
-
-    from hilreward.config import from_yaml
-    from hilreward.data import load_frame_data
-    from hilreward.training.calibrate import calibrate_by_folds, calibrate_mode, plan_calibration
-    from hilreward.training.train import train
-
-    sets = task_sets(args)
-    for path in sorted(Path(args.out).glob("*/*/result.json")):
-        result = json.loads(path.read_text())
-        if result["setting"] not in args.settings or result["calibration"]["method"] != "cv" or "tests" not in result:
-            continue
-        run_dir = path.parent / "run"
-        cfg = replace(from_yaml((run_dir / "train_config.yaml").read_text()), output_dir=str(run_dir))
-        data = load_frame_data(cfg.dataset, cfg.label, tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
-        episodes = sorted(int(e) for e in np.unique(data.episode_index))
-        plan = plan_calibration(calibrate_mode(cfg.training.calibrate), data, episodes, cfg.split.val_episodes,
-                                cfg.training.calibrate_folds, cfg.split.seed)
-        ckpt = run_dir / "checkpoints" / "best"
-        cal = calibrate_by_folds(cfg, plan, ckpt, data, episodes, cfg.training.steps, fit=train,
-                                 fallback_threshold=cfg.model.threshold)
-        config = json.loads((ckpt / "config.json").read_text())
-        result |= {"threshold": config["threshold"], "temperature": config["temperature"], "code": args.code,
-                   "calibration": {k: cal.details.get(k) for k in CAL_KEYS}
-                   | {"seconds": result["calibration"]["seconds"]}}
-        result["tests"] = {name: score(ckpt, root, eps, path.parent, name)
-                           for name, (root, eps) in sets[result["task"]]["tests"].items()}
-        _atomic_json(path, result)
-        print(f"{result['task']} {result['setting']}: threshold {result['threshold']:.4g} "
-              f"({result['calibration']['reason']})", flush=True)
+    """Calibrate the finished ``cv`` runs again with the code of issue 26 (its fold runs were reused). Issue 32
+    replaced those fold runs (fold heads in one pass, or the fold models deployed as an ensemble, inside the run), so
+    this needs that code: ``git worktree add /tmp/h26 0ba3b01`` and run this study from there."""
+    raise SystemExit("recalibrate reuses issue 26's fold runs (calibrate_by_folds), which issue 32 replaced; run it "
+                     "from commit 0ba3b01 (git worktree add /tmp/h26 0ba3b01)")
 
 
 RULES = {"unbounded": {"max_recall_loss": None}, "cap-0.02": {"max_recall_loss": 0.02},
