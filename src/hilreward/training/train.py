@@ -1,13 +1,17 @@
 """``hilreward train key=value ...``: train a reward classifier, top to bottom.
 
-1. resolve the config (Hydra), resume or start, split episodes, print and save the config;
-2. load frames once (frame cache, resized to ``model.image_size``) and labels;
-3. build the model, choose the feature path (frozen encoder: cached features, head only) or the
-   pixel path (encoder runs every step), and log the choice;
-4. loop: ``train_step`` -> log every ``log_freq`` -> eval every ``eval_freq`` -> checkpoint every ``save_freq``;
+1. resolve the config (Hydra), resume or start;
+2. load frames once (frame cache, resized to ``model.image_size``) and labels; split the episodes (stratified by
+   success; held out means held out), decide the calibration, print and save the config (once);
+3. build the model (with calibration by folds of an encoder that trains: an ensemble of fold members), choose the
+   feature path (frozen encoder: cached features, head only) or the pixel path (encoder runs every step), and log
+   the choice;
+4. loop: ``train_step`` -> log every ``log_freq`` (one progress display, ``metrics.jsonl``) -> eval every
+   ``eval_freq`` -> checkpoint every ``save_freq``;
 5. calibrate ``checkpoints/best`` (``training.calibrate``, main process only): on the held-out episodes, or by
-   folds (fold models trained without one group of episodes each give every episode's out-of-fold logits; the
-   final model then trains on every episode), as decided after the labels are read; and return it.
+   folds of the training episodes (fold heads trained in one pass on the cached features, or the ensemble's
+   members, each scoring the fold it never saw), as decided after the labels are read; draw the training curve;
+   and return it.
 
 Launched as several processes (``accelerate launch -m hilreward train ...``, see ``distributed.py``) the
 same loop runs data-parallel: each process takes its share of every step's batch (``training.batch_size``
@@ -217,8 +221,8 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     val_rows = np.flatnonzero(np.isin(data.episode_index, val_eps))
     train_labels = data.labels[train_rows]
     say(f"data: {len(train_rows)} training frames from {len(train_eps)} episodes "
-                f"({int((train_labels > 0).sum())} positive), {len(val_rows)} held-out frames from episodes "
-                f"{val_eps}, cameras {data.camera_keys}")
+        f"({int((train_labels > 0).sum())} positive), {len(val_rows)} held-out frames from episodes "
+        f"{val_eps}, cameras {data.camera_keys}")
     steps = t_cfg.steps if t_cfg.epochs is None else t_cfg.epochs * math.ceil(len(train_rows) / t_cfg.batch_size)
     # Calibration by folds of a model whose encoder trains: the fold models are the deployed model (an ensemble,
     # trained in this one loop: member i never sees fold i), sharing a budget of steps (see calibrate.member_steps).
@@ -243,7 +247,8 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     n_params = sum(p.numel() for p in model.parameters())
     where = f"device {device}" + (f", {procs.count} processes (data-parallel)" if procs.count > 1 else "")
     say(f"model: encoder {model.config.encoder} ({'frozen' if encoder_is_frozen(model) else 'trainable'}), "
-                f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, {where}")
+        f"{sum(p.numel() for p in trainable):,} trainable of {n_params:,} parameters, {where}"
+        + (f"; an ensemble of {members} fold members, {steps} steps each" if members > 1 else ""))
 
     # Feature path (frozen encoder: features computed once, training runs the head) or pixel path.
     # Each process takes its share of every step's batch.
@@ -385,8 +390,8 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
         logger.finish()
     if eval_metrics:
         say(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
-                    f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
-                    f"recall {eval_metrics['eval/recall']:.4f}")
+            f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
+            f"recall {eval_metrics['eval/recall']:.4f}")
     if calibrate_mode(t_cfg.calibrate) != "off":
         say(summary_line(calibration, plan))
     procs.wait()  # every process returns once the checkpoints (calibrated) are on disk
@@ -498,9 +503,9 @@ def _choose_path(cfg: TrainConfig, model, data: FrameData, train_rows: np.ndarra
         reason = f"{feature_passes} encoder passes per camera for {k} views > {pixel_passes} for {steps} steps"
     else:
         say(f"path: feature cache, {len(data)} frames unaugmented + {k - 1} augmented view(s) x {n_train} "
-                    f"training frames = {feature_passes} encoder passes per camera once"
-                    f"{f' (shared by {procs.count} processes)' if procs.count > 1 else ''}, then the head only "
-                    f"(pixel path: {pixel_passes})")
+            f"training frames = {feature_passes} encoder passes per camera once"
+            f"{f' (shared by {procs.count} processes)' if procs.count > 1 else ''}, then the head only "
+            f"(pixel path: {pixel_passes})")
         views = _feature_views(cfg, model, data, train_rows, procs)
         return views, views[0]
     say(f"path: pixels, the encoder runs on every sample ({reason})")
