@@ -108,3 +108,32 @@ def test_deployable_driver_times_a_calibrated_run_and_scores_it(tmp_path):
     assert result["deployable"] is False and result["time_to_deployable_s"] is None
     assert result["test"]["episodes"] == 1 and 0 <= result["test"]["accuracy"] <= 1
     assert any("too few for 4 folds" in line for line in result["log_summary"])
+
+
+def test_scale_bench_repeats_episodes_with_their_own_video_files(tmp_path):
+    """bench_scale's large sets: the source's episodes again, each repeat reading its own (hard-linked) files."""
+    from hilreward.config import DatasetConfig, LabelConfig
+    from hilreward.data import load_frame_data, open_dataset
+    from hilreward.data import video
+
+    spec = importlib.util.spec_from_file_location("bench_scale", BENCH / "bench_scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    source = Path(__file__).parent / "fixtures" / "drawer4"
+    root = scale.repeated(source, 10, tmp_path)
+    ds = open_dataset(DatasetConfig(root=str(root)))
+    assert [e.index for e in ds.episodes] == list(range(10)) and ds.num_frames == 10 * 149
+    before = video.DECODE_CALLS
+    big = load_frame_data(DatasetConfig(root=str(root)), LabelConfig(), (32, 32), cache_dir=str(tmp_path / "c"))
+    assert video.DECODE_CALLS - before == 2 * 3  # every repeat's own file, per camera: all decoded
+    small = load_frame_data(DatasetConfig(root=str(source)), LabelConfig(), (32, 32), cache_dir=str(tmp_path / "c"))
+    for cam in small.camera_keys:
+        for e in range(10):
+            got = np.asarray(big.images[cam])[big.episode_index == e]
+            assert np.array_equal(got, np.asarray(small.images[cam])[small.episode_index == e % 4])
+    assert np.array_equal(big.labels, np.tile(small.labels, 3)[:len(big)])
+    stages = scale.Stages()
+    stages.start("decode")
+    x = np.ones(2**22)  # 32 MiB of this process's own memory
+    stages.close()
+    assert stages.results["decode"]["peak_rss_anon"] >= x.nbytes and stages.results["decode"]["seconds"] > 0
