@@ -17,7 +17,7 @@ import numpy as np
 
 from ..utils import write_atomic
 
-CACHE_FORMAT = 2  # 2: frames resized with images.resize_uint8 (was PIL)
+CACHE_FORMAT = 3  # 2: frames resized with images.resize_uint8 (was PIL); 3: its 8-bit kernel (was float, rounded)
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -38,7 +38,7 @@ from .progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
-FEATURES_FORMAT = 2  # 2: computed from frame-cache format 2
+FEATURES_FORMAT = 3  # 2: computed from frame-cache format 2; 3: from format 3
 FEATURE_DTYPES = get_args(FeatureDtype)
 
 
