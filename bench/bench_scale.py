@@ -3,7 +3,8 @@
     nice -n 15 .venv/bin/python bench/bench_scale.py [--sizes 2000 20000 100000] [--work DIR] [--json PATH] [--doc]
 
 Data: a ``hilreward sim`` set rendered at 480x640 with both cameras (``--source``; rendered into ``--work`` when
-absent: drawer-open, 20 episodes of 150 frames, AV1 as ``hilreward sim`` writes it). A set of N frames repeats the
+absent: drawer-open, 4 episodes of 150 frames (expert, expert, noisy expert, random), AV1 as ``hilreward sim``
+writes it; offscreen rendering at that size takes minutes per episode on a CPU). A set of N frames repeats the
 source's episodes: every repeat has its own hard link of each video file, so the reader decodes every frame of every
 repeat (nothing is shared between repeats but the bytes on disk), and gets its own episode indices.
 
@@ -238,7 +239,7 @@ def main() -> None:
     one.add_argument("--override", nargs="*", default=[])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000, 100000], help="frames (rounded to episodes)")
     ap.add_argument("--source", help="a rendered LeRobot set to repeat (default: render drawer-open at 480x640)")
-    ap.add_argument("--source-episodes", type=int, default=20)
+    ap.add_argument("--source-episodes", type=int, default=4)
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "hilreward-bench-scale"))
     ap.add_argument("--override", nargs="*", default=[], help="extra hilreward train key=value overrides")
     ap.add_argument("--json", help="default bench/results/scale-<date>.json")
