@@ -241,7 +241,8 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
         _seed_everything(process_seed(t_cfg.seed, procs.index))
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [[p for p in ps if p.requires_grad] for ps in member_parameters(model)]
-    optimizer = torch.optim.AdamW([{"params": g} for g in groups if g], lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
+    optimizer = torch.optim.AdamW([{"params": g} for g in groups if g], lr=t_cfg.lr, weight_decay=t_cfg.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))  # one kernel a step, not several a tensor
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     n_params = sum(p.numel() for p in model.parameters())
