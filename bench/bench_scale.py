@@ -9,8 +9,10 @@ source's episodes: every repeat has its own hard link of each video file, so the
 repeat (nothing is shared between repeats but the bytes on disk), and gets its own episode indices.
 
 Each size runs ``hilreward.training.train`` (the code ``hilreward train`` runs) in a fresh process with cold frame and
-feature caches: the default frozen ResNet-10 (random weights, so nothing is downloaded) at its 128x128 input,
-augmentation off (one feature view; with it on, the encode stage does ``augment_views`` times the work),
+feature caches: a frozen encoder (``--model``: ``small_cnn``, the default here, is the ``model=scratch`` CNN frozen at
+random weights, 96x96; ``resnet10`` is the default preset's ResNet-10 at 128x128, random weights so nothing is
+downloaded: about 40x the encoder's work a frame, hours for 100k frames on a shared 2-core machine), augmentation off
+(one feature view; with it on, the encode stage does ``augment_views`` times the work),
 ``training.epochs=2`` passes over the training frames (so the training stage grows with the data, as it should; with
 one the pixel path would be cheaper than computing the features), and
 calibration by folds forced (``training.calibrate=cv``: at every size the calibration stage runs). Stages, timed and
@@ -46,8 +48,9 @@ REPO = HERE.parent
 DOC = REPO / "docs" / "benchmarks.md"
 DOC_START, DOC_END = "<!-- bench:scale:start -->", "<!-- bench:scale:end -->"
 STAGES = ("decode", "encode", "train", "calibrate")
-TRAIN_OVERRIDES = ("model=resnet10", "model.pretrained=false", "augmentation.enable=false", "training.epochs=2",
-                   "training.calibrate=cv", "training.eval_freq=0", "training.device=cpu")
+TRAIN_OVERRIDES = ("augmentation.enable=false", "training.epochs=2", "training.calibrate=cv", "training.eval_freq=0",
+                   "training.device=cpu")
+MODELS = {"small_cnn": ("model=scratch", "model.freeze=all"), "resnet10": ("model=resnet10", "model.pretrained=false")}
 
 
 def log(msg: str) -> None:
@@ -205,7 +208,7 @@ def run_size(args) -> None:
     T.compute_features = wrap(T.compute_features, "encode")
     T.calibrate_by_fold_heads = wrap(T.calibrate_by_fold_heads, "calibrate")
     cfg = compose([f"dataset.root={args.dataset}", f"output_dir={args.out}", f"cache_dir={args.cache}",
-                   *TRAIN_OVERRIDES, *args.override])
+                   *MODELS[args.model], *TRAIN_OVERRIDES, *args.override])
     frames = open_dataset(cfg.dataset).num_frames
     stages.start("setup")
     t0 = time.perf_counter()
@@ -237,10 +240,12 @@ def main() -> None:
     one.add_argument("--out", required=True)
     one.add_argument("--cache", required=True)
     one.add_argument("--override", nargs="*", default=[])
+    one.add_argument("--model", choices=sorted(MODELS), default="small_cnn")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000, 100000], help="frames (rounded to episodes)")
     ap.add_argument("--source", help="a rendered LeRobot set to repeat (default: render drawer-open at 480x640)")
     ap.add_argument("--source-episodes", type=int, default=4)
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "hilreward-bench-scale"))
+    ap.add_argument("--model", choices=sorted(MODELS), default="small_cnn", help="the frozen encoder")
     ap.add_argument("--override", nargs="*", default=[], help="extra hilreward train key=value overrides")
     ap.add_argument("--json", help="default bench/results/scale-<date>.json")
     ap.add_argument("--doc", action="store_true", help="write the Scale section of docs/benchmarks.md")
@@ -263,7 +268,7 @@ def main() -> None:
         log(f"{size} frames ({episodes} episodes): train in a fresh process")
         load = [round(x, 2) for x in os.getloadavg()]
         proc = subprocess.run([sys.executable, __file__, "size", "--dataset", str(dataset), "--out", str(out),
-                               "--cache", str(cache), "--override", *args.override],
+                               "--cache", str(cache), "--model", args.model, "--override", *args.override],
                               capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1",
                                        OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")))
         if proc.returncode != 0:
@@ -276,7 +281,8 @@ def main() -> None:
         shutil.rmtree(cache, ignore_errors=True)
     report = {"date": dt.date.today().isoformat(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                               "python": platform.python_version()},
-              "source": str(source), "overrides": [*TRAIN_OVERRIDES, *args.override], "runs": runs}
+              "source": str(source), "model": args.model,
+              "overrides": [*MODELS[args.model], *TRAIN_OVERRIDES, *args.override], "runs": runs}
     path = Path(args.json) if args.json else HERE / "results" / f"scale-{report['date']}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {path}")
