@@ -46,6 +46,8 @@ KEYS = ("accuracy", "precision", "recall", "gross_false_terminations", "false_su
 def settings(name: str) -> list[str]:
     if name == "off":
         return ["training.calibrate=off"]
+    if name == "auto":  # the default as shipped: at 16 episodes the fold models are the deployed ensemble
+        return []
     if name.startswith("cv-f"):
         return ["training.calibrate=cv", f"training.calibrate_fold_steps={int(name[4:])}"]
     if name.startswith("ens"):  # the fold models alone (a one-step final model stands in; only the ensemble counts)
