@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"of {', '.join(TASKS)}, or task=<folder>")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--override", nargs="*", default=[])
+    ap.add_argument("--cold", action="store_true",
+                    help="every timed run with empty caches (as a first run: both settings decode and encode)")
     ap.add_argument("--json")
     ap.add_argument("--doc", action="store_true")
     args = ap.parse_args()
@@ -84,21 +86,25 @@ def main() -> None:
         root = Path(folder) if folder else TASKS[task]
         common = [f"dataset.root={root}", "dataset.episodes=[" + ",".join(map(str, range(16))) + "]",
                   *MODELS[args.model], f"training.threads={args.threads}", "training.device=cpu", *args.override]
-        log(f"{task}: warming the caches")
-        run([*common, *WARM[args.model], "training.calibrate=off"], work / "warm", env)
+        if not args.cold:
+            log(f"{task}: warming the caches")
+            run([*common, *WARM[args.model], "training.calibrate=off"], work / "warm", env)
         per = {}
         for setting in ("off", "auto"):  # off first: a later run never finds a cache the earlier one left warmer
             log(f"{task}: calibrate={setting}")
+            if args.cold:
+                shutil.rmtree(work / "cache", ignore_errors=True)
             per[setting] = run([*common, f"training.calibrate={setting}"], work / f"{task}-{setting}", env)
         per["wall_ratio"] = per["auto"]["wall_s"] / per["off"]["wall_s"]
         per["cpu_ratio"] = per["auto"]["cpu_s"] / per["off"]["cpu_s"]
         log(f"{task}: auto / off = {per['cpu_ratio']:.2f}x CPU, {per['wall_ratio']:.2f}x wall")
         results[task] = per
-    report = {"date": dt.date.today().isoformat(), "model": args.model, "threads": args.threads,
+    report = {"date": dt.date.today().isoformat(), "model": args.model, "threads": args.threads, "cold": args.cold,
               "overrides": args.override, "cpus": os.cpu_count(), "tasks": results,
               "cpu_ratio_median": statistics.median(r["cpu_ratio"] for r in results.values()),
               "wall_ratio_median": statistics.median(r["wall_ratio"] for r in results.values())}
-    path = Path(args.json) if args.json else HERE / "results" / f"calibration-cost-{args.model}-{report['date']}.json"
+    cold = "-cold" if args.cold else ""
+    path = Path(args.json) if args.json else HERE / "results" / f"calibration-cost-{args.model}{cold}-{report['date']}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {path}")
     print(table(report))
@@ -108,7 +114,8 @@ def main() -> None:
 
 
 def table(report: dict) -> str:
-    lines = [f"`model={report['model']}`, {report['threads']} thread(s):", "",
+    caches = "empty caches (each run decodes and encodes)" if report.get("cold") else "warm caches"
+    lines = [f"`model={report['model']}`, {report['threads']} thread(s), {caches}:", "",
              "| task | off: wall / CPU s | auto: wall / CPU s | calibration | auto / off (CPU) | auto / off (wall) |",
              "|---|---|---|---|---|---|"]
     for task, r in report["tasks"].items():
@@ -124,7 +131,7 @@ def table(report: dict) -> str:
 def write_doc(report: dict, path: Path) -> None:
     from run_all import replace_section
 
-    name = f"calibration-{report['model']}"
+    name = f"calibration-{report['model']}{'-cold' if report.get('cold') else ''}"
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     replace_section(DOC, start, end, f"{start}\n{table(report)}\n\n(`{path.relative_to(REPO)}`)\n{end}\n")
 
