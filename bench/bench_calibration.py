@@ -5,8 +5,8 @@
 
 Each task's set is trained on 16 episodes (the three shared sets: episodes 0-15), once per setting, the settings
 alternating, each run a fresh ``hilreward train`` process with warm caches (a first, untimed run decodes the frames
-and, for a frozen encoder, computes the features, so both settings pay the same for data). At 16 episodes the default split holds 3 out, too little
-evidence, so ``auto`` calibrates by folds: for ``model=scratch`` the 4 fold models are trained in the run's own loop
+and, for a frozen encoder, computes the features, so both settings pay the same for data; ``--cold``: every run starts
+from empty caches, as a user's first run). At 16 episodes the default split holds 3 out, too little evidence, so ``auto`` calibrates by folds: for ``model=scratch`` the 4 fold models are trained in the run's own loop
 and deployed as an ensemble; for a frozen encoder (``model=resnet10``, random weights so nothing is downloaded) the
 fold heads train in one pass on the cached features beside the final head. Reported per task: wall seconds and CPU
 seconds (user + system of the process, less sensitive to the machine's other load) of both, their ratios, and what
@@ -104,7 +104,8 @@ def main() -> None:
               "cpu_ratio_median": statistics.median(r["cpu_ratio"] for r in results.values()),
               "wall_ratio_median": statistics.median(r["wall_ratio"] for r in results.values())}
     cold = "-cold" if args.cold else ""
-    path = Path(args.json) if args.json else HERE / "results" / f"calibration-cost-{args.model}{cold}-{report['date']}.json"
+    name = f"calibration-cost-{args.model}{cold}-{report['date']}.json"
+    path = Path(args.json) if args.json else HERE / "results" / name
     path.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {path}")
     print(table(report))
