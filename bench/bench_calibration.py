@@ -6,8 +6,9 @@
 Each task's set is trained on 16 episodes (the three shared sets: episodes 0-15), once per setting, the settings
 alternating, each run a fresh ``hilreward train`` process with warm caches (a first, untimed run decodes the frames
 and, for a frozen encoder, computes the features, so both settings pay the same for data; ``--cold``: every run starts
-from empty caches, as a user's first run). At 16 episodes the default split holds 3 out, too little evidence, so ``auto`` calibrates by folds: for ``model=scratch`` the 4 fold models are trained in the run's own loop
-and deployed as an ensemble; for a frozen encoder (``model=resnet10``, random weights so nothing is downloaded) the
+from empty caches, as a user's first run). At 16 episodes the default split holds 3 out, too little evidence, so
+``auto`` calibrates by folds: for ``model=scratch`` the 4 fold models are trained in the run's own loop and deployed
+as an ensemble; for a frozen encoder (``model=resnet10``, random weights so nothing is downloaded) the
 fold heads train in one pass on the cached features beside the final head. Reported per task: wall seconds and CPU
 seconds (user + system of the process, less sensitive to the machine's other load) of both, their ratios, and what
 the calibration rests on. The JSON goes to ``bench/results/calibration-cost-<date>.json``; ``--doc`` writes the
