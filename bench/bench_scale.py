@@ -23,8 +23,9 @@ measured in that process (memory sampled every 20 ms from /proc/self/status):
   train      the head's optimisation, held-out evaluations, checkpoints
   calibrate  the fold heads (one pass) and the threshold and temperature from their out-of-fold logits
 
-Per stage: seconds, seconds per 1k frames, peak anonymous memory (RssAnon: the process's own memory; the frame and
-feature caches are file-backed pages, which the page cache may evict) and peak RSS (VmHWM). Results: JSON (``--json``,
+Per stage: seconds and CPU seconds (every thread of the process: on a shared machine the wall time moves with the
+others' load, the CPU time much less), each per 1k frames, peak anonymous memory (RssAnon: the process's own memory;
+the frame and feature caches are file-backed pages, which the page cache may evict) and peak RSS (VmHWM). Results: JSON (``--json``,
 default ``bench/results/scale-<date>.json``) and, with ``--doc``, the "Scale" section of ``docs/benchmarks.md``.
 """
 
@@ -141,7 +142,7 @@ class Stages:
     def __init__(self, interval: float = 0.02):
         self.results: dict[str, dict] = {}
         self.current: str | None = None
-        self._t0 = 0.0
+        self._t0 = self._cpu0 = 0.0
         self._peak = {"RssAnon": 0, "VmRSS": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -163,7 +164,7 @@ class Stages:
         s = _status()
         with self._lock:
             self._peak = {"RssAnon": s["RssAnon"], "VmRSS": s["VmRSS"]}
-        self.current, self._t0 = name, time.perf_counter()
+        self.current, self._t0, self._cpu0 = name, time.perf_counter(), time.process_time()
 
     def end(self) -> None:
         if self.current is None:
@@ -172,8 +173,10 @@ class Stages:
         with self._lock:
             peak_anon = max(self._peak["RssAnon"], s["RssAnon"])
             peak_rss = max(self._peak["VmRSS"], s["VmRSS"], s.get("VmHWM", 0))
-        entry = self.results.setdefault(self.current, {"seconds": 0.0, "peak_rss_anon": 0, "peak_rss": 0})
+        entry = self.results.setdefault(self.current, {"seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_anon": 0,
+                                                       "peak_rss": 0})
         entry["seconds"] += time.perf_counter() - self._t0
+        entry["cpu_seconds"] += time.process_time() - self._cpu0
         entry["peak_rss_anon"] = max(entry["peak_rss_anon"], peak_anon)
         entry["peak_rss"] = max(entry["peak_rss"], peak_rss)
         self.current = None
@@ -225,7 +228,8 @@ def run_size(args) -> None:
         r = stages.results.get(name)
         if r is None:
             continue
-        out["stages"][name] = {**r, "seconds_per_1k_frames": r["seconds"] / frames * 1000}
+        out["stages"][name] = {**r, "seconds_per_1k_frames": r["seconds"] / frames * 1000,
+                               "cpu_seconds_per_1k_frames": r["cpu_seconds"] / frames * 1000}
     out["peak_rss_anon"] = max(int(np.max([r["peak_rss_anon"] for r in out["stages"].values()])), 0)
     out["peak_rss"] = max(int(np.max([r["peak_rss"] for r in out["stages"].values()])), 0)
     print(json.dumps(out), flush=True)
@@ -276,7 +280,8 @@ def main() -> None:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         result |= {"loadavg_before": load, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
         runs.append(result)
-        log(f"{size}: " + ", ".join(f"{k} {v['seconds_per_1k_frames']:.1f} s/1k" for k, v in result["stages"].items())
+        log(f"{size}: " + ", ".join(f"{k} {v['seconds_per_1k_frames']:.1f} s/1k "
+                                    f"(CPU {v['cpu_seconds_per_1k_frames']:.1f})" for k, v in result["stages"].items())
             + f"; peak RssAnon {result['peak_rss_anon'] / 2**30:.2f} GiB, RSS {result['peak_rss'] / 2**30:.2f} GiB")
         shutil.rmtree(cache, ignore_errors=True)
     report = {"date": dt.date.today().isoformat(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -293,11 +298,12 @@ def main() -> None:
 
 def table(report: dict) -> str:
     """The Markdown table docs/benchmarks.md shows."""
-    head = "| frames (episodes) | " + " | ".join(f"{s} s / 1k frames" for s in STAGES) + \
+    head = "| frames (episodes) | " + " | ".join(f"{s}: s / 1k frames (CPU)" for s in STAGES) + \
         " | total | peak RssAnon | peak RSS |"
     lines = [head, "|" + "---|" * (len(STAGES) + 4)]
     for r in report["runs"]:
-        cells = [f"{r['stages'][s]['seconds_per_1k_frames']:.1f}" if s in r["stages"] else "-" for s in STAGES]
+        cells = [f"{r['stages'][s]['seconds_per_1k_frames']:.1f} ({r['stages'][s]['cpu_seconds_per_1k_frames']:.1f})"
+                 if s in r["stages"] else "-" for s in STAGES]
         lines.append(f"| {r['frames']:,} ({r['episodes']}) | " + " | ".join(cells)
                      + f" | {r['total_s']:.0f} s | {r['peak_rss_anon'] / 2**30:.2f} GiB "
                      f"| {r['peak_rss'] / 2**30:.2f} GiB |")
