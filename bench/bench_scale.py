@@ -25,8 +25,9 @@ measured in that process (memory sampled every 20 ms from /proc/self/status):
 
 Per stage: seconds and CPU seconds (every thread of the process: on a shared machine the wall time moves with the
 others' load, the CPU time much less), each per 1k frames, peak anonymous memory (RssAnon: the process's own memory;
-the frame and feature caches are file-backed pages, which the page cache may evict) and peak RSS (VmHWM). Results: JSON (``--json``,
-default ``bench/results/scale-<date>.json``) and, with ``--doc``, the "Scale" section of ``docs/benchmarks.md``.
+the frame and feature caches are file-backed pages, which the page cache may evict) and peak RSS (VmHWM). Results:
+JSON (``--json``, default ``bench/results/scale-<date>.json``) and, with ``--doc``, the "Scale" section of
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
