@@ -90,24 +90,29 @@ def test_corrections_become_versions_contradictions_never_stall_and_review_chang
         assert client.get_model().retrainer_status == f"published {new.version}"
 
         # The stall case: the same frames labelled both ways (twice), then a correct correction: still published.
+        # The newest word wins: #5 (success) trains, #3 agrees with it; #2 and #4 are superseded (never trained).
         same = step_images(frames, 60)
         for label in (0, 1, 0, 1):
             client.submit_correction(same, label=label, episode_id=2, step=60)
         second = false_positive(frames, success_episode=1, failure_episode=0)
         client.submit_correction(second, label=0, episode_id=3)
-        info = _wait(client, lambda i: i.corrections_used == 6, "version trained on all 6 corrections")
+        info = _wait(client, lambda i: i.corrections_total == 6 and i.corrections.pending == 0,
+                     "version trained after all 6 corrections")
+        assert info.corrections_used == 4  # 1, 3, 5, 6: never two labels on one state
         listing = client.list_corrections()
-        assert {c.id: c.status for c in listing.corrections} == {1: "fixed", 2: "contradicted", 3: "contradicted",
-                                                                 4: "contradicted", 5: "contradicted", 6: "fixed"}
-        assert "near-identical to correction" in listing.corrections[-2].status_detail
-        assert (listing.counts.contradicted, listing.counts.fixed, listing.counts.pending) == (4, 2, 0)
-        assert info.needs_review == [5, 4, 3, 2] and info.corrections.contradicted == 4
+        status = {c.id: c.status for c in listing.corrections}
+        assert (status[1], status[2], status[4], status[6]) == ("fixed", "superseded", "superseded", "fixed")
+        assert status[3] == status[5] and status[5] in ("fixed", "unfixed", "contradicted")
+        detail = {c.id: c.status_detail for c in listing.corrections}
+        assert "superseded by correction 5 labelled 1" in detail[2] and "superseded by correction 5" in detail[4]
+        assert (listing.counts.superseded, listing.counts.pending) == (2, 0)
+        assert {2, 4} <= set(info.needs_review) and info.corrections.superseded == 2
         assert not client.predict(fp).success and not client.predict(second).success
 
         # Review: rejecting the correct corrections makes the next version forget them.
         client.reject([1, 6], note="test: undo")
         again = _wait(client, lambda i: i.version != info.version, "version after the review")
-        assert again.corrections_used == 4 and client.predict(fp).success
+        assert again.corrections_used == 2 and client.predict(fp).success
         rejected = client.list_corrections(statuses=["rejected"]).corrections
         assert [(c.id, c.review.verdict) for c in rejected] == [(6, "reject"), (1, "reject")]
         timeline = client.versions()
@@ -199,8 +204,12 @@ def test_contradictory_corrections_never_stall_the_gate(ckpt, frames, tmp_path, 
     attempt = trainer.attempt(store.read(), store.verdicts())
     assert attempt.passed, attempt.reason
     status = {a.correction_id: a.status for a in attempt.assessments}
-    assert status == {**{i: "contradicted" for i in range(1, 7)}, fp: "fixed"}
-    assert attempt.metrics["corrections_fixed"] == 1.0 and attempt.metrics["corrections_gated"] == 1
+    # the newest word (#6, failure) wins: the success labels #2, #4, #5 are superseded, never trained; the failure
+    # labels #1, #3, #6 agree with it (and with the offline data) and train
+    assert status == {1: "fixed", 2: "superseded", 3: "fixed", 4: "superseded", 5: "superseded", 6: "fixed",
+                      fp: "fixed"}
+    assert attempt.metrics["corrections_superseded"] == 3
+    assert attempt.metrics["corrections_fixed"] == 1.0 and attempt.metrics["corrections_gated"] == 4
     assert 100 <= attempt.metrics["train_steps"] < 300  # min_steps, then stopped once the gated one was fixed
     store.close()
 

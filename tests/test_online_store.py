@@ -411,8 +411,8 @@ def test_corrections_list_show_reject_accept_cli(tmp_path, location, capsys):
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out[1:5]] == ["4", "3", "2", "1"]  # newest first
     assert "pending" in out[1] and "contradicted" in out[2] and "unfixed" in out[3] and "fixed" in out[4]
-    assert out[-1] == ("4 total, 1 pending, 1 fixed, 1 unfixed, 0 boundary, 1 contradicted, 0 conflicts_offline, "
-                       "0 unusable, 0 rejected, 0 accepted")
+    assert out[-1] == ("4 total, 1 pending, 1 fixed, 1 unfixed, 0 boundary, 1 contradicted, 0 superseded, "
+                       "0 conflicts_offline, 0 conflicts_live, 0 unusable, 0 rejected, 0 accepted")
     assert cli_main(run + ["reject", f"store={path}", "ids=[2,3]", "note=late keypress", "reviewer=ann"]) == 0
     assert "rejected corrections 2, 3: they never train again" in capsys.readouterr().out
     assert cli_main(run + ["accept", f"store={path}", "id=4"]) == 0

@@ -118,6 +118,10 @@ class TrainingConfig:
     episodes per fold (else it calibrates on the held-out episodes and says why)."""
     calibrate_fold_steps: Optional[int] = None
     """Training steps of each fold model of ``calibrate=cv``; None: the run's own steps."""
+    support_frames: int = 4000
+    """Labelled training frames the checkpoint keeps as its support bank (what the cautious reward and the hacking
+    monitor compare new frames with: :mod:`hilreward.models.support`), evenly spread over successes and failures;
+    0: no support bank."""
 
 
 @dataclass

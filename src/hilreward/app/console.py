@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 
 from ..access import BindOptions
 from ..config import parse_overrides
-from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot
+from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot, VersionMonitorModel
 from .console_service import ConsoleService
 from .factory import Page, create_app, page_html
 
@@ -57,6 +57,12 @@ def correct(req: CorrectRequest, s: ConsoleService = Depends(service)) -> Correc
 @router.get("/api/console/queries", response_model=QueryList)
 def queries(limit: int = 0, s: ConsoleService = Depends(service)) -> QueryList:
     return s.queries(limit)
+
+
+@router.get("/api/console/monitor", response_model=list[VersionMonitorModel])
+def monitor(s: ConsoleService = Depends(service)) -> list[VersionMonitorModel]:
+    """The hacking monitor: what each recent version claimed on live episodes, oldest first."""
+    return s.monitor()
 
 
 # ---- hilreward console / hilreward serve console=true ---------------------------------------------------

@@ -81,6 +81,32 @@ class Backend(Protocol):
     def predict(self, images: dict[str, Any]) -> np.ndarray: ...
 
 
+@dataclass
+class Scores:
+    """What a backend says about a batch."""
+
+    probabilities: np.ndarray
+    """(B,) binary or (B, K) multi-class."""
+    support: np.ndarray | None = None
+    """(B, 2): each frame's [support, novelty] (:mod:`hilreward.models.support`); None when the model has no
+    support bank."""
+    versions: list[str] | None = None
+    """The version that judged each row (backends whose version can change); None: the backend's own."""
+
+
+def score(backend: Any, images: dict[str, Any], steps: list[EpisodeStep] | None = None) -> Scores:
+    """``backend``'s :class:`Scores` of a batch: its ``score(images, steps)`` when it has one, else (a backend
+    registered by a user) its ``predict_pinned`` or ``predict`` (no support)."""
+    scorer = getattr(backend, "score", None)
+    if scorer is not None:
+        return scorer(images, steps)
+    pinned = getattr(backend, "predict_pinned", None)
+    if pinned is not None and steps is not None:
+        probs, versions = pinned(images, steps)
+        return Scores(np.asarray(probs), None, list(versions))
+    return Scores(np.asarray(backend.predict(images)))
+
+
 Factory = Callable[[BackendOptions], Backend]
 BACKENDS: Registry[Factory] = Registry("backend")
 """``backend=`` names: ``auto``, ``torch``, ``onnx``, ``grpc`` (``"module:attr"`` entries are imported on first use)."""
@@ -147,6 +173,20 @@ class TorchBackend:
             probs = self.model.probabilities(self._forward(pixels))
         return probs.float().cpu().numpy()
 
+    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None) -> Scores:
+        """Probabilities, and support from the same encoder features (one encoder pass)."""
+        support_of = getattr(self.model, "support_of", None)
+        if support_of is None or getattr(self.model, "support", None) is None:
+            return Scores(self.predict(images))
+        with torch.inference_mode():
+            pixels = self.model.preprocess(images)
+            if self.channels_last:
+                pixels = {k: v.contiguous(memory_format=torch.channels_last) for k, v in pixels.items()}
+            features = self.model.encode(pixels)
+            probs = self.model.probabilities(self.model.head(features))
+            support = support_of(features)
+        return Scores(probs.float().cpu().numpy(), support.float().cpu().numpy())
+
 
 class OnnxBackend:
     """Runs ``model.onnx`` (uint8 NHWC frames per camera at the checkpoint's image size in,
@@ -202,7 +242,7 @@ class OnnxBackend:
             export_onnx(model, path, atol=PARITY_ATOL)
         return cls(path, model, threads=options.threads, model_version=version)
 
-    def predict(self, images: dict[str, Any]) -> np.ndarray:
+    def _run(self, images: dict[str, Any]) -> list[np.ndarray]:
         feeds = {}
         for key, name in zip(self.camera_keys, self.input_names):
             frames = to_uint8_hwc(pick_camera(images, key), key)
@@ -211,7 +251,15 @@ class OnnxBackend:
             if tuple(frames.shape[1:3]) != self.image_size:
                 frames = resize_uint8(frames, self.image_size)
             feeds[name] = np.ascontiguousarray(frames)
-        return self.session.run(None, feeds)[0]
+        return self.session.run(None, feeds)
+
+    def predict(self, images: dict[str, Any]) -> np.ndarray:
+        return self._run(images)[0]
+
+    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None) -> Scores:
+        """The graph's ``probability`` and, when the checkpoint has a support bank, its ``support`` output."""
+        out = self._run(images)
+        return Scores(out[0], out[1] if len(out) > 1 else None)
 
 
 def load_auto(options: BackendOptions) -> Backend:

@@ -62,8 +62,9 @@ def relabel_rewards(reward_fn: RewardFunction | str | Path, frames: dict[str, An
     """
     fn = reward_fn if isinstance(reward_fn, RewardFunction) else RewardFunction.from_pretrained(reward_fn)
     try:
-        probs = fn.relabel(frames, batch_size=batch_size, version=version)
-        score, success, rewards = judge_frames(probs, fn.options)
+        scores = fn.relabel_scores(frames, batch_size=batch_size, version=version)
+        score, success, rewards = judge_frames(scores.probabilities, fn.options,
+                                               support=None if scores.support is None else scores.support[:, 0])
         changed, was_success = 0, None
         if previous is not None:
             before = np.asarray(previous, dtype=np.float32).reshape(-1)

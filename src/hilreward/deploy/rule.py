@@ -3,7 +3,10 @@
 - The **success probability** of a step is the binary model's probability, or a multi-class model's
   probability of ``success_class`` (:func:`success_probability`; :func:`success_probabilities` for a batch).
 - **Success** is a success probability ``>= threshold`` held for ``consecutive`` steps in a row of one
-  episode (the debounce ``streak``). A human label, when there is one, wins for its step: success is the
+  episode (the debounce ``streak``). With ``cautious``, a step counts only where the labelled frames back it
+  too: its ``support`` (the share of successes among its nearest labelled frames,
+  :mod:`hilreward.models.support`) is at least :data:`MIN_SUPPORT`; a head that extrapolates to a state no
+  labelled success resembles is not paid. A human label, when there is one, wins for its step: success is the
   label, the probability counts as the label, and the streak restarts full (success) or empty (failure).
 - **Reward**: ``success_reward`` on success, else 0 (``mode=sparse``), or ``probability * success_reward``
   (``mode=dense``). **Terminate**: ``success and terminate_on_success``.
@@ -43,6 +46,9 @@ class RewardOptions:
     """Frames in a row at or above the threshold before success (debounce), counted per episode."""
     success_class: int = -1
     """Multi-class only: the class whose probability counts as success (default: the last)."""
+    cautious: bool = False
+    """Pay success only where the labelled frames back the head (support >= 1/2, see the module docstring); needs
+    a checkpoint with a support bank (``hilreward train`` writes one)."""
 
     def validate(self) -> None:
         check_choices(self)
@@ -86,16 +92,32 @@ def _threshold(options: RewardOptions, threshold: Optional[float]) -> float:
     return t
 
 
+MIN_SUPPORT = 0.5
+"""``cautious``: the least share of successes among a frame's nearest labelled frames that lets it count."""
+
+
+def backed(support: Any, options: RewardOptions) -> Any:
+    """Whether ``support`` (a float or an array) lets a step count: always without ``cautious``; with it, support
+    ``>= MIN_SUPPORT`` (ConfigError when the model gives none)."""
+    if not options.cautious:
+        return True
+    if support is None:
+        raise ConfigError("cautious=true needs support from the model: this checkpoint has no support bank (train "
+                          "it with this hilreward, or serve without cautious)")
+    return np.asarray(support) >= MIN_SUPPORT
+
+
 def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: Optional[float] = None,
-          label: Optional[int] = None) -> Judgement:
+          label: Optional[int] = None, support: Optional[float] = None) -> Judgement:
     """Judge one step of an episode whose debounce streak so far is ``streak`` (0 at its first step).
 
     ``probability``: the model's output for the step (a float, or class probabilities); ``threshold``: the
-    served version's threshold when ``options.success_threshold`` is None; ``label``: a human's 1 / 0 that wins.
+    served version's threshold when ``options.success_threshold`` is None; ``label``: a human's 1 / 0 that wins;
+    ``support``: the step's support (needed with ``cautious``).
     """
     t = _threshold(options, threshold)
     score = success_probability(probability, options.success_class)
-    streak = streak + 1 if score >= t else 0
+    streak = streak + 1 if score >= t and bool(backed(support, options)) else 0
     success = streak >= options.consecutive
     if label is not None:
         success, score = bool(label), float(bool(label))
@@ -104,15 +126,17 @@ def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: 
     return Judgement(score, success, float(reward), bool(success and options.terminate_on_success), streak)
 
 
-def judge_frames(probs: np.ndarray, options: RewardOptions,
-                 threshold: Optional[float] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def judge_frames(probs: np.ndarray, options: RewardOptions, threshold: Optional[float] = None,
+                 support: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(success probability, success, reward) of stored frames, each on its own (no debounce: the frames of a
-    replay buffer have no episode order), by the same rule as :func:`judge`."""
+    replay buffer have no episode order), by the same rule as :func:`judge` (``support``: theirs, needed with
+    ``cautious``)."""
     t = _threshold(options, threshold)
     score = np.asarray(success_probabilities(probs, options.success_class), dtype=np.float32)
-    success = score >= t
+    success = (score >= t) & backed(support, options)
     reward = options.success_reward * (success.astype(np.float32) if options.mode == "sparse" else score)
     return score, success, reward.astype(np.float32)
 
 
-__all__ = ["RewardOptions", "Judgement", "judge", "judge_frames", "success_probability", "success_probabilities"]
+__all__ = ["MIN_SUPPORT", "RewardOptions", "Judgement", "backed", "judge", "judge_frames", "success_probability",
+           "success_probabilities"]

@@ -18,6 +18,7 @@ from .head import RewardHead
 from ..images import model_pixels
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
+from .support import Support, pool
 from ..utils import replace_dir
 
 FORMAT_VERSION = 2
@@ -73,6 +74,9 @@ class ClassifierConfig:
     """hilreward version that wrote the checkpoint."""
     format_version: int = FORMAT_VERSION
     """Checkpoint format; a reader refuses newer formats."""
+    support: Optional[dict[str, Any]] = None
+    """The support bank's sizes (``frames``, ``dims``, ``k``, ``success_class``) when the checkpoint has one
+    (:mod:`hilreward.models.support`); None: no support (the cautious reward then cannot be used)."""
 
     @classmethod
     def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "ClassifierConfig":
@@ -149,6 +153,10 @@ class RewardClassifier(nn.Module):
             num_classes=self.config.num_classes, num_features=self.config.spatial_features,
             latent_dim=self.config.latent_dim, hidden_dim=self.config.hidden_dim, dropout=self.config.dropout,
         )
+        self.support: Optional[Support] = None
+        if self.config.support:
+            sizes = self.config.support
+            self.support = Support(int(sizes["frames"]), int(sizes["dims"]), int(sizes.get("k", 5)))
         self.source_dir: Optional[Path] = None
 
     # --- construction ------------------------------------------------------------------------
@@ -232,6 +240,20 @@ class RewardClassifier(nn.Module):
 
     def forward(self, pixels: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.encode(pixels))
+
+    def set_support(self, support: Optional[Support], success_class: int = -1) -> None:
+        """Keep ``support`` (built on this model's encoder features) in the model and its checkpoint."""
+        self.support = support
+        classes = self.config.num_classes
+        self.config = dataclasses.replace(self.config, support=None if support is None else {
+            **support.size, "success_class": (success_class % classes) if classes > 2 else 1})
+
+    def support_of(self, features: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """(B, 2) [support, novelty] of encoder features (see :mod:`hilreward.models.support`); None without a
+        support bank."""
+        if self.support is None:
+            return None
+        return self.support(pool(features, self.config.camera_keys))
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K), after dividing them by the

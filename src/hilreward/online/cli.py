@@ -40,6 +40,8 @@ from ..deploy.rule import success_probability
 from ..errors import ConfigError, ServingError
 from ..usage import HELP_FLAGS, HelpRequested
 from . import review
+from .monitor import FILE as MONITOR_FILE
+from .monitor import read as read_monitor
 from .store import CorrectionStore, StoredCorrection, engine_name
 
 ACTIONS = ("list", "show", "accept", "reject", "export", "migrate")
@@ -90,6 +92,8 @@ class ReviewConfig:
     """accept / reject: who (default $USER)."""
     success_class: int = -1
     """Multi-class models: the class whose probability counts as success (the server's ``success_class``)."""
+    state_dir: Optional[str] = None
+    """list: the server's ``state_dir``, whose hacking monitor it prints (default: the SQLite store's folder)."""
 
 
 def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec: str = "auto",
@@ -199,6 +203,12 @@ def review_main(action: str, args: list[str]) -> int:
         if attempts and not attempts[0].passed:
             a = attempts[0]
             print(f"latest retraining attempt (corrections up to {a.last_correction_id}) refused: {a.reason}")
+        folder = cfg.state_dir or (None if engine_name(cfg.store) != "sqlite" else str(Path(cfg.store).parent))
+        watched = read_monitor(Path(folder) / MONITOR_FILE) if folder else []
+        if watched:
+            print("hacking monitor (what each served version claimed on live episodes, newest last):")
+            for v in watched[-5:]:
+                print("  " + v.line())
         print("    id  time                 episode/step       label  p when made -> now  status       version  source")
         for v in items:
             print(_line(v))

@@ -90,8 +90,9 @@ class _Loop:
         self.options = spec.options
         self.parent = mp.parent_process()
         trainer.orphaned = self.orphaned
-        self.setup = {"heldout_accuracy_base": trainer.base_accuracy, "setup_seconds": trainer.setup_seconds,
-                      "val_episodes": len(trainer.val_episodes)}
+        self.setup = {f"{trainer.evidence}_accuracy_base": trainer.base_accuracy,
+                      "setup_seconds": trainer.setup_seconds, "val_episodes": len(trainer.val_episodes),
+                      "offline_heldout": float(trainer.heldout)}
         self.store: CorrectionStore | None = None
         self.leadership: Leadership | None = None
         self.failures = 0

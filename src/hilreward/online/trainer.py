@@ -19,12 +19,15 @@ from ..config import DatasetConfig
 from ..curation.edits import edited_labels
 from ..deploy.rule import success_probabilities
 from ..errors import HilrewardError
+from ..models.support import Support, pool_numpy
+from ..training.support_bank import pick_rows
 from . import gate
 from .adapt import LastStage
 from .ensemble import bootstrap, latest_members, load_members, members_path, new_member, save_members
 from .events import EnsembleReady
 from .gate import HeldOut
-from .neighbours import NearDuplicates, pooled
+from .neighbours import NearDuplicates, newest_word, pooled
+from .live import LiveConfirmations, LiveEpisodes
 from .offline_edits import OfflineEdits
 from .store import Assessment, CorrectionStore, Review, StoredCorrection
 from .versions import VersionRecord, VersionStore
@@ -96,17 +99,27 @@ class _Batch:
     """In conflict with offline held-out frames (never trained until a review accepts them)."""
     accepted: np.ndarray | None = None
     """Accepted by review (trains fully; never blamed)."""
+    superseded: np.ndarray | None = None
+    """A newer correction labelled otherwise on a near-identical frame wins (never trained until a review accepts
+    it)."""
+    live: np.ndarray | None = None
+    """Makes the reward newly fire in recent live episodes (never trained until a review accepts it)."""
+    steps: np.ndarray | None = None
+    """Step of each in its episode."""
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        self.live = np.zeros(n, bool) if self.live is None else self.live
+        self.steps = np.zeros(n, np.int64) if self.steps is None else self.steps
         self.boundary = np.zeros(n, bool) if self.boundary is None else self.boundary
         self.offline = np.zeros(n, bool) if self.offline is None else self.offline
         self.accepted = np.zeros(n, bool) if self.accepted is None else self.accepted
+        self.superseded = np.zeros(n, bool) if self.superseded is None else self.superseded
 
     @property
     def active(self) -> np.ndarray:
         """Corrections that train."""
-        return ~self.rejected & ~self.offline
+        return ~self.rejected & ~self.offline & ~self.superseded & ~self.live
 
     @property
     def gated(self) -> np.ndarray:
@@ -136,6 +149,20 @@ def boundary_steps(items: list[tuple[int, int, dict[int, float] | None]], thresh
             if differs and implied.get(step - side) == label:
                 out[i] = True
     return out
+
+
+def offline_evidence(checkpoint: Path, train_cfg: Any, episodes: list[int]) -> tuple[list[int], bool]:
+    """The checkpoint's held-out episodes among ``episodes`` (those its ``train_config.yaml`` held out and its
+    ``metrics.json`` does not list as trained on), and whether there are any: ``([], False)`` when it trained on
+    every episode (calibration by folds), whatever the config's split says."""
+    held = [e for e in (train_cfg.split.val_episodes or []) if e in set(episodes)]
+    metrics = Path(checkpoint) / "metrics.json"
+    try:
+        trained = set(json.loads(metrics.read_text()).get("train_episodes") or []) if metrics.is_file() else set()
+    except (OSError, ValueError, AttributeError):
+        trained = set()
+    held = [e for e in held if e not in trained]
+    return held, bool(held)
 
 
 class Orphaned(Exception):
@@ -174,10 +201,14 @@ class HeadRetrainer:
         data = load_frame_data(self.dataset, train_cfg.label, tuple(self.model.config.image_size),
                                cache_dir=spec.cache_dir)
         episodes = sorted(int(e) for e in np.unique(data.episode_index))
-        held = [e for e in (train_cfg.split.val_episodes or []) if e in set(episodes)]
-        if not held:
+        held, self.heldout = offline_evidence(base_dir, train_cfg, episodes)
+        if not held:  # the checkpoint trained on every episode: a regression check on some of them, named so
             _, held = split_episodes(episodes, train_cfg.split.val_fraction, train_cfg.split.seed)
         self.val_episodes = held
+        self.evidence = "heldout" if self.heldout else "regression"
+        """Metric prefix of the offline evidence: ``heldout`` (episodes the checkpoint never trained on) or
+        ``regression`` (training episodes: a regression check, never called held out)."""
+        self.evidence_text = "offline held-out" if self.heldout else "offline training (regression check)"
         features = compute_features(self.model, data, cache_dir=spec.cache_dir)
         val_mask = np.isin(data.episode_index, held)
         train_rows, val_rows = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
@@ -231,9 +262,20 @@ class HeadRetrainer:
         self._members0: list[dict] | None = None
         self._holdout_heads: dict[tuple, dict] = {}
         self._conflicts: dict[int, str] = {}
-        """Corrections the held-out corrections gate found in conflict (id -> why): contradicted from then on."""
+        """Corrections the gate found in conflict (id -> why): contradicted from then on."""
+        self._superseded_by: dict[int, int] = {}
+        """The latest prepare's superseded corrections -> the newer one that wins."""
         self._offline_conflicts: dict[int, tuple[str, dict]] = {}
         """Corrections that made offline held-out episodes wrong (id -> (why, conflict record)): left out."""
+        self._live_conflicts: dict[int, tuple[str, dict]] = {}
+        """Corrections that made the reward newly fire in recent live episodes (id -> (why, record)): left out."""
+        # Live traffic (:mod:`.live`): the episodes the server recorded, their features (encoded once each).
+        self.live_store = LiveEpisodes(self.state_dir / "live")
+        self.live_confirmed = LiveConfirmations(self.state_dir)
+        self._live_cache: dict[tuple[int, float], tuple] = {}
+        self.live = gate.LiveEvidence(np.zeros(0, np.int64), np.zeros(0, np.int64), int(spec.consecutive))
+        self.live_features: dict[str, np.ndarray] = {}
+        self.live_trunk: dict[str, np.ndarray] | None = None
         self._served_features: tuple[int, dict[str, np.ndarray]] | None = None
         self.orphaned: Callable[[], bool] = lambda: False
         """True once the server that runs this retrainer died (checked between optimizer steps of an attempt)."""
@@ -281,14 +323,17 @@ class HeadRetrainer:
 
     def _run(self, state: State, where: str, rows: np.ndarray | None = None,
              penultimate: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities, penultimate features or None) of ``state`` on pool ``rows`` or the held-out rows
-        (``where="val"``)."""
+        """(probabilities, penultimate features or None) of ``state`` on pool ``rows``, the held-out rows
+        (``where="val"``) or the live rows (``where="live"``)."""
         torch = self._torch
         adapted = state.last is not None
-        if where == "val":
-            source = self.val_trunk if adapted else self.val_features
+        if where in ("val", "live"):
+            if where == "val":
+                source, total = (self.val_trunk if adapted else self.val_features), len(self.val_labels)
+            else:
+                source, total = (self.live_trunk if adapted else self.live_features), len(self.live.steps)
             pick = (lambda f, a, b: f[a:b]) if rows is None else (lambda f, a, b: f[rows[a:b]])
-            n = len(self.val_labels) if rows is None else len(rows)
+            n = total if rows is None else len(rows)
         else:
             source = self._trunk if adapted else self._pool
             pick = lambda f, a, b: f[rows[a:b]]  # noqa: E731
@@ -373,6 +418,9 @@ class HeadRetrainer:
         for cid, a in statuses.items():
             if a.status == "conflicts_offline" and a.conflict and cid not in self._offline_conflicts:
                 self._offline_conflicts[cid] = (a.detail, a.conflict)
+            elif a.status == "conflicts_live" and a.conflict and cid not in self._live_conflicts:
+                self._live_conflicts[cid] = (a.detail, a.conflict)
+
 
     # ---- corrections -> pool rows
     def _add(self, corrections: list[StoredCorrection]) -> None:
@@ -393,17 +441,8 @@ class HeadRetrainer:
                 fresh.append(c)
         if not fresh:
             return
-        with torch.inference_mode():
-            each = [self.model.preprocess({k: c.correction.frames[k][None] for k in self.model.camera_keys})
-                    for c in fresh]
-            pixels = {k: torch.cat([p[k] for p in each]) for k in self.model.camera_keys}
-            self._load(self.base_state)
-            if self.stage is not None:  # the trunk once; the checkpoint's last stage on it gives the features
-                trunk_t = {k: self.stage.trunk(v) for k, v in pixels.items()}
-                feats = {k: self.stage.module(v).float().numpy() for k, v in trunk_t.items()}
-                trunk = {k: v.float().numpy() for k, v in trunk_t.items()}
-            else:
-                feats, trunk = {k: v.float().numpy() for k, v in self.model.encode(pixels).items()}, None
+        feats, trunk = self._encode([{k: c.correction.frames[k][None] for k in self.model.camera_keys}
+                                     for c in fresh])
         while self._used + len(fresh) > len(self._pool_labels):  # grow the pool
             extra = max(256, self._used - self.n_offline)
             grow = lambda pool: {c: np.concatenate([f, np.zeros((extra, *f.shape[1:]), f.dtype)])  # noqa: E731
@@ -425,6 +464,128 @@ class HeadRetrainer:
             self._vector_of[c.id] = vectors[i]
         self._used += len(fresh)
         self._served_features = None
+
+    def _encode(self, frames: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """(features, trunk outputs or None) of frames (each a dict camera -> uint8 (B, H, W, 3)) under the
+        checkpoint's encoder, in batches of 256 frames."""
+        torch = self._torch
+        keys = self.model.camera_keys
+        feats: dict[str, list] = {k: [] for k in keys}
+        trunk: dict[str, list] = {k: [] for k in keys}
+        self._load(self.base_state)
+        with torch.inference_mode():
+            for start in range(0, len(frames), 256):
+                each = [self.model.preprocess(f) for f in frames[start:start + 256]]
+                pixels = {k: torch.cat([p[k] for p in each]) for k in keys}
+                if self.stage is not None:  # the trunk once; the checkpoint's last stage on it gives the features
+                    trunk_t = {k: self.stage.trunk(v) for k, v in pixels.items()}
+                    for k, v in trunk_t.items():
+                        feats[k].append(self.stage.module(v).float().numpy())
+                        trunk[k].append(v.float().numpy())
+                else:
+                    for k, v in self.model.encode(pixels).items():
+                        feats[k].append(v.float().numpy())
+        cat = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
+        return cat(feats), (cat(trunk) if self.stage is not None else None)
+
+    # ---- live traffic
+    def _load_live(self) -> None:
+        """The newest ``retrain.live_episodes`` live episodes the server recorded (:mod:`.live`), each encoded once."""
+        count = int(self.options.live_episodes)
+        keys = self.model.camera_keys
+        episodes = [e for e in self.live_store.newest(count) if all(k in e.frames for k in keys) and len(e)] \
+            if count > 0 else []
+        cache = {}
+        for e in episodes:
+            key = (e.episode_id, e.updated)
+            cache[key] = self._live_cache.get(key) or (e.steps, *self._encode([{k: e.frames[k] for k in keys}]))
+        self._live_cache = cache
+        parts = list(cache.items())
+        ids = [np.full(len(steps), ep, np.int64) for (ep, _), (steps, _, _) in parts]
+        self.live = gate.LiveEvidence(np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                                      np.concatenate([v[0] for _, v in parts]) if parts else np.zeros(0, np.int64),
+                                      int(self.spec.consecutive))
+        feature_shape = tuple(self.val_features[keys[0]].shape[1:])
+        self.live_features = {k: np.concatenate([v[1][k] for _, v in parts]) if parts else
+                              np.zeros((0, *feature_shape), np.float32) for k in keys}
+        self.live_trunk = None
+        if self.stage is not None and self.val_trunk is not None:
+            trunk_shape = tuple(self.val_trunk[keys[0]].shape[1:])
+            self.live_trunk = {k: np.concatenate([v[2][k] for _, v in parts]) if parts else
+                               np.zeros((0, *trunk_shape), np.float32) for k in keys}
+
+    def _live_labelled(self, batch: _Batch) -> dict[int, int]:
+        """Live episode -> the earliest step a human labels success in it: an active correction labelled success,
+        or a review that accepted a ``conflicts_live`` correction (confirming the firings it was shown)."""
+        out = dict(self.live_confirmed.read())
+        for i in np.flatnonzero(batch.active & (batch.labels >= 0)):
+            if self._is_success(int(batch.labels[i])):
+                episode = batch.groups[i][0]
+                out[episode] = min(out.get(episode, 1 << 62), int(batch.steps[i]))
+        return out
+
+    def _live_check(self, batch: _Batch, candidate: State) -> tuple[gate.LiveCheck, np.ndarray | None]:
+        """The candidate next to the serving version on the live episodes, and its penultimate live features."""
+        opts = self.options
+        if not len(self.live.steps):
+            return gate.LiveCheck(0, [], [], 0, 0, 0), None
+        served = self._success(self._run(self.served_state, "live")[0])
+        probs, live_repr = self._run(candidate, "live", penultimate=True)
+        return gate.live_check(self.live, served, self._success(probs), self.spec.threshold,
+                               self._live_labelled(batch), int(opts.live_tolerance), int(opts.live_early_steps)), \
+            live_repr
+
+    def _live_verdict(self, check: gate.LiveCheck) -> tuple[list[gate.LiveFiring], str, str]:
+        """The firings that refuse the candidate, why ('' when it may publish) and their kind (``early``,
+        ``newly_fires``): it newly fires in more live
+        episodes than ``retrain.live_share`` allows, or fires early in more than ``retrain.live_early_share`` allows
+        and more than the serving version does."""
+        opts = self.options
+        early_allowed = max(int(np.floor(opts.live_early_share * check.episodes)), check.early_serving)
+        if len(check.early or []) > early_allowed:
+            return list(check.early or []), (
+                f"fires within the first {opts.live_early_steps} steps of {len(check.early or [])} of the "
+                f"{check.episodes} recent live episodes (the serving version: {check.early_serving}; at most "
+                f"{early_allowed}): " + "; ".join(f.describe() for f in (check.early or [])[:5])), "early"
+        allowed = gate.live_allowance(check.episodes, opts.live_share)
+        if len(check.newly or []) > allowed:
+            return list(check.newly or []), (
+                f"newly fires in {len(check.newly or [])} of the {check.episodes} recent live episodes that no "
+                f"correction labels success (at most {allowed}): " +
+                "; ".join(f.describe() for f in (check.newly or [])[:5])), "newly_fires"
+        return [], "", ""
+
+    def _blame_live(self, batch: _Batch, candidate: State, firings: list[gate.LiveFiring], live_repr: np.ndarray,
+                    kind: str, rerun: int) -> int:
+        """Name the success-labelled corrections most alike the live frames the candidate newly fires on as
+        ``conflicts_live`` (each rerun twice as many per firing); returns how many."""
+        labels = np.array([self._is_success(int(y)) for y in batch.labels])
+        eligible = batch.active & ~batch.accepted & (labels == 1)  # boundary frames too: they train, and a firing
+        if not eligible.any() or live_repr is None:                 # where the policy goes is no keypress jitter
+            return 0
+        _, corr_repr = self._run(candidate, "pool", batch.rows, penultimate=True)
+        found = [gate.Regression(f.episode, kind, "right", f.rows, 0) for f in firings]
+        picked = gate.blame(found, live_repr, corr_repr, labels, eligible, self.options.blame_per_regression << rerun)
+        for i, (reg, row) in picked.items():
+            record = gate.live_record(firings, (int(self.live.episode_ids[row]), int(self.live.steps[row])), kind)
+            shown = ", ".join(f"{e}@{t}" for e, t in record["firings"][:6])
+            why = (f"training on it makes the reward newly fire in {len(firings)} recent live episode(s) no correction "
+                   f"labels success (episode@step: {shown}; most alike: live episode {record['episode']} step "
+                   f"{record['frame']}): accept if those are successes, reject to drop it")
+            self._live_conflicts[int(batch.ids[i])] = (why, record)
+        return len(picked)
+
+    def _review_live(self, verdicts: dict[int, Review]) -> int:
+        """A review that accepts a ``conflicts_live`` correction confirms the live firings it was shown (they are
+        successes): they stop counting, and it trains. Returns how many were confirmed."""
+        confirmed = 0
+        for cid, (_, record) in list(self._live_conflicts.items()):
+            review = verdicts.get(cid)
+            if review is None or review.verdict != "accept":
+                continue
+            confirmed += self.live_confirmed.confirm(record.get("firings", []))
+            del self._live_conflicts[cid]
+        return confirmed
 
     def corrections(self, store: CorrectionStore, upto: int) -> list[StoredCorrection]:
         """The stored corrections up to id ``upto``; frames are read (PNG-decoded) only for those not seen yet."""
@@ -448,19 +609,35 @@ class HeadRetrainer:
         rejected = np.array([getattr(verdicts.get(int(i)), "verdict", "") == "reject" for i in ids], dtype=bool)
         accepted = np.array([getattr(verdicts.get(int(i)), "verdict", "") == "accept" for i in ids], dtype=bool)
         keep = np.flatnonzero(~rejected)
-        found = self.near.find([int(i) for i in ids[keep]],
-                               np.stack([self._vector_of[int(i)] for i in ids[keep]]) if len(keep) else
-                               np.zeros((0, 0), np.float32), labels[keep])
+        vectors = np.stack([self._vector_of[int(i)] for i in ids[keep]]) if len(keep) else np.zeros((0, 0), np.float32)
+        # The newest word wins: of two near-identical corrections labelled otherwise, the older is superseded (an
+        # accepting review is a newer word than any correction).
+        word = [(1, verdicts[int(ids[k])].id) if accepted[k] else (0, int(ids[k])) for k in keep]
+        superseded = np.zeros(len(ids), bool)
+        details: dict[int, str] = {}
+        self._superseded_by = {}
+        for older, newer in newest_word(self.near.pairs(vectors, labels[keep]), word).items():
+            a, b = keep[older], keep[newer]
+            superseded[a] = True
+            self._superseded_by[int(ids[a])] = int(ids[b])
+            details[int(ids[a])] = (f"superseded by correction {int(ids[b])} labelled {int(labels[b])} on a "
+                                    "near-identical frame (the newest word wins): accept this one to make it win")
+        found = self.near.find([int(i) for i in ids[keep]], vectors, labels[keep])
         contradicted = np.array([int(i) in found or int(i) in self._conflicts for i in ids], dtype=bool) \
-            & ~accepted & ~rejected
-        offline = np.array([int(i) in self._offline_conflicts for i in ids], dtype=bool) & ~accepted & ~rejected
-        details = {**self._conflicts, **{cid: c.detail for cid, c in found.items()},
-                   **{cid: why for cid, (why, _) in self._offline_conflicts.items()}}
+            & ~accepted & ~rejected & ~superseded
+        offline = np.array([int(i) in self._offline_conflicts for i in ids], dtype=bool) & ~accepted & ~rejected \
+            & ~superseded
+        live = np.array([int(i) in self._live_conflicts for i in ids], dtype=bool) & ~accepted & ~rejected \
+            & ~superseded & ~offline
+        details.update({cid: why for cid, why in self._conflicts.items() if cid not in details})
+        details.update({cid: c.detail for cid, c in found.items() if cid not in details})
+        details.update({cid: why for cid, (why, _) in self._offline_conflicts.items()})
+        details.update({cid: why for cid, (why, _) in self._live_conflicts.items()})
         # Boundary frames: per episode, from the corrections' steps and the served labels around them.
         boundary = np.zeros(len(ids), bool)
         by_group: dict[tuple[int, int], list[int]] = {}
         for i, c in enumerate(usable):
-            if not rejected[i]:
+            if not rejected[i] and not superseded[i]:
                 by_group.setdefault((c.correction.episode, c.correction.env_index), []).append(i)
         window = int(self.options.boundary_frames)
         for members in by_group.values():
@@ -474,7 +651,7 @@ class HeadRetrainer:
                 boundary[i] = flag
             for i in members:  # an older label of the same step follows the newest
                 boundary[i] = boundary[latest[usable[i].correction.step]]
-        boundary &= ~accepted & ~contradicted & ~offline
+        boundary &= ~accepted & ~contradicted & ~offline & ~superseded & ~live
         for i in np.flatnonzero(boundary):
             details[int(ids[i])] = (f"within {window} step(s) of a label change in episode {usable[i].correction.episode}"
                                     " (a keypress lands late): trained lightly, not gated")
@@ -483,7 +660,8 @@ class HeadRetrainer:
             details[int(i)] = f"rejected by {review.reviewer or 'review'}" + (f": {review.note}" if review.note else "")
         return _Batch(ids, np.array(rows, dtype=np.int64), labels,
                       [(c.correction.episode, c.correction.env_index) for c in usable], rejected, contradicted,
-                      details, unusable, max([c.id for c in corrections], default=0), boundary, offline, accepted)
+                      details, unusable, max([c.id for c in corrections], default=0), boundary, offline, accepted,
+                      superseded, live, np.array([c.correction.step for c in usable], dtype=np.int64))
 
     def _weights(self, batch: _Batch, include: np.ndarray) -> np.ndarray:
         """Sampling weight of each correction of ``batch`` (0 outside ``include``)."""
@@ -584,8 +762,11 @@ class HeadRetrainer:
         opts, verdicts = self.options, verdicts or {}
         t0 = time.perf_counter()
         relabels = self._review_relabels(verdicts)
+        confirmed = self._review_live(verdicts)
+        self._load_live()
         batch = self.prepare(corrections, verdicts)
-        metrics: dict[str, float] = {"prepare_seconds": time.perf_counter() - t0, "offline_relabels": float(relabels)}
+        metrics: dict[str, float] = {"prepare_seconds": time.perf_counter() - t0, "offline_relabels": float(relabels),
+                                     "live_confirmed": float(confirmed)}
         reasons: list[str] = []
         conflicts: dict[int, str] = {}
         for _ in range(opts.max_reruns + 1):  # held-out corrections gate: conflicts become contradicted, run again
@@ -599,7 +780,7 @@ class HeadRetrainer:
         served_probs = self._run(self.served_state, "val")[0]
         served_fixed = self._judge(batch.rows, self.served_state)[0] == batch.labels
         adapt = self.scope == "last"
-        train_s, named, dropped = 0.0, 0, 0
+        train_s, named, dropped, named_live = 0.0, 0, 0, 0
         for rerun in range(opts.max_reruns + 1):
             tried = self._try(batch, adapt, served_probs)
             train_s += tried["seconds"]
@@ -616,6 +797,8 @@ class HeadRetrainer:
             fixed = predicted == batch.labels
             gated = batch.gated
             newly, broken = int((fixed & ~served_fixed & gated).sum()), int((~fixed & served_fixed & gated).sum())
+            live, live_repr = self._live_check(batch, candidate)
+            firings, live_reason, kind = self._live_verdict(live)
             if rerun == opts.max_reruns:
                 break
             if found:  # offline regressions: leave out the corrections that pushed it there, run again
@@ -623,6 +806,12 @@ class HeadRetrainer:
                 if not blamed:
                     break
                 named += blamed
+            elif firings:  # it would pay where the policy goes and no human said success: the same, on live frames
+                assert live_repr is not None
+                blamed = self._blame_live(batch, candidate, firings, live_repr, kind, rerun)
+                if not blamed:
+                    break
+                named_live += blamed
             elif broken and newly <= broken:  # trained on, yet wrong where the serving version was right
                 for i in np.flatnonzero(gated & served_fixed & ~fixed):
                     self._conflicts[int(batch.ids[i])] = ("classified otherwise by a model trained on it, though the "
@@ -635,7 +824,8 @@ class HeadRetrainer:
         counts, counts_served = tried["counts"], tried["counts_served"]
         accuracy = self._accuracy(candidate)
         metrics.update({
-            "heldout_accuracy": accuracy, "heldout_accuracy_base": self.base_accuracy,
+            f"{self.evidence}_accuracy": accuracy, f"{self.evidence}_accuracy_base": self.base_accuracy,
+            "offline_heldout": float(self.heldout),
             "corrections_fixed": float(fixed[gated].mean()) if gated.any() else 1.0,
             "corrections_fixed_serving": float(served_fixed[gated].mean()) if gated.any() else 1.0,
             "corrections_newly_fixed": float(newly), "corrections_broken": float(broken),
@@ -647,17 +837,24 @@ class HeadRetrainer:
             "corrections_unusable": float(len(batch.unusable)), "reruns": float(rerun),
             "adapted_last_stage": float(candidate.last is not None), "train_seconds": train_s,
             "corrections_conflicting": float(len(conflicts)), "retrain_seconds": time.perf_counter() - t0,
+            "corrections_superseded": float(batch.superseded.sum()),
+            "corrections_conflicts_live": float(batch.live.sum()), "corrections_named_live": float(named_live),
+            **live.metrics(),
             "train_steps": float(fit["steps"]), "train_loss": float(fit["loss"]),
-            **{f"heldout_{k}": float(v) for k, v in counts.items()},
-            **{f"heldout_{k}_serving": float(v) for k, v in counts_served.items()}})
+            **{f"{self.evidence}_{k}": float(v) for k, v in counts.items()},
+            **{f"{self.evidence}_{k}_serving": float(v) for k, v in counts_served.items()}})
         if found:
-            reasons.append("offline held-out " + "; ".join(r.describe(self.held.frame_index) for r in found) +
+            reasons.append(f"{self.evidence_text} " + "; ".join(r.describe(self.held.frame_index) for r in found) +
                            f" after {rerun} rerun(s) without the corrections blamed (the rest are boundary frames or "
                            "accepted by review: reject those, or relabel the episode)")
+        if live_reason:
+            reasons.append(f"live: {live_reason} after {rerun} rerun(s) without the corrections blamed (the rest are "
+                           "accepted by review or labelled failure)")
         if broken and newly <= broken:
             wrong = [int(i) for i in batch.ids[gated & ~fixed]]
             reasons.append(f"fixes {newly} gated correction(s) the serving version gets wrong and breaks {broken}"
                            + (f"; still wrong: {wrong[:10]}" if wrong else ""))
+        self.candidate_support = self._support_for(candidate, batch)
         self._load(candidate)
         self.candidate = candidate
         assessments = self._assess(batch, fixed, success)
@@ -712,7 +909,7 @@ class HeadRetrainer:
         picked = gate.blame(found, held_repr, corr_repr, labels, eligible, self.options.blame_per_regression << rerun)
         for i, (reg, row) in picked.items():
             record = gate.conflict_record(reg, row, self.held.frame_index)
-            why = (f"training on it makes offline held-out episode {record['episode']} {reg.kind.replace('_', ' ')} "
+            why = (f"training on it makes {self.evidence_text} episode {record['episode']} {reg.kind.replace('_', ' ')} "
                    f"(frames {record['start']}-{record['end'] - 1} labelled {record['label']}; most alike frame "
                    f"{record['frame']}): accept to relabel those frames, reject to drop it")
             self._offline_conflicts[int(batch.ids[i])] = (why, record)
@@ -721,7 +918,9 @@ class HeadRetrainer:
     @staticmethod
     def _conflicts_of(batch: _Batch, broken: np.ndarray, new: np.ndarray) -> dict[int, str]:
         """The held-out corrections the new ones made wrong, and the new ones labelled otherwise than one of
-        them (those push it across), or every new one when none is: id -> why."""
+        them (those push it across), or every new one when none is: id -> why. These are other states than the
+        ones they make wrong (near-identical ones are settled by the newest word, :func:`.neighbours.newest_word`):
+        both sides go to review."""
         labels = set(batch.labels[broken].tolist())
         culprits = new & np.array([bool(labels - {y}) for y in batch.labels.tolist()], dtype=bool)
         if not culprits.any():
@@ -741,8 +940,12 @@ class HeadRetrainer:
             conflict = None
             if batch.rejected[i]:
                 status = "rejected"
+            elif batch.superseded[i]:
+                status, conflict = "superseded", {"by": self._superseded_by[cid]}
             elif batch.offline[i]:
                 status, conflict = "conflicts_offline", self._offline_conflicts[cid][1]
+            elif batch.live[i]:
+                status, conflict = "conflicts_live", self._live_conflicts[cid][1]
             elif batch.contradicted[i]:
                 status = "contradicted"
             elif batch.boundary[i]:
@@ -755,11 +958,41 @@ class HeadRetrainer:
             out.append(Assessment(cid, status, float(success[i]), detail, conflict=conflict))
         return sorted(out, key=lambda a: a.correction_id)
 
+    def _support_for(self, state: State, batch: _Batch) -> Support | None:
+        """The support bank of a version (:mod:`hilreward.models.support`): the offline training frames (as many
+        as the checkpoint's bank holds, evenly spread) and the corrections it trains on (not contradicted), under
+        its encoder. The humans' labels in new states become what the cautious reward compares with."""
+        limit = int((self.model.config.support or {}).get("frames", 4000))
+        if limit <= 0:
+            return None
+        offline = self._pool_labels[:self.n_offline]
+        success = np.array([self._is_success(int(y)) for y in offline], dtype=bool)
+        picked = pick_rows(offline, success, limit)
+        own = batch.active & ~batch.contradicted
+        rows = np.concatenate([picked, batch.rows[own]]).astype(np.int64)
+        labels = np.concatenate([success, np.array([self._is_success(int(y)) for y in batch.labels[own]], bool)])
+        labels = np.concatenate([success[picked], labels[len(success):]])
+        episodes = np.concatenate([self._train_at[0][picked],
+                                   -1 - np.array([g[0] for g, keep in zip(batch.groups, own) if keep], np.int64)])
+        keys = self.model.camera_keys
+        if state.last is None:
+            features = {k: self._pool[k][rows] for k in keys}
+        else:  # an adapted last stage: its outputs on the trunk's
+            assert self._trunk is not None and self.stage is not None
+            self.stage.load(state.last)
+            with self._torch.inference_mode():
+                features = {k: self.stage.module(self._torch.from_numpy(np.asarray(self._trunk[k][rows],
+                                                                                   dtype=np.float32))).numpy()
+                            for k in keys}
+        return Support.build(pool_numpy(features, keys), labels, episodes,
+                             k=int((self.model.config.support or {}).get("k", 5)))
+
     def publish(self, attempt: Attempt, last_review_id: int = 0) -> VersionRecord:
         """Write the attempt's candidate (in the model) as the next immutable version (it becomes the serving one)."""
         metrics = {**attempt.metrics, "val_episodes": self.val_episodes, "last_review_id": last_review_id,
                    "corrections_used": attempt.corrections_used, "last_correction_id": attempt.last_correction_id}
         self._load(self.candidate)
+        self.model.set_support(self.candidate_support, self.spec.success_class)
 
         def fill(tmp: Path, version: str) -> None:
             self.model.save_pretrained(tmp, train_config_yaml=self.train_config_yaml, metrics=metrics)

@@ -27,9 +27,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import grpc
 import numpy as np
 
-from ..deploy.backends import BackendOptions, EpisodeStep, pick_camera
+from ..deploy.backends import BackendOptions, EpisodeStep, Scores, pick_camera
 from ..deploy.reward_function import RewardResult
 from ..deploy.rule import success_probability
+from ..online.monitor import VersionMonitor
 from ..errors import ConfigError, InputError, ServingError, UnavailableError, error_of
 from ..images import to_uint8_hwc
 from ..online.review import CorrectionCounts
@@ -89,13 +90,17 @@ class ModelInfo:
     retrainer: Optional[RetrainerStatus] = None
     ensemble_size: int = 0
     """Heads giving the uncertainty (0: results carry none)."""
+    monitor: list[VersionMonitor] = field(default_factory=list)
+    """The hacking monitor: what each recent version claimed on live episodes, oldest first."""
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> "ModelInfo":
+        names = VersionMonitor.__dataclass_fields__
         return cls(m.version, m.created_unix, dict(m.metrics), m.corrections_total, m.corrections_used,
                    list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold,
                    m.retrainer_status, m.number, counts_from_proto(m.corrections), list(m.needs_review),
-                   RetrainerStatus.from_proto(m.retrainer) if m.HasField("retrainer") else None, m.ensemble_size)
+                   RetrainerStatus.from_proto(m.retrainer) if m.HasField("retrainer") else None, m.ensemble_size,
+                   [VersionMonitor(**{k: getattr(v, k) for k in names}) for v in m.monitor])
 
 
 class RewardClient:
@@ -332,7 +337,8 @@ def _result(r: pb.PredictResponse, latency_ms: float) -> RemoteRewardResult:
         probability=probability, success=r.success, reward=r.reward, terminate=r.terminate,
         model_version=r.model_version, latency_ms=latency_ms, class_probabilities=classes,
         server_latency_ms=r.server_latency_ms, episode_id=r.episode_id, step=r.step,
-        uncertainty=r.uncertainty if r.HasField("uncertainty") else None, prediction_id=r.prediction_id)
+        uncertainty=r.uncertainty if r.HasField("uncertainty") else None, prediction_id=r.prediction_id,
+        support=r.support if r.HasField("support") else None, novelty=r.novelty if r.HasField("novelty") else None)
 
 
 def _frames(images: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -384,12 +390,18 @@ class GrpcBackend:
         return GrpcCorrectionSink(self.client.address, client=self.client)
 
     def predict(self, images: Mapping[str, Any]) -> np.ndarray:
-        return self.predict_pinned(images)[0]
+        return self.score(images).probabilities
 
     def predict_pinned(self, images: Mapping[str, Any],
                        steps: Sequence[EpisodeStep] | None = None) -> tuple[np.ndarray, list[str]]:
-        """(probabilities, the version that judged each row) of a batch; row i is ``steps[i]`` (episode id, step,
-        version to keep), sent with its request (None: no episode, the serving version)."""
+        """(probabilities, the version that judged each row) of a batch (see :meth:`score`)."""
+        scores = self.score(images, steps)
+        return scores.probabilities, list(scores.versions or [])
+
+    def score(self, images: Mapping[str, Any], steps: Sequence[EpisodeStep] | None = None) -> Scores:
+        """Probabilities, support (when the served version has a support bank) and the version that judged each
+        row of a batch; row i is ``steps[i]`` (episode id, step, version to keep), sent with its request (None: no
+        episode, the serving version)."""
         batched = {key: pick_camera(images, key) for key in self.camera_keys}
         sizes = {len(v) for v in batched.values()}
         if len(sizes) != 1:
@@ -404,9 +416,13 @@ class GrpcBackend:
         if results:
             self.model_version = results[-1].model_version
         versions = [r.model_version for r in results]
+        support = np.array([[r.support, r.novelty] for r in results], dtype=np.float32) \
+            if results and all(r.support is not None for r in results) else None
         if self.num_classes > 2:
-            return np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1), versions
-        return np.array([r.probability for r in results], dtype=np.float32), versions
+            probs = np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1)
+        else:
+            probs = np.array([r.probability for r in results], dtype=np.float32)
+        return Scores(probs, support, versions)
 
     def close(self) -> None:
         self.client.close()

@@ -10,6 +10,7 @@ from ..config import DatasetConfig
 from ..deploy.rule import RewardOptions
 from ..errors import ConfigError
 from ..online.options import RetrainOptions
+from .live import LiveOptions
 
 @dataclass
 class RecentOptions:
@@ -70,6 +71,8 @@ class ServeConfig(RewardOptions, BindOptions):
     """The buffer of recent predictions."""
     queries: QueryOptions = field(default_factory=QueryOptions)
     """The queue of frames that need a human."""
+    live: LiveOptions = field(default_factory=LiveOptions)
+    """The live episodes kept in ``<state_dir>/live`` (the retrainer gates each candidate on them)."""
 
 
 def validate(cfg: ServeConfig) -> None:

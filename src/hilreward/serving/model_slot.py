@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..deploy.backends import score
 from ..deploy.rule import success_probabilities
 
 
@@ -63,12 +64,14 @@ class ServedModel:
     def ensemble_size(self) -> int:
         return len(getattr(self.predictor, "members", ()))
 
-    def predict(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities, uncertainty (B,) or None without an ensemble) of a batch."""
+    def predict(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(probabilities, uncertainty (B,) or None without an ensemble, support (B, 2) or None without a support
+        bank) of a batch."""
         uncertain = getattr(self.predictor, "predict_uncertain", None)
         if uncertain is not None:
             return uncertain(images)
-        return np.asarray(self.predictor.predict(images)), None
+        scores = score(self.predictor, images)
+        return np.asarray(scores.probabilities), None, scores.support
 
 
 class EnsemblePredictor:
@@ -84,7 +87,8 @@ class EnsemblePredictor:
     def predict(self, images: dict[str, np.ndarray]) -> np.ndarray:
         return self.predict_uncertain(images)[0]
 
-    def predict_uncertain(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_uncertain(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(probabilities, uncertainty, support or None) from one encoder pass."""
         import torch
 
         from ..online.ensemble import member_success, spread
@@ -94,7 +98,9 @@ class EnsemblePredictor:
             probs = self.model.probabilities(self.model.head(features))
             success = success_probabilities(probs, self.success_class)
             uncertainty = spread(success, member_success(self.model, self.members, features, self.success_class))
-        return probs.float().cpu().numpy(), uncertainty.float().cpu().numpy()
+            support = self.model.support_of(features)
+        return (probs.float().cpu().numpy(), uncertainty.float().cpu().numpy(),
+                None if support is None else support.float().cpu().numpy())
 
 
 RETAINED_VERSIONS = 4

@@ -37,10 +37,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ..access import resolve_token
 from ..errors import ConfigError, HilrewardError
 from ..online import events
+from ..online.monitor import HackingMonitor
 from ..online.store import CorrectionStore
 from ..online.versions import VersionStore
 from .batcher import Batcher
 from .config import ServeConfig, validate
+from .live import LiveOptions, LiveRecorder
 from .model_slot import EnsemblePredictor, ModelSlot, ServedModel
 from .protos import hilreward_pb2_grpc as pb_grpc
 from .servicer import SERVICE_NAME, RewardServicer, TokenAuth
@@ -128,6 +130,9 @@ class RewardServer:
         self.versions = init_versions(cfg)
         self.store = CorrectionStore(cfg.store or str(Path(cfg.state_dir) / "corrections.sqlite"))
         self.slot = ModelSlot(load_version(self.versions, self.versions.numbers()[-1], cfg))
+        if cfg.cautious and getattr(getattr(self.slot.current.predictor, "model", None), "support", None) is None:
+            raise ConfigError(f"cautious=true needs a checkpoint with a support bank; {cfg.checkpoint} has none "
+                              "(hilreward train writes one): retrain it, or serve without cautious")
         self.batcher = Batcher(self.slot, cfg.max_batch)
         self.retrainer = None
         if cfg.dataset.root or cfg.dataset.repo_id:
@@ -135,9 +140,12 @@ class RewardServer:
 
             self.retrainer = Retrainer.from_serve_config(cfg, self.versions, self.store.location,
                                                          threshold=self.slot.current.threshold)
+        # live episodes are the retrainer's evidence: recorded only when one runs
+        self.live = LiveRecorder(Path(cfg.state_dir) / "live", cfg.live if self.retrainer else LiveOptions(keep=0))
         self.servicer = RewardServicer(self.slot, self.batcher, self.store, cfg,
                                        on_correction=self.retrainer.notify if self.retrainer else None,
-                                       versions=self.versions)
+                                       versions=self.versions, live=self.live,
+                                       monitor=HackingMonitor(cfg.state_dir))
         if self.retrainer is not None:
             self.servicer.set_retrainer("starting", "loading the offline features")
         self.health = health.HealthServicer()
@@ -294,6 +302,8 @@ class RewardServer:
         self.servicer.log.close()
         self._server.stop(grace).wait()
         self.batcher.close()
+        self.live.close()
+        self.servicer.monitor.close()
         if self.retrainer is not None:
             self.retrainer.stop()
         for thread in self._threads:

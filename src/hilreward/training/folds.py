@@ -35,11 +35,12 @@ def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.nda
 def fold_config(cfg: TrainConfig, episodes: list[int], held: list[int], directory: Path, steps: int,
                 **training) -> TrainConfig:
     """The run of one fold: ``held`` held out, ``steps`` steps, no calibration (its held-out episodes are what it
-    scores), W&B off, resumed when it was cut short; ``training`` overrides more training keys."""
+    scores), no support bank, W&B off, resumed when it was cut short; ``training`` overrides more training keys."""
     resume = (directory / "checkpoints" / "last" / "training_state.json").is_file()
     return replace(cfg, output_dir=str(directory), split=replace(cfg.split, val_episodes=list(held)), resume=resume,
                    dataset=replace(cfg.dataset, episodes=list(episodes)), wandb=replace(cfg.wandb, enable=False),
-                   training=replace(cfg.training, calibrate="off", steps=steps, epochs=None, **training))
+                   training=replace(cfg.training, **{"calibrate": "off", "steps": steps, "epochs": None,
+                                                     "support_frames": 0, **training}))
 
 
 def fold_logits(cfg: TrainConfig, checkpoint: Path, data: FrameData, rows: np.ndarray) -> np.ndarray:

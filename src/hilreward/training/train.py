@@ -43,6 +43,7 @@ from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
+from .support_bank import attach_support
 from ..utils import write_atomic
 
 
@@ -322,6 +323,10 @@ def train(cfg: TrainConfig) -> Path:
         elif plan.method == "cv":  # from every episode's out-of-fold logits
             calibration = calibrate_by_folds(cfg, plan, ckpt_root / "best", data, sorted(wanted), steps, fit=train,
                                              fallback_threshold=cfg.model.threshold)
+        support = attach_support(ckpt_root / "best", data, train_rows, t_cfg.support_frames, cfg.cache_dir)
+        if support is not None:
+            procs.print(f"support bank: {support.size['frames']} training frames in checkpoints/best (familiar "
+                        f"radius {float(support.radius):.3g})")
         final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
                  "calibration": calibration.details if calibration else None,
                  "calibration_plan": {"method": plan.method, "reason": plan.reason}}
@@ -352,6 +357,8 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.model.num_classes < 2:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
     calibrate_mode(t.calibrate)
+    if t.support_frames < 0:
+        raise ConfigError(f"training.support_frames={t.support_frames} must be >= 0 (0: no support bank)")
     if t.calibrate_folds < 2:
         raise ConfigError(f"training.calibrate_folds={t.calibrate_folds} must be at least 2")
     if t.calibrate_fold_steps is not None and t.calibrate_fold_steps < 1:

@@ -36,13 +36,18 @@ from ...errors import InputError, ServingError
 from ...utils import full_key
 
 
-STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable", "rejected")
+STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "superseded", "conflicts_offline",
+            "conflicts_live", "unusable", "rejected")
 """A correction's status: not yet trained on; classified as labelled by the latest attempt; not; within a few
 steps of where the labels change (a keypress lands late: trained lightly, never gated); contradicted by
-near-identical frames with another label or by newer corrections (trained lightly, never gated); dropped because
-training on it makes an offline held-out episode wrong (names that episode and its frames); unusable by this model
+near-identical offline frames with another label, or found in conflict by the gate (trained lightly, never gated);
+superseded by a newer correction labelled otherwise on a near-identical frame, or one that makes it wrong (the
+newest word wins: never trained until a review accepts it); dropped because training on it makes an offline
+held-out episode wrong (names that episode and its frames); dropped because training on it makes the reward newly
+fire in recent live episodes no correction labels success (names them: ``conflicts_live``); unusable by this model
 (missing camera, blank frame); or rejected by review (never trains). A review that accepts a correction makes it
-train fully and, for ``conflicts_offline``, relabels the offline frames it conflicts with."""
+train fully (and the newest word); for ``conflicts_offline`` it relabels the offline frames it conflicts with,
+for ``conflicts_live`` it confirms the live firings it was shown."""
 VERDICTS = ("accept", "reject")
 
 

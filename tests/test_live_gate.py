@@ -1,0 +1,97 @@
+"""The policy is the adversary: a real server keeps the live episodes it judged and gates every candidate on them.
+A flag that would make the reward fire in the first steps of the live episodes is named (``conflicts_live``) and
+that version is not published; a review that insists on it still publishes no early-firing version; the newest of
+two contradicting flags trains; the cautious reward and the hacking monitor. Real rendered frames (drawer4)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hilreward.config import DatasetConfig
+from hilreward.deploy import RewardFunction
+from hilreward.online.live import LiveEpisodes
+from hilreward.online.options import RetrainOptions
+from hilreward.serving import RewardClient
+from hilreward.serving.config import ServeConfig
+from hilreward.serving.live import LiveOptions
+from hilreward.serving.server import RewardServer
+from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
+from test_serving import DRAWER4, TOKEN, step_images
+
+DELAY_S = 60.0
+
+
+def _wait(client: RewardClient, done, what: str):
+    deadline = time.monotonic() + DELAY_S
+    while time.monotonic() < deadline:
+        info = client.get_model()
+        if done(info):
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {DELAY_S} s (retrainer: {client.get_model().retrainer_status})")
+
+
+def _play(client: RewardClient, frames, episode: int, episode_id: int, steps: int) -> list:
+    """Episode ``episode`` of drawer4 judged step by step as live episode ``episode_id`` (its first ``steps``)."""
+    rows = np.flatnonzero(frames.episode_index == episode)[:steps]
+    return [client.predict(step_images(frames, int(r)), episode_id=episode_id, step=t) for t, r in enumerate(rows)]
+
+
+def _server(ckpt, tmp_path, cache_dir, **retrain) -> RewardServer:
+    options = dict(every=1, min_interval_s=0.0, ensemble=0, contradiction_radius=0.0, veto=[], holdout_episodes=0,
+                   live_episodes=20, **retrain)
+    return RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path / "state"), token=TOKEN,
+                                    cache_dir=cache_dir, dataset=DatasetConfig(root=str(DRAWER4)),
+                                    retrain=RetrainOptions(**options), live=LiveOptions(flush_s=0.1)))
+
+
+def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_named_and_not_published(
+        ckpt, frames, tmp_path, cache_dir):
+    """The offline gate is off here (veto=[]): only the live episodes show what the flag does. An operator's
+    "missed success" lands on the first frames of an episode (a press on the wrong episode): trained on, the head
+    calls the start of every episode a success, which a policy would exploit within minutes. The gate names the
+    flag ``conflicts_live`` (with the live episodes it would fire in) and publishes the version without it; a
+    review that accepts it anyway still gets no version that fires at the start of the live episodes."""
+    server = _server(ckpt, tmp_path, cache_dir, correction_weight=200.0, min_fixed=1.0)
+    with server, RewardClient(server.address, token=TOKEN, timeout_s=10) as client:
+        base = client.get_model()
+        played = []
+        for i, episode in enumerate([2, 3, 2, 3]):  # live traffic: four episodes the reward judges as a policy plays
+            played.append(_play(client, frames, episode, 100 + i, 20))
+            assert not any(r.success for r in played[-1][:3]), "precondition: the served version waits for success"
+        live = LiveEpisodes(tmp_path / "state" / "live")
+        deadline = time.monotonic() + 10
+        while len(live.files()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e.episode_id for e in live.newest(10)] == [100, 101, 102, 103]
+        assert all(len(e) == 20 and e.frames["observation.images.front"].shape[1:] == (32, 32, 3)
+                   for e in live.newest(10))
+
+        start = np.flatnonzero(frames.episode_index == 0)[:3]
+        ack = client.correct_recent(1, [r.prediction_id for r in played[0][:3]], source="operator")  # wrong frames
+        assert len(ack.correction_ids) == 3
+        for r in start:  # and the first frames of an offline episode, labelled success too
+            client.submit_correction(step_images(frames, int(r)), label=1, episode_id=7, step=int(r))
+        info = _wait(client, lambda i: i.corrections.pending == 0 and i.corrections_total == 6, "an attempt")
+        listing = {c.id: c for c in client.list_corrections().corrections}
+        held = [c for c in listing.values() if c.status == "conflicts_live"]
+        assert held, {c.id: (c.status, c.status_detail) for c in listing.values()}
+        assert all("newly fire" in c.status_detail for c in held)
+        firings = held[0].conflict["firings"]
+        assert {e for e, _ in firings} <= {100, 101, 102, 103} and len(firings) >= 2
+        assert all(t <= 2 for _, t in firings)
+        assert info.version != base.version, "the attempt publishes the version without the flags it names"
+        for i, episode in enumerate([2, 3]):
+            assert not any(r.success for r in _play(client, frames, episode, 200 + i, 3))
+
+        # A review that insists: accepted flags are never blamed, and a version firing at the start of the live
+        # episodes is still never published.
+        client.accept([c.id for c in held], note="test: insist")
+        refused = _wait(client, lambda i: i.retrainer_status.startswith("rejected"), "a refused attempt")
+        assert "fires within the first 2 steps" in refused.retrainer_status
+        assert client.get_model().version == info.version
+        timeline = client.versions()
+        assert not timeline.attempts[0].passed and timeline.attempts[0].metrics["live_early_fires"] >= 2
