@@ -184,7 +184,7 @@ class TorchBackend:
                 pixels = {k: v.contiguous(memory_format=torch.channels_last) for k, v in pixels.items()}
             features = self.model.encode(pixels)
             probs = self.model.probabilities(self.model.head(features))
-            support = support_of(features)
+            support = support_of(features, pixels)
         return Scores(probs.float().cpu().numpy(), support.float().cpu().numpy())
 
 

@@ -75,7 +75,7 @@ class _UInt8Graph(nn.Module):
         features = {k: maps[i] for i, k in enumerate(self.keys)}
         probs = self.model.probabilities(self.model.head(features))
         if getattr(self.model, "support", None) is not None:
-            return probs, self.model.support_of(features)
+            return probs, self.model.support_of(features, pixels)
         return probs
 
 
@@ -143,9 +143,10 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: int = 4, seed: 
     outputs = session.run(None, {onnx_input_name(k): v for k, v in frames.items()})
     got = outputs[0]
     with torch.inference_mode():
-        features = model.encode(model.preprocess(frames))
+        pixels = model.preprocess(frames)
+        features = model.encode(pixels)
         want = model.probabilities(model.head(features)).float().numpy()
-        support = model.support_of(features) if getattr(model, "support", None) is not None else None
+        support = model.support_of(features, pixels) if getattr(model, "support", None) is not None else None
     if got.shape != want.shape:
         raise CheckpointError(f"ONNX output shape {got.shape} differs from torch {want.shape}")
     if (support is None) != (len(outputs) < 2):

@@ -63,6 +63,7 @@ class RewardClassifierWrapper(gym.Wrapper):
             "probability": result.probability, "success": result.success, "model_version": result.model_version,
             "episode_id": result.episode_id, "step": result.step, "override": result.override,
             "reward": result.reward, "env_reward": float(env_reward), "latency_ms": result.latency_ms,
+            "support": result.support, "novelty": result.novelty,
         }
         if self.keep_frames:
             info["reward_classifier"].update(frames=images, env_terminated=bool(terminated))

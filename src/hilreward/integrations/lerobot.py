@@ -59,7 +59,7 @@ except ImportError:  # LeRobot is optional
     ProcessorStep, ProcessorStepRegistry, TransitionKey, TeleopEvents = object, None, None, None
 
 REGISTRY_NAME = "hilreward_reward_classifier"
-INFO_KEYS = ("probability", "success", "model_version", "override", "latency_ms")
+INFO_KEYS = ("probability", "success", "model_version", "override", "latency_ms", "support", "novelty")
 """What the step puts into ``info["reward_classifier"]`` (one value, or one per environment)."""
 
 
@@ -162,6 +162,8 @@ class HilrewardRewardStep(ProcessorStep):
     mode: str = "sparse"
     """``sparse``: success_reward on success, else the transition's reward is kept (as LeRobot's step);
     ``dense``: probability * success_reward."""
+    cautious: bool = False
+    """Pay success only where the checkpoint's support bank backs the head (:mod:`hilreward.deploy.rule`)."""
     backend: str = "auto"
     """A registered backend: auto, torch, onnx or grpc."""
     address: Optional[str] = None
@@ -188,7 +190,7 @@ class HilrewardRewardStep(ProcessorStep):
         return RewardFunction.from_pretrained(
             self.pretrained_path, success_threshold=self.success_threshold, success_reward=self.success_reward,
             terminate_on_success=self.terminate_on_success, mode=self.mode, consecutive=self.consecutive,
-            device=self.device, backend=self.backend, address=self.address,
+            device=self.device, backend=self.backend, address=self.address, cautious=self.cautious,
             token=resolve_token(self.token),
             override=HumanOverride(), corrections=sink)
 

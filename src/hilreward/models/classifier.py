@@ -18,7 +18,7 @@ from .head import RewardHead
 from ..images import model_pixels
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
-from .support import Support, pool
+from .support import Support, pool, support_encoder
 from ..utils import replace_dir
 
 FORMAT_VERSION = 2
@@ -156,7 +156,8 @@ class RewardClassifier(nn.Module):
         self.support: Optional[Support] = None
         if self.config.support:
             sizes = self.config.support
-            self.support = Support(int(sizes["frames"]), int(sizes["dims"]), int(sizes.get("k", 5)))
+            self.support = Support(int(sizes["frames"]), int(sizes["dims"]), int(sizes.get("k", 5)),
+                                   encoder=support_encoder() if sizes.get("encoder") else None)
         self.source_dir: Optional[Path] = None
 
     # --- construction ------------------------------------------------------------------------
@@ -248,12 +249,23 @@ class RewardClassifier(nn.Module):
         self.config = dataclasses.replace(self.config, support=None if support is None else {
             **support.size, "success_class": (success_class % classes) if classes > 2 else 1})
 
-    def support_of(self, features: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
-        """(B, 2) [support, novelty] of encoder features (see :mod:`hilreward.models.support`); None without a
-        support bank."""
+    def support_of(self, features: Mapping[str, torch.Tensor],
+                   pixels: Optional[Mapping[str, torch.Tensor]] = None) -> Optional[torch.Tensor]:
+        """(B, 2) [support, novelty] of a batch from its encoder ``features`` and normalised ``pixels`` (which a
+        support bank with its own encoder needs; see :mod:`hilreward.models.support`); None without a bank."""
         if self.support is None:
             return None
-        return self.support(pool(features, self.config.camera_keys))
+        return self.support(self.support_vectors(features, pixels))
+
+    def support_vectors(self, features: Mapping[str, torch.Tensor],
+                        pixels: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        """(B, D) the pooled vectors a support bank compares (the classifier's features, or its own encoder's)."""
+        encoder = getattr(self.support, "encoder", None) if self.support is not None else None
+        if encoder is None:
+            return pool(features, self.config.camera_keys)
+        if pixels is None:
+            raise ValueError("this support bank has its own encoder: pass the normalised pixels too")
+        return self.support.describe(features, pixels, self.config.camera_keys)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K), after dividing them by the

@@ -13,6 +13,13 @@ frame it gives two numbers (:meth:`Support.forward`):
   the training successes find a success of another episode (their 95th percentile). Above 1 the frame is
   *unfamiliar* as a success: the hacking monitor and the operator console's queue look there first.
 
+The space frames are compared in must not share the head's blind spots. A frozen encoder's features are generic:
+with one (``resnet10``, frozen), the bank uses the classifier's own encoder features. An encoder trained with the
+head (``model=scratch``) learns what the head needs and is fooled where it is (measured on coffee-button under a
+lighting change: a policy that fooled the scratch classifier in 18 of 20 episodes fooled a support vote in its own
+features as often); the bank then has its own frozen encoder, :func:`support_encoder` (a randomly initialised
+ResNet-10), where the same vote let 2 of the 20 through.
+
 The bank is stored in the checkpoint (``support.*`` tensors in ``model.safetensors``, its sizes in
 ``config.json``), so every backend computes the same numbers (the ONNX graph has it as a second output).
 """
@@ -49,26 +56,70 @@ def pool_numpy(features: Mapping[str, np.ndarray], keys: Sequence[str], batch: i
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-class Support(nn.Module):
-    """The support bank (see the module docstring): pooled features ``(M, D)`` and success labels ``(M,)``."""
+SUPPORT_ENCODER = "resnet10"
+"""The architecture of :func:`support_encoder`."""
 
-    def __init__(self, frames: int, dims: int, k: int = 5, radius: float = 1.0) -> None:
+
+def support_encoder(seed: int = 0) -> nn.Module:
+    """A frozen ResNet-10 with random He-initialised weights (``seed``): a generic description of a frame, for
+    models whose own encoder trained with the head. Its weights are stored in the checkpoint."""
+    from .registry import build_encoder
+
+    encoder = build_encoder(SUPPORT_ENCODER, pretrained=False, freeze="all")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in encoder.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+    return encoder.eval()
+
+
+class Support(nn.Module):
+    """The support bank (see the module docstring): pooled features ``(M, D)`` and success labels ``(M,)``, and
+    its own frozen ``encoder`` when the classifier's is not frozen (None: the classifier's features)."""
+
+    def __init__(self, frames: int, dims: int, k: int = 5, radius: float = 1.0,
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.k = int(k)
+        self.encoder = encoder
+        if encoder is not None:
+            for p in encoder.parameters():
+                p.requires_grad_(False)
         self.register_buffer("vectors", torch.zeros(frames, dims))
         self.register_buffer("success", torch.zeros(frames))
         self.register_buffer("radius", torch.tensor(float(radius)))
 
+    def train(self, mode: bool = True) -> "Support":
+        super().train(mode)
+        if self.encoder is not None:
+            self.encoder.eval()  # frozen: never batch statistics
+        return self
+
+    def describe(self, features: Mapping[str, torch.Tensor], pixels: Mapping[str, torch.Tensor],
+                 keys: Sequence[str]) -> torch.Tensor:
+        """(B, D) pooled vectors of a batch: the classifier's ``features``, or its own encoder's on ``pixels``."""
+        if self.encoder is None:
+            return pool(features, keys)
+        batches = [pixels[k] for k in keys]
+        maps = self.encoder(torch.cat(batches)).split(batches[0].shape[0])
+        return pool(dict(zip(keys, maps)), keys)
+
     @classmethod
     def build(cls, vectors: np.ndarray, success: np.ndarray, episodes: np.ndarray, k: int = 5,
-              quantile: float = 0.95) -> "Support":
+              quantile: float = 0.95, encoder: nn.Module | None = None) -> "Support":
         """A bank of ``vectors`` with their ``success`` labels; the radius from the successes of each episode to
         the nearest success of another (``episodes``), their ``quantile`` (the nearest success within the episode
         is a near-duplicate, so it would say nothing)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         success = np.asarray(success, dtype=bool)
         episodes = np.asarray(episodes)
-        module = cls(len(vectors), vectors.shape[1], k)
+        module = cls(len(vectors), vectors.shape[1], k, encoder=encoder)
         module.vectors.copy_(torch.from_numpy(vectors))
         module.success.copy_(torch.from_numpy(success.astype(np.float32)))
         pos = np.flatnonzero(success)
@@ -83,10 +134,20 @@ class Support(nn.Module):
         module.radius.fill_(max(radius, 1e-6))
         return module
 
+    def extended(self, vectors: np.ndarray, success: np.ndarray) -> "Support":
+        """This bank with more labelled frames (a version's corrections), in the same space and radius."""
+        more = np.concatenate([self.vectors.numpy(), np.asarray(vectors, np.float32).reshape(-1, self.vectors.shape[1])])
+        labels = np.concatenate([self.success.numpy() > 0.5, np.asarray(success, bool)])
+        module = type(self)(len(more), more.shape[1], self.k, float(self.radius), self.encoder)
+        module.vectors.copy_(torch.from_numpy(more))
+        module.success.copy_(torch.from_numpy(labels.astype(np.float32)))
+        return module
+
     @property
     def size(self) -> dict:
         """What config.json records to rebuild it."""
-        return {"frames": int(self.vectors.shape[0]), "dims": int(self.vectors.shape[1]), "k": self.k}
+        return {"frames": int(self.vectors.shape[0]), "dims": int(self.vectors.shape[1]), "k": self.k,
+                "encoder": None if self.encoder is None else SUPPORT_ENCODER}
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, D) pooled features -> (B, 2): [support, novelty] (see the module docstring)."""

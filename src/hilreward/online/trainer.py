@@ -192,6 +192,10 @@ class HeadRetrainer:
         self.base_version = self.versions.get(0).version
         self.model = RewardClassifier.from_pretrained(base_dir).eval()
         self.base_state = State(self._head_state())
+        self.base_support = self.model.support
+        """The checkpoint's support bank (None: it has none; its versions then have none either)."""
+        self._support_vector_of: dict[int, np.ndarray] = {}
+        self._last_support_vectors: np.ndarray | None = None
         cfg_path = base_dir / "train_config.yaml"
         self.train_config_yaml = cfg_path.read_text() if cfg_path.is_file() else None
         train_cfg = from_yaml(self.train_config_yaml) if self.train_config_yaml else TrainConfig()
@@ -442,7 +446,10 @@ class HeadRetrainer:
         if not fresh:
             return
         feats, trunk = self._encode([{k: c.correction.frames[k][None] for k in self.model.camera_keys}
-                                     for c in fresh])
+                                     for c in fresh], support=True)
+        if self._last_support_vectors is not None:
+            for c, v in zip(fresh, self._last_support_vectors):
+                self._support_vector_of[c.id] = v
         while self._used + len(fresh) > len(self._pool_labels):  # grow the pool
             extra = max(256, self._used - self.n_offline)
             grow = lambda pool: {c: np.concatenate([f, np.zeros((extra, *f.shape[1:]), f.dtype)])  # noqa: E731
@@ -465,18 +472,23 @@ class HeadRetrainer:
         self._used += len(fresh)
         self._served_features = None
 
-    def _encode(self, frames: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    def _encode(self, frames: list[dict[str, np.ndarray]],
+                support: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """(features, trunk outputs or None) of frames (each a dict camera -> uint8 (B, H, W, 3)) under the
-        checkpoint's encoder, in batches of 256 frames."""
+        checkpoint's encoder, in batches of 256 frames; with ``support`` and a support bank that has its own
+        encoder, the frames' support vectors go to ``self._last_support_vectors``."""
         torch = self._torch
         keys = self.model.camera_keys
         feats: dict[str, list] = {k: [] for k in keys}
         trunk: dict[str, list] = {k: [] for k in keys}
+        described: list = []
         self._load(self.base_state)
         with torch.inference_mode():
             for start in range(0, len(frames), 256):
                 each = [self.model.preprocess(f) for f in frames[start:start + 256]]
                 pixels = {k: torch.cat([p[k] for p in each]) for k in keys}
+                if support and self.base_support is not None and self.base_support.encoder is not None:
+                    described.append(self.base_support.describe({}, pixels, keys).numpy())
                 if self.stage is not None:  # the trunk once; the checkpoint's last stage on it gives the features
                     trunk_t = {k: self.stage.trunk(v) for k, v in pixels.items()}
                     for k, v in trunk_t.items():
@@ -486,6 +498,7 @@ class HeadRetrainer:
                     for k, v in self.model.encode(pixels).items():
                         feats[k].append(v.float().numpy())
         cat = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
+        self._last_support_vectors = np.concatenate(described) if described else None
         return cat(feats), (cat(trunk) if self.stage is not None else None)
 
     # ---- live traffic
@@ -959,33 +972,35 @@ class HeadRetrainer:
         return sorted(out, key=lambda a: a.correction_id)
 
     def _support_for(self, state: State, batch: _Batch) -> Support | None:
-        """The support bank of a version (:mod:`hilreward.models.support`): the offline training frames (as many
-        as the checkpoint's bank holds, evenly spread) and the corrections it trains on (not contradicted), under
-        its encoder. The humans' labels in new states become what the cautious reward compares with."""
-        limit = int((self.model.config.support or {}).get("frames", 4000))
-        if limit <= 0:
+        """The support bank of a version (:mod:`hilreward.models.support`): the checkpoint's, plus the corrections
+        it trains on (not contradicted): the humans' labels in new states become what the cautious reward
+        compares with. A version whose encoder's last stage adapted describes frames differently: its bank is
+        built again, on the offline training frames (as many as the checkpoint's bank holds) and the corrections."""
+        base = self.base_support
+        if base is None:
             return None
-        offline = self._pool_labels[:self.n_offline]
-        success = np.array([self._is_success(int(y)) for y in offline], dtype=bool)
-        picked = pick_rows(offline, success, limit)
         own = batch.active & ~batch.contradicted
-        rows = np.concatenate([picked, batch.rows[own]]).astype(np.int64)
-        labels = np.concatenate([success, np.array([self._is_success(int(y)) for y in batch.labels[own]], bool)])
-        labels = np.concatenate([success[picked], labels[len(success):]])
-        episodes = np.concatenate([self._train_at[0][picked],
-                                   -1 - np.array([g[0] for g, keep in zip(batch.groups, own) if keep], np.int64)])
+        ids = batch.ids[own]
+        success = np.array([self._is_success(int(y)) for y in batch.labels[own]], dtype=bool)
         keys = self.model.camera_keys
-        if state.last is None:
-            features = {k: self._pool[k][rows] for k in keys}
-        else:  # an adapted last stage: its outputs on the trunk's
-            assert self._trunk is not None and self.stage is not None
-            self.stage.load(state.last)
-            with self._torch.inference_mode():
-                features = {k: self.stage.module(self._torch.from_numpy(np.asarray(self._trunk[k][rows],
-                                                                                   dtype=np.float32))).numpy()
-                            for k in keys}
-        return Support.build(pool_numpy(features, keys), labels, episodes,
-                             k=int((self.model.config.support or {}).get("k", 5)))
+        if base.encoder is not None:  # its own frozen encoder: the corrections' vectors were computed with it
+            vectors = np.stack([self._support_vector_of[int(i)] for i in ids]) if len(ids) else np.zeros((0, 1))
+            return base.extended(vectors, success)
+        if state.last is None:  # the checkpoint's encoder: the corrections' pooled features
+            return base.extended(pool_numpy({k: self._pool[k][batch.rows[own]] for k in keys}, keys), success)
+        offline = self._pool_labels[:self.n_offline]
+        offline_success = np.array([self._is_success(int(y)) for y in offline], dtype=bool)
+        picked = pick_rows(offline, offline_success, int(base.vectors.shape[0]))
+        rows = np.concatenate([picked, batch.rows[own]]).astype(np.int64)
+        labels = np.concatenate([offline_success[picked], success])
+        episodes = np.concatenate([self._train_at[0][picked], -1 - np.array([batch.groups[i][0] for i in
+                                                                             np.flatnonzero(own)], np.int64)])
+        assert self._trunk is not None and self.stage is not None
+        self.stage.load(state.last)
+        with self._torch.inference_mode():
+            features = {k: self.stage.module(self._torch.from_numpy(np.asarray(self._trunk[k][rows], dtype=np.float32)))
+                        .numpy() for k in keys}
+        return Support.build(pool_numpy(features, keys), labels, episodes, k=base.k)
 
     def publish(self, attempt: Attempt, last_review_id: int = 0) -> VersionRecord:
         """Write the attempt's candidate (in the model) as the next immutable version (it becomes the serving one)."""

@@ -94,11 +94,12 @@ class EnsemblePredictor:
         from ..online.ensemble import member_success, spread
 
         with torch.inference_mode():
-            features = self.model.encode(self.model.preprocess(images))
+            pixels = self.model.preprocess(images)
+            features = self.model.encode(pixels)
             probs = self.model.probabilities(self.model.head(features))
             success = success_probabilities(probs, self.success_class)
             uncertainty = spread(success, member_success(self.model, self.members, features, self.success_class))
-            support = self.model.support_of(features)
+            support = self.model.support_of(features, pixels)
         return (probs.float().cpu().numpy(), uncertainty.float().cpu().numpy(),
                 None if support is None else support.float().cpu().numpy())
 

@@ -12,13 +12,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data import FrameData
 from ..models import RewardClassifier
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config, save_weights, write_json
-from ..models.support import Support, pool_numpy
+from ..models.support import Support, pool_numpy, support_encoder
 from ..utils import replace_dir
-from .features import compute_features
+from .features import compute_features, encoder_is_frozen
 
 
 def pick_rows(labels: np.ndarray, success: np.ndarray, limit: int) -> np.ndarray:
@@ -43,9 +44,22 @@ def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, li
     target = (success_class % classes) if classes > 2 else 1
     success = np.asarray(data.labels[rows]) == target
     picked = rows[pick_rows(data.labels[rows], success, limit)]
-    features = compute_features(model, data, rows=picked, cache_dir=cache_dir)
-    vectors = pool_numpy(features, list(model.config.camera_keys))
-    return Support.build(vectors, np.asarray(data.labels[picked]) == target, np.asarray(data.episode_index[picked]))
+    keys = list(model.config.camera_keys)
+    if encoder_is_frozen(model):  # the classifier's own features (cached when they were for training)
+        encoder = None
+        vectors = pool_numpy(compute_features(model, data, rows=picked, cache_dir=cache_dir), keys)
+    else:  # a trained encoder shares the head's blind spots: the bank's own frozen one
+        encoder = support_encoder()
+        probe = Support(0, 0, encoder=encoder)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(picked), 128):
+                chunk = picked[start:start + 128]
+                pixels = model.preprocess({k: np.asarray(data.images[k][chunk]) for k in keys})
+                parts.append(probe.describe({}, pixels, keys).numpy())
+        vectors = np.concatenate(parts)
+    return Support.build(vectors, np.asarray(data.labels[picked]) == target, np.asarray(data.episode_index[picked]),
+                         encoder=encoder)
 
 
 def attach_support(checkpoint: Path, data: FrameData, rows: np.ndarray, limit: int,
