@@ -51,7 +51,8 @@ ACTIONS = {"corrections": ("list", "show", "accept", "reject", "export", "migrat
 
 
 def commands_usage() -> str:
-    lines = ["usage: hilreward <command> [key=value ...]   (hilreward <command> --help: its keys)", "", "commands:"]
+    lines = ["usage: hilreward <command> [key=value ...]   (hilreward <command> --help: its keys; "
+             "hilreward --version)", "", "commands:"]
     lines += [f"  {name:<12} {COMMANDS.get(name).summary}" for name in COMMANDS.names()]
     return "\n".join(lines)
 
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(commands_usage())
+        return 0
+    if argv[0] in ("-V", "--version", "version"):
+        from . import __version__
+
+        print(f"hilreward {__version__}")
         return 0
     name, args = argv[0], argv[1:]
     try:

@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
-from ..config import check_choices
+from ..config import check_values
 from ..errors import ConfigError
 
 Mode = Literal["sparse", "dense"]
@@ -45,7 +45,7 @@ class RewardOptions:
     """Multi-class only: the class whose probability counts as success (default: the last)."""
 
     def validate(self) -> None:
-        check_choices(self)
+        check_values(self)
         if self.success_threshold is not None and not 0.0 <= self.success_threshold <= 1.0:
             raise ConfigError(f"success_threshold={self.success_threshold}: must be within [0, 1]")
         if int(self.consecutive) != self.consecutive or self.consecutive < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import check_choices
+from ..config import check_values
 from ..errors import ConfigError
 from .adapt import Scope
 from .gate import EpisodeError
@@ -93,4 +93,4 @@ class RetrainOptions:
             raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance, "
                               "ensemble, max_reruns, boundary_frames and boundary_weight must be >= 0, "
                               "retrain.ensemble_steps and blame_per_regression >= 1")
-        check_choices(self, "retrain.")
+        check_values(self, "retrain.")
