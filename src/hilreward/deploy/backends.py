@@ -62,15 +62,19 @@ class BackendOptions:
     """The server's token (grpc)."""
     timeout_s: float = 5.0
     """Deadline of each remote call (grpc)."""
+    revision: str | None = None
+    """Hub revision of ``checkpoint`` when it is a repo id."""
 
 
 @dataclass(frozen=True)
 class EpisodeStep:
-    """Which episode and step a row of a batch is, and the version its episode started with (None: any)."""
+    """Which episode and step a row of a batch is, the version its episode started with (None: any), and the
+    robot state at the step (None: not given), which a reward server gating success on it needs."""
 
     episode_id: int = 0
     step: int = 0
     version: str | None = None
+    state: Any = None
 
 
 class Backend(Protocol):
@@ -105,7 +109,7 @@ def create_backend(name: str, options: BackendOptions) -> Backend:
 def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:
     if options.checkpoint is None:
         raise ConfigError("this backend needs a checkpoint folder or Hub repo id")
-    checkpoint = resolve_checkpoint(options.checkpoint)
+    checkpoint = resolve_checkpoint(options.checkpoint, options.revision)
     return checkpoint, load_classifier(checkpoint, device=options.device)
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class Prediction:
     threshold: float
     success: bool
     model_version: str
+    state: Any = None
+    """The robot state the request carried (a vector or names -> numbers), for success_when; None without one."""
 
     @property
     def nbytes(self) -> int:
@@ -199,7 +201,7 @@ class QueryQueue:
 
 
 def rejudged(prediction: Prediction, probability: float, probabilities: float | list[float],
-             uncertainty: Optional[float], threshold: float, version: str) -> Prediction:
-    """``prediction`` as another model version sees it (same id and frames)."""
+             uncertainty: Optional[float], threshold: float, version: str, success: bool) -> Prediction:
+    """``prediction`` as another model version sees it (same id and frames; ``success`` by the reward rule)."""
     return replace(prediction, probability=probability, probabilities=probabilities, uncertainty=uncertainty,
-                   threshold=threshold, success=probability >= threshold, model_version=version)
+                   threshold=threshold, success=success, model_version=version)

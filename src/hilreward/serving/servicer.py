@@ -124,21 +124,26 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
         frames = decode_images(request.images, self.slot.current.camera_keys)
+        state = request_state(request)
+        if self.cfg.success_when is not None and state is None:
+            raise InputError(f"this server pays success only when success_when={self.cfg.success_when!r} holds: send "
+                             "the robot state with every Predict (PredictRequest.state, or named_state)")
         probs, uncertainty, model = self.batcher.run(frames, request.model_version)
-        return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start)
+        return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start, state)
 
     def _response(self, model: ServedModel, probs: np.ndarray, uncertainty: float | None,
-                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float) -> pb.PredictResponse:
+                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float,
+                  state: Any = None) -> pb.PredictResponse:
         classes = _classes(probs)
         with self._streak_lock:  # the episode's debounce streak (step 0 starts a new one)
             streak = 0 if step == 0 else self._streaks.pop(episode_id, 0)
-            judged = judge(probs, self.cfg, streak, threshold=model.threshold)
+            judged = judge(probs, self.cfg, streak, threshold=model.threshold, state=state)
             self._streaks[episode_id] = judged.streak
             while len(self._streaks) > 10_000:  # forget the oldest episodes
                 self._streaks.popitem(last=False)
         seen = self.log.add(episode_id=episode_id, step=step, frames=frames, probability=judged.probability,
                             probabilities=_stored(probs), uncertainty=uncertainty, threshold=model.threshold,
-                            success=judged.success, model_version=model.version)
+                            success=judged.success, model_version=model.version, state=state)
         self.queries.offer(seen)
         return pb.PredictResponse(
             probability=judged.probability, class_probabilities=classes, success=judged.success,
@@ -149,8 +154,9 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def rejudge(self, prediction: Prediction) -> Prediction:
         """``prediction`` as the version serving now sees it."""
         probs, uncertainty, model = self.batcher.run(prediction.frames)
+        success = judge(probs, self.cfg, threshold=model.threshold, state=prediction.state).success
         return rejudged(prediction, success_probability(probs, self.cfg.success_class), _stored(probs), uncertainty,
-                        model.threshold, model.version)
+                        model.threshold, model.version, success)
 
     def Predict(self, request, context):
         return self._call(context, lambda: self._predict(request))
@@ -240,7 +246,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             camera_keys=model.camera_keys, image_height=model.image_size[0], image_width=model.image_size[1],
             num_classes=model.num_classes, threshold=model.threshold, retrainer_status=self.retrainer_status,
             number=model.number, corrections=pb.CorrectionCounts(**asdict(counts)), needs_review=review.needs_review(items),
-            retrainer=self.retrainer.to_proto(), ensemble_size=model.ensemble_size)
+            retrainer=self.retrainer.to_proto(), ensemble_size=model.ensemble_size,
+            success_when=self.cfg.success_when or "", state_names=self.cfg.state_names or [])
 
     def GetModel(self, request, context):
         return self._call(context, self.model_info)
@@ -413,3 +420,10 @@ def _classes(probs: np.ndarray) -> list[float]:
     """Every class's probability (a binary model's as [1 - p, p])."""
     stored = _stored(probs)
     return [1.0 - stored, stored] if isinstance(stored, float) else stored
+
+
+def request_state(request: pb.PredictRequest) -> Any:
+    """The robot state a Predict carries: names -> numbers, a vector, or None."""
+    if request.named_state:
+        return dict(request.named_state)
+    return list(request.state) if len(request.state) else None
