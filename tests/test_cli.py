@@ -33,7 +33,8 @@ def test_help_lists_every_command(capsys):
 # a key each command must list under --help (generated from its option dataclasses, with docstrings)
 HELP_KEYS = {"inspect": "dataset.root", "train": "training.steps", "eval": "checkpoint", "predict": "checkpoint",
              "export": "checkpoint", "serve": "retrain.scope", "corrections": "store", "sim": "brightness",
-             "suspects": "folds", "label": "allowed_hosts", "relabel": "edits", "console": "address"}
+             "suspects": "folds", "label": "allowed_hosts", "relabel": "edits", "console": "address",
+             "push": "repo_id"}
 
 
 @pytest.mark.parametrize("name", COMMANDS.names())
