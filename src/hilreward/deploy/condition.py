@@ -10,8 +10,8 @@ What it reads: ``state[i]`` (entry ``i`` of ``observation.state``; a negative ``
 ``state.gripper`` or ``state["gripper"]``) given by ``state_names`` or by the keys of a state passed as a dict.
 What it does: numbers, ``+ - * /``, ``abs()``, comparisons (``< <= > >= == !=``, chained), ``and``, ``or``,
 ``not`` and parentheses. Numbers compare as float64 everywhere (in-process, over gRPC, relabelled), so a
-float32 state of 0.4 reads 0.4000000059. Anything else (calls, attributes of other things, strings) is refused when it is
-parsed: the text is read by :mod:`ast` and walked here, never ``eval``'d.
+float32 state of 0.4 reads 0.4000000059. Anything else (calls, attributes of other things, strings) is refused
+when it is parsed: the text is read by :mod:`ast` and walked here, never ``eval``'d.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def _compile(node: ast.AST, text: str, names: list[str]) -> Value:
             raise _refused(node, text)
         return lambda s: _reduce(np.logical_and, [op(a, b) for op, a, b in zip(ops, *_pairs([t(s) for t in terms]))])
     if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-        left, right, op = _compile(node.left, text, names), _compile(node.right, text, names), _ARITHMETIC[type(node.op)]
+        left, right = _compile(node.left, text, names), _compile(node.right, text, names)
+        op = _ARITHMETIC[type(node.op)]
         return lambda s: op(left(s), right(s))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "abs" \
             and len(node.args) == 1 and not node.keywords:

@@ -151,8 +151,8 @@ class RewardClient:
         return request
 
     # ---- API
-    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None,
-                step: Optional[int] = None, model_version: Optional[str] = None, state: Any = None) -> RemoteRewardResult:
+    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None, step: Optional[int] = None,
+                model_version: Optional[str] = None, state: Any = None) -> RemoteRewardResult:
         """Judge one step: ``images`` maps camera (``front`` or full key) -> uint8 (H, W, 3).
 
         ``model_version``: judge with that version while the server still holds it (the serving one or one of
