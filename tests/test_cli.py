@@ -134,6 +134,9 @@ def tiny_ckpt(tmp_path_factory):
     ({"consecutive": 1.5}, "consecutive=1.5: give an integer"),
     ({"terminate_on_success": "yes"}, "terminate_on_success='yes': give true or false"),
     ({"mode": "spares"}, "mode='spares' (did you mean 'sparse'?): use one of sparse, dense"),
+    ({"mode": None}, "mode=None: use one of sparse, dense"),
+    ({"threads": "2"}, "threads='2': give an integer"),
+    ({"device": "gpu"}, "device='gpu' is not a torch device: use cpu, cuda or cuda:<n>"),
 ])
 def test_python_api_argument_errors_are_hilreward_errors(tiny_ckpt, kwargs, message):
     with pytest.raises(hilreward.HilrewardError) as caught:

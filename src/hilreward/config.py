@@ -430,6 +430,8 @@ def _check_type(value: Any, tp: Any, key: str) -> None:
     if value is None:
         if not optional and inner in _KINDS:
             raise ConfigError(f"{key}=None: give {_KINDS[inner][0]}")
+        if not optional and get_origin(inner) is Literal:
+            raise ConfigError(f"{key}=None: use one of {', '.join(map(str, get_args(inner)))}")
         return
     if get_origin(inner) is list:
         if not isinstance(value, (list, tuple)):

@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol, Union
 import numpy as np
 import torch
 
+from ..config import check_values
 from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
@@ -102,8 +103,14 @@ def list_backends() -> list[str]:
 
 
 def create_backend(name: str, options: BackendOptions) -> Backend:
-    """The backend registered as ``name``, built from ``options``."""
-    return BACKENDS.get(name)(options)
+    """The backend registered as ``name``, built from ``options`` (checked first: ConfigError naming the option)."""
+    factory = BACKENDS.get(name)
+    check_values(options)
+    try:
+        torch.device(options.device)
+    except RuntimeError:
+        raise ConfigError(f"device={options.device!r} is not a torch device: use cpu, cuda or cuda:<n>") from None
+    return factory(options)
 
 
 def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:
