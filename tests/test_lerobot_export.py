@@ -25,6 +25,7 @@ from hilreward.data import load_frame_data
 from hilreward.errors import CheckpointError
 from hilreward.models import ClassifierConfig, RewardClassifier
 from hilreward.models.lerobot_export import export_lerobot, strict_threshold
+from hilreward.models.loading import load_classifier
 from hilreward.training.features import compute_features, fit_head
 
 from conftest import FIXTURES, ROOT
@@ -32,9 +33,8 @@ from test_integrations_lerobot import PEER_PYTHON
 from test_serving import DRAWER4
 
 
-@pytest.fixture(scope="module")
-def resnet_ckpt(tmp_path_factory):
-    """A ResNet-10 (HIL-SERL layout, frozen random encoder) whose head is trained on drawer4 episodes 0-1, with a
+def trained_resnet(tmp_path_factory, layout: str):
+    """A ResNet-10 (frozen random encoder in ``layout``) whose head is trained on drawer4 episodes 0-1, with a
     temperature and a threshold other than 1 and 0.5 (both must survive the export)."""
     cache = str(tmp_path_factory.getbasetemp() / "hilreward-cache")
     threads = torch.get_num_threads()
@@ -42,7 +42,8 @@ def resnet_ckpt(tmp_path_factory):
     try:
         torch.manual_seed(0)
         model = RewardClassifier(ClassifierConfig(encoder="resnet10", camera_keys=["front", "wrist"],
-                                                  image_size=[128, 128], latent_dim=32, hidden_dim=32))
+                                                  image_size=[128, 128], latent_dim=32, hidden_dim=32,
+                                                  encoder_options={"layout": layout}))
         data = load_frame_data(DatasetConfig(root=str(DRAWER4)), LabelConfig(), (128, 128), cache_dir=cache)
         rows = np.flatnonzero(np.isin(data.episode_index, [0, 1]))
         features = compute_features(model, data, cache_dir=cache, rows=rows)
@@ -50,7 +51,19 @@ def resnet_ckpt(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     model.config.temperature, model.config.threshold = 1.6, 0.6123
-    return model.save_pretrained(tmp_path_factory.mktemp("r10") / "best")
+    return model.save_pretrained(tmp_path_factory.mktemp(f"r10-{layout}") / "best")
+
+
+@pytest.fixture(scope="module")
+def resnet_ckpt(tmp_path_factory):
+    """HIL-SERL's layout (GroupNorm, JAX padding): the default ResNet-10."""
+    return trained_resnet(tmp_path_factory, "hilserl")
+
+
+@pytest.fixture(scope="module")
+def resnet_ckpt_bn(tmp_path_factory):
+    """The transformers layout (BatchNorm, with running statistics and a counter LeRobot must not trip on)."""
+    return trained_resnet(tmp_path_factory, "transformers")
 
 
 def test_strict_threshold_decides_as_at_or_above_on_every_float32():
@@ -83,6 +96,9 @@ def test_export_writes_lerobots_layout_and_says_what_to_set(resnet_ckpt, tmp_pat
             } <= keys
     ours = RewardClassifier.from_pretrained(resnet_ckpt)
     assert torch.allclose(last, ours.reward_head.mlp[4].weight / 1.6)  # the temperature, folded
+    with pytest.raises(CheckpointError, match=f"hilreward's export for LeRobot's own step; in hilreward load the "
+                       f"checkpoint it was made from \\({resnet_ckpt}\\)"):
+        load_classifier(out)
     readme = (out / "README.md").read_text()
     assert f"\"success_threshold\": {said['success_threshold']}" in readme and "0.6123" in readme
 
@@ -139,7 +155,9 @@ def test_transformers_automodel_loads_the_encoder_as_lerobot_does(resnet_ckpt, t
 
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
                     "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
-def test_stock_lerobot_loads_the_export_by_path_and_decides_as_hilreward(resnet_ckpt, tmp_path):
+@pytest.mark.parametrize("layout", ["resnet_ckpt", "resnet_ckpt_bn"])
+def test_stock_lerobot_loads_the_export_by_path_and_decides_as_hilreward(layout, request, tmp_path):
+    resnet_ckpt = request.getfixturevalue(layout)
     exported = export_lerobot(RewardClassifier.from_pretrained(resnet_ckpt), tmp_path / "lerobot")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_MODULES_CACHE": str(tmp_path / "modules"),
            "HF_HUB_OFFLINE": "1"}

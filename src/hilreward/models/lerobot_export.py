@@ -103,10 +103,10 @@ def strict_threshold(threshold: float) -> float:
 
 
 def lerobot_state_dict(model: RewardClassifier) -> dict[str, torch.Tensor]:
-    """``model``'s weights under LeRobot's Classifier names (the shared encoder once, as ``encoder.*``; the
-    temperature folded into the last layer)."""
+    """``model``'s weights under LeRobot's Classifier names (the shared encoder once, as ``encoder.*``, without
+    BatchNorm's training counter; the temperature folded into the last layer)."""
     state = model.state_dict()
-    out = {k: v for k, v in state.items() if k.startswith("encoder.backbone.")}
+    out = {k: v for k, v in state.items() if k.startswith("encoder.backbone.") and not k.endswith("num_batches_tracked")}
     for i, camera in enumerate(model.config.camera_keys):
         ours, theirs = f"reward_head.cameras.{i}.", f"encoders.{camera.replace('.', '_')}."
         out[theirs + "1.kernel"] = state[ours + "spatial.kernel"]
@@ -193,6 +193,11 @@ class HilrewardEncoder(PreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.backbone = ResNet10(**config.encoder_options)
+        # Inference with the running statistics, and no training counter: LeRobot's loader (safetensors, not strict)
+        # would report every BatchNorm's counter, under each name of the shared encoder, as an unexpected key.
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.track_running_stats, module.num_batches_tracked = False, None
         self.post_init()
 
     def _init_weights(self, module):
