@@ -136,7 +136,7 @@ class RewardFunction:
         options = RewardOptions(success_threshold=success_threshold, success_reward=success_reward,
                                 terminate_on_success=terminate_on_success, mode=mode, consecutive=consecutive,
                                 success_class=success_class, success_when=success_when,
-                                state_names=list(state_names) if state_names is not None else None)
+                                state_names=state_names)
         options.validate()  # before the model loads: a bad argument is said at once
         runner = create_backend(backend, BackendOptions(
             checkpoint=path_or_repo, device=device, threads=threads, compile=compile, channels_last=channels_last,

@@ -73,6 +73,7 @@ class RewardOptions:
             cached = self.__dict__["_condition"] = (key, StateCondition.parse(self.success_when, self.state_names))
         return cached[1]
 
+
 @dataclass
 class Judgement:
     """The rule's answer for one step."""
