@@ -99,6 +99,11 @@ def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
     assert any(dones) and not all(dones)  # the sequences hold successes and failures
     assert [any(d for _, d in ep) for ep in r["reward_function"]] == [True, False]  # noisy succeeds (frame 91), random never
 
+    # success_when in our step: the same gated dones as RewardFunction, and fewer than without the gate
+    ungated = [d for ep in r["reward_function_consecutive_1"] for _, d in ep]
+    assert r["success_when"]["step"] == r["success_when"]["reward_function"]
+    assert 0 < sum(r["success_when"]["step"]) < sum(ungated)
+
     assert r["registry"] and r["rebuilt_step"] == "HilrewardRewardStep"
     assert r["saved_step_config"]["pretrained_path"] == str(ckpt) and r["saved_step_config"]["consecutive"] == 2
     assert "pretrained_path" not in r["lerobot_step_config_keys"]  # why LeRobot's own step cannot be rebuilt

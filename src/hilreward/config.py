@@ -7,12 +7,16 @@ does, validates it against these dataclasses, and returns a :class:`TrainConfig`
 
 from __future__ import annotations
 
+import numbers
+import os
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
+from .utils import did_you_mean
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -34,9 +38,11 @@ class DatasetConfig:
     revision: Optional[str] = None
     """Hub revision (branch, tag or commit) for ``repo_id``."""
     episodes: Optional[list[int]] = None
-    """Episode indices to use; None means all."""
+    """Episode indices to use; None means all. On the command line ranges work: ``0-15`` (both ends included),
+    ``0-15,20``, ``[0-3, 8]``."""
     cameras: Optional[list[str]] = None
-    """Camera keys (``observation.images.front`` or ``front``); None means every ``observation.images.*`` feature."""
+    """Camera keys (``observation.images.front`` or ``front``); None means every ``observation.images.*`` feature.
+    One name needs no brackets: ``dataset.cameras=front``; several: ``front,wrist``."""
 
 
 @dataclass
@@ -57,7 +63,7 @@ class SplitConfig:
     val_fraction: float = 0.2
     """Fraction of episodes held out for evaluation (split by episode, never by frame)."""
     val_episodes: Optional[list[int]] = None
-    """Explicit held-out episodes; overrides ``val_fraction``."""
+    """Explicit held-out episodes (ranges as in ``dataset.episodes``: ``16-19``); overrides ``val_fraction``."""
     seed: int = 0
     """Seed of the episode shuffle."""
 
@@ -210,10 +216,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
-    # LeRobot's tutorial spells it dataset_repo_id=...; accept that too.
-    overrides = [("dataset.repo_id=" + o.split("=", 1)[1]) if o.startswith("dataset_repo_id=") else o
-                 for o in overrides]
+    overrides = forgive(TrainConfig, list(overrides or []), presets(), command="train")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
@@ -264,41 +267,186 @@ def parse_overrides(schema: type, args: list[str]) -> Any:
     bad = [a for a in args if "=" not in a]
     if bad:
         raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
-    args = [("dataset.repo_id=" + a.split("=", 1)[1]) if a.startswith("dataset_repo_id=") else a for a in args]
+    args = forgive(schema, args)
     try:
         merged = OmegaConf.merge(structured(schema), OmegaConf.from_dotlist(args))
         return build(schema, OmegaConf.to_container(merged))
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        raise ConfigError(f"bad argument{f' {key}' if key else ''}: {str(exc).strip().splitlines()[0]}") from None
+        raise ConfigError(f"bad argument{f' {key}' if key else ''}: {_plain_message(exc)}") from None
 
 
-# ---- choices: a field typed ``Literal[...]`` takes one of its values (``list[Literal[...]]``: several)
+# ---- what a person types: ranges, one name for a list, keys and presets checked with a suggestion
+ALIASES = {"dataset_repo_id": "dataset.repo_id"}
+"""Keys spelt as elsewhere (LeRobot's tutorial writes ``dataset_repo_id=...``) -> ours."""
+_RANGE = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*$")
+
+
+def presets() -> dict[str, list[str]]:
+    """Config groups of ``conf/`` (``model``) -> their presets (``resnet10``, ``scratch``)."""
+    return {d.name: sorted(f.stem for f in d.glob("*.yaml")) for d in sorted(CONF_DIR.iterdir()) if d.is_dir()}
+
+
+def forgive(schema: type, args: list[str], groups: dict[str, list[str]] | None = None,
+            command: str | None = None) -> list[str]:
+    """``key=value`` arguments as a person types them, made exact for ``schema``, or ConfigError naming the key.
+
+    - an unknown key (or preset of a config group in ``groups``) is an error with the closest known one;
+    - a list of integers takes ranges: ``0-15`` (both ends included), ``0-15,20``, ``[0-3, 8]``;
+    - a list of strings takes one name without brackets (``front``) or several separated by commas.
+    """
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        key = ALIASES.get(key, key)
+        bare = key.lstrip("+~")
+        if not sep or "@" in bare:  # Hydra's own syntax (``~key``, ``key@package=``): Hydra checks it
+            out.append(arg)
+            continue
+        if groups and bare in groups:
+            if value not in groups[bare]:
+                raise ConfigError(f"{bare}={value}: no such preset{did_you_mean(value, groups[bare])}; presets: "
+                                  f"{', '.join(groups[bare])}")
+            out.append(f"{key}={value}")
+            continue
+        tp = key_type(schema, bare)
+        if tp is None and not key.startswith("+"):
+            raise ConfigError(f"unknown key {bare!r}{did_you_mean(bare, all_keys(schema))}; "
+                              f"`{f'hilreward {command} ' if command else ''}--help` lists the keys")
+        out.append(f"{key}={_typed(tp, value)}")
+    return out
+
+
+def all_keys(schema: type, prefix: str = "") -> list[str]:
+    """Every dotted key of dataclass ``schema`` (nested dataclasses flattened)."""
+    hints = get_type_hints(schema)
+    out = []
+    for f in fields(schema):
+        tp = hints[f.name]
+        out += all_keys(tp, f"{prefix}{f.name}.") if is_dataclass(tp) else [f"{prefix}{f.name}"]
+    return out
+
+
+_ANY = object()
+
+
+def key_type(schema: type, key: str) -> Any:
+    """The type of dotted ``key`` in dataclass ``schema``; None when there is no such key (a key inside a dict
+    field, or a whole nested group, is found and typed ``Any``)."""
+    tp: Any = schema
+    for part in key.split("."):
+        if tp is _ANY:
+            return Any
+        if not is_dataclass(tp):
+            return Any if get_origin(_unwrap(tp)) is dict or _unwrap(tp) in (dict, Any) else None
+        hints = get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return Any if is_dataclass(tp) else tp
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Optional[X]`` -> ``X``."""
+    if get_origin(tp) is Union or str(get_origin(tp)) == "<class 'types.UnionType'>":
+        rest = [a for a in get_args(tp) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else tp
+    return tp
+
+
+def _typed(tp: Any, value: str) -> str:
+    """``value`` rewritten in the list syntax a ``list[int]`` / ``list[str]`` field needs (else as it was)."""
+    inner = _unwrap(tp)
+    if get_origin(inner) is not list or value.strip().lower() in ("null", "none", "~", ""):
+        return value
+    item = _unwrap(get_args(inner)[0]) if get_args(inner) else Any
+    text = value.strip()
+    body = text[1:-1] if text.startswith("[") and text.endswith("]") else None
+    parts = [p.strip() for p in (body if body is not None else text).split(",") if p.strip()]
+    if item is int:
+        numbers_ = []
+        for part in parts:
+            m = _RANGE.match(part)
+            if m:
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if hi < lo:
+                    raise ConfigError(f"range {part!r}: the end comes before the start; write {hi}-{lo}")
+                numbers_ += list(range(lo, hi + 1))
+            elif re.fullmatch(r"-?\d+", part):
+                numbers_.append(int(part))
+            else:
+                return value  # not ours to read: the parser says what is wrong
+        return "[" + ",".join(map(str, numbers_)) + "]"
+    if body is None and item in (str, Any) or get_origin(item) is Literal:
+        return "[" + ",".join(parts) + "]"
+    return value
+
+
+def _plain_message(exc: Exception) -> str:
+    """OmegaConf's first line without the names of hilreward's option classes (``... in 'EvalOptions'``)."""
+    msg = str(exc).strip().splitlines()[0]
+    return re.sub(r"\s*(?:not )?in '\w+(?:Options|Config|Command)'", "", msg)
+
+
+# ---- values: each field holds its type, a field typed ``Literal[...]`` one of its values (``list[Literal]``: several)
 def one_of(value: Any, choices: Any, key: str) -> Any:
     """``value`` when it is one of ``choices`` (a ``Literal`` type, or a tuple of values), else ConfigError naming
     ``key`` and the choices."""
     allowed = get_args(choices) if get_origin(choices) is Literal else tuple(choices)
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r}: use one of {', '.join(map(str, allowed))}")
+        hint = did_you_mean(value, map(str, allowed)) if isinstance(value, str) else ""
+        raise ConfigError(f"{key}={value!r}{hint}: use one of {', '.join(map(str, allowed))}")
     return value
 
 
-def check_choices(obj: Any, prefix: str = "") -> Any:
-    """ConfigError naming the key, the value and the choices when a ``Literal`` field of dataclass ``obj`` (or
-    of the dataclasses it nests) holds another value; ``obj`` when all are right. The one place choices are
-    checked: option parsing calls it, and so may any options object built in Python."""
+def check_values(obj: Any, prefix: str = "") -> Any:
+    """ConfigError naming the key and the value when a field of dataclass ``obj`` (or of the dataclasses it nests)
+    holds a value of another type (``success_threshold="high"``), or a ``Literal`` field another value (with the
+    choices); ``obj`` when all are right. The one place values are checked: option parsing calls it, and so does
+    every options object built in Python (``RewardFunction.from_pretrained(...)``, ``train(cfg)``)."""
     hints = get_type_hints(type(obj))
     for f in fields(obj):
         value, tp = getattr(obj, f.name), hints[f.name]
         if is_dataclass(value):
-            check_choices(value, f"{prefix}{f.name}.")
+            check_values(value, f"{prefix}{f.name}.")
             continue
+        _check_type(value, tp, f"{prefix}{f.name}")
         choices = _choices(tp)
         if choices is None or value is None:
             continue
         for v in (value if isinstance(value, (list, tuple)) else [value]):
             one_of(v, choices, f"{prefix}{f.name}")
     return obj
+
+
+_KINDS: dict[Any, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool) or type(v).__name__ == "bool_"),
+    int: ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, (str, os.PathLike))),
+}
+
+
+def _check_type(value: Any, tp: Any, key: str) -> None:
+    """ConfigError when ``value`` is not of the plain type ``tp`` (bool, int, float, str, their lists, Optional)."""
+    optional = _unwrap(tp) is not tp or tp is type(None)
+    inner = _unwrap(tp)
+    if value is None:
+        if not optional and inner in _KINDS:
+            raise ConfigError(f"{key}=None: give {_KINDS[inner][0]}")
+        if not optional and get_origin(inner) is Literal:
+            raise ConfigError(f"{key}=None: use one of {', '.join(map(str, get_args(inner)))}")
+        return
+    if get_origin(inner) is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r}: give a list")
+        item = get_args(inner)[0] if get_args(inner) else Any
+        for v in value:
+            _check_type(v, item, key)
+        return
+    kind = _KINDS.get(inner)
+    if kind is not None and not kind[1](value):
+        raise ConfigError(f"{key}={value!r}: give {kind[0]}")
 
 
 def _choices(tp: Any) -> tuple | None:
@@ -353,8 +501,8 @@ def structured(cls: type) -> Any:
 
 
 def build(cls: type, data: dict) -> Any:
-    """Dataclass ``cls`` from a plain container (nested dicts for nested dataclasses), choices checked."""
-    return check_choices(_construct(cls, data))
+    """Dataclass ``cls`` from a plain container (nested dicts for nested dataclasses), values checked."""
+    return check_values(_construct(cls, data))
 
 
 def _construct(cls: type, data: dict) -> Any:

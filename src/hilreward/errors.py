@@ -12,6 +12,7 @@ HilrewardError
  ├─ EvidenceError      a threshold asked to rest on too few positive frames or succeeding episodes
  ├─ InputError         frames handed to a model or reward function that do not fit it
  ├─ RenderError        MuJoCo cannot render offscreen (hilreward sim)
+ ├─ HubError           the Hugging Face Hub refused a push or cannot be reached (hilreward push)
  └─ ServingError       the reward service or its client failed (also CorrectionStore)
      ├─ UnavailableError  the reward server or the correction store cannot be reached (or did not answer)
      └─ AuthError         a missing or wrong token
@@ -57,6 +58,10 @@ class InputError(HilrewardError):
 
 class RenderError(HilrewardError):
     """MuJoCo cannot render offscreen (no working EGL or OSMesa)."""
+
+
+class HubError(HilrewardError):
+    """The Hugging Face Hub refused a request (a missing token, no write access) or cannot be reached."""
 
 
 class ServingError(HilrewardError):

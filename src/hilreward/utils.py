@@ -115,6 +115,15 @@ def content_hash(paths: Iterable[str | os.PathLike], length: int = 12) -> str:
     return digest.hexdigest()[:length]
 
 
+# ---- names a person typed ---------------------------------------------------------------------------------------
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the known name closest to a mistyped ``name``, or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 # ---- registries ------------------------------------------------------------------------------------------------
 T = TypeVar("T")
 
@@ -159,7 +168,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         key = self.key(name)
         if key is None:
-            raise self.error(f"unknown {self.what} {name!r}; known: {self.known()}")
+            hint = did_you_mean(name, self._entries)
+            raise self.error(f"unknown {self.what} {name!r}{hint}; known: {self.known()}")
         entry = self._entries[key]
         if isinstance(entry, str):  # "module:attribute", imported now
             module, _, attr = entry.partition(":")

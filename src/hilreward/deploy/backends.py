@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol, Union
 import numpy as np
 import torch
 
+from ..config import check_values
 from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
@@ -62,15 +63,19 @@ class BackendOptions:
     """The server's token (grpc)."""
     timeout_s: float = 5.0
     """Deadline of each remote call (grpc)."""
+    revision: str | None = None
+    """Hub revision of ``checkpoint`` when it is a repo id."""
 
 
 @dataclass(frozen=True)
 class EpisodeStep:
-    """Which episode and step a row of a batch is, and the version its episode started with (None: any)."""
+    """Which episode and step a row of a batch is, the version its episode started with (None: any), and the
+    robot state at the step (None: not given), which a reward server gating success on it needs."""
 
     episode_id: int = 0
     step: int = 0
     version: str | None = None
+    state: Any = None
 
 
 class Backend(Protocol):
@@ -124,14 +129,20 @@ def list_backends() -> list[str]:
 
 
 def create_backend(name: str, options: BackendOptions) -> Backend:
-    """The backend registered as ``name``, built from ``options``."""
-    return BACKENDS.get(name)(options)
+    """The backend registered as ``name``, built from ``options`` (checked first: ConfigError naming the option)."""
+    factory = BACKENDS.get(name)
+    check_values(options)
+    try:
+        torch.device(options.device)
+    except RuntimeError:
+        raise ConfigError(f"device={options.device!r} is not a torch device: use cpu, cuda or cuda:<n>") from None
+    return factory(options)
 
 
 def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:
     if options.checkpoint is None:
         raise ConfigError("this backend needs a checkpoint folder or Hub repo id")
-    checkpoint = resolve_checkpoint(options.checkpoint)
+    checkpoint = resolve_checkpoint(options.checkpoint, options.revision)
     return checkpoint, load_classifier(checkpoint, device=options.device)
 
 

@@ -1,4 +1,4 @@
-"""``hilreward export checkpoint=<dir> format=onnx``: a checkpoint as one ONNX graph, preprocessing included.
+"""A checkpoint as one ONNX graph, preprocessing included (``hilreward export format=onnx``, :mod:`.export`).
 
 The graph takes one input per camera, named like the camera key with dots as underscores
 (``observation_images_front``): uint8 (B, H, W, 3) frames already at the checkpoint's
@@ -15,43 +15,19 @@ difference in probability above ``atol`` (1e-4) fails the export and leaves no f
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..models.preprocessing import normalize
 from .backends import onnx_input_name
 from ..models.lerobot_import import LeRobotRewardClassifier
 from ..utils import write_file
-
-FORMATS = ("onnx",)
-
-
-@dataclass
-class ExportOptions:
-    """Options of ``hilreward export``."""
-
-    checkpoint: str = ""
-    """Checkpoint folder (hilreward or LeRobot reward_classifier) or Hub repo id."""
-    format: str = "onnx"
-    """Export format; only ``onnx``."""
-    output: Optional[str] = None
-    """Where to write the model (default ``<checkpoint>/model.onnx``)."""
-    opset: int = 18
-    """ONNX opset version."""
-    atol: float = 1e-4
-    """Largest allowed |probability(ONNX) - probability(torch)| on the check frames."""
-    check_batch: int = 4
-    """Random frames used for the parity check."""
-
 
 class _UInt8Graph(nn.Module):
     """uint8 NHWC frames (one tensor per camera, in camera order) -> probability."""
@@ -156,22 +132,3 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: int = 4, seed: 
         s = support.float().numpy()
         diff = max(diff, float(np.max(np.abs(outputs[1] - s) / np.maximum(1.0, np.abs(s)))))
     return diff
-
-
-def main(args: list[str]) -> int:
-    from ..config import parse_overrides
-    from ..models.checkpoint import resolve_checkpoint
-    from ..models.loading import load_classifier
-
-    opts: ExportOptions = parse_overrides(ExportOptions, args)
-    if not opts.checkpoint:
-        raise ConfigError("export needs checkpoint=<folder or Hub repo id>")
-    if opts.format not in FORMATS:
-        raise ConfigError(f"format={opts.format!r}: known formats are {', '.join(FORMATS)}")
-    root = resolve_checkpoint(opts.checkpoint)
-    model = load_classifier(root)
-    out = Path(opts.output) if opts.output else root / "model.onnx"
-    diff = export_onnx(model, out, opset=opts.opset, atol=opts.atol, check_batch=opts.check_batch)
-    print(json.dumps({"onnx": str(out), "max_abs_diff": diff, "inputs": [onnx_input_name(k) for k in
-                                                                          model.config.camera_keys]}))
-    return 0

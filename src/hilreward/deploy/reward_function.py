@@ -96,6 +96,12 @@ class RewardFunction:
                               "one has none): retrain it, or leave cautious off")
         if self.options.success_threshold is None:  # the checkpoint's (a reward server's: the one serving now)
             self.options = replace(self.options, success_threshold=float(getattr(backend, "threshold", 0.5)))
+        served_gate = getattr(backend, "success_when", None)
+        if self.options.success_when is None and served_gate:  # a reward server's gate, as its threshold
+            self.options = replace(self.options, success_when=served_gate,
+                                   state_names=self.options.state_names or getattr(backend, "state_names", None))
+            self.options.validate()
+            log.info("success_when=%r: the reward server's (pass success_when= to choose)", served_gate)
         self.override = override
         if override is not None and corrections is None:
             corrections = default_corrections_dir(self._model_version)
@@ -110,7 +116,9 @@ class RewardFunction:
                         success_reward: float = 1.0, terminate_on_success: bool = True, mode: str = "sparse",
                         consecutive: int = 1, device: str = "cpu", backend: str = "auto", *,
                         compile: bool = False, channels_last: bool = False, success_class: int = -1,
-                        threads: int | None = None, cautious: bool = False,
+                        threads: int | None = None, success_when: str | None = None,
+                        state_names: Sequence[str] | None = None, revision: str | None = None,
+                        cautious: bool = False,
                         override: HumanOverride | None = None,
                         corrections: CorrectionSink | str | None = None,
                         address: str | None = None, token: str | None = None,
@@ -130,16 +138,23 @@ class RewardFunction:
         ``./corrections/<model_version>-<time>``.
         ``backend="grpc"`` asks a running ``hilreward serve`` at ``address`` (``path_or_repo`` is
         not loaded and may be None; ``token``, ``timeout_s`` as for RewardClient): the threshold
-        defaults to the server's, and each result names the version that judged it (it changes when
-        the server swaps models).
+        (and ``success_when``) default to the server's, and each result names the version that judged it
+        (it changes when the server swaps models).
+        ``success_when``: a condition on the robot state that success must also meet (``"state[2] > 0.4"``,
+        :mod:`hilreward.deploy.condition`); each call then takes the step's ``state`` (``state_names`` name
+        its entries). ``revision``: the Hub revision (branch, tag or commit) when ``path_or_repo`` is a repo
+        id (``"user/repo@v2"`` says the same).
         """
+        options = RewardOptions(success_threshold=success_threshold, success_reward=success_reward,
+                                terminate_on_success=terminate_on_success, mode=mode, consecutive=consecutive,
+                                success_class=success_class, success_when=success_when,
+                                state_names=state_names, cautious=cautious)
+        options.validate()  # before the model loads: a bad argument is said at once
         runner = create_backend(backend, BackendOptions(
             checkpoint=path_or_repo, device=device, threads=threads, compile=compile, channels_last=channels_last,
-            address=address, token=token, timeout_s=timeout_s))
+            address=address, token=token, timeout_s=timeout_s, revision=revision))
         if override is not None and corrections is None and hasattr(runner, "correction_sink"):
             corrections = runner.correction_sink()
-        options = RewardOptions(success_threshold, success_reward, terminate_on_success, mode, consecutive,
-                                success_class, cautious)
         return cls(runner, options=options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
@@ -152,18 +167,20 @@ class RewardFunction:
     def camera_keys(self) -> list[str]:
         return self.backend.camera_keys
 
-    def __call__(self, images: dict[str, Any]) -> RewardResult:
-        """Judge one step of one environment: ``images`` maps camera -> uint8 (H, W, 3)."""
+    def __call__(self, images: dict[str, Any], state: Any = None) -> RewardResult:
+        """Judge one step of one environment: ``images`` maps camera -> uint8 (H, W, 3); ``state``: the step's
+        ``observation.state`` (a vector, or a dict of named numbers), which ``success_when`` needs."""
         batched = {}
         for key in self.camera_keys:
             frame = pick_camera(images, key)
             batched[key] = frame[None] if _is_tensorlike(frame) else np.asarray(frame)[None]
-        return self._judge(batched, 1)[0]
+        return self._judge(batched, 1, [state])[0]
 
-    def batch(self, images: Sequence[dict[str, Any]] | dict[str, Any]) -> list[RewardResult]:
+    def batch(self, images: Sequence[dict[str, Any]] | dict[str, Any], states: Any = None) -> list[RewardResult]:
         """Judge one step of N environments at once (a list of per-env dicts, or a dict of (N, H, W, 3)).
 
-        Each environment keeps its own debounce counter; results equal N single calls.
+        Each environment keeps its own debounce counter; results equal N single calls. ``states``: each
+        environment's ``observation.state`` (N rows, or a list), which ``success_when`` needs.
         """
         if isinstance(images, dict):
             batched = {key: pick_camera(images, key) for key in self.camera_keys}
@@ -174,7 +191,11 @@ class RewardFunction:
         sizes = {len(v) for v in batched.values()}
         if len(sizes) != 1:
             raise InputError(f"every camera needs the same batch size, got { {k: len(v) for k, v in batched.items()} }")
-        return self._judge(batched, sizes.pop())
+        n = sizes.pop()
+        rows = [None] * n if states is None else list(states)
+        if len(rows) != n:
+            raise InputError(f"{len(rows)} states for {n} environments")
+        return self._judge(batched, n, rows)
 
     def relabel(self, frames: dict[str, Any], batch_size: int = 64, version: str | None = None) -> np.ndarray:
         """Probabilities for stored frames (camera -> (B, H, W, 3)), e.g. to relabel a replay buffer.
@@ -240,14 +261,16 @@ class RewardFunction:
             self._states.append(_EnvState())
         return self._states[index]
 
-    def _predict(self, batched: dict[str, Any],
-                 states: list[_EnvState]) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    def _predict(self, batched: dict[str, Any], states: list[_EnvState],
+                 robot: list[Any]) -> tuple[np.ndarray, list[str], np.ndarray | None]:
         """Probabilities, the version that judged each row and the support (None without a support bank); every
-        episode keeps the version of its first step."""
+        episode keeps the version of its first step. ``robot``: each row's robot state (travels to a reward
+        server, which may gate on it too)."""
         for state in states:
             if state.step == 0:
                 state.episode_id, state.version = next(self._episode_ids), None
-        scores = score(self.backend, batched, [EpisodeStep(s.episode_id, s.step, s.version) for s in states])
+        scores = score(self.backend, batched, [EpisodeStep(s.episode_id, s.step, s.version, r)
+                                               for s, r in zip(states, robot)])
         versions = scores.versions or [self.model_version] * len(states)
         for state, version in zip(states, versions):
             if state.version is not None and version != state.version and state.version not in self._lost_versions:
@@ -257,10 +280,13 @@ class RewardFunction:
             state.version = version
         return scores.probabilities, versions, scores.support
 
-    def _judge(self, batched: dict[str, Any], n: int) -> list[RewardResult]:
+    def _judge(self, batched: dict[str, Any], n: int, robot: list[Any]) -> list[RewardResult]:
         start = time.perf_counter()
         states = [self._state(i) for i in range(n)]
-        probs, versions, support = self._predict(batched, states)
+        if self.options.success_when is not None and any(r is None for r in robot):
+            raise InputError(f"success_when={self.options.success_when!r} needs the robot state: pass state= "
+                             "(observation.state) with the frames")
+        probs, versions, support = self._predict(batched, states, robot)
         labels = self.override.take(n) if self.override is not None else [None] * n
         latency = (time.perf_counter() - start) * 1e3
         opts = self.options
@@ -269,11 +295,11 @@ class RewardFunction:
             version, p = versions[i], probs[i]
             label, source = labels[i] if labels[i] is not None else (None, None)
             backing, novelty = (None, None) if support is None else (float(support[i][0]), float(support[i][1]))
-            judged = judge(p, opts, state.streak, label=label, support=backing)
+            judged = judge(p, opts, state.streak, label=label, state=robot[i], support=backing)
             override = None
             if label is not None:
                 override = "success" if label else "failure"
-                classifier = judge(p, opts, state.streak, support=backing)
+                classifier = judge(p, opts, state.streak, state=robot[i], support=backing)
                 if judged.success != classifier.success and self.corrections is not None:
                     self.corrections.add(Correction(
                         frames={k: to_uint8_hwc(v[i], k) for k, v in batched.items()}, label=int(label),

@@ -319,9 +319,11 @@ class RewardClassifier(nn.Module):
         return replace_dir(save_directory, fill)
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardClassifier":
-        """Load a checkpoint directory or Hub repo; needs no network for a local directory. Eval mode."""
-        folder = ckpt.resolve_checkpoint(path_or_repo)
+    def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu",
+                        revision: Optional[str] = None) -> "RewardClassifier":
+        """Load a checkpoint directory or Hub repo (at ``revision``, or ``"user/repo@revision"``); needs no network
+        for a local directory or a cached revision. Eval mode."""
+        folder = ckpt.resolve_checkpoint(path_or_repo, revision)
         config = ClassifierConfig.from_dict(ckpt.read_config(folder), str(folder / ckpt.CONFIG_NAME))
         state = ckpt.read_weights(folder)
         try:

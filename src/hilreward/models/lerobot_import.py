@@ -173,6 +173,11 @@ def import_lerobot(path: str | Path, device: str = "cpu") -> LeRobotRewardClassi
     if not is_lerobot_checkpoint(root):
         raise CheckpointError(f"{root} is not a LeRobot reward_classifier checkpoint "
                               "(needs config.json with \"type\": \"reward_classifier\")")
+    made = root / "hilreward_export.json"  # written by `hilreward export format=lerobot`
+    if made.is_file():
+        source = json.loads(made.read_text()).get("source") or "the hilreward checkpoint it was exported from"
+        raise CheckpointError(f"{root} is hilreward's export for LeRobot's own step; in hilreward load the checkpoint "
+                              f"it was made from ({source})")
     cfg = json.loads((root / "config.json").read_text())
     weights = root / "model.safetensors"
     if not weights.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import check_choices
+from ..config import check_values
 from ..errors import ConfigError
 from .adapt import Scope
 from .gate import EpisodeError
@@ -114,4 +114,4 @@ class RetrainOptions:
                               "live_early_steps and live_tolerance must be >= 0, live_share and live_early_share "
                               "within [0, 1], "
                               "retrain.ensemble_steps and blame_per_regression >= 1")
-        check_choices(self, "retrain.")
+        check_values(self, "retrain.")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class Prediction:
     """The share of successes among its nearest labelled frames (None: the model has no support bank)."""
     novelty: Optional[float] = None
     """Its distance to the nearest labelled success, in units of the familiar radius (> 1: unfamiliar)."""
+    state: Any = None
+    """The robot state the request carried (a vector or names -> numbers), for success_when; None without one."""
 
     @property
     def nbytes(self) -> int:
@@ -217,11 +219,10 @@ class QueryQueue:
 
 
 def rejudged(prediction: Prediction, probability: float, probabilities: float | list[float],
-             uncertainty: Optional[float], threshold: float, version: str,
-             support: Optional[tuple[float, float]] = None, success: Optional[bool] = None) -> Prediction:
-    """``prediction`` as another model version sees it (same id and frames); ``support``: its (support, novelty)
-    under that version; ``success``: that version's call (default: probability >= threshold)."""
+             uncertainty: Optional[float], threshold: float, version: str, success: bool,
+             support: Optional[tuple[float, float]] = None) -> Prediction:
+    """``prediction`` as another model version sees it (same id and frames; ``success`` by the reward rule;
+    ``support``: its (support, novelty) under that version)."""
     return replace(prediction, probability=probability, probabilities=probabilities, uncertainty=uncertainty,
-                   threshold=threshold, success=probability >= threshold if success is None else success,
-                   model_version=version, support=None if support is None else support[0],
-                   novelty=None if support is None else support[1])
+                   threshold=threshold, success=success, model_version=version,
+                   support=None if support is None else support[0], novelty=None if support is None else support[1])

@@ -90,6 +90,10 @@ class ModelInfo:
     retrainer: Optional[RetrainerStatus] = None
     ensemble_size: int = 0
     """Heads giving the uncertainty (0: results carry none)."""
+    success_when: Optional[str] = None
+    """The server's condition on the robot state (None: none); every Predict then carries the state."""
+    state_names: list[str] = field(default_factory=list)
+    """Names of observation.state's entries the condition may use."""
     monitor: list[VersionMonitor] = field(default_factory=list)
     """The hacking monitor: what each recent version claimed on live episodes, oldest first."""
 
@@ -100,6 +104,7 @@ class ModelInfo:
                    list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold,
                    m.retrainer_status, m.number, counts_from_proto(m.corrections), list(m.needs_review),
                    RetrainerStatus.from_proto(m.retrainer) if m.HasField("retrainer") else None, m.ensemble_size,
+                   m.success_when or None, list(m.state_names),
                    [VersionMonitor(**{k: getattr(v, k) for k in names}) for v in m.monitor])
 
 
@@ -138,26 +143,40 @@ class RewardClient:
         raise AssertionError("unreachable")
 
     def _predict_request(self, images: Mapping[str, Any], episode_id: Optional[int],
-                         step: Optional[int], model_version: Optional[str] = None) -> pb.PredictRequest:
-        return pb.PredictRequest(images=encode_images(_frames(images), self.encoding),
-                                 episode_id=int(episode_id or 0), step=int(step or 0),
-                                 model_version=model_version or "")
+                         step: Optional[int], model_version: Optional[str] = None,
+                         state: Any = None) -> pb.PredictRequest:
+        request = pb.PredictRequest(images=encode_images(_frames(images), self.encoding),
+                                    episode_id=int(episode_id or 0), step=int(step or 0),
+                                    model_version=model_version or "")
+        if isinstance(state, Mapping):
+            request.named_state.update({str(k): _number(v, f"state[{k!r}]") for k, v in state.items()})
+        elif state is not None:
+            values = np.asarray(state.detach().cpu().numpy() if hasattr(state, "detach") else state, dtype=np.float64)
+            request.state.extend(values.reshape(-1).tolist())
+        return request
 
     # ---- API
-    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None,
-                step: Optional[int] = None, model_version: Optional[str] = None) -> RemoteRewardResult:
+    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None, step: Optional[int] = None,
+                model_version: Optional[str] = None, state: Any = None) -> RemoteRewardResult:
         """Judge one step: ``images`` maps camera (``front`` or full key) -> uint8 (H, W, 3).
 
         ``model_version``: judge with that version while the server still holds it (the serving one or one of
-        the last few), else with the serving one; the result names the version used.
+        the last few), else with the serving one; the result names the version used. ``state``: the robot
+        state (a vector, or a dict of named numbers), which a server with ``success_when`` needs.
         """
-        return self._predict_one(self._predict_request(images, episode_id, step, model_version))
+        return self._predict_one(self._predict_request(images, episode_id, step, model_version, state))
 
     def predict_many(self, steps: Iterable[Mapping[str, Any]], episode_id: Optional[int] = None,
-                     first_step: int = 0, model_version: Optional[str] = None) -> list[RemoteRewardResult]:
-        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream."""
-        return self._stream([self._predict_request(images, episode_id, first_step + i, model_version)
-                             for i, images in enumerate(steps)])
+                     first_step: int = 0, model_version: Optional[str] = None,
+                     states: Optional[Iterable[Any]] = None) -> list[RemoteRewardResult]:
+        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream. ``states``:
+        each step's robot state (for a server with ``success_when``)."""
+        steps = list(steps)
+        states = list(states) if states is not None else [None] * len(steps)
+        if len(states) != len(steps):
+            raise InputError(f"{len(states)} states for {len(steps)} steps")
+        return self._stream([self._predict_request(images, episode_id, first_step + i, model_version, state)
+                             for i, (images, state) in enumerate(zip(steps, states))])
 
     def _predict_one(self, request: pb.PredictRequest) -> RemoteRewardResult:
         start = time.perf_counter()
@@ -341,6 +360,13 @@ def _result(r: pb.PredictResponse, latency_ms: float) -> RemoteRewardResult:
         support=r.support if r.HasField("support") else None, novelty=r.novelty if r.HasField("novelty") else None)
 
 
+def _number(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {value!r}") from None
+
+
 def _frames(images: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Camera -> uint8 (H, W, 3) numpy (torch tensors and float CHW in [0, 1] are converted)."""
     if not isinstance(images, Mapping) or not images:
@@ -376,6 +402,7 @@ class GrpcBackend:
         info = self.client.get_model()
         self.camera_keys: list[str] = list(info.camera_keys)
         self.threshold = info.threshold
+        self.success_when, self.state_names = info.success_when, info.state_names or None
         self.num_classes = info.num_classes
         self.model_version = info.version
 
@@ -411,7 +438,7 @@ class GrpcBackend:
         if len(steps) != n:
             raise InputError(f"{len(steps)} episode steps for a batch of {n}")
         requests = [self.client._predict_request({k: v[i] for k, v in batched.items()}, s.episode_id, s.step,
-                                                 s.version) for i, s in enumerate(steps)]
+                                                 s.version, s.state) for i, s in enumerate(steps)]
         results = [self.client._predict_one(requests[0])] if n == 1 else self.client._stream(requests)
         if results:
             self.model_version = results[-1].model_version

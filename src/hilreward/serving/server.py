@@ -22,6 +22,7 @@ leader) trains, and every replica swaps in each version (and ensemble) the leade
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -182,11 +183,13 @@ class RewardServer:
 
     def start(self) -> "RewardServer":
         host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
+        taken = f"cannot bind {host}:{self.cfg.port} (%s); pick another port= (0 = any free port)"
+        if self.cfg.port and port_in_use(self.cfg.host, self.cfg.port):  # before gRPC, whose C-core logs it too
+            raise ConfigError(taken % "address already in use")
         try:
             self.port = self._server.add_insecure_port(f"{host}:{self.cfg.port}")
         except RuntimeError as exc:
-            raise ConfigError(f"cannot bind {host}:{self.cfg.port} ({exc}); pick another port= (0 = any free port)") \
-                from None
+            raise ConfigError(taken % exc) from None
         self._server.start()
         self.servicer.replica = self.cfg.replica or f"{socket.gethostname()}:{self.port}"
         for name in ("", SERVICE_NAME):
@@ -330,6 +333,23 @@ def wait_for_signal() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when another socket listens on ``host:port`` (bound as gRPC binds: SO_REUSEADDR, no SO_REUSEPORT)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False  # gRPC says what is wrong with the host
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
 
 
 def run(cfg: ServeConfig, beside: Callable[[RewardServer], Callable[[], None]] | None = None) -> int:

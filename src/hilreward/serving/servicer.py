@@ -131,16 +131,22 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
         frames = decode_images(request.images, self.slot.current.camera_keys)
+        state = request_state(request)
+        if self.cfg.success_when is not None and state is None:
+            raise InputError(f"this server pays success only when success_when={self.cfg.success_when!r} holds: send "
+                             "the robot state with every Predict (PredictRequest.state, or named_state)")
         probs, uncertainty, support, model = self.batcher.run(frames, request.model_version)
-        return self._response(model, probs, uncertainty, support, frames, request.episode_id, request.step, start)
+        return self._response(model, probs, uncertainty, support, frames, request.episode_id, request.step, start,
+                              state)
 
     def _response(self, model: ServedModel, probs: np.ndarray, uncertainty: float | None, support: np.ndarray | None,
-                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float) -> pb.PredictResponse:
+                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float,
+                  state: Any = None) -> pb.PredictResponse:
         classes = _classes(probs)
         backing, novelty = (None, None) if support is None else (float(support[0]), float(support[1]))
         with self._streak_lock:  # the episode's debounce streak (step 0 starts a new one)
             streak = 0 if step == 0 else self._streaks.pop(episode_id, 0)
-            judged = judge(probs, self.cfg, streak, threshold=model.threshold, support=backing)
+            judged = judge(probs, self.cfg, streak, threshold=model.threshold, state=state, support=backing)
             self._streaks[episode_id] = judged.streak
             while len(self._streaks) > 10_000:  # forget the oldest episodes
                 self._streaks.popitem(last=False)
@@ -150,7 +156,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             self.live.add(episode_id, step, frames, model.image_size, judged.probability, model.version)
         seen = self.log.add(episode_id=episode_id, step=step, frames=frames, probability=judged.probability,
                             probabilities=_stored(probs), uncertainty=uncertainty, threshold=model.threshold,
-                            success=judged.success, model_version=model.version, support=backing, novelty=novelty)
+                            success=judged.success, model_version=model.version, support=backing, novelty=novelty,
+                            state=state)
         self.queries.offer(seen)
         return pb.PredictResponse(
             probability=judged.probability, class_probabilities=classes, success=judged.success,
@@ -161,10 +168,11 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def rejudge(self, prediction: Prediction) -> Prediction:
         """``prediction`` as the version serving now sees it."""
         probs, uncertainty, support, model = self.batcher.run(prediction.frames)
-        score = success_probability(probs, self.cfg.success_class)
-        return rejudged(prediction, score, _stored(probs), uncertainty, model.threshold, model.version,
-                        None if support is None else (float(support[0]), float(support[1])),
-                        score >= model.threshold and bool(backed(None if support is None else support[0], self.cfg)))
+        backing = None if support is None else float(support[0])
+        success = judge(probs, self.cfg, threshold=model.threshold, state=prediction.state, support=backing).success
+        return rejudged(prediction, success_probability(probs, self.cfg.success_class), _stored(probs), uncertainty,
+                        model.threshold, model.version, success,
+                        None if support is None else (float(support[0]), float(support[1])))
 
     def Predict(self, request, context):
         return self._call(context, lambda: self._predict(request))
@@ -264,6 +272,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             num_classes=model.num_classes, threshold=model.threshold, retrainer_status=self.retrainer_status,
             number=model.number, corrections=pb.CorrectionCounts(**asdict(counts)), needs_review=review.needs_review(items),
             retrainer=self.retrainer.to_proto(), ensemble_size=model.ensemble_size,
+            success_when=self.cfg.success_when or "", state_names=self.cfg.state_names or [],
             monitor=[pb.VersionMonitor(**asdict(v)) for v in self.monitor.snapshot()])
 
     def GetModel(self, request, context):
@@ -465,3 +474,10 @@ def _classes(probs: np.ndarray) -> list[float]:
     """Every class's probability (a binary model's as [1 - p, p])."""
     stored = _stored(probs)
     return [1.0 - stored, stored] if isinstance(stored, float) else stored
+
+
+def request_state(request: pb.PredictRequest) -> Any:
+    """The robot state a Predict carries: names -> numbers, a vector, or None."""
+    if request.named_state:
+        return dict(request.named_state)
+    return list(request.state) if len(request.state) else None

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig, check_choices, compose, from_yaml, to_yaml
+from ..config import TrainConfig, check_values, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..errors import ConfigError
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
@@ -348,7 +348,7 @@ def _validate(cfg: TrainConfig) -> None:
     t = cfg.training
     if cfg.dataset.root is None and cfg.dataset.repo_id is None:
         raise ConfigError("no dataset: set dataset.root=<folder> or dataset_repo_id=<hub id>")
-    check_choices(cfg)  # a config built in Python was not parsed
+    check_values(cfg)  # a config built in Python was not parsed
     for key in ("steps", "batch_size", "log_freq", "save_freq"):
         if getattr(t, key) < 1:
             raise ConfigError(f"training.{key}={getattr(t, key)} must be at least 1")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import WandbConfig, check_choices
+from ..config import WandbConfig, check_values
 from ..utils import write_atomic
 
 class WandbLogger:
@@ -17,7 +17,7 @@ class WandbLogger:
     """
 
     def __init__(self, cfg: WandbConfig, output_dir: Path, config: dict, resume: bool):
-        check_choices(cfg, "wandb.")
+        check_values(cfg, "wandb.")
         import wandb
 
         self._wandb = wandb

@@ -30,16 +30,27 @@ class Image(_message.Message):
     def __init__(self, camera: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., encoding: _Optional[_Union[Image.Encoding, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("images", "episode_id", "step", "model_version")
+    __slots__ = ("images", "episode_id", "step", "model_version", "state", "named_state")
+    class NamedStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NAMED_STATE_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Image]
     episode_id: int
     step: int
     model_version: str
-    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    state: _containers.RepeatedScalarFieldContainer[float]
+    named_state: _containers.ScalarMap[str, float]
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., model_version: _Optional[str] = ..., state: _Optional[_Iterable[float]] = ..., named_state: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("probability", "class_probabilities", "success", "reward", "terminate", "model_version", "server_latency_ms", "episode_id", "step", "uncertainty", "prediction_id", "support", "novelty")
@@ -114,7 +125,7 @@ class WatchModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("version", "created_unix", "metrics", "corrections_total", "corrections_used", "camera_keys", "image_height", "image_width", "num_classes", "threshold", "retrainer_status", "number", "corrections", "needs_review", "retrainer", "ensemble_size", "monitor")
+    __slots__ = ("version", "created_unix", "metrics", "corrections_total", "corrections_used", "camera_keys", "image_height", "image_width", "num_classes", "threshold", "retrainer_status", "number", "corrections", "needs_review", "retrainer", "ensemble_size", "monitor", "success_when", "state_names")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +150,8 @@ class ModelInfo(_message.Message):
     RETRAINER_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MONITOR_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_WHEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_NAMES_FIELD_NUMBER: _ClassVar[int]
     version: str
     created_unix: float
     metrics: _containers.ScalarMap[str, float]
@@ -156,7 +169,9 @@ class ModelInfo(_message.Message):
     retrainer: RetrainerStatus
     ensemble_size: int
     monitor: _containers.RepeatedCompositeFieldContainer[VersionMonitor]
-    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ..., retrainer_status: _Optional[str] = ..., number: _Optional[int] = ..., corrections: _Optional[_Union[CorrectionCounts, _Mapping]] = ..., needs_review: _Optional[_Iterable[int]] = ..., retrainer: _Optional[_Union[RetrainerStatus, _Mapping]] = ..., ensemble_size: _Optional[int] = ..., monitor: _Optional[_Iterable[_Union[VersionMonitor, _Mapping]]] = ...) -> None: ...
+    success_when: str
+    state_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ..., retrainer_status: _Optional[str] = ..., number: _Optional[int] = ..., corrections: _Optional[_Union[CorrectionCounts, _Mapping]] = ..., needs_review: _Optional[_Iterable[int]] = ..., retrainer: _Optional[_Union[RetrainerStatus, _Mapping]] = ..., ensemble_size: _Optional[int] = ..., monitor: _Optional[_Iterable[_Union[VersionMonitor, _Mapping]]] = ..., success_when: _Optional[str] = ..., state_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VersionMonitor(_message.Message):
     __slots__ = ("version", "number", "episodes", "claimed", "claimed_unfamiliar", "claimed_unknown", "false_success_flags", "first_unix", "last_unix")
