@@ -70,6 +70,7 @@ def test_calibrate_values():
         calibrate_mode("sometimes")
 
 
+@pytest.mark.slow
 def test_cv_on_a_rendered_set_stores_a_threshold_with_its_evidence(tmp_path, capsys):
     out = tmp_path / "run"
     episodes = list(range(10))  # the default 20 % split holds out 2: too few succeeding episodes for the rule

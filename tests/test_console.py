@@ -21,10 +21,9 @@ from hilreward.serving import RewardClient
 from hilreward.serving.config import QueryOptions, RecentOptions, ServeConfig
 from hilreward.serving.server import RewardServer
 
-# Module fixtures of test_serving (one torch thread, the cache, the tiny checkpoint, drawer4's frames) and the
-# label station's browser (Debian's chromium + chromedriver) and HTTP helper, instantiated again here.
-from test_label_station import assert_guarded, browser, command, http  # noqa: F401
-from test_serving import DRAWER4, TOKEN, _one_thread, cache_dir, ckpt, frames, step_images  # noqa: F401
+from support import DRAWER4, TOKEN, assert_guarded, command, http, step_images, wait_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 ROWS = list(range(390, 402))
 """drawer4 frames around episode 2's success onset: both sides of the threshold."""
@@ -189,7 +188,6 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
     from hilreward.config import DatasetConfig
     from hilreward.online.options import RetrainOptions
 
-    from test_online_retrain import _wait
 
     retrain = RetrainOptions(min_interval_s=0.0, quiet_s=1.5, ensemble=0, contradiction_radius=0.0,
                              correction_weight=200.0)
@@ -201,12 +199,12 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
         app, service = build(srv.address, TOKEN)
         try:
             with AppServer(app, port=0, token=TOKEN) as web:
-                _wait(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
+                wait_model(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
                 a = client.submit_correction(step_images(frames, ep3[60]), label=1, episode_id=7, step=60).correction_id
-                _wait(client, lambda i: i.corrections.conflicts_offline == 1, "the conflict named")
+                wait_model(client, lambda i: i.corrections.conflicts_offline == 1, "the conflict named")
                 b = client.submit_correction(step_images(frames, ep3[61]), label=1, episode_id=7, step=61).correction_id
                 client.review([b], "accept", note="test: insist")  # before the retrainer's quiet wait ends
-                _wait(client, lambda i: i.retrainer.rejected >= 1, "the refused attempt")
+                wait_model(client, lambda i: i.retrainer.rejected >= 1, "the refused attempt")
                 reason = client.versions().attempts[0].reason
                 assert "offline held-out episode 3 false success" in reason and "accepted by review" in reason
 
@@ -228,7 +226,7 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
                 click(browser, "#accept", "the accept button")
                 wait_until(browser, lambda d: "offline frames it conflicts with are relabelled" in text("status"),
                            "the acceptance")
-                _wait(client, lambda i: (tmp_path / "state" / "offline-edits.json").is_file(), "the relabel written")
+                wait_model(client, lambda i: (tmp_path / "state" / "offline-edits.json").is_file(), "the relabel written")
                 assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
         finally:
             service.close()

@@ -19,7 +19,6 @@ from hilreward.online.store import Assessment, CorrectionStore
 from hilreward.online.store.base import _png
 from hilreward.online.store.postgresql import PostgresStore
 from hilreward.online.store.sqlite import SQLiteStore
-from postgres_cluster import pg_url  # noqa: F401
 
 SCHEMA_VERSION = len(SQLiteStore.MIGRATIONS)
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hilreward.config import DatasetConfig, LabelConfig, TrainConfig, to_yaml
-from hilreward.data import load_frame_data
 from hilreward.deploy import RewardFunction, RewardOptions
 from hilreward.errors import AuthError, ConfigError, InputError, ServingError, UnavailableError
 from hilreward.serving import GrpcBackend, RewardClient
@@ -25,60 +21,9 @@ from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 from hilreward.serving.servicer import SERVICE_NAME
 
-DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
-SIZE = [32, 32]
-TOKEN = "s3cret-token"
+from support import TOKEN, step_images
 
-
-def make_checkpoint(path: Path, cache_dir: str, steps: int = 200) -> Path:
-    """A tiny-encoder classifier whose head is trained on drawer4 episodes 0-1 (2-3 held out)."""
-    from hilreward.models import ClassifierConfig, RewardClassifier
-    from hilreward.training.features import compute_features, fit_head
-
-    torch.manual_seed(0)
-    model = RewardClassifier(ClassifierConfig(encoder="tiny", camera_keys=["front", "wrist"], image_size=SIZE,
-                                              latent_dim=16, hidden_dim=16))
-    cfg = TrainConfig()
-    cfg.dataset.root = str(DRAWER4)
-    cfg.split.val_episodes = [2, 3]
-    cfg.model.image_size = list(SIZE)
-    data = load_frame_data(DatasetConfig(root=str(DRAWER4)), cfg.label, tuple(SIZE), cache_dir=cache_dir)
-    features = compute_features(model, data, cache_dir=cache_dir)
-    train = np.isin(data.episode_index, [0, 1])
-    fit_head(model, {k: np.asarray(v[train]) for k, v in features.items()}, data.labels[train], steps=steps)
-    return model.save_pretrained(path, train_config_yaml=to_yaml(cfg))
-
-
-def load_frames(cache_dir: str):
-    """drawer4 at its recorded 128x128 (what a robot would send), labels as the checkpoint was trained."""
-    return load_frame_data(DatasetConfig(root=str(DRAWER4)), LabelConfig(), (128, 128), cache_dir=cache_dir)
-
-
-def step_images(data, i: int) -> dict[str, np.ndarray]:
-    return {k.rsplit(".", 1)[-1]: np.array(data.images[k][i]) for k in data.camera_keys}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.getbasetemp() / "hilreward-cache")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, cache_dir):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "best", cache_dir)
-
-
-@pytest.fixture(scope="module")
-def frames(cache_dir):
-    return load_frames(cache_dir)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
