@@ -3,6 +3,7 @@ malformed requests, tokens, health, message size, concurrency, and RewardFunctio
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
@@ -10,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from hilreward.deploy import RewardFunction, RewardOptions
 from hilreward.errors import AuthError, ConfigError, InputError, ServingError, UnavailableError
@@ -155,7 +157,7 @@ def test_malformed_requests_get_invalid_argument_and_the_server_keeps_serving(st
         "unknown camera 'top'": [front, _raw("top", good["wrist"])],
         "image data is empty": [pb.Image(camera="front", height=128, width=128), wrist],
         "cannot decode the PNG data": [bad_png, wrist],
-        "decodes to 128x128": [wrong_declared, wrist],
+        "but the PNG data is 128x128": [wrong_declared, wrist],
         "missing camera(s) observation.images.wrist": [front],
         "given twice": [front, front, wrist],
         "need height and width": [pb.Image(camera="front", data=b"\x00" * 12), wrist],
@@ -174,6 +176,28 @@ def test_malformed_requests_get_invalid_argument_and_the_server_keeps_serving(st
     with pytest.raises(InputError, match="unknown camera 'top'"):
         client.predict({"front": good["front"], "wrist": good["wrist"], "top": good["front"]})
     assert client.predict(good).probability >= 0
+
+
+def _png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_decompression_bomb_is_refused_by_its_header_before_decoding(stub, client, frames):
+    good = step_images(frames, 5)
+    wrist = _raw("wrist", good["wrist"])
+    bomb = _png(4096)  # ~50 KB that decodes to 48 MiB (8 at once took the server from 0.5 to 5.4 GB)
+    assert len(bomb) < 100_000
+    # a header that says 2000x2000 with no pixel data after it: judged by the header, never decoded
+    header_only = _png(2000)[:100]
+    for data in (bomb, header_only):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Predict(pb.PredictRequest(images=[pb.Image(camera="front", encoding=pb.Image.PNG, data=data), wrist]),
+                         timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "over this server's limit of 2,304,000 (max_pixels)" in err.value.details()
+    assert client.predict(good).model_version  # and it keeps serving
 
 
 def test_corrections_need_the_token(server, frames):

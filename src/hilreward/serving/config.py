@@ -10,6 +10,7 @@ from ..config import DatasetConfig
 from ..deploy.rule import RewardOptions
 from ..errors import ConfigError
 from ..online.options import RetrainOptions
+from .images import MAX_PIXELS
 
 @dataclass
 class RecentOptions:
@@ -54,6 +55,9 @@ class ServeConfig(RewardOptions, BindOptions):
     """Name of this server, stored with every correction it takes; default ``<hostname>:<port>``."""
     max_message_mb: int = 16
     """Largest request or response in MiB."""
+    max_pixels: int = MAX_PIXELS
+    """Largest frame a request may send, in pixels (height x width; default 1920x1200). A JPEG or PNG is judged by
+    its header before it is decoded, so a small file that would decode to gigabytes is refused (INVALID_ARGUMENT)."""
     max_batch: int = 8
     """Concurrent requests merged into one model call at most (1 disables merging)."""
     workers: int = 16
@@ -78,8 +82,8 @@ def validate(cfg: ServeConfig) -> None:
     cfg.validate()  # the reward rule's keys, and every choice
     if not 0 <= cfg.port <= 65535:
         raise ConfigError(f"port={cfg.port}: must be within 0..65535 (0 picks a free port)")
-    if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2:
-        raise ConfigError("max_message_mb and max_batch must be >= 1, workers >= 2")
+    if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2 or cfg.max_pixels < 1:
+        raise ConfigError("max_message_mb, max_batch and max_pixels must be >= 1, workers >= 2")
     cfg.retrain.check()
     if cfg.recent.size < 1 or cfg.recent.max_mb <= 0 or cfg.queries.size < 1 or cfg.queries.min_gap < 0 \
             or not 0 <= cfg.queries.min_need <= 1:

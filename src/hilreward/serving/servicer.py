@@ -123,7 +123,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     # ---- prediction
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
-        frames = decode_images(request.images, self.slot.current.camera_keys)
+        frames = decode_images(request.images, self.slot.current.camera_keys, self.cfg.max_pixels)
         probs, uncertainty, model = self.batcher.run(frames, request.model_version)
         return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start)
 
@@ -168,7 +168,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def _correction(self, request: pb.CorrectionRequest) -> pb.CorrectionAck:
         model = self.slot.current
-        frames = decode_images(request.images, model.camera_keys)
+        frames = decode_images(request.images, model.camera_keys, self.cfg.max_pixels)
         self._check_label(request.label, model)
         if request.model_version:
             version, probability = request.model_version, float(request.probability)
