@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from hilreward.deploy import RewardFunction, RewardOptions
-from hilreward.errors import AuthError, ConfigError, InputError, ServingError, UnavailableError
+from hilreward.errors import AuthError, BusyError, ConfigError, InputError, ServingError, UnavailableError
 from hilreward.serving import GrpcBackend, RewardClient
 from hilreward.serving.images import encode_image
 from hilreward.serving.protos import hilreward_pb2 as pb
@@ -198,6 +198,58 @@ def test_a_decompression_bomb_is_refused_by_its_header_before_decoding(stub, cli
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "over this server's limit of 2,304,000 (max_pixels)" in err.value.details()
     assert client.predict(good).model_version  # and it keeps serving
+
+
+def test_idle_streams_past_the_cap_are_refused_and_predict_and_health_always_answer(ckpt, frames, tmp_path):
+    """As many idle streams as worker threads (16, no token needed) once left no thread for Predict or the health
+    check (DEADLINE_EXCEEDED): half of them now hold a thread each, the rest are refused at once."""
+    good = step_images(frames, 5)
+    request = pb.PredictRequest(images=[_raw(k, v) for k, v in good.items()])
+    release = threading.Event()
+
+    def one_step_then_idle():
+        yield request
+        release.wait(30)
+
+    with RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path))) as srv:
+        channel = grpc.insecure_channel(srv.address)
+        stub, health = pb_grpc.RewardServiceStub(channel), health_pb2_grpc.HealthStub(channel)
+        calls, held, refused = [], 0, []
+        for i in range(srv.cfg.workers):
+            call = stub.PredictStream(one_step_then_idle(), timeout=60) if i % 2 else \
+                stub.WatchModel(pb.WatchModelRequest(), timeout=60)
+            calls.append(call)
+            try:
+                next(call)
+                held += 1
+            except grpc.RpcError as exc:
+                refused.append((exc.code(), exc.details()))
+        try:
+            assert held == srv.cfg.workers // 2 == 8 and len(refused) == 8
+            assert {code for code, _ in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert "8 streams are open, as many as this server allows (max_streams=8)" in refused[0][1]
+            for _ in range(3):  # the held streams leave threads for the unary calls
+                assert stub.Predict(request, timeout=5).model_version
+                assert health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5).status == \
+                    health_pb2.HealthCheckResponse.SERVING
+            with RewardClient(srv.address, retries=0) as client, pytest.raises(BusyError, match="max_streams=8"):
+                next(client.watch_model(timeout_s=5))
+        finally:
+            release.set()
+            for call in calls:
+                call.cancel()
+            channel.close()
+        deadline = time.monotonic() + 10  # a closed stream gives its slot back
+        with RewardClient(srv.address) as client:
+            while True:
+                try:
+                    assert next(client.watch_model(timeout_s=5)).version
+                    break
+                except BusyError:
+                    assert time.monotonic() < deadline, "the closed streams never gave their slots back"
+                    time.sleep(0.2)
+    with pytest.raises(ConfigError, match="max_streams=16: must be within 1..workers-1"):
+        RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), max_streams=16))
 
 
 def test_corrections_need_the_token(server, frames):

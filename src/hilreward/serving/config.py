@@ -61,7 +61,11 @@ class ServeConfig(RewardOptions, BindOptions):
     max_batch: int = 8
     """Concurrent requests merged into one model call at most (1 disables merging)."""
     workers: int = 16
-    """gRPC worker threads (each open PredictStream / WatchModel holds one)."""
+    """gRPC worker threads (each open stream holds one for as long as it is open)."""
+    max_streams: Optional[int] = None
+    """Streams open at once at most (PredictStream, WatchModel, WatchActivity, health Watch); one more is refused
+    with RESOURCE_EXHAUSTED, so Predict, GetModel and the health check always have a thread. None: half the
+    workers (8 of 16), the other half left to the unary calls."""
     threads: Optional[int] = None
     """torch threads for Predict; None leaves torch's default."""
     device: str = "cpu"
@@ -76,6 +80,11 @@ class ServeConfig(RewardOptions, BindOptions):
     """The queue of frames that need a human."""
 
 
+def stream_limit(cfg: ServeConfig) -> int:
+    """``max_streams``, or half the workers when it is not set."""
+    return cfg.max_streams if cfg.max_streams is not None else max(1, cfg.workers // 2)
+
+
 def validate(cfg: ServeConfig) -> None:
     if not cfg.checkpoint:
         raise ConfigError("serve needs checkpoint=<dir>, e.g. checkpoint=outputs/train/checkpoints/best")
@@ -84,6 +93,9 @@ def validate(cfg: ServeConfig) -> None:
         raise ConfigError(f"port={cfg.port}: must be within 0..65535 (0 picks a free port)")
     if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2 or cfg.max_pixels < 1:
         raise ConfigError("max_message_mb, max_batch and max_pixels must be >= 1, workers >= 2")
+    if cfg.max_streams is not None and not 1 <= cfg.max_streams < cfg.workers:
+        raise ConfigError(f"max_streams={cfg.max_streams}: must be within 1..workers-1 ({cfg.workers - 1}), so that "
+                          "Predict and the health check keep a worker thread")
     cfg.retrain.check()
     if cfg.recent.size < 1 or cfg.recent.max_mb <= 0 or cfg.queries.size < 1 or cfg.queries.min_gap < 0 \
             or not 0 <= cfg.queries.min_need <= 1:

@@ -40,10 +40,11 @@ from ..online import events
 from ..online.store import CorrectionStore
 from ..online.versions import VersionStore
 from .batcher import Batcher
-from .config import ServeConfig, validate
+from .config import ServeConfig, stream_limit, validate
 from .model_slot import EnsemblePredictor, ModelSlot, ServedModel
 from .protos import hilreward_pb2_grpc as pb_grpc
 from .servicer import SERVICE_NAME, RewardServicer, TokenAuth
+from .streams import StreamLimit
 from ..utils import write_atomic
 
 log = logging.getLogger("hilreward.serving")
@@ -144,7 +145,7 @@ class RewardServer:
         limit = cfg.max_message_mb * 1024 * 1024
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="hilreward-grpc"),
-            interceptors=[TokenAuth(cfg.token, cfg.auth_predict)],
+            interceptors=[StreamLimit(stream_limit(cfg)), TokenAuth(cfg.token, cfg.auth_predict)],
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                      ("grpc.so_reuseport", 0)])
         pb_grpc.add_RewardServiceServicer_to_server(self.servicer, self._server)
