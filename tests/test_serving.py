@@ -168,10 +168,14 @@ def test_malformed_requests_get_invalid_argument_and_the_server_keeps_serving(st
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, message
         assert message in err.value.details()
         assert client.predict(good).model_version  # the next valid request succeeds
-    with pytest.raises(grpc.RpcError) as err:
-        stub.SubmitCorrection(pb.CorrectionRequest(images=[front, wrist], label=2), timeout=10,
-                              metadata=(("authorization", f"Bearer {TOKEN}"),))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "label=2" in err.value.details()
+    auth = (("authorization", f"Bearer {TOKEN}"),)
+    for fields, message in [(dict(label=2), "label=2"), (dict(label=1, time=float("inf")), "time=inf: must be a finite"),
+                            (dict(label=1, model_version="v", probability=float("nan")), "probability=nan: must be"),
+                            (dict(label=1, source="s" * 100_000), "source is 100,000 characters long")]:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SubmitCorrection(pb.CorrectionRequest(images=[front, wrist], **fields), timeout=10, metadata=auth)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details(), message
+        assert "\n" not in err.value.details()
     # the client turns INVALID_ARGUMENT into InputError with the server's message
     with pytest.raises(InputError, match="unknown camera 'top'"):
         client.predict({"front": good["front"], "wrist": good["wrist"], "top": good["front"]})

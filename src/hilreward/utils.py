@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import os
 import shutil
 import tempfile
@@ -11,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 # ---- atomic, durable writes ------------------------------------------------------------------------------------
 
@@ -85,6 +86,19 @@ def replace_dir(target: str | os.PathLike, fill: Callable[[Path], None]) -> Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# ---- numbers from outside -------------------------------------------------------------------------------------
+def check_finite(name: str, value: Any) -> float:
+    """``value`` as a float; InputError naming ``name`` when it is not a finite number (NaN, inf: stored, they would
+    break every tool that reads them back)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}={value!r}: must be a number") from None
+    if not math.isfinite(number):
+        raise InputError(f"{name}={value!r}: must be a finite number")
+    return number
 
 
 # ---- camera keys -----------------------------------------------------------------------------------------------

@@ -171,8 +171,17 @@ def migrate_store(store: str) -> dict:
         return {"store": db.display, "version": db.schema_version, "upgraded_from": db.upgraded_from}
 
 
+def _when(t: float) -> str:
+    """A stored time as local date and time ('?' for one no date has: a store written before non-finite numbers
+    were refused may hold one)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    except (OverflowError, OSError, ValueError):
+        return "?" + " " * 18
+
+
 def _line(v: review.CorrectionView) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time))
+    when = _when(v.time)
     now = "-" if v.probability_now is None else f"{v.probability_now:.3f}"
     verdict = f"  [{v.review.verdict}ed]" if v.review is not None else ""
     line = (f"{v.id:>6}  {when}  ep {v.episode:>4} step {v.step:>4}  label {v.label}  p {v.probability:.3f} -> {now}  "
@@ -216,7 +225,7 @@ def review_main(action: str, args: list[str]) -> int:
         for a in detail.history:
             print(f"  attempt {a.attempt_id}: {a.status} p={a.probability:.3f} {a.detail}".rstrip())
         for r in detail.reviews:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
+            when = _when(r.time)
             print(f"  {r.verdict}ed by {r.reviewer or '?'} at {when}" + (f": {r.note}" if r.note else ""))
         if cfg.out:
             folder = Path(cfg.out)

@@ -268,8 +268,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def WatchActivity(self, request, context):
         self._call(context, lambda: _check_images_request(request.max_side, request.jpeg_quality))
-        if request.frames_per_second < 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be >= 0 (0 = 10)")
+        if not request.frames_per_second >= 0:  # NaN too
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be a number >= 0 (0 = 10)")
         episode = request.episode_id if request.HasField("episode_id") else None
         gap = 1.0 / (request.frames_per_second or 10.0)
         seen_gen, status = self.slot.generation, self.retrainer

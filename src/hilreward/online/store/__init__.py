@@ -12,8 +12,8 @@ import os
 
 from ...errors import ConfigError
 from ...utils import Registry
-from .base import (STATUSES, VERDICTS, Assessment, AttemptRecord, CorrectionStore, Leadership, Migration, Review,
-                   StoredCorrection, VersionWatch)
+from .base import (STATUSES, TEXT_LIMITS, VERDICTS, Assessment, AttemptRecord, CorrectionStore, Leadership,
+                   Migration, Review, StoredCorrection, VersionWatch)
 
 ENGINES: Registry[type[CorrectionStore]] = Registry("store engine")
 """Engine name -> class (imported on first use); the location's URL scheme picks one."""
@@ -41,5 +41,5 @@ def engine_for(location: str | os.PathLike | None) -> type[CorrectionStore]:
     return ENGINES.get(engine_name(location))
 
 
-__all__ = ["ENGINES", "STATUSES", "VERDICTS", "Assessment", "AttemptRecord", "CorrectionStore", "Leadership",
-           "Migration", "Review", "StoredCorrection", "VersionWatch", "engine_for", "engine_name"]
+__all__ = ["ENGINES", "STATUSES", "TEXT_LIMITS", "VERDICTS", "Assessment", "AttemptRecord", "CorrectionStore",
+           "Leadership", "Migration", "Review", "StoredCorrection", "VersionWatch", "engine_for", "engine_name"]
