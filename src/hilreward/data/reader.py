@@ -210,9 +210,18 @@ class LeRobotDataset:
         tables = []
         for path in self._data_files:
             try:
+                present = set(pq.read_schema(path).names)
+                absent = [c for c in columns if c not in present]
+                if absent:
+                    raise DatasetError(
+                        f"column {absent[0]!r} is listed in meta/info.json but missing from "
+                        f"{path.relative_to(self.root)} (of {self.root}); the metadata does not match the data: "
+                        f"rewrite meta/info.json without it, or read another column (e.g. label.key=)")
                 tables.append(pq.read_table(path, columns=columns))
             except (pa.ArrowException, OSError) as exc:
-                raise DatasetError(f"cannot read {path}: {exc}; the parquet file is corrupt — re-download it") from None
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DatasetError(f"cannot read {path}: {reason}; the parquet file is damaged — re-download it") \
+                    from None
         return pa.concat_tables(tables)
 
     def _load_index(self) -> None:
