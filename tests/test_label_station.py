@@ -204,7 +204,8 @@ def test_foreign_hosts_and_cross_site_writes_are_refused(station, run, tmp_path)
     before = len(s.list_edits())
     assert_guarded(url, "/api/label/edits")
     assert http(f"{url}/api/label/edits", "POST", edit, {"Host": "attacker.example"})[0] == 400
-    for origin in ("http://attacker.example", "null", f"http://localhost:{port}", f"http://127.0.0.1:{int(port) + 1}"):
+    for origin in ("http://attacker.example", "null", f"http://localhost:{port}", f"http://127.0.0.1:{int(port) + 1}",
+                   f"https://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"):  # another scheme is another origin
         for method, path, body in [("POST", "edits", edit), ("POST", "edits/undo", None), ("DELETE", "edits/0", None),
                                    ("PUT", "edits", edit), ("PATCH", "edits", edit)]:
             status, answer, _ = http(f"{url}/api/label/{path}", method, body, {"Origin": origin})
@@ -223,6 +224,18 @@ def test_foreign_hosts_and_cross_site_writes_are_refused(station, run, tmp_path)
     with command(["label", f"dataset.root={run['noisy']}", f"suspects={run['dir']}", f"cache_dir={run['cache']}",
                   f"edits={tmp_path / 'e.json'}", "allowed_hosts=[robot.lan]"], tmp_path) as cli_url:
         assert_guarded(cli_url, "/api/label/edits", allowed="robot.lan")
+
+
+def test_an_origin_is_its_scheme_host_and_port():
+    from hilreward.app.guard import same_origin
+
+    assert same_origin("http://127.0.0.1:8000", "127.0.0.1:8000")
+    assert same_origin("HTTP://LocalHost:8000", "localhost:8000") and same_origin("http://[::1]:80", "[::1]")
+    assert same_origin("https://robot.lan", "robot.lan:443", scheme="https")
+    assert not same_origin("https://127.0.0.1:8000", "127.0.0.1:8000")  # the page was served over http
+    assert not same_origin("http://127.0.0.1:8001", "127.0.0.1:8000")
+    assert not same_origin("http://127.0.0.1", "127.0.0.1:8000") and not same_origin("null", "127.0.0.1:8000")
+    assert not same_origin("http://127.0.0.1:8000/x", "127.0.0.1:8000")  # an Origin has no path
 
 
 def test_station_with_a_checkpoint_and_option_errors(run, tmp_path, capsys):
