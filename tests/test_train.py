@@ -178,6 +178,35 @@ def test_killed_before_first_checkpoint_restarts_cleanly(cache, tmp_path, monkey
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_killed_mid_checkpoint_resumes_and_leaves_no_temporary_folder(cache, tmp_path, monkeypatch):
+    """A kill -9 while a checkpoint is written leaves its temporary folder (nothing runs to remove it): the resumed
+    run removes it, and every folder and file of the run is complete."""
+    import shutil
+
+    import hilreward.training.checkpoint as checkpoint_module
+
+    extra = ["training.steps=12", "training.eval_freq=0", "training.save_freq=6"]
+    real, calls = checkpoint_module.save_file, {"n": 0}
+
+    def killed_on_the_third_state(*args, **kwargs):  # 6/, last/ at step 6, then 12/ dies half-written
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", killed_on_the_third_state)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # killed: no cleanup runs
+    with pytest.raises(Interrupt):
+        train(config(tmp_path, cache, *extra))
+    monkeypatch.undo()
+    run = tmp_path / "checkpoints"
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")], "the kill left no temporary folder to test"
+    train(config(tmp_path, cache, *extra, "resume=true"))
+    assert sorted(p.name for p in run.iterdir()) == ["12", "6", "best", "last"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert json.loads((run / "last" / "training_state.json").read_text())["step"] == 12
+
+
 def test_resume_refuses_other_data_existing_runs_and_truncated_state(cache, tmp_path):
     extra = ["training.steps=4", "training.eval_freq=0"]
     train(config(tmp_path, cache, *extra))

@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -57,7 +58,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, durable: bool = Tru
 
 def move_dir(src: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Move a finished folder ``src`` to ``target`` (same file system): an existing ``target`` is swapped out by a
-    rename and removed only once the new one is in place."""
+    rename and removed only once the new one is in place (:func:`recover_dir` undoes a swap cut in between)."""
     src, target = Path(src), Path(target)
     old = None
     if target.exists():
@@ -70,12 +71,18 @@ def move_dir(src: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
+def staging_dir(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target`` to write it in before it is moved into place (``.<name>.tmp-*``)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+
 def replace_dir(target: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     """Call ``fill(tmp_dir)``, fsync what it wrote, then move it to ``target`` (:func:`move_dir`): a reader never
-    sees a half-written folder."""
+    sees a half-written folder, and once this returns the new folder survives a power cut."""
     target = Path(target).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = staging_dir(target)
     try:
         fill(tmp)
         for f in tmp.rglob("*"):
@@ -86,6 +93,46 @@ def replace_dir(target: str | os.PathLike, fill: Callable[[Path], None]) -> Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+PARTIAL = re.compile(r"^\..+\.(tmp-\w+|old-[0-9a-f]{8}|\w+\.tmp)$")
+"""Names of what a write killed midway leaves: :func:`staging_dir` folders, :func:`move_dir` old copies and
+:func:`write_file` temp files."""
+
+
+def recover_dir(target: str | os.PathLike) -> None:
+    """Undo a :func:`move_dir` swap cut between its two renames (``target`` gone, its old copy left)."""
+    target = Path(target)
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not target.exists() and olds:
+        os.replace(olds[-1], target)
+
+
+def remove_partial(folder: str | os.PathLike) -> list[str]:
+    """Remove what writes killed midway left directly in ``folder`` (:data:`PARTIAL`), after recovering any folder
+    a cut swap left without its target; returns the names removed. Call it only while nothing writes there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    for old in folder.glob(".*.old-*"):
+        name = old.name[1:].rsplit(".old-", 1)[0]
+        recover_dir(folder / name)
+    removed = []
+    for p in sorted(folder.iterdir()):
+        if PARTIAL.match(p.name):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+def jsonable(obj: Any) -> Any:
+    """``json.dumps(..., default=jsonable)``: what JSON lacks as what it has (arrays, tensors and numpy scalars as
+    lists or numbers, paths as strings); TypeError for anything else."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 # ---- numbers from outside -------------------------------------------------------------------------------------

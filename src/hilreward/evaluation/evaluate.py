@@ -23,7 +23,7 @@ from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
 from .report import Comparison, GalleryItem, worst_errors, write_report
 from .thresholds import EvidenceRule
-from ..utils import write_atomic, write_file
+from ..utils import jsonable, write_atomic, write_file
 
 TRAIN_CONFIG_NAME = "train_config.yaml"
 
@@ -144,14 +144,6 @@ def _write_parquet(path: Path, table) -> None:
     import pyarrow.parquet as pq
 
     write_file(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _episode_list(episodes: list[int]) -> str:
@@ -284,7 +276,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     if written is not None:
         write_threshold_to_checkpoint(folder, written)
         result["threshold_written"] = written
-    write_atomic(out / "metrics.json", json.dumps(result, indent=2, default=_json_default) + "\n")
+    write_atomic(out / "metrics.json", json.dumps(result, indent=2, default=jsonable) + "\n")
     if report:
         _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
     if write_threshold and written is None:

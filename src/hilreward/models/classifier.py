@@ -270,19 +270,19 @@ class RewardClassifier(nn.Module):
     def save_pretrained(self, save_directory: str | os.PathLike, train_config_yaml: Optional[str] = None,
                         metrics: Optional[Mapping[str, Any]] = None) -> Path:
         """Write config.json, model.safetensors (encoder and head), train_config.yaml, metrics.json atomically."""
-        config = self.config.to_dict()
-        state = self.state_dict()
+        return replace_dir(save_directory, lambda tmp: self.write_files(tmp, train_config_yaml, metrics))
 
-        def fill(tmp: Path) -> None:
-            ckpt.write_json(tmp / ckpt.CONFIG_NAME, config)
-            ckpt.save_weights(tmp / ckpt.WEIGHTS_NAME, state,
-                              metadata={"format": "pt", "hilreward_version": self.config.version})
-            if train_config_yaml is not None:
-                (tmp / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
-            if metrics is not None:
-                ckpt.write_json(tmp / ckpt.METRICS_NAME, dict(metrics))
-
-        return replace_dir(save_directory, fill)
+    def write_files(self, folder: Path, train_config_yaml: Optional[str] = None,
+                    metrics: Optional[Mapping[str, Any]] = None) -> None:
+        """The checkpoint's files into ``folder`` as they are (what :meth:`save_pretrained` writes and then moves into
+        place; a caller that writes more files there first, such as a training checkpoint, moves it itself)."""
+        ckpt.write_json(folder / ckpt.CONFIG_NAME, self.config.to_dict())
+        ckpt.save_weights(folder / ckpt.WEIGHTS_NAME, self.state_dict(),
+                          metadata={"format": "pt", "hilreward_version": self.config.version})
+        if train_config_yaml is not None:
+            (folder / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
+        if metrics is not None:
+            ckpt.write_json(folder / ckpt.METRICS_NAME, dict(metrics))
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardClassifier":

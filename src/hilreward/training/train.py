@@ -38,12 +38,11 @@ from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
 from .augment import ColorJitter
 from .calibrate import calibrate_by_folds, calibrate_checkpoint, calibrate_mode, plan_calibration, summary_line
-from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
-                         save_checkpoint)
+from .checkpoint import capture_rng, load_training_state, restore_training_state, save_checkpoint
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
-from ..utils import write_atomic
+from ..utils import remove_partial, replace_dir, write_atomic
 
 
 def main(args: list[str]) -> int:
@@ -154,9 +153,9 @@ def train(cfg: TrainConfig) -> Path:
     out = Path(cfg.output_dir)
     ckpt_root = out / "checkpoints"
     last_dir = ckpt_root / "last"
-    if procs.is_main:
-        recover_dir(last_dir)
-        recover_dir(ckpt_root / "best")
+    if procs.is_main:  # what a run killed while writing left: swaps undone, temporary files and folders removed
+        for folder in (out, ckpt_root):
+            remove_partial(folder)
     procs.wait()
     resume_from = _resume_source(cfg, last_dir, procs)
     if resume_from is not None:
@@ -312,10 +311,7 @@ def train(cfg: TrainConfig) -> Path:
     calibration = None
     if procs.is_main:
         if not len(val_rows) and last_dir.is_dir():  # nothing held out: the final model is the best we know
-            staging = ckpt_root / ".best.copy.tmp"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(last_dir, staging)
-            replace_dir(staging, ckpt_root / "best")
+            replace_dir(ckpt_root / "best", lambda tmp: shutil.copytree(last_dir, tmp, dirs_exist_ok=True))
         if plan.method == "heldout":  # temperature and threshold from the held-out episodes, in checkpoints/best
             calibration = calibrate_checkpoint(ckpt_root / "best", data, val_rows, val_features,
                                                fallback_threshold=cfg.model.threshold, device=device)
