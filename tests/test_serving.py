@@ -13,6 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
+from hilreward.cli import main
 from hilreward.deploy import RewardFunction, RewardOptions
 from hilreward.errors import AuthError, BusyError, ConfigError, InputError, ServingError, UnavailableError
 from hilreward.serving import GrpcBackend, RewardClient
@@ -254,6 +255,36 @@ def test_idle_streams_past_the_cap_are_refused_and_predict_and_health_always_ans
                     time.sleep(0.2)
     with pytest.raises(ConfigError, match="max_streams=16: must be within 1..workers-1"):
         RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), max_streams=16))
+
+
+def test_one_server_per_sqlite_state_dir_and_the_refusal_names_the_other(ckpt, tmp_path, capsys):
+    """Two `hilreward serve` on one SQLite state dir both retrained and published: version numbers no longer
+    followed content and the two ended on different versions, silently."""
+    import os
+    import signal
+
+    from support import start_serve
+
+    state = tmp_path / "state"
+    proc, address = start_serve([f"checkpoint={ckpt}", f"state_dir={state}", "threads=1"], tmp_path / "port")
+    try:
+        with pytest.raises(ConfigError) as err:
+            RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state)))
+        message = str(err.value)
+        assert f"state_dir={state} is in use by another `hilreward serve`" in message
+        assert f"held by pid {proc.pid} on " in message and "store=postgresql://" in message
+        assert main(["serve", f"checkpoint={ckpt}", f"state_dir={state}", "port=0"]) == 1  # the CLI: one line
+        assert capsys.readouterr().err.strip().count("\n") == 0
+        # another store in the same state dir is the same state dir (the versions folder is shared)
+        with pytest.raises(ConfigError, match="is in use"):
+            RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state), store=str(tmp_path / "b.db")))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the kernel drops the lock of a killed server
+        proc.wait(30)
+    with RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state))) as srv:
+        assert srv.slot.current.number == 0
+    with RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state))):  # stop() let it go
+        pass
 
 
 def test_corrections_need_the_token(server, frames):

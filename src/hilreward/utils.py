@@ -135,6 +135,39 @@ def jsonable(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+class ProcessLock:
+    """An exclusive lock on ``path`` held by this process until :meth:`release` (or its death, ``kill -9`` too:
+    the kernel drops it). ``ProcessLock.take(path, what)`` returns the lock, or says who holds it: the holder
+    writes ``who`` into the file, and :class:`ConfigError` quotes it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+
+    @classmethod
+    def take(cls, path: str | os.PathLike, who: str, refusal: str) -> "ProcessLock":
+        """Lock ``path`` (created when missing) and write ``who`` into it; ConfigError ``refusal`` + the holder's
+        ``who`` when another process holds it. Linux and macOS (flock)."""
+        import fcntl
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process that has not said who"
+            os.close(fd)
+            raise ConfigError(f"{refusal} (held by {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{who}\n".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = -1
+
+
 # ---- numbers from outside -------------------------------------------------------------------------------------
 def check_finite(name: str, value: Any) -> float:
     """``value`` as a float; InputError naming ``name`` when it is not a finite number (NaN, inf: stored, they would

@@ -23,6 +23,7 @@ leader) trains, and every replica swaps in each version (and ensemble) the leade
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -37,7 +38,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ..access import resolve_token
 from ..errors import ConfigError, HilrewardError
 from ..online import events
-from ..online.store import CorrectionStore
+from ..online.store import CorrectionStore, engine_name
 from ..online.versions import VersionStore
 from .batcher import Batcher
 from .config import ServeConfig, stream_limit, validate
@@ -45,7 +46,7 @@ from .model_slot import EnsemblePredictor, ModelSlot, ServedModel
 from .protos import hilreward_pb2_grpc as pb_grpc
 from .servicer import SERVICE_NAME, RewardServicer, TokenAuth
 from .streams import StreamLimit
-from ..utils import write_atomic
+from ..utils import ProcessLock, write_atomic
 
 log = logging.getLogger("hilreward.serving")
 
@@ -87,6 +88,24 @@ def init_versions(cfg: ServeConfig) -> VersionStore:
     return versions
 
 
+LOCK_FILE = "server.lock"
+"""In a state dir of an SQLite store: held by the one server that uses it (pid, host, time)."""
+
+
+def lock_state(cfg: ServeConfig) -> ProcessLock | None:
+    """The state dir's lock, for a server with an SQLite store (one server per state dir and store: two would
+    both retrain and publish, and number versions apart from what they hold); None for a shared PostgreSQL store,
+    whose replicas elect one retrainer instead."""
+    location = cfg.store or str(Path(cfg.state_dir) / "corrections.sqlite")
+    if engine_name(location) != "sqlite":
+        return None
+    who = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    return ProcessLock.take(
+        Path(cfg.state_dir) / LOCK_FILE, who,
+        f"state_dir={cfg.state_dir} is in use by another `hilreward serve`: stop it or pass another state_dir=; "
+        f"several servers share corrections only through store=postgresql://... (docs/scaling.md)")
+
+
 def _numeric_metrics(checkpoint: Path) -> dict[str, float]:
     import json
 
@@ -122,6 +141,15 @@ class RewardServer:
         validate(cfg)
         self.cfg = cfg
         cfg.token = resolve_token(cfg.token)
+        self._lock = lock_state(cfg)
+        try:
+            self._setup(cfg)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _setup(self, cfg: ServeConfig) -> None:
         if cfg.threads:
             import torch
 
@@ -300,6 +328,8 @@ class RewardServer:
         for thread in self._threads:
             thread.join(timeout=5)
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def wait(self) -> None:
         self._server.wait_for_termination()
