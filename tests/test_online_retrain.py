@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import threading
 import time
@@ -304,6 +305,93 @@ def test_kill_9_mid_attempt_loses_no_correction_or_review_and_the_next_start_res
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_kill_9_mid_publish_records_the_version_and_statuses_and_the_retrainer_dies_with_its_server(
+        ckpt, frames, tmp_path, cache_dir):
+    """The retrainer outlived a server killed while it published: the version was written, no attempt and no
+    status were recorded, and the restarted server saw nothing to do (corrections pending for 8 minutes)."""
+    state = tmp_path / "state"
+    common = [f"checkpoint={ckpt}", f"state_dir={state}", f"token={TOKEN}", "threads=1", f"dataset.root={DRAWER4}",
+              f"cache_dir={cache_dir}", "retrain.min_interval_s=0", "retrain.ensemble=0", "retrain.holdout_episodes=0"]
+    proc, address = start_serve(common, tmp_path / "port1")
+    try:
+        with RewardClient(address, token=TOKEN, timeout_s=20) as client:
+            wait_model(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
+            retrainer = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd]
+            assert len(retrainer) == 1, _children(proc.pid)
+            sent = [client.submit_correction(false_positive(frames), label=0, episode_id=1),
+                    client.submit_correction(step_images(frames, 390), label=1, episode_id=2, step=5),
+                    client.submit_correction(step_images(frames, 20), label=0, episode_id=2, step=6)]
+            deadline = time.monotonic() + DELAY_S
+            while not any(p.name.startswith(".1.tmp-") for p in (state / "versions").iterdir()):
+                assert not (state / "versions" / "1").exists(), "version 1 was published before the kill could land"
+                assert time.monotonic() < deadline, "no publish within the deadline"
+                time.sleep(0.001)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-publish, no graceful shutdown
+    finally:
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 10
+    while _alive(retrainer[0]):
+        assert time.monotonic() < deadline, "the retrainer outlived its server"
+        time.sleep(0.05)
+    with CorrectionStore(state / "corrections.sqlite", readonly=True) as store:  # whoever finished it recorded it
+        attempts, statuses = store.attempts(), store.latest_statuses()
+    assert [(a.passed, a.number) for a in attempts] == [(True, 1)] and (state / "versions" / "1").is_dir()
+    assert sorted(statuses) == [c.correction_id for c in sent]
+    proc, address = start_serve(common, tmp_path / "port2")
+    try:
+        with RewardClient(address, token=TOKEN, timeout_s=20) as client:
+            info = wait_model(client, lambda i: i.number == 1 and i.retrainer_status == "ready", "version 1 served")
+            assert info.corrections_used == 3 and info.corrections.pending == 0
+            assert not client.predict(false_positive(frames)).success
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_version_published_without_a_record_is_recorded_and_what_was_pending_trains(ckpt, frames, tmp_path,
+                                                                                      cache_dir):
+    """A retrainer killed between writing a version and recording it (or an older hilreward's, whose server did
+    the recording) leaves a version no attempt names: the next leader records it and trains the corrections no
+    attempt assessed."""
+    state = tmp_path / "state"
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state), token=TOKEN, cache_dir=cache_dir,
+                      dataset=DatasetConfig(root=str(DRAWER4)), retrain=RetrainOptions(min_interval_s=0, ensemble=0))
+    RewardServer(cfg).stop()  # versions/0 and the store
+    with CorrectionStore(state / "corrections.sqlite") as store:
+        ids = [_add(store, frames, i, label) for i, label in ((30, 0), (420, 1))]
+    versions = VersionStore(state / "versions")
+    versions.publish(lambda tmp, version: shutil.copytree(versions.path(0), tmp, dirs_exist_ok=True),
+                     lambda number: f"{versions.get(0).version}-r{number}", {"heldout_accuracy": 0.9}, 2, ids[-1])
+    with RewardServer(cfg) as server, RewardClient(server.address, token=TOKEN) as client:
+        info = wait_model(client, lambda i: i.number == 2 and i.corrections.pending == 0, "the pending ones trained")
+        assert info.corrections_used == 2
+        attempts = sorted(server.store.attempts(), key=lambda a: a.id)
+        assert [(a.passed, a.number) for a in attempts] == [(True, 1), (True, 2)]
+        assert "recorded when a retrainer took over" in attempts[0].reason
 
 
 def test_state_dir_of_another_checkpoint_is_refused(ckpt, tmp_path, cache_dir):

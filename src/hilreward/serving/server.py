@@ -263,12 +263,11 @@ class RewardServer:
                     self.servicer.set_retrainer("error", f"{type(exc).__name__}: {exc}")
 
     def _handle(self, event: events.Event) -> None:
-        """One retrainer event: record attempts, swap in published versions and ensembles, update the status."""
+        """One retrainer event (the retrainer recorded its attempts): swap in published versions and ensembles,
+        update the status."""
         servicer = self.servicer
         match event:
             case events.AttemptDone():
-                self.store.add_attempt(event.passed, event.number, event.version, event.reason, event.metrics,
-                                       event.last_correction_id, event.assessments, time=event.time)
                 if not event.passed:
                     servicer.set_retrainer("rejected", event.reason, attempt="rejected")
                     log.warning("retrained model rejected by the gate: %s", event.reason)

@@ -157,8 +157,8 @@ class CorrectionStore(ABC):
 
     ``CorrectionStore(location)`` opens the engine the location names: a path is an SQLite
     file, ``postgresql://user@host/db`` a PostgreSQL database (see ``hilreward.online.store.ENGINES``).
-    ``readonly=True`` opens an existing store for reading (the retrainer, ``hilreward corrections
-    export``): it never creates, migrates or writes.
+    ``readonly=True`` opens an existing store for reading (``hilreward corrections list|show|export``): it never
+    creates, migrates or writes.
     """
 
     MIGRATIONS: Sequence[Migration] = ()
