@@ -287,6 +287,42 @@ def test_one_server_per_sqlite_state_dir_and_the_refusal_names_the_other(ckpt, t
         pass
 
 
+def test_an_episode_keeps_its_version_past_many_new_ones_and_retention_keeps_what_episodes_use(ckpt, frames,
+                                                                                               tmp_path):
+    """Under frequent corrections an episode saw 26 version changes in 60 steps: the server held only the last 4
+    versions it served and judged a step that named an older one with the newest. Versions were never removed."""
+    import shutil
+
+    from hilreward.online import events
+    from hilreward.online.options import RetrainOptions
+    from hilreward.serving.model_slot import PinOptions
+
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), retrain=RetrainOptions(keep_versions=2),
+                      pins=PinOptions(idle_s=3.0, max_loaded=2))
+    with RewardServer(cfg) as srv:
+        versions = srv.versions
+
+        def publish() -> str:  # a version as the retrainer publishes it, and the event it sends
+            record = versions.publish(lambda tmp, _: shutil.copytree(versions.path(0), tmp, dirs_exist_ok=True),
+                                      lambda n: f"{versions.get(0).version}-r{n}", {}, 0, 0)
+            srv._handle(events.AttemptDone(True, "", {}, 0, [], time.time(), record.number, record.version))
+            return record.version
+
+        fn = RewardFunction.from_pretrained(None, backend="grpc", address=srv.address)
+        first = publish()
+        assert fn(step_images(frames, 0)).model_version == first  # the episode starts on version 1
+        for i in range(1, 9):  # 8 newer versions, more than it holds in memory (2) or keeps on disk (2)
+            assert publish() != first
+            assert fn(step_images(frames, i)).model_version == first, f"step {i}"
+        assert versions.numbers() == [0, 1, 8, 9]  # kept: the checkpoint, the episode's and the newest two
+        fn.reset()
+        assert fn(step_images(frames, 0)).model_version == versions.get(9).version  # a new episode: the newest
+        time.sleep(3.5)  # the first episode's steps stop for longer than pins.idle_s: its version goes
+        publish()
+        assert versions.numbers() == [0, 9, 10]
+        fn.close()
+
+
 def test_corrections_need_the_token(server, frames):
     images = step_images(frames, 9)
     for token in (None, "wrong"):

@@ -74,6 +74,9 @@ class RetrainOptions:
     """Heads in the uncertainty ensemble, trained while the retrainer is idle (0: no uncertainty)."""
     ensemble_steps: int = 100
     """Optimizer steps of each ensemble head trained from scratch (version 0's)."""
+    keep_versions: int = 16
+    """Published versions kept on disk: the newest N (0: all). Version 0 (the checkpoint), the serving one and every
+    one an episode still uses (``pins.idle_s``) are never removed."""
     threads: int = 1
     """torch threads of the retrainer process (leave the other cores to Predict)."""
     seed: int = 0
@@ -88,9 +91,9 @@ class RetrainOptions:
                               "retrain.min_interval_s and retrain.quiet_s >= 0, retrain.min_fixed within [0, 1], "
                               "retrain.min_steps within [0, retrain.steps]")
         if min(self.contradicted_weight, self.contradiction_radius, self.holdout_episodes, self.holdout_tolerance,
-               self.ensemble, self.max_reruns, self.boundary_frames, self.boundary_weight) < 0 \
+               self.ensemble, self.max_reruns, self.boundary_frames, self.boundary_weight, self.keep_versions) < 0 \
                 or min(self.ensemble_steps, self.blame_per_regression) < 1:
             raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance, "
-                              "ensemble, max_reruns, boundary_frames and boundary_weight must be >= 0, "
+                              "ensemble, max_reruns, boundary_frames, boundary_weight and keep_versions must be >= 0, "
                               "retrain.ensemble_steps and blame_per_regression >= 1")
         check_choices(self, "retrain.")

@@ -11,6 +11,7 @@ from ..deploy.rule import RewardOptions
 from ..errors import ConfigError
 from ..online.options import RetrainOptions
 from .images import MAX_PIXELS
+from .model_slot import PinOptions
 
 @dataclass
 class RecentOptions:
@@ -78,6 +79,8 @@ class ServeConfig(RewardOptions, BindOptions):
     """The buffer of recent predictions."""
     queries: QueryOptions = field(default_factory=QueryOptions)
     """The queue of frames that need a human."""
+    pins: PinOptions = field(default_factory=PinOptions)
+    """How long the versions requests name stay usable (an episode keeps its version)."""
 
 
 def stream_limit(cfg: ServeConfig) -> int:
@@ -101,4 +104,6 @@ def validate(cfg: ServeConfig) -> None:
             or not 0 <= cfg.queries.min_need <= 1:
         raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
                           "queries.min_need within [0, 1]")
+    if not cfg.pins.idle_s >= 0 or cfg.pins.max_loaded < 1:
+        raise ConfigError("pins.idle_s must be >= 0 and pins.max_loaded >= 1")
     cfg.check_bind()

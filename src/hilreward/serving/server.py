@@ -156,7 +156,9 @@ class RewardServer:
             torch.set_num_threads(int(cfg.threads))
         self.versions = init_versions(cfg)
         self.store = CorrectionStore(cfg.store or str(Path(cfg.state_dir) / "corrections.sqlite"))
-        self.slot = ModelSlot(load_version(self.versions, self.versions.numbers()[-1], cfg))
+        self.slot = ModelSlot(load_version(self.versions, self.versions.numbers()[-1], cfg), cfg.pins,
+                              load=self._load_named)
+        self._numbers: dict[str, int] = {}
         self.batcher = Batcher(self.slot, cfg.max_batch)
         self.retrainer = None
         if cfg.dataset.root or cfg.dataset.repo_id:
@@ -251,6 +253,25 @@ class RewardServer:
             self.servicer.log.changed()
         return self.slot.current
 
+    def _load_named(self, version: str) -> ServedModel | None:
+        """Version ``version`` loaded from disk for a request that names it, None when no version has that name."""
+        if version not in self._numbers:
+            self._numbers = {self.versions.get(n).version: n for n in self.versions.numbers()}
+        number = self._numbers.get(version)
+        try:
+            return None if number is None else load_version(self.versions, number, self.cfg)
+        except HilrewardError as exc:  # removed meanwhile: the request gets the serving version, which it names
+            log.warning("version %s named by a request cannot be loaded: %s", version, exc)
+            return None
+
+    def prune_versions(self) -> list[int]:
+        """Remove the versions ``retrain.keep_versions`` does not keep; the serving one and those episodes use
+        (the slot's pins) stay."""
+        removed = self.versions.prune(self.cfg.retrain.keep_versions, self.slot.pinned())
+        if removed:
+            log.info("removed model versions %s (retrain.keep_versions=%d)", removed, self.cfg.retrain.keep_versions)
+        return removed
+
     def _swap_loop(self) -> None:
         assert self.retrainer is not None
         while not self._stopped.is_set():
@@ -279,6 +300,7 @@ class RewardServer:
                     log.error("cannot load published version %s: %s", event.number, exc)
                     return
                 servicer.set_retrainer("published", model.version, attempt="published")
+                self.prune_versions()  # the leader's server: it swapped in what its retrainer published
             case events.EnsembleReady():
                 self._install(event.number)
                 log.info("uncertainty ensemble of version %s: %s heads (%.1f s)", event.number, event.members,
