@@ -14,8 +14,7 @@ import yaml
 
 from hilreward.config import compose
 from hilreward.deploy import RewardFunction
-from hilreward.errors import ConfigError
-from hilreward.training.calibrate import calibrate_mode, plan_calibration
+from hilreward.training.calibrate import plan_calibration
 from hilreward.training.folds import episode_folds
 from hilreward.training.train import main, train
 
@@ -61,13 +60,6 @@ def test_plan_takes_folds_only_when_the_heldout_split_is_short_of_evidence():
     assert none.method == "off" and "no episode of the dataset succeeds" in none.describe()
     thin = plan_calibration("auto", labelled({e: (2 if e < 2 else 0) for e in range(16)}), eps, [3], 4, seed=0)
     assert thin.method == "heldout" and "the whole dataset holds only 4 positive frames in 2 succeeding" in thin.reason
-
-
-def test_calibrate_values():
-    assert [calibrate_mode(v) for v in ("auto", "cv", True, "false", "HELDOUT")] == \
-        ["auto", "cv", "heldout", "off", "heldout"]
-    with pytest.raises(ConfigError, match="training.calibrate='sometimes' is not known .known: auto, heldout, cv"):
-        calibrate_mode("sometimes")
 
 
 @pytest.mark.slow

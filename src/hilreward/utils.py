@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from .errors import ConfigError, InputError
+from .constants import CAMERA_PREFIX
 
 # ---- atomic, durable writes ------------------------------------------------------------------------------------
 
@@ -182,8 +183,6 @@ def check_finite(name: str, value: Any) -> float:
 
 
 # ---- camera keys -----------------------------------------------------------------------------------------------
-CAMERA_PREFIX = "observation.images."
-"""LeRobot's prefix of every camera feature."""
 
 
 def full_key(name: str) -> str:

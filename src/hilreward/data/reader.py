@@ -24,6 +24,7 @@ from .cache import cache_root, cached_frames
 from .labels import align_labels, binarize
 from .video import decode_to_rows
 from ..utils import CAMERA_PREFIX
+from ..constants import REWARD_KEY
 
 SUPPORTED_VERSIONS = ("v3.0", "v2.1", "v2.0")
 _HASH_LIMIT = 1 << 20  # files up to 1 MiB are fingerprinted by content, larger ones by size + mtime
@@ -122,7 +123,7 @@ class LeRobotDataset:
             out[c] = base[c][sel] if c in base else _to_numpy(table.column(c), c)[self._order][sel]
         return out
 
-    def labels(self, key: str = "next.reward", threshold: float = 0.5, align: str = "auto",
+    def labels(self, key: str = REWARD_KEY, threshold: float = 0.5, align: str = "auto",
                episodes: list[int] | None = None) -> np.ndarray:
         """Integer labels (0/1 for float or bool columns) of the selected rows; see LabelConfig."""
         if key not in self.columns:

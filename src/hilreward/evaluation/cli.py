@@ -10,6 +10,7 @@ from typing import Optional
 from ..config import DatasetConfig, LabelConfig, parse_overrides
 from ..errors import ConfigError
 from .thresholds import EvidenceRule
+from ..constants import METRICS_NAME
 
 
 @dataclass
@@ -152,7 +153,7 @@ def eval_main(args: list[str]) -> int:
     if "threshold_written" in m:
         print(f"wrote threshold {m['threshold_written']:.6g} to {Path(m['config']['checkpoint']) / 'config.json'}")
     out = Path(opts.output_dir)
-    written = ["metrics.json", "predictions.parquet"] + (["report.html"] if opts.report else [])
+    written = [METRICS_NAME, "predictions.parquet"] + (["report.html"] if opts.report else [])
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return 0
 

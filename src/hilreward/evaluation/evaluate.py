@@ -24,8 +24,8 @@ from .episodes import DEFAULT_TOLERANCE_S
 from .report import Comparison, GalleryItem, worst_errors, write_report
 from .thresholds import EvidenceRule
 from ..utils import jsonable, write_atomic, write_file
+from ..constants import METRICS_NAME, TRAIN_CONFIG_NAME
 
-TRAIN_CONFIG_NAME = "train_config.yaml"
 
 
 # ----------------------------------------------------------------------------- checkpoint side
@@ -276,7 +276,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     if written is not None:
         write_threshold_to_checkpoint(folder, written)
         result["threshold_written"] = written
-    write_atomic(out / "metrics.json", json.dumps(result, indent=2, default=jsonable) + "\n")
+    write_atomic(out / METRICS_NAME, json.dumps(result, indent=2, default=jsonable) + "\n")
     if report:
         _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
     if write_threshold and written is None:

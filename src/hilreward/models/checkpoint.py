@@ -16,11 +16,8 @@ import torch
 from ..errors import CheckpointError
 from .weights import looks_like_repo_id
 from ..utils import jsonable, write_atomic
+from ..constants import CONFIG_NAME, METRICS_NAME, TRAIN_CONFIG_NAME, WEIGHTS_NAME  # noqa: F401 (models API)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TRAIN_CONFIG_NAME = "train_config.yaml"
-METRICS_NAME = "metrics.json"
 
 
 def resolve_checkpoint(path_or_repo: str | os.PathLike) -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import ModelSettings
 from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
@@ -19,6 +20,7 @@ from ..images import model_pixels
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
 from ..utils import replace_dir
+from ..constants import CONFIG_NAME
 
 FORMAT_VERSION = 2
 """Checkpoint format this code writes and the newest it reads (2: ``temperature`` divides the logits; a reader
@@ -32,37 +34,23 @@ def _package_version() -> str:
 
 
 @dataclass
-class ClassifierConfig:
-    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``."""
+class ClassifierConfig(ModelSettings):
+    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``.
 
-    encoder: str = "resnet10"
-    """Encoder registry spec (``resnet10``, ``small_cnn``, ``tiny``, ``hf:...``, ``timm:...``, ``torchvision:...``)."""
+    The model keys of training (:class:`~hilreward.config.ModelSettings`: encoder, freeze, num_classes,
+    image_size, the head's sizes, threshold) with their defaults, plus what the data, the built encoder and
+    calibration add."""
+
     camera_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     """Full camera keys, in the order the head concatenates them."""
-    image_size: list[int] = field(default_factory=lambda: [128, 128])
-    """Model input [height, width]; inputs of any other size are resized to it."""
     mean: Optional[list[float]] = None
     """Per-channel normalisation mean (None: the encoder's)."""
     std: Optional[list[float]] = None
     """Per-channel normalisation std (None: the encoder's)."""
-    num_classes: int = 2
-    """2: binary (one logit, sigmoid); >2: multi-class (softmax)."""
-    spatial_features: int = 8
-    """Spatial learned embedding features per camera."""
-    latent_dim: int = 256
-    """Per-camera projection width."""
-    hidden_dim: int = 256
-    """Hidden width after the cameras are concatenated."""
-    dropout: float = 0.1
-    """Dropout in the head."""
-    threshold: float = 0.5
-    """Default success threshold (probability of the positive class, after ``temperature``)."""
     temperature: float = 1.0
     """Logits are divided by this before the sigmoid / softmax (temperature scaling, set by calibration)."""
     calibration: Optional[dict[str, Any]] = None
     """How ``temperature`` and ``threshold`` were chosen (episodes, evidence, rule), when calibrated."""
-    freeze: str = "all"
-    """Encoder freeze mode: ``all``, ``last`` or ``none``."""
     encoder_options: dict[str, Any] = field(default_factory=dict)
     """Architecture options of the encoder (filled from the built encoder)."""
     feature_shape: Optional[list[int]] = None
@@ -78,15 +66,11 @@ class ClassifierConfig:
     def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "ClassifierConfig":
         """From a TrainConfig (or its ``model`` ModelConfig) and the dataset's cameras."""
         m = getattr(cfg, "model", cfg)
-        return cls(
-            encoder=m.encoder, camera_keys=[full_camera_key(k) for k in camera_keys],
-            image_size=[int(s) for s in m.image_size], num_classes=int(m.num_classes),
-            spatial_features=int(m.spatial_features), latent_dim=int(m.latent_dim), hidden_dim=int(m.hidden_dim),
-            dropout=float(m.dropout), threshold=float(m.threshold), freeze=m.freeze,
-        )
+        settings = {f.name: getattr(m, f.name) for f in dataclasses.fields(ModelSettings)}
+        return cls(**settings, camera_keys=[full_camera_key(k) for k in camera_keys])
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config.json") -> "ClassifierConfig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = CONFIG_NAME) -> "ClassifierConfig":
         fmt = int(data.get("format_version", 1))
         if fmt > FORMAT_VERSION:
             raise CheckpointError(

@@ -14,6 +14,7 @@ from torch import nn
 
 from .registry import Encoder, register_encoder
 from .weights import checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights, safetensors_file
+from ..constants import CONFIG_NAME
 
 
 def conv_stack(widths: Sequence[int], groups: int = 8) -> nn.Sequential:
@@ -42,7 +43,7 @@ def build_conv_encoder(
         from_checkpoint = checkpoint_encoder_state(state)  # a hilreward checkpoint: reuse its encoder
         if from_checkpoint is not None:
             state = from_checkpoint
-            options = read_json(path.parent / "config.json").get("encoder_options", options)
+            options = read_json(path.parent / CONFIG_NAME).get("encoder_options", options)
     widths = [int(w) for w in options.get("widths", widths)]
     backbone = conv_stack(widths)
     if state is not None:

@@ -47,6 +47,7 @@ from .protos import hilreward_pb2_grpc as pb_grpc
 from .servicer import SERVICE_NAME, RewardServicer, TokenAuth
 from .streams import StreamLimit
 from ..utils import ProcessLock, write_atomic
+from ..constants import METRICS_NAME
 
 log = logging.getLogger("hilreward.serving")
 
@@ -109,7 +110,7 @@ def lock_state(cfg: ServeConfig) -> ProcessLock | None:
 def _numeric_metrics(checkpoint: Path) -> dict[str, float]:
     import json
 
-    path = checkpoint / "metrics.json"
+    path = checkpoint / METRICS_NAME
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):

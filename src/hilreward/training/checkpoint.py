@@ -24,10 +24,9 @@ from safetensors.torch import load_file, save_file
 from ..errors import CheckpointError
 from .distributed import process_seed
 from ..utils import jsonable, replace_dir
+from ..constants import STATE_JSON, STATE_TENSORS
 
 STATE_FORMAT = 1
-STATE_TENSORS = "training_state.safetensors"
-STATE_JSON = "training_state.json"
 
 
 def flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -17,6 +17,7 @@ from ..data import FrameData
 from ..errors import ConfigError
 from ..models.classifier import RewardClassifier
 from .features import compute_features, encoder_is_frozen, heldout_logits
+from ..constants import STATE_JSON
 
 
 def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.ndarray, k: int,
@@ -36,7 +37,7 @@ def fold_config(cfg: TrainConfig, episodes: list[int], held: list[int], director
                 **training) -> TrainConfig:
     """The run of one fold: ``held`` held out, ``steps`` steps, no calibration (its held-out episodes are what it
     scores), W&B off, resumed when it was cut short; ``training`` overrides more training keys."""
-    resume = (directory / "checkpoints" / "last" / "training_state.json").is_file()
+    resume = (directory / "checkpoints" / "last" / STATE_JSON).is_file()
     return replace(cfg, output_dir=str(directory), split=replace(cfg.split, val_episodes=list(held)), resume=resume,
                    dataset=replace(cfg.dataset, episodes=list(episodes)), wandb=replace(cfg.wandb, enable=False),
                    training=replace(cfg.training, calibrate="off", steps=steps, epochs=None, **training))

@@ -37,19 +37,20 @@ from ..errors import ConfigError
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
 from .augment import ColorJitter
-from .calibrate import calibrate_by_folds, calibrate_checkpoint, calibrate_mode, plan_calibration, summary_line
+from .calibrate import calibrate_by_folds, calibrate_checkpoint, plan_calibration, summary_line
 from .checkpoint import capture_rng, load_training_state, restore_training_state, save_checkpoint
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
 from .losses import classification_loss, classification_metrics, predictions, probabilities
 from ..utils import remove_partial, replace_dir, write_atomic
+from ..constants import METRICS_NAME, STATE_JSON, TRAIN_CONFIG_NAME
 
 
 def main(args: list[str]) -> int:
-    if wants_help(args):  # the keys with the defaults conf/train.yaml (and any group given, e.g. model=scratch) sets
+    if wants_help(args):  # the keys with their defaults (and what a group given, e.g. model=scratch, changes)
         rest = [a for a in args if a not in HELP_FLAGS]
         raise HelpRequested(TrainConfig, defaults={TrainConfig: compose(rest)},
-                            note="Defaults as conf/train.yaml sets them (add model=scratch to see that preset's); "
+                            note="Defaults as compose() resolves them (add model=scratch to see that preset's); "
                                  "Hydra-style overrides: model=scratch, training.steps=600, +group=... .")
     best = train(compose(args))
     if is_main_process():
@@ -159,7 +160,7 @@ def train(cfg: TrainConfig) -> Path:
     procs.wait()
     resume_from = _resume_source(cfg, last_dir, procs)
     if resume_from is not None:
-        cfg = _merge_resumed(cfg, from_yaml((resume_from / "train_config.yaml").read_text()))
+        cfg = _merge_resumed(cfg, from_yaml((resume_from / TRAIN_CONFIG_NAME).read_text()))
 
     # Split by episode; the resolved held-out episodes go into the saved config and metrics.
     ds = open_dataset(cfg.dataset)
@@ -177,18 +178,18 @@ def train(cfg: TrainConfig) -> Path:
                                tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
     _check_labels(data.labels, cfg.model.num_classes, cfg.label.key, procs)
     # What the calibration rests on decides the split: calibrating by folds holds nothing out.
-    plan = plan_calibration(calibrate_mode(t_cfg.calibrate), data, sorted(wanted), val_eps, t_cfg.calibrate_folds,
+    plan = plan_calibration(t_cfg.calibrate, data, sorted(wanted), val_eps, t_cfg.calibrate_folds,
                             cfg.split.seed, procs.count)
     if plan.method == "cv":
         train_eps, val_eps = sorted(wanted), []
     cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
     config_yaml = to_yaml(cfg)
     procs.print("hilreward train: resolved config\n" + config_yaml)
-    if calibrate_mode(t_cfg.calibrate) != "off":
+    if t_cfg.calibrate != "off":
         procs.print(plan.describe())
     if procs.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "train_config.yaml", config_yaml)
+        write_atomic(out / TRAIN_CONFIG_NAME, config_yaml)
     if resume_from is not None:
         tensors, state = load_training_state(resume_from)
         _check_same_data(state, data, resume_from)
@@ -255,7 +256,7 @@ def train(cfg: TrainConfig) -> Path:
                     "camera_keys": data.camera_keys}
     eval_metrics: dict = {}
     if resume_from is not None:  # the last eval so far, so a finished run resumed still reports it
-        saved = json.loads((resume_from / "metrics.json").read_text())
+        saved = json.loads((resume_from / METRICS_NAME).read_text())
         eval_metrics = {k: v for k, v in saved.items() if k.startswith("eval/")}
         if start_step >= steps:
             procs.print(f"the run in {out} already reached step {steps}: nothing to train")
@@ -321,14 +322,14 @@ def train(cfg: TrainConfig) -> Path:
         final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
                  "calibration": calibration.details if calibration else None,
                  "calibration_plan": {"method": plan.method, "reason": plan.reason}}
-        write_atomic(out / "metrics.json", json.dumps(final, indent=2))
+        write_atomic(out / METRICS_NAME, json.dumps(final, indent=2))
     if logger:
         logger.finish()
     if eval_metrics:
         procs.print(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
                     f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
                     f"recall {eval_metrics['eval/recall']:.4f}")
-    if calibrate_mode(t_cfg.calibrate) != "off":
+    if t_cfg.calibrate != "off":
         procs.print(summary_line(calibration, plan))
     procs.wait()  # every process returns once the checkpoints (calibrated) are on disk
     return ckpt_root / "best"
@@ -347,7 +348,6 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"training.epochs={t.epochs} must be at least 1 (or null to use training.steps)")
     if cfg.model.num_classes < 2:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
-    calibrate_mode(t.calibrate)
     if t.calibrate_folds < 2:
         raise ConfigError(f"training.calibrate_folds={t.calibrate_folds} must be at least 2")
     if t.calibrate_fold_steps is not None and t.calibrate_fold_steps < 1:
@@ -380,7 +380,7 @@ def _seed_everything(seed: int) -> None:
 
 def _resume_source(cfg: TrainConfig, last_dir: Path, procs: Processes) -> Path | None:
     """``checkpoints/last`` when resuming from it; None for a new run (also after a run killed before saving)."""
-    has_last = (last_dir / "training_state.json").is_file()
+    has_last = (last_dir / STATE_JSON).is_file()
     if cfg.resume:
         if has_last:
             return last_dir
