@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import check_choices
 from ..errors import ConfigError
+from ..evaluation.episodes import streaks
 
 Mode = Literal["sparse", "dense"]
 
@@ -95,7 +96,7 @@ def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: 
     """
     t = _threshold(options, threshold)
     score = success_probability(probability, options.success_class)
-    streak = streak + 1 if score >= t else 0
+    streak = int(streaks([score >= t], streak)[0])
     success = streak >= options.consecutive
     if label is not None:
         success, score = bool(label), float(bool(label))

@@ -19,12 +19,19 @@ DEFAULT_TOLERANCE_S = 0.5
 """Default tolerance of a gross false termination, in seconds."""
 
 
+def streaks(above: np.ndarray, streak: int = 0) -> np.ndarray:
+    """The debounce, the one rule every path counts by: at each step, how many steps in a row up to it were
+    ``above`` the threshold, continuing a ``streak`` of the steps before the first. A step is a success when its
+    streak reaches ``consecutive`` (``deploy.rule.judge`` step by step, :func:`first_firing` over an episode)."""
+    above = np.asarray(above, dtype=bool).reshape(-1)
+    pos = np.arange(above.size)
+    last_below = np.maximum.accumulate(np.where(above, -1, pos))
+    return np.where(last_below < 0, pos + 1 + int(streak), pos - last_below)
+
+
 def first_firing(probs: np.ndarray, threshold: float, consecutive: int = 1) -> Optional[int]:
     """Position of the first frame that completes ``consecutive`` frames in a row with p >= threshold."""
-    above = np.asarray(probs) >= threshold
-    pos = np.arange(above.size)
-    run = pos - np.maximum.accumulate(np.where(above, -1, pos))  # run length of `above` ending here
-    hits = np.flatnonzero(run >= consecutive)
+    hits = np.flatnonzero(streaks(np.asarray(probs) >= threshold) >= consecutive)
     return int(hits[0]) if hits.size else None
 
 
