@@ -16,7 +16,7 @@ from hilreward.config import compose
 from hilreward.deploy import RewardFunction
 from hilreward.training.calibrate import plan_calibration
 from hilreward.training.folds import episode_folds
-from hilreward.training.train import main, train
+from hilreward.training.loop import main, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"  # rendered Meta-World drawer-open, 24 episodes (0, 1 expert, 2 noisy, 3 random)

@@ -19,7 +19,7 @@ from hilreward.serving import RewardClient
 from hilreward.serving.client import GrpcCorrectionSink
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-from hilreward.training.train import train
+from hilreward.training import train
 from support import TOKEN, step_images
 from test_train import write_phase_dataset
 

@@ -3,7 +3,6 @@ gradients, resume exactness, CLI, W&B offline, binary and multi-class learning, 
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
@@ -22,12 +21,12 @@ from hilreward.config import compose
 from hilreward.data import load_frame_data
 from hilreward.errors import CheckpointError, ConfigError
 from hilreward.models.classifier import RewardClassifier
-from hilreward.training.features import to_float_chw
-from hilreward.training.train import main, train, train_step
+from hilreward.models.preprocessing import to_float_chw
+import hilreward.training.loop as train_module
+from hilreward.training.loop import main, train, train_step
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRAWER4 = FIXTURES / "drawer4"
-train_module = importlib.import_module("hilreward.training.train")  # the module (the package exports train())
 METRIC_NAMES = {"train/loss", "train/accuracy", "train/dataloading_s", "eval/loss", "eval/accuracy",
                 "eval/precision", "eval/recall", "eval/eval_s"}
 
@@ -132,7 +131,7 @@ def test_one_backward_pass_reaches_every_trainable_parameter(freeze, cache, tmp_
     torch.manual_seed(0)
     model = RewardClassifier.from_train_config(cfg, data.camera_keys)
     idx = np.concatenate([np.flatnonzero(data.labels == 0)[:8], np.flatnonzero(data.labels == 1)[:8]])
-    inputs = {c: to_float_chw(data.images[c][idx]) for c in data.camera_keys}
+    inputs = {c: to_float_chw(data.images[c][idx], c) for c in data.camera_keys}
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
     metrics = train_step(model, inputs, torch.from_numpy(data.labels[idx]), optimizer)

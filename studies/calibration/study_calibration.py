@@ -145,7 +145,7 @@ def recalibrate(args) -> None:
     from hilreward.config import from_yaml
     from hilreward.data import load_frame_data
     from hilreward.training.calibrate import calibrate_by_folds, plan_calibration
-    from hilreward.training.train import train
+    from hilreward.training import train
 
     sets = task_sets(args)
     for path in sorted(Path(args.out).glob("*/*/result.json")):

@@ -21,6 +21,7 @@ from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
+from .inference import batched_logits
 from .report import Comparison, GalleryItem, worst_errors, write_report
 from .thresholds import EvidenceRule
 from ..utils import jsonable, write_atomic, write_file
@@ -104,18 +105,9 @@ def run_model(model, images: dict[str, np.ndarray], batch_size: int = 64) -> tup
     """(logits, probabilities) for every row of ``images`` (camera key -> uint8 (N,H,W,3))."""
     import torch
 
-    n = len(next(iter(images.values())))
-    logits, probs = [], []
-    model.eval()
+    logits = batched_logits(model, images=images, batch_size=batch_size)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = {k: np.array(v[start:start + batch_size]) for k, v in images.items()}  # writable copy
-            z = model(model.preprocess(batch))
-            logits.append(z.float().cpu().numpy())
-            probs.append(model.probabilities(z).float().cpu().numpy())
-    k = model.config.num_classes
-    empty = np.zeros((0,) if k == 2 else (0, k), dtype=np.float32)
-    return (np.concatenate(logits) if logits else empty), (np.concatenate(probs) if probs else empty)
+        return logits, model.probabilities(torch.from_numpy(logits)).float().numpy()
 
 
 def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], threshold: Optional[float],

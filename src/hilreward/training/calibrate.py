@@ -32,10 +32,10 @@ from ..config import TrainConfig
 from ..data import FrameData
 from ..evaluation.calibration import Calibration, calibrate, sigmoid
 from ..evaluation.episodes import episode_metrics
+from ..evaluation.inference import batched_logits
 from ..evaluation.thresholds import EvidenceRule, evidence_counts
 from ..models.checkpoint import update_config
 from ..models.classifier import RewardClassifier
-from .features import heldout_logits
 from .folds import episode_folds, fold_config, fold_logits
 from ..constants import CONFIG_NAME
 
@@ -105,7 +105,7 @@ def calibrate_checkpoint(folder: Path, data: FrameData, rows: np.ndarray,
     if not len(rows) or not (Path(folder) / CONFIG_NAME).is_file():
         return None
     model = RewardClassifier.from_pretrained(folder, device=device)
-    logits = heldout_logits(model, data, rows, features, batch_size)
+    logits = batched_logits(model, rows, data.images, features, batch_size)
     cal = calibrate(data.episode_index[rows], data.frame_index[rows], data.labels[rows], logits, fps=data.fps,
                     fallback_threshold=model.threshold if fallback_threshold is None else fallback_threshold)
     cal.details["method"] = "heldout"

@@ -15,8 +15,9 @@ import numpy as np
 from ..config import TrainConfig
 from ..data import FrameData
 from ..errors import ConfigError
+from ..evaluation.inference import batched_logits
 from ..models.classifier import RewardClassifier
-from .features import compute_features, encoder_is_frozen, heldout_logits
+from .features import compute_features, encoder_is_frozen
 from ..constants import STATE_JSON
 
 
@@ -51,4 +52,4 @@ def fold_logits(cfg: TrainConfig, checkpoint: Path, data: FrameData, rows: np.nd
     if encoder_is_frozen(model) and cfg.training.feature_cache != "off":
         features = compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=0,
                                     dtype=cfg.training.feature_dtype)
-    return heldout_logits(model, data, rows, features)
+    return batched_logits(model, rows, data.images, features)

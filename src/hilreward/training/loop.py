@@ -17,7 +17,6 @@ and only the main process prints, logs to W&B and writes checkpoints and reports
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -34,14 +33,16 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, check_choices, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..errors import ConfigError
+from ..evaluation.inference import batched_logits
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
 from .augment import ColorJitter
 from .calibrate import calibrate_by_folds, calibrate_checkpoint, plan_calibration, summary_line
 from .checkpoint import capture_rng, load_training_state, restore_training_state, save_checkpoint
 from .distributed import Processes, finish, is_main_process, process_seed
-from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
-from .losses import classification_loss, classification_metrics, predictions, probabilities
+from .features import compute_features, encoder_is_frozen
+from .losses import classification_loss, classification_metrics, predictions
+from .step import TrainedPart, make_optimizer, train_step
 from ..utils import remove_partial, replace_dir, write_atomic
 from ..constants import METRICS_NAME, STATE_JSON, TRAIN_CONFIG_NAME
 
@@ -59,79 +60,26 @@ def main(args: list[str]) -> int:
     return 0
 
 
-# ---- one optimisation step ------------------------------------------------------------------
-class TrainedPart(torch.nn.Module):
-    """What a step runs forward: the head on cached features, or preprocessing + encoder + head on pixels.
-
-    Data-parallel training wraps it in DDP, whose backward averages the gradients across processes.
-    """
-
-    def __init__(self, model, from_features: bool):
-        super().__init__()
-        self.model = model
-        self.from_features = from_features
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.head(inputs) if self.from_features else self.model(self.model.preprocess(inputs))
-
-
-def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, optimizer, scheduler=None, *,
-               from_features: bool = False, grad_clip_norm: float = 0.0, autocast_dtype=None,
-               forward: torch.nn.Module | None = None) -> dict:
-    """Forward (head on cached features, or preprocess + encoder + head on pixels), loss, backward, step.
-
-    ``forward`` runs the batch instead of ``TrainedPart(model, from_features)`` (training passes it
-    DDP-wrapped when data-parallel). Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch.
-    """
-    num_classes = model.config.num_classes
-    net = forward if forward is not None else TrainedPart(model, from_features)
-    net.train()  # a frozen encoder stays in eval mode (Encoder.train keeps its BatchNorm statistics fixed)
-    device_type = labels.device.type
-    ctx = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-    with ctx:
-        logits = net(inputs)
-    loss = classification_loss(logits, labels, num_classes)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip_norm if grad_clip_norm > 0 else float("inf"))
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    acc = (predictions(logits.detach(), num_classes, model.threshold) == labels).float().mean().item()
-    return {"loss": loss.item(), "accuracy": acc, "grad_norm": float(grad_norm),
-            "lr": optimizer.param_groups[0]["lr"]}
-
-
-# ---- evaluation on the held-out episodes ----------------------------------------------------------
-@torch.inference_mode()
-def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.ndarray] | None, batch_size: int,
-             device: torch.device, processes: Processes | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+# ---- validation on the held-out episodes -------------------------------------------------------
+def validate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.ndarray] | None, batch_size: int,
+             processes: Processes | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, predicted class per row, probability per row (B,) or (B,K)) on ``rows`` of ``data``.
 
-    With several ``processes`` each evaluates its share of ``rows`` and every process gets all results.
+    With several ``processes`` each runs its share of ``rows`` and every process gets all results.
     """
-    procs = processes or Processes(device)
+    procs = processes or Processes(next(model.parameters()).device)
     num_classes = model.config.num_classes
-    model.eval()
     t0 = time.perf_counter()
     mine = rows[procs.share(len(rows))]
-    losses, preds, probs = [], [], []
-    for start in tqdm(range(0, len(mine), batch_size), desc="Validation", leave=False, dynamic_ncols=True,
-                      disable=not procs.is_main):
-        idx = mine[start:start + batch_size]
-        if features is not None:
-            logits = model.head({c: f.to(device) for c, f in gather_features(features, idx).items()})
-        else:
-            pixels = {c: to_float_chw(np.asarray(data.images[c][idx])).to(device) for c in data.camera_keys}
-            logits = model(model.preprocess(pixels))
-        y = torch.from_numpy(data.labels[idx]).to(device)
-        losses.append(classification_loss(logits, y, num_classes).item() * len(idx))
-        preds.append(predictions(logits, num_classes, model.threshold).cpu().numpy())
-        probs.append(probabilities(logits, num_classes).cpu().numpy())
-    parts = procs.gather((float(np.sum(losses)), preds, probs))  # shares in process order: rows' order
-    pred = np.concatenate([x for _, p, _ in parts for x in p])
-    prob = np.concatenate([x for _, _, p in parts for x in p])
+    logits = torch.from_numpy(batched_logits(model, mine, data.images, features, batch_size))
+    with torch.inference_mode():
+        loss = classification_loss(logits, torch.from_numpy(data.labels[mine]), num_classes).item() * len(mine) \
+            if len(mine) else 0.0
+        probs = model.probabilities(logits)
+        preds = predictions(probs, model.threshold)
+    parts = procs.gather((loss, preds.numpy(), probs.numpy()))  # shares in process order: rows' order
+    pred = np.concatenate([p for _, p, _ in parts])
+    prob = np.concatenate([p for _, _, p in parts])
     metrics = classification_metrics(pred, data.labels[rows], num_classes)
     out = {"eval/loss": sum(loss for loss, _, _ in parts) / len(rows), **{f"eval/{k}": v for k, v in metrics.items()},
            "eval/eval_s": time.perf_counter() - t0}
@@ -211,7 +159,7 @@ def train(cfg: TrainConfig) -> Path:
     if procs.index:  # its own dropout noise
         _seed_everything(process_seed(t_cfg.seed, procs.index))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
+    optimizer = make_optimizer(trainable, t_cfg.lr, t_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     n_params = sum(p.numel() for p in model.parameters())
@@ -292,8 +240,7 @@ def train(cfg: TrainConfig) -> Path:
             window = {k: [] for k in window}
 
         if len(val_rows) and ((t_cfg.eval_freq and step % t_cfg.eval_freq == 0) or step == steps):
-            eval_metrics, pred, prob = evaluate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, device,
-                                                procs)
+            eval_metrics, pred, prob = validate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, procs)
             if procs.is_main:
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
             if logger:
