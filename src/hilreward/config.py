@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
+from .usage import HelpRequested, wants_help
 from .constants import REWARD_KEY
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -286,8 +287,6 @@ def parse_overrides(schema: type, args: list[str]) -> Any:
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-
-    from .usage import HelpRequested, wants_help
 
     if wants_help(args):
         raise HelpRequested(schema)

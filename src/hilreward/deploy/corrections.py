@@ -19,6 +19,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ..constants import REWARD_KEY
+from ..data.writer import DatasetWriter
 from ..errors import ConfigError, InputError
 from ..images import resize_uint8
 from ..utils import full_key, move_dir
@@ -140,8 +141,6 @@ def write_dataset(root: str | os.PathLike, episodes: Sequence[Sequence[Correctio
     ``correction.episode`` / ``correction.step`` (int64), and ``correction.id`` when ``ids`` (shaped like
     ``episodes``) are given. ``meta/corrections.jsonl``: each correction's fields but its frames, plus its
     ``meta`` entry."""
-    from ..data.writer import DatasetWriter
-
     root = Path(root)
     sizes = {k: tuple(v.shape[:2]) for k, v in sorted(episodes[0][0].frames.items())}
     features = {REWARD_KEY: {"dtype": "float32", "shape": [1]},

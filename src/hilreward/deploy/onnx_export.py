@@ -25,11 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import parse_overrides
 from ..errors import CheckpointError, ConfigError
+from ..models.checkpoint import resolve_checkpoint
+from ..models.loading import load_classifier
 from ..models.preprocessing import normalize
-from .backends import onnx_input_name
 from ..models.lerobot_import import LeRobotRewardClassifier
-from ..utils import write_file
+from ..utils import full_key, write_file
+
+
+def onnx_input_name(camera_key: str) -> str:
+    """The graph input of a camera (``observation_images_front``)."""
+    return full_key(camera_key).replace(".", "_")
 
 FORMATS = ("onnx",)
 
@@ -144,10 +151,6 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: int = 4, seed: 
 
 
 def main(args: list[str]) -> int:
-    from ..config import parse_overrides
-    from ..models.checkpoint import resolve_checkpoint
-    from ..models.loading import load_classifier
-
     opts: ExportOptions = parse_overrides(ExportOptions, args)
     if not opts.checkpoint:
         raise ConfigError("export needs checkpoint=<folder or Hub repo id>")

@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
-from ..config import DatasetConfig, LabelConfig, TrainConfig
+from ..config import DatasetConfig, LabelConfig, TrainConfig, from_yaml
+from ..data import load_frame_data, open_dataset
 from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
+from ..models.checkpoint import resolve_checkpoint, update_config
+from ..models.lerobot_import import is_lerobot_checkpoint
+from ..models.loading import load_classifier
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
 from .inference import batched_logits
@@ -34,15 +39,11 @@ from ..constants import METRICS_NAME, TRAIN_CONFIG_NAME
 
 def checkpoint_dir(checkpoint: str | os.PathLike) -> Path:
     """A local checkpoint directory, or the snapshot of a Hub repo id (cache only when offline)."""
-    from ..models.checkpoint import resolve_checkpoint
-
     return Path(resolve_checkpoint(checkpoint))
 
 
 def load_train_config(folder: Path) -> Optional[TrainConfig]:
     """The checkpoint's saved training config, or None when it has none."""
-    from ..config import from_yaml
-
     path = folder / TRAIN_CONFIG_NAME
     if not path.is_file():
         return None
@@ -64,8 +65,6 @@ def heldout_episodes(folder: Path, train_cfg: Optional[TrainConfig]) -> list[int
 
 def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
     """Store ``threshold`` in the checkpoint's config.json (atomic rewrite; other keys untouched)."""
-    from ..models.checkpoint import update_config
-
     return update_config(folder, {"threshold": float(threshold)})
 
 
@@ -90,8 +89,6 @@ def _resolve_dataset(dataset: Optional[DatasetConfig], train_cfg: Optional[Train
 
 
 def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> None:
-    from ..data import open_dataset
-
     available = open_dataset(dataclasses.replace(ds, cameras=None)).camera_keys
     missing = [k for k in camera_keys if k not in available]
     if missing:
@@ -103,8 +100,6 @@ def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> N
 
 def run_model(model, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(logits, probabilities) for every row of ``images`` (camera key -> uint8 (N,H,W,3))."""
-    import torch
-
     logits = batched_logits(model, images=images, batch_size=batch_size)
     with torch.inference_mode():
         return logits, model.probabilities(torch.from_numpy(logits)).float().numpy()
@@ -168,8 +163,6 @@ class Scored:
 def _score(folder: Path, model, ds: DatasetConfig, label: LabelConfig, *, threshold: Optional[float], consecutive: int,
            target_precision: float, tolerance_s: float, evidence: Optional[EvidenceRule], batch_size: int,
            cache_dir: Optional[str]) -> Scored:
-    from ..data import load_frame_data
-
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(ds, cameras=camera_keys)
     _check_cameras(ds, camera_keys, folder)
@@ -210,9 +203,6 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     ``checkpoint`` may also be a LeRobot ``reward_classifier`` checkpoint (imported with its saved
     normalisation; pass ``dataset``, it has no hilreward training config). Returns the content of metrics.json.
     """
-    from ..models.lerobot_import import is_lerobot_checkpoint
-    from ..models.loading import load_classifier
-
     if consecutive < 1:
         raise ConfigError(f"consecutive must be >= 1, got {consecutive}")
     if not 0.0 < target_precision <= 1.0:
@@ -346,9 +336,6 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
     class probability, with prediction and prob_class_<k>), success (p >= the checkpoint's threshold,
     binary only) and label when the label column exists.
     """
-    from ..data import load_frame_data
-    from ..models.loading import load_classifier
-
     if dataset.root is None and dataset.repo_id is None:
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
     folder = checkpoint_dir(checkpoint)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
 from ..config import ModelSettings
 from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
@@ -25,12 +26,6 @@ from ..constants import CONFIG_NAME
 FORMAT_VERSION = 2
 """Checkpoint format this code writes and the newest it reads (2: ``temperature`` divides the logits; a reader
 that ignored it would apply the threshold to other probabilities)."""
-
-
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 @dataclass
@@ -75,7 +70,7 @@ class ClassifierConfig(ModelSettings):
         if fmt > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source} was written by hilreward {data.get('version', '?')} in checkpoint format {fmt}; this is "
-                f"hilreward {_package_version()}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
+                f"hilreward {__version__}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = [k for k in ("encoder", "camera_keys", "image_size") if k not in data]
@@ -124,7 +119,7 @@ class RewardClassifier(nn.Module):
             std=list(config.std if config.std is not None else encoder.std),
             feature_shape=feature_shape,
             encoder_weights=config.encoder_weights or encoder.weights_source,
-            version=config.version or _package_version(),
+            version=config.version or __version__,
             format_version=FORMAT_VERSION,
         )
         self.encoder = encoder

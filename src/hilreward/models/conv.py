@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from torch import nn
 
-from .registry import Encoder, register_encoder
+from .registry import Encoder
 from .weights import checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights, safetensors_file
 from ..constants import CONFIG_NAME
 
@@ -52,11 +52,9 @@ def build_conv_encoder(
                    options={"widths": widths}, weights_source=weights)
 
 
-@register_encoder("small_cnn")
 def small_cnn(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     return build_conv_encoder("small_cnn", (16, 32, 64, 64), (96, 96), weights if pretrained else None, options or {})
 
 
-@register_encoder("tiny")
 def tiny(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     return build_conv_encoder("tiny", (8, 16), (32, 32), weights if pretrained else None, options or {})

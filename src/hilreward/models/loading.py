@@ -10,6 +10,7 @@ import torch
 from ..errors import CheckpointError
 from ..utils import content_hash
 from .checkpoint import resolve_checkpoint
+from .classifier import RewardClassifier
 from .lerobot_import import import_lerobot, is_lerobot_checkpoint
 from ..constants import CONFIG_NAME, WEIGHTS_NAME
 
@@ -19,8 +20,6 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Mod
     root = resolve_checkpoint(checkpoint)
     if is_lerobot_checkpoint(root):
         return import_lerobot(root, device=device)
-    from .classifier import RewardClassifier
-
     return RewardClassifier.from_pretrained(root, device=device).eval()
 
 

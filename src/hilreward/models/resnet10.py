@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EncoderError
-from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder, register_encoder
+from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from .weights import (checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights,
                       safetensors_file)
 from ..constants import CONFIG_NAME
@@ -214,7 +214,6 @@ def options_from_config(config: dict[str, Any], layout: str) -> dict[str, Any]:
     }
 
 
-@register_encoder("resnet10")
 def resnet10(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     options = dict(options or {"layout": "hilserl"})
     what = "encoder 'resnet10'"

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
 
 import numpy as np
+import torch
 
 from ..deploy.rule import success_probabilities
+from ..online.ensemble import member_success, spread
 
 
 class Predictor(Protocol):
@@ -89,10 +91,6 @@ class EnsemblePredictor:
         return self.predict_uncertain(images)[0]
 
     def predict_uncertain(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from ..online.ensemble import member_success, spread
-
         with torch.inference_mode():
             features = self.model.encode(self.model.preprocess(images))
             probs = self.model.probabilities(self.model.head(features))

@@ -22,6 +22,7 @@ leader) trains, and every replica swaps in each version (and ensemble) the leade
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -36,8 +37,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..access import resolve_token
+from ..deploy.backends import TorchBackend
 from ..errors import ConfigError, HilrewardError
+from ..models import RewardClassifier
+from ..models.checkpoint import resolve_checkpoint
+from ..models.loading import model_version
 from ..online import events
+from ..online.ensemble import latest_members, load_members
+from ..online.retrainer import Retrainer
 from ..online.store import CorrectionStore, engine_name
 from ..online.versions import VersionStore
 from .batcher import Batcher
@@ -58,10 +65,6 @@ RESCAN_S = 10.0
 # --------------------------------------------------------------------------- loading versions
 def load_version(versions: VersionStore, number: int, cfg: ServeConfig) -> ServedModel:
     """Load ``versions/<number>`` with the same backend RewardFunction uses in-process."""
-    from ..deploy.backends import TorchBackend
-    from ..models import RewardClassifier
-    from ..online.ensemble import latest_members, load_members
-
     record = versions.get(number)
     model = RewardClassifier.from_pretrained(versions.path(number), device=cfg.device)
     threshold = cfg.success_threshold if cfg.success_threshold is not None else float(model.threshold)
@@ -80,9 +83,6 @@ def init_versions(cfg: ServeConfig) -> VersionStore:
 
     Version 0 carries the checkpoint's model_version as RewardFunction computes it in-process.
     """
-    from ..models.loading import model_version
-    from ..models.checkpoint import resolve_checkpoint
-
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     versions = VersionStore(Path(cfg.state_dir) / "versions")
     versions.init_base(checkpoint, model_version(checkpoint), _numeric_metrics(checkpoint))
@@ -108,8 +108,6 @@ def lock_state(cfg: ServeConfig) -> ProcessLock | None:
 
 
 def _numeric_metrics(checkpoint: Path) -> dict[str, float]:
-    import json
-
     path = checkpoint / METRICS_NAME
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
@@ -163,8 +161,6 @@ class RewardServer:
         self.batcher = Batcher(self.slot, cfg.max_batch)
         self.retrainer = None
         if cfg.dataset.root or cfg.dataset.repo_id:
-            from ..online.retrainer import Retrainer
-
             self.retrainer = Retrainer.from_serve_config(cfg, self.versions, self.store.location,
                                                          threshold=self.slot.current.threshold)
         self.servicer = RewardServicer(self.slot, self.batcher, self.store, cfg,
@@ -235,8 +231,6 @@ class RewardServer:
     def _install(self, number: int) -> ServedModel:
         """Serve version ``number`` unless a newer one serves already (versions only move forward), or the
         newest ensemble of the version serving; the query queue is judged again by what serves then."""
-        from ..online.ensemble import latest_members
-
         with self._install_lock:
             current = self.slot.current
             members = latest_members(self.versions.root.parent, number)

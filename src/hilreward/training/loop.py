@@ -34,6 +34,7 @@ from ..config import TrainConfig, check_choices, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..errors import ConfigError
 from ..evaluation.inference import batched_logits
+from ..models.classifier import RewardClassifier
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, PixelBatches
 from .augment import ColorJitter
@@ -89,8 +90,6 @@ def validate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.nd
 # ---- the run ------------------------------------------------------------------------------------
 def train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says; return the best checkpoint directory (``output_dir/checkpoints/best``)."""
-    from ..models.classifier import RewardClassifier
-
     _validate(cfg)
     t_cfg = cfg.training
     procs = Processes.start(t_cfg.device)  # one process, or this one of those `accelerate launch` started

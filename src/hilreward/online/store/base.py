@@ -34,6 +34,7 @@ import numpy as np
 from ...deploy.corrections import Correction
 from ...errors import InputError, ServingError
 from ...utils import check_finite, full_key
+from .engines import engine_for
 
 
 STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable", "rejected")
@@ -168,8 +169,6 @@ class CorrectionStore(ABC):
 
     def __new__(cls, location=None, *args, **kwargs):
         if cls is CorrectionStore:
-            from . import engine_for
-
             cls = engine_for(location)
         return super().__new__(cls)
 
