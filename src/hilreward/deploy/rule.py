@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import check_choices
 from ..errors import ConfigError
-from ..evaluation.episodes import streaks
+from ..debounce import streaks
 
 Mode = Literal["sparse", "dense"]
 

@@ -11,22 +11,14 @@ from typing import Optional
 
 import numpy as np
 
+from ..debounce import streaks
+
 OUTCOMES = ("detected", "early", "gross_early", "false_success", "missed", "no_success")
 GROSS = ("gross_early", "false_success")
 """Outcomes that are a wrong reward, not jitter."""
 
 DEFAULT_TOLERANCE_S = 0.5
 """Default tolerance of a gross false termination, in seconds."""
-
-
-def streaks(above: np.ndarray, streak: int = 0) -> np.ndarray:
-    """The debounce, the one rule every path counts by: at each step, how many steps in a row up to it were
-    ``above`` the threshold, continuing a ``streak`` of the steps before the first. A step is a success when its
-    streak reaches ``consecutive`` (``deploy.rule.judge`` step by step, :func:`first_firing` over an episode)."""
-    above = np.asarray(above, dtype=bool).reshape(-1)
-    pos = np.arange(above.size)
-    last_below = np.maximum.accumulate(np.where(above, -1, pos))
-    return np.where(last_below < 0, pos + 1 + int(streak), pos - last_below)
 
 
 def first_firing(probs: np.ndarray, threshold: float, consecutive: int = 1) -> Optional[int]:
