@@ -372,6 +372,7 @@ def test_kill_9_mid_publish_records_the_version_and_statuses_and_the_retrainer_d
         proc.wait(30)
 
 
+@pytest.mark.slow
 def test_a_version_published_without_a_record_is_recorded_and_what_was_pending_trains(ckpt, frames, tmp_path,
                                                                                       cache_dir):
     """A retrainer killed between writing a version and recording it (or an older hilreward's, whose server did
