@@ -1,4 +1,4 @@
-"""RL on the reward (issue 25): does SAC on a classifier's reward solve the task, and how often does the reward lie?
+"""RL on the reward (issues 25, 31): does SAC on a classifier's reward solve the task, and how often does it lie?
 
     python bench/bench_rl.py run --out /work/data-sim/rl        # every task, arm and seed; a killed run resumes
     python bench/bench_rl.py report --out /work/data-sim/rl --json bench/results/rl-<date>.json [--doc]
@@ -8,34 +8,39 @@
 Agent: stable-baselines3's SAC on the state vector (Meta-World's 39 numbers), each action held for
 ``--action-repeat`` simulator steps. Scripted-expert demonstrations sit in the replay buffer with their true
 rewards (a HIL-SERL user's labelled demos) and make ``--demo-fraction`` of every batch (a quarter; RLPD samples
-half). The reward is the arm's, with terminate_on_success as in HIL-SERL:
+half). So a reward that never fires still lets the policy learn from the demonstrations: the report says how
+many true successes each reward claims (*rewarded*), not only how often it lies (*hacking*). The reward is the
+arm's, with terminate_on_success as in HIL-SERL (``ARMS``):
 
 - ``oracle``: Meta-World's own success check (no rendering).
-- ``hilreward``: a fresh ``hilreward train model=scratch`` classifier on 16 recorded episodes (``hilreward sim``,
-  episodes 16-19 held out), on the two cameras rendered at its input size, through RewardClassifierWrapper.
-- ``lerobot``: LeRobot 0.6.1's classifier trained by its own ``lerobot-train`` (peer venv, the peer's ResNet-10)
-  on the same 16 episodes rendered at 128 px (its spatial embedding needs 97-128 px), scored through
-  hilreward's LeRobot import (its own deployment step feeds it unnormalised images: it never fires).
-- ``corrected``: the hilreward classifier served by ``hilreward serve`` (its own process, retraining on the 20
-  recorded episodes), the actor's RewardFunction on the ``grpc`` backend, and a simulated operator at the
-  console who, with the console's call (``correct_recent``, the last k frames of an episode): flags a false
-  success when the classifier ends an episode that is not done, and a missed success once the success has been
-  visible for k frames; each press lands 1-3 frames late (the window ends there), within a budget of
-  corrections. The replay buffer follows each new version (RelabelCallback with ServedVersions).
-- ``corrected-norelabel``: the same, the buffer keeping the rewards it was given (the callback still counts
-  what relabelling would change).
+- ``lerobot``: LeRobot 0.6.1's classifier trained by its own ``lerobot-train`` (peer venv, the peer's frozen
+  random-weight ResNet-10) on 16 recorded episodes (``hilreward sim``, episodes 16-19 held out) rendered at
+  128 px, scored through hilreward's LeRobot import (its own deployment step feeds it unnormalised images).
+- ``hilreward-resnet10``: ``hilreward train model=resnet10`` with the same frozen ResNet-10 weights as the LeRobot
+  arm, default options, on the same 16 episodes at 128 px; ``hilreward-scratch``: ``model=scratch`` at 96 px.
+  ``-cautious``: the same classifier with the cautious reward (``cautious=True``).
+- ``corrected``: the ``CORRECTED_MODEL`` classifier served by ``hilreward serve`` (its own process, retraining
+  on the 20 recorded episodes and gating on the live episodes it judges), the actor's RewardFunction on the
+  ``grpc`` backend, and a simulated operator at the console who, with the console's call (``correct_recent``,
+  the last k frames of an episode): flags a false success when the reward ends an episode that is not done, and
+  a missed success once the success has been visible for k frames; each press lands 1-3 frames late (the window
+  ends there), within a budget of corrections; and reviews as a person would (``Operator.review``). The replay
+  buffer follows each new version (RelabelCallback with ServedVersions); ``corrected-norelabel`` keeps the
+  rewards it was given.
 
-Tasks: ``drawer-open`` and ``coffee-button`` (whose offline evaluation shows a fooling state: the gripper
-against the button). RL runs on layouts no classifier saw (env seeds apart from the recorded set's); on
-coffee-button also under another day's light (``TASKS``).
+Tasks (``TASKS``): coffee-button (under another day's light), drawer-close (drawer-open's replacement: its oracle
+did not hold 70 %), handle-press; any task ``hilreward sim`` knows runs with the default settings. RL runs on
+layouts no classifier saw (env seeds apart from the recorded set's).
 
 Per run: the final policy over ``--eval-episodes`` episodes on held-out layouts, judged by the arm's reward
 (the corrected arms: the newest served version): true success (Meta-World's check at any step), claimed
-success (the reward ended the episode), reward hacking (claimed and not true at that step); corrections used,
-relabellings (rewards changed), environment steps, wall time; and the training episodes as curves. Each run
-writes ``runs/<task>-<arm>-s<seed>/result.json``; a killed run resumes from its last checkpoint (SB3 model,
-replay buffer, frames, progress). A run whose reward server dies is marked failed with the reason; the others
-go on. Bounded: steps (``--steps``) and wall time (``--max-minutes``) per run.
+success (the reward ended the episode), rewarded success (ended at a true success), reward hacking (ended at a
+state that is not), early claims (ended by step ``EARLY_STEPS``); for the corrected arms every published version
+judged on the evaluation episodes' first frames (how often it would end one by step ``EARLY_STEPS``);
+corrections used, reviews, relabellings, environment steps, wall time; and the training episodes as curves.
+Each run writes ``runs/<task>-<arm>-s<seed>/result.json``; a killed run resumes from its last checkpoint (SB3
+model, replay buffer, frames, progress). A run whose reward server dies is marked failed with the reason; the
+others go on. Bounded: steps (``--steps``) and wall time (``--max-minutes``) per run.
 """
 
 from __future__ import annotations
@@ -103,13 +108,19 @@ DEFAULT_ARMS = [a for a in ARMS if a != "corrected-norelabel"]
 SIZES = {"lerobot": 128, "resnet10": 128, "scratch": 96}
 """Render size of each classifier's frames (LeRobot's spatial embedding needs 97-128 px; model=scratch's input)."""
 TASKS: dict[str, dict[str, Any]] = {
-    # the expert needs ~90 simulator steps: 8 per decision keeps the horizon near coffee-button's
-    "drawer-open": {"settings": {"action_repeat": 8, "max_steps": 20, "steps": 10000}},
     # another day's light (issue 24's "light" sets): dimmer, warmer, the lights moved; the classifier was trained
-    # under the default light
+    # under the default light. Its fooling state: the gripper against the machine beside the button.
     "coffee-button": {"settings": {"action_repeat": 4, "max_steps": 40, "steps": 6000},
                       "shift": {"brightness": 0.6, "tint": [1.2, 1.0, 0.8], "light_shift": [0.8, 0.5, 0.3]}},
+    # drawer-open's replacement (issue 31): the same scene, and the oracle reaches 100 % at the default budget,
+    # where drawer-open's held 8/52/92 % at 10000 steps (rl-2026-12-06) and 20 % in a rerun.
+    "drawer-close": {"settings": {"action_repeat": 4, "max_steps": 40, "steps": 6000}},
+    # one more task with a fooling state: the gripper on the handle before it is down
+    "handle-press": {"settings": {"action_repeat": 4, "max_steps": 40, "steps": 6000}},
+    # kept for comparison with earlier results; not in the default run (see drawer-close)
+    "drawer-open": {"settings": {"action_repeat": 8, "max_steps": 20, "steps": 10000}, "default": False},
 }
+DEFAULT_TASKS = [t for t, spec in TASKS.items() if spec.get("default", True)]
 TRAIN_EPISODES, HELDOUT = list(range(16)), [16, 17, 18, 19]
 RL_SEED_BASE, EVAL_SEED_BASE, DEMO_SEED_BASE = 1000, 900_000, 500_000
 """Layouts: recorded set seed 0 (the classifiers'), training 1000 + run seed, evaluation and demos apart."""
@@ -962,7 +973,7 @@ def main() -> None:
         q.add_argument("--doc", action="store_true", help="also rewrite docs/benchmarks.md's RL section and docs/rl.png")
         if name == "report":
             continue
-        q.add_argument("--tasks", nargs="+", default=list(TASKS))
+        q.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
         q.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
         q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
         q.add_argument("--data-dir", help="where the recorded sets are rendered, or found when there (default <out>/data)")

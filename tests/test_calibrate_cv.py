@@ -14,10 +14,9 @@ import yaml
 
 from hilreward.config import compose
 from hilreward.deploy import RewardFunction
-from hilreward.errors import ConfigError
-from hilreward.training.calibrate import calibrate_mode, plan_calibration
+from hilreward.training.calibrate import plan_calibration
 from hilreward.training.folds import episode_folds
-from hilreward.training.train import main, train
+from hilreward.training.loop import main, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"  # rendered Meta-World drawer-open, 24 episodes (0, 1 expert, 2 noisy, 3 random)
@@ -63,13 +62,7 @@ def test_plan_takes_folds_only_when_the_heldout_split_is_short_of_evidence():
     assert thin.method == "heldout" and "the whole dataset holds only 4 positive frames in 2 succeeding" in thin.reason
 
 
-def test_calibrate_values():
-    assert [calibrate_mode(v) for v in ("auto", "cv", True, "false", "HELDOUT")] == \
-        ["auto", "cv", "heldout", "off", "heldout"]
-    with pytest.raises(ConfigError, match="training.calibrate='sometimes' is not known .known: auto, heldout, cv"):
-        calibrate_mode("sometimes")
-
-
+@pytest.mark.slow
 def test_cv_on_a_rendered_set_stores_a_threshold_with_its_evidence(tmp_path, capsys):
     out = tmp_path / "run"
     episodes = list(range(10))  # the default 20 % split holds out 2: too few succeeding episodes for the rule

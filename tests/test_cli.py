@@ -64,6 +64,7 @@ def test_unknown_command_exits_2(capsys):
     assert "unknown command 'trian'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_user_error_is_one_line_and_exit_1(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hilreward.cli", "inspect", f"dataset.root={tmp_path}/missing"],
                           capture_output=True, text=True)
@@ -73,6 +74,7 @@ def test_user_error_is_one_line_and_exit_1(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_override_is_a_config_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hilreward.cli", "train", "training.nosuchkey=3"],
                           capture_output=True, text=True)

@@ -15,7 +15,9 @@ from hilreward.errors import ConfigError, HubError
 from hilreward.hub import PushOptions, push
 
 from fake_hub import FakeHub
-from test_serving import DRAWER4, _one_thread, cache_dir, ckpt, frames, step_images  # noqa: F401
+from support import DRAWER4, step_images
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOKEN = "hf_fake_write_token"
 

@@ -22,7 +22,7 @@ from hilreward.integrations.lerobot import HilrewardRewardStep, lerobot_images, 
 from hilreward.models import ClassifierConfig, RewardClassifier
 
 from conftest import ROOT
-from test_serving import DRAWER4, make_checkpoint
+from support import DRAWER4, make_checkpoint
 
 PEER_PYTHON = Path(os.environ.get("HILREWARD_PEER_VENV", Path.home() / ".cache" / "hilreward-peer" / "venv")) / "bin" / "python"
 CAMERAS = ["observation.images.front", "observation.images.wrist"]
@@ -77,6 +77,7 @@ def test_step_without_lerobot_says_how_to_get_it():
 
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
                     "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
+@pytest.mark.slow
 def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     out = tmp_path / "peer.json"
@@ -125,6 +126,7 @@ def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
 
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
                     "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
+@pytest.mark.slow
 def test_relabel_replay_buffer_on_lerobots_own_buffer_in_its_venv(ckpt, tmp_path):
     cache = str(tmp_path / "cache")
     new = make_checkpoint(tmp_path / "new", cache, steps=15)  # another version: a head trained less

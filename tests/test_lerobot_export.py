@@ -30,7 +30,7 @@ from hilreward.training.features import compute_features, fit_head
 
 from conftest import FIXTURES, ROOT
 from test_integrations_lerobot import PEER_PYTHON
-from test_serving import DRAWER4
+from support import DRAWER4
 
 
 def trained_resnet(tmp_path_factory, layout: str):

@@ -18,20 +18,9 @@ from hilreward.serving import RewardClient
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.live import LiveOptions
 from hilreward.serving.server import RewardServer
-from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
-from test_serving import DRAWER4, TOKEN, step_images
+from support import DRAWER4, TOKEN, step_images, wait_model
 
-DELAY_S = 60.0
-
-
-def _wait(client: RewardClient, done, what: str):
-    deadline = time.monotonic() + DELAY_S
-    while time.monotonic() < deadline:
-        info = client.get_model()
-        if done(info):
-            return info
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {DELAY_S} s (retrainer: {client.get_model().retrainer_status})")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _play(client: RewardClient, frames, episode: int, episode_id: int, steps: int) -> list:
@@ -63,8 +52,8 @@ def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_name
             played.append(_play(client, frames, episode, 100 + i, 20))
             assert not any(r.success for r in played[-1][:3]), "precondition: the served version waits for success"
         live = LiveEpisodes(tmp_path / "state" / "live")
-        deadline = time.monotonic() + 10
-        while len(live.files()) < 4 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10  # the server writes them every live.flush_s (0.1 s here)
+        while time.monotonic() < deadline and [len(e) for e in live.newest(10)] != [20] * 4:
             time.sleep(0.05)
         assert [e.episode_id for e in live.newest(10)] == [100, 101, 102, 103]
         assert all(len(e) == 20 and e.frames["observation.images.front"].shape[1:] == (32, 32, 3)
@@ -75,7 +64,7 @@ def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_name
         assert len(ack.correction_ids) == 3
         for r in start:  # and the first frames of an offline episode, labelled success too
             client.submit_correction(step_images(frames, int(r)), label=1, episode_id=7, step=int(r))
-        info = _wait(client, lambda i: i.corrections.pending == 0 and i.corrections_total == 6, "an attempt")
+        info = wait_model(client, lambda i: i.corrections.pending == 0 and i.corrections_total == 6, "an attempt")
         listing = {c.id: c for c in client.list_corrections().corrections}
         held = [c for c in listing.values() if c.status == "conflicts_live"]
         assert held, {c.id: (c.status, c.status_detail) for c in listing.values()}
@@ -90,7 +79,7 @@ def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_name
         # A review that insists: accepted flags are never blamed, and a version firing at the start of the live
         # episodes is still never published.
         client.accept([c.id for c in held], note="test: insist")
-        refused = _wait(client, lambda i: i.retrainer_status.startswith("rejected"), "a refused attempt")
+        refused = wait_model(client, lambda i: i.retrainer_status.startswith("rejected"), "a refused attempt")
         assert "fires within the first 2 steps" in refused.retrainer_status
         assert client.get_model().version == info.version
         timeline = client.versions()

@@ -19,9 +19,11 @@ from hilreward.serving import RewardClient
 from hilreward.serving.client import GrpcCorrectionSink
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-from hilreward.training.train import train
-from test_serving import TOKEN, _one_thread, cache_dir, step_images  # noqa: F401
+from hilreward.training import train
+from support import TOKEN, step_images
 from test_train import write_phase_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SUCCESS = 1
 """The success class: not the last, so a rule that takes the last class as success disagrees with this one."""
@@ -40,6 +42,7 @@ def trained(tmp_path_factory, cache_dir):
     return root, out / "checkpoints" / "best", data
 
 
+@pytest.mark.slow
 def test_success_class_1_decides_alike_everywhere(trained, tmp_path, cache_dir, capsys):
     root, ckpt, data = trained
     local = RewardFunction.from_pretrained(ckpt, backend="torch", **OPTS)

@@ -15,7 +15,9 @@ from hilreward.errors import ConfigError, InputError
 from hilreward.serving import RewardClient
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-from test_serving import TOKEN, _one_thread, cache_dir, ckpt, frames, step_images  # noqa: F401
+from support import TOKEN, step_images
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NAMES = ["x", "y", "z", "gripper"]
 

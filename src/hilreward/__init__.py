@@ -44,7 +44,7 @@ _LAZY = {
     "build_encoder": "hilreward.models",
     "register_encoder": "hilreward.models",
     "list_encoders": "hilreward.models",
-    "train": "hilreward.training.train",
+    "train": "hilreward.training",
     "evaluate": "hilreward.evaluation",
     "predict": "hilreward.evaluation",
     "RewardFunction": "hilreward.deploy",

@@ -31,7 +31,7 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 for _name, _target, _summary in [
     ("inspect", "hilreward.data.inspect:main", "summarise a dataset: episodes, cameras, labels, contact sheet"),
-    ("train", "hilreward.training.train:main", "train a reward classifier (Hydra config, see conf/train.yaml)"),
+    ("train", "hilreward.training.loop:main", "train a reward classifier (Hydra config: `hilreward train --help`)"),
     ("eval", "hilreward.evaluation.cli:eval_main", "evaluate a checkpoint: metrics, thresholds, report.html"),
     ("predict", "hilreward.evaluation.cli:predict_main", "per-frame probabilities for a dataset without labels"),
     ("export", "hilreward.deploy.export:main", "export a checkpoint: ONNX, or a folder stock LeRobot loads"),

@@ -1,8 +1,11 @@
 """Typed configuration: one dataclass per Hydra group, a docstring per field.
 
-``conf/train.yaml`` (with its groups, e.g. ``conf/model/scratch.yaml``) holds the
-defaults; :func:`compose` resolves it with ``key=value`` overrides exactly as the CLI
-does, validates it against these dataclasses, and returns a :class:`TrainConfig`.
+The dataclasses hold every key and its default, once. ``conf/train.yaml`` only chooses the
+groups (``model: resnet10``), and a group's file (``conf/model/scratch.yaml``) only the keys
+that preset changes; :func:`compose` resolves them with ``key=value`` overrides exactly as the
+CLI does, validates the result against these dataclasses, and returns a :class:`TrainConfig`
+(``compose([])`` is ``TrainConfig()``). The model keys a checkpoint keeps
+(:class:`ModelSettings`) are shared with the checkpoint's own config, ``ClassifierConfig``.
 """
 
 from __future__ import annotations
@@ -17,16 +20,27 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 
 from .errors import ConfigError
 from .utils import did_you_mean
+from .usage import HelpRequested, wants_help
+from .constants import REWARD_KEY
 
 CONF_DIR = Path(__file__).parent / "conf"
+SCHEMA_NAME = "hilreward_schema"
+"""The dataclasses as the first entry of ``conf/train.yaml``'s defaults: the keys and defaults the YAML omits."""
 
 Alignment = Literal["auto", "current", "next"]
 """How a label column lines up with the frames (``label.align``)."""
 Freeze = Literal["all", "last", "none"]
-FeatureCache = Literal["auto", "off"]
-FeatureDtype = Literal["float16", "float32"]
-WandbMode = Literal["online", "offline", "disabled"]
 """What of a pretrained encoder trains (``model.freeze``)."""
+FeatureCache = Literal["auto", "off"]
+"""When training computes frozen-encoder features once (``training.feature_cache``)."""
+FeatureDtype = Literal["float16", "float32"]
+"""How cached encoder features are stored (``training.feature_dtype``)."""
+WandbMode = Literal["online", "offline", "disabled"]
+"""How W&B logs (``wandb.mode``)."""
+Calibrate = Literal["auto", "heldout", "cv", "off"]
+"""How the end of a run chooses temperature and threshold (``training.calibrate``)."""
+CALIBRATE_ALIASES = {"true": "heldout", "false": "off"}
+"""``training.calibrate`` values from before ``cv`` existed, and what they mean now."""
 
 
 @dataclass
@@ -47,7 +61,7 @@ class DatasetConfig:
 
 @dataclass
 class LabelConfig:
-    key: str = "next.reward"
+    key: str = REWARD_KEY
     """Column holding the success signal."""
     threshold: float = 0.5
     """Float labels are positive when ``value >= threshold`` (ignored for multi-class integer labels)."""
@@ -112,7 +126,7 @@ class TrainingConfig:
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""
     threads: Optional[int] = None
     """torch intra-op threads (per process); None leaves torch's default (1 per process under ``accelerate launch``)."""
-    calibrate: str = "auto"
+    calibrate: Calibrate = "auto"
     """How the end of the run chooses temperature and threshold under the evidence rule
     (hilreward.evaluation.thresholds), stored in ``checkpoints/best`` (see hilreward.training.calibrate):
     ``heldout``: on the held-out episodes; ``cv``: on out-of-fold probabilities of every episode (``calibrate_folds``
@@ -129,21 +143,26 @@ class TrainingConfig:
     monitor compare new frames with: :mod:`hilreward.models.support`), evenly spread over successes and failures;
     0: no support bank."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.calibrate, (str, bool)):  # any case, and the values from before cv (check_choices checks)
+            value = str(self.calibrate).lower()
+            self.calibrate = CALIBRATE_ALIASES.get(value, value)  # type: ignore[assignment]
+
 
 @dataclass
-class ModelConfig:
+class ModelSettings:
+    """The model keys a checkpoint keeps: ``model.*`` of training and, with the cameras and what calibration and
+    the encoder add, a checkpoint's ``config.json`` (``ClassifierConfig`` extends this)."""
+
     encoder: str = "resnet10"
     """Encoder registry name: resnet10, tiny, small_cnn, hf:<repo|folder>, timm:<name>, torchvision:<name>."""
-    pretrained: bool = True
-    """Load pretrained encoder weights (needs the Hub, its cache, or ``weights``)."""
-    weights: Optional[str] = None
-    """Local folder or Hub repo id with the encoder's weights (e.g. ``helper2424/resnet10``)."""
     freeze: Freeze = "all"
     """``all`` (frozen encoder, the default), ``last`` (fine-tune the last stage) or ``none`` (train everything)."""
     num_classes: int = 2
     """2: binary (one logit, sigmoid probability); >2: multi-class (softmax over logits)."""
     image_size: list[int] = field(default_factory=lambda: [128, 128])
-    """Model input size [height, width]; frames are resized once in the frame cache."""
+    """Model input size [height, width]; frames are resized once in the frame cache (inputs of any other size are
+    resized by the model)."""
     spatial_features: int = 8
     """Learned spatial-embedding features per camera."""
     latent_dim: int = 256
@@ -153,7 +172,19 @@ class ModelConfig:
     dropout: float = 0.1
     """Dropout in the head."""
     threshold: float = 0.5
-    """Default success threshold stored in the checkpoint."""
+    """Default success threshold stored in the checkpoint (a probability of the success class, after the
+    checkpoint's temperature)."""
+
+
+@dataclass
+class ModelConfig(ModelSettings):
+    """``model.*``: the model to train (HIL-SERL's frozen, pretrained ResNet-10 by default; ``model=scratch``: a
+    small CNN trained from scratch)."""
+
+    pretrained: bool = True
+    """Load pretrained encoder weights (needs the Hub, its cache, or ``weights``)."""
+    weights: Optional[str] = None
+    """Local folder or Hub repo id with the encoder's weights (e.g. ``helper2424/resnet10``)."""
 
 
 @dataclass
@@ -211,6 +242,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
     """Resolve ``conf/<config_name>.yaml`` with Hydra overrides into a validated TrainConfig."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -218,6 +250,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
 
     overrides = forgive(TrainConfig, list(overrides or []), presets(), command="train")
     GlobalHydra.instance().clear()
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=structured(TrainConfig))  # every key, with its default
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             raw = hydra_compose(config_name=config_name, overrides=overrides)
@@ -225,6 +258,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
         cfg = build(TrainConfig, OmegaConf.to_container(merged))
     except (HydraException, OmegaConfBaseException) as exc:
         msg = str(exc).strip().splitlines()[0]
+        cause = str(exc.__cause__ or "").strip().splitlines()
+        msg += f" ({cause[0]})" if cause and cause[0] not in msg else ""
         raise ConfigError(f"bad config override: {msg} (see `hilreward train --help` for the keys)") from None
     finally:
         GlobalHydra.instance().clear()
@@ -259,8 +294,6 @@ def parse_overrides(schema: type, args: list[str]) -> Any:
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-
-    from .usage import HelpRequested, wants_help
 
     if wants_help(args):
         raise HelpRequested(schema)

@@ -144,8 +144,8 @@ def recalibrate(args) -> None:
 
     from hilreward.config import from_yaml
     from hilreward.data import load_frame_data
-    from hilreward.training.calibrate import calibrate_by_folds, calibrate_mode, plan_calibration
-    from hilreward.training.train import train
+    from hilreward.training.calibrate import calibrate_by_folds, plan_calibration
+    from hilreward.training import train
 
     sets = task_sets(args)
     for path in sorted(Path(args.out).glob("*/*/result.json")):
@@ -156,7 +156,7 @@ def recalibrate(args) -> None:
         cfg = replace(from_yaml((run_dir / "train_config.yaml").read_text()), output_dir=str(run_dir))
         data = load_frame_data(cfg.dataset, cfg.label, tuple(cfg.model.image_size), cache_dir=cfg.cache_dir)
         episodes = sorted(int(e) for e in np.unique(data.episode_index))
-        plan = plan_calibration(calibrate_mode(cfg.training.calibrate), data, episodes, cfg.split.val_episodes,
+        plan = plan_calibration(cfg.training.calibrate, data, episodes, cfg.split.val_episodes,
                                 cfg.training.calibrate_folds, cfg.split.seed)
         ckpt = run_dir / "checkpoints" / "best"
         cal = calibrate_by_folds(cfg, plan, ckpt, data, episodes, cfg.training.steps, fit=train,

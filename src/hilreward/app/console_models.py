@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from ..online.review import CorrectionCounts, CorrectionView
+from ..online.store import TEXT_LIMITS
 from ..utils import CAMERA_PREFIX
 
 
@@ -160,7 +161,7 @@ class CorrectRequest(BaseModel):
     prediction_ids: list[int] = Field(default_factory=list, description="the frames to label (ids from the trace)")
     last_k: int = Field(0, description="or: the last k predictions (of episode_id)")
     episode_id: Optional[int] = None
-    source: str = Field("console", max_length=64)
+    source: str = Field("console", max_length=TEXT_LIMITS["source"])
 
 
 class CorrectAck(BaseModel):
@@ -279,7 +280,7 @@ class CorrectionDetailModel(BaseModel):
 class ReviewRequest(BaseModel):
     ids: list[int] = Field(min_length=1)
     verdict: Literal["accept", "reject"]
-    note: str = Field("", max_length=500)
+    note: str = Field("", max_length=TEXT_LIMITS["note"])
 
 
 class ReviewAck(BaseModel):

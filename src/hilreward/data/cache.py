@@ -57,3 +57,13 @@ def cached_frames(directory: Path, name: str, rows: int, size: tuple[int, int],
         tmp.unlink(missing_ok=True)
     write_atomic(meta_path, json.dumps({"format": CACHE_FORMAT, "shape": list(shape), "dtype": "uint8"}))
     return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+
+
+def gather_rows(arrays: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``indices`` of each (memory-mapped) array, read in sorted order (sequential disk reads) and returned in
+    the order asked."""
+    indices = np.asarray(indices)
+    order = np.argsort(indices, kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return {key: np.asarray(a[indices[order]])[inverse] for key, a in arrays.items()}

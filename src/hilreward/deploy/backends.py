@@ -31,11 +31,14 @@ import numpy as np
 import torch
 
 from ..config import check_values
+from ..constants import CAMERA_PREFIX
+from ..data import cache_root
 from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
 from ..models.loading import checkpoint_hash, load_classifier, model_version
-from ..utils import CAMERA_PREFIX, Registry, full_key
+from ..utils import Registry
+from .onnx_export import check_parity, export_onnx, onnx_input_name
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +251,6 @@ class OnnxBackend:
         version = model_version(checkpoint)
         path = onnx_path(checkpoint)
         if not path.exists():
-            from .onnx_export import export_onnx
-
             export_onnx(model, path, atol=PARITY_ATOL)
         return cls(path, model, threads=options.threads, model_version=version)
 
@@ -281,8 +282,6 @@ def load_auto(options: BackendOptions) -> Backend:
     version = model_version(checkpoint)
     path = onnx_path(checkpoint)
     try:
-        from .onnx_export import check_parity, export_onnx
-
         if not path.exists():
             export_onnx(model, path, atol=PARITY_ATOL)  # checks parity itself
         elif not (diff := check_parity(model, path)) <= PARITY_ATOL:
@@ -291,10 +290,6 @@ def load_auto(options: BackendOptions) -> Backend:
     except (ImportError, OSError, ConfigError, CheckpointError) as exc:
         log.warning("backend='auto' runs torch: ONNX Runtime is not used because %s", exc)
         return TorchBackend(model, model_version=version)
-
-
-def onnx_input_name(camera_key: str) -> str:
-    return full_key(camera_key).replace(".", "_")
 
 
 def pick_camera(images: dict[str, Any], key: str) -> Any:
@@ -322,6 +317,4 @@ def onnx_path(checkpoint: Path) -> Path:
     local = checkpoint / "model.onnx"
     if local.exists():
         return local
-    from ..data import cache_root
-
     return cache_root() / "onnx" / checkpoint_hash(checkpoint)[:24] / "model.onnx"

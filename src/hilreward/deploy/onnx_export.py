@@ -25,9 +25,13 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..models.preprocessing import normalize
-from .backends import onnx_input_name
 from ..models.lerobot_import import LeRobotRewardClassifier
-from ..utils import write_file
+from ..utils import full_key, write_file
+
+
+def onnx_input_name(camera_key: str) -> str:
+    """The graph input of a camera (``observation_images_front``)."""
+    return full_key(camera_key).replace(".", "_")
 
 class _UInt8Graph(nn.Module):
     """uint8 NHWC frames (one tensor per camera, in camera order) -> probability."""

@@ -28,6 +28,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 from ..config import check_values
+from ..debounce import streaks
 from ..errors import ConfigError, InputError
 from .condition import StateCondition
 
@@ -147,7 +148,7 @@ def judge(probability: Any, options: RewardOptions, streak: int = 0, threshold: 
     t = _threshold(options, threshold)
     score = success_probability(probability, options.success_class)
     gate = bool(_gate(options, state)) and bool(backed(support, options)) if label is None else True
-    streak = streak + 1 if score >= t and gate else 0
+    streak = int(streaks([score >= t and gate], streak)[0])
     success = streak >= options.consecutive
     if label is not None:
         success, score = bool(label), float(bool(label))

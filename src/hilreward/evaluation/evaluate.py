@@ -15,17 +15,23 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
-from ..config import DatasetConfig, LabelConfig, TrainConfig
+from ..config import DatasetConfig, LabelConfig, TrainConfig, from_yaml
+from ..data import load_frame_data, open_dataset
 from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
+from ..models.checkpoint import resolve_checkpoint, update_config
+from ..models.lerobot_import import is_lerobot_checkpoint
+from ..models.loading import load_classifier
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
+from .inference import batched_logits
 from .report import Comparison, GalleryItem, worst_errors, write_report
 from .thresholds import EvidenceRule
-from ..utils import write_atomic, write_file
+from ..utils import jsonable, write_atomic, write_file
+from ..constants import METRICS_NAME, TRAIN_CONFIG_NAME
 
-TRAIN_CONFIG_NAME = "train_config.yaml"
 
 
 # ----------------------------------------------------------------------------- checkpoint side
@@ -33,15 +39,11 @@ TRAIN_CONFIG_NAME = "train_config.yaml"
 
 def checkpoint_dir(checkpoint: str | os.PathLike) -> Path:
     """A local checkpoint directory, or the snapshot of a Hub repo id (cache only when offline)."""
-    from ..models.checkpoint import resolve_checkpoint
-
     return Path(resolve_checkpoint(checkpoint))
 
 
 def load_train_config(folder: Path) -> Optional[TrainConfig]:
     """The checkpoint's saved training config, or None when it has none."""
-    from ..config import from_yaml
-
     path = folder / TRAIN_CONFIG_NAME
     if not path.is_file():
         return None
@@ -63,8 +65,6 @@ def heldout_episodes(folder: Path, train_cfg: Optional[TrainConfig]) -> list[int
 
 def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
     """Store ``threshold`` in the checkpoint's config.json (atomic rewrite; other keys untouched)."""
-    from ..models.checkpoint import update_config
-
     return update_config(folder, {"threshold": float(threshold)})
 
 
@@ -89,8 +89,6 @@ def _resolve_dataset(dataset: Optional[DatasetConfig], train_cfg: Optional[Train
 
 
 def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> None:
-    from ..data import open_dataset
-
     available = open_dataset(dataclasses.replace(ds, cameras=None)).camera_keys
     missing = [k for k in camera_keys if k not in available]
     if missing:
@@ -102,20 +100,9 @@ def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> N
 
 def run_model(model, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(logits, probabilities) for every row of ``images`` (camera key -> uint8 (N,H,W,3))."""
-    import torch
-
-    n = len(next(iter(images.values())))
-    logits, probs = [], []
-    model.eval()
+    logits = batched_logits(model, images=images, batch_size=batch_size)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = {k: np.array(v[start:start + batch_size]) for k, v in images.items()}  # writable copy
-            z = model(model.preprocess(batch))
-            logits.append(z.float().cpu().numpy())
-            probs.append(model.probabilities(z).float().cpu().numpy())
-    k = model.config.num_classes
-    empty = np.zeros((0,) if k == 2 else (0, k), dtype=np.float32)
-    return (np.concatenate(logits) if logits else empty), (np.concatenate(probs) if probs else empty)
+        return logits, model.probabilities(torch.from_numpy(logits)).float().numpy()
 
 
 def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], threshold: Optional[float],
@@ -144,14 +131,6 @@ def _write_parquet(path: Path, table) -> None:
     import pyarrow.parquet as pq
 
     write_file(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _episode_list(episodes: list[int]) -> str:
@@ -184,8 +163,6 @@ class Scored:
 def _score(folder: Path, model, ds: DatasetConfig, label: LabelConfig, *, threshold: Optional[float], consecutive: int,
            target_precision: float, tolerance_s: float, evidence: Optional[EvidenceRule], batch_size: int,
            cache_dir: Optional[str]) -> Scored:
-    from ..data import load_frame_data
-
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(ds, cameras=camera_keys)
     _check_cameras(ds, camera_keys, folder)
@@ -226,9 +203,6 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     ``checkpoint`` may also be a LeRobot ``reward_classifier`` checkpoint (imported with its saved
     normalisation; pass ``dataset``, it has no hilreward training config). Returns the content of metrics.json.
     """
-    from ..models.lerobot_import import is_lerobot_checkpoint
-    from ..models.loading import load_classifier
-
     if consecutive < 1:
         raise ConfigError(f"consecutive must be >= 1, got {consecutive}")
     if not 0.0 < target_precision <= 1.0:
@@ -284,7 +258,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     if written is not None:
         write_threshold_to_checkpoint(folder, written)
         result["threshold_written"] = written
-    write_atomic(out / "metrics.json", json.dumps(result, indent=2, default=_json_default) + "\n")
+    write_atomic(out / METRICS_NAME, json.dumps(result, indent=2, default=jsonable) + "\n")
     if report:
         _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
     if write_threshold and written is None:
@@ -362,9 +336,6 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
     class probability, with prediction and prob_class_<k>), success (p >= the checkpoint's threshold,
     binary only) and label when the label column exists.
     """
-    from ..data import load_frame_data
-    from ..models.loading import load_classifier
-
     if dataset.root is None and dataset.repo_id is None:
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
     folder = checkpoint_dir(checkpoint)

@@ -46,7 +46,7 @@ import torch
 
 from ..access import resolve_token
 from ..deploy.override import HumanOverride
-from ..deploy.relabel import relabel_rewards
+from ..deploy.replay import relabel_rewards
 from ..deploy.reward_function import RewardFunction
 from ..deploy.rule import success_probabilities
 from ..errors import ConfigError, InputError

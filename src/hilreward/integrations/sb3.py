@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..deploy.relabel import relabel_rewards
+from ..deploy.replay import relabel_rewards
 from ..errors import ConfigError
 
 try:

@@ -15,12 +15,9 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from .weights import looks_like_repo_id
-from ..utils import write_atomic
+from ..utils import jsonable, write_atomic
+from ..constants import CONFIG_NAME, METRICS_NAME, TRAIN_CONFIG_NAME, WEIGHTS_NAME  # noqa: F401 (models API)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TRAIN_CONFIG_NAME = "train_config.yaml"
-METRICS_NAME = "metrics.json"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.yaml", "*.md"]
 """What a checkpoint fetched from the Hub brings (never pickles)."""
 
@@ -105,20 +102,12 @@ def update_config(folder: Path, changes: dict[str, Any]) -> Path:
     """Set ``changes`` in ``folder/config.json`` (other keys untouched), atomically."""
     path = Path(folder) / CONFIG_NAME
     config = {**read_config(Path(folder)), **changes}
-    write_atomic(path, json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    write_atomic(path, json.dumps(config, indent=2, sort_keys=True, default=jsonable) + "\n")
     return path
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> None:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
+from ..config import ModelSettings
 from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
@@ -20,50 +22,31 @@ from .preprocessing import full_camera_key, normalize, pick_cameras, short_camer
 from .registry import Encoder, build_encoder
 from .support import Support, pool, support_encoder
 from ..utils import replace_dir
+from ..constants import CONFIG_NAME
 
 FORMAT_VERSION = 2
 """Checkpoint format this code writes and the newest it reads (2: ``temperature`` divides the logits; a reader
 that ignored it would apply the threshold to other probabilities)."""
 
 
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 @dataclass
-class ClassifierConfig:
-    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``."""
+class ClassifierConfig(ModelSettings):
+    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``.
 
-    encoder: str = "resnet10"
-    """Encoder registry spec (``resnet10``, ``small_cnn``, ``tiny``, ``hf:...``, ``timm:...``, ``torchvision:...``)."""
+    The model keys of training (:class:`~hilreward.config.ModelSettings`: encoder, freeze, num_classes,
+    image_size, the head's sizes, threshold) with their defaults, plus what the data, the built encoder and
+    calibration add."""
+
     camera_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     """Full camera keys, in the order the head concatenates them."""
-    image_size: list[int] = field(default_factory=lambda: [128, 128])
-    """Model input [height, width]; inputs of any other size are resized to it."""
     mean: Optional[list[float]] = None
     """Per-channel normalisation mean (None: the encoder's)."""
     std: Optional[list[float]] = None
     """Per-channel normalisation std (None: the encoder's)."""
-    num_classes: int = 2
-    """2: binary (one logit, sigmoid); >2: multi-class (softmax)."""
-    spatial_features: int = 8
-    """Spatial learned embedding features per camera."""
-    latent_dim: int = 256
-    """Per-camera projection width."""
-    hidden_dim: int = 256
-    """Hidden width after the cameras are concatenated."""
-    dropout: float = 0.1
-    """Dropout in the head."""
-    threshold: float = 0.5
-    """Default success threshold (probability of the positive class, after ``temperature``)."""
     temperature: float = 1.0
     """Logits are divided by this before the sigmoid / softmax (temperature scaling, set by calibration)."""
     calibration: Optional[dict[str, Any]] = None
     """How ``temperature`` and ``threshold`` were chosen (episodes, evidence, rule), when calibrated."""
-    freeze: str = "all"
-    """Encoder freeze mode: ``all``, ``last`` or ``none``."""
     encoder_options: dict[str, Any] = field(default_factory=dict)
     """Architecture options of the encoder (filled from the built encoder)."""
     feature_shape: Optional[list[int]] = None
@@ -82,20 +65,16 @@ class ClassifierConfig:
     def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "ClassifierConfig":
         """From a TrainConfig (or its ``model`` ModelConfig) and the dataset's cameras."""
         m = getattr(cfg, "model", cfg)
-        return cls(
-            encoder=m.encoder, camera_keys=[full_camera_key(k) for k in camera_keys],
-            image_size=[int(s) for s in m.image_size], num_classes=int(m.num_classes),
-            spatial_features=int(m.spatial_features), latent_dim=int(m.latent_dim), hidden_dim=int(m.hidden_dim),
-            dropout=float(m.dropout), threshold=float(m.threshold), freeze=m.freeze,
-        )
+        settings = {f.name: getattr(m, f.name) for f in dataclasses.fields(ModelSettings)}
+        return cls(**settings, camera_keys=[full_camera_key(k) for k in camera_keys])
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config.json") -> "ClassifierConfig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = CONFIG_NAME) -> "ClassifierConfig":
         fmt = int(data.get("format_version", 1))
         if fmt > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source} was written by hilreward {data.get('version', '?')} in checkpoint format {fmt}; this is "
-                f"hilreward {_package_version()}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
+                f"hilreward {__version__}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = [k for k in ("encoder", "camera_keys", "image_size") if k not in data]
@@ -144,7 +123,7 @@ class RewardClassifier(nn.Module):
             std=list(config.std if config.std is not None else encoder.std),
             feature_shape=feature_shape,
             encoder_weights=config.encoder_weights or encoder.weights_source,
-            version=config.version or _package_version(),
+            version=config.version or __version__,
             format_version=FORMAT_VERSION,
         )
         self.encoder = encoder
@@ -304,19 +283,19 @@ class RewardClassifier(nn.Module):
     def save_pretrained(self, save_directory: str | os.PathLike, train_config_yaml: Optional[str] = None,
                         metrics: Optional[Mapping[str, Any]] = None) -> Path:
         """Write config.json, model.safetensors (encoder and head), train_config.yaml, metrics.json atomically."""
-        config = self.config.to_dict()
-        state = self.state_dict()
+        return replace_dir(save_directory, lambda tmp: self.write_files(tmp, train_config_yaml, metrics))
 
-        def fill(tmp: Path) -> None:
-            ckpt.write_json(tmp / ckpt.CONFIG_NAME, config)
-            ckpt.save_weights(tmp / ckpt.WEIGHTS_NAME, state,
-                              metadata={"format": "pt", "hilreward_version": self.config.version})
-            if train_config_yaml is not None:
-                (tmp / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
-            if metrics is not None:
-                ckpt.write_json(tmp / ckpt.METRICS_NAME, dict(metrics))
-
-        return replace_dir(save_directory, fill)
+    def write_files(self, folder: Path, train_config_yaml: Optional[str] = None,
+                    metrics: Optional[Mapping[str, Any]] = None) -> None:
+        """The checkpoint's files into ``folder`` as they are (what :meth:`save_pretrained` writes and then moves into
+        place; a caller that writes more files there first, such as a training checkpoint, moves it itself)."""
+        ckpt.write_json(folder / ckpt.CONFIG_NAME, self.config.to_dict())
+        ckpt.save_weights(folder / ckpt.WEIGHTS_NAME, self.state_dict(),
+                          metadata={"format": "pt", "hilreward_version": self.config.version})
+        if train_config_yaml is not None:
+            (folder / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
+        if metrics is not None:
+            ckpt.write_json(folder / ckpt.METRICS_NAME, dict(metrics))
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu",

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EncoderError
-from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder, register_encoder
+from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from .weights import (checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights,
                       safetensors_file)
+from ..constants import CONFIG_NAME
 
 DEFAULT_REPO = "helper2424/resnet10"
 LAYOUTS = ("hilserl", "transformers")
@@ -221,7 +222,6 @@ def options_from_config(config: dict[str, Any], layout: str) -> dict[str, Any]:
     }
 
 
-@register_encoder("resnet10")
 def resnet10(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     options = dict(options or {"layout": "hilserl"})
     what = "encoder 'resnet10'"
@@ -233,12 +233,12 @@ def resnet10(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
         base = folder if folder.is_dir() else folder.parent
         from_checkpoint = checkpoint_encoder_state(state)
         if from_checkpoint is not None:  # a hilreward checkpoint: reuse its encoder as it was
-            config = read_json(base / "config.json")
+            config = read_json(base / CONFIG_NAME)
             state, options = from_checkpoint, dict(config.get("encoder_options", {"layout": "hilserl"}))
             mean, std = config.get("mean") or mean, config.get("std") or std
         else:
             layout = detect_layout(state)
-            options = options_from_config(read_json(base / "config.json"), layout)
+            options = options_from_config(read_json(base / CONFIG_NAME), layout)
             prep = read_json(base / "preprocessor_config.json")
             mean, std = prep.get("image_mean", mean), prep.get("image_std", std)
             state = map_keys(state, layout)

@@ -91,6 +91,9 @@ class RetrainOptions:
     """Heads in the uncertainty ensemble, trained while the retrainer is idle (0: no uncertainty)."""
     ensemble_steps: int = 100
     """Optimizer steps of each ensemble head trained from scratch (version 0's)."""
+    keep_versions: int = 16
+    """Published versions kept on disk: the newest N (0: all). Version 0 (the checkpoint), the serving one and every
+    one an episode still uses (``pins.idle_s``) are never removed."""
     threads: int = 1
     """torch threads of the retrainer process (leave the other cores to Predict)."""
     seed: int = 0
@@ -105,12 +108,12 @@ class RetrainOptions:
                               "retrain.min_interval_s and retrain.quiet_s >= 0, retrain.min_fixed within [0, 1], "
                               "retrain.min_steps within [0, retrain.steps]")
         if min(self.contradicted_weight, self.contradiction_radius, self.holdout_episodes, self.holdout_tolerance,
-               self.ensemble, self.max_reruns, self.boundary_frames, self.boundary_weight, self.live_episodes,
-               self.live_early_steps, self.live_tolerance) < 0 or not (0 <= self.live_share <= 1
-                                                                     and 0 <= self.live_early_share <= 1) \
+               self.ensemble, self.max_reruns, self.boundary_frames, self.boundary_weight, self.keep_versions,
+               self.live_episodes, self.live_early_steps, self.live_tolerance) < 0 \
+                or not (0 <= self.live_share <= 1 and 0 <= self.live_early_share <= 1) \
                 or min(self.ensemble_steps, self.blame_per_regression) < 1:
             raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance, "
-                              "ensemble, max_reruns, boundary_frames, boundary_weight, live_episodes, "
+                              "ensemble, max_reruns, boundary_frames, boundary_weight, keep_versions, live_episodes, "
                               "live_early_steps and live_tolerance must be >= 0, live_share and live_early_share "
                               "within [0, 1], "
                               "retrain.ensemble_steps and blame_per_regression >= 1")

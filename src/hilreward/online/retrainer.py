@@ -45,12 +45,18 @@ attempt over every stored correction:
    vetoing.
 
 The process is a small state machine (:class:`_Loop`, one method per state, read top to bottom):
-``connect`` (open the store read-only) -> ``standby`` (until it leads the store) -> ``lead`` (take over
-what a predecessor left, follow the newest version) -> ``wait`` (for a correction or review) -> ``attempt``
-(one gated attempt; publish) -> ``idle`` (one step of idle work, then ``wait`` again); ``stopped`` ends it.
-A store it cannot reach sends it back to ``connect`` (with a backoff); the server's death stops it, also
-mid-attempt (nothing is published then). It tells the server what it does with the typed events of
-:mod:`.events`.
+``connect`` (open the store) -> ``standby`` (until it leads the store) -> ``lead`` (take over what a
+predecessor left, follow the newest version) -> ``wait`` (for a correction or review) -> ``attempt``
+(one gated attempt; publish and record it) -> ``idle`` (one step of idle work, then ``wait`` again);
+``stopped`` ends it. A store it cannot reach sends it back to ``connect`` (with a backoff). It tells the
+server what it does with the typed events of :mod:`.events`.
+
+It dies with its server: a watchdog thread ends the process within :data:`WATCHDOG_S` of the server's death
+(``kill -9`` too), mid-attempt as well (nothing is published then), except while it publishes: the process that
+publishes a version records the attempt and every correction's status in the store itself, in one step the
+watchdog waits for, so a version is never left without its record. Should the process die there anyway (it is
+killed itself), the next leader records the version it finds without one (``recovered``) and retrains every
+correction no recorded attempt assessed.
 
 While no correction waits it uses the time for work the next attempt or the server needs:
 the serving version's side of gate (c) (run to the end: the next attempt needs it), and the
@@ -68,7 +74,9 @@ announces each version it publishes (and each new ensemble), so every replica se
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import threading
 import time
 import traceback
 from typing import Any, Iterator
@@ -80,6 +88,9 @@ from .trainer import HeadRetrainer, Orphaned, RetrainSpec
 from .versions import VersionStore
 
 _STOP = "stop"
+WATCHDOG_S = 0.2
+"""The retrainer process looks this often whether its server still lives."""
+RECOVERED = "published by a retrainer that died before recording it (recorded when a retrainer took over)"
 
 
 class _Loop:
@@ -102,8 +113,11 @@ class _Loop:
         self.idle_pending = False
         """Idle work may remain (from becoming the leader, and after each attempt, until it completes)."""
         self.woken: list[Any] = []
+        self.publishing = threading.Lock()
+        """Held from publishing a version until its attempt is recorded: the watchdog never ends the process there."""
 
     def run(self) -> None:
+        threading.Thread(target=self.watchdog, name="hilreward-retrainer-watchdog", daemon=True).start()
         state = "connect"
         while state != "stopped":
             try:
@@ -125,7 +139,7 @@ class _Loop:
     def connect(self) -> str:
         if not self.sleep(min(5.0, 0.5 * 2 ** self.failures) if self.failures else 0.0):
             return "stopped"
-        self.store = CorrectionStore(self.spec.store, readonly=True)
+        self.store = CorrectionStore(self.spec.store)  # it records its attempts
         self.leadership = self.store.leadership()
         self.failures = 0
         return "standby"
@@ -143,11 +157,14 @@ class _Loop:
         assert self.store is not None and self.leadership is not None
         trainer = self.trainer
         trainer.versions.remove_partial()  # what a leader that died mid-publish may have left
+        self.record_unrecorded()
         latest = trainer.versions.latest()
         self.leadership.announce(latest.number)
         trainer.follow(latest)
         trainer.remember(self.store.latest_statuses())
-        self.seen, self.seen_review = latest.last_correction_id, int(latest.metrics.get("last_review_id", 0))
+        assessed = next((a.last_correction_id for a in self.store.attempts() if a.reason != RECOVERED), 0)
+        self.seen = min(latest.last_correction_id, assessed)  # what no recorded attempt assessed trains again
+        self.seen_review = int(latest.metrics.get("last_review_id", 0))
         self.standby_told, self.idle_pending, self.work = False, True, None
         self.tell(Ready(self.setup))
         return "wait"
@@ -181,12 +198,17 @@ class _Loop:
             self.seen, self.work = 0, None
             return "standby"
         number, version, metrics = -1, "", attempt.metrics
+        with self.publishing:  # the version and its record, or neither (the watchdog waits for this)
+            if attempt.passed:
+                record = trainer.publish(attempt, reviewed)
+                number, version, metrics = record.number, record.version, record.metrics
+            done = time.time()
+            store.add_attempt(attempt.passed, number, version, attempt.reason, metrics, attempt.last_correction_id,
+                              attempt.assessments, time=done)
         if attempt.passed:
-            record = trainer.publish(attempt, reviewed)
-            self.leadership.announce(record.number)
-            number, version, metrics = record.number, record.version, record.metrics
+            self.leadership.announce(number)
         self.tell(AttemptDone(attempt.passed, attempt.reason, metrics, attempt.last_correction_id,
-                              attempt.assessments, time.time(), number, version))
+                              attempt.assessments, done, number, version))
         return "wait"
 
     def idle(self) -> str:
@@ -205,6 +227,24 @@ class _Loop:
         return "wait"
 
     # ---- helpers
+    def record_unrecorded(self) -> None:
+        """Record each published version no attempt names (its publisher died before recording it)."""
+        assert self.store is not None
+        recorded = {a.number for a in self.store.attempts() if a.passed}
+        versions = self.trainer.versions
+        for number in versions.numbers():
+            if number > 0 and number not in recorded:
+                r = versions.get(number)
+                self.store.add_attempt(True, number, r.version, RECOVERED, r.metrics, r.last_correction_id, [],
+                                       time=r.created_unix)
+
+    def watchdog(self) -> None:
+        """End this process once the server is gone (a publish under way ends with its record first)."""
+        while not self.orphaned():
+            time.sleep(WATCHDOG_S)
+        with self.publishing:
+            os._exit(0)
+
     def tell(self, event: Event) -> None:
         self.events.put(event)
 

@@ -108,12 +108,17 @@ class ModelInfo:
                    [VersionMonitor(**{k: getattr(v, k) for k in names}) for v in m.monitor])
 
 
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+"""Codes a call is tried again on (a server starting or restarting; every stream slot taken)."""
+
+
 class RewardClient:
     """Client of ``hilreward.v1.RewardService`` (thread-safe; one channel per client)."""
 
     def __init__(self, address: str, token: Optional[str] = None, timeout_s: float = 5.0, retries: int = 3,
                  encoding: str = "raw", max_message_mb: int = 16, backoff_s: float = 0.1) -> None:
-        """``encoding``: how frames travel (raw RGB8, jpeg or png); ``retries``: extra attempts on UNAVAILABLE."""
+        """``encoding``: how frames travel (raw RGB8, jpeg or png); ``retries``: extra attempts on UNAVAILABLE (and
+        RESOURCE_EXHAUSTED: the server's streams are all taken), with a doubling ``backoff_s``."""
         if retries < 0 or timeout_s <= 0:
             raise ServingError("retries must be >= 0 and timeout_s > 0")
         self.address = address
@@ -135,7 +140,7 @@ class RewardClient:
                 return call()
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                if code in RETRIED and attempt < self.retries:
                     time.sleep(delay)
                     delay *= 2
                     continue

@@ -130,7 +130,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     # ---- prediction
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
-        frames = decode_images(request.images, self.slot.current.camera_keys)
+        frames = decode_images(request.images, self.slot.current.camera_keys, self.cfg.max_pixels)
         state = request_state(request)
         if self.cfg.success_when is not None and state is None:
             raise InputError(f"this server pays success only when success_when={self.cfg.success_when!r} holds: send "
@@ -190,7 +190,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def _correction(self, request: pb.CorrectionRequest) -> pb.CorrectionAck:
         model = self.slot.current
-        frames = decode_images(request.images, model.camera_keys)
+        frames = decode_images(request.images, model.camera_keys, self.cfg.max_pixels)
         self._check_label(request.label, model)
         if request.model_version:
             version, probability = request.model_version, float(request.probability)
@@ -301,8 +301,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def WatchActivity(self, request, context):
         self._call(context, lambda: _check_images_request(request.max_side, request.jpeg_quality))
-        if request.frames_per_second < 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be >= 0 (0 = 10)")
+        if not request.frames_per_second >= 0:  # NaN too
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be a number >= 0 (0 = 10)")
         episode = request.episode_id if request.HasField("episode_id") else None
         gap = 1.0 / (request.frames_per_second or 10.0)
         seen_gen, status = self.slot.generation, self.retrainer

@@ -30,26 +30,16 @@ import torch
 
 from ..config import TrainConfig
 from ..data import FrameData
-from ..errors import ConfigError
 from ..evaluation.calibration import Calibration, calibrate, sigmoid
 from ..evaluation.episodes import episode_metrics
+from ..evaluation.inference import batched_logits
 from ..evaluation.thresholds import EvidenceRule, evidence_counts
 from ..models.checkpoint import update_config
 from ..models.classifier import RewardClassifier
-from .features import heldout_logits
 from .folds import episode_folds, fold_config, fold_logits
+from ..constants import CONFIG_NAME
 
-CALIBRATE_MODES = ("auto", "heldout", "cv", "off")
 MIN_EPISODES_PER_FOLD = 2
-
-
-def calibrate_mode(value) -> str:
-    """``training.calibrate`` as one of :data:`CALIBRATE_MODES` (``true`` / ``false`` from before ``cv``: heldout /
-    off)."""
-    mode = {"true": "heldout", "false": "off"}.get(str(value).lower(), str(value).lower())
-    if mode not in CALIBRATE_MODES:
-        raise ConfigError(f"training.calibrate={value!r} is not known (known: {', '.join(CALIBRATE_MODES)})")
-    return mode
 
 
 @dataclass
@@ -112,10 +102,10 @@ def calibrate_checkpoint(folder: Path, data: FrameData, rows: np.ndarray,
                          features: Optional[dict[str, np.ndarray]] = None, *, fallback_threshold: float = 0.5,
                          device: str | torch.device = "cpu", batch_size: int = 64) -> Optional[Calibration]:
     """Calibrate the checkpoint in ``folder`` on ``rows`` (its held-out frames) and store the result in it."""
-    if not len(rows) or not (Path(folder) / "config.json").is_file():
+    if not len(rows) or not (Path(folder) / CONFIG_NAME).is_file():
         return None
     model = RewardClassifier.from_pretrained(folder, device=device)
-    logits = heldout_logits(model, data, rows, features, batch_size)
+    logits = batched_logits(model, rows, data.images, features, batch_size)
     cal = calibrate(data.episode_index[rows], data.frame_index[rows], data.labels[rows], logits, fps=data.fps,
                     fallback_threshold=model.threshold if fallback_threshold is None else fallback_threshold)
     cal.details["method"] = "heldout"

@@ -15,8 +15,10 @@ import numpy as np
 from ..config import TrainConfig
 from ..data import FrameData
 from ..errors import ConfigError
+from ..evaluation.inference import batched_logits
 from ..models.classifier import RewardClassifier
-from .features import compute_features, encoder_is_frozen, heldout_logits
+from .features import compute_features, encoder_is_frozen
+from ..constants import STATE_JSON
 
 
 def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.ndarray, k: int,
@@ -36,7 +38,7 @@ def fold_config(cfg: TrainConfig, episodes: list[int], held: list[int], director
                 **training) -> TrainConfig:
     """The run of one fold: ``held`` held out, ``steps`` steps, no calibration (its held-out episodes are what it
     scores), no support bank, W&B off, resumed when it was cut short; ``training`` overrides more training keys."""
-    resume = (directory / "checkpoints" / "last" / "training_state.json").is_file()
+    resume = (directory / "checkpoints" / "last" / STATE_JSON).is_file()
     return replace(cfg, output_dir=str(directory), split=replace(cfg.split, val_episodes=list(held)), resume=resume,
                    dataset=replace(cfg.dataset, episodes=list(episodes)), wandb=replace(cfg.wandb, enable=False),
                    training=replace(cfg.training, **{"calibrate": "off", "steps": steps, "epochs": None,
@@ -51,4 +53,4 @@ def fold_logits(cfg: TrainConfig, checkpoint: Path, data: FrameData, rows: np.nd
     if encoder_is_frozen(model) and cfg.training.feature_cache != "off":
         features = compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=0,
                                     dtype=cfg.training.feature_dtype)
-    return heldout_logits(model, data, rows, features)
+    return batched_logits(model, rows, data.images, features)
