@@ -84,3 +84,47 @@ def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_name
         assert client.get_model().version == info.version
         timeline = client.versions()
         assert not timeline.attempts[0].passed and timeline.attempts[0].metrics["live_early_fires"] >= 2
+
+
+@pytest.mark.slow
+def test_kill_9_mid_attempt_loses_no_live_evidence_and_no_status(ckpt, frames, tmp_path, cache_dir):
+    """The live episodes are on disk before an attempt uses them (written atomically while they run): a server
+    killed mid-attempt leaves them whole, and the restarted server's retrainer gates on them; statuses recorded
+    before the kill stay."""
+    import os
+    import signal
+
+    from support import start_serve
+
+    state = tmp_path / "state"
+    common = [f"checkpoint={ckpt}", f"state_dir={state}", f"token={TOKEN}", "threads=1", f"dataset.root={DRAWER4}",
+              f"cache_dir={cache_dir}", "retrain.min_interval_s=0", "retrain.ensemble=0", "live.flush_s=0.2"]
+    slow = ["retrain.steps=20000", "retrain.min_steps=20000", "retrain.check_every=20000"]  # an attempt of seconds
+    proc, address = start_serve([*common, *slow], tmp_path / "port1")
+    try:
+        with RewardClient(address, token=TOKEN, timeout_s=20) as client:
+            wait_model(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
+            for i, episode in enumerate([2, 3]):
+                _play(client, frames, episode, 50 + i, 20)
+            live = LiveEpisodes(state / "live")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and [len(e) for e in live.newest(10)] != [20, 20]:
+                time.sleep(0.05)
+            before = {e.episode_id: e.probability.tolist() for e in live.newest(10)}
+            client.submit_correction(step_images(frames, 3), label=0, episode_id=50, step=3)
+            wait_model(client, lambda i: i.retrainer_status.startswith("training"), "an attempt under way")
+            os.kill(proc.pid, signal.SIGKILL)  # mid-attempt, no graceful shutdown
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert {e.episode_id: e.probability.tolist() for e in LiveEpisodes(state / "live").newest(10)} == before
+    assert sorted(before) == [50, 51]
+    proc, address = start_serve(common, tmp_path / "port2")
+    try:
+        with RewardClient(address, token=TOKEN, timeout_s=20) as client:
+            info = wait_model(client, lambda i: i.number == 1, "the resumed loop's version")
+            assert info.metrics["live_episodes"] == 2.0  # the evidence the killed attempt had, whole
+            assert [c.status for c in client.list_corrections().corrections] == ["fixed"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
