@@ -37,12 +37,16 @@ POOL = 2
 
 
 def pool(features: Mapping[str, torch.Tensor], keys: Sequence[str]) -> torch.Tensor:
-    """(B, D) float32: each camera's (B, C, h, w) features average-pooled to <= POOL x POOL, concatenated."""
+    """(B, D) float32: each camera's (B, C, h, w) features average-pooled to <= POOL x POOL, concatenated (what
+    ``adaptive_avg_pool2d`` gives, written out so the ONNX exporter sees a fixed grid)."""
     parts = []
     for key in keys:
         x = features[key].float()
-        x = nn.functional.adaptive_avg_pool2d(x, (min(POOL, x.shape[-2]), min(POOL, x.shape[-1])))
-        parts.append(x.flatten(1))
+        h, w = int(x.shape[-2]), int(x.shape[-1])  # a model's feature map size is fixed
+        out_h, out_w = min(POOL, h), min(POOL, w)
+        cells = [x[:, :, (i * h) // out_h:-(-((i + 1) * h) // out_h), (j * w) // out_w:-(-((j + 1) * w) // out_w)]
+                 .mean(dim=(2, 3)) for i in range(out_h) for j in range(out_w)]
+        parts.append(torch.stack(cells, dim=2).flatten(1))
     return torch.cat(parts, dim=1)
 
 
@@ -111,9 +115,9 @@ class Support(nn.Module):
         """(B, D) pooled vectors of a batch: the classifier's ``features``, or its own encoder's on ``pixels``."""
         if self.encoder is None:
             return pool(features, keys)
-        batches = [pixels[k] for k in keys]
-        maps = self.encoder(torch.cat(batches)).split(batches[0].shape[0])
-        return pool(dict(zip(keys, maps)), keys)
+        maps = self.encoder(torch.cat([pixels[k] for k in keys]))
+        maps = maps.reshape(len(keys), -1, *maps.shape[1:])  # reshape, not split: the ONNX batch stays symbolic
+        return pool({k: maps[i] for i, k in enumerate(keys)}, keys)
 
     @classmethod
     def build(cls, vectors: np.ndarray, success: np.ndarray, episodes: np.ndarray, k: int = 5,
@@ -156,7 +160,7 @@ class Support(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, D) pooled features -> (B, 2): [support, novelty] (see the module docstring)."""
-        d2 = (pooled * pooled).sum(1, keepdim=True) - 2.0 * pooled @ self.vectors.T \
+        d2 = (pooled * pooled).sum(1, keepdim=True) - 2.0 * pooled @ self.vectors.transpose(0, 1) \
             + (self.vectors * self.vectors).sum(1)[None]
         d2 = d2.clamp_min(0.0)
         k = min(self.k, int(self.vectors.shape[0]))

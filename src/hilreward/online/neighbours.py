@@ -17,22 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+from ..models.support import pool_numpy
 
 
 def pooled(features: dict[str, np.ndarray], keys: list[str], batch: int = 2048) -> np.ndarray:
-    """(N, D) float32: each camera's (N, C, h, w) features average-pooled to <= 2x2, concatenated."""
-    n = len(features[keys[0]])
-    parts = []
-    for key in keys:
-        f = features[key]
-        out = []
-        for s in range(0, n, batch):
-            x = torch.from_numpy(np.asarray(f[s:s + batch], dtype=np.float32))
-            x = torch.nn.functional.adaptive_avg_pool2d(x, (min(2, x.shape[-2]), min(2, x.shape[-1])))
-            out.append(x.flatten(1).numpy())
-        parts.append(np.concatenate(out) if out else np.zeros((0, 0), np.float32))
-    return np.concatenate(parts, axis=1)
+    """(N, D) float32: each camera's (N, C, h, w) features average-pooled to <= 2x2, concatenated (the support
+    bank's pooling, :func:`hilreward.models.support.pool`)."""
+    return pool_numpy(features, keys, batch)
 
 
 @dataclass
