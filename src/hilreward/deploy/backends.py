@@ -102,12 +102,15 @@ class Scores:
     """The version that judged each row (backends whose version can change); None: the backend's own."""
 
 
-def score(backend: Any, images: dict[str, Any], steps: list[EpisodeStep] | None = None) -> Scores:
-    """``backend``'s :class:`Scores` of a batch: its ``score(images, steps)`` when it has one, else (a backend
-    registered by a user) its ``predict_pinned`` or ``predict`` (no support)."""
+def score(backend: Any, images: dict[str, Any], steps: list[EpisodeStep] | None = None,
+          support: bool = False) -> Scores:
+    """``backend``'s :class:`Scores` of a batch (with ``support``: the frames' support too, when the model has a
+    bank; it costs a comparison with every frame of the bank, so it is asked for only where it is used): its
+    ``score(images, steps, support)`` when it has one, else (a backend registered by a user) its
+    ``predict_pinned`` or ``predict`` (no support)."""
     scorer = getattr(backend, "score", None)
     if scorer is not None:
-        return scorer(images, steps)
+        return scorer(images, steps, support)
     pinned = getattr(backend, "predict_pinned", None)
     if pinned is not None and steps is not None:
         probs, versions = pinned(images, steps)
@@ -187,10 +190,10 @@ class TorchBackend:
             probs = self.model.probabilities(self._forward(pixels))
         return probs.float().cpu().numpy()
 
-    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None) -> Scores:
-        """Probabilities, and support from the same encoder features (one encoder pass)."""
+    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None, support: bool = True) -> Scores:
+        """Probabilities, and (``support``) the support from the same encoder features (one encoder pass)."""
         support_of = getattr(self.model, "support_of", None)
-        if support_of is None or getattr(self.model, "support", None) is None:
+        if not support or support_of is None or getattr(self.model, "support", None) is None:
             return Scores(self.predict(images))
         with torch.inference_mode():
             pixels = self.model.preprocess(images)
@@ -254,7 +257,7 @@ class OnnxBackend:
             export_onnx(model, path, atol=PARITY_ATOL)
         return cls(path, model, threads=options.threads, model_version=version)
 
-    def _run(self, images: dict[str, Any]) -> list[np.ndarray]:
+    def _run(self, images: dict[str, Any], outputs: list[str] | None = None) -> list[np.ndarray]:
         feeds = {}
         for key, name in zip(self.camera_keys, self.input_names):
             frames = to_uint8_hwc(pick_camera(images, key), key)
@@ -263,14 +266,14 @@ class OnnxBackend:
             if tuple(frames.shape[1:3]) != self.image_size:
                 frames = resize_uint8(frames, self.image_size)
             feeds[name] = np.ascontiguousarray(frames)
-        return self.session.run(None, feeds)
+        return self.session.run(outputs, feeds)
 
     def predict(self, images: dict[str, Any]) -> np.ndarray:
-        return self._run(images)[0]
+        return self._run(images, ["probability"])[0]  # ONNX Runtime then leaves the support bank out
 
-    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None) -> Scores:
-        """The graph's ``probability`` and, when the checkpoint has a support bank, its ``support`` output."""
-        out = self._run(images)
+    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None, support: bool = True) -> Scores:
+        """The graph's ``probability`` and, with ``support`` when the checkpoint has a bank, its ``support``."""
+        out = self._run(images, None if support else ["probability"])
         return Scores(out[0], out[1] if len(out) > 1 else None)
 
 

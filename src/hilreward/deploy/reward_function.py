@@ -63,7 +63,8 @@ class RewardResult:
     """Step of the episode (0 = the first judged after a reset)."""
     support: Optional[float] = None
     """The share of successes among the frame's nearest labelled frames (:mod:`hilreward.models.support`;
-    ``cautious=True`` pays success only at 0.5 or more); None when the model has no support bank."""
+    ``cautious=True`` pays success only at 0.5 or more); computed with ``cautious`` (a reward server always sends
+    it), None otherwise or when the model has no support bank."""
     novelty: Optional[float] = None
     """The frame's distance to the nearest labelled success, in units of the familiar radius (above 1: a state
     unlike every labelled success); None when the model has no support bank."""
@@ -222,7 +223,8 @@ class RewardFunction:
         for i in range(0, total, batch_size):
             chunk = {k: v[i:i + batch_size] for k, v in frames.items()}
             rows = len(next(iter(chunk.values())))
-            scores = score(self.backend, chunk, [EpisodeStep(version=version)] * rows if pinned else None)
+            scores = score(self.backend, chunk, [EpisodeStep(version=version)] * rows if pinned else None,
+                           support=self.options.cautious)
             used = scores.versions or []
             if pinned and any(v != version for v in used):
                 raise ServingError(f"version {version} is no longer served (the server answered with "
@@ -270,7 +272,7 @@ class RewardFunction:
             if state.step == 0:
                 state.episode_id, state.version = next(self._episode_ids), None
         scores = score(self.backend, batched, [EpisodeStep(s.episode_id, s.step, s.version, r)
-                                               for s, r in zip(states, robot)])
+                                               for s, r in zip(states, robot)], support=self.options.cautious)
         versions = scores.versions or [self.model_version] * len(states)
         for state, version in zip(states, versions):
             if state.version is not None and version != state.version and state.version not in self._lost_versions:

@@ -430,7 +430,8 @@ class GrpcBackend:
         scores = self.score(images, steps)
         return scores.probabilities, list(scores.versions or [])
 
-    def score(self, images: Mapping[str, Any], steps: Sequence[EpisodeStep] | None = None) -> Scores:
+    def score(self, images: Mapping[str, Any], steps: Sequence[EpisodeStep] | None = None,
+              support: bool = True) -> Scores:
         """Probabilities, support (when the served version has a support bank) and the version that judged each
         row of a batch; row i is ``steps[i]`` (episode id, step, version to keep), sent with its request (None: no
         episode, the serving version)."""

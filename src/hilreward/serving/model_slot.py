@@ -76,7 +76,7 @@ class ServedModel:
         uncertain = getattr(self.predictor, "predict_uncertain", None)
         if uncertain is not None:
             return uncertain(images)
-        scores = score(self.predictor, images)
+        scores = score(self.predictor, images, support=True)  # the monitor and the queue look at every claim
         return np.asarray(scores.probabilities), None, scores.support
 
 
