@@ -564,7 +564,8 @@ def train_and_evaluate(spec: RunSpec, settings: Settings, run_dir: Path, kill_se
             from hilreward.integrations.versions import ServedVersions
             from hilreward.serving import RewardClient
 
-            server, address = start_server(Path(spec.checkpoint), spec.dataset, run_dir, str(run_dir / "cache"), 1,
+            cache = run_dir.parents[1] / "cache"  # shared by the runs: the offline features are computed once
+            server, address = start_server(Path(spec.checkpoint), spec.dataset, run_dir, str(cache), 1,
                                            ["retrain.min_interval_s=0", "retrain.threads=1", "retrain.ensemble=0",
                                             f"cautious={str(kind.cautious).lower()}"])
             reward_fn = RewardFunction.from_pretrained(None, backend="grpc", address=address, timeout_s=60)
