@@ -128,3 +128,44 @@ def test_kill_9_mid_attempt_loses_no_live_evidence_and_no_status(ckpt, frames, t
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_held_out_means_held_out_a_checkpoint_trained_on_every_episode_gets_a_named_regression_check(
+        ckpt, frames, tmp_path, cache_dir):
+    """A checkpoint calibrated by folds trained on every episode, whatever its config's split says: the retrainer's
+    offline evidence is then a regression check on training episodes, and its metrics say so (never heldout_*);
+    with the episodes it never trained on, they are held out."""
+    import json
+    import shutil
+
+    from hilreward.deploy.corrections import Correction
+    from hilreward.online.store import CorrectionStore
+    from hilreward.online.trainer import HeadRetrainer, RetrainSpec
+    from hilreward.online.versions import VersionStore
+
+    def attempt(checkpoint, where):
+        VersionStore(where / "versions").init_base(checkpoint, "base", {})
+        store = CorrectionStore(where / "c.sqlite")
+        store.add(Correction(frames=step_images(frames, 5), label=0, probability=0.5, model_version="base", time=0.0,
+                             episode=1, step=5))
+        trainer = HeadRetrainer(RetrainSpec(versions_root=str(where / "versions"), store=str(store.path),
+                                            dataset=DatasetConfig(root=str(DRAWER4)),
+                                            options=RetrainOptions(ensemble=0), cache_dir=cache_dir))
+        result = trainer.attempt(store.read(), store.verdicts())
+        store.close()
+        return trainer, result.metrics
+
+    all_episodes = tmp_path / "all"
+    shutil.copytree(ckpt, all_episodes)
+    (all_episodes / "metrics.json").write_text(json.dumps({"train_episodes": [0, 1, 2, 3], "val_episodes": []}))
+    trainer, metrics = attempt(all_episodes, tmp_path / "a")
+    assert not trainer.heldout and trainer.evidence == "regression"
+    assert metrics["offline_heldout"] == 0.0 and "regression_accuracy" in metrics
+    assert not any(k.startswith("heldout_") for k in metrics)
+
+    held = tmp_path / "held"
+    shutil.copytree(ckpt, held)
+    (held / "metrics.json").write_text(json.dumps({"train_episodes": [0, 1], "val_episodes": [2, 3]}))
+    trainer, metrics = attempt(held, tmp_path / "b")
+    assert trainer.heldout and trainer.val_episodes == [2, 3] and metrics["offline_heldout"] == 1.0
+    assert "heldout_accuracy" in metrics and not any(k.startswith("regression_") for k in metrics)
