@@ -327,6 +327,7 @@ class Operator:
         """Decide what waits for a person (reviews are not corrections: they cost none of the budget)."""
         waiting = self.client.list_corrections(statuses=["superseded", "conflicts_live"], limit=200).corrections
         accept, reject = [], []
+        seen: dict[int, list] = {}
         for c in waiting:
             if c.id in self.decided or c.review is not None:
                 continue
@@ -338,16 +339,27 @@ class Operator:
                     self.decided.add(newer)
                 self.decided.add(c.id)
             elif c.status == "conflicts_live":
-                shown = [self.truth.get(int(e), {}).get(int(t)) for e, t in conflict.get("firings", [])]
+                # a person looks at each frame it would fire on: a success, or one a step or two before it (the
+                # button going down) is right; the steps they saw
+                shown = [self._success_near(int(e), int(t)) for e, t in conflict.get("firings", [])]
                 known = [v for v in shown if v is not None]
                 if not known:
                     continue  # not seen (yet): no decision
                 (accept if sum(known) * 2 > len(known) else reject).append(c.id)
                 self.decided.add(c.id)
+                seen[c.id] = known
         for verdict, ids in (("accept", accept), ("reject", reject)):
             if ids:
                 self.client.review(ids, verdict, reviewer="operator", note="bench-rl's simulated operator")
-                self.reviews.extend({"step": self.now, "correction": i, "verdict": verdict} for i in ids)
+                self.reviews.extend({"step": self.now, "correction": i, "verdict": verdict,
+                                     "firings_true": seen.get(i)} for i in ids)
+
+    def _success_near(self, episode_id: int, step: int, ahead: int = 2) -> Optional[bool]:
+        """Whether the episode showed a success at ``step`` or within ``ahead`` steps after it (None: not seen)."""
+        steps = self.truth.get(episode_id, {})
+        if step not in steps:
+            return None
+        return any(steps.get(t, False) for t in range(step, step + ahead + 1))
 
     def flush(self) -> None:
         self._press_due(everything=True)

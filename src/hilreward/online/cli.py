@@ -151,6 +151,13 @@ def _line(v: review.CorrectionView) -> str:
 
 
 def _conflict(k: dict, label: int) -> str:
+    """What a status names, in one line: the newer correction, the live firings, or the offline frames."""
+    if "by" in k:
+        return f"superseded by correction {k['by']} (the newest word): accept this one to make it win"
+    if k.get("live"):
+        shown = ", ".join(f"{e}@{t}" for e, t in k.get("firings", [])[:8])
+        return (f"training on it makes the reward newly fire in live episodes (episode@step: {shown}; most alike: "
+                f"episode {k['episode']} step {k['frame']}): accept if those are successes, reject drops it")
     return (f"conflicts with offline episode {k['episode']} frames {k['start']}-{k['end'] - 1} (labelled {k['label']}; "
             f"training on it makes them {k['kind'].replace('_', ' ')}; most alike: frame {k['frame']}): accept "
             f"relabels them {label}, reject drops the correction")

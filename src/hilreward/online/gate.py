@@ -201,7 +201,7 @@ class LiveFiring:
     """Live rows before the serving version's firing that the candidate calls success and it did not: the
     evidence blame works from."""
     labelled: bool = False
-    """A correction (or a review that accepted a live conflict) labels success in the episode at or before it."""
+    """A correction (or a review that accepted a live conflict) labels success in the episode."""
 
     def describe(self) -> str:
         was = "never fired" if self.serving is None else f"fired at step {self.serving}"
@@ -235,7 +235,7 @@ def live_check(live: LiveEvidence, serving: np.ndarray, candidate: np.ndarray, t
                labelled: dict[int, int], tolerance: int, early_steps: int) -> LiveCheck:
     """Compare the candidate's and the serving version's first firings (success probabilities ``candidate`` and
     ``serving`` on the live rows, debounced like the served reward) in each live episode. ``labelled``: episode
-    -> the earliest step a human labels success in it."""
+    -> the earliest step a human labels success in it (a correction, or a review that confirmed a firing)."""
     out = LiveCheck(0, [], [], 0, 0, 0)
     for ep, idx in live.groups():
         out.episodes += 1
@@ -252,9 +252,10 @@ def live_check(live: LiveEvidence, serving: np.ndarray, candidate: np.ndarray, t
             continue
         before = steps < s_s if s_s is not None else np.ones(len(idx), bool)
         rows = idx[before & (candidate[idx] >= threshold) & (serving[idx] < threshold)]
-        labelled_at = labelled.get(ep)
-        firing = LiveFiring(ep, s_c, s_s, rows if len(rows) else idx[steps == s_c],
-                            labelled_at is not None and s_c >= labelled_at - tolerance)
+        # An episode a human labels success holds a success: a firing in it is no evidence of hacking (the human
+        # presses once the success has shown for a while, a keypress late, so its true onset is earlier than the
+        # labelled frames). A firing in its first steps still counts as early.
+        firing = LiveFiring(ep, s_c, s_s, rows if len(rows) else idx[steps == s_c], ep in labelled)
         if s_c <= early_steps:
             out.early.append(firing)
         if firing.labelled:
