@@ -77,6 +77,47 @@ def test_the_cautious_reward_pays_no_success_where_the_labelled_frames_do_not_ba
         assert client.predict(step_images(frames, int(rows[-1])), episode_id=2, step=0).success
 
 
+def test_the_gymnasium_wrapper_pays_and_ends_an_episode_by_the_cautious_rule(supported, frames):
+    import gymnasium as gym
+
+    from hilreward.deploy import RewardClassifierWrapper
+
+    plain = RewardFunction.from_pretrained(supported, backend="torch")
+    cautious = RewardFunction.from_pretrained(supported, backend="torch", cautious=True)
+    states = unbacked(frames, plain, cautious)[:2]
+    success = frames.labels == 1
+    true = np.flatnonzero(success & np.isin(frames.episode_index, [2, 3]))
+    shown = [*states, step_images(frames, int(true[-1]))]  # two unbacked states, then a true success
+
+    class Replay(gym.Env):
+        """Plays the frames in order (the robot at the network edge); the env's own reward is 0."""
+        observation_space = gym.spaces.Dict({})
+        action_space = gym.spaces.Discrete(1)
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return {"pixels": shown[0]}, {}
+
+        def step(self, action):
+            self.t += 1
+            return {"pixels": shown[min(self.t, len(shown) - 1)]}, 0.0, False, self.t >= len(shown), {}
+
+    env = RewardClassifierWrapper(Replay(), cautious)
+    env.reset()
+    rewards, ends = [], []
+    for _ in range(len(shown)):
+        _, reward, terminated, _, info = env.step(0)
+        rewards.append(reward)
+        ends.append(terminated)
+        assert info["reward_classifier"]["support"] is not None
+    # the wrapper judges the frame after each step: the second unbacked state, then the true success
+    assert rewards[:1] == [0.0] and not ends[0] and rewards[1] == 1.0 and ends[1]
+    lied = RewardClassifierWrapper(Replay(), plain)  # the plain rule pays the unbacked state and ends the episode
+    lied.reset()
+    _, reward, terminated, _, _ = lied.step(0)
+    assert reward == 1.0 and terminated
+
+
 def test_cautious_needs_a_checkpoint_with_a_support_bank(ckpt, tmp_path):
     assert RewardClassifier.from_pretrained(ckpt).support is None
     with pytest.raises(ConfigError, match="support bank"):
