@@ -275,7 +275,9 @@ function renderServer() {
               ["uncertainty", m.ensemble_size ? `${m.ensemble_size} heads` : "none (no ensemble yet)"]);
     const k = m.corrections;
     rows.push(["corrections", `${k.total} · ${k.fixed} fixed · ${k.pending} pending · ${k.unfixed} unfixed · ` +
+               (k.conflicts_live ? `${k.conflicts_live} held (they would fire on live episodes) · ` : "") +
                (k.conflicts_offline ? `${k.conflicts_offline} in conflict with offline frames · ` : "") +
+               (k.superseded ? `${k.superseded} superseded · ` : "") +
                `${k.contradicted} contradicted · ${k.boundary} boundary · ${k.rejected} rejected`]);
   }
   if (r) rows.push(["retrainer", `${r.state}${r.message ? ": " + r.message : ""}` +
