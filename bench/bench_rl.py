@@ -92,8 +92,10 @@ class Arm:
 
 CAUTIOUS_DEFAULT = False
 """hilreward's default reward options (``cautious``), as the hilreward arms use them."""
-CORRECTED_MODEL = "resnet10"
-"""The classifier the corrected arms start from."""
+CORRECTED_MODEL = "scratch"
+"""The classifier the corrected arms start from: ``model=scratch``, whose retrainer adapts its encoder's last stage
+in seconds on a CPU; with the ResNet-10 (its last stage 512 channels wide) one attempt took 10 minutes at load
+10 while RL went on (dev run, 2026-12-07)."""
 ARMS: dict[str, Arm] = {
     "oracle": Arm(None),
     "lerobot": Arm("lerobot"),
