@@ -118,7 +118,7 @@ def test_success_class_1_decides_alike_everywhere(trained, tmp_path, cache_dir, 
             assert c.status in ("fixed", "unfixed"), (c.id, c.status, c.status_detail)
             now = client.predict(step_images(data, picked[c.id - 1])).class_probabilities
             assert c.probability_now == pytest.approx(now[SUCCESS], abs=0.02)  # features (float16) vs pixels
-            assert (c.status == "fixed") == (int(np.argmax(now)) == c.label)
+            assert (c.status == "fixed") == (decided_classes(np.array([now]), 0.5, SUCCESS)[0] == c.label)
     store = str(tmp_path / "state" / "corrections.sqlite")
     assert corrections_main(["list", f"store={store}", f"success_class={SUCCESS}", "limit=0"]) == 0
     printed = capsys.readouterr().out

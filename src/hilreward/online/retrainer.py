@@ -84,7 +84,8 @@ from typing import Any, Iterator
 from ..errors import HilrewardError
 from .events import AttemptDone, EnsembleReady, Event, Failed, Ready, Standby, Training
 from .store import CorrectionStore, Leadership
-from .trainer import HeadRetrainer, Orphaned, RetrainSpec
+from .fitting import Orphaned
+from .trainer import HeadRetrainer, RetrainSpec
 from .versions import VersionStore
 
 _STOP = "stop"
