@@ -3,8 +3,8 @@
 Each usable correction is, first match wins: ``rejected`` by a review; ``superseded`` by a newer correction
 labelled otherwise on a near-identical frame (the newest word wins, :func:`.neighbours.newest_word`);
 ``conflicts_offline`` / ``conflicts_live`` (named by an earlier attempt, :mod:`.conflicts`); ``contradicted``
-(near-identical to an offline frame or another correction labelled otherwise, or in conflict with held-out
-corrections); ``boundary`` (within ``retrain.boundary_frames`` steps of a label change of its episode,
+(near-identical to an offline training frame labelled otherwise, or named by the gate: in conflict with held-out
+corrections, or broken by a model trained on it); ``boundary`` (within ``retrain.boundary_frames`` steps of a label change of its episode,
 :func:`boundary_steps`); else ``gated``. A review that accepts a correction makes it train fully, never blamed.
 """
 
