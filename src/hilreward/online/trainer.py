@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..config import DatasetConfig, TrainConfig, from_yaml
-from ..constants import TRAIN_CONFIG_NAME
+from ..constants import METRICS_NAME, TRAIN_CONFIG_NAME
 from ..curation.edits import edited_labels
 from ..data import load_frame_data, split_episodes
 from ..evaluation.episodes import DEFAULT_TOLERANCE_S
@@ -173,7 +173,7 @@ def offline_evidence(checkpoint: Path, train_cfg: Any, episodes: list[int]) -> t
     ``metrics.json`` does not list as trained on), and whether there are any: ``([], False)`` when it trained on
     every episode (calibration by folds), whatever the config's split says."""
     held = [e for e in (train_cfg.split.val_episodes or []) if e in set(episodes)]
-    metrics = Path(checkpoint) / "metrics.json"
+    metrics = Path(checkpoint) / METRICS_NAME
     try:
         trained = set(json.loads(metrics.read_text()).get("train_episodes") or []) if metrics.is_file() else set()
     except (OSError, ValueError, AttributeError):
