@@ -32,7 +32,7 @@ from hilreward.online.options import RetrainOptions
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 # instantiated again for this module.
-from support import (DELAY_S, DRAWER4, TOKEN, false_positive, make_checkpoint, start_serve, step_images,
+from support import (DELAY_S, DRAWER4, TOKEN, false_positive, make_checkpoint, settled, start_serve, step_images,
                      wait_model)
 
 TOLERANCE = 0.01
@@ -86,7 +86,7 @@ def test_corrections_become_versions_contradictions_never_stall_and_review_chang
             client.submit_correction(same, label=label, episode_id=2, step=60)
         second = false_positive(frames, success_episode=1, failure_episode=0)
         client.submit_correction(second, label=0, episode_id=3)
-        info = wait_model(client, lambda i: i.corrections_total == 6 and i.corrections.pending == 0,
+        info = wait_model(client, lambda i: i.corrections_total == 6 and settled(i),
                           "version trained after all 6 corrections")
         assert info.corrections_used == 4  # 1, 3, 5, 6: never two labels on one state
         listing = client.list_corrections()
