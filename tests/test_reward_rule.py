@@ -14,6 +14,7 @@ import pytest
 from hilreward.config import DatasetConfig, LabelConfig, compose
 from hilreward.data import load_frame_data
 from hilreward.deploy import Correction, RewardFunction, RewardOptions, judge, relabel_rewards, success_probability
+from hilreward.errors import ConfigError
 from hilreward.evaluation import predict
 from hilreward.models.loading import load_classifier
 from hilreward.online import review
@@ -23,7 +24,7 @@ from hilreward.serving import RewardClient
 from hilreward.serving.client import GrpcCorrectionSink
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-from hilreward.success import decided_classes
+from hilreward.success import check_success_class, decided_classes
 from hilreward.training import train
 from support import TOKEN, step_images
 from test_train import write_phase_dataset
@@ -137,3 +138,6 @@ def test_the_class_decision_is_the_success_decision_not_the_arg_max():
         options = RewardOptions(success_threshold=threshold, success_class=SUCCESS)
         assert [d == SUCCESS for d in decided] == [judge(p, options).success for p in probs]
     assert decided_classes(np.array([0.2, 0.5, 0.7]), 0.5).tolist() == [0, 1, 1]  # binary: p >= threshold
+    check_success_class(3, -3)
+    with pytest.raises(ConfigError, match="success_class=3: this model has 3 classes"):
+        check_success_class(3, 3)  # hilreward predict says so in one line

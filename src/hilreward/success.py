@@ -17,6 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
+
+
+def check_success_class(num_classes: int, success_class: int) -> None:
+    """ConfigError unless ``success_class`` names a class of a ``num_classes`` model (any value: a binary model)."""
+    if num_classes > 2 and not -num_classes <= success_class < num_classes:
+        raise ConfigError(f"success_class={success_class}: this model has {num_classes} classes; pass one of "
+                          f"0..{num_classes - 1} (or -1, the last)")
+
 
 def success_label(num_classes: int, success_class: int = -1) -> int:
     """The label that means success: 1 for a binary model, ``success_class`` (counted from the end when negative)
@@ -55,4 +64,4 @@ def decided_classes(probs: np.ndarray, threshold: float, success_class: int = -1
     return np.where(success, target, others.argmax(-1)).astype(np.int64)
 
 
-__all__ = ["decided_classes", "success_label", "success_probabilities", "success_probability", "successes"]
+__all__ = ["check_success_class", "decided_classes", "success_label", "success_probabilities", "success_probability", "successes"]

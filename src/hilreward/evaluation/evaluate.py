@@ -24,7 +24,7 @@ from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
 from ..models.checkpoint import resolve_checkpoint, update_config
 from ..models.lerobot_import import is_lerobot_checkpoint
 from ..models.loading import load_classifier
-from ..success import successes
+from ..success import check_success_class, successes
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
 from .inference import batched_logits
@@ -342,6 +342,7 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
     folder = checkpoint_dir(checkpoint)
     model = load_classifier(folder, device=device)
+    check_success_class(model.config.num_classes, success_class)
     train_cfg = load_train_config(folder)
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(dataset, cameras=camera_keys)
