@@ -80,6 +80,12 @@ def wait_model(client, done: Callable, what: str, timeout: float = DELAY_S):
     raise AssertionError(f"no {what} within {timeout} s (retrainer: {client.get_model().retrainer_status})")
 
 
+def settled(info) -> bool:
+    """No correction waits for an attempt and the server has handled the latest one. The retrainer records an
+    attempt in the store before the server swaps in its version: pending is 0 a moment before the server serves it."""
+    return info.corrections.pending == 0 and not info.retrainer_status.startswith("training")
+
+
 def start_serve(args: list[str], port_file: Path) -> tuple[subprocess.Popen, str]:
     """``hilreward serve <args> port=0`` in a process of its own; (process, address) once it serves."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

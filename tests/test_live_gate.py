@@ -18,7 +18,7 @@ from hilreward.serving import RewardClient
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.live import LiveOptions
 from hilreward.serving.server import RewardServer
-from support import DRAWER4, TOKEN, step_images, wait_model
+from support import DRAWER4, TOKEN, settled, step_images, wait_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,7 +64,7 @@ def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_name
         assert len(ack.correction_ids) == 3
         for r in start:  # and the first frames of an offline episode, labelled success too
             client.submit_correction(step_images(frames, int(r)), label=1, episode_id=7, step=int(r))
-        info = wait_model(client, lambda i: i.corrections.pending == 0 and i.corrections_total == 6, "an attempt")
+        info = wait_model(client, lambda i: settled(i) and i.corrections_total == 6, "an attempt")
         listing = {c.id: c for c in client.list_corrections().corrections}
         held = [c for c in listing.values() if c.status == "conflicts_live"]
         assert held, {c.id: (c.status, c.status_detail) for c in listing.values()}

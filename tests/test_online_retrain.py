@@ -21,7 +21,9 @@ from hilreward.config import DatasetConfig
 from hilreward.deploy import RewardFunction
 from hilreward.deploy.corrections import Correction
 from hilreward.online.retrainer import _STOP, quiet
-from hilreward.online.trainer import HeadRetrainer, RetrainSpec, _Batch
+from hilreward.online.holdout import conflicts_of
+from hilreward.online.sorting import Batch
+from hilreward.online.trainer import HeadRetrainer, RetrainSpec
 from hilreward.online.store import CorrectionStore
 from hilreward.models.loading import checkpoint_hash
 from hilreward.online.versions import VersionStore
@@ -30,7 +32,7 @@ from hilreward.online.options import RetrainOptions
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 # instantiated again for this module.
-from support import (DELAY_S, DRAWER4, TOKEN, false_positive, make_checkpoint, start_serve, step_images,
+from support import (DELAY_S, DRAWER4, TOKEN, false_positive, make_checkpoint, settled, start_serve, step_images,
                      wait_model)
 
 TOLERANCE = 0.01
@@ -84,7 +86,7 @@ def test_corrections_become_versions_contradictions_never_stall_and_review_chang
             client.submit_correction(same, label=label, episode_id=2, step=60)
         second = false_positive(frames, success_episode=1, failure_episode=0)
         client.submit_correction(second, label=0, episode_id=3)
-        info = wait_model(client, lambda i: i.corrections_total == 6 and i.corrections.pending == 0,
+        info = wait_model(client, lambda i: i.corrections_total == 6 and settled(i),
                           "version trained after all 6 corrections")
         assert info.corrections_used == 4  # 1, 3, 5, 6: never two labels on one state
         listing = client.list_corrections()
@@ -225,16 +227,16 @@ def test_gate_sees_a_regression_on_corrections_it_did_not_train_on(ckpt, frames,
 
 
 def test_a_conflict_blames_the_new_corrections_labelled_otherwise_or_else_all_new_ones():
-    def batch(labels: list[int]) -> _Batch:
+    def batch(labels: list[int]) -> Batch:
         n = len(labels)
-        return _Batch(np.arange(1, n + 1), np.arange(n), np.array(labels), [(0, 0)] * n, np.zeros(n, bool),
+        return Batch(np.arange(1, n + 1), np.arange(n), np.array(labels), [(0, 0)] * n, np.zeros(n, bool),
                       np.zeros(n, bool), {}, {}, n)
 
     broken, new = np.array([True, False, False, False]), np.array([False, False, True, True])
-    conflicts = HeadRetrainer._conflicts_of(batch([1, 1, 0, 1]), broken, new)
+    conflicts = conflicts_of(batch([1, 1, 0, 1]), broken, new)
     assert sorted(conflicts) == [1, 3] and "made wrong by newer corrections [3]" in conflicts[1]
     assert "makes held-out corrections [1]" in conflicts[3]
-    assert sorted(HeadRetrainer._conflicts_of(batch([1, 1, 1, 1]), broken, new)) == [1, 3, 4]  # none otherwise
+    assert sorted(conflicts_of(batch([1, 1, 1, 1]), broken, new)) == [1, 3, 4]  # none otherwise
 
 
 def test_a_burst_of_corrections_is_waited_for_and_trains_as_one_attempt():

@@ -1,7 +1,8 @@
 """The reward rule, in one place: how one step's probabilities become success, reward and terminate.
 
 - The **success probability** of a step is the binary model's probability, or a multi-class model's
-  probability of ``success_class`` (:func:`success_probability`; :func:`success_probabilities` for a batch).
+  probability of ``success_class`` (:func:`success_probability`; :func:`success_probabilities` for a batch; both
+  from :mod:`hilreward.success`, where the success decision lives for every path, the retrainer's included).
 - **Success** is a success probability ``>= threshold`` held for ``consecutive`` steps in a row of one
   episode (the debounce ``streak``). With ``cautious``, a step counts only where the labelled frames back it
   too: its ``support`` (the share of successes among its nearest labelled frames,
@@ -30,6 +31,7 @@ import numpy as np
 from ..config import check_values
 from ..debounce import streaks
 from ..errors import ConfigError, InputError
+from ..success import success_probabilities, success_probability, successes
 from .condition import StateCondition
 
 Mode = Literal["sparse", "dense"]
@@ -92,19 +94,6 @@ class Judgement:
     terminate: bool
     streak: int
     """The episode's debounce streak after this step (pass it to the next step's :func:`judge`)."""
-
-
-def success_probability(probability: Any, success_class: int = -1) -> float:
-    """One step's success probability: a binary probability itself, else class ``success_class`` of a list."""
-    p = np.asarray(probability, dtype=np.float64)
-    return float(p) if p.ndim == 0 else float(p[success_class])
-
-
-def success_probabilities(probs: np.ndarray, success_class: int = -1) -> np.ndarray:
-    """A batch's success probabilities: (N,) binary probabilities as they are, (N, C) class probabilities' column
-    ``success_class``."""
-    probs = np.asarray(probs) if not hasattr(probs, "ndim") else probs
-    return probs if probs.ndim == 1 else probs[:, success_class]
 
 
 def _threshold(options: RewardOptions, threshold: Optional[float]) -> float:
@@ -170,7 +159,7 @@ def judge_frames(probs: np.ndarray, options: RewardOptions, threshold: Optional[
     if gate.shape != score.shape:
         raise InputError(f"{gate.size} states for {score.size} frames")
     gate = gate & backed(support, options)
-    success = (score >= t) & gate
+    success = successes(score, t) & gate
     reward = options.success_reward * (success.astype(np.float32) if options.mode == "sparse" else score * gate)
     return score, success, reward.astype(np.float32)
 

@@ -79,6 +79,9 @@ class PredictOptions:
     """Frame cache root (default $HILREWARD_CACHE or ~/.cache/hilreward)."""
     device: str = "cpu"
     """Torch device for inference."""
+    success_class: int = -1
+    """Multi-class only: the class whose probability at the checkpoint's threshold decides ``success`` (default:
+    the last), as ``hilreward serve``'s ``success_class``."""
 
 
 def _checkpoint_label(checkpoint: str, args: list[str], given: LabelConfig) -> LabelConfig:
@@ -158,6 +161,6 @@ def predict_main(args: list[str]) -> int:
     if not opts.checkpoint:
         raise ConfigError("pass checkpoint=<checkpoint dir or Hub repo id> and dataset.root=<folder>")
     path = predict(opts.checkpoint, opts.dataset, opts.output, batch_size=opts.batch_size,
-                   cache_dir=opts.cache_dir, device=opts.device)
+                   cache_dir=opts.cache_dir, device=opts.device, success_class=opts.success_class)
     print(f"wrote per-frame probabilities to {path}")
     return 0

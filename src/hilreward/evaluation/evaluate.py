@@ -24,6 +24,7 @@ from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
 from ..models.checkpoint import resolve_checkpoint, update_config
 from ..models.lerobot_import import is_lerobot_checkpoint
 from ..models.loading import load_classifier
+from ..success import check_success_class, successes
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
 from .inference import batched_logits
@@ -106,7 +107,7 @@ def run_model(model, images: dict[str, np.ndarray], batch_size: int = 64) -> tup
 
 
 def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], threshold: Optional[float],
-                      with_timestamp: bool):
+                      with_timestamp: bool, success_class: int = -1):
     import pyarrow as pa
 
     cols: dict[str, Any] = {"episode_index": pa.array(data.episode_index, pa.int64()),
@@ -117,13 +118,13 @@ def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], thr
         cols["label"] = pa.array(labels, pa.int64())
     if probs.ndim == 1:
         cols["probability"] = pa.array(probs.astype(np.float32), pa.float32())
-        if threshold is not None and with_timestamp:
-            cols["success"] = pa.array(probs >= threshold, pa.bool_())
     else:
         cols["probability"] = pa.array(probs.max(axis=1).astype(np.float32), pa.float32())
         cols["prediction"] = pa.array(probs.argmax(axis=1), pa.int64())
         for c in range(probs.shape[1]):
             cols[f"prob_class_{c}"] = pa.array(probs[:, c].astype(np.float32), pa.float32())
+    if threshold is not None and with_timestamp:
+        cols["success"] = pa.array(successes(probs, threshold, success_class), pa.bool_())
     return pa.table(cols)
 
 
@@ -329,17 +330,19 @@ def short_names(a: Path, b: Path) -> tuple[str, str]:
 
 def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str | os.PathLike,
             batch_size: int = 64, label: Optional[LabelConfig] = None, cache_dir: Optional[str] = None,
-            device: str = "cpu") -> Path:
+            device: str = "cpu", success_class: int = -1) -> Path:
     """Per-frame probabilities of ``checkpoint`` on ``dataset`` (labels optional) -> a parquet file.
 
     Columns: episode_index, frame_index, timestamp, probability (P(success); for multi-class the top
-    class probability, with prediction and prob_class_<k>), success (p >= the checkpoint's threshold,
-    binary only) and label when the label column exists.
+    class probability, with prediction (the arg-max class) and prob_class_<k>), success (the success decision of
+    :mod:`hilreward.success` at the checkpoint's threshold: for multi-class, class ``success_class``'s probability)
+    and label when the label column exists.
     """
     if dataset.root is None and dataset.repo_id is None:
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
     folder = checkpoint_dir(checkpoint)
     model = load_classifier(folder, device=device)
+    check_success_class(model.config.num_classes, success_class)
     train_cfg = load_train_config(folder)
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(dataset, cameras=camera_keys)
@@ -349,5 +352,5 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
     _, probs = run_model(model, {k: data.images[k] for k in camera_keys}, batch_size)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_parquet(output, _prediction_table(data, probs, data.labels, model.threshold, True))
+    _write_parquet(output, _prediction_table(data, probs, data.labels, model.threshold, True, success_class))
     return output

@@ -1,5 +1,6 @@
 """The one loop that runs a model over many stored frames: training's validation, calibration's and the folds'
-logits, ``hilreward eval`` and ``predict``. (The reward function runs single steps; the retrainer its own pool.)"""
+logits, ``hilreward eval`` and ``predict``, and the retrainer's feature pool. (The reward function runs single
+steps.)"""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from ..data import gather_rows
 
 @torch.inference_mode()
 def batched_logits(model, rows: Optional[np.ndarray] = None, images: Optional[dict[str, np.ndarray]] = None,
-                   features: Optional[dict[str, np.ndarray]] = None, batch_size: int = 64) -> np.ndarray:
+                   features: Optional[dict[str, np.ndarray]] = None, batch_size: int = 64,
+                   stage: Optional[torch.nn.Module] = None) -> np.ndarray:
     """Raw logits, (N,) or (N, K), of ``model`` on ``rows`` (default: all) of cached encoder ``features`` (camera
-    key -> (N, C, h, w): the head only) or else of ``images`` (camera key -> uint8 (N, H, W, 3), e.g. a frame
-    cache), ``batch_size`` rows at a time, in eval mode. Probabilities: ``model.probabilities(logits)``."""
+    key -> (N, C, h, w): the head only; with ``stage``, the encoder's last stage, they are its inputs, as in
+    ``fit_head``) or else of ``images`` (camera key -> uint8 (N, H, W, 3), e.g. a frame cache), ``batch_size`` rows
+    at a time, in eval mode. Probabilities: ``model.probabilities(logits)``."""
     source = features if features is not None else images
     if source is None:
         raise ValueError("batched_logits needs images or features")
@@ -27,7 +30,8 @@ def batched_logits(model, rows: Optional[np.ndarray] = None, images: Optional[di
     for start in range(0, len(rows), batch_size):
         batch = {c: torch.from_numpy(v) for c, v in gather_rows(source, rows[start:start + batch_size]).items()}
         if features is not None:
-            logits = model.head({c: v.float().to(device) for c, v in batch.items()})
+            inputs = {c: v.float().to(device) for c, v in batch.items()}
+            logits = model.head(inputs if stage is None else {c: stage(v) for c, v in inputs.items()})
         else:
             logits = model(model.preprocess({c: v.to(device) for c, v in batch.items()}))
         out.append(logits.float().cpu().numpy())

@@ -18,6 +18,7 @@ from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
 from ..images import model_pixels
+from ..success import success_label
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
 from .support import Support, pool, support_encoder
@@ -224,9 +225,8 @@ class RewardClassifier(nn.Module):
     def set_support(self, support: Optional[Support], success_class: int = -1) -> None:
         """Keep ``support`` (built on this model's encoder features) in the model and its checkpoint."""
         self.support = support
-        classes = self.config.num_classes
         self.config = dataclasses.replace(self.config, support=None if support is None else {
-            **support.size, "success_class": (success_class % classes) if classes > 2 else 1})
+            **support.size, "success_class": success_label(self.config.num_classes, success_class)})
 
     def support_of(self, features: Mapping[str, torch.Tensor],
                    pixels: Optional[Mapping[str, torch.Tensor]] = None) -> Optional[torch.Tensor]:

@@ -2,47 +2,55 @@
 
 :class:`Retrainer` runs :func:`retrainer_main` in a separate process (``spawn``), so training
 never competes with Predict for the server's GIL. At start the process loads the served
-checkpoint (``versions/0``), the offline dataset and its frozen-encoder features
+checkpoint (``versions/0``, :mod:`.model`), the offline dataset and its frozen-encoder features
 (``training.compute_features``, cached on disk; with ``retrain.scope=last|auto`` also the outputs
-of the encoder's stages before the last, :mod:`.adapt`). It then wakes on every new correction
+of the encoder's stages before the last, :mod:`.adapt`) into the feature pool (:mod:`.pool`), and
+:class:`.trainer.HeadRetrainer` runs each attempt. It then wakes on every new correction
 or review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``),
 waits until none arrived for ``retrain.quiet_s`` (so a burst of clicks trains once), and runs one
 attempt over every stored correction:
 
-1. **Sort the corrections.** A rejected one never trains. One this model cannot use (a camera
-   missing, a blank frame) is ``unusable``. One whose frames are near-identical to an offline frame
-   or another correction with a different label (:mod:`.neighbours`) is *contradicted*: it trains
+1. **Sort the corrections** (:mod:`.sorting`). A rejected one never trains. One this model cannot
+   use (a camera missing, a blank frame) is ``unusable``. Of two near-identical corrections labelled
+   otherwise the older is ``superseded`` (the newest word wins; :mod:`.neighbours`). One whose
+   frames are near-identical to an offline frame with a different label is *contradicted*: it trains
    with the weight of one offline frame (``retrain.contradicted_weight``) and no gate counts it,
    until a review accepts it. One within ``retrain.boundary_frames`` steps of a label change of its
-   episode (the served labels around it, recorded with the correction, overlaid with the human's)
-   is a *boundary* frame: a key pressed a frame or two late puts it there, so it trains lightly
+   episode (the served labels around it, recorded with the correction, overlaid with the human's) is
+   a *boundary* frame: a key pressed a frame or two late puts it there, so it trains lightly
    (``retrain.boundary_weight``) and never gates. One an earlier attempt found in conflict with
-   offline held-out frames (step 4) is left out (``conflicts_offline``). The rest are *gated*.
-   Relabels of offline frames that reviews accepted (:mod:`.offline_edits`) apply first.
-2. **Held-out corrections gate (c)**, before anything else trains: the corrections of the
-   ``retrain.holdout_episodes`` most recent episodes the serving version learned from are held
-   out, and heads trained without them, with and without the new corrections (``holdout_steps``
+   offline held-out frames or live episodes (step 4) is left out (``conflicts_offline``,
+   ``conflicts_live``; :mod:`.conflicts`). The rest are *gated*. Relabels of offline frames that
+   reviews accepted (:mod:`.offline_edits`) apply first.
+2. **Held-out corrections gate (c)** (:mod:`.holdout`), before anything else trains: the corrections
+   of the ``retrain.holdout_episodes`` most recent episodes the serving version learned from are
+   held out, and heads trained without them, with and without the new corrections (``holdout_steps``
    each, like with like), predict them. When the new corrections make more of them wrong than
    ``retrain.holdout_tolerance`` allows, both sides of the conflict become contradicted (for review)
    and the gate runs again without them.
-3. **Train** a candidate from the checkpoint's weights: the head (``retrain.scope=head``), or the
-   encoder's last stage too (``last``; ``auto`` adapts it when the head alone leaves gated
-   corrections unfixed or makes offline held-out episodes wrong). On the offline training episodes
-   plus the corrections, class-balanced, each correction weighted like ``retrain.correction_weight``
-   offline frames of its class, at least ``retrain.min_steps`` and at most ``retrain.steps`` steps,
-   stopping once ``retrain.min_fixed`` of the gated corrections are classified as labelled.
+3. **Train** a candidate (:mod:`.fitting`) from the checkpoint's weights: the head
+   (``retrain.scope=head``), or the encoder's last stage too (``last``; ``auto`` adapts it when the
+   head alone leaves gated corrections unfixed or makes offline held-out episodes wrong). On the
+   offline training episodes plus the corrections, class-balanced, each correction weighted like
+   ``retrain.correction_weight`` offline frames of its class, at least ``retrain.min_steps`` and at
+   most ``retrain.steps`` steps, stopping once ``retrain.min_fixed`` of the gated corrections are
+   classified as labelled (by the served reward's success decision, :mod:`hilreward.success`).
 4. **Gate on what RL feels** (:mod:`.gate`, whose docstring states the rule and what each metric
-   rests on): no offline held-out episode may get a worse ``retrain.veto`` error than the serving
-   version gives it (jitter within ``tolerance_s`` is none), and the candidate must fix more gated
-   corrections than it breaks (or break none). Frame accuracy is reported, never a veto. Whatever
-   fails, the attempt looks for what it *can* publish and runs again (at most ``retrain.max_reruns``
-   times): the corrections that pushed it into an offline error become ``conflicts_offline``
-   (naming the episode and frames; :func:`.gate.blame`), the ones it breaks become contradicted.
-5. **Publish** a passing candidate as the next immutable ``versions/<n>/``; either way every
-   correction's status goes to the server, which records the attempt in the store. So every
-   attempt ends in a version, or in named corrections that a review resolves: a review that
-   accepts a ``conflicts_offline`` correction relabels the offline frames it names, so they stop
-   vetoing.
+   rests on; :mod:`.checks` applies it): no offline held-out episode may get a worse
+   ``retrain.veto`` error than the serving version gives it (jitter within ``tolerance_s`` is none),
+   it may newly fire in no more recent live episodes than ``retrain.live_share`` allows (nor early
+   in more than ``retrain.live_early_share``), and the candidate must fix more gated corrections
+   than it breaks (or break none). Frame accuracy is reported, never a veto. Whatever fails, the
+   attempt looks for what it *can* publish and runs again (at most ``retrain.max_reruns`` times):
+   the corrections that pushed it into an offline error become ``conflicts_offline`` (naming the
+   episode and frames; :func:`.gate.blame`), those most alike the live frames it newly fires on
+   ``conflicts_live``, the ones it breaks become contradicted.
+5. **Publish** a passing candidate as the next immutable ``versions/<n>/`` with its support bank
+   (:mod:`.publish`); either way the process records the attempt and every correction's status in
+   the store, and tells the server. So every attempt ends in a version, or in named corrections that
+   a review resolves: a review that accepts a ``conflicts_offline`` correction relabels the offline
+   frames it names, so they stop vetoing; one that accepts a ``conflicts_live`` correction confirms
+   the live firings it names as successes.
 
 The process is a small state machine (:class:`_Loop`, one method per state, read top to bottom):
 ``connect`` (open the store) -> ``standby`` (until it leads the store) -> ``lead`` (take over what a
@@ -58,7 +66,7 @@ watchdog waits for, so a version is never left without its record. Should the pr
 killed itself), the next leader records the version it finds without one (``recovered``) and retrains every
 correction no recorded attempt assessed.
 
-While no correction waits it uses the time for work the next attempt or the server needs:
+While no correction waits it uses the time for work the next attempt or the server needs (:mod:`.idle`):
 the serving version's side of gate (c) (run to the end: the next attempt needs it), and the
 uncertainty ensemble of the serving version (:mod:`.ensemble`; version 0's members are trained
 from scratch on the offline features, later versions' members from version 0's, like the head).
@@ -84,7 +92,8 @@ from typing import Any, Iterator
 from ..errors import HilrewardError
 from .events import AttemptDone, EnsembleReady, Event, Failed, Ready, Standby, Training
 from .store import CorrectionStore, Leadership
-from .trainer import HeadRetrainer, Orphaned, RetrainSpec
+from .fitting import Orphaned
+from .trainer import HeadRetrainer, RetrainSpec
 from .versions import VersionStore
 
 _STOP = "stop"

@@ -25,6 +25,7 @@ from ..online import review
 from ..online.monitor import HackingMonitor
 from ..online.store import CorrectionStore
 from ..online.versions import VersionStore
+from ..success import success_label
 from .activity import Prediction, PredictionLog, QueryQueue, rejudged, unfamiliar
 from .batcher import Batcher
 from .config import ServeConfig
@@ -215,8 +216,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         """Tell the hacking monitor of a correction: a false-success flag when the version called it success."""
         model = self.slot.get(version)  # the version itself while the slot holds it, else the serving one
         called = success_probability(probability, self.cfg.success_class) >= (threshold or model.threshold)
-        classes = max(2, model.num_classes)
-        self.monitor.flag(version, called, label == (1 if classes == 2 else self.cfg.success_class % classes))
+        self.monitor.flag(version, called, label == success_label(model.num_classes, self.cfg.success_class))
 
     def SubmitCorrection(self, request, context):
         return self._call(context, lambda: self._correction(request))

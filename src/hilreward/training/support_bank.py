@@ -18,6 +18,7 @@ from ..data import FrameData
 from ..models import RewardClassifier
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config, save_weights, write_json
 from ..models.support import Support, pool_numpy, support_encoder
+from ..success import success_label
 from ..utils import replace_dir
 from .features import compute_features, encoder_is_frozen
 
@@ -40,8 +41,7 @@ def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, li
     there are no labelled frames."""
     if limit <= 0 or not len(rows) or data.labels is None:
         return None
-    classes = model.config.num_classes
-    target = (success_class % classes) if classes > 2 else 1
+    target = success_label(model.config.num_classes, success_class)
     success = np.asarray(data.labels[rows]) == target
     picked = rows[pick_rows(data.labels[rows], success, limit)]
     keys = list(model.config.camera_keys)
