@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh machine:
 #   make demo   create .venv, install, train + evaluate on the embedded demo dataset
 #   make test   create .venv, install dev extras, run the test suite
+#   make test-fast   the tests not marked slow (minutes; no system packages installed)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -16,7 +17,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 RL_OUT ?= outputs/bench-rl
 
-.PHONY: demo test bench bench-rl proto sysdeps clean
+.PHONY: demo test test-fast bench bench-rl proto sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,11 @@ demo: $(STAMP)
 test: $(STAMP) sysdeps
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+
+# The quick tier while working: every test not marked slow, and the layer contract (no apt, no sysdeps).
+test-fast: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -1,4 +1,4 @@
-"""RL on the reward (issue 25): does SAC on a classifier's reward solve the task, and how often does the reward lie?
+"""RL on the reward (issues 25, 31): does SAC on a classifier's reward solve the task, and how often does it lie?
 
     python bench/bench_rl.py run --out /work/data-sim/rl        # every task, arm and seed; a killed run resumes
     python bench/bench_rl.py report --out /work/data-sim/rl --json bench/results/rl-<date>.json [--doc]
@@ -8,34 +8,39 @@
 Agent: stable-baselines3's SAC on the state vector (Meta-World's 39 numbers), each action held for
 ``--action-repeat`` simulator steps. Scripted-expert demonstrations sit in the replay buffer with their true
 rewards (a HIL-SERL user's labelled demos) and make ``--demo-fraction`` of every batch (a quarter; RLPD samples
-half). The reward is the arm's, with terminate_on_success as in HIL-SERL:
+half). So a reward that never fires still lets the policy learn from the demonstrations: the report says how
+many true successes each reward claims (*rewarded*), not only how often it lies (*hacking*). The reward is the
+arm's, with terminate_on_success as in HIL-SERL (``ARMS``):
 
 - ``oracle``: Meta-World's own success check (no rendering).
-- ``hilreward``: a fresh ``hilreward train model=scratch`` classifier on 16 recorded episodes (``hilreward sim``,
-  episodes 16-19 held out), on the two cameras rendered at its input size, through RewardClassifierWrapper.
-- ``lerobot``: LeRobot 0.6.1's classifier trained by its own ``lerobot-train`` (peer venv, the peer's ResNet-10)
-  on the same 16 episodes rendered at 128 px (its spatial embedding needs 97-128 px), scored through
-  hilreward's LeRobot import (its own deployment step feeds it unnormalised images: it never fires).
-- ``corrected``: the hilreward classifier served by ``hilreward serve`` (its own process, retraining on the 20
-  recorded episodes), the actor's RewardFunction on the ``grpc`` backend, and a simulated operator at the
-  console who, with the console's call (``correct_recent``, the last k frames of an episode): flags a false
-  success when the classifier ends an episode that is not done, and a missed success once the success has been
-  visible for k frames; each press lands 1-3 frames late (the window ends there), within a budget of
-  corrections. The replay buffer follows each new version (RelabelCallback with ServedVersions).
-- ``corrected-norelabel``: the same, the buffer keeping the rewards it was given (the callback still counts
-  what relabelling would change).
+- ``lerobot``: LeRobot 0.6.1's classifier trained by its own ``lerobot-train`` (peer venv, the peer's frozen
+  random-weight ResNet-10) on 16 recorded episodes (``hilreward sim``, episodes 16-19 held out) rendered at
+  128 px, scored through hilreward's LeRobot import (its own deployment step feeds it unnormalised images).
+- ``hilreward-resnet10``: ``hilreward train model=resnet10`` with the same frozen ResNet-10 weights as the LeRobot
+  arm, default options, on the same 16 episodes at 128 px; ``hilreward-scratch``: ``model=scratch`` at 96 px.
+  ``-cautious``: the same classifier with the cautious reward (``cautious=True``).
+- ``corrected``: the ``CORRECTED_MODEL`` classifier served by ``hilreward serve`` (its own process, retraining
+  on the 20 recorded episodes and gating on the live episodes it judges), the actor's RewardFunction on the
+  ``grpc`` backend, and a simulated operator at the console who, with the console's call (``correct_recent``,
+  the last k frames of an episode): flags a false success when the reward ends an episode that is not done, and
+  a missed success once the success has been visible for k frames; each press lands 1-3 frames late (the window
+  ends there), within a budget of corrections; and reviews as a person would (``Operator.review``). The replay
+  buffer follows each new version (RelabelCallback with ServedVersions); ``corrected-norelabel`` keeps the
+  rewards it was given.
 
-Tasks: ``drawer-open`` and ``coffee-button`` (whose offline evaluation shows a fooling state: the gripper
-against the button). RL runs on layouts no classifier saw (env seeds apart from the recorded set's); on
-coffee-button also under another day's light (``TASKS``).
+Tasks (``TASKS``): coffee-button (under another day's light), drawer-close (drawer-open's replacement: its oracle
+did not hold 70 %), handle-press; any task ``hilreward sim`` knows runs with the default settings. RL runs on
+layouts no classifier saw (env seeds apart from the recorded set's).
 
 Per run: the final policy over ``--eval-episodes`` episodes on held-out layouts, judged by the arm's reward
 (the corrected arms: the newest served version): true success (Meta-World's check at any step), claimed
-success (the reward ended the episode), reward hacking (claimed and not true at that step); corrections used,
-relabellings (rewards changed), environment steps, wall time; and the training episodes as curves. Each run
-writes ``runs/<task>-<arm>-s<seed>/result.json``; a killed run resumes from its last checkpoint (SB3 model,
-replay buffer, frames, progress). A run whose reward server dies is marked failed with the reason; the others
-go on. Bounded: steps (``--steps``) and wall time (``--max-minutes``) per run.
+success (the reward ended the episode), rewarded success (ended at a true success), reward hacking (ended at a
+state that is not), early claims (ended by step ``EARLY_STEPS``); for the corrected arms every published version
+judged on the evaluation episodes' first frames (how often it would end one by step ``EARLY_STEPS``);
+corrections used, reviews, relabellings, environment steps, wall time; and the training episodes as curves.
+Each run writes ``runs/<task>-<arm>-s<seed>/result.json``; a killed run resumes from its last checkpoint (SB3
+model, replay buffer, frames, progress). A run whose reward server dies is marked failed with the reason; the
+others go on. Bounded: steps (``--steps``) and wall time (``--max-minutes``) per run.
 """
 
 from __future__ import annotations
@@ -71,16 +76,53 @@ PEER_DIR = Path(os.environ.get("PEER_DIR", Path.home() / ".cache" / "hilreward-p
 PEER_PYTHON = Path(os.environ.get("PEER_PYTHON", PEER_DIR / "venv" / "bin" / "python"))
 PEER_ENCODER = Path(os.environ.get("PEER_ENCODER", PEER_DIR / "resnet10"))
 
-ARMS = ("oracle", "hilreward", "lerobot", "corrected", "corrected-norelabel")
-CORRECTED = ("corrected", "corrected-norelabel")
+@dataclass(frozen=True)
+class Arm:
+    """What rewards the agent: Meta-World's check (``model`` None), LeRobot's classifier, or hilreward's."""
+
+    model: Optional[str]
+    """None (the oracle), ``lerobot``, ``resnet10`` (hilreward, the peer's frozen ResNet-10 weights) or ``scratch``."""
+    cautious: bool = False
+    """hilreward's cautious reward (``cautious=true``: success only where the support bank backs the head)."""
+    corrected: bool = False
+    """Served by ``hilreward serve``, corrected by the simulated operator during RL."""
+    relabel: bool = True
+    """Corrected arms: the replay buffer follows each new version."""
+
+
+CAUTIOUS_DEFAULT = False
+"""hilreward's default reward options (``cautious``), as the hilreward arms use them."""
+CORRECTED_MODEL = "scratch"
+"""The classifier the corrected arms start from: ``model=scratch``, whose retrainer adapts its encoder's last stage
+in seconds on a CPU; with the ResNet-10 (its last stage 512 channels wide) one attempt took 10 minutes at load
+10 while RL went on (dev run, 2026-12-07)."""
+ARMS: dict[str, Arm] = {
+    "oracle": Arm(None),
+    "lerobot": Arm("lerobot"),
+    "hilreward-resnet10": Arm("resnet10", CAUTIOUS_DEFAULT),
+    "hilreward-scratch": Arm("scratch", CAUTIOUS_DEFAULT),
+    "hilreward-resnet10-cautious": Arm("resnet10", True),
+    "hilreward-scratch-cautious": Arm("scratch", True),
+    "corrected": Arm(CORRECTED_MODEL, CAUTIOUS_DEFAULT, corrected=True),
+    "corrected-norelabel": Arm(CORRECTED_MODEL, CAUTIOUS_DEFAULT, corrected=True, relabel=False),
+}
+DEFAULT_ARMS = [a for a in ARMS if a != "corrected-norelabel"]
+SIZES = {"lerobot": 128, "resnet10": 128, "scratch": 96}
+"""Render size of each classifier's frames (LeRobot's spatial embedding needs 97-128 px; model=scratch's input)."""
 TASKS: dict[str, dict[str, Any]] = {
-    # the expert needs ~90 simulator steps: 8 per decision keeps the horizon near coffee-button's
-    "drawer-open": {"settings": {"action_repeat": 8, "max_steps": 20, "steps": 10000}},
     # another day's light (issue 24's "light" sets): dimmer, warmer, the lights moved; the classifier was trained
-    # under the default light
+    # under the default light. Its fooling state: the gripper against the machine beside the button.
     "coffee-button": {"settings": {"action_repeat": 4, "max_steps": 40, "steps": 6000},
                       "shift": {"brightness": 0.6, "tint": [1.2, 1.0, 0.8], "light_shift": [0.8, 0.5, 0.3]}},
+    # drawer-open's replacement (issue 31): the same scene, and the oracle reaches 100 % at the default budget,
+    # where drawer-open's held 8/52/92 % at 10000 steps (rl-2026-12-06) and 20 % in a rerun.
+    "drawer-close": {"settings": {"action_repeat": 4, "max_steps": 40, "steps": 6000}},
+    # one more task with a fooling state: the gripper on the handle before it is down
+    "handle-press": {"settings": {"action_repeat": 4, "max_steps": 40, "steps": 6000}},
+    # kept for comparison with earlier results; not in the default run (see drawer-close)
+    "drawer-open": {"settings": {"action_repeat": 8, "max_steps": 20, "steps": 10000}, "default": False},
 }
+DEFAULT_TASKS = [t for t, spec in TASKS.items() if spec.get("default", True)]
 TRAIN_EPISODES, HELDOUT = list(range(16)), [16, 17, 18, 19]
 RL_SEED_BASE, EVAL_SEED_BASE, DEMO_SEED_BASE = 1000, 900_000, 500_000
 """Layouts: recorded set seed 0 (the classifiers'), training 1000 + run seed, evaluation and demos apart."""
@@ -117,8 +159,8 @@ class Settings:
     critic_layer_norm: bool = False
     """RLPD's LayerNorm critic (tried on drawer-open's unstable seed: it did not steady it)."""
     eval_episodes: int = 50
-    image_size: int = 96
-    """Render size of the hilreward arms (model=scratch's input); the LeRobot arm renders at 128."""
+    image_size: int = 0
+    """Render size of every classifier arm (0: each classifier's own, ``SIZES``)."""
     budget: int = 60
     """Corrections (labelled frames) the operator may spend per run."""
     k_missed: int = 3
@@ -127,6 +169,8 @@ class Settings:
     """Frames labelled "not success" when the classifier ends an episode that is not done."""
     lag: tuple[int, int] = (1, 3)
     """Reaction lag of the operator's press in frames (uniform)."""
+    review_every: int = 50
+    """The operator reviews what waits for a person every this many environment steps (0: never)."""
     checkpoint_every: int = 2000
     max_minutes: float = 120.0
     """Wall-time budget of one run's RL (a run past it stops, is evaluated and says so)."""
@@ -182,8 +226,13 @@ def wrap_reward(env, reward_fn, keep_frames: bool = False):
     return OracleReward(env) if reward_fn is None else RewardClassifierWrapper(env, reward_fn, keep_frames=keep_frames)
 
 
-def monitor(env, episodes: list, operator: Optional["Operator"] = None):
-    """Records each episode (true success, claimed, hacked, version) and lets the operator watch; obs -> state."""
+EARLY_STEPS = 2
+"""A claim at or before this step of an episode is early (the issue's bound on published versions)."""
+
+
+def monitor(env, episodes: list, operator: Optional["Operator"] = None, keep_first: int = 0):
+    """Records each episode (true success, claimed, rewarded, hacked, early, version) and lets the operator watch;
+    obs -> state. ``keep_first``: also keep the frames of each episode's first steps (``episode["first"]``)."""
     import gymnasium as gym
 
     class Monitor(gym.Wrapper):
@@ -192,10 +241,11 @@ def monitor(env, episodes: list, operator: Optional["Operator"] = None):
             self.observation_space = env.observation_space["state"]
             self.ever = False
             self.t = 0
+            self.first: list = []
 
         def reset(self, **kwargs):
             obs, info = self.env.reset(**kwargs)
-            self.ever, self.t = False, 0
+            self.ever, self.t, self.first = False, 0, []
             return obs["state"], info
 
         def step(self, action):
@@ -203,12 +253,19 @@ def monitor(env, episodes: list, operator: Optional["Operator"] = None):
             self.t += 1
             judged = info.get("reward_classifier")
             self.ever = self.ever or info["success"]
+            if keep_first and self.t <= keep_first and "pixels" in obs:
+                self.first.append({k: np.array(v) for k, v in obs["pixels"].items()})
             if operator is not None and judged is not None:
                 operator.see(judged["episode_id"], self.t, info["success"], judged["success"], terminated)
             if terminated or truncated:
-                episodes.append({"steps": self.t, "true": bool(self.ever), "claimed": bool(terminated),
-                                 "hacked": bool(terminated and not info["success"]),
-                                 "version": judged["model_version"] if judged else None})
+                record = {"steps": self.t, "true": bool(self.ever), "claimed": bool(terminated),
+                          "rewarded": bool(terminated and info["success"]),
+                          "hacked": bool(terminated and not info["success"]),
+                          "early": bool(terminated and self.t <= EARLY_STEPS),
+                          "version": judged["model_version"] if judged else None}
+                if keep_first:
+                    record["first"] = self.first
+                episodes.append(record)
             return obs["state"], reward, terminated, truncated, info
 
     return Monitor()
@@ -216,21 +273,32 @@ def monitor(env, episodes: list, operator: Optional["Operator"] = None):
 
 class Operator:
     """A human at the console, simulated from the truth: presses "false success" / "missed success", each landing
-    ``lag`` frames late, labelling the last k frames of the episode up to then (``correct_recent``)."""
+    ``lag`` frames late, labelling the last k frames of the episode up to then (``correct_recent``); and, every
+    ``review_every`` steps, reviews what the server asks a person to decide, as a person who watched would:
+    of two contradicting flags it accepts the newer (``superseded``), and it accepts a correction the live gate
+    held (``conflicts_live``) when the live frames it would fire on were true successes, else rejects it."""
 
-    def __init__(self, client, settings: Settings, seed: int, used: int = 0, presses: Optional[list] = None) -> None:
+    def __init__(self, client, settings: Settings, seed: int, used: int = 0, presses: Optional[list] = None,
+                 reviews: Optional[list] = None) -> None:
         self.client, self.s = client, settings
         self.rng = np.random.default_rng(seed)
         self.used = used
         self.presses: list[dict] = presses if presses is not None else []
+        self.reviews: list[dict] = reviews if reviews is not None else []
         self.pending: list[tuple[int, int, int, int]] = []  # (due step, label, k, episode)
         self.now = 0
         self.streak = 0
         self.flagged: set[int] = set()
+        self.truth: dict[int, dict[int, bool]] = {}
+        """Live episode id -> step (the server's: 0 = the first judged) -> true success, as the operator saw it."""
+        self.decided: set[int] = {r["correction"] for r in self.reviews}
 
     def see(self, episode_id: int, t: int, true_success: bool, claimed: bool, ended_by_reward: bool) -> None:
         self.now += 1
         self._press_due()
+        self.truth.setdefault(episode_id, {})[t - 1] = bool(true_success)
+        while len(self.truth) > 500:
+            self.truth.pop(next(iter(self.truth)))
         if t == 1:
             self.streak = 0
         lag = int(self.rng.integers(self.s.lag[0], self.s.lag[1] + 1))
@@ -240,6 +308,8 @@ class Operator:
         if self.streak == self.s.k_missed and episode_id not in self.flagged:
             self.flagged.add(episode_id)
             self._schedule(lag, 1, self.s.k_missed, episode_id)
+        if self.s.review_every and self.now % self.s.review_every == 0:
+            self.review()
 
     def _schedule(self, lag: int, label: int, k: int, episode_id: int) -> None:
         committed = self.used + sum(p[2] for p in self.pending)
@@ -254,6 +324,44 @@ class Operator:
             self.used += len(ack.correction_ids)
             self.presses.append({"step": self.now, "label": label, "episode_id": episode_id,
                                  "corrections": len(ack.correction_ids), "version": ack.model_version})
+
+    def review(self) -> None:
+        """Decide what waits for a person (reviews are not corrections: they cost none of the budget)."""
+        waiting = self.client.list_corrections(statuses=["superseded", "conflicts_live"], limit=200).corrections
+        accept, reject = [], []
+        seen: dict[int, list] = {}
+        for c in waiting:
+            if c.id in self.decided or c.review is not None:
+                continue
+            conflict = c.conflict or {}
+            if c.status == "superseded" and conflict.get("by"):
+                newer = int(conflict["by"])
+                if newer not in self.decided:
+                    accept.append(newer)  # the newer flag: the operator confirms what they said last
+                    self.decided.add(newer)
+                self.decided.add(c.id)
+            elif c.status == "conflicts_live":
+                # a person looks at each frame it would fire on: a success, or one a step or two before it (the
+                # button going down) is right; the steps they saw
+                shown = [self._success_near(int(e), int(t)) for e, t in conflict.get("firings", [])]
+                known = [v for v in shown if v is not None]
+                if not known:
+                    continue  # not seen (yet): no decision
+                (accept if sum(known) * 2 > len(known) else reject).append(c.id)
+                self.decided.add(c.id)
+                seen[c.id] = known
+        for verdict, ids in (("accept", accept), ("reject", reject)):
+            if ids:
+                self.client.review(ids, verdict, reviewer="operator", note="bench-rl's simulated operator")
+                self.reviews.extend({"step": self.now, "correction": i, "verdict": verdict,
+                                     "firings_true": seen.get(i)} for i in ids)
+
+    def _success_near(self, episode_id: int, step: int, ahead: int = 2) -> Optional[bool]:
+        """Whether the episode showed a success at ``step`` or within ``ahead`` steps after it (None: not seen)."""
+        steps = self.truth.get(episode_id, {})
+        if step not in steps:
+            return None
+        return any(steps.get(t, False) for t in range(step, step + ahead + 1))
 
     def flush(self) -> None:
         self._press_due(everything=True)
@@ -353,15 +461,20 @@ def recorded_set(data_dir: Path, task: str, size: int) -> Path:
     return path
 
 
-def hilreward_classifier(out: Path, task: str, data: Path) -> Path:
-    """``hilreward train model=scratch`` on episodes 0-15 (16-19 held out for its calibration)."""
-    ckpt = out / "classifiers" / f"{task}-hilreward" / "checkpoints" / "best"
+def hilreward_classifier(out: Path, task: str, data: Path, model: str = "scratch") -> Path:
+    """``hilreward train`` with default options on episodes 0-15 (16-19 held out for its calibration): ``model=scratch``,
+    or ``model=resnet10`` with the peer's frozen ResNet-10 weights (the LeRobot arm's)."""
+    ckpt = out / "classifiers" / f"{task}-hilreward-{model}" / "checkpoints" / "best"
     if not (ckpt / "config.json").is_file():
-        log(f"training the hilreward classifier of {task}")
+        if model == "resnet10" and not (PEER_ENCODER / "config.json").is_file():
+            raise RuntimeError(f"no peer ResNet-10 weights at {PEER_ENCODER} (bash ../shared/peer/setup_lerobot.sh "
+                               "makes them)")
+        log(f"training the hilreward {model} classifier of {task}")
         (out / "classifiers").mkdir(parents=True, exist_ok=True)
-        hilreward_cli("train", f"dataset.root={data}", "model=scratch", f"split.val_episodes={json.dumps(HELDOUT)}",
+        preset = ["model=scratch"] if model == "scratch" else ["model=resnet10", f"model.weights={PEER_ENCODER}"]
+        hilreward_cli("train", f"dataset.root={data}", *preset, f"split.val_episodes={json.dumps(HELDOUT)}",
                       f"output_dir={ckpt.parents[1]}", what="hilreward train",
-                      log_file=out / "classifiers" / f"{task}-hilreward.log")
+                      log_file=out / "classifiers" / f"{task}-hilreward-{model}.log")
     return ckpt
 
 
@@ -415,6 +528,7 @@ class Progress:
     n_demo: int = 0
     episodes: list = field(default_factory=list)
     presses: list = field(default_factory=list)
+    reviews: list = field(default_factory=list)
     corrections_used: int = 0
     relabels: list = field(default_factory=list)
 
@@ -454,25 +568,29 @@ def train_and_evaluate(spec: RunSpec, settings: Settings, run_dir: Path, kill_se
     server = versions = operator = client = relabel_cb = env = None
     try:
         # ---- the arm's reward
-        if spec.arm == "oracle":
+        kind = ARMS[spec.arm]
+        if kind.model is None:
             reward_fn = None
-        elif spec.arm in CORRECTED:
+        elif kind.corrected:
             from bench_serving import start_server
 
             from hilreward.integrations.sb3 import RelabelCallback
             from hilreward.integrations.versions import ServedVersions
             from hilreward.serving import RewardClient
 
-            server, address = start_server(Path(spec.checkpoint), spec.dataset, run_dir, str(run_dir / "cache"), 1,
-                                           ["retrain.min_interval_s=0", "retrain.threads=1", "retrain.ensemble=0"])
+            cache = run_dir.parents[1] / "cache"  # shared by the runs: the offline features are computed once
+            server, address = start_server(Path(spec.checkpoint), spec.dataset, run_dir, str(cache), 1,
+                                           ["retrain.min_interval_s=0", "retrain.threads=1", "retrain.ensemble=0",
+                                            f"cautious={str(kind.cautious).lower()}"])
             reward_fn = RewardFunction.from_pretrained(None, backend="grpc", address=address, timeout_s=60)
             client = RewardClient(address, timeout_s=60)
-            operator = Operator(client, settings, spec.seed, progress.corrections_used, progress.presses)
+            operator = Operator(client, settings, spec.seed, progress.corrections_used, progress.presses,
+                                progress.reviews)
             versions = ServedVersions(address, versions_dir=run_dir / "serve" / "versions")
-            relabel_cb = RelabelCallback(versions, relabel=spec.arm == "corrected")
+            relabel_cb = RelabelCallback(versions, relabel=kind.relabel)
             relabel_cb.events = progress.relabels
         else:
-            reward_fn = RewardFunction.from_pretrained(spec.checkpoint)
+            reward_fn = RewardFunction.from_pretrained(spec.checkpoint, cautious=kind.cautious)
         env = monitor(wrap_reward(make_task_env(spec.task, RL_SEED_BASE + spec.seed, settings, reward_fn is not None,
                                                 spec.image_size, shift), reward_fn, keep_frames=relabel_cb is not None),
                       progress.episodes, operator)
@@ -523,13 +641,19 @@ def train_and_evaluate(spec: RunSpec, settings: Settings, run_dir: Path, kill_se
         rl_wall = time.perf_counter() - start
 
         # ---- evaluation: the final policy, the final reward
-        if spec.arm in CORRECTED:
+        if kind.corrected:
             newest = max(int(p.name) for p in (run_dir / "serve" / "versions").iterdir() if p.name.isdigit())
             final_fn = RewardFunction.from_pretrained(run_dir / "serve" / "versions" / str(newest),
-                                                      success_threshold=versions.client.get_model().threshold)
+                                                      success_threshold=versions.client.get_model().threshold,
+                                                      cautious=kind.cautious)
         else:
             final_fn = reward_fn
-        evaluation = evaluate(model, spec, settings, final_fn, shift)
+        evaluation = evaluate(model, spec, settings, final_fn, shift, keep_first=EARLY_STEPS if kind.corrected else 0)
+        first_frames = evaluation.pop("first_frames")
+        if kind.corrected:
+            evaluation["versions_early"] = versions_early(run_dir / "serve" / "versions", first_frames,
+                                                          kind.cautious)
+            evaluation["versions_published"] = len(evaluation["versions_early"]) - 1
     finally:
         for closing in (versions, client, env):
             if closing is not None:
@@ -539,7 +663,7 @@ def train_and_evaluate(spec: RunSpec, settings: Settings, run_dir: Path, kill_se
             server.wait(timeout=30)
     return {"name": run_dir.name, **asdict(spec), "settings": asdict(settings), "stopped": stopped,
             "env_steps": progress.steps_done, "rl_wall_s": round(rl_wall, 1), "demo_transitions": progress.n_demo,
-            "corrections_used": progress.corrections_used, "presses": progress.presses,
+            "corrections_used": progress.corrections_used, "presses": progress.presses, "reviews": progress.reviews,
             "relabels": progress.relabels, "final_version": final_fn.model_version if final_fn else None,
             "train_episodes": progress.episodes, **evaluation}
 
@@ -573,11 +697,12 @@ def save_checkpoint(model, progress: Progress, relabel_cb, ckpt_dir: Path, progr
     write_atomic(progress_path, json.dumps(asdict(progress)))
 
 
-def evaluate(model, spec: RunSpec, settings: Settings, reward_fn, shift: Optional[dict]) -> dict:
-    """The deterministic policy over ``eval_episodes`` held-out layouts, judged by ``reward_fn`` (None: oracle)."""
+def evaluate(model, spec: RunSpec, settings: Settings, reward_fn, shift: Optional[dict], keep_first: int = 0) -> dict:
+    """The deterministic policy over ``eval_episodes`` held-out layouts, judged by ``reward_fn`` (None: oracle).
+    ``keep_first``: keep the frames of each episode's first steps (``first_frames``, to judge other versions)."""
     episodes: list = []
     env = monitor(wrap_reward(make_task_env(spec.task, EVAL_SEED_BASE, settings, reward_fn is not None,
-                                            spec.image_size, shift), reward_fn), episodes)
+                                            spec.image_size, shift), reward_fn), episodes, keep_first=keep_first)
     for e in range(settings.eval_episodes):
         obs, _ = env.reset(seed=EVAL_SEED_BASE + e)
         done = False
@@ -587,25 +712,52 @@ def evaluate(model, spec: RunSpec, settings: Settings, reward_fn, shift: Optiona
             done = terminated or truncated
     env.close()
     n = max(len(episodes), 1)
+    first = [e.pop("first", []) for e in episodes]
+    true = sum(e["true"] for e in episodes)
     return {"eval_episodes": len(episodes),
             "true_success": sum(e["true"] for e in episodes) / n,
             "claimed_success": sum(e["claimed"] for e in episodes) / n,
+            "rewarded_success": sum(e["rewarded"] for e in episodes) / n,
+            "true_claimed": sum(e["rewarded"] for e in episodes) / true if true else None,
             "hacking_rate": sum(e["hacked"] for e in episodes) / n,
+            "early_claims": sum(e["early"] for e in episodes) / n,
             "eval_mean_steps": float(np.mean([e["steps"] for e in episodes])) if episodes else 0.0,
-            "eval": episodes}
+            "eval": episodes, "first_frames": first}
+
+
+def versions_early(versions_dir: Path, first_frames: list[list[dict]], cautious: bool) -> dict[str, float]:
+    """Every published version (``versions/<n>``, at its own threshold), judged on the first ``EARLY_STEPS``
+    frames of the evaluation episodes: the share of episodes it would end by step ``EARLY_STEPS``."""
+    from hilreward.deploy import RewardFunction
+
+    out: dict[str, float] = {}
+    episodes = [f[:EARLY_STEPS] for f in first_frames if f]
+    if not episodes:
+        return out
+    for folder in sorted((p for p in versions_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        fn = RewardFunction.from_pretrained(folder, backend="torch", cautious=cautious)
+        early = 0
+        for frames in episodes:
+            fn.reset()
+            early += any(fn(step).success for step in frames)
+        out[fn.model_version] = early / len(episodes)
+        fn.close()
+    return out
 
 
 # --------------------------------------------------------------------------- the whole benchmark
 def prepare(task: str, arm: str, args, settings: Settings, out: Path) -> RunSpec:
-    """The run's classifier and data (rendered and trained once per task)."""
-    if arm == "oracle":
-        return RunSpec(task, arm, 0, image_size=settings.image_size)
-    if arm == "lerobot":
+    """The run's classifier and data (rendered and trained once per task and model)."""
+    kind = ARMS[arm]
+    if kind.model is None:
+        return RunSpec(task, arm, 0, image_size=16)  # nothing is rendered
+    size = args.image_size or SIZES[kind.model]
+    if kind.model == "lerobot":
         data = recorded_set(Path(args.data_dir), task, 128)
         return RunSpec(task, arm, 0, str(lerobot_classifier(out, task, data, args.lerobot_steps)), str(data), 128)
-    data = Path(args.dataset) if args.dataset else recorded_set(Path(args.data_dir), task, settings.image_size)
-    ckpt = Path(args.checkpoint) if args.checkpoint else hilreward_classifier(out, task, data)
-    return RunSpec(task, arm, 0, str(ckpt), str(data), settings.image_size)
+    data = Path(args.dataset) if args.dataset else recorded_set(Path(args.data_dir), task, size)
+    ckpt = Path(args.checkpoint) if args.checkpoint else hilreward_classifier(out, task, data, kind.model)
+    return RunSpec(task, arm, 0, str(ckpt), str(data), size)
 
 
 def settings_from(args, task: str | None = None) -> Settings:
@@ -661,33 +813,47 @@ def load_runs(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/result.json"))]
 
 
+METRICS = ("true_success", "claimed_success", "rewarded_success", "true_claimed", "hacking_rate", "early_claims",
+           "corrections_used", "versions_published", "env_steps", "rl_wall_s")
+
+
 def summarise(runs: list[dict]) -> dict:
-    """Per task and arm: mean and spread over seeds, and the issue's targets for the corrected arm."""
+    """Per task and arm: mean and spread over seeds (and each seed), and the issue's targets: the corrected arms
+    against the oracle, every published version's early firings, hilreward's default ResNet-10 against LeRobot's."""
     table: dict[str, dict[str, dict]] = {}
     for task in sorted({r["task"] for r in runs}):
         table[task] = {}
         for arm in ARMS:
-            rows = [r for r in runs if r["task"] == task and r["arm"] == arm]
+            rows = sorted((r for r in runs if r["task"] == task and r["arm"] == arm), key=lambda r: r["seed"])
             ok = [r for r in rows if not r.get("failed")]
             if not rows:
                 continue
             cell: dict[str, Any] = {"seeds": len(rows), "failed": [r["failed"] for r in rows if r.get("failed")]}
-            for key in ("true_success", "claimed_success", "hacking_rate", "corrections_used", "env_steps",
-                        "rl_wall_s"):
-                values = [float(r[key]) for r in ok]
+            for key in METRICS:
+                values = [float(r[key]) for r in ok if r.get(key) is not None]
                 cell[key] = {"mean": float(np.mean(values)), "min": float(np.min(values)),
-                             "max": float(np.max(values))} if values else None
+                             "max": float(np.max(values)), "seeds": values} if values else None
             cell["relabel_changed"] = sum(e["changed"] for r in ok for e in r.get("relabels", []))
             cell["relabelled_versions"] = sum(len(r.get("relabels", [])) for r in ok)
+            early = [v for r in ok for v in r.get("versions_early", {}).values()]
+            if early:
+                cell["versions_early_max"] = max(early)
             table[task][arm] = cell
         oracle = table[task].get("oracle", {}).get("true_success")
-        for arm in CORRECTED:
+        for arm, kind in ARMS.items():
             cell = table[task].get(arm)
-            if cell and oracle and cell["true_success"]:
+            if kind.corrected and cell and oracle and cell["true_success"]:
                 ratio = cell["true_success"]["mean"] / oracle["mean"] if oracle["mean"] else None
                 cell["of_oracle"] = ratio
-                cell["targets"] = {">= 90 % of oracle": ratio is not None and ratio >= 0.9,
-                                   "hacking <= 5 %": cell["hacking_rate"]["mean"] <= 0.05}
+                cell["targets"] = {"oracle >= 70 %": oracle["mean"] >= 0.7,
+                                   ">= 90 % of oracle": ratio is not None and ratio >= 0.9,
+                                   "hacking <= 5 %": cell["hacking_rate"]["mean"] <= 0.05,
+                                   "<= 60 corrections": cell["corrections_used"]["mean"] <= 60,
+                                   "no version fires by step 2 in > 5 %": cell.get("versions_early_max", 0.0) <= 0.05}
+        ours, theirs = table[task].get("hilreward-resnet10"), table[task].get("lerobot")
+        if ours and theirs and ours["hacking_rate"] and theirs["hacking_rate"]:
+            ours["targets"] = {"hacks no more than lerobot":
+                               ours["hacking_rate"]["mean"] <= theirs["hacking_rate"]["mean"]}
     return table
 
 
@@ -720,7 +886,8 @@ def plot(runs: list[dict], path: Path) -> None:
     if not tasks:
         return
     fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 6.5), squeeze=False, sharex="col")
-    colours = dict(zip(ARMS, ("black", "tab:blue", "tab:orange", "tab:green", "tab:olive")))
+    colours = dict(zip(ARMS, ("black", "tab:orange", "tab:blue", "tab:purple", "tab:cyan", "tab:pink", "tab:green",
+                              "tab:olive")))
     for j, task in enumerate(tasks):
         for arm, runs_ in data[task].items():
             for k, c in enumerate(runs_):
@@ -756,12 +923,13 @@ def cmd_report(args) -> None:
 
 
 def fmt(cell: Optional[dict], key: str, pct: bool = True) -> str:
+    """Mean (each seed) of a cell's metric."""
     v = (cell or {}).get(key)
     if not v:
         return "n/a"
     if pct:
-        return f"{100 * v['mean']:.0f} % ({100 * v['min']:.0f}-{100 * v['max']:.0f})"
-    return f"{v['mean']:.0f}"
+        return f"{100 * v['mean']:.0f} % ({'/'.join(f'{100 * x:.0f}' for x in v['seeds'])})"
+    return f"{v['mean']:.0f} ({'/'.join(f'{x:.0f}' for x in v['seeds'])})"
 
 
 def write_doc(summary: dict, json_path: Path) -> None:
@@ -770,7 +938,11 @@ def write_doc(summary: dict, json_path: Path) -> None:
              f"`make bench-rl` (`bench/bench_rl.py`; raw results `{shown}`): stable-baselines3 SAC on the state "
              "vector, scripted demonstrations with their true rewards in every batch (the share below), the reward of "
              "each arm with terminate_on_success. Evaluation: the final policy on held-out layouts, judged by the arm's "
-             "final reward. Mean (min-max) over seeds.", ""]
+             "final reward. Mean (each seed, in seed order) over seeds. *Rewarded* is the share of evaluation "
+             "episodes the reward ended at a true success (the true successes it claims: a reward that never fires "
+             "hacks 0 % and rewards 0 %, while demonstrations with true rewards may still teach the policy); *hacking* "
+             "the share it ended at a state that is not a success; *early* the share it ended by step "
+             f"{EARLY_STEPS}.", ""]
     for task, s in summary["settings"].items():
         shift = TASKS.get(task, {}).get("shift")
         lines.append(f"- {task}: {s['steps']} environment steps per run, each action held {s['action_repeat']} "
@@ -779,15 +951,27 @@ def write_doc(summary: dict, json_path: Path) -> None:
                      f"{s['eval_episodes']} evaluation episodes" + (f"; RL under another light {shift}" if shift else "")
                      + f"; operator: budget {s['budget']} corrections, k = {s['k_missed']} / {s['k_false']}, lag "
                      f"{s['lag'][0]}-{s['lag'][1]} frames.")
-    lines += ["", "| task | arm | true success | claimed success | reward hacking | corrections | wall (RL) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "| task | arm | true success | claimed | rewarded | hacking | early | corrections | wall (RL) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task, arms in summary["summary"].items():
         for arm, cell in arms.items():
             failed = f" ({len(cell['failed'])} failed)" if cell["failed"] else ""
             wall = cell.get("rl_wall_s")
             minutes = f"{wall['mean'] / 60:.0f} min" if wall else "n/a"
             lines.append(f"| {task} | {arm}{failed} | {fmt(cell, 'true_success')} | {fmt(cell, 'claimed_success')} | "
-                         f"{fmt(cell, 'hacking_rate')} | {fmt(cell, 'corrections_used', False)} | {minutes} |")
+                         f"{fmt(cell, 'rewarded_success')} | {fmt(cell, 'hacking_rate')} | "
+                         f"{fmt(cell, 'early_claims')} | {fmt(cell, 'corrections_used', False)} | {minutes} |")
+    targets = [(task, arm, cell["targets"]) for task, arms in summary["summary"].items() for arm, cell in arms.items()
+               if cell.get("targets")]
+    if targets:
+        lines += ["", "Targets (issue 31):", ""]
+        for task, arm, t in targets:
+            extra = ""
+            if "versions_early_max" in summary["summary"][task][arm]:
+                extra = (f"; the most any published version fires by step {EARLY_STEPS}: "
+                         f"{100 * summary['summary'][task][arm]['versions_early_max']:.0f} % of evaluation episodes")
+            lines.append(f"- {task} / {arm}: " + ", ".join(f"{k} {'yes' if v else '**no**'}" for k, v in t.items())
+                         + extra)
     lines += ["", f"![learning curves]({FIGURE.name})", "", DOC_END]
     from run_all import replace_section
 
@@ -804,8 +988,8 @@ def main() -> None:
         q.add_argument("--doc", action="store_true", help="also rewrite docs/benchmarks.md's RL section and docs/rl.png")
         if name == "report":
             continue
-        q.add_argument("--tasks", nargs="+", default=list(TASKS))
-        q.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+        q.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
+        q.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
         q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
         q.add_argument("--data-dir", help="where the recorded sets are rendered, or found when there (default <out>/data)")
         q.add_argument("--checkpoint", help="use this hilreward classifier for every task (skips training)")

@@ -8,7 +8,7 @@ writes it; offscreen rendering at that size takes minutes per episode on a CPU).
 source's episodes: every repeat has its own hard link of each video file, so the reader decodes every frame of every
 repeat (nothing is shared between repeats but the bytes on disk), and gets its own episode indices.
 
-Each size runs ``hilreward.training.train`` (the code ``hilreward train`` runs) in a fresh process with cold frame and
+Each size runs ``hilreward.training.loop`` (the code ``hilreward train`` runs) in a fresh process with cold frame and
 feature caches: a frozen encoder (``--model``: ``small_cnn``, the default here, is the ``model=scratch`` CNN frozen at
 random weights, 96x96; ``resnet10`` is the default preset's ResNet-10 at 128x128, random weights so nothing is
 downloaded: about 40x the encoder's work a frame, hours for 100k frames on a shared 2-core machine), augmentation off
@@ -196,7 +196,7 @@ def run_size(args) -> None:
     from hilreward.config import compose
     from hilreward.data import open_dataset
 
-    T = importlib.import_module("hilreward.training.train")  # the module (the package exports the function)
+    T = importlib.import_module("hilreward.training.loop")  # the module (the package exports the function)
     stages = Stages()
 
     def wrap(fn, name):

@@ -171,7 +171,7 @@ def cmd_throughput(args) -> None:
 
     from hilreward.config import compose
     from hilreward.models.classifier import RewardClassifier
-    from hilreward.training.train import train_step
+    from hilreward.training import train_step
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

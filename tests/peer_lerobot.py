@@ -120,6 +120,26 @@ def main(argv: list[str] | None = None) -> dict:
         [VanillaObservationProcessorStep(), stock, AddBatchDimensionProcessorStep()],
         to_transition=identity_transition, to_output=identity_transition))
 
+    # success_when: our step reads observation.state (gym-hil's agent_pos, mapped by LeRobot's observation step)
+    # and gates success as RewardFunction does given the same state.
+    gate = "state[0] > 0.5"
+    gated = RewardFunction.from_pretrained(ckpt, backend=args.backend, success_when=gate)
+    gate_pipe = DataProcessorPipeline(
+        [VanillaObservationProcessorStep(), HilrewardRewardStep(pretrained_path=ckpt, backend=args.backend,
+                                                                success_when=gate), AddBatchDimensionProcessorStep()],
+        to_transition=identity_transition, to_output=identity_transition)
+    want, got = [], []
+    for ep in episodes:
+        gated.reset()
+        gate_pipe.reset()
+        for t, images in enumerate(frames_of(ep)):
+            pos = np.array([float(t % 3 == 0), 0.0, 0.0, 0.0], np.float32)
+            want.append(gated(images, state=pos).terminate)
+            t_out = gate_pipe(create_transition(observation={"pixels": images, "agent_pos": pos}, reward=0.0,
+                                                done=False, info={}))
+            got.append(bool(t_out[TransitionKey.DONE]))
+    out["success_when"] = {"step": got, "reward_function": want}
+
     # Debounce restarts at episode start: two success frames in a row succeed only without a reset between.
     success_frames = [f for ep in episodes for f, (_, done) in zip(frames_of(ep), out["reward_function_consecutive_1"][
         episodes.index(ep)]) if done]

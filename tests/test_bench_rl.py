@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from test_serving import DRAWER4, make_checkpoint
+from support import DRAWER4, make_checkpoint
 
 pytest.importorskip("stable_baselines3")
 BENCH = ROOT / "bench" / "bench_rl.py"
@@ -26,6 +26,7 @@ def bench(*args: str, out: Path, cache: str) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_its_json_fails_a_dead_servers_arm_and_resumes(tmp_path):
     cache = str(tmp_path / "cache")
     ckpt = make_checkpoint(tmp_path / "ckpt", cache)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from hilreward.models import ClassifierConfig, RewardClassifier
@@ -24,6 +25,7 @@ def load_run_all():
     return module
 
 
+@pytest.mark.slow
 def test_latency_driver_times_reward_function_calls(tmp_path):
     torch.manual_seed(0)
     cfg = ClassifierConfig(encoder="tiny", camera_keys=CAMERAS, image_size=[32, 32], latent_dim=8, hidden_dim=8,
@@ -93,6 +95,7 @@ def test_docs_section_is_replaced_and_other_sections_kept(tmp_path, monkeypatch)
     assert "0.790, 1, 0.5 (step 25, its closest) | 0.995, 0, 0.83 (cv, enough evidence)" in text
 
 
+@pytest.mark.slow
 def test_deployable_driver_times_a_calibrated_run_and_scores_it(tmp_path):
     drawer4 = Path(__file__).parent / "fixtures" / "drawer4"
     proc = subprocess.run([sys.executable, str(BENCH / "hilreward_side.py"), "deployable", "--weights", "unused",

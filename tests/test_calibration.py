@@ -15,7 +15,7 @@ from hilreward.deploy import RewardFunction
 from hilreward.evaluation.calibration import CALIBRATION_TEMPERATURE_RANGE
 from hilreward.models import FORMAT_VERSION, ClassifierConfig, RewardClassifier
 from hilreward.training.calibrate import calibrate_checkpoint, summary_line
-from hilreward.training.features import heldout_logits
+from hilreward.evaluation.inference import batched_logits
 
 DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
 
@@ -37,7 +37,7 @@ def test_calibration_is_stored_and_used_by_reward_function(tmp_path):
 
     # the model divides its logits by the stored temperature; the reward function takes the stored threshold
     loaded = RewardClassifier.from_pretrained(ckpt)
-    raw = heldout_logits(loaded, data, rows[:64])
+    raw = batched_logits(loaded, rows[:64], data.images)
     frames = {k: np.asarray(v[:64]) for k, v in data.images.items()}
     expected = 1 / (1 + np.exp(-raw / cal.temperature))
     np.testing.assert_allclose(loaded.predict_proba(frames), expected, atol=1e-6)

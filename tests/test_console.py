@@ -21,10 +21,9 @@ from hilreward.serving import RewardClient
 from hilreward.serving.config import QueryOptions, RecentOptions, ServeConfig
 from hilreward.serving.server import RewardServer
 
-# Module fixtures of test_serving (one torch thread, the cache, the tiny checkpoint, drawer4's frames) and the
-# label station's browser (Debian's chromium + chromedriver) and HTTP helper, instantiated again here.
-from test_label_station import assert_guarded, browser, command, http  # noqa: F401
-from test_serving import DRAWER4, TOKEN, _one_thread, cache_dir, ckpt, frames, step_images  # noqa: F401
+from support import DRAWER4, TOKEN, assert_guarded, command, http, step_images, wait_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 ROWS = list(range(390, 402))
 """drawer4 frames around episode 2's success onset: both sides of the threshold."""
@@ -189,7 +188,6 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
     from hilreward.config import DatasetConfig
     from hilreward.online.options import RetrainOptions
 
-    from test_online_retrain import _wait
 
     retrain = RetrainOptions(min_interval_s=0.0, quiet_s=1.5, ensemble=0, contradiction_radius=0.0,
                              correction_weight=200.0)
@@ -201,12 +199,12 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
         app, service = build(srv.address, TOKEN)
         try:
             with AppServer(app, port=0, token=TOKEN) as web:
-                _wait(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
+                wait_model(client, lambda i: i.retrainer_status == "ready", "the retrainer ready")
                 a = client.submit_correction(step_images(frames, ep3[60]), label=1, episode_id=7, step=60).correction_id
-                _wait(client, lambda i: i.corrections.conflicts_offline == 1, "the conflict named")
+                wait_model(client, lambda i: i.corrections.conflicts_offline == 1, "the conflict named")
                 b = client.submit_correction(step_images(frames, ep3[61]), label=1, episode_id=7, step=61).correction_id
                 client.review([b], "accept", note="test: insist")  # before the retrainer's quiet wait ends
-                _wait(client, lambda i: i.retrainer.rejected >= 1, "the refused attempt")
+                wait_model(client, lambda i: i.retrainer.rejected >= 1, "the refused attempt")
                 reason = client.versions().attempts[0].reason
                 assert "offline held-out episode 3 false success" in reason and "accepted by review" in reason
 
@@ -228,7 +226,7 @@ def test_review_page_shows_a_refused_attempt_and_a_conflict_beside_its_offline_f
                 click(browser, "#accept", "the accept button")
                 wait_until(browser, lambda d: "offline frames it conflicts with are relabelled" in text("status"),
                            "the acceptance")
-                _wait(client, lambda i: (tmp_path / "state" / "offline-edits.json").is_file(), "the relabel written")
+                wait_model(client, lambda i: (tmp_path / "state" / "offline-edits.json").is_file(), "the relabel written")
                 assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
         finally:
             service.close()
@@ -315,3 +313,52 @@ def test_serve_console_true_serves_the_page_from_the_server_process(ckpt, tmp_pa
         out = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, out[-2000:]
     assert f"operator console for 127.0.0.1:{ports['grpc'].read_text().strip()}: open http://127.0.0.1:" in out
+
+
+def test_the_console_shows_the_hacking_monitor(ckpt, frames, browser, tmp_path, cache_dir, capsys):
+    """Per served version: the live episodes where it claimed success, how many claims were on unfamiliar states,
+    the false-success flags it got; in GetModel, on the page (text and a small plot) and in `corrections list`."""
+    import shutil
+
+    import numpy as np
+
+    from hilreward.training.support_bank import attach_support
+
+    supported = tmp_path / "ckpt"
+    shutil.copytree(ckpt, supported)
+    attach_support(supported, frames, np.flatnonzero(np.isin(frames.episode_index, [0, 1])), 4000, cache_dir)
+    state = tmp_path / "state"
+    cfg = ServeConfig(checkpoint=str(supported), port=0, state_dir=str(state), token=TOKEN)
+    with RewardServer(cfg) as srv, RewardClient(srv.address, token=TOKEN) as client:
+        app, service = build(srv.address, TOKEN, last_k=5)
+        try:
+            with AppServer(app, port=0, token=TOKEN) as web:
+                success = np.flatnonzero((frames.labels == 1) & (frames.episode_index == 2))
+                claimed = predict_episode(client, frames, episode=1,  # an episode into its success: a claim
+                                          rows=list(range(int(success[0]) - 3, int(success[-1]), 4)))
+                assert any(r.success for r in claimed) and all(r.support is not None for r in claimed)
+                predict_episode(client, frames, episode=2, rows=ROWS[:3])  # no claim
+                first = next(r for r in claimed if r.success)
+                client.correct_recent(0, [first.prediction_id])  # "that was no success"
+                watched = client.get_model().monitor[-1]
+                assert (watched.version, watched.episodes, watched.claimed, watched.false_success_flags) == \
+                    (srv.slot.current.version, 2, 1, 1)
+                assert watched.claimed_unknown == 0 and watched.claimed_unfamiliar in (0, 1)
+
+                browser.get(f"{web.url}/console/?token={TOKEN}")
+                text = lambda: read(browser, "monitor-text")  # noqa: E731
+                wait_until(browser, lambda d: "claimed success in 1 of 2 live episodes (50 %)" in text(),
+                           "the monitor's line")
+                assert "1 false-success flag" in text() and "claims on unfamiliar states" in text()
+                painted = browser.execute_script(
+                    "const c = document.getElementById('monitor'); const g = c.getContext('2d');"
+                    "return g.getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)")
+                assert painted, "the plot is drawn"
+                assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+        finally:
+            service.close()
+    capsys.readouterr()
+    assert main(["corrections", "list", f"store={state / 'corrections.sqlite'}"]) == 0
+    out = capsys.readouterr().out
+    assert "hacking monitor" in out and "claimed success in 1/2 live episodes (50 %)" in out
+    assert "1 false-success flag(s)" in out

@@ -127,3 +127,17 @@ def test_video_that_skips_frames(copy, tmp_path):
     with pytest.raises(VideoError, match="no frame near t=5.000s .*next decoded frame is at 6.000s"):
         LeRobotDataset.open(copy).frames(["front"], (16, 16), cache_dir=str(tmp_path / "cache"))
     _no_cache_entry(tmp_path / "cache")
+
+
+def test_a_column_info_json_lists_but_the_parquet_lacks_is_named_in_one_line(copy):
+    """pyarrow's own message was 13 lines (the file's whole schema) and told the user to re-download a 'corrupt'
+    file that was fine."""
+    import pyarrow.parquet as pq
+
+    data = copy / "data" / "chunk-000" / "file-000.parquet"
+    pq.write_table(pq.read_table(data).drop_columns(["next.reward"]), data)
+    with pytest.raises(DatasetError) as err:
+        LeRobotDataset.open(copy).labels("next.reward")
+    message = str(err.value)
+    assert "\n" not in message and "corrupt" not in message
+    assert "column 'next.reward' is listed in meta/info.json but missing from data/chunk-000/file-000.parquet" in message

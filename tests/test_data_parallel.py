@@ -26,6 +26,8 @@ from hilreward.models.classifier import RewardClassifier
 from hilreward.training import train
 from hilreward.training.batches import FeatureBatches, PixelBatches
 
+pytestmark = pytest.mark.slow
+
 DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 LAUNCH = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes=2", "--num_machines=1", "--mixed_precision=no",

@@ -107,6 +107,7 @@ def test_frames_decoded_once_then_cached(drawer4, tmp_path):
     assert video.DECODE_CALLS == before + 2
 
 
+@pytest.mark.slow
 def test_frames_match_resize_of_native(drawer4, tmp_path):
     native = drawer4.frames(["front"], (128, 128), episodes=[0], cache_dir=str(tmp_path))["observation.images.front"]
     small = drawer4.frames(["front"], (32, 40), episodes=[0], cache_dir=str(tmp_path))["observation.images.front"]
@@ -156,6 +157,7 @@ def test_open_dataset_needs_a_source():
         open_dataset(DatasetConfig())
 
 
+@pytest.mark.slow
 def test_v21_reading(v21, drawer4, tmp_path):
     ds = LeRobotDataset.open(v21)
     assert ds.version == "v2.1" and ds.fps == 10

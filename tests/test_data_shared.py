@@ -23,6 +23,7 @@ def _independent_frames(path, times: np.ndarray) -> np.ndarray:
     return np.stack([decoded[int(np.argmin(np.abs(pts - t)))][1] for t in times])
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", NAMES)
 def test_shared_dataset_rows_labels_frames(shared_data, tmp_path, name):

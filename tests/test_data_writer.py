@@ -138,6 +138,7 @@ print(json.dumps(result))
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.skipif(not PEER_PYTHON.is_file(), reason="LeRobot peer venv absent (bash ../shared/peer/setup_lerobot.sh)")
 def test_lerobot_loader_reads_writer_output(tmp_path):
     """LeRobot 0.6.1's own LeRobotDataset loads what DatasetWriter wrote (video and image features)."""

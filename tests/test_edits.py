@@ -223,6 +223,7 @@ print(json.dumps({"len": len(ds), "episodes": ds.num_episodes,
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.skipif(not PEER_PYTHON.is_file(), reason="LeRobot peer venv absent (bash ../shared/peer/setup_lerobot.sh)")
 def test_lerobot_reads_the_relabelled_dataset(d4, tmp_path):
     ds = LeRobotDataset.open(d4)

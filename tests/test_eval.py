@@ -23,12 +23,7 @@ DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
 SIZE = [32, 32]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_checkpoint(path, cameras=("front", "wrist"), num_classes=2, val_episodes=(2, 3), label_key="next.reward",

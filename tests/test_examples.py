@@ -15,7 +15,7 @@ from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 
 from conftest import ROOT
-from test_serving import DRAWER4, TOKEN, make_checkpoint
+from support import DRAWER4, TOKEN, make_checkpoint
 
 example = runpy.run_path(str(ROOT / "examples" / "hil_env_loop.py"))
 
@@ -42,6 +42,7 @@ class Swapped(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_env_loop_over_grpc_hot_swaps_to_the_retrained_version(ckpt, tmp_path):
     """A served classifier that is exactly wrong: the oracle's corrections make the server publish a fixed one."""
     wrong = tmp_path / "wrong"

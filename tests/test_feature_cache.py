@@ -12,6 +12,7 @@ import torch
 from hilreward.config import DatasetConfig, LabelConfig, compose
 from hilreward.data import load_frame_data
 from hilreward.models.classifier import RewardClassifier
+from hilreward.models.preprocessing import to_float_chw
 from hilreward.training import features as F
 from hilreward.training.augment import ColorJitter, random_shift
 
@@ -40,7 +41,7 @@ def cached_logits(model, feats, rows) -> torch.Tensor:
 def pixel_logits(model, data, rows, view: int = 0, pad: int = 4, color: ColorJitter | None = None) -> torch.Tensor:
     pixels = {}
     for i, cam in enumerate(data.camera_keys):
-        x = F.to_float_chw(np.asarray(data.images[cam][rows]))
+        x = to_float_chw(np.asarray(data.images[cam][rows]), cam)
         offsets = F.view_offsets(view, i, len(data), pad)
         factors = F.view_color(view, i, len(data), color)
         x = random_shift(x, pad, offsets[rows]) if offsets is not None else x
@@ -76,7 +77,7 @@ def test_features_of_selected_rows_are_those_rows_of_the_full_cache(data, tmp_pa
 
 def test_features_go_through_onnx_runtime_or_fall_back_to_torch(data):
     model = make_model("resnet10")
-    sample = model.preprocess({c: F.to_float_chw(np.asarray(data.images[c][:8])) for c in data.camera_keys})
+    sample = model.preprocess({c: to_float_chw(np.asarray(data.images[c][:8]), c) for c in data.camera_keys})
     x = sample[model.config.camera_keys[0]]
     runner = F.encoder_runner(model.encoder, x)
     assert runner is not None  # resnet10 exports: ONNX Runtime computes the cache

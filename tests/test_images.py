@@ -40,10 +40,12 @@ def test_float_frames_go_to_the_8_bit_grid_and_back_to_uint8():
 
 
 def test_layers_import_one_way():
-    """data knows no models; deploy knows no serving and loads no grpc."""
+    """data knows no models; deploy knows no serving and loads no grpc, and nothing LeRobot's own venv lacks (it
+    imports the reward rule from src: no scikit-learn, scipy, matplotlib, omegaconf, nor evaluation or training)."""
     code = ("import sys, json, hilreward.data, hilreward.images; a = sorted(m for m in sys.modules if m.startswith("
             "'hilreward.models')); import hilreward.deploy; b = sorted(m for m in sys.modules if 'grpc' in m or "
-            "m.startswith('hilreward.serving')); print(json.dumps([a, b]))")
+            "m.startswith(('hilreward.serving', 'hilreward.evaluation', 'hilreward.training', 'sklearn', 'scipy', "
+            "'matplotlib', 'omegaconf'))); print(json.dumps([a, b]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    models_after_data, serving_after_deploy = json.loads(out.strip().splitlines()[-1])
-    assert models_after_data == [] and serving_after_deploy == []
+    models_after_data, beyond_deploy = json.loads(out.strip().splitlines()[-1])
+    assert models_after_data == [] and beyond_deploy == []

@@ -81,4 +81,4 @@ def test_inspect_non_dataset_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "info.json is missing" in err[0]
     assert cli.main(["inspect", "dataset.nope=1"]) == 1
-    assert capsys.readouterr().err.startswith("error: bad argument")
+    assert capsys.readouterr().err.startswith("error: unknown key 'dataset.nope'")

@@ -22,7 +22,7 @@ from hilreward.integrations.lerobot import HilrewardRewardStep, lerobot_images, 
 from hilreward.models import ClassifierConfig, RewardClassifier
 
 from conftest import ROOT
-from test_serving import DRAWER4, make_checkpoint
+from support import DRAWER4, make_checkpoint
 
 PEER_PYTHON = Path(os.environ.get("HILREWARD_PEER_VENV", Path.home() / ".cache" / "hilreward-peer" / "venv")) / "bin" / "python"
 CAMERAS = ["observation.images.front", "observation.images.wrist"]
@@ -77,6 +77,7 @@ def test_step_without_lerobot_says_how_to_get_it():
 
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
                     "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
+@pytest.mark.slow
 def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     out = tmp_path / "peer.json"
@@ -99,6 +100,11 @@ def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
     assert any(dones) and not all(dones)  # the sequences hold successes and failures
     assert [any(d for _, d in ep) for ep in r["reward_function"]] == [True, False]  # noisy succeeds (frame 91), random never
 
+    # success_when in our step: the same gated dones as RewardFunction, and fewer than without the gate
+    ungated = [d for ep in r["reward_function_consecutive_1"] for _, d in ep]
+    assert r["success_when"]["step"] == r["success_when"]["reward_function"]
+    assert 0 < sum(r["success_when"]["step"]) < sum(ungated)
+
     assert r["registry"] and r["rebuilt_step"] == "HilrewardRewardStep"
     assert r["saved_step_config"]["pretrained_path"] == str(ckpt) and r["saved_step_config"]["consecutive"] == 2
     assert "pretrained_path" not in r["lerobot_step_config_keys"]  # why LeRobot's own step cannot be rebuilt
@@ -120,6 +126,7 @@ def test_inside_lerobots_own_pipeline_in_its_venv(ckpt, tmp_path):
 
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
                     "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
+@pytest.mark.slow
 def test_relabel_replay_buffer_on_lerobots_own_buffer_in_its_venv(ckpt, tmp_path):
     cache = str(tmp_path / "cache")
     new = make_checkpoint(tmp_path / "new", cache, steps=15)  # another version: a head trained less

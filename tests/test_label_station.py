@@ -7,13 +7,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +22,9 @@ from hilreward.data import video
 from hilreward.errors import ConfigError
 
 from fixtures.datasets import DRAWER4
+from support import assert_guarded, command, http
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # A tiny frozen encoder at 32x32 trains in seconds; 4 folds of drawer4 = each episode scored by a model that
 # never saw it.
 TINY = ["model.encoder=tiny", "model.pretrained=false", "model.image_size=[32,32]", "training.threads=1",
@@ -136,50 +128,6 @@ def test_suspects_bad_input(run, tmp_path, capsys):
 
 
 # ---- the label station over HTTP --------------------------------------------------------------------
-def http(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={**({"Content-Type": "application/json"} if data else {}), **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if r.headers.get_content_type() == "application/json" else raw), r.headers
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), exc.headers
-
-
-def assert_guarded(url: str, write: str, headers: dict | None = None, allowed: str | None = None) -> None:
-    """The DNS-rebinding guard of the page server at ``url``: a foreign Host gets 400 and a POST to ``write`` (an
-    API path) from another site's page 403; loopback names, with and without the port, and ``allowed`` pass."""
-    port, headers = url.rsplit(":", 1)[1], headers or {}
-    for host in ("attacker.example", f"attacker.example:{port}"):
-        status, body, _ = http(f"{url}/api/pages", headers={**headers, "Host": host})
-        assert status == 400 and "does not answer to host 'attacker.example'" in body["detail"], body
-    hosts = ["localhost", f"localhost:{port}", "127.0.0.1", f"[::1]:{port}"] + ([f"{allowed}:{port}"] if allowed else [])
-    for host in hosts:
-        assert http(f"{url}/api/pages", headers={**headers, "Host": host})[0] == 200, host
-    status, body, _ = http(f"{url}{write}", "POST", {}, {**headers, "Origin": "http://attacker.example"})
-    assert status == 403 and "cross-site request refused" in body["detail"], body
-
-
-@contextlib.contextmanager
-def command(args: list[str], folder: Path):
-    """A ``hilreward`` page command in a process of its own (``port=0``); yields its URL once it serves."""
-    port_file = folder / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "hilreward.cli", *args, "port=0", f"port_file={port_file}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while not port_file.exists():
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            assert time.monotonic() < deadline, f"{args[0]} did not serve within 90 s"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def station(run, tmp_path_factory):
     edits = tmp_path_factory.mktemp("station") / "edits.json"
@@ -238,7 +186,11 @@ def test_station_api(station, run):
         status, err, _ = http(f"{url}/api/label/edits", "POST", body)
         assert status == 400 and match in err["detail"]
     status, err, _ = http(f"{url}/api/label/edits", "POST", {"episode_index": 0, "start": 3})
-    assert status == 422 and {d["loc"][-1] for d in err["detail"]} == {"end", "label"}
+    assert status == 422 and err["detail"] == "body.end: Field required; body.label: Field required"
+    # a NaN in the body got HTTP 500 with a traceback (FastAPI's answer echoed the NaN, which JSON cannot hold)
+    for bad in (float("nan"), float("inf")):
+        status, err, _ = http(f"{url}/api/label/edits", "POST", {"episode_index": 0, "start": bad, "end": 9, "label": 1})
+        assert status == 422 and err["detail"] == "body.start: Input should be a finite number", err
     status, err, _ = http(f"{url}/api/label/edits/undo", "POST")
     assert status == 400 and "no edit to undo" in err["detail"]
     assert http(f"{url}/api/pages")[1] == [{"name": "label", "title": "Label station", "url": "/label/"}]
@@ -253,7 +205,8 @@ def test_foreign_hosts_and_cross_site_writes_are_refused(station, run, tmp_path)
     before = len(s.list_edits())
     assert_guarded(url, "/api/label/edits")
     assert http(f"{url}/api/label/edits", "POST", edit, {"Host": "attacker.example"})[0] == 400
-    for origin in ("http://attacker.example", "null", f"http://localhost:{port}", f"http://127.0.0.1:{int(port) + 1}"):
+    for origin in ("http://attacker.example", "null", f"http://localhost:{port}", f"http://127.0.0.1:{int(port) + 1}",
+                   f"https://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"):  # another scheme is another origin
         for method, path, body in [("POST", "edits", edit), ("POST", "edits/undo", None), ("DELETE", "edits/0", None),
                                    ("PUT", "edits", edit), ("PATCH", "edits", edit)]:
             status, answer, _ = http(f"{url}/api/label/{path}", method, body, {"Origin": origin})
@@ -272,6 +225,18 @@ def test_foreign_hosts_and_cross_site_writes_are_refused(station, run, tmp_path)
     with command(["label", f"dataset.root={run['noisy']}", f"suspects={run['dir']}", f"cache_dir={run['cache']}",
                   f"edits={tmp_path / 'e.json'}", "allowed_hosts=[robot.lan]"], tmp_path) as cli_url:
         assert_guarded(cli_url, "/api/label/edits", allowed="robot.lan")
+
+
+def test_an_origin_is_its_scheme_host_and_port():
+    from hilreward.app.guard import same_origin
+
+    assert same_origin("http://127.0.0.1:8000", "127.0.0.1:8000")
+    assert same_origin("HTTP://LocalHost:8000", "localhost:8000") and same_origin("http://[::1]:80", "[::1]")
+    assert same_origin("https://robot.lan", "robot.lan:443", scheme="https")
+    assert not same_origin("https://127.0.0.1:8000", "127.0.0.1:8000")  # the page was served over http
+    assert not same_origin("http://127.0.0.1:8001", "127.0.0.1:8000")
+    assert not same_origin("http://127.0.0.1", "127.0.0.1:8000") and not same_origin("null", "127.0.0.1:8000")
+    assert not same_origin("http://127.0.0.1:8000/x", "127.0.0.1:8000")  # an Origin has no path
 
 
 def test_station_with_a_checkpoint_and_option_errors(run, tmp_path, capsys):
@@ -312,27 +277,6 @@ def test_token_is_required_off_loopback(run, tmp_path):
 
 
 # ---- the page in headless Chromium --------------------------------------------------------------------
-@pytest.fixture
-def browser(tmp_path):
-    if CHROMIUM is None or not CHROMEDRIVER.is_file():
-        pytest.skip("chromium or chromedriver is missing: run `make sysdeps` (bash scripts/sysdeps.sh --with-browser "
-                    "installs Debian's chromium and chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
-        opts.add_argument(flag)
-    # An explicit driver path: Selenium Manager never runs (it would try to download a driver).
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
 def test_page_keys_mark_a_span_and_the_edit_persists(station, run, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -288,3 +288,21 @@ def test_recall_loss_bound_caps_the_threshold_and_says_so():
     assert capped.evidence["rule"] == "recall_cap" and 0.5 < capped.threshold < plain.threshold
     assert recall(capped.threshold) >= recall(0.5) - 0.1 > recall(capped.threshold + 0.01)
     assert "loses at most max_recall_loss of recall" in T.RULE_TEXT["recall_cap"]
+
+
+def test_the_debounce_is_one_rule_step_by_step_and_over_an_episode():
+    """first_firing (evaluation, the gate) and judge (the reward function, the server) count the same streak."""
+    from hilreward.deploy.rule import RewardOptions, judge
+    from hilreward.evaluation.episodes import first_firing
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        probs = rng.random(int(rng.integers(1, 30)))
+        threshold, consecutive = float(rng.choice([0.3, 0.5, 0.7])), int(rng.integers(1, 5))
+        options, streak, fired = RewardOptions(consecutive=consecutive), 0, None
+        for i, p in enumerate(probs):
+            judged = judge(float(p), options, streak, threshold=threshold)
+            streak = judged.streak
+            if judged.success and fired is None:
+                fired = i
+        assert fired == first_firing(probs, threshold, consecutive)

@@ -9,7 +9,7 @@ import torch
 
 from hilreward.errors import ConfigError
 from hilreward.online import gate
-from hilreward.online.trainer import boundary_steps
+from hilreward.online.sorting import boundary_steps
 
 FPS, TOL = 10.0, 0.5  # 5 frames of tolerance
 

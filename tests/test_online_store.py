@@ -4,6 +4,7 @@ concurrent writers) and `hilreward corrections export` / `migrate`; SQLite's WAL
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -19,7 +20,6 @@ from hilreward.online.store import Assessment, CorrectionStore
 from hilreward.online.store.base import _png
 from hilreward.online.store.postgresql import PostgresStore
 from hilreward.online.store.sqlite import SQLiteStore
-from postgres_cluster import pg_url  # noqa: F401
 
 SCHEMA_VERSION = len(SQLiteStore.MIGRATIONS)
 
@@ -214,6 +214,44 @@ def test_is_a_deploy_correction_sink_and_rejects_bad_frames(location):
         store.add(Correction(frames={}, label=0, probability=0.5, model_version="v", time=0.0, episode=0, step=0))
     assert len(store) == 0
     store.close()
+
+
+def test_non_finite_numbers_and_oversized_text_are_refused_in_one_line(location):
+    """A correction with time=inf was acknowledged and then crashed `corrections list` (OverflowError); a NaN
+    probability broke the review page. The store is the boundary every transport reaches: nothing is stored."""
+    store = CorrectionStore(location)
+    cases = [(dict(time=float("inf")), "time=inf: must be a finite number"),
+             (dict(probability=float("nan")), "probability=nan: must be a finite number"),
+             (dict(probability=[0.2, float("inf"), 0.1]), "probability=inf: must be a finite number"),
+             (dict(context={3: float("nan")}), "context[3]=nan: must be a finite number"),
+             (dict(source="x" * 1_000_000), "source is 1,000,000 characters long; at most 64 are kept"),
+             (dict(model_version="v" * 300), "model_version is 300 characters long; at most 256 are kept")]
+    for change, message in cases:
+        c = correction(0)
+        for k, v in change.items():
+            setattr(c, k, v)
+        with pytest.raises(InputError, match=re.escape(message)):
+            store.add(c)
+    with pytest.raises(InputError, match="request_id is 257 characters long"):
+        store.add(correction(0), request_id="r" * 257)
+    assert len(store) == 0
+    cid = store.add(correction(0))
+    with pytest.raises(InputError, match="note is 1,000,000 characters long; at most 1000 are kept"):
+        store.add_reviews([cid], "reject", note="n" * 1_000_000)
+    assert store.reviews() == []
+    store.add_attempt(False, -1, "", "refused", {"heldout_accuracy": float("nan"), "fixed": 1.0}, cid, [])
+    assert store.attempts()[0].metrics == {"fixed": 1.0}  # not measured: not stored
+    store.close()
+
+
+def test_corrections_list_reads_a_time_stored_before_the_refusal(tmp_path, capsys):
+    path = str(tmp_path / "old.sqlite")
+    CorrectionStore(path).close()
+    raw(path, "INSERT INTO corrections (time, label, probability, model_version, episode, step, env_index, source) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (float("inf"), 1, "0.5", "old", 0, 3, 0, "keyboard"))
+    raw(path, "INSERT INTO frames VALUES (?, ?, ?, ?, ?)", (1, "observation.images.front", 24, 32, _png(frame(0))))
+    assert cli_main(["corrections", "list", f"store={path}"]) == 0
+    assert "     1  ?" in capsys.readouterr().out
 
 
 def older_store(location: str, version: int = 1) -> None:
@@ -411,8 +449,8 @@ def test_corrections_list_show_reject_accept_cli(tmp_path, location, capsys):
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out[1:5]] == ["4", "3", "2", "1"]  # newest first
     assert "pending" in out[1] and "contradicted" in out[2] and "unfixed" in out[3] and "fixed" in out[4]
-    assert out[-1] == ("4 total, 1 pending, 1 fixed, 1 unfixed, 0 boundary, 1 contradicted, 0 conflicts_offline, "
-                       "0 unusable, 0 rejected, 0 accepted")
+    assert out[-1] == ("4 total, 1 pending, 1 fixed, 1 unfixed, 0 boundary, 1 contradicted, 0 superseded, "
+                       "0 conflicts_offline, 0 conflicts_live, 0 unusable, 0 rejected, 0 accepted")
     assert cli_main(run + ["reject", f"store={path}", "ids=[2,3]", "note=late keypress", "reviewer=ann"]) == 0
     assert "rejected corrections 2, 3: they never train again" in capsys.readouterr().out
     assert cli_main(run + ["accept", f"store={path}", "id=4"]) == 0

@@ -14,7 +14,7 @@ from hilreward import cli
 from hilreward.config import ModelConfig
 from hilreward.deploy import RewardFunction, import_lerobot
 from hilreward.models.loading import checkpoint_hash
-from hilreward.deploy.onnx_export import main as export_main
+from hilreward.deploy.export import main as export_main
 from hilreward.errors import ConfigError
 from hilreward.models import ClassifierConfig, RewardClassifier
 

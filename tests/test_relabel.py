@@ -18,10 +18,9 @@ from hilreward.serving import RewardClient
 from hilreward.online.options import RetrainOptions
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-# The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames).
-from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
-from test_serving import DRAWER4, TOKEN, make_checkpoint, step_images
-from test_online_retrain import DELAY_S, false_positive
+from support import DELAY_S, DRAWER4, TOKEN, false_positive, make_checkpoint, step_images
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAILURE_EPISODE = 3
 """drawer4's random-policy episode: never a success."""
@@ -122,6 +121,7 @@ def wait_for(condition, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_an_episode_keeps_its_version_across_a_hot_swap(served, frames, ckpt):
     server, client = served
     fp = false_positive(frames)
@@ -156,6 +156,7 @@ def test_an_episode_keeps_its_version_across_a_hot_swap(served, frames, ckpt):
     fn.close(), batched.close()
 
 
+@pytest.mark.slow
 def test_sb3_callback_relabels_the_replay_buffer_with_each_served_version(served, frames, tmp_path):
     sb3 = pytest.importorskip("stable_baselines3")
     from hilreward.integrations.sb3 import RelabelCallback

@@ -15,21 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hilreward.config import DatasetConfig
 from hilreward.deploy import RewardFunction
 from hilreward.online.store import CorrectionStore
 from hilreward.online.store.postgresql import LEADER_LOCK, PostgresStore
 from hilreward.online.versions import VersionStore
 from hilreward.serving import RewardClient
-from hilreward.online.options import RetrainOptions
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-from postgres_cluster import pg_url  # noqa: F401
-from test_online_retrain import false_positive
+from support import DRAWER4, TOKEN, false_positive, step_images
 from test_online_store import older_store
-# The module fixtures of test_serving (one torch thread, the cache, the checkpoint, drawer4's frames).
-from test_serving import _one_thread, cache_dir, ckpt, frames  # noqa: F401
-from test_serving import DRAWER4, TOKEN, step_images
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 WAIT_S = 60.0
 """Longest wait for a replica to start or a version to arrive (the suite shares 2 CPU cores)."""

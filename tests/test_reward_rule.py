@@ -1,17 +1,22 @@
 """One reward rule: a 3-class model whose success class (1) is not the last gives the same decisions in-process,
-over the reward server, when relabelled, in the corrections the server stores, in the review and the CLI, and in
-the retrainer's assessment of them. Real rendered frames (drawer4), a real server with retraining."""
+over the reward server, when relabelled, in ``hilreward predict``, in the corrections the server stores, in the
+review and the CLI, and in the retrainer's assessment of them. The decision is the success class's probability at the
+threshold (hilreward.success), never the arg-max. Real rendered frames (drawer4), a real server with retraining."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from hilreward.config import DatasetConfig, LabelConfig, compose
 from hilreward.data import load_frame_data
 from hilreward.deploy import Correction, RewardFunction, RewardOptions, judge, relabel_rewards, success_probability
+from hilreward.errors import ConfigError
+from hilreward.evaluation import predict
+from hilreward.models.loading import load_classifier
 from hilreward.online import review
 from hilreward.online.cli import main as corrections_main
 from hilreward.online.options import RetrainOptions
@@ -19,9 +24,12 @@ from hilreward.serving import RewardClient
 from hilreward.serving.client import GrpcCorrectionSink
 from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
-from hilreward.training.train import train
-from test_serving import TOKEN, _one_thread, cache_dir, step_images  # noqa: F401
+from hilreward.success import check_success_class, decided_classes
+from hilreward.training import train
+from support import TOKEN, step_images
 from test_train import write_phase_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SUCCESS = 1
 """The success class: not the last, so a rule that takes the last class as success disagrees with this one."""
@@ -40,6 +48,7 @@ def trained(tmp_path_factory, cache_dir):
     return root, out / "checkpoints" / "best", data
 
 
+@pytest.mark.slow
 def test_success_class_1_decides_alike_everywhere(trained, tmp_path, cache_dir, capsys):
     root, ckpt, data = trained
     local = RewardFunction.from_pretrained(ckpt, backend="torch", **OPTS)
@@ -67,6 +76,14 @@ def test_success_class_1_decides_alike_everywhere(trained, tmp_path, cache_dir, 
         # relabelling: the same rule frame by frame (no debounce)
         out = relabel_rewards(local, {k.rsplit(".", 1)[-1]: data.images[k][rows] for k in data.camera_keys})
         assert list(out.success) == list(probs[:, SUCCESS] >= 0.5)
+
+        # evaluation: `hilreward predict` decides success by the same rule, at the checkpoint's threshold
+        assert load_classifier(ckpt).threshold == OPTS["success_threshold"]
+        table = pq.read_table(predict(ckpt, DatasetConfig(root=str(root), episodes=[2]), tmp_path / "p.parquet",
+                                      cache_dir=cache_dir, success_class=SUCCESS)).to_pydict()
+        p_success, p_last = np.array(table[f"prob_class_{SUCCESS}"]), np.array(table["prob_class_2"])
+        assert table["success"] == list(p_success >= 0.5)
+        assert (p_success >= 0.5).tolist() != (p_last >= 0.5).tolist()  # the last class would differ
 
         # corrections: the server keeps every class, a sink sends the success class's; each view shows that one.
         # Labels are class indices: the true phase of frames of the training episodes, wrong ones first.
@@ -102,9 +119,25 @@ def test_success_class_1_decides_alike_everywhere(trained, tmp_path, cache_dir, 
             assert c.status in ("fixed", "unfixed"), (c.id, c.status, c.status_detail)
             now = client.predict(step_images(data, picked[c.id - 1])).class_probabilities
             assert c.probability_now == pytest.approx(now[SUCCESS], abs=0.02)  # features (float16) vs pixels
-            assert (c.status == "fixed") == (int(np.argmax(now)) == c.label)
+            assert (c.status == "fixed") == (decided_classes(np.array([now]), 0.5, SUCCESS)[0] == c.label)
     store = str(tmp_path / "state" / "corrections.sqlite")
     assert corrections_main(["list", f"store={store}", f"success_class={SUCCESS}", "limit=0"]) == 0
     printed = capsys.readouterr().out
     assert all(f"p {p:.3f}" in printed for p in before.values())
     assert success_probability([0.2, 0.7, 0.1], SUCCESS) == 0.7
+
+
+def test_the_class_decision_is_the_success_decision_not_the_arg_max():
+    """The retrainer judges corrections and offline frames by :func:`decided_classes`: success where the reward rule
+    says success (class 1's probability at the threshold), else the most probable other class. The arg-max would
+    call the first row a success at 0.5 and miss the second at 0.3."""
+    probs = np.array([[0.30, 0.45, 0.25], [0.50, 0.35, 0.15], [0.10, 0.70, 0.20], [0.20, 0.10, 0.70]])
+    for threshold, want in ((0.5, [0, 0, 1, 2]), (0.3, [1, 1, 1, 2])):
+        decided = decided_classes(probs, threshold, SUCCESS)
+        assert decided.tolist() == want
+        options = RewardOptions(success_threshold=threshold, success_class=SUCCESS)
+        assert [d == SUCCESS for d in decided] == [judge(p, options).success for p in probs]
+    assert decided_classes(np.array([0.2, 0.5, 0.7]), 0.5).tolist() == [0, 1, 1]  # binary: p >= threshold
+    check_success_class(3, -3)
+    with pytest.raises(ConfigError, match="success_class=3: this model has 3 classes"):
+        check_success_class(3, 3)  # hilreward predict says so in one line

@@ -3,20 +3,19 @@ malformed requests, tokens, health, message size, concurrency, and RewardFunctio
 
 from __future__ import annotations
 
+import io
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
-from hilreward.config import DatasetConfig, LabelConfig, TrainConfig, to_yaml
-from hilreward.data import load_frame_data
+from hilreward.cli import main
 from hilreward.deploy import RewardFunction, RewardOptions
-from hilreward.errors import AuthError, ConfigError, InputError, ServingError, UnavailableError
+from hilreward.errors import AuthError, BusyError, ConfigError, InputError, ServingError, UnavailableError
 from hilreward.serving import GrpcBackend, RewardClient
 from hilreward.serving.images import encode_image
 from hilreward.serving.protos import hilreward_pb2 as pb
@@ -25,60 +24,9 @@ from hilreward.serving.config import ServeConfig
 from hilreward.serving.server import RewardServer
 from hilreward.serving.servicer import SERVICE_NAME
 
-DRAWER4 = Path(__file__).parent / "fixtures" / "drawer4"
-SIZE = [32, 32]
-TOKEN = "s3cret-token"
+from support import TOKEN, step_images
 
-
-def make_checkpoint(path: Path, cache_dir: str, steps: int = 200) -> Path:
-    """A tiny-encoder classifier whose head is trained on drawer4 episodes 0-1 (2-3 held out)."""
-    from hilreward.models import ClassifierConfig, RewardClassifier
-    from hilreward.training.features import compute_features, fit_head
-
-    torch.manual_seed(0)
-    model = RewardClassifier(ClassifierConfig(encoder="tiny", camera_keys=["front", "wrist"], image_size=SIZE,
-                                              latent_dim=16, hidden_dim=16))
-    cfg = TrainConfig()
-    cfg.dataset.root = str(DRAWER4)
-    cfg.split.val_episodes = [2, 3]
-    cfg.model.image_size = list(SIZE)
-    data = load_frame_data(DatasetConfig(root=str(DRAWER4)), cfg.label, tuple(SIZE), cache_dir=cache_dir)
-    features = compute_features(model, data, cache_dir=cache_dir)
-    train = np.isin(data.episode_index, [0, 1])
-    fit_head(model, {k: np.asarray(v[train]) for k, v in features.items()}, data.labels[train], steps=steps)
-    return model.save_pretrained(path, train_config_yaml=to_yaml(cfg))
-
-
-def load_frames(cache_dir: str):
-    """drawer4 at its recorded 128x128 (what a robot would send), labels as the checkpoint was trained."""
-    return load_frame_data(DatasetConfig(root=str(DRAWER4)), LabelConfig(), (128, 128), cache_dir=cache_dir)
-
-
-def step_images(data, i: int) -> dict[str, np.ndarray]:
-    return {k.rsplit(".", 1)[-1]: np.array(data.images[k][i]) for k in data.camera_keys}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.getbasetemp() / "hilreward-cache")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, cache_dir):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "best", cache_dir)
-
-
-@pytest.fixture(scope="module")
-def frames(cache_dir):
-    return load_frames(cache_dir)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +158,7 @@ def test_malformed_requests_get_invalid_argument_and_the_server_keeps_serving(st
         "unknown camera 'top'": [front, _raw("top", good["wrist"])],
         "image data is empty": [pb.Image(camera="front", height=128, width=128), wrist],
         "cannot decode the PNG data": [bad_png, wrist],
-        "decodes to 128x128": [wrong_declared, wrist],
+        "but the PNG data is 128x128": [wrong_declared, wrist],
         "missing camera(s) observation.images.wrist": [front],
         "given twice": [front, front, wrist],
         "need height and width": [pb.Image(camera="front", data=b"\x00" * 12), wrist],
@@ -221,14 +169,158 @@ def test_malformed_requests_get_invalid_argument_and_the_server_keeps_serving(st
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, message
         assert message in err.value.details()
         assert client.predict(good).model_version  # the next valid request succeeds
-    with pytest.raises(grpc.RpcError) as err:
-        stub.SubmitCorrection(pb.CorrectionRequest(images=[front, wrist], label=2), timeout=10,
-                              metadata=(("authorization", f"Bearer {TOKEN}"),))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "label=2" in err.value.details()
+    auth = (("authorization", f"Bearer {TOKEN}"),)
+    for fields, message in [(dict(label=2), "label=2"), (dict(label=1, time=float("inf")), "time=inf: must be a finite"),
+                            (dict(label=1, model_version="v", probability=float("nan")), "probability=nan: must be"),
+                            (dict(label=1, source="s" * 100_000), "source is 100,000 characters long")]:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SubmitCorrection(pb.CorrectionRequest(images=[front, wrist], **fields), timeout=10, metadata=auth)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details(), message
+        assert "\n" not in err.value.details()
     # the client turns INVALID_ARGUMENT into InputError with the server's message
     with pytest.raises(InputError, match="unknown camera 'top'"):
         client.predict({"front": good["front"], "wrist": good["wrist"], "top": good["front"]})
     assert client.predict(good).probability >= 0
+
+
+def _png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_decompression_bomb_is_refused_by_its_header_before_decoding(stub, client, frames):
+    good = step_images(frames, 5)
+    wrist = _raw("wrist", good["wrist"])
+    bomb = _png(4096)  # ~50 KB that decodes to 48 MiB (8 at once took the server from 0.5 to 5.4 GB)
+    assert len(bomb) < 100_000
+    # a header that says 2000x2000 with no pixel data after it: judged by the header, never decoded
+    header_only = _png(2000)[:100]
+    for data in (bomb, header_only):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Predict(pb.PredictRequest(images=[pb.Image(camera="front", encoding=pb.Image.PNG, data=data), wrist]),
+                         timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "over this server's limit of 2,304,000 (max_pixels)" in err.value.details()
+    assert client.predict(good).model_version  # and it keeps serving
+
+
+def test_idle_streams_past_the_cap_are_refused_and_predict_and_health_always_answer(ckpt, frames, tmp_path):
+    """As many idle streams as worker threads (16, no token needed) once left no thread for Predict or the health
+    check (DEADLINE_EXCEEDED): half of them now hold a thread each, the rest are refused at once."""
+    good = step_images(frames, 5)
+    request = pb.PredictRequest(images=[_raw(k, v) for k, v in good.items()])
+    release = threading.Event()
+
+    def one_step_then_idle():
+        yield request
+        release.wait(30)
+
+    with RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path))) as srv:
+        channel = grpc.insecure_channel(srv.address)
+        stub, health = pb_grpc.RewardServiceStub(channel), health_pb2_grpc.HealthStub(channel)
+        calls, held, refused = [], 0, []
+        for i in range(srv.cfg.workers):
+            call = stub.PredictStream(one_step_then_idle(), timeout=60) if i % 2 else \
+                stub.WatchModel(pb.WatchModelRequest(), timeout=60)
+            calls.append(call)
+            try:
+                next(call)
+                held += 1
+            except grpc.RpcError as exc:
+                refused.append((exc.code(), exc.details()))
+        try:
+            assert held == srv.cfg.workers // 2 == 8 and len(refused) == 8
+            assert {code for code, _ in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert "8 streams are open, as many as this server allows (max_streams=8)" in refused[0][1]
+            for _ in range(3):  # the held streams leave threads for the unary calls
+                assert stub.Predict(request, timeout=5).model_version
+                assert health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5).status == \
+                    health_pb2.HealthCheckResponse.SERVING
+            with RewardClient(srv.address, retries=0) as client, pytest.raises(BusyError, match="max_streams=8"):
+                next(client.watch_model(timeout_s=5))
+        finally:
+            release.set()
+            for call in calls:
+                call.cancel()
+            channel.close()
+        deadline = time.monotonic() + 10  # a closed stream gives its slot back
+        with RewardClient(srv.address) as client:
+            while True:
+                try:
+                    assert next(client.watch_model(timeout_s=5)).version
+                    break
+                except BusyError:
+                    assert time.monotonic() < deadline, "the closed streams never gave their slots back"
+                    time.sleep(0.2)
+    with pytest.raises(ConfigError, match="max_streams=16: must be within 1..workers-1"):
+        RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), max_streams=16))
+
+
+def test_one_server_per_sqlite_state_dir_and_the_refusal_names_the_other(ckpt, tmp_path, capsys):
+    """Two `hilreward serve` on one SQLite state dir both retrained and published: version numbers no longer
+    followed content and the two ended on different versions, silently."""
+    import os
+    import signal
+
+    from support import start_serve
+
+    state = tmp_path / "state"
+    proc, address = start_serve([f"checkpoint={ckpt}", f"state_dir={state}", "threads=1"], tmp_path / "port")
+    try:
+        with pytest.raises(ConfigError) as err:
+            RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state)))
+        message = str(err.value)
+        assert f"state_dir={state} is in use by another `hilreward serve`" in message
+        assert f"held by pid {proc.pid} on " in message and "store=postgresql://" in message
+        assert main(["serve", f"checkpoint={ckpt}", f"state_dir={state}", "port=0"]) == 1  # the CLI: one line
+        assert capsys.readouterr().err.strip().count("\n") == 0
+        # another store in the same state dir is the same state dir (the versions folder is shared)
+        with pytest.raises(ConfigError, match="is in use"):
+            RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state), store=str(tmp_path / "b.db")))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the kernel drops the lock of a killed server
+        proc.wait(30)
+    with RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state))) as srv:
+        assert srv.slot.current.number == 0
+    with RewardServer(ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(state))):  # stop() let it go
+        pass
+
+
+def test_an_episode_keeps_its_version_past_many_new_ones_and_retention_keeps_what_episodes_use(ckpt, frames,
+                                                                                               tmp_path):
+    """Under frequent corrections an episode saw 26 version changes in 60 steps: the server held only the last 4
+    versions it served and judged a step that named an older one with the newest. Versions were never removed."""
+    import shutil
+
+    from hilreward.online import events
+    from hilreward.online.options import RetrainOptions
+    from hilreward.serving.model_slot import PinOptions
+
+    cfg = ServeConfig(checkpoint=str(ckpt), port=0, state_dir=str(tmp_path), retrain=RetrainOptions(keep_versions=2),
+                      pins=PinOptions(idle_s=3.0, max_loaded=2))
+    with RewardServer(cfg) as srv:
+        versions = srv.versions
+
+        def publish() -> str:  # a version as the retrainer publishes it, and the event it sends
+            record = versions.publish(lambda tmp, _: shutil.copytree(versions.path(0), tmp, dirs_exist_ok=True),
+                                      lambda n: f"{versions.get(0).version}-r{n}", {}, 0, 0)
+            srv._handle(events.AttemptDone(True, "", {}, 0, [], time.time(), record.number, record.version))
+            return record.version
+
+        fn = RewardFunction.from_pretrained(None, backend="grpc", address=srv.address)
+        first = publish()
+        assert fn(step_images(frames, 0)).model_version == first  # the episode starts on version 1
+        for i in range(1, 9):  # 8 newer versions, more than it holds in memory (2) or keeps on disk (2)
+            assert publish() != first
+            assert fn(step_images(frames, i)).model_version == first, f"step {i}"
+        assert versions.numbers() == [0, 1, 8, 9]  # kept: the checkpoint, the episode's and the newest two
+        fn.reset()
+        assert fn(step_images(frames, 0)).model_version == versions.get(9).version  # a new episode: the newest
+        time.sleep(3.5)  # the first episode's steps stop for longer than pins.idle_s: its version goes
+        publish()
+        assert versions.numbers() == [0, 9, 10]
+        fn.close()
 
 
 def test_corrections_need_the_token(server, frames):

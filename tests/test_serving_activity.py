@@ -37,7 +37,21 @@ def test_need_is_closeness_to_the_threshold_or_the_ensemble_spread():
     assert need(0.5, 0.5, None) == (1.0, "near the threshold")
     assert need(0.0, 0.5, None)[0] == 0.0 and need(0.75, 0.5, None)[0] == pytest.approx(0.5)
     assert need(0.95, 0.5, 0.2) == (pytest.approx(0.8), "the ensemble disagrees")
-    assert need(0.9, 0.8, None)[0] == pytest.approx(0.875)  # scaled by the larger side of the threshold
+    # measured on its own side of the threshold: at 0.95, a confident 0.99 is not close (the queue filled with them)
+    assert need(0.9, 0.8, None)[0] == pytest.approx(0.5) and need(0.99, 0.95, None)[0] == pytest.approx(0.2)
+    assert need(0.6, 0.8, None)[0] == pytest.approx(0.75)
+
+
+def test_a_success_claimed_on_an_unfamiliar_state_needs_a_human_first():
+    """Hacking starts where the reward pays on a state no labelled success resembles: such a claim outranks every
+    frame near the threshold, the more unfamiliar the higher; a familiar claim or an unfamiliar non-claim does not."""
+    near = need(0.8, 0.8, None)
+    far = need(0.99, 0.8, None, success=True, support=0.2, novelty=3.0)
+    farther = need(0.99, 0.8, None, success=True, support=0.0, novelty=5.0)
+    assert far[1] == "a success claimed on an unfamiliar state" and near[0] < far[0] < farther[0] <= 2.0
+    assert need(0.99, 0.8, None, success=True, support=1.0, novelty=0.5)[1] == "near the threshold"
+    assert need(0.3, 0.8, None, success=False, support=0.0, novelty=5.0)[1] == "near the threshold"
+    assert need(0.99, 0.8, None, success=True, support=0.9, novelty=1.5)[1] == "a success claimed on an unfamiliar state"
 
 
 def test_query_queue_is_bounded_keeps_the_neediest_and_one_frame_per_gap():

@@ -86,6 +86,7 @@ def test_goal_markers_are_not_drawn(env):
     np.testing.assert_array_equal(hidden_before, hidden_after)
 
 
+@pytest.mark.slow
 def test_sim_cli_writes_a_dataset_that_reads_back(env, tmp_path, capsys):
     from hilreward.data import LeRobotDataset
     from hilreward.sim.cli import main
@@ -119,6 +120,7 @@ def test_sim_cli_writes_a_dataset_that_reads_back(env, tmp_path, capsys):
         assert diff < 6, (cam, diff)
 
 
+@pytest.mark.slow
 def test_shift_options_change_light_and_camera_and_are_recorded(gl, tmp_path, capsys):
     from hilreward.sim import SimShift, make_env
     from hilreward.sim.cli import main

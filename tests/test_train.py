@@ -3,7 +3,6 @@ gradients, resume exactness, CLI, W&B offline, binary and multi-class learning, 
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
@@ -22,12 +21,12 @@ from hilreward.config import compose
 from hilreward.data import load_frame_data
 from hilreward.errors import CheckpointError, ConfigError
 from hilreward.models.classifier import RewardClassifier
-from hilreward.training.features import to_float_chw
-from hilreward.training.train import main, train, train_step
+from hilreward.models.preprocessing import to_float_chw
+import hilreward.training.loop as train_module
+from hilreward.training.loop import main, train, train_step
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRAWER4 = FIXTURES / "drawer4"
-train_module = importlib.import_module("hilreward.training.train")  # the module (the package exports train())
 METRIC_NAMES = {"train/loss", "train/accuracy", "train/dataloading_s", "eval/loss", "eval/accuracy",
                 "eval/precision", "eval/recall", "eval/eval_s"}
 
@@ -132,7 +131,7 @@ def test_one_backward_pass_reaches_every_trainable_parameter(freeze, cache, tmp_
     torch.manual_seed(0)
     model = RewardClassifier.from_train_config(cfg, data.camera_keys)
     idx = np.concatenate([np.flatnonzero(data.labels == 0)[:8], np.flatnonzero(data.labels == 1)[:8]])
-    inputs = {c: to_float_chw(data.images[c][idx]) for c in data.camera_keys}
+    inputs = {c: to_float_chw(data.images[c][idx], c) for c in data.camera_keys}
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
     metrics = train_step(model, inputs, torch.from_numpy(data.labels[idx]), optimizer)
@@ -199,6 +198,35 @@ def test_killed_before_first_checkpoint_restarts_cleanly(cache, tmp_path, monkey
     train(config(tmp_path / "ref", cache, *extra))
     a, b = weights(tmp_path / "run/checkpoints/last"), weights(tmp_path / "ref/checkpoints/last")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_killed_mid_checkpoint_resumes_and_leaves_no_temporary_folder(cache, tmp_path, monkeypatch):
+    """A kill -9 while a checkpoint is written leaves its temporary folder (nothing runs to remove it): the resumed
+    run removes it, and every folder and file of the run is complete."""
+    import shutil
+
+    import hilreward.training.checkpoint as checkpoint_module
+
+    extra = ["training.steps=12", "training.eval_freq=0", "training.save_freq=6"]
+    real, calls = checkpoint_module.save_file, {"n": 0}
+
+    def killed_on_the_third_state(*args, **kwargs):  # 6/, last/ at step 6, then 12/ dies half-written
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", killed_on_the_third_state)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # killed: no cleanup runs
+    with pytest.raises(Interrupt):
+        train(config(tmp_path, cache, *extra))
+    monkeypatch.undo()
+    run = tmp_path / "checkpoints"
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")], "the kill left no temporary folder to test"
+    train(config(tmp_path, cache, *extra, "resume=true"))
+    assert sorted(p.name for p in run.iterdir()) == ["12", "6", "best", "last"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert json.loads((run / "last" / "training_state.json").read_text())["step"] == 12
 
 
 def test_resume_refuses_other_data_existing_runs_and_truncated_state(cache, tmp_path):

@@ -8,7 +8,8 @@ Heavy names (torch, grpc) load on first use, so ``import hilreward`` stays cheap
 - Training:    TrainConfig, compose, train
 - Evaluation:  evaluate, predict
 - Deployment:  RewardFunction, RewardResult, RewardOptions, RewardClassifierWrapper, HumanOverride, export_onnx,
-               import_lerobot, register_backend, relabel_rewards
+               export_lerobot, import_lerobot, register_backend, relabel_rewards
+- Hub:         push (a checkpoint with its model card)
 - Serving:     RewardClient, CorrectionStore
 - Errors:      HilrewardError and subclasses (documented in hilreward.errors)
 """
@@ -26,6 +27,7 @@ from .errors import (
     EncoderError,
     EvidenceError,
     HilrewardError,
+    HubError,
     InputError,
     RenderError,
     ServingError,
@@ -42,7 +44,7 @@ _LAZY = {
     "build_encoder": "hilreward.models",
     "register_encoder": "hilreward.models",
     "list_encoders": "hilreward.models",
-    "train": "hilreward.training.train",
+    "train": "hilreward.training",
     "evaluate": "hilreward.evaluation",
     "predict": "hilreward.evaluation",
     "RewardFunction": "hilreward.deploy",
@@ -51,6 +53,8 @@ _LAZY = {
     "RewardClassifierWrapper": "hilreward.deploy",
     "HumanOverride": "hilreward.deploy",
     "export_onnx": "hilreward.deploy",
+    "export_lerobot": "hilreward.models.lerobot_export",
+    "push": "hilreward.hub",
     "import_lerobot": "hilreward.deploy",
     "register_backend": "hilreward.deploy",
     "relabel_rewards": "hilreward.deploy",
@@ -71,6 +75,7 @@ __all__ = [
     "EvidenceError",
     "InputError",
     "RenderError",
+    "HubError",
     "ServingError",
     *_LAZY,
 ]

@@ -31,10 +31,11 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 for _name, _target, _summary in [
     ("inspect", "hilreward.data.inspect:main", "summarise a dataset: episodes, cameras, labels, contact sheet"),
-    ("train", "hilreward.training.train:main", "train a reward classifier (Hydra config, see conf/train.yaml)"),
+    ("train", "hilreward.training.loop:main", "train a reward classifier (Hydra config: `hilreward train --help`)"),
     ("eval", "hilreward.evaluation.cli:eval_main", "evaluate a checkpoint: metrics, thresholds, report.html"),
     ("predict", "hilreward.evaluation.cli:predict_main", "per-frame probabilities for a dataset without labels"),
-    ("export", "hilreward.deploy.onnx_export:main", "export a checkpoint to ONNX (preprocessing included)"),
+    ("export", "hilreward.deploy.export:main", "export a checkpoint: ONNX, or a folder stock LeRobot loads"),
+    ("push", "hilreward.hub.push:main", "upload a checkpoint to the Hugging Face Hub, its model card first"),
     ("serve", "hilreward.app.serve:main", "run the gRPC reward service (console=true: with the console)"),
     ("corrections", "hilreward.online.cli:main", "list, show, accept, reject, export or migrate stored corrections"),
     ("sim", "hilreward.sim.cli:main", "render a Meta-World task into a LeRobot v3.0 dataset"),
@@ -51,7 +52,8 @@ ACTIONS = {"corrections": ("list", "show", "accept", "reject", "export", "migrat
 
 
 def commands_usage() -> str:
-    lines = ["usage: hilreward <command> [key=value ...]   (hilreward <command> --help: its keys)", "", "commands:"]
+    lines = ["usage: hilreward <command> [key=value ...]   (hilreward <command> --help: its keys; "
+             "hilreward --version)", "", "commands:"]
     lines += [f"  {name:<12} {COMMANDS.get(name).summary}" for name in COMMANDS.names()]
     return "\n".join(lines)
 
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(commands_usage())
+        return 0
+    if argv[0] in ("-V", "--version", "version"):
+        from . import __version__
+
+        print(f"hilreward {__version__}")
         return 0
     name, args = argv[0], argv[1:]
     try:

@@ -1,28 +1,46 @@
 """Typed configuration: one dataclass per Hydra group, a docstring per field.
 
-``conf/train.yaml`` (with its groups, e.g. ``conf/model/scratch.yaml``) holds the
-defaults; :func:`compose` resolves it with ``key=value`` overrides exactly as the CLI
-does, validates it against these dataclasses, and returns a :class:`TrainConfig`.
+The dataclasses hold every key and its default, once. ``conf/train.yaml`` only chooses the
+groups (``model: resnet10``), and a group's file (``conf/model/scratch.yaml``) only the keys
+that preset changes; :func:`compose` resolves them with ``key=value`` overrides exactly as the
+CLI does, validates the result against these dataclasses, and returns a :class:`TrainConfig`
+(``compose([])`` is ``TrainConfig()``). The model keys a checkpoint keeps
+(:class:`ModelSettings`) are shared with the checkpoint's own config, ``ClassifierConfig``.
 """
 
 from __future__ import annotations
 
+import numbers
+import os
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
+from .utils import did_you_mean
+from .usage import HelpRequested, wants_help
+from .constants import REWARD_KEY
 
 CONF_DIR = Path(__file__).parent / "conf"
+SCHEMA_NAME = "hilreward_schema"
+"""The dataclasses as the first entry of ``conf/train.yaml``'s defaults: the keys and defaults the YAML omits."""
 
 Alignment = Literal["auto", "current", "next"]
 """How a label column lines up with the frames (``label.align``)."""
 Freeze = Literal["all", "last", "none"]
-FeatureCache = Literal["auto", "off"]
-FeatureDtype = Literal["float16", "float32"]
-WandbMode = Literal["online", "offline", "disabled"]
 """What of a pretrained encoder trains (``model.freeze``)."""
+FeatureCache = Literal["auto", "off"]
+"""When training computes frozen-encoder features once (``training.feature_cache``)."""
+FeatureDtype = Literal["float16", "float32"]
+"""How cached encoder features are stored (``training.feature_dtype``)."""
+WandbMode = Literal["online", "offline", "disabled"]
+"""How W&B logs (``wandb.mode``)."""
+Calibrate = Literal["auto", "heldout", "cv", "off"]
+"""How the end of a run chooses temperature and threshold (``training.calibrate``)."""
+CALIBRATE_ALIASES = {"true": "heldout", "false": "off"}
+"""``training.calibrate`` values from before ``cv`` existed, and what they mean now."""
 
 
 @dataclass
@@ -34,14 +52,16 @@ class DatasetConfig:
     revision: Optional[str] = None
     """Hub revision (branch, tag or commit) for ``repo_id``."""
     episodes: Optional[list[int]] = None
-    """Episode indices to use; None means all."""
+    """Episode indices to use; None means all. On the command line ranges work: ``0-15`` (both ends included),
+    ``0-15,20``, ``[0-3, 8]``."""
     cameras: Optional[list[str]] = None
-    """Camera keys (``observation.images.front`` or ``front``); None means every ``observation.images.*`` feature."""
+    """Camera keys (``observation.images.front`` or ``front``); None means every ``observation.images.*`` feature.
+    One name needs no brackets: ``dataset.cameras=front``; several: ``front,wrist``."""
 
 
 @dataclass
 class LabelConfig:
-    key: str = "next.reward"
+    key: str = REWARD_KEY
     """Column holding the success signal."""
     threshold: float = 0.5
     """Float labels are positive when ``value >= threshold`` (ignored for multi-class integer labels)."""
@@ -57,7 +77,7 @@ class SplitConfig:
     val_fraction: float = 0.2
     """Fraction of episodes held out for evaluation (split by episode, never by frame)."""
     val_episodes: Optional[list[int]] = None
-    """Explicit held-out episodes; overrides ``val_fraction``."""
+    """Explicit held-out episodes (ranges as in ``dataset.episodes``: ``16-19``); overrides ``val_fraction``."""
     seed: int = 0
     """Seed of the episode shuffle."""
 
@@ -106,7 +126,7 @@ class TrainingConfig:
     about 1e-3 of the pixel path) or ``float32`` (logits equal to the pixel path's within 1e-5)."""
     threads: Optional[int] = None
     """torch intra-op threads (per process); None leaves torch's default (1 per process under ``accelerate launch``)."""
-    calibrate: str = "auto"
+    calibrate: Calibrate = "auto"
     """How the end of the run chooses temperature and threshold under the evidence rule
     (hilreward.evaluation.thresholds), stored in ``checkpoints/best`` (see hilreward.training.calibrate):
     ``heldout``: on the held-out episodes; ``cv``: on out-of-fold probabilities of every training episode
@@ -122,22 +142,31 @@ class TrainingConfig:
     """Training steps of each fold model of ``calibrate=cv``: the fold heads' pass (frozen encoder), or each ensemble
     member (an encoder that trains); None: the run's own steps for the fold heads, and for the members
     ``MEMBER_BUDGET`` (1.25) times the run's steps shared among them (hilreward.training.calibrate)."""
+    support_frames: int = 4000
+    """Labelled training frames the checkpoint keeps as its support bank (what the cautious reward and the hacking
+    monitor compare new frames with: :mod:`hilreward.models.support`), evenly spread over successes and failures;
+    0: no support bank."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.calibrate, (str, bool)):  # any case, and the values from before cv (check_choices checks)
+            value = str(self.calibrate).lower()
+            self.calibrate = CALIBRATE_ALIASES.get(value, value)  # type: ignore[assignment]
 
 
 @dataclass
-class ModelConfig:
+class ModelSettings:
+    """The model keys a checkpoint keeps: ``model.*`` of training and, with the cameras and what calibration and
+    the encoder add, a checkpoint's ``config.json`` (``ClassifierConfig`` extends this)."""
+
     encoder: str = "resnet10"
     """Encoder registry name: resnet10, tiny, small_cnn, hf:<repo|folder>, timm:<name>, torchvision:<name>."""
-    pretrained: bool = True
-    """Load pretrained encoder weights (needs the Hub, its cache, or ``weights``)."""
-    weights: Optional[str] = None
-    """Local folder or Hub repo id with the encoder's weights (e.g. ``helper2424/resnet10``)."""
     freeze: Freeze = "all"
     """``all`` (frozen encoder, the default), ``last`` (fine-tune the last stage) or ``none`` (train everything)."""
     num_classes: int = 2
     """2: binary (one logit, sigmoid probability); >2: multi-class (softmax over logits)."""
     image_size: list[int] = field(default_factory=lambda: [128, 128])
-    """Model input size [height, width]; frames are resized once in the frame cache."""
+    """Model input size [height, width]; frames are resized once in the frame cache (inputs of any other size are
+    resized by the model)."""
     spatial_features: int = 8
     """Learned spatial-embedding features per camera."""
     latent_dim: int = 256
@@ -147,7 +176,19 @@ class ModelConfig:
     dropout: float = 0.1
     """Dropout in the head."""
     threshold: float = 0.5
-    """Default success threshold stored in the checkpoint."""
+    """Default success threshold stored in the checkpoint (a probability of the success class, after the
+    checkpoint's temperature)."""
+
+
+@dataclass
+class ModelConfig(ModelSettings):
+    """``model.*``: the model to train (HIL-SERL's frozen, pretrained ResNet-10 by default; ``model=scratch``: a
+    small CNN trained from scratch)."""
+
+    pretrained: bool = True
+    """Load pretrained encoder weights (needs the Hub, its cache, or ``weights``)."""
+    weights: Optional[str] = None
+    """Local folder or Hub repo id with the encoder's weights (e.g. ``helper2424/resnet10``)."""
 
 
 @dataclass
@@ -205,16 +246,15 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
     """Resolve ``conf/<config_name>.yaml`` with Hydra overrides into a validated TrainConfig."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
-    # LeRobot's tutorial spells it dataset_repo_id=...; accept that too.
-    overrides = [("dataset.repo_id=" + o.split("=", 1)[1]) if o.startswith("dataset_repo_id=") else o
-                 for o in overrides]
+    overrides = forgive(TrainConfig, list(overrides or []), presets(), command="train")
     GlobalHydra.instance().clear()
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=structured(TrainConfig))  # every key, with its default
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             raw = hydra_compose(config_name=config_name, overrides=overrides)
@@ -222,6 +262,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> T
         cfg = build(TrainConfig, OmegaConf.to_container(merged))
     except (HydraException, OmegaConfBaseException) as exc:
         msg = str(exc).strip().splitlines()[0]
+        cause = str(exc.__cause__ or "").strip().splitlines()
+        msg += f" ({cause[0]})" if cause and cause[0] not in msg else ""
         raise ConfigError(f"bad config override: {msg} (see `hilreward train --help` for the keys)") from None
     finally:
         GlobalHydra.instance().clear()
@@ -257,48 +299,191 @@ def parse_overrides(schema: type, args: list[str]) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .usage import HelpRequested, wants_help
-
     if wants_help(args):
         raise HelpRequested(schema)
     bad = [a for a in args if "=" not in a]
     if bad:
         raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
-    args = [("dataset.repo_id=" + a.split("=", 1)[1]) if a.startswith("dataset_repo_id=") else a for a in args]
+    args = forgive(schema, args)
     try:
         merged = OmegaConf.merge(structured(schema), OmegaConf.from_dotlist(args))
         return build(schema, OmegaConf.to_container(merged))
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        raise ConfigError(f"bad argument{f' {key}' if key else ''}: {str(exc).strip().splitlines()[0]}") from None
+        raise ConfigError(f"bad argument{f' {key}' if key else ''}: {_plain_message(exc)}") from None
 
 
-# ---- choices: a field typed ``Literal[...]`` takes one of its values (``list[Literal[...]]``: several)
+# ---- what a person types: ranges, one name for a list, keys and presets checked with a suggestion
+ALIASES = {"dataset_repo_id": "dataset.repo_id"}
+"""Keys spelt as elsewhere (LeRobot's tutorial writes ``dataset_repo_id=...``) -> ours."""
+_RANGE = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*$")
+
+
+def presets() -> dict[str, list[str]]:
+    """Config groups of ``conf/`` (``model``) -> their presets (``resnet10``, ``scratch``)."""
+    return {d.name: sorted(f.stem for f in d.glob("*.yaml")) for d in sorted(CONF_DIR.iterdir()) if d.is_dir()}
+
+
+def forgive(schema: type, args: list[str], groups: dict[str, list[str]] | None = None,
+            command: str | None = None) -> list[str]:
+    """``key=value`` arguments as a person types them, made exact for ``schema``, or ConfigError naming the key.
+
+    - an unknown key (or preset of a config group in ``groups``) is an error with the closest known one;
+    - a list of integers takes ranges: ``0-15`` (both ends included), ``0-15,20``, ``[0-3, 8]``;
+    - a list of strings takes one name without brackets (``front``) or several separated by commas.
+    """
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        key = ALIASES.get(key, key)
+        bare = key.lstrip("+~")
+        if not sep or "@" in bare:  # Hydra's own syntax (``~key``, ``key@package=``): Hydra checks it
+            out.append(arg)
+            continue
+        if groups and bare in groups:
+            if value not in groups[bare]:
+                raise ConfigError(f"{bare}={value}: no such preset{did_you_mean(value, groups[bare])}; presets: "
+                                  f"{', '.join(groups[bare])}")
+            out.append(f"{key}={value}")
+            continue
+        tp = key_type(schema, bare)
+        if tp is None and not key.startswith("+"):
+            raise ConfigError(f"unknown key {bare!r}{did_you_mean(bare, all_keys(schema))}; "
+                              f"`{f'hilreward {command} ' if command else ''}--help` lists the keys")
+        out.append(f"{key}={_typed(tp, value)}")
+    return out
+
+
+def all_keys(schema: type, prefix: str = "") -> list[str]:
+    """Every dotted key of dataclass ``schema`` (nested dataclasses flattened)."""
+    hints = get_type_hints(schema)
+    out = []
+    for f in fields(schema):
+        tp = hints[f.name]
+        out += all_keys(tp, f"{prefix}{f.name}.") if is_dataclass(tp) else [f"{prefix}{f.name}"]
+    return out
+
+
+_ANY = object()
+
+
+def key_type(schema: type, key: str) -> Any:
+    """The type of dotted ``key`` in dataclass ``schema``; None when there is no such key (a key inside a dict
+    field, or a whole nested group, is found and typed ``Any``)."""
+    tp: Any = schema
+    for part in key.split("."):
+        if tp is _ANY:
+            return Any
+        if not is_dataclass(tp):
+            return Any if get_origin(_unwrap(tp)) is dict or _unwrap(tp) in (dict, Any) else None
+        hints = get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return Any if is_dataclass(tp) else tp
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Optional[X]`` -> ``X``."""
+    if get_origin(tp) is Union or str(get_origin(tp)) == "<class 'types.UnionType'>":
+        rest = [a for a in get_args(tp) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else tp
+    return tp
+
+
+def _typed(tp: Any, value: str) -> str:
+    """``value`` rewritten in the list syntax a ``list[int]`` / ``list[str]`` field needs (else as it was)."""
+    inner = _unwrap(tp)
+    if get_origin(inner) is not list or value.strip().lower() in ("null", "none", "~", ""):
+        return value
+    item = _unwrap(get_args(inner)[0]) if get_args(inner) else Any
+    text = value.strip()
+    body = text[1:-1] if text.startswith("[") and text.endswith("]") else None
+    parts = [p.strip() for p in (body if body is not None else text).split(",") if p.strip()]
+    if item is int:
+        numbers_ = []
+        for part in parts:
+            m = _RANGE.match(part)
+            if m:
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if hi < lo:
+                    raise ConfigError(f"range {part!r}: the end comes before the start; write {hi}-{lo}")
+                numbers_ += list(range(lo, hi + 1))
+            elif re.fullmatch(r"-?\d+", part):
+                numbers_.append(int(part))
+            else:
+                return value  # not ours to read: the parser says what is wrong
+        return "[" + ",".join(map(str, numbers_)) + "]"
+    if body is None and item in (str, Any) or get_origin(item) is Literal:
+        return "[" + ",".join(parts) + "]"
+    return value
+
+
+def _plain_message(exc: Exception) -> str:
+    """OmegaConf's first line without the names of hilreward's option classes (``... in 'EvalOptions'``)."""
+    msg = str(exc).strip().splitlines()[0]
+    return re.sub(r"\s*(?:not )?in '\w+(?:Options|Config|Command)'", "", msg)
+
+
+# ---- values: each field holds its type, a field typed ``Literal[...]`` one of its values (``list[Literal]``: several)
 def one_of(value: Any, choices: Any, key: str) -> Any:
     """``value`` when it is one of ``choices`` (a ``Literal`` type, or a tuple of values), else ConfigError naming
     ``key`` and the choices."""
     allowed = get_args(choices) if get_origin(choices) is Literal else tuple(choices)
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r}: use one of {', '.join(map(str, allowed))}")
+        hint = did_you_mean(value, map(str, allowed)) if isinstance(value, str) else ""
+        raise ConfigError(f"{key}={value!r}{hint}: use one of {', '.join(map(str, allowed))}")
     return value
 
 
-def check_choices(obj: Any, prefix: str = "") -> Any:
-    """ConfigError naming the key, the value and the choices when a ``Literal`` field of dataclass ``obj`` (or
-    of the dataclasses it nests) holds another value; ``obj`` when all are right. The one place choices are
-    checked: option parsing calls it, and so may any options object built in Python."""
+def check_values(obj: Any, prefix: str = "") -> Any:
+    """ConfigError naming the key and the value when a field of dataclass ``obj`` (or of the dataclasses it nests)
+    holds a value of another type (``success_threshold="high"``), or a ``Literal`` field another value (with the
+    choices); ``obj`` when all are right. The one place values are checked: option parsing calls it, and so does
+    every options object built in Python (``RewardFunction.from_pretrained(...)``, ``train(cfg)``)."""
     hints = get_type_hints(type(obj))
     for f in fields(obj):
         value, tp = getattr(obj, f.name), hints[f.name]
         if is_dataclass(value):
-            check_choices(value, f"{prefix}{f.name}.")
+            check_values(value, f"{prefix}{f.name}.")
             continue
+        _check_type(value, tp, f"{prefix}{f.name}")
         choices = _choices(tp)
         if choices is None or value is None:
             continue
         for v in (value if isinstance(value, (list, tuple)) else [value]):
             one_of(v, choices, f"{prefix}{f.name}")
     return obj
+
+
+_KINDS: dict[Any, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool) or type(v).__name__ == "bool_"),
+    int: ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, (str, os.PathLike))),
+}
+
+
+def _check_type(value: Any, tp: Any, key: str) -> None:
+    """ConfigError when ``value`` is not of the plain type ``tp`` (bool, int, float, str, their lists, Optional)."""
+    optional = _unwrap(tp) is not tp or tp is type(None)
+    inner = _unwrap(tp)
+    if value is None:
+        if not optional and inner in _KINDS:
+            raise ConfigError(f"{key}=None: give {_KINDS[inner][0]}")
+        if not optional and get_origin(inner) is Literal:
+            raise ConfigError(f"{key}=None: use one of {', '.join(map(str, get_args(inner)))}")
+        return
+    if get_origin(inner) is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r}: give a list")
+        item = get_args(inner)[0] if get_args(inner) else Any
+        for v in value:
+            _check_type(v, item, key)
+        return
+    kind = _KINDS.get(inner)
+    if kind is not None and not kind[1](value):
+        raise ConfigError(f"{key}={value!r}: give {kind[0]}")
 
 
 def _choices(tp: Any) -> tuple | None:
@@ -353,8 +538,8 @@ def structured(cls: type) -> Any:
 
 
 def build(cls: type, data: dict) -> Any:
-    """Dataclass ``cls`` from a plain container (nested dicts for nested dataclasses), choices checked."""
-    return check_choices(_construct(cls, data))
+    """Dataclass ``cls`` from a plain container (nested dicts for nested dataclasses), values checked."""
+    return check_values(_construct(cls, data))
 
 
 def _construct(cls: type, data: dict) -> Any:

@@ -12,9 +12,11 @@ HilrewardError
  ├─ EvidenceError      a threshold asked to rest on too few positive frames or succeeding episodes
  ├─ InputError         frames handed to a model or reward function that do not fit it
  ├─ RenderError        MuJoCo cannot render offscreen (hilreward sim)
+ ├─ HubError           the Hugging Face Hub refused a push or cannot be reached (hilreward push)
  └─ ServingError       the reward service or its client failed (also CorrectionStore)
      ├─ UnavailableError  the reward server or the correction store cannot be reached (or did not answer)
-     └─ AuthError         a missing or wrong token
+     ├─ AuthError         a missing or wrong token
+     └─ BusyError         the server holds as many open streams as it allows
 
 :data:`STATUS` maps each class to the status a transport answers with: gRPC (the server's RPCs; the client
 maps the code back to the same class) and HTTP (the web pages).
@@ -59,6 +61,10 @@ class RenderError(HilrewardError):
     """MuJoCo cannot render offscreen (no working EGL or OSMesa)."""
 
 
+class HubError(HilrewardError):
+    """The Hugging Face Hub refused a request (a missing token, no write access) or cannot be reached."""
+
+
 class ServingError(HilrewardError):
     """The reward service, its client or the correction store failed."""
 
@@ -71,10 +77,15 @@ class AuthError(ServingError):
     """A request without the token, or with another one."""
 
 
+class BusyError(ServingError):
+    """The reward server holds as many open streams as it allows (``max_streams``); close one or try again."""
+
+
 STATUS: tuple[tuple[type[HilrewardError], str, int], ...] = (
     (InputError, "INVALID_ARGUMENT", 400),
     (ConfigError, "INVALID_ARGUMENT", 400),
     (AuthError, "UNAUTHENTICATED", 401),
+    (BusyError, "RESOURCE_EXHAUSTED", 429),
     (UnavailableError, "UNAVAILABLE", 503),
     (HilrewardError, "FAILED_PRECONDITION", 400),
 )

@@ -28,11 +28,10 @@ import study_presets  # noqa: E402
 import hilreward.data  # noqa: E402
 import hilreward.evaluation.evaluate  # noqa: E402,F401
 import hilreward.training.batches  # noqa: E402
-import hilreward.training.train  # noqa: E402,F401
+import hilreward.training.loop as _train  # noqa: E402
 
 SUFFIX = "_prev"
 _load = hilreward.data.load_frame_data
-_train = sys.modules["hilreward.training.train"]  # the package exports a function of the same name
 _evaluate = sys.modules["hilreward.evaluation.evaluate"]
 _check_cameras = _evaluate._check_cameras
 _draw_offsets = hilreward.training.batches.shift_offsets

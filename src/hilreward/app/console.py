@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 
 from ..access import BindOptions
 from ..config import parse_overrides
-from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot
+from .console_models import CorrectAck, CorrectRequest, QueryList, Snapshot, VersionMonitorModel
 from .console_service import ConsoleService
 from .factory import Page, create_app, page_html
 
@@ -59,6 +59,12 @@ def queries(limit: int = 0, s: ConsoleService = Depends(service)) -> QueryList:
     return s.queries(limit)
 
 
+@router.get("/api/console/monitor", response_model=list[VersionMonitorModel])
+def monitor(s: ConsoleService = Depends(service)) -> list[VersionMonitorModel]:
+    """The hacking monitor: what each recent version claimed on live episodes, oldest first."""
+    return s.monitor()
+
+
 # ---- hilreward console / hilreward serve console=true ---------------------------------------------------
 @dataclass
 class ConsoleOptions(BindOptions):
@@ -92,13 +98,15 @@ def build(address: str, token: Optional[str] = None, last_k: int = 5, frame_side
 
 
 def start(address: str, token: Optional[str], host: str, port: int, insecure: bool = False,
-          port_file: Optional[str] = None, allowed_hosts: Sequence[str] = (), **options) -> Callable[[], None]:
-    """Serve the console in a thread; returns how to stop it (streams first, then the web server)."""
+          port_file: Optional[str] = None, allowed_hosts: Sequence[str] = (), port_key: str = "port",
+          **options) -> Callable[[], None]:
+    """Serve the console in a thread; returns how to stop it (streams first, then the web server). ``port_key``:
+    the option that set ``port``, named in errors (``console_port`` beside ``hilreward serve``)."""
     from .server import AppServer
 
     app, s = build(address, token, **options)
     try:
-        server = AppServer(app, host, port, token, insecure, allowed_hosts).start()
+        server = AppServer(app, host, port, token, insecure, allowed_hosts, port_key=port_key).start()
     except BaseException:
         s.close()
         raise

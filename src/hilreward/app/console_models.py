@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from ..online.review import CorrectionCounts, CorrectionView
+from ..online.store import TEXT_LIMITS
 from ..utils import CAMERA_PREFIX
 
 
@@ -38,6 +39,24 @@ def same_named(model: type[BaseModel], record) -> dict:
 
 
 # ---- live activity -----------------------------------------------------------------------------------
+class VersionMonitorModel(BaseModel):
+    """The hacking monitor's numbers of one version (see :mod:`hilreward.online.monitor`)."""
+
+    version: str
+    number: int
+    episodes: int = Field(description="live episodes whose first step it judged")
+    claimed: int = Field(description="of those, episodes where it claimed success")
+    claimed_unfamiliar: int = Field(description="claims on a frame unlike every labelled success")
+    claimed_unknown: int = Field(description="claims whose familiarity the model cannot tell")
+    false_success_flags: int = Field(description="corrections saying not success where it said success")
+    claimed_rate: float = Field(description="claimed / episodes")
+    unfamiliar_share: float = Field(description="claimed_unfamiliar / the claims whose familiarity is known")
+
+    @classmethod
+    def of(cls, v) -> "VersionMonitorModel":
+        return cls(**same_named(cls, v))
+
+
 class ModelState(BaseModel):
     version: str
     number: int = Field(description="version directory number (0: the checkpoint the server started with)")
@@ -50,12 +69,15 @@ class ModelState(BaseModel):
     corrections: CorrectionCounts
     needs_review: list[int] = Field(description="unfixed / contradicted corrections no review has decided")
     ensemble_size: int = Field(description="heads giving the uncertainty (0: none)")
+    monitor: list[VersionMonitorModel] = Field(default_factory=list, description="the hacking monitor: what each "
+                                               "recent version claimed on live episodes, oldest first")
 
     @classmethod
     def of(cls, m, last_correction_id: int) -> "ModelState":
         """From a :class:`~hilreward.serving.ModelInfo`."""
-        return cls(**same_named(cls, m), last_correction_id=last_correction_id,
-                   cameras=[camera_name(k) for k in m.camera_keys])
+        fields = {k: v for k, v in same_named(cls, m).items() if k != "monitor"}
+        return cls(**fields, last_correction_id=last_correction_id, cameras=[camera_name(k) for k in m.camera_keys],
+                   monitor=[VersionMonitorModel.of(v) for v in getattr(m, "monitor", [])])
 
 
 class RetrainerState(BaseModel):
@@ -139,7 +161,7 @@ class CorrectRequest(BaseModel):
     prediction_ids: list[int] = Field(default_factory=list, description="the frames to label (ids from the trace)")
     last_k: int = Field(0, description="or: the last k predictions (of episode_id)")
     episode_id: Optional[int] = None
-    source: str = Field("console", max_length=64)
+    source: str = Field("console", max_length=TEXT_LIMITS["source"])
 
 
 class CorrectAck(BaseModel):
@@ -184,6 +206,13 @@ class OfflineConflictModel(BaseModel):
     label: int = Field(description="those frames' label; accepting the correction relabels them to its label")
 
 
+class LiveConflictModel(BaseModel):
+    kind: str = Field(description="newly_fires, or early (within the first steps of an episode)")
+    episode: int = Field(description="the live episode of the frame most alike the correction")
+    frame: int = Field(description="that frame's step")
+    firings: list[list[int]] = Field(description="[episode, step] of each live episode where it would newly fire")
+
+
 class CorrectionModel(BaseModel):
     id: int
     time_unix: float
@@ -199,14 +228,28 @@ class CorrectionModel(BaseModel):
     probability_now: Optional[float] = Field(description="under the latest retraining attempt's model")
     review: Optional[ReviewModel]
     conflict: Optional[OfflineConflictModel] = Field(None, description="conflicts_offline: the offline frames")
+    live_conflict: Optional[LiveConflictModel] = Field(None, description="conflicts_live: the live firings")
+    superseded_by: Optional[int] = Field(None, description="superseded: the newer correction that wins")
 
     @classmethod
     def of(cls, v: CorrectionView) -> "CorrectionModel":
         return cls(id=v.id, time_unix=v.time, label=v.label, probability=v.probability, model_version=v.model_version,
                    episode_id=v.episode, step=v.step, env_index=v.env_index, source=v.source, status=v.status,
                    status_detail=v.status_detail, probability_now=v.probability_now,
-                   review=None if v.review is None else ReviewModel.of(v.review),
-                   conflict=None if v.conflict is None else OfflineConflictModel(**v.conflict))
+                   review=None if v.review is None else ReviewModel.of(v.review), **_conflict(v.conflict))
+
+
+def _conflict(conflict: Optional[dict]) -> dict:
+    """CorrectionModel's fields for what a status names (see :class:`~hilreward.online.store.Assessment`)."""
+    if not conflict:
+        return {}
+    if "by" in conflict:
+        return {"superseded_by": int(conflict["by"])}
+    if conflict.get("live"):
+        return {"live_conflict": LiveConflictModel(kind=conflict.get("kind", ""), episode=conflict.get("episode", 0),
+                                                   frame=conflict.get("frame", 0),
+                                                   firings=conflict.get("firings", []))}
+    return {"conflict": OfflineConflictModel(**{k: conflict[k] for k in OfflineConflictModel.model_fields})}
 
 
 class CorrectionPage(BaseModel):
@@ -229,13 +272,15 @@ class CorrectionDetailModel(BaseModel):
     reviews: list[ReviewModel]
     offline_images: dict[str, str] = Field(default_factory=dict, description="conflicts_offline: camera -> data URL "
                                            "of the offline frame it conflicts with")
-    offline_note: str = Field("", description="why offline_images is empty for a conflict")
+    offline_note: str = Field("", description="why offline_images (or live_images) is empty for a conflict")
+    live_images: dict[str, str] = Field(default_factory=dict, description="conflicts_live: camera -> data URL of the "
+                                        "live frame most alike it")
 
 
 class ReviewRequest(BaseModel):
     ids: list[int] = Field(min_length=1)
     verdict: Literal["accept", "reject"]
-    note: str = Field("", max_length=500)
+    note: str = Field("", max_length=TEXT_LIMITS["note"])
 
 
 class ReviewAck(BaseModel):

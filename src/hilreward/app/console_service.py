@@ -16,8 +16,8 @@ from ..online.review import WAITING
 from .activity_feed import ActivityFeed
 from .console_models import (AttemptModel, ConsoleSettings, CorrectAck, CorrectionDetailModel, CorrectionModel,
                              CorrectionPage, CorrectRequest, Point, QueryList, QueryModel, ReviewAck,
-                             ReviewModel, ReviewRequest, StatusChange, TimelineModel, VersionModel, images_model,
-                             same_named)
+                             ReviewModel, ReviewRequest, StatusChange, TimelineModel, VersionModel,
+                             VersionMonitorModel, images_model, same_named)
 
 class ConsoleService:
     """The console and review pages' calls, each one RewardClient call, plus the live :class:`ActivityFeed`."""
@@ -70,6 +70,10 @@ class ConsoleService:
         return QueryList(queries=[QueryModel(point=Point.of(q.prediction), need=q.need, reason=q.reason,
                                              images=images_model(q.prediction.images)) for q in items])
 
+    def monitor(self) -> list[VersionMonitorModel]:
+        """The hacking monitor (the server's numbers per recent version, oldest first)."""
+        return [VersionMonitorModel.of(v) for v in self.client.get_model().monitor]
+
     # ---- review and versions
     def corrections(self, statuses: Optional[list[str]] = None, limit: int = 100, before_id: int = 0) -> CorrectionPage:
         """Stored corrections (newest first; only ``statuses`` when given) with their status and review."""
@@ -85,7 +89,7 @@ class ConsoleService:
             correction=CorrectionModel.of(detail.view), images=images_model(detail.images),
             history=[StatusChange(**same_named(StatusChange, a)) for a in detail.history],
             reviews=[ReviewModel.of(r) for r in detail.reviews], offline_images=images_model(detail.offline_images),
-            offline_note=detail.offline_note)
+            offline_note=detail.offline_note, live_images=images_model(detail.live_images))
 
     def review(self, req: ReviewRequest) -> ReviewAck:
         """Accept or reject corrections (stored durably; the retrainer retrains)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -68,9 +69,20 @@ def create_app(pages: list[Page], token: Optional[str] = None, state: Optional[d
     def hilreward_error(request: Request, exc: HilrewardError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc)[1])
 
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
     if token:
         _require_token(app, token)
     return app
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """A request that does not fit its model, in one line (``body.start: Input should be a finite number; ...``),
+    never echoing the input (FastAPI's own answer does, and a NaN in it made that answer a 500)."""
+    return "; ".join(".".join(str(part) for part in e.get("loc", ())) + ": " + str(e.get("msg", "invalid"))
+                     for e in exc.errors()) or "invalid request"
 
 
 def _require_token(app: FastAPI, token: str) -> None:

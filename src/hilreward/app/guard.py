@@ -3,8 +3,8 @@
 A page bound to 127.0.0.1 is still within reach of any web site the operator visits: once that site's name
 re-resolves to 127.0.0.1 (DNS rebinding), the browser sends it requests here with ``Host: <its name>``; and any
 site can make the browser send a form or a ``fetch`` here. So a request must name a host this server answers to
-(else 400), and a state-changing one (not GET, HEAD or OPTIONS) whose ``Origin`` is another site is refused
-(403). A request without ``Origin`` (curl, scripts) passes; ``Origin: null`` is another site.
+(else 400), and a state-changing one (not GET, HEAD or OPTIONS) whose ``Origin`` is another site (another scheme,
+host or port) is refused (403). A request without ``Origin`` (curl, scripts) passes; ``Origin: null`` is another site.
 """
 
 from __future__ import annotations
@@ -28,11 +28,21 @@ def hostname(netloc: str) -> str:
         return ""
 
 
-def same_origin(origin: str, netloc: str) -> bool:
-    """``origin`` (``http://127.0.0.1:8000``) names the server the request reached (``Host: 127.0.0.1:8000``)."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+PAGE_SCHEME = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+"""The scheme of the page that may open a request of each ASGI scheme."""
+
+
+def same_origin(origin: str, netloc: str, scheme: str = "http") -> bool:
+    """``origin`` (``http://127.0.0.1:8000``) names the server the request reached (``Host: 127.0.0.1:8000`` over
+    ``scheme``): the same scheme, host and port (a missing port is the scheme's default)."""
     try:
-        return urlsplit(origin).netloc.lower() == netloc.lower()
-    except ValueError:
+        o, here = urlsplit(origin), urlsplit(f"//{netloc}")
+        if o.path or o.query or o.fragment or o.scheme.lower() != scheme.lower() or not o.hostname:
+            return False
+        default = DEFAULT_PORTS.get(scheme.lower())
+        return o.hostname == here.hostname and (o.port or default) == (here.port or default)
+    except ValueError:  # a malformed Origin or Host, or a port out of range
         return False
 
 
@@ -56,7 +66,8 @@ class HostGuard:
                      f"bad or missing Host header {netloc!r}"
             return await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
         origin = headers.get("origin")
-        if origin is not None and scope.get("method") not in SAFE_METHODS and not same_origin(origin, netloc):
+        if origin is not None and scope.get("method") not in SAFE_METHODS and \
+                not same_origin(origin, netloc, PAGE_SCHEME.get(scope.get("scheme", "http"), "http")):
             return await JSONResponse({"detail": f"cross-site request refused: origin {origin} is not this server "
                                                  f"({netloc}); use its own pages, or send no Origin header from "
                                                  "scripts"}, status_code=403)(scope, receive, send)

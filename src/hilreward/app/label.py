@@ -14,9 +14,10 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ..access import BindOptions
+from ..access import BindOptions, resolve_token
 from ..config import DatasetConfig, parse_overrides
 from .factory import Page, create_app, page_html
+from .server import AppServer
 from .label_station import (EditModel, EditRequest, EpisodeDetail, EpisodeSummary, LabelStation,
                             StationInfo)
 
@@ -115,9 +116,6 @@ def build(opts: LabelOptions, token: Optional[str] = None):
 
 
 def main(args: list[str]) -> int:
-    from ..access import resolve_token
-    from .server import AppServer
-
     opts: LabelOptions = parse_overrides(LabelOptions, args)
     token = resolve_token(opts.token)
     opts.check_bind()  # before decoding anything

@@ -20,7 +20,9 @@ from pydantic import BaseModel, Field
 from ..config import DatasetConfig
 from ..data import LeRobotDataset, open_dataset
 from ..curation.edits import Edit, EditsFile
+from ..curation.suspects import load_suspects
 from ..errors import ConfigError, DatasetError
+from ..evaluation.evaluate import predict
 
 IMAGE_FORMATS = {"jpg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png")}
 
@@ -227,8 +229,6 @@ def checkpoint_probability(ds: LeRobotDataset, checkpoint: str, cache_dir: Optio
     """P(success) of every row under ``checkpoint``, through ``evaluation.predict`` (as ``hilreward predict``)."""
     import pyarrow.parquet as pq
 
-    from ..evaluation.evaluate import predict
-
     with tempfile.TemporaryDirectory() as tmp:
         path = predict(checkpoint, DatasetConfig(root=str(ds.root)), Path(tmp) / "predictions.parquet",
                        cache_dir=cache_dir)
@@ -242,8 +242,6 @@ def checkpoint_probability(ds: LeRobotDataset, checkpoint: str, cache_dir: Optio
 
 def suspects_probability(ds: LeRobotDataset, directory: str, label_key: str) -> tuple[np.ndarray, list[dict]]:
     """(out-of-fold P(success) of every row, suspect spans) from a ``hilreward suspects`` output folder."""
-    from ..curation.suspects import load_suspects
-
     meta, table = load_suspects(directory)
     if meta.get("dataset_fingerprint") != ds.fingerprint:
         raise DatasetError(f"the suspects in {directory} were computed for another dataset or before {ds.root} "

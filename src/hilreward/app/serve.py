@@ -33,6 +33,6 @@ def main(args: list[str]) -> int:
 
     def beside(server: RewardServer) -> Callable[[], None]:
         return start(server.local_address, server.cfg.token, cfg.host, cfg.console_port, cfg.insecure,
-                     cfg.console_port_file, cfg.allowed_hosts)
+                     cfg.console_port_file, cfg.allowed_hosts, port_key="console_port")
 
     return run(cfg, beside if cfg.console else None)

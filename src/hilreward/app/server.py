@@ -21,16 +21,17 @@ class AppServer:
     ``allowed_hosts``, and a state-changing request from another site's page is refused."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 8000, token: Optional[str] = None,
-                 insecure: bool = False, allowed_hosts: Sequence[str] = ()):
+                 insecure: bool = False, allowed_hosts: Sequence[str] = (), port_key: str = "port"):
+        """``port_key``: the option that set ``port`` (``console_port`` beside ``hilreward serve``), named in errors."""
         import uvicorn
 
         check_bind(host, token, insecure)
         if not 0 <= port <= 65535:
-            raise ConfigError(f"port={port}: must be within 0..65535 (0 picks a free port)")
+            raise ConfigError(f"{port_key}={port}: must be within 0..65535 (0 picks a free port)")
         try:
             self.socket = _listen(host, port)
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another port= "
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another {port_key}= "
                               f"(0 picks a free one) or host=") from None
         self.host, self.port = host, self.socket.getsockname()[1]
         # Open event streams (the console's) would hold a graceful shutdown forever: cut them after 2 s.

@@ -30,9 +30,10 @@ import numpy as np
 from ..errors import ConfigError, DatasetError
 from ..data.reader import LeRobotDataset
 from ..utils import write_atomic
+from ..constants import REWARD_KEY
 
 FORMAT = "hilreward.label-edits/1"
-DEFAULT_LABEL_KEY = "next.reward"
+DEFAULT_LABEL_KEY = REWARD_KEY
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from ..data.labels import binarize
 from ..data.reader import LeRobotDataset, open_dataset
 from .edits import EditsFile
 from ..utils import move_dir
+from ..constants import REWARD_KEY
 
-SUCCESS_COLUMNS = ("next.reward", "observation.success")
+SUCCESS_COLUMNS = (REWARD_KEY, "observation.success")
 VIDEO_MODES = ("link", "copy")
 
 

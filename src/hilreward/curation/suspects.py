@@ -37,8 +37,8 @@ from ..data import load_frame_data, open_dataset
 from ..errors import ConfigError, DatasetError
 from ..evaluation.calibration import sigmoid
 from ..training.folds import episode_folds, fold_config, fold_logits
+from ..training import train
 from ..training.progress import Progress
-from ..training.train import train
 from ..usage import HelpRequested, wants_help
 from ..utils import write_atomic
 

@@ -97,3 +97,13 @@ class RowView:
         if name.startswith("__") or name in ("base", "rows"):
             raise AttributeError(name)
         return getattr(self[:], name)
+
+
+def gather_rows(arrays: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``indices`` of each (memory-mapped) array, read in sorted order (sequential disk reads) and returned in
+    the order asked."""
+    indices = np.asarray(indices)
+    order = np.argsort(indices, kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return {key: np.asarray(a[indices[order]])[inverse] for key, a in arrays.items()}

@@ -24,6 +24,7 @@ from .cache import RowView, cache_root, cached_frames
 from .labels import align_labels, binarize
 from .video import decode_to_rows
 from ..utils import CAMERA_PREFIX
+from ..constants import REWARD_KEY
 
 SUPPORTED_VERSIONS = ("v3.0", "v2.1", "v2.0")
 _HASH_LIMIT = 1 << 20  # files up to 1 MiB are fingerprinted by content, larger ones by size + mtime
@@ -122,7 +123,7 @@ class LeRobotDataset:
             out[c] = base[c][sel] if c in base else _to_numpy(table.column(c), c)[self._order][sel]
         return out
 
-    def labels(self, key: str = "next.reward", threshold: float = 0.5, align: str = "auto",
+    def labels(self, key: str = REWARD_KEY, threshold: float = 0.5, align: str = "auto",
                episodes: list[int] | None = None) -> np.ndarray:
         """Integer labels (0/1 for float or bool columns) of the selected rows; see LabelConfig."""
         if key not in self.columns:
@@ -210,9 +211,18 @@ class LeRobotDataset:
         tables = []
         for path in self._data_files:
             try:
+                present = set(pq.read_schema(path).names)
+                absent = [c for c in columns if c not in present]
+                if absent:
+                    raise DatasetError(
+                        f"column {absent[0]!r} is listed in meta/info.json but missing from "
+                        f"{path.relative_to(self.root)} (of {self.root}); the metadata does not match the data: "
+                        f"rewrite meta/info.json without it, or read another column (e.g. label.key=)")
                 tables.append(pq.read_table(path, columns=columns))
             except (pa.ArrowException, OSError) as exc:
-                raise DatasetError(f"cannot read {path}: {exc}; the parquet file is corrupt — re-download it") from None
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DatasetError(f"cannot read {path}: {reason}; the parquet file is damaged — re-download it") \
+                    from None
         return pa.concat_tables(tables)
 
     def _load_index(self) -> None:

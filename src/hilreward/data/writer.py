@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DatasetError
-from .video import CODEC_NAMES, VideoEncoder, pick_codec
+from .video import CODEC_NAMES, VideoEncoder, encoder_options, pick_codec
 from ..utils import move_dir
 
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -237,8 +237,6 @@ class DatasetWriter:
         return specs
 
     def _encoder_options(self) -> dict:
-        from .video import encoder_options
-
         return encoder_options(self.codec, self.video_options)
 
     def _hf_features(self) -> dict:

@@ -24,7 +24,7 @@ from ..models.lerobot_import import LeRobotRewardClassifier, import_lerobot, is_
 from ..models.loading import load_classifier
 from .onnx_export import export_onnx
 from .override import HumanOverride, KeyboardSource, OverrideSource, PygameJoystickSource
-from .relabel import Relabelled, relabel_rewards
+from .replay import Relabelled, relabel_rewards
 from .reward_function import RewardFunction, RewardResult
 from .rule import RewardOptions, judge, success_probability
 from .wrapper import RewardClassifierWrapper

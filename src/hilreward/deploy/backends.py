@@ -30,11 +30,15 @@ from typing import Any, Callable, Protocol, Union
 import numpy as np
 import torch
 
+from ..config import check_values
+from ..constants import CAMERA_PREFIX
+from ..data import cache_root
 from ..errors import CheckpointError, ConfigError, InputError
 from ..images import resize_uint8, to_uint8_hwc
 from ..models.checkpoint import resolve_checkpoint
 from ..models.loading import checkpoint_hash, load_classifier, model_version
-from ..utils import CAMERA_PREFIX, Registry, full_key
+from ..utils import Registry
+from .onnx_export import check_parity, export_onnx, onnx_input_name
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +66,19 @@ class BackendOptions:
     """The server's token (grpc)."""
     timeout_s: float = 5.0
     """Deadline of each remote call (grpc)."""
+    revision: str | None = None
+    """Hub revision of ``checkpoint`` when it is a repo id."""
 
 
 @dataclass(frozen=True)
 class EpisodeStep:
-    """Which episode and step a row of a batch is, and the version its episode started with (None: any)."""
+    """Which episode and step a row of a batch is, the version its episode started with (None: any), and the
+    robot state at the step (None: not given), which a reward server gating success on it needs."""
 
     episode_id: int = 0
     step: int = 0
     version: str | None = None
+    state: Any = None
 
 
 class Backend(Protocol):
@@ -79,6 +87,35 @@ class Backend(Protocol):
     threshold: float
 
     def predict(self, images: dict[str, Any]) -> np.ndarray: ...
+
+
+@dataclass
+class Scores:
+    """What a backend says about a batch."""
+
+    probabilities: np.ndarray
+    """(B,) binary or (B, K) multi-class."""
+    support: np.ndarray | None = None
+    """(B, 2): each frame's [support, novelty] (:mod:`hilreward.models.support`); None when the model has no
+    support bank."""
+    versions: list[str] | None = None
+    """The version that judged each row (backends whose version can change); None: the backend's own."""
+
+
+def score(backend: Any, images: dict[str, Any], steps: list[EpisodeStep] | None = None,
+          support: bool = False) -> Scores:
+    """``backend``'s :class:`Scores` of a batch (with ``support``: the frames' support too, when the model has a
+    bank; it costs a comparison with every frame of the bank, so it is asked for only where it is used): its
+    ``score(images, steps, support)`` when it has one, else (a backend registered by a user) its
+    ``predict_pinned`` or ``predict`` (no support)."""
+    scorer = getattr(backend, "score", None)
+    if scorer is not None:
+        return scorer(images, steps, support)
+    pinned = getattr(backend, "predict_pinned", None)
+    if pinned is not None and steps is not None:
+        probs, versions = pinned(images, steps)
+        return Scores(np.asarray(probs), None, list(versions))
+    return Scores(np.asarray(backend.predict(images)))
 
 
 Factory = Callable[[BackendOptions], Backend]
@@ -98,14 +135,20 @@ def list_backends() -> list[str]:
 
 
 def create_backend(name: str, options: BackendOptions) -> Backend:
-    """The backend registered as ``name``, built from ``options``."""
-    return BACKENDS.get(name)(options)
+    """The backend registered as ``name``, built from ``options`` (checked first: ConfigError naming the option)."""
+    factory = BACKENDS.get(name)
+    check_values(options)
+    try:
+        torch.device(options.device)
+    except RuntimeError:
+        raise ConfigError(f"device={options.device!r} is not a torch device: use cpu, cuda or cuda:<n>") from None
+    return factory(options)
 
 
 def _load(options: BackendOptions) -> tuple[Path, torch.nn.Module]:
     if options.checkpoint is None:
         raise ConfigError("this backend needs a checkpoint folder or Hub repo id")
-    checkpoint = resolve_checkpoint(options.checkpoint)
+    checkpoint = resolve_checkpoint(options.checkpoint, options.revision)
     return checkpoint, load_classifier(checkpoint, device=options.device)
 
 
@@ -146,6 +189,20 @@ class TorchBackend:
             pixels = self.model.preprocess(images)
             probs = self.model.probabilities(self._forward(pixels))
         return probs.float().cpu().numpy()
+
+    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None, support: bool = True) -> Scores:
+        """Probabilities, and (``support``) the support from the same encoder features (one encoder pass)."""
+        support_of = getattr(self.model, "support_of", None)
+        if not support or support_of is None or getattr(self.model, "support", None) is None:
+            return Scores(self.predict(images))
+        with torch.inference_mode():
+            pixels = self.model.preprocess(images)
+            if self.channels_last:
+                pixels = {k: v.contiguous(memory_format=torch.channels_last) for k, v in pixels.items()}
+            features = self.model.encode(pixels)
+            probs = self.model.probabilities(self.model.head(features))
+            support = support_of(features, pixels)
+        return Scores(probs.float().cpu().numpy(), support.float().cpu().numpy())
 
 
 class OnnxBackend:
@@ -197,12 +254,10 @@ class OnnxBackend:
         version = model_version(checkpoint)
         path = onnx_path(checkpoint)
         if not path.exists():
-            from .onnx_export import export_onnx
-
             export_onnx(model, path, atol=PARITY_ATOL)
         return cls(path, model, threads=options.threads, model_version=version)
 
-    def predict(self, images: dict[str, Any]) -> np.ndarray:
+    def _run(self, images: dict[str, Any], outputs: list[str] | None = None) -> list[np.ndarray]:
         feeds = {}
         for key, name in zip(self.camera_keys, self.input_names):
             frames = to_uint8_hwc(pick_camera(images, key), key)
@@ -211,7 +266,15 @@ class OnnxBackend:
             if tuple(frames.shape[1:3]) != self.image_size:
                 frames = resize_uint8(frames, self.image_size)
             feeds[name] = np.ascontiguousarray(frames)
-        return self.session.run(None, feeds)[0]
+        return self.session.run(outputs, feeds)
+
+    def predict(self, images: dict[str, Any]) -> np.ndarray:
+        return self._run(images, ["probability"])[0]  # ONNX Runtime then leaves the support bank out
+
+    def score(self, images: dict[str, Any], steps: list[EpisodeStep] | None = None, support: bool = True) -> Scores:
+        """The graph's ``probability`` and, with ``support`` when the checkpoint has a bank, its ``support``."""
+        out = self._run(images, None if support else ["probability"])
+        return Scores(out[0], out[1] if len(out) > 1 else None)
 
 
 def load_auto(options: BackendOptions) -> Backend:
@@ -222,8 +285,6 @@ def load_auto(options: BackendOptions) -> Backend:
     version = model_version(checkpoint)
     path = onnx_path(checkpoint)
     try:
-        from .onnx_export import check_parity, export_onnx
-
         if not path.exists():
             export_onnx(model, path, atol=PARITY_ATOL)  # checks parity itself
         elif not (diff := check_parity(model, path)) <= PARITY_ATOL:
@@ -232,10 +293,6 @@ def load_auto(options: BackendOptions) -> Backend:
     except (ImportError, OSError, ConfigError, CheckpointError) as exc:
         log.warning("backend='auto' runs torch: ONNX Runtime is not used because %s", exc)
         return TorchBackend(model, model_version=version)
-
-
-def onnx_input_name(camera_key: str) -> str:
-    return full_key(camera_key).replace(".", "_")
 
 
 def pick_camera(images: dict[str, Any], key: str) -> Any:
@@ -263,6 +320,4 @@ def onnx_path(checkpoint: Path) -> Path:
     local = checkpoint / "model.onnx"
     if local.exists():
         return local
-    from ..data import cache_root
-
     return cache_root() / "onnx" / checkpoint_hash(checkpoint)[:24] / "model.onnx"

@@ -14,14 +14,16 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ..constants import REWARD_KEY
+from ..data.writer import DatasetWriter
 from ..errors import ConfigError, InputError
+from ..images import resize_uint8
 from ..utils import full_key, move_dir
 from .rule import success_probability
-
 
 
 @dataclass
@@ -79,12 +81,9 @@ class MemoryCorrectionSink:
 class DatasetCorrectionSink:
     """Writes corrections as a LeRobot v3.0 dataset folder at ``root``.
 
-    One dataset episode per RL episode that had corrections; columns ``next.reward`` (the
-    human label, float32), ``classifier.probability`` (float32, success probability),
-    ``correction.episode`` / ``correction.step`` (int64) and every camera as
-    ``observation.images.<name>``. ``meta/corrections.jsonl`` adds model version, time and
-    source per row. Every flush rewrites the folder atomically (temp dir + rename), so
-    a reader never sees a half-written dataset; corrections stay in memory until ``close()``.
+    One dataset episode per RL episode that had corrections, written by :func:`write_dataset` (its columns, and
+    ``meta/corrections.jsonl`` with model version, time and source per row). Every flush rewrites the folder
+    atomically, so a reader never sees a half-written dataset; corrections stay in memory until ``close()``.
     """
 
     def __init__(self, root: str | os.PathLike, fps: int = 10, task: str = "human correction",
@@ -121,44 +120,59 @@ class DatasetCorrectionSink:
         self.flush()
 
     def _write(self) -> None:
-        from ..data.writer import DatasetWriter
-
         first = self._episodes[0][0]
-        cameras = {k: tuple(v.shape[:2]) for k, v in first.frames.items()}
+        cameras = set(first.frames)
         for episode in self._episodes:
             for c in episode:
-                shapes = {k: tuple(v.shape[:2]) for k, v in c.frames.items()}
-                if shapes != cameras:
-                    raise InputError(f"correction frames changed cameras or sizes: {shapes} vs {cameras}; "
+                if set(c.frames) != cameras:
+                    raise InputError(f"correction frames changed cameras: {sorted(c.frames)} vs {sorted(cameras)}; "
                                      "use one DatasetCorrectionSink per camera setup")
-        features = {
-            "next.reward": {"dtype": "float32", "shape": [1]},
-            "classifier.probability": {"dtype": "float32", "shape": [1]},
-            "correction.episode": {"dtype": "int64", "shape": [1]},
-            "correction.step": {"dtype": "int64", "shape": [1]},
-        }
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.", dir=self.root.parent))
-        try:
-            writer = DatasetWriter(tmp / "ds", fps=self.fps, cameras=cameras, features=features, codec=self.codec)
-            rows = []
-            for episode in self._episodes:  # a failure leaves tmp (writer's temp dir inside) to the finally
-                frames = {k: np.stack([c.frames[k] for c in episode]) for k in cameras}
-                columns = {
-                    "next.reward": np.array([c.label for c in episode], dtype=np.float32),
-                    "classifier.probability": np.array([success_probability(c.probability, c.success_class) for c in episode],
-                                                       dtype=np.float32),
-                    "correction.episode": np.array([c.episode for c in episode], dtype=np.int64),
-                    "correction.step": np.array([c.step for c in episode], dtype=np.int64),
-                }
-                writer.add_episode(frames, columns, task=self.task)
-                rows += [{k: v for k, v in asdict(c).items() if k != "frames"} for c in episode]
-            written = Path(writer.finalize())
-            with open(written / "meta" / "corrections.jsonl", "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
-            move_dir(written, self.root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_dataset(self.root, self._episodes, fps=self.fps, task=self.task, codec=self.codec)
+
+
+def write_dataset(root: str | os.PathLike, episodes: Sequence[Sequence[Correction]], fps: int = 10,
+                  task: str = "human correction", codec: str = "auto", ids: Sequence[Sequence[int]] | None = None,
+                  meta: Sequence[Sequence[dict]] | None = None) -> Path:
+    """Corrections as a LeRobot v3.0 dataset at ``root``, replacing it in one rename (a reader never sees half of
+    one): one dataset episode per group of ``episodes``, every camera of the first correction (a frame of another
+    size is resized to that camera's first size). Columns: the cameras (``observation.images.<name>``),
+    ``next.reward`` (the human's label of the frame shown: train on it with ``label.align=next``),
+    ``classifier.probability`` (the success probability, class ``success_class`` of a multi-class model's),
+    ``correction.episode`` / ``correction.step`` (int64), and ``correction.id`` when ``ids`` (shaped like
+    ``episodes``) are given. ``meta/corrections.jsonl``: each correction's fields but its frames, plus its
+    ``meta`` entry."""
+    root = Path(root)
+    sizes = {k: tuple(v.shape[:2]) for k, v in sorted(episodes[0][0].frames.items())}
+    features = {REWARD_KEY: {"dtype": "float32", "shape": [1]},
+                "classifier.probability": {"dtype": "float32", "shape": [1]},
+                **({"correction.id": {"dtype": "int64", "shape": [1]}} if ids is not None else {}),
+                "correction.episode": {"dtype": "int64", "shape": [1]},
+                "correction.step": {"dtype": "int64", "shape": [1]}}
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        writer = DatasetWriter(tmp / "ds", fps=fps, cameras=sizes, features=features, codec=codec)
+        rows = []
+        for e, group in enumerate(episodes):  # a failure leaves tmp (the writer's temp dir inside) to the finally
+            frames = {k: np.stack([resize_uint8(c.frames[k], size) for c in group]) for k, size in sizes.items()}
+            columns = {
+                REWARD_KEY: np.array([c.label for c in group], dtype=np.float32),
+                "classifier.probability": np.array([success_probability(c.probability, c.success_class)
+                                                    for c in group], dtype=np.float32),
+                **({"correction.id": np.array(ids[e], dtype=np.int64)} if ids is not None else {}),
+                "correction.episode": np.array([c.episode for c in group], dtype=np.int64),
+                "correction.step": np.array([c.step for c in group], dtype=np.int64),
+            }
+            writer.add_episode(frames, columns, task=task)
+            rows += [{**({"id": int(ids[e][i])} if ids is not None else {}),
+                      **{k: v for k, v in asdict(c).items() if k != "frames"}, **(meta[e][i] if meta else {})}
+                     for i, c in enumerate(group)]
+        written = Path(writer.finalize())
+        with open(written / "meta" / "corrections.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        return move_dir(written, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_sink(sink: CorrectionSink | str | os.PathLike | None) -> CorrectionSink | None:

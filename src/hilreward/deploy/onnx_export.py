@@ -1,9 +1,10 @@
-"""``hilreward export checkpoint=<dir> format=onnx``: a checkpoint as one ONNX graph, preprocessing included.
+"""A checkpoint as one ONNX graph, preprocessing included (``hilreward export format=onnx``, :mod:`.export`).
 
 The graph takes one input per camera, named like the camera key with dots as underscores
 (``observation_images_front``): uint8 (B, H, W, 3) frames already at the checkpoint's
 ``image_size``; it converts to float, normalises exactly as the torch model does and outputs
-``probability`` ((B,) binary, (B, K) multi-class). Frames of another size must be resized first
+``probability`` ((B,) binary, (B, K) multi-class) and, when the checkpoint has a support bank,
+``support`` ((B, 2): support and novelty, :mod:`hilreward.models.support`). Frames of another size must be resized first
 with :func:`hilreward.images.resize_uint8` (``RewardFunction(backend="onnx")`` does), because the
 antialiased resize has no exact ONNX counterpart; the torch model rounds to the same pixels.
 
@@ -14,43 +15,23 @@ difference in probability above ``atol`` (1e-4) fails the export and leaves no f
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..models.preprocessing import normalize
-from .backends import onnx_input_name
 from ..models.lerobot_import import LeRobotRewardClassifier
-from ..utils import write_file
-
-FORMATS = ("onnx",)
+from ..utils import full_key, write_file
 
 
-@dataclass
-class ExportOptions:
-    """Options of ``hilreward export``."""
-
-    checkpoint: str = ""
-    """Checkpoint folder (hilreward or LeRobot reward_classifier) or Hub repo id."""
-    format: str = "onnx"
-    """Export format; only ``onnx``."""
-    output: Optional[str] = None
-    """Where to write the model (default ``<checkpoint>/model.onnx``)."""
-    opset: int = 18
-    """ONNX opset version."""
-    atol: float = 1e-4
-    """Largest allowed |probability(ONNX) - probability(torch)| on the check frames."""
-    check_batch: int = 4
-    """Random frames used for the parity check."""
-
+def onnx_input_name(camera_key: str) -> str:
+    """The graph input of a camera (``observation_images_front``)."""
+    return full_key(camera_key).replace(".", "_")
 
 class _UInt8Graph(nn.Module):
     """uint8 NHWC frames (one tensor per camera, in camera order) -> probability."""
@@ -71,8 +52,11 @@ class _UInt8Graph(nn.Module):
         # All cameras through the encoder at once; reshape (not split) keeps the batch size symbolic.
         maps = self.model.encoder(torch.cat([pixels[k] for k in self.keys]))
         maps = maps.reshape(len(self.keys), -1, *maps.shape[1:])
-        logits = self.model.head({k: maps[i] for i, k in enumerate(self.keys)})
-        return self.model.probabilities(logits)
+        features = {k: maps[i] for i, k in enumerate(self.keys)}
+        probs = self.model.probabilities(self.model.head(features))
+        if getattr(self.model, "support", None) is not None:
+            return probs, self.model.support_of(features, pixels)
+        return probs
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float = 1e-4,
@@ -85,6 +69,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float
     names = [onnx_input_name(k) for k in keys]
     graph = _UInt8Graph(model).eval()
     dummy = tuple(torch.zeros(2, h, w, 3, dtype=torch.uint8) for _ in keys)
+    outputs = ["probability", "support"] if getattr(model, "support", None) is not None else ["probability"]
     found: list[float] = []
 
     def write(tmp: Path) -> None:
@@ -93,12 +78,12 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, atol: float
             # The TorchScript exporter first: it needs only torch and onnx, and takes 3-5 s where the dynamo
             # exporter (which needs onnxscript) took 30-60 s for ResNet-10 on a busy 2-core machine.
             try:
-                torch.onnx.export(graph, dummy, str(tmp), input_names=names, output_names=["probability"],
+                torch.onnx.export(graph, dummy, str(tmp), input_names=names, output_names=outputs,
                                   opset_version=opset, dynamo=False,
-                                  dynamic_axes={n: {0: "batch"} for n in [*names, "probability"]})
+                                  dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
             except Exception:  # a model (or a torch) it cannot handle: the dynamo exporter
                 batch = torch.export.Dim("batch", min=1, max=4096)
-                torch.onnx.export(graph, dummy, str(tmp), input_names=names, output_names=["probability"],
+                torch.onnx.export(graph, dummy, str(tmp), input_names=names, output_names=outputs,
                                   opset_version=opset, dynamo=True, external_data=False,
                                   dynamic_shapes=(tuple({0: batch} for _ in keys),), verbose=False)
         found.append(check_parity(model, tmp, check_batch))
@@ -135,28 +120,19 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: int = 4, seed: 
     rng = np.random.default_rng(seed)
     frames = {k: rng.integers(0, 256, size=(batch, h, w, 3), dtype=np.uint8) for k in model.config.camera_keys}
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {onnx_input_name(k): v for k, v in frames.items()})[0]
+    outputs = session.run(None, {onnx_input_name(k): v for k, v in frames.items()})
+    got = outputs[0]
     with torch.inference_mode():
-        want = model.probabilities(model(model.preprocess(frames))).float().numpy()
+        pixels = model.preprocess(frames)
+        features = model.encode(pixels)
+        want = model.probabilities(model.head(features)).float().numpy()
+        support = model.support_of(features, pixels) if getattr(model, "support", None) is not None else None
     if got.shape != want.shape:
         raise CheckpointError(f"ONNX output shape {got.shape} differs from torch {want.shape}")
-    return float(np.max(np.abs(got - want)))
-
-
-def main(args: list[str]) -> int:
-    from ..config import parse_overrides
-    from ..models.checkpoint import resolve_checkpoint
-    from ..models.loading import load_classifier
-
-    opts: ExportOptions = parse_overrides(ExportOptions, args)
-    if not opts.checkpoint:
-        raise ConfigError("export needs checkpoint=<folder or Hub repo id>")
-    if opts.format not in FORMATS:
-        raise ConfigError(f"format={opts.format!r}: known formats are {', '.join(FORMATS)}")
-    root = resolve_checkpoint(opts.checkpoint)
-    model = load_classifier(root)
-    out = Path(opts.output) if opts.output else root / "model.onnx"
-    diff = export_onnx(model, out, opset=opts.opset, atol=opts.atol, check_batch=opts.check_batch)
-    print(json.dumps({"onnx": str(out), "max_abs_diff": diff, "inputs": [onnx_input_name(k) for k in
-                                                                          model.config.camera_keys]}))
-    return 0
+    if (support is None) != (len(outputs) < 2):
+        raise CheckpointError("the ONNX graph and the checkpoint disagree on the support output; re-export it")
+    diff = float(np.max(np.abs(got - want)))
+    if support is not None:  # support is a share of k neighbours and a distance ratio: compare it relatively
+        s = support.float().numpy()
+        diff = max(diff, float(np.max(np.abs(outputs[1] - s) / np.maximum(1.0, np.abs(s)))))
+    return diff

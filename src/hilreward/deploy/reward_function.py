@@ -29,7 +29,7 @@ import torch
 
 from ..errors import ConfigError, InputError, ServingError
 from ..images import to_uint8_hwc
-from .backends import Backend, BackendOptions, EpisodeStep, create_backend, pick_camera
+from .backends import Backend, BackendOptions, EpisodeStep, Scores, create_backend, pick_camera, score
 from .corrections import Correction, CorrectionSink, make_sink
 from .override import HumanOverride
 from .rule import RewardOptions, judge
@@ -61,6 +61,13 @@ class RewardResult:
     """The episode's id (unique within one RewardFunction; a reward server sees it with every step)."""
     step: int = 0
     """Step of the episode (0 = the first judged after a reset)."""
+    support: Optional[float] = None
+    """The share of successes among the frame's nearest labelled frames (:mod:`hilreward.models.support`;
+    ``cautious=True`` pays success only at 0.5 or more); computed with ``cautious`` (a reward server always sends
+    it), None otherwise or when the model has no support bank."""
+    novelty: Optional[float] = None
+    """The frame's distance to the nearest labelled success, in units of the familiar radius (above 1: a state
+    unlike every labelled success); None when the model has no support bank."""
 
 
 @dataclass
@@ -84,8 +91,18 @@ class RewardFunction:
         self._model_version = model_version or backend.model_version
         self.options = options or RewardOptions()
         self.options.validate()
+        model = getattr(backend, "model", None)
+        if self.options.cautious and model is not None and getattr(model, "support", None) is None:
+            raise ConfigError("cautious=True needs a checkpoint with a support bank (hilreward train writes one; this "
+                              "one has none): retrain it, or leave cautious off")
         if self.options.success_threshold is None:  # the checkpoint's (a reward server's: the one serving now)
             self.options = replace(self.options, success_threshold=float(getattr(backend, "threshold", 0.5)))
+        served_gate = getattr(backend, "success_when", None)
+        if self.options.success_when is None and served_gate:  # a reward server's gate, as its threshold
+            self.options = replace(self.options, success_when=served_gate,
+                                   state_names=self.options.state_names or getattr(backend, "state_names", None))
+            self.options.validate()
+            log.info("success_when=%r: the reward server's (pass success_when= to choose)", served_gate)
         self.override = override
         if override is not None and corrections is None:
             corrections = default_corrections_dir(self._model_version)
@@ -100,7 +117,9 @@ class RewardFunction:
                         success_reward: float = 1.0, terminate_on_success: bool = True, mode: str = "sparse",
                         consecutive: int = 1, device: str = "cpu", backend: str = "auto", *,
                         compile: bool = False, channels_last: bool = False, success_class: int = -1,
-                        threads: int | None = None,
+                        threads: int | None = None, success_when: str | None = None,
+                        state_names: Sequence[str] | None = None, revision: str | None = None,
+                        cautious: bool = False,
                         override: HumanOverride | None = None,
                         corrections: CorrectionSink | str | None = None,
                         address: str | None = None, token: str | None = None,
@@ -114,21 +133,29 @@ class RewardFunction:
         ``grpc``. ``compile=True`` wraps the torch forward in ``torch.compile``; ``channels_last=True``
         runs the torch model in NHWC memory layout (both choose torch under ``auto``). ``threads``:
         ONNX Runtime intra-op threads (the torch backend uses ``torch.get_num_threads()``).
-        With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
+        ``cautious=True`` pays success only where the checkpoint's support bank backs the head (see
+        :mod:`hilreward.deploy.rule`). With an ``override``, disagreements go to ``corrections`` (a folder for a LeRobot v3.0
         dataset, or any CorrectionSink); by default the backend's place (the server for ``grpc``), else
         ``./corrections/<model_version>-<time>``.
         ``backend="grpc"`` asks a running ``hilreward serve`` at ``address`` (``path_or_repo`` is
         not loaded and may be None; ``token``, ``timeout_s`` as for RewardClient): the threshold
-        defaults to the server's, and each result names the version that judged it (it changes when
-        the server swaps models).
+        (and ``success_when``) default to the server's, and each result names the version that judged it
+        (it changes when the server swaps models).
+        ``success_when``: a condition on the robot state that success must also meet (``"state[2] > 0.4"``,
+        :mod:`hilreward.deploy.condition`); each call then takes the step's ``state`` (``state_names`` name
+        its entries). ``revision``: the Hub revision (branch, tag or commit) when ``path_or_repo`` is a repo
+        id (``"user/repo@v2"`` says the same).
         """
+        options = RewardOptions(success_threshold=success_threshold, success_reward=success_reward,
+                                terminate_on_success=terminate_on_success, mode=mode, consecutive=consecutive,
+                                success_class=success_class, success_when=success_when,
+                                state_names=state_names, cautious=cautious)
+        options.validate()  # before the model loads: a bad argument is said at once
         runner = create_backend(backend, BackendOptions(
             checkpoint=path_or_repo, device=device, threads=threads, compile=compile, channels_last=channels_last,
-            address=address, token=token, timeout_s=timeout_s))
+            address=address, token=token, timeout_s=timeout_s, revision=revision))
         if override is not None and corrections is None and hasattr(runner, "correction_sink"):
             corrections = runner.correction_sink()
-        options = RewardOptions(success_threshold, success_reward, terminate_on_success, mode, consecutive,
-                                success_class)
         return cls(runner, options=options, override=override, corrections=corrections)
 
     # ------------------------------------------------------------------ calls
@@ -141,18 +168,20 @@ class RewardFunction:
     def camera_keys(self) -> list[str]:
         return self.backend.camera_keys
 
-    def __call__(self, images: dict[str, Any]) -> RewardResult:
-        """Judge one step of one environment: ``images`` maps camera -> uint8 (H, W, 3)."""
+    def __call__(self, images: dict[str, Any], state: Any = None) -> RewardResult:
+        """Judge one step of one environment: ``images`` maps camera -> uint8 (H, W, 3); ``state``: the step's
+        ``observation.state`` (a vector, or a dict of named numbers), which ``success_when`` needs."""
         batched = {}
         for key in self.camera_keys:
             frame = pick_camera(images, key)
             batched[key] = frame[None] if _is_tensorlike(frame) else np.asarray(frame)[None]
-        return self._judge(batched, 1)[0]
+        return self._judge(batched, 1, [state])[0]
 
-    def batch(self, images: Sequence[dict[str, Any]] | dict[str, Any]) -> list[RewardResult]:
+    def batch(self, images: Sequence[dict[str, Any]] | dict[str, Any], states: Any = None) -> list[RewardResult]:
         """Judge one step of N environments at once (a list of per-env dicts, or a dict of (N, H, W, 3)).
 
-        Each environment keeps its own debounce counter; results equal N single calls.
+        Each environment keeps its own debounce counter; results equal N single calls. ``states``: each
+        environment's ``observation.state`` (N rows, or a list), which ``success_when`` needs.
         """
         if isinstance(images, dict):
             batched = {key: pick_camera(images, key) for key in self.camera_keys}
@@ -163,7 +192,11 @@ class RewardFunction:
         sizes = {len(v) for v in batched.values()}
         if len(sizes) != 1:
             raise InputError(f"every camera needs the same batch size, got { {k: len(v) for k, v in batched.items()} }")
-        return self._judge(batched, sizes.pop())
+        n = sizes.pop()
+        rows = [None] * n if states is None else list(states)
+        if len(rows) != n:
+            raise InputError(f"{len(rows)} states for {n} environments")
+        return self._judge(batched, n, rows)
 
     def relabel(self, frames: dict[str, Any], batch_size: int = 64, version: str | None = None) -> np.ndarray:
         """Probabilities for stored frames (camera -> (B, H, W, 3)), e.g. to relabel a replay buffer.
@@ -172,27 +205,34 @@ class RewardFunction:
         it cannot. Does not touch debounce state or overrides. :func:`~hilreward.deploy.relabel_rewards` turns
         the probabilities into rewards.
         """
+        return self.relabel_scores(frames, batch_size, version).probabilities
+
+    def relabel_scores(self, frames: dict[str, Any], batch_size: int = 64, version: str | None = None) -> Scores:
+        """:meth:`relabel`, with the frames' support when the model has a support bank (``cautious`` needs it)."""
         frames = {key: pick_camera(frames, key) for key in self.camera_keys}
         n = {len(v) for v in frames.values()}
         if len(n) != 1:
             raise InputError(f"every camera needs the same number of frames, got { {k: len(v) for k, v in frames.items()} }")
         total = n.pop()
-        pinned = getattr(self.backend, "predict_pinned", None)
-        if version is not None and pinned is None and version != self.model_version:
+        can_pin = getattr(self.backend, "predict_pinned", None) is not None  # a backend whose version can change
+        if version is not None and not can_pin and version != self.model_version:
             raise ConfigError(f"this reward function runs version {self.model_version}, not {version}; load that "
                               "version's checkpoint")
-        out = []
+        pinned = version is not None and can_pin
+        probs, support = [], []
         for i in range(0, total, batch_size):
             chunk = {k: v[i:i + batch_size] for k, v in frames.items()}
-            if version is None or pinned is None:
-                out.append(self.backend.predict(chunk))
-                continue
-            probs, used = pinned(chunk, [EpisodeStep(version=version)] * len(next(iter(chunk.values()))))
-            if any(v != version for v in used):
+            rows = len(next(iter(chunk.values())))
+            scores = score(self.backend, chunk, [EpisodeStep(version=version)] * rows if pinned else None,
+                           support=self.options.cautious)
+            used = scores.versions or []
+            if pinned and any(v != version for v in used):
                 raise ServingError(f"version {version} is no longer served (the server answered with "
                                    f"{sorted(set(used))}); relabel with the version serving now")
-            out.append(probs)
-        return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+            probs.append(scores.probabilities)
+            support.append(scores.support)
+        whole = None if not support or any(s is None for s in support) else np.concatenate(support)
+        return Scores(np.concatenate(probs) if probs else np.zeros((0,), dtype=np.float32), whole)
 
     def reset(self, env_index: int | None = None) -> None:
         """Start a new episode for ``env_index`` (every environment when None): clears the debounce counter."""
@@ -223,27 +263,32 @@ class RewardFunction:
             self._states.append(_EnvState())
         return self._states[index]
 
-    def _predict(self, batched: dict[str, Any], states: list[_EnvState]) -> tuple[np.ndarray, list[str]]:
-        """Probabilities and the version that judged each row; every episode keeps the version of its first step."""
+    def _predict(self, batched: dict[str, Any], states: list[_EnvState],
+                 robot: list[Any]) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+        """Probabilities, the version that judged each row and the support (None without a support bank); every
+        episode keeps the version of its first step. ``robot``: each row's robot state (travels to a reward
+        server, which may gate on it too)."""
         for state in states:
             if state.step == 0:
                 state.episode_id, state.version = next(self._episode_ids), None
-        pinned = getattr(self.backend, "predict_pinned", None)
-        if pinned is None:
-            return self.backend.predict(batched), [self.model_version] * len(states)
-        probs, versions = pinned(batched, [EpisodeStep(s.episode_id, s.step, s.version) for s in states])
+        scores = score(self.backend, batched, [EpisodeStep(s.episode_id, s.step, s.version, r)
+                                               for s, r in zip(states, robot)], support=self.options.cautious)
+        versions = scores.versions or [self.model_version] * len(states)
         for state, version in zip(states, versions):
             if state.version is not None and version != state.version and state.version not in self._lost_versions:
                 self._lost_versions.add(state.version)
                 log.warning("model version %s is no longer served; episode %d goes on with %s", state.version,
                             state.episode_id, version)
             state.version = version
-        return probs, versions
+        return scores.probabilities, versions, scores.support
 
-    def _judge(self, batched: dict[str, Any], n: int) -> list[RewardResult]:
+    def _judge(self, batched: dict[str, Any], n: int, robot: list[Any]) -> list[RewardResult]:
         start = time.perf_counter()
         states = [self._state(i) for i in range(n)]
-        probs, versions = self._predict(batched, states)
+        if self.options.success_when is not None and any(r is None for r in robot):
+            raise InputError(f"success_when={self.options.success_when!r} needs the robot state: pass state= "
+                             "(observation.state) with the frames")
+        probs, versions, support = self._predict(batched, states, robot)
         labels = self.override.take(n) if self.override is not None else [None] * n
         latency = (time.perf_counter() - start) * 1e3
         opts = self.options
@@ -251,11 +296,12 @@ class RewardFunction:
         for i, state in enumerate(states):
             version, p = versions[i], probs[i]
             label, source = labels[i] if labels[i] is not None else (None, None)
-            judged = judge(p, opts, state.streak, label=label)
+            backing, novelty = (None, None) if support is None else (float(support[i][0]), float(support[i][1]))
+            judged = judge(p, opts, state.streak, label=label, state=robot[i], support=backing)
             override = None
             if label is not None:
                 override = "success" if label else "failure"
-                classifier = judge(p, opts, state.streak)
+                classifier = judge(p, opts, state.streak, state=robot[i], support=backing)
                 if judged.success != classifier.success and self.corrections is not None:
                     self.corrections.add(Correction(
                         frames={k: to_uint8_hwc(v[i], k) for k, v in batched.items()}, label=int(label),
@@ -266,7 +312,7 @@ class RewardFunction:
             results.append(RewardResult(
                 probability=_probability(p), success=judged.success, reward=judged.reward,
                 terminate=judged.terminate, model_version=version, latency_ms=latency, override=override,
-                episode_id=state.episode_id, step=state.step))
+                episode_id=state.episode_id, step=state.step, support=backing, novelty=novelty))
             state.step += 1
         return results
 

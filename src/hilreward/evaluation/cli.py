@@ -9,7 +9,9 @@ from typing import Optional
 
 from ..config import DatasetConfig, LabelConfig, parse_overrides
 from ..errors import ConfigError
+from .evaluate import checkpoint_dir, evaluate, load_train_config, predict, short_names
 from .thresholds import EvidenceRule
+from ..constants import METRICS_NAME
 
 
 @dataclass
@@ -77,12 +79,13 @@ class PredictOptions:
     """Frame cache root (default $HILREWARD_CACHE or ~/.cache/hilreward)."""
     device: str = "cpu"
     """Torch device for inference."""
+    success_class: int = -1
+    """Multi-class only: the class whose probability at the checkpoint's threshold decides ``success`` (default:
+    the last), as ``hilreward serve``'s ``success_class``."""
 
 
 def _checkpoint_label(checkpoint: str, args: list[str], given: LabelConfig) -> LabelConfig:
     """The checkpoint's training label config with the ``label.*`` keys given on the command line applied."""
-    from .evaluate import checkpoint_dir, load_train_config
-
     train_cfg = load_train_config(checkpoint_dir(checkpoint))
     base = train_cfg.label if train_cfg is not None else LabelConfig()
     keys = {a.split("=", 1)[0][len("label."):] for a in args if a.startswith("label.")}
@@ -123,8 +126,6 @@ def format_summary(m: dict) -> str:
             lines.append("  95 % bootstrap over episodes: " + ", ".join(
                 f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in iv.items()))
     if m.get("compare") and m["compare"].get("threshold") is not None:
-        from .evaluate import short_names
-
         names = short_names(Path(m["config"]["checkpoint"]), Path(m["compare"]["checkpoint"]))
         lines += ["compared on the same frames, each at its own threshold:",
                   _row(names[0], m), _row(names[1], m["compare"])]
@@ -132,8 +133,6 @@ def format_summary(m: dict) -> str:
 
 
 def eval_main(args: list[str]) -> int:
-    from .evaluate import evaluate
-
     opts: EvalOptions = parse_overrides(EvalOptions, args)
     if not opts.checkpoint:
         raise ConfigError("pass checkpoint=<checkpoint dir or Hub repo id>, e.g. "
@@ -152,18 +151,16 @@ def eval_main(args: list[str]) -> int:
     if "threshold_written" in m:
         print(f"wrote threshold {m['threshold_written']:.6g} to {Path(m['config']['checkpoint']) / 'config.json'}")
     out = Path(opts.output_dir)
-    written = ["metrics.json", "predictions.parquet"] + (["report.html"] if opts.report else [])
+    written = [METRICS_NAME, "predictions.parquet"] + (["report.html"] if opts.report else [])
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return 0
 
 
 def predict_main(args: list[str]) -> int:
-    from .evaluate import predict
-
     opts: PredictOptions = parse_overrides(PredictOptions, args)
     if not opts.checkpoint:
         raise ConfigError("pass checkpoint=<checkpoint dir or Hub repo id> and dataset.root=<folder>")
     path = predict(opts.checkpoint, opts.dataset, opts.output, batch_size=opts.batch_size,
-                   cache_dir=opts.cache_dir, device=opts.device)
+                   cache_dir=opts.cache_dir, device=opts.device, success_class=opts.success_class)
     print(f"wrote per-frame probabilities to {path}")
     return 0

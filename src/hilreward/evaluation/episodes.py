@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..debounce import streaks
+
 OUTCOMES = ("detected", "early", "gross_early", "false_success", "missed", "no_success")
 GROSS = ("gross_early", "false_success")
 """Outcomes that are a wrong reward, not jitter."""
@@ -21,10 +23,7 @@ DEFAULT_TOLERANCE_S = 0.5
 
 def first_firing(probs: np.ndarray, threshold: float, consecutive: int = 1) -> Optional[int]:
     """Position of the first frame that completes ``consecutive`` frames in a row with p >= threshold."""
-    above = np.asarray(probs) >= threshold
-    pos = np.arange(above.size)
-    run = pos - np.maximum.accumulate(np.where(above, -1, pos))  # run length of `above` ending here
-    hits = np.flatnonzero(run >= consecutive)
+    hits = np.flatnonzero(streaks(np.asarray(probs) >= threshold) >= consecutive)
     return int(hits[0]) if hits.size else None
 
 

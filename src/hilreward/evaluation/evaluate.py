@@ -15,17 +15,24 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
-from ..config import DatasetConfig, LabelConfig, TrainConfig
+from ..config import DatasetConfig, LabelConfig, TrainConfig, from_yaml
+from ..data import load_frame_data, open_dataset
 from ..data.labels import describe_alignment
 from ..errors import CheckpointError, ConfigError, DatasetError, EvidenceError
+from ..models.checkpoint import resolve_checkpoint, update_config
+from ..models.lerobot_import import is_lerobot_checkpoint
+from ..models.loading import load_classifier
+from ..success import check_success_class, successes
 from . import metrics as M
 from .episodes import DEFAULT_TOLERANCE_S
-from .report import HISTORY_NAME, Comparison, GalleryItem, read_history, worst_errors, write_report
+from .inference import batched_logits
+from .report import Comparison, GalleryItem, read_history, worst_errors, write_report
 from .thresholds import EvidenceRule
-from ..utils import write_atomic, write_file
+from ..utils import jsonable, write_atomic, write_file
+from ..constants import HISTORY_NAME, METRICS_NAME, TRAIN_CONFIG_NAME
 
-TRAIN_CONFIG_NAME = "train_config.yaml"
 
 
 # ----------------------------------------------------------------------------- checkpoint side
@@ -33,15 +40,11 @@ TRAIN_CONFIG_NAME = "train_config.yaml"
 
 def checkpoint_dir(checkpoint: str | os.PathLike) -> Path:
     """A local checkpoint directory, or the snapshot of a Hub repo id (cache only when offline)."""
-    from ..models.checkpoint import resolve_checkpoint
-
     return Path(resolve_checkpoint(checkpoint))
 
 
 def load_train_config(folder: Path) -> Optional[TrainConfig]:
     """The checkpoint's saved training config, or None when it has none."""
-    from ..config import from_yaml
-
     path = folder / TRAIN_CONFIG_NAME
     if not path.is_file():
         return None
@@ -69,15 +72,13 @@ def heldout_episodes(folder: Path, train_cfg: Optional[TrainConfig]) -> list[int
 
 def _trained_on(folder: Path) -> list[int]:
     try:
-        return [int(e) for e in json.loads((folder / "metrics.json").read_text()).get("train_episodes") or []]
+        return [int(e) for e in json.loads((folder / METRICS_NAME).read_text()).get("train_episodes") or []]
     except (OSError, ValueError):
         return []
 
 
 def write_threshold_to_checkpoint(folder: Path, threshold: float) -> Path:
     """Store ``threshold`` in the checkpoint's config.json (atomic rewrite; other keys untouched)."""
-    from ..models.checkpoint import update_config
-
     return update_config(folder, {"threshold": float(threshold)})
 
 
@@ -102,8 +103,6 @@ def _resolve_dataset(dataset: Optional[DatasetConfig], train_cfg: Optional[Train
 
 
 def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> None:
-    from ..data import open_dataset
-
     available = open_dataset(dataclasses.replace(ds, cameras=None)).camera_keys
     missing = [k for k in camera_keys if k not in available]
     if missing:
@@ -115,24 +114,13 @@ def _check_cameras(ds: DatasetConfig, camera_keys: list[str], folder: Path) -> N
 
 def run_model(model, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(logits, probabilities) for every row of ``images`` (camera key -> uint8 (N,H,W,3))."""
-    import torch
-
-    n = len(next(iter(images.values())))
-    logits, probs = [], []
-    model.eval()
+    logits = batched_logits(model, images=images, batch_size=batch_size)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = {k: np.array(v[start:start + batch_size]) for k, v in images.items()}  # writable copy
-            z = model(model.preprocess(batch))
-            logits.append(z.float().cpu().numpy())
-            probs.append(model.probabilities(z).float().cpu().numpy())
-    k = model.config.num_classes
-    empty = np.zeros((0,) if k == 2 else (0, k), dtype=np.float32)
-    return (np.concatenate(logits) if logits else empty), (np.concatenate(probs) if probs else empty)
+        return logits, model.probabilities(torch.from_numpy(logits)).float().numpy()
 
 
 def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], threshold: Optional[float],
-                      with_timestamp: bool):
+                      with_timestamp: bool, success_class: int = -1):
     import pyarrow as pa
 
     cols: dict[str, Any] = {"episode_index": pa.array(data.episode_index, pa.int64()),
@@ -143,13 +131,13 @@ def _prediction_table(data, probs: np.ndarray, labels: Optional[np.ndarray], thr
         cols["label"] = pa.array(labels, pa.int64())
     if probs.ndim == 1:
         cols["probability"] = pa.array(probs.astype(np.float32), pa.float32())
-        if threshold is not None and with_timestamp:
-            cols["success"] = pa.array(probs >= threshold, pa.bool_())
     else:
         cols["probability"] = pa.array(probs.max(axis=1).astype(np.float32), pa.float32())
         cols["prediction"] = pa.array(probs.argmax(axis=1), pa.int64())
         for c in range(probs.shape[1]):
             cols[f"prob_class_{c}"] = pa.array(probs[:, c].astype(np.float32), pa.float32())
+    if threshold is not None and with_timestamp:
+        cols["success"] = pa.array(successes(probs, threshold, success_class), pa.bool_())
     return pa.table(cols)
 
 
@@ -157,14 +145,6 @@ def _write_parquet(path: Path, table) -> None:
     import pyarrow.parquet as pq
 
     write_file(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _episode_list(episodes: list[int]) -> str:
@@ -197,8 +177,6 @@ class Scored:
 def _score(folder: Path, model, ds: DatasetConfig, label: LabelConfig, *, threshold: Optional[float], consecutive: int,
            target_precision: float, tolerance_s: float, evidence: Optional[EvidenceRule], batch_size: int,
            cache_dir: Optional[str]) -> Scored:
-    from ..data import load_frame_data
-
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(ds, cameras=camera_keys)
     _check_cameras(ds, camera_keys, folder)
@@ -239,9 +217,6 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     ``checkpoint`` may also be a LeRobot ``reward_classifier`` checkpoint (imported with its saved
     normalisation; pass ``dataset``, it has no hilreward training config). Returns the content of metrics.json.
     """
-    from ..models.lerobot_import import is_lerobot_checkpoint
-    from ..models.loading import load_classifier
-
     if consecutive < 1:
         raise ConfigError(f"consecutive must be >= 1, got {consecutive}")
     if not 0.0 < target_precision <= 1.0:
@@ -297,7 +272,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: Optional[DatasetConfig] = N
     if written is not None:
         write_threshold_to_checkpoint(folder, written)
         result["threshold_written"] = written
-    write_atomic(out / "metrics.json", json.dumps(result, indent=2, default=_json_default) + "\n")
+    write_atomic(out / METRICS_NAME, json.dumps(result, indent=2, default=jsonable) + "\n")
     if report:
         _write_report(out, main, other, ds, label, eval_config, train_cfg, gallery_size)
     if write_threshold and written is None:
@@ -364,7 +339,7 @@ def run_history(folder: Path) -> tuple[Optional[list[dict]], Optional[int]]:
     for path in (folder / HISTORY_NAME, folder.parent.parent / HISTORY_NAME):
         if path.is_file() and (path.parent == folder or folder.parent.name == "checkpoints"):
             try:
-                step = json.loads((folder / "metrics.json").read_text()).get("step")
+                step = json.loads((folder / METRICS_NAME).read_text()).get("step")
             except (OSError, ValueError):
                 step = None
             return read_history(path), step
@@ -383,20 +358,19 @@ def short_names(a: Path, b: Path) -> tuple[str, str]:
 
 def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str | os.PathLike,
             batch_size: int = 64, label: Optional[LabelConfig] = None, cache_dir: Optional[str] = None,
-            device: str = "cpu") -> Path:
+            device: str = "cpu", success_class: int = -1) -> Path:
     """Per-frame probabilities of ``checkpoint`` on ``dataset`` (labels optional) -> a parquet file.
 
     Columns: episode_index, frame_index, timestamp, probability (P(success); for multi-class the top
-    class probability, with prediction and prob_class_<k>), success (p >= the checkpoint's threshold,
-    binary only) and label when the label column exists.
+    class probability, with prediction (the arg-max class) and prob_class_<k>), success (the success decision of
+    :mod:`hilreward.success` at the checkpoint's threshold: for multi-class, class ``success_class``'s probability)
+    and label when the label column exists.
     """
-    from ..data import load_frame_data
-    from ..models.loading import load_classifier
-
     if dataset.root is None and dataset.repo_id is None:
         raise ConfigError("no dataset given: pass dataset.root=<folder> or dataset.repo_id=<hub id>")
     folder = checkpoint_dir(checkpoint)
     model = load_classifier(folder, device=device)
+    check_success_class(model.config.num_classes, success_class)
     train_cfg = load_train_config(folder)
     camera_keys = list(model.config.camera_keys)
     ds = dataclasses.replace(dataset, cameras=camera_keys)
@@ -406,5 +380,5 @@ def predict(checkpoint: str | os.PathLike, dataset: DatasetConfig, output: str |
     _, probs = run_model(model, {k: data.images[k] for k in camera_keys}, batch_size)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_parquet(output, _prediction_table(data, probs, data.labels, model.threshold, True))
+    _write_parquet(output, _prediction_table(data, probs, data.labels, model.threshold, True, success_class))
     return output

@@ -116,13 +116,9 @@ def _curve_figure(records: list[dict], mark_step: Optional[int] = None):
     return fig
 
 
-HISTORY_NAME = "metrics.jsonl"
-"""A training run's history (one JSON object per line: ``step``, ``elapsed_s``, ``phase`` and metrics such as
-``train/loss``, ``eval/accuracy``), in the run directory and in its deployed checkpoint."""
-
-
 def read_history(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` (a torn last line, from a killed run, is skipped)."""
+    """The records of a ``metrics.jsonl`` (one JSON object per line: ``step``, ``elapsed_s``, ``phase`` and metrics
+    such as ``train/loss``, ``eval/accuracy``; a torn last line, from a killed run, is skipped)."""
     out = []
     for line in Path(path).read_text().splitlines():
         try:

@@ -46,7 +46,7 @@ import torch
 
 from ..access import resolve_token
 from ..deploy.override import HumanOverride
-from ..deploy.relabel import relabel_rewards
+from ..deploy.replay import relabel_rewards
 from ..deploy.reward_function import RewardFunction
 from ..deploy.rule import success_probabilities
 from ..errors import ConfigError, InputError
@@ -59,7 +59,9 @@ except ImportError:  # LeRobot is optional
     ProcessorStep, ProcessorStepRegistry, TransitionKey, TeleopEvents = object, None, None, None
 
 REGISTRY_NAME = "hilreward_reward_classifier"
-INFO_KEYS = ("probability", "success", "model_version", "override", "latency_ms")
+STATE_KEY = "observation.state"
+"""LeRobot's key of the robot state (what ``success_when`` reads)."""
+INFO_KEYS = ("probability", "success", "model_version", "override", "latency_ms", "support", "novelty")
 """What the step puts into ``info["reward_classifier"]`` (one value, or one per environment)."""
 
 
@@ -81,6 +83,20 @@ def lerobot_images(observation: Mapping[str, Any], camera_keys: list[str]) -> di
                              f"cameras as in training (observation.images.{short})")
         out[key] = found
     return out
+
+
+def lerobot_states(observation: Mapping[str, Any], reward_fn: RewardFunction, images: Mapping[str, Any]) -> Any:
+    """Each environment's ``observation.state`` row when ``reward_fn`` gates success on it, else None."""
+    if reward_fn.options.success_when is None:
+        return None
+    state = observation.get(STATE_KEY)
+    if state is None:
+        raise InputError(f"success_when={reward_fn.options.success_when!r} reads the robot state, and the observation "
+                         f"has no {STATE_KEY!r} (keys: {sorted(observation)})")
+    rows = state.detach().cpu().numpy() if isinstance(state, torch.Tensor) else np.asarray(state)
+    frames = next(iter(images.values()))
+    batched = getattr(frames, "ndim", 3) == 4  # (B, 3, H, W) or (B, H, W, 3)
+    return list(rows.reshape(len(frames), -1)) if batched else [rows.reshape(-1)]
 
 
 class PredictRewardAdapter:
@@ -162,6 +178,8 @@ class HilrewardRewardStep(ProcessorStep):
     mode: str = "sparse"
     """``sparse``: success_reward on success, else the transition's reward is kept (as LeRobot's step);
     ``dense``: probability * success_reward."""
+    cautious: bool = False
+    """Pay success only where the checkpoint's support bank backs the head (:mod:`hilreward.deploy.rule`)."""
     backend: str = "auto"
     """A registered backend: auto, torch, onnx or grpc."""
     address: Optional[str] = None
@@ -171,6 +189,13 @@ class HilrewardRewardStep(ProcessorStep):
     corrections: Optional[str] = None
     """Where human events that disagree with the classifier are recorded: a folder (LeRobot v3.0
     dataset), or ``"server"`` (backend='grpc'); None: not recorded."""
+    success_when: Optional[str] = None
+    """A condition on ``observation.state`` that success must also meet (``"state[2] > 0.4"``, as HIL-SERL
+    per task); None: the classifier alone (with backend='grpc': the server's)."""
+    state_names: Optional[list[str]] = None
+    """Names of ``observation.state``'s entries, for ``success_when`` to read by name."""
+    pretrained_revision: Optional[str] = None
+    """Hub revision (branch, tag or commit) of ``pretrained_path`` when it is a repo id."""
     reward_fn: Optional[RewardFunction] = field(default=None, repr=False)
     """The loaded reward function (built from the fields above when None; not part of the config)."""
 
@@ -188,9 +213,9 @@ class HilrewardRewardStep(ProcessorStep):
         return RewardFunction.from_pretrained(
             self.pretrained_path, success_threshold=self.success_threshold, success_reward=self.success_reward,
             terminate_on_success=self.terminate_on_success, mode=self.mode, consecutive=self.consecutive,
-            device=self.device, backend=self.backend, address=self.address,
-            token=resolve_token(self.token),
-            override=HumanOverride(), corrections=sink)
+            device=self.device, backend=self.backend, address=self.address, cautious=self.cautious,
+            token=resolve_token(self.token), success_when=self.success_when, state_names=self.state_names,
+            revision=self.pretrained_revision, override=HumanOverride(), corrections=sink)
 
     def __call__(self, transition: dict) -> dict:
         new = transition.copy()
@@ -203,7 +228,8 @@ class HilrewardRewardStep(ProcessorStep):
             mark = self.reward_fn.override.success if label[0] else self.reward_fn.override.failure
             mark(source=label[1])
         start = time.perf_counter()
-        results = self.reward_fn.batch(lerobot_images(observation, self.reward_fn.camera_keys))
+        images = lerobot_images(observation, self.reward_fn.camera_keys)
+        results = self.reward_fn.batch(images, states=lerobot_states(observation, self.reward_fn, images))
         n = len(results)
         old_rewards = _per_env(new.get(TransitionKey.REWARD, 0.0), n)
         old_dones = _per_env(new.get(TransitionKey.DONE, False), n)
@@ -292,7 +318,15 @@ def relabel_replay_buffer(buffer: Any, reward_fn: RewardFunction, version: Optio
             else:
                 frames = {k: v[rows] for k, v in cameras.items()}
             old = buffer.rewards[rows].cpu().numpy().copy()  # numpy() shares the tensor's memory
-            out = relabel_rewards(reward_fn, frames, previous=old, version=version, batch_size=batch_size)
+            states = None
+            if opts.success_when is not None:
+                if STATE_KEY not in buffer.next_states:
+                    raise InputError(f"success_when={opts.success_when!r} reads the robot state, and the replay "
+                                     f"buffer keeps no {STATE_KEY!r}")
+                stored = buffer.next_states[STATE_KEY]
+                states = (stored[index] if buffer.optimize_memory else stored[rows]).reshape(len(old), -1).cpu().numpy()
+            out = relabel_rewards(reward_fn, frames, previous=old, version=version, batch_size=batch_size,
+                                  states=states)
             stats["changed"] += out.changed
             stats["to_success"] += out.to_success
             stats["to_failure"] += out.to_failure

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..deploy.relabel import relabel_rewards
+from ..deploy.replay import relabel_rewards
 from ..errors import ConfigError
 
 try:
@@ -41,13 +41,23 @@ class FrameStore:
         self.shape = (buffer_size, n_envs)
         self.max_memory_gb = max_memory_gb
         self.frames: dict[str, np.ndarray] = {}
+        self.states: Optional[np.ndarray] = None
+        """Robot state per slot (for ``success_when``), allocated on the first state recorded."""
         self.env_terminated = np.zeros(self.shape, bool)
         self.truncated = np.zeros(self.shape, bool)
         self.filled = np.zeros(self.shape, bool)
 
-    def put(self, pos: int, env: int, frames: Mapping[str, Any], env_terminated: bool, truncated: bool) -> None:
+    def put(self, pos: int, env: int, frames: Mapping[str, Any], env_terminated: bool, truncated: bool,
+            state: Any = None) -> None:
         if not self.frames:
             self._allocate(frames)
+        if state is not None:
+            values = np.asarray(state, dtype=np.float64).reshape(-1)
+            if self.states is None:
+                self.states = np.full((*self.shape, values.size), np.nan)
+            if values.size != self.states.shape[-1]:
+                raise ConfigError(f"robot state of {values.size} values, earlier ones {self.states.shape[-1]}")
+            self.states[pos, env] = values
         for key, store in self.frames.items():
             frame = np.asarray(frames[key])
             if frame.shape != store.shape[2:]:
@@ -94,9 +104,11 @@ class RelabelCallback(BaseCallback):
             self.store = FrameStore(buffer.buffer_size, buffer.n_envs, self.max_memory_gb)
         return self.store
 
-    def record(self, frames: Mapping[str, Any], env_terminated: bool, truncated: bool, env_index: int = 0) -> None:
-        """The frames judged for the transition the buffer stores next (call before ``replay_buffer.add``)."""
-        self._frame_store().put(self.model.replay_buffer.pos, env_index, frames, env_terminated, truncated)
+    def record(self, frames: Mapping[str, Any], env_terminated: bool, truncated: bool, env_index: int = 0,
+               state: Any = None) -> None:
+        """The frames (and robot state, for ``success_when``) judged for the transition the buffer stores next
+        (call before ``replay_buffer.add``)."""
+        self._frame_store().put(self.model.replay_buffer.pos, env_index, frames, env_terminated, truncated, state)
 
     def _on_step(self) -> bool:
         for i, info in enumerate(self.locals["infos"]):
@@ -104,7 +116,8 @@ class RelabelCallback(BaseCallback):
             if "frames" not in judged:
                 raise ConfigError("RelabelCallback needs each step's frames: wrap the env in "
                                   "RewardClassifierWrapper(..., keep_frames=True)")
-            self.record(judged["frames"], judged["env_terminated"], bool(info.get("TimeLimit.truncated", False)), i)
+            self.record(judged["frames"], judged["env_terminated"], bool(info.get("TimeLimit.truncated", False)), i,
+                        judged.get("state"))
         update = self.versions.poll()
         if update is not None:
             self.relabel_buffer(update)
@@ -132,8 +145,9 @@ class RelabelCallback(BaseCallback):
         for i in range(0, len(positions), CHUNK):
             p, e = positions[i:i + CHUNK], envs[i:i + CHUNK]
             frames = {k: v[p, e] for k, v in store.frames.items()}
+            states = store.states[p, e] if store.states is not None else None
             out = relabel_rewards(fn, frames, previous=buffer.rewards[p, e], version=update.pin,
-                                  batch_size=self.batch_size)
+                                  batch_size=self.batch_size, states=states)
             event["changed"] += out.changed
             event["to_success"] += out.to_success
             event["to_failure"] += out.to_failure

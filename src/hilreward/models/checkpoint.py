@@ -13,36 +13,55 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .weights import looks_like_repo_id
-from ..utils import write_atomic
+from ..utils import jsonable, write_atomic
+from ..constants import CONFIG_NAME, METRICS_NAME, TRAIN_CONFIG_NAME, WEIGHTS_NAME  # noqa: F401 (models API)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TRAIN_CONFIG_NAME = "train_config.yaml"
-METRICS_NAME = "metrics.json"
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.yaml", "*.md"]
+"""What a checkpoint fetched from the Hub brings (never pickles)."""
 
 
-def resolve_checkpoint(path_or_repo: str | os.PathLike) -> Path:
-    """A local checkpoint directory, or a Hub repo snapshot (from the cache when offline)."""
-    path = Path(path_or_repo).expanduser()
+def split_revision(path_or_repo: str | os.PathLike, revision: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """(path or repo id, revision): ``"user/repo@v2"`` is repo ``user/repo`` at revision ``v2`` (a local path that
+    exists is never split); ConfigError when ``revision`` names another one."""
+    name = str(path_or_repo)
+    if "@" in name and not Path(name).expanduser().exists():
+        repo, _, at = name.rpartition("@")
+        if looks_like_repo_id(repo) and at:
+            if revision is not None and revision != at:
+                raise ConfigError(f"checkpoint {name!r} names revision {at!r} but revision={revision!r} was given; "
+                                  "give one")
+            return repo, at
+    return name, revision
+
+
+def resolve_checkpoint(path_or_repo: str | os.PathLike, revision: Optional[str] = None) -> Path:
+    """A local checkpoint directory, or a Hub repo snapshot (from the cache when offline) at ``revision`` (a branch,
+    tag or commit; ``"user/repo@v2"`` says the same; None: ``main``)."""
+    name, revision = split_revision(path_or_repo, revision)
+    path = Path(name).expanduser()
     if path.is_dir():
+        if revision is not None:
+            raise ConfigError(f"checkpoint {name!r} is a local directory: a revision ({revision!r}) applies to Hub "
+                              "repos only")
         return path
     if path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} is a file; pass the checkpoint directory "
                               f"(holding {CONFIG_NAME} and {WEIGHTS_NAME})")
-    name = str(path_or_repo)
     if not looks_like_repo_id(name):
         raise CheckpointError(f"checkpoint directory {name!r} does not exist; pass a directory written by "
-                              "save_pretrained (e.g. outputs/train/checkpoints/best) or a Hub repo id")
+                              "save_pretrained (e.g. outputs/train/checkpoints/best) or a Hub repo id (user/repo, "
+                              "user/repo@revision)")
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.yaml"]))
+        return Path(snapshot_download(name, revision=revision, allow_patterns=HUB_PATTERNS))
     except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        at = f" at revision {revision!r}" if revision else ""
         raise CheckpointError(
-            f"checkpoint {name!r} is neither a local directory nor a Hub repo that can be fetched "
+            f"checkpoint {name!r}{at} is neither a local directory nor a Hub repo that can be fetched "
             f"({type(exc).__name__}: {reason[:200]}); check the path, or go online / fill the Hugging Face cache"
         ) from None
 
@@ -83,20 +102,12 @@ def update_config(folder: Path, changes: dict[str, Any]) -> Path:
     """Set ``changes`` in ``folder/config.json`` (other keys untouched), atomically."""
     path = Path(folder) / CONFIG_NAME
     config = {**read_config(Path(folder)), **changes}
-    write_atomic(path, json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    write_atomic(path, json.dumps(config, indent=2, sort_keys=True, default=jsonable) + "\n")
     return path
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> None:

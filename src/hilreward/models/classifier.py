@@ -12,58 +12,43 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
+from ..config import ModelSettings
 from ..errors import CheckpointError, ConfigError, EncoderError, InputError
 from . import checkpoint as ckpt
 from .head import RewardHead
 from .members import MemberHeads, holds_members, member_backbone, member_encoder
 from ..images import model_pixels
+from ..success import success_label
 from .preprocessing import full_camera_key, normalize, pick_cameras, short_camera_key, to_float_chw
 from .registry import Encoder, build_encoder
+from .support import Support, pool, support_encoder
 from ..utils import replace_dir
+from ..constants import CONFIG_NAME
 
 FORMAT_VERSION = 2
 """Checkpoint format this code writes and the newest it reads (2: ``temperature`` divides the logits; a reader
 that ignored it would apply the threshold to other probabilities)."""
 
 
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 @dataclass
-class ClassifierConfig:
-    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``."""
+class ClassifierConfig(ModelSettings):
+    """Everything needed to rebuild a RewardClassifier without network; saved as ``config.json``.
 
-    encoder: str = "resnet10"
-    """Encoder registry spec (``resnet10``, ``small_cnn``, ``tiny``, ``hf:...``, ``timm:...``, ``torchvision:...``)."""
+    The model keys of training (:class:`~hilreward.config.ModelSettings`: encoder, freeze, num_classes,
+    image_size, the head's sizes, threshold) with their defaults, plus what the data, the built encoder and
+    calibration add."""
+
     camera_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     """Full camera keys, in the order the head concatenates them."""
-    image_size: list[int] = field(default_factory=lambda: [128, 128])
-    """Model input [height, width]; inputs of any other size are resized to it."""
     mean: Optional[list[float]] = None
     """Per-channel normalisation mean (None: the encoder's)."""
     std: Optional[list[float]] = None
     """Per-channel normalisation std (None: the encoder's)."""
-    num_classes: int = 2
-    """2: binary (one logit, sigmoid); >2: multi-class (softmax)."""
-    spatial_features: int = 8
-    """Spatial learned embedding features per camera."""
-    latent_dim: int = 256
-    """Per-camera projection width."""
-    hidden_dim: int = 256
-    """Hidden width after the cameras are concatenated."""
-    dropout: float = 0.1
-    """Dropout in the head."""
-    threshold: float = 0.5
-    """Default success threshold (probability of the positive class, after ``temperature``)."""
     temperature: float = 1.0
     """Logits are divided by this before the sigmoid / softmax (temperature scaling, set by calibration)."""
     calibration: Optional[dict[str, Any]] = None
     """How ``temperature`` and ``threshold`` were chosen (episodes, evidence, rule), when calibrated."""
-    freeze: str = "all"
-    """Encoder freeze mode: ``all``, ``last`` or ``none``."""
     members: int = 1
     """Ensemble members (:mod:`hilreward.models.members`): >1 holds that many encoders and heads, the logit is the
     mean of theirs (calibration by folds of a model whose encoder trains deploys its fold models so)."""
@@ -77,25 +62,24 @@ class ClassifierConfig:
     """hilreward version that wrote the checkpoint."""
     format_version: int = FORMAT_VERSION
     """Checkpoint format; a reader refuses newer formats."""
+    support: Optional[dict[str, Any]] = None
+    """The support bank's sizes (``frames``, ``dims``, ``k``, ``success_class``) when the checkpoint has one
+    (:mod:`hilreward.models.support`); None: no support (the cautious reward then cannot be used)."""
 
     @classmethod
     def from_train_config(cls, cfg: Any, camera_keys: Sequence[str]) -> "ClassifierConfig":
         """From a TrainConfig (or its ``model`` ModelConfig) and the dataset's cameras."""
         m = getattr(cfg, "model", cfg)
-        return cls(
-            encoder=m.encoder, camera_keys=[full_camera_key(k) for k in camera_keys],
-            image_size=[int(s) for s in m.image_size], num_classes=int(m.num_classes),
-            spatial_features=int(m.spatial_features), latent_dim=int(m.latent_dim), hidden_dim=int(m.hidden_dim),
-            dropout=float(m.dropout), threshold=float(m.threshold), freeze=m.freeze,
-        )
+        settings = {f.name: getattr(m, f.name) for f in dataclasses.fields(ModelSettings)}
+        return cls(**settings, camera_keys=[full_camera_key(k) for k in camera_keys])
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config.json") -> "ClassifierConfig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = CONFIG_NAME) -> "ClassifierConfig":
         fmt = int(data.get("format_version", 1))
         if fmt > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source} was written by hilreward {data.get('version', '?')} in checkpoint format {fmt}; this is "
-                f"hilreward {_package_version()}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
+                f"hilreward {__version__}, which reads formats up to {FORMAT_VERSION}: upgrade hilreward"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = [k for k in ("encoder", "camera_keys", "image_size") if k not in data]
@@ -149,7 +133,7 @@ class RewardClassifier(nn.Module):
             std=list(config.std if config.std is not None else encoder.std),
             feature_shape=feature_shape,
             encoder_weights=config.encoder_weights or encoder.weights_source,
-            version=config.version or _package_version(),
+            version=config.version or __version__,
             format_version=FORMAT_VERSION,
         )
         self.encoder = encoder
@@ -160,6 +144,11 @@ class RewardClassifier(nn.Module):
             latent_dim=self.config.latent_dim, hidden_dim=self.config.hidden_dim, dropout=self.config.dropout,
         ) for _ in range(k)]
         self.reward_head = heads[0] if k == 1 else MemberHeads(heads)
+        self.support: Optional[Support] = None
+        if self.config.support:
+            sizes = self.config.support
+            self.support = Support(int(sizes["frames"]), int(sizes["dims"]), int(sizes.get("k", 5)),
+                                   encoder=support_encoder() if sizes.get("encoder") else None)
         self.source_dir: Optional[Path] = None
 
     # --- construction ------------------------------------------------------------------------
@@ -261,6 +250,30 @@ class RewardClassifier(nn.Module):
         picked = pick_cameras(pixels, self.config.camera_keys)
         return self.reward_head.heads[i]([backbone(picked[k]) for k in self.config.camera_keys])
 
+    def set_support(self, support: Optional[Support], success_class: int = -1) -> None:
+        """Keep ``support`` (built on this model's encoder features) in the model and its checkpoint."""
+        self.support = support
+        self.config = dataclasses.replace(self.config, support=None if support is None else {
+            **support.size, "success_class": success_label(self.config.num_classes, success_class)})
+
+    def support_of(self, features: Mapping[str, torch.Tensor],
+                   pixels: Optional[Mapping[str, torch.Tensor]] = None) -> Optional[torch.Tensor]:
+        """(B, 2) [support, novelty] of a batch from its encoder ``features`` and normalised ``pixels`` (which a
+        support bank with its own encoder needs; see :mod:`hilreward.models.support`); None without a bank."""
+        if self.support is None:
+            return None
+        return self.support(self.support_vectors(features, pixels))
+
+    def support_vectors(self, features: Mapping[str, torch.Tensor],
+                        pixels: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        """(B, D) the pooled vectors a support bank compares (the classifier's features, or its own encoder's)."""
+        encoder = getattr(self.support, "encoder", None) if self.support is not None else None
+        if encoder is None:
+            return pool(features, self.config.camera_keys)
+        if pixels is None:
+            raise ValueError("this support bank has its own encoder: pass the normalised pixels too")
+        return self.support.describe(features, pixels, self.config.camera_keys)
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Sigmoid of binary logits (B,) or softmax of multi-class logits (B, K), after dividing them by the
         stored ``temperature``: every backend (torch, ONNX, gRPC) gets its probabilities here."""
@@ -298,24 +311,26 @@ class RewardClassifier(nn.Module):
     def save_pretrained(self, save_directory: str | os.PathLike, train_config_yaml: Optional[str] = None,
                         metrics: Optional[Mapping[str, Any]] = None) -> Path:
         """Write config.json, model.safetensors (encoder and head), train_config.yaml, metrics.json atomically."""
-        config = self.config.to_dict()
-        state = self.state_dict()
+        return replace_dir(save_directory, lambda tmp: self.write_files(tmp, train_config_yaml, metrics))
 
-        def fill(tmp: Path) -> None:
-            ckpt.write_json(tmp / ckpt.CONFIG_NAME, config)
-            ckpt.save_weights(tmp / ckpt.WEIGHTS_NAME, state,
-                              metadata={"format": "pt", "hilreward_version": self.config.version})
-            if train_config_yaml is not None:
-                (tmp / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
-            if metrics is not None:
-                ckpt.write_json(tmp / ckpt.METRICS_NAME, dict(metrics))
-
-        return replace_dir(save_directory, fill)
+    def write_files(self, folder: Path, train_config_yaml: Optional[str] = None,
+                    metrics: Optional[Mapping[str, Any]] = None) -> None:
+        """The checkpoint's files into ``folder`` as they are (what :meth:`save_pretrained` writes and then moves into
+        place; a caller that writes more files there first, such as a training checkpoint, moves it itself)."""
+        ckpt.write_json(folder / ckpt.CONFIG_NAME, self.config.to_dict())
+        ckpt.save_weights(folder / ckpt.WEIGHTS_NAME, self.state_dict(),
+                          metadata={"format": "pt", "hilreward_version": self.config.version})
+        if train_config_yaml is not None:
+            (folder / ckpt.TRAIN_CONFIG_NAME).write_text(train_config_yaml)
+        if metrics is not None:
+            ckpt.write_json(folder / ckpt.METRICS_NAME, dict(metrics))
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardClassifier":
-        """Load a checkpoint directory or Hub repo; needs no network for a local directory. Eval mode."""
-        folder = ckpt.resolve_checkpoint(path_or_repo)
+    def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str | torch.device = "cpu",
+                        revision: Optional[str] = None) -> "RewardClassifier":
+        """Load a checkpoint directory or Hub repo (at ``revision``, or ``"user/repo@revision"``); needs no network
+        for a local directory or a cached revision. Eval mode."""
+        folder = ckpt.resolve_checkpoint(path_or_repo, revision)
         config = ClassifierConfig.from_dict(ckpt.read_config(folder), str(folder / ckpt.CONFIG_NAME))
         state = ckpt.read_weights(folder)
         try:

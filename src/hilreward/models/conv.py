@@ -12,8 +12,9 @@ from typing import Any, Optional, Sequence
 
 from torch import nn
 
-from .registry import Encoder, register_encoder
+from .registry import Encoder
 from .weights import checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights, safetensors_file
+from ..constants import CONFIG_NAME
 
 
 def conv_stack(widths: Sequence[int], groups: int = 8) -> nn.Sequential:
@@ -42,7 +43,7 @@ def build_conv_encoder(
         from_checkpoint = checkpoint_encoder_state(state)  # a hilreward checkpoint: reuse its encoder
         if from_checkpoint is not None:
             state = from_checkpoint
-            options = read_json(path.parent / "config.json").get("encoder_options", options)
+            options = read_json(path.parent / CONFIG_NAME).get("encoder_options", options)
     widths = [int(w) for w in options.get("widths", widths)]
     backbone = conv_stack(widths)
     if state is not None:
@@ -51,11 +52,9 @@ def build_conv_encoder(
                    options={"widths": widths}, weights_source=weights)
 
 
-@register_encoder("small_cnn")
 def small_cnn(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     return build_conv_encoder("small_cnn", (16, 32, 64, 64), (96, 96), weights if pretrained else None, options or {})
 
 
-@register_encoder("tiny")
 def tiny(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     return build_conv_encoder("tiny", (8, 16), (32, 32), weights if pretrained else None, options or {})

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import EncoderError
-from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder, register_encoder
-from .weights import read_json, resolve_weights
+from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder
+from .weights import load_into, read_json, read_state_dict, resolve_weights, safetensors_file
 
 
 def _require(module: str, spec: str, extra: str) -> Any:
@@ -54,7 +54,6 @@ def _find_stages(model: nn.Module) -> list[nn.Module]:
     return []
 
 
-@register_encoder("hf:")
 def hf_encoder(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     spec = f"hf:{arg}"
     transformers = _require("transformers", spec, "transformers (or 'hilreward[hf]')")
@@ -86,7 +85,6 @@ def hf_encoder(arg=None, pretrained=True, weights=None, options=None) -> Encoder
                    options=options, weights_source=source if pretrained else None)
 
 
-@register_encoder("timm:")
 def timm_encoder(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     spec = f"timm:{arg}"
     timm = _require("timm", spec, "timm (or 'hilreward[timm]')")
@@ -112,7 +110,6 @@ class _TimmFeatures(nn.Module):
         return self.model.forward_features(x)
 
 
-@register_encoder("torchvision:")
 def torchvision_encoder(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     spec = f"torchvision:{arg}"
     tv = _require("torchvision", spec, "torchvision")
@@ -121,8 +118,6 @@ def torchvision_encoder(arg=None, pretrained=True, weights=None, options=None) -
     except Exception as exc:
         raise EncoderError(f"encoder {spec!r}: torchvision cannot build it ({exc}); {_fix(spec)}") from None
     if pretrained and weights:
-        from .weights import load_into, read_state_dict, safetensors_file
-
         what = f"encoder {spec!r}"
         path = safetensors_file(resolve_weights(weights, what, _fix(spec)), what)
         load_into(model, read_state_dict(path, what), what, str(path))

@@ -26,13 +26,14 @@ from ..errors import CheckpointError, InputError
 from ..images import model_pixels
 from .preprocessing import pick_cameras, to_float_chw
 from .hf_resnet import ResNetTrunk, infer_spec
+from ..constants import CONFIG_NAME, WEIGHTS_NAME
 
 IMAGE_PREFIX = "observation.image"
 
 
 def is_lerobot_checkpoint(path: str | Path) -> bool:
     """True when ``path/config.json`` says ``"type": "reward_classifier"`` (LeRobot's format)."""
-    cfg = Path(path) / "config.json"
+    cfg = Path(path) / CONFIG_NAME
     if not cfg.is_file():
         return False
     try:
@@ -173,8 +174,13 @@ def import_lerobot(path: str | Path, device: str = "cpu") -> LeRobotRewardClassi
     if not is_lerobot_checkpoint(root):
         raise CheckpointError(f"{root} is not a LeRobot reward_classifier checkpoint "
                               "(needs config.json with \"type\": \"reward_classifier\")")
-    cfg = json.loads((root / "config.json").read_text())
-    weights = root / "model.safetensors"
+    made = root / "hilreward_export.json"  # written by `hilreward export format=lerobot`
+    if made.is_file():
+        source = json.loads(made.read_text()).get("source") or "the hilreward checkpoint it was exported from"
+        raise CheckpointError(f"{root} is hilreward's export for LeRobot's own step; in hilreward load the checkpoint "
+                              f"it was made from ({source})")
+    cfg = json.loads((root / CONFIG_NAME).read_text())
+    weights = root / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{root} has no model.safetensors")
     state = load_file(str(weights))
@@ -262,7 +268,7 @@ def _read_normalisation(root: Path, cameras: list[str]) -> tuple[dict, dict, flo
 
 def _encoder_config(model_name: str) -> dict:
     """The encoder folder's config.json when ``model_name`` is a local folder (else {})."""
-    path = Path(model_name) / "config.json" if model_name else None
+    path = Path(model_name) / CONFIG_NAME if model_name else None
     if path is not None and path.is_file():
         try:
             return json.loads(path.read_text())

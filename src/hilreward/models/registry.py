@@ -26,7 +26,12 @@ FREEZE_MODES = get_args(Freeze)
 
 Builder = Callable[..., "Encoder"]
 ENCODERS: Registry[Builder] = Registry("encoder", EncoderError)
-"""Encoder name (or ``prefix:``) -> builder."""
+"""Encoder name (or ``prefix:``) -> builder. The built-in ones are named here and imported on first use (their
+modules import this one)."""
+for _name, _builder in (("resnet10", "resnet10:resnet10"), ("small_cnn", "conv:small_cnn"), ("tiny", "conv:tiny"),
+                        ("hf:", "external:hf_encoder"), ("timm:", "external:timm_encoder"),
+                        ("torchvision:", "external:torchvision_encoder")):
+    ENCODERS.register(_name, f"hilreward.models.{_builder}")
 
 
 class Encoder(nn.Module):
@@ -148,7 +153,6 @@ def register_encoder(name: str) -> Callable[[Builder], Builder]:
 
 def list_encoders() -> list[str]:
     """Registered encoder names; prefixes end in ``:``."""
-    _ensure_builtins()
     return sorted(ENCODERS.names())
 
 
@@ -166,7 +170,6 @@ def build_encoder(
     options: architecture options saved in a checkpoint (rebuild without network).
     freeze: ``all`` (default), ``last`` or ``none``.
     """
-    _ensure_builtins()
     if not isinstance(spec, str) or not spec:
         raise EncoderError(f"encoder must be a non-empty name; known: {ENCODERS.known()}")
     if ":" in spec:
@@ -184,7 +187,3 @@ def build_encoder(
     encoder.spec = spec
     return encoder.set_freeze(freeze)
 
-
-def _ensure_builtins() -> None:
-    # Importing the modules runs their @register_encoder decorators.
-    from . import conv, external, resnet10  # noqa: F401

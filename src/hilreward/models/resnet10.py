@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EncoderError
-from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder, register_encoder
+from .registry import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from .weights import (checkpoint_encoder_state, load_into, read_json, read_state_dict, resolve_weights,
                       safetensors_file)
+from ..constants import CONFIG_NAME
 
 DEFAULT_REPO = "helper2424/resnet10"
 LAYOUTS = ("hilserl", "transformers")
@@ -118,17 +119,25 @@ class BasicBlock(nn.Module):
         return self.act2(out + (x if self.shortcut is None else self.shortcut(x)))
 
 
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for :class:`ResNet10` when its layout and activations are known, else EncoderError."""
+    if options.get("layout", "hilserl") not in LAYOUTS:
+        raise EncoderError(f"unknown resnet10 layout {options.get('layout')!r}; known: {', '.join(LAYOUTS)}")
+    act = options.get("act", "relu")
+    for a in (act, options.get("block_act") or act):
+        if a not in _ACTIVATIONS:
+            raise EncoderError(f"resnet10: unsupported activation {a!r}; known: {', '.join(_ACTIVATIONS)}")
+    return options
+
+
 class ResNet10(nn.Module):
     """Stem + four one-block stages. Keys: ``stem.{0,1}.*``, ``stages.N.{conv1,norm1,conv2,norm2,shortcut}.*``."""
 
     def __init__(self, layout: str = "hilserl", act: str = "relu", block_act: Optional[str] = None,
                  stem_width: int = 64, widths: Sequence[int] = (64, 128, 256, 512)):
+        """``layout``, ``act`` and ``block_act`` are checked by :func:`check_options` (this class imports nothing
+        from hilreward, so an exported LeRobot checkpoint can carry its source)."""
         super().__init__()
-        if layout not in LAYOUTS:
-            raise EncoderError(f"unknown resnet10 layout {layout!r}; known: {', '.join(LAYOUTS)}")
-        for a in (act, block_act or act):
-            if a not in _ACTIVATIONS:
-                raise EncoderError(f"resnet10: unsupported activation {a!r}; known: {', '.join(_ACTIVATIONS)}")
         norm, same = ("group", True) if layout == "hilserl" else ("batch", False)
         self.stem = nn.Sequential(Conv(3, stem_width, 7, 2, same=False), _norm(norm, stem_width),
                                   _ACTIVATIONS[act](), MaxPool(same))
@@ -213,7 +222,6 @@ def options_from_config(config: dict[str, Any], layout: str) -> dict[str, Any]:
     }
 
 
-@register_encoder("resnet10")
 def resnet10(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
     options = dict(options or {"layout": "hilserl"})
     what = "encoder 'resnet10'"
@@ -225,16 +233,16 @@ def resnet10(arg=None, pretrained=True, weights=None, options=None) -> Encoder:
         base = folder if folder.is_dir() else folder.parent
         from_checkpoint = checkpoint_encoder_state(state)
         if from_checkpoint is not None:  # a hilreward checkpoint: reuse its encoder as it was
-            config = read_json(base / "config.json")
+            config = read_json(base / CONFIG_NAME)
             state, options = from_checkpoint, dict(config.get("encoder_options", {"layout": "hilserl"}))
             mean, std = config.get("mean") or mean, config.get("std") or std
         else:
             layout = detect_layout(state)
-            options = options_from_config(read_json(base / "config.json"), layout)
+            options = options_from_config(read_json(base / CONFIG_NAME), layout)
             prep = read_json(base / "preprocessor_config.json")
             mean, std = prep.get("image_mean", mean), prep.get("image_std", std)
             state = map_keys(state, layout)
-    model = ResNet10(**options)
+    model = ResNet10(**check_options(options))
     if state is not None:
         load_into(model, state, what, source)
     return Encoder("resnet10", model, [model.stem, *model.stages], mean, std,

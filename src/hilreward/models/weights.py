@@ -10,6 +10,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import EncoderError
+from ..constants import WEIGHTS_NAME
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -50,7 +51,7 @@ def safetensors_file(folder: Path, what: str) -> Path:
     """The single ``*.safetensors`` file of ``folder`` (``model.safetensors`` preferred), or ``folder`` itself."""
     if folder.is_file():
         return folder
-    preferred = folder / "model.safetensors"
+    preferred = folder / WEIGHTS_NAME
     if preferred.is_file():
         return preferred
     files = sorted(folder.glob("*.safetensors"))

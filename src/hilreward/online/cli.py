@@ -14,32 +14,28 @@ anyway) and says from which version. ``export ... out=<dir>`` writes stored corr
 LeRobot v3.0 dataset, from either engine (an SQLite path or a postgresql:// URL), to look at
 (``hilreward inspect dataset.root=<out>``) and for merging into the training data.
 One dataset episode per (RL episode, environment) that had corrections, rows in the order the
-corrections were acknowledged. Columns: every camera as ``observation.images.<name>``,
-``next.reward`` (the human label of the frame shown, float32: train on it with
-``label.align=next``), ``classifier.probability`` (the model's success probability),
-``correction.id`` / ``correction.episode`` / ``correction.step`` (int64).
-``meta/corrections.jsonl`` adds time, model_version, source, env_index and replica per row.
-Frames of a camera are resized to the size of its first correction where they differ.
+corrections were acknowledged, written as :func:`hilreward.deploy.corrections.write_dataset` writes a
+reward function's corrections (``next.reward`` is the human label of the frame shown: train on it with
+``label.align=next``), plus ``correction.id`` and each row's replica.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from ..config import DatasetConfig, parse_overrides
-from ..deploy.rule import success_probability
+from ..deploy.corrections import write_dataset
 from ..errors import ConfigError, ServingError
 from ..usage import HELP_FLAGS, HelpRequested
 from . import review
+from .monitor import FILE as MONITOR_FILE
+from .monitor import read as read_monitor
 from .store import CorrectionStore, StoredCorrection, engine_name
 
 ACTIONS = ("list", "show", "accept", "reject", "export", "migrate")
@@ -90,15 +86,14 @@ class ReviewConfig:
     """accept / reject: who (default $USER)."""
     success_class: int = -1
     """Multi-class models: the class whose probability counts as success (the server's ``success_class``)."""
+    state_dir: Optional[str] = None
+    """list: the server's ``state_dir``, whose hacking monitor it prints (default: the SQLite store's folder)."""
 
 
 def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec: str = "auto",
                        task: str = "human correction", overwrite: bool = False, success_class: int = -1) -> dict:
     """Write every correction in ``store`` to the v3.0 dataset ``out``; returns a summary. ``classifier.probability``
     holds each correction's success probability (class ``success_class`` of a multi-class model's)."""
-    from ..data.writer import DatasetWriter
-    from ..images import resize_uint8
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists; pass overwrite=true to replace it or choose another out=")
@@ -116,44 +111,10 @@ def export_corrections(store: str | Path, out: str | Path, fps: int = 10, codec:
     for c in complete:
         episodes.setdefault((c.correction.episode, c.correction.env_index), []).append(c)
 
-    features = {"next.reward": {"dtype": "float32", "shape": [1]},
-                "classifier.probability": {"dtype": "float32", "shape": [1]},
-                "correction.id": {"dtype": "int64", "shape": [1]},
-                "correction.episode": {"dtype": "int64", "shape": [1]},
-                "correction.step": {"dtype": "int64", "shape": [1]}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        writer = DatasetWriter(tmp / "ds", fps=fps, cameras=sizes, features=features, codec=codec)
-        rows = []
-        for group in episodes.values():
-            frames = {}
-            for key in cameras:
-                stack = [c.correction.frames[key] for c in group]
-                stack = [f if f.shape[:2] == sizes[key] else resize_uint8(f, sizes[key]) for f in stack]
-                frames[key] = np.stack(stack)
-            columns = {
-                "next.reward": np.array([c.correction.label for c in group], dtype=np.float32),
-                "classifier.probability": np.array([success_probability(c.correction.probability, success_class) for c in group],
-                                                   dtype=np.float32),
-                "correction.id": np.array([c.id for c in group], dtype=np.int64),
-                "correction.episode": np.array([c.correction.episode for c in group], dtype=np.int64),
-                "correction.step": np.array([c.correction.step for c in group], dtype=np.int64),
-            }
-            writer.add_episode(frames, columns, task=task)
-            rows += [{"id": c.id, "label": c.correction.label, "probability": c.correction.probability,
-                      "model_version": c.correction.model_version, "time": c.correction.time,
-                      "episode": c.correction.episode, "step": c.correction.step,
-                      "env_index": c.correction.env_index, "source": c.correction.source,
-                      "replica": c.replica} for c in group]
-        written = Path(writer.finalize())
-        with open(written / "meta" / "corrections.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        if out.exists():
-            shutil.rmtree(out)
-        written.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    groups = list(episodes.values())
+    write_dataset(out, [[dataclasses.replace(c.correction, success_class=success_class) for c in g] for g in groups],
+                  fps=fps, task=task, codec=codec, ids=[[c.id for c in g] for g in groups],
+                  meta=[[{"replica": c.replica} for c in g] for g in groups])
     return {"out": str(out), "corrections": len(complete), "skipped": len(corrections) - len(complete),
             "episodes": len(episodes), "cameras": cameras}
 
@@ -171,8 +132,17 @@ def migrate_store(store: str) -> dict:
         return {"store": db.display, "version": db.schema_version, "upgraded_from": db.upgraded_from}
 
 
+def _when(t: float) -> str:
+    """A stored time as local date and time ('?' for one no date has: a store written before non-finite numbers
+    were refused may hold one)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    except (OverflowError, OSError, ValueError):
+        return "?" + " " * 18
+
+
 def _line(v: review.CorrectionView) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time))
+    when = _when(v.time)
     now = "-" if v.probability_now is None else f"{v.probability_now:.3f}"
     verdict = f"  [{v.review.verdict}ed]" if v.review is not None else ""
     line = (f"{v.id:>6}  {when}  ep {v.episode:>4} step {v.step:>4}  label {v.label}  p {v.probability:.3f} -> {now}  "
@@ -181,6 +151,13 @@ def _line(v: review.CorrectionView) -> str:
 
 
 def _conflict(k: dict, label: int) -> str:
+    """What a status names, in one line: the newer correction, the live firings, or the offline frames."""
+    if "by" in k:
+        return f"superseded by correction {k['by']} (the newest word): accept this one to make it win"
+    if k.get("live"):
+        shown = ", ".join(f"{e}@{t}" for e, t in k.get("firings", [])[:8])
+        return (f"training on it makes the reward newly fire in live episodes (episode@step: {shown}; most alike: "
+                f"episode {k['episode']} step {k['frame']}): accept if those are successes, reject drops it")
     return (f"conflicts with offline episode {k['episode']} frames {k['start']}-{k['end'] - 1} (labelled {k['label']}; "
             f"training on it makes them {k['kind'].replace('_', ' ')}; most alike: frame {k['frame']}): accept "
             f"relabels them {label}, reject drops the correction")
@@ -199,6 +176,12 @@ def review_main(action: str, args: list[str]) -> int:
         if attempts and not attempts[0].passed:
             a = attempts[0]
             print(f"latest retraining attempt (corrections up to {a.last_correction_id}) refused: {a.reason}")
+        folder = cfg.state_dir or (None if engine_name(cfg.store) != "sqlite" else str(Path(cfg.store).parent))
+        watched = read_monitor(Path(folder) / MONITOR_FILE) if folder else []
+        if watched:
+            print("hacking monitor (what each served version claimed on live episodes, newest last):")
+            for v in watched[-5:]:
+                print("  " + v.line())
         print("    id  time                 episode/step       label  p when made -> now  status       version  source")
         for v in items:
             print(_line(v))
@@ -216,7 +199,7 @@ def review_main(action: str, args: list[str]) -> int:
         for a in detail.history:
             print(f"  attempt {a.attempt_id}: {a.status} p={a.probability:.3f} {a.detail}".rstrip())
         for r in detail.reviews:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
+            when = _when(r.time)
             print(f"  {r.verdict}ed by {r.reviewer or '?'} at {when}" + (f": {r.note}" if r.note else ""))
         if cfg.out:
             folder = Path(cfg.out)

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..models.head import RewardHead
 from ..utils import write_file
 
 ENSEMBLE_DIR = "ensembles"
@@ -34,8 +35,6 @@ cost per step, and it only has to say where heads disagree."""
 
 def new_member(model, seed: int, width: int = MEMBER_WIDTH) -> torch.nn.Module:
     """A freshly initialised head like ``model.reward_head``, at most ``width`` wide (seeded)."""
-    from ..models.head import RewardHead
-
     cfg = model.config
     with torch.random.fork_rng():
         torch.manual_seed(seed)

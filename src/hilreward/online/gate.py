@@ -171,3 +171,108 @@ def conflict_record(reg: Regression, nearest_row: int, frame_index: np.ndarray) 
     run = next(r for r in runs if r[0] <= frame <= r[-1])
     return {"episode": int(reg.episode), "start": int(run[0]), "end": int(run[-1]) + 1, "frame": frame,
             "kind": reg.kind, "label": int(reg.label)}
+
+
+# --------------------------------------------------------------------------- live traffic
+@dataclass
+class LiveEvidence:
+    """The recent live episodes the gate judges (rows aligned with the retrainer's live features)."""
+
+    episode_ids: np.ndarray
+    """int64 (N,): the live episode of each row."""
+    steps: np.ndarray
+    """int64 (N,): its step."""
+    consecutive: int = 1
+
+    def groups(self) -> list[tuple[int, np.ndarray]]:
+        return split_episodes(self.episode_ids, self.steps)
+
+
+@dataclass
+class LiveFiring:
+    """A recent live episode where the candidate fires and the serving version did not (or later)."""
+
+    episode: int
+    step: int
+    """The candidate's first firing."""
+    serving: int | None
+    """The serving version's first firing (None: it never fired)."""
+    rows: np.ndarray
+    """Live rows before the serving version's firing that the candidate calls success and it did not: the
+    evidence blame works from."""
+    labelled: bool = False
+    """A correction (or a review that accepted a live conflict) labels success in the episode."""
+
+    def describe(self) -> str:
+        was = "never fired" if self.serving is None else f"fired at step {self.serving}"
+        return f"live episode {self.episode} fires at step {self.step} (serving: {was})"
+
+
+@dataclass
+class LiveCheck:
+    """What the candidate does on the recent live episodes, next to the serving version."""
+
+    episodes: int = 0
+    newly: list[LiveFiring] | None = None
+    """Episodes where it newly fires (earlier than the serving version by more than the tolerance, or where that
+    never fired) and no correction labels success by then: the dangerous way."""
+    early: list[LiveFiring] | None = None
+    """Episodes where it fires within the first ``early_steps`` steps (whatever the corrections say)."""
+    early_serving: int = 0
+    """Episodes where the serving version fires within the first ``early_steps`` steps."""
+    stopped: int = 0
+    """Episodes where the serving version fired and the candidate fires later or never: the cautious way."""
+    confirmed: int = 0
+    """Episodes where it newly fires at a success a correction (or an accepted live conflict) labels."""
+
+    def metrics(self) -> dict[str, float]:
+        return {"live_episodes": float(self.episodes), "live_newly_fires": float(len(self.newly or [])),
+                "live_early_fires": float(len(self.early or [])), "live_early_fires_serving": float(self.early_serving),
+                "live_stops_firing": float(self.stopped), "live_confirmed_fires": float(self.confirmed)}
+
+
+def live_check(live: LiveEvidence, serving: np.ndarray, candidate: np.ndarray, threshold: float,
+               labelled: dict[int, int], tolerance: int, early_steps: int) -> LiveCheck:
+    """Compare the candidate's and the serving version's first firings (success probabilities ``candidate`` and
+    ``serving`` on the live rows, debounced like the served reward) in each live episode. ``labelled``: episode
+    -> the earliest step a human labels success in it (a correction, or a review that confirmed a firing)."""
+    out = LiveCheck(0, [], [], 0, 0, 0)
+    for ep, idx in live.groups():
+        out.episodes += 1
+        steps = live.steps[idx]
+        f_s = first_firing(serving[idx], threshold, live.consecutive)
+        f_c = first_firing(candidate[idx], threshold, live.consecutive)
+        s_s = None if f_s is None else int(steps[f_s])
+        s_c = None if f_c is None else int(steps[f_c])
+        if s_s is not None and s_s <= early_steps:
+            out.early_serving += 1
+        if s_s is not None and (s_c is None or s_c > s_s + tolerance):
+            out.stopped += 1
+        if s_c is None or (s_s is not None and s_c >= s_s - tolerance):
+            continue
+        before = steps < s_s if s_s is not None else np.ones(len(idx), bool)
+        rows = idx[before & (candidate[idx] >= threshold) & (serving[idx] < threshold)]
+        # An episode a human labels success holds a success: a firing in it is no evidence of hacking (the human
+        # presses once the success has shown for a while, a keypress late, so its true onset is earlier than the
+        # labelled frames). A firing in its first steps still counts as early.
+        firing = LiveFiring(ep, s_c, s_s, rows if len(rows) else idx[steps == s_c], ep in labelled)
+        if s_c <= early_steps:
+            out.early.append(firing)
+        if firing.labelled:
+            out.confirmed += 1
+        else:
+            out.newly.append(firing)
+    return out
+
+
+def live_allowance(episodes: int, share: float) -> int:
+    """How many live episodes a candidate may newly fire in: ``share`` of them, at least one (a single newly
+    fired episode is what fixing one missed success looks like)."""
+    return max(1, int(np.floor(share * episodes)))
+
+
+def live_record(firings: list[LiveFiring], nearest: tuple[int, int], kind: str) -> dict:
+    """What a ``conflicts_live`` status names: the live episodes and steps where the candidate would newly fire,
+    and the live frame most alike the correction (``episode``, ``frame`` = its step)."""
+    return {"live": True, "kind": kind, "episode": int(nearest[0]), "frame": int(nearest[1]),
+            "firings": [[int(f.episode), int(f.step)] for f in firings[:20]], "label": 0}

@@ -3,9 +3,13 @@
 Frames are compared in the space the head sees: the frozen encoder's feature maps, average-
 pooled to at most 2x2 per camera and concatenated. "Near-identical" is relative to the data:
 closer than ``radius`` times the median distance between two consecutive frames of an offline
-episode. A correction is contradicted when an offline training frame or another (not rejected)
-correction with a different label is that close: no head can then classify both as labelled,
-so the correction is reported for review instead of holding the gate.
+episode. No head can classify two such frames both as labelled, so:
+
+- of two corrections labelled otherwise that close, *the newest word wins* (:func:`newest_word`): the newer
+  trains and the older is ``superseded`` (never trained; reversible by a review that accepts it, which makes
+  it the newest word);
+- a correction that close to an offline training frame labelled otherwise is *contradicted*: reported for
+  review instead of holding the gate (the recorded data is not overruled by one keypress).
 """
 
 from __future__ import annotations
@@ -13,22 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+from ..models.support import pool_numpy
 
 
 def pooled(features: dict[str, np.ndarray], keys: list[str], batch: int = 2048) -> np.ndarray:
-    """(N, D) float32: each camera's (N, C, h, w) features average-pooled to <= 2x2, concatenated."""
-    n = len(features[keys[0]])
-    parts = []
-    for key in keys:
-        f = features[key]
-        out = []
-        for s in range(0, n, batch):
-            x = torch.from_numpy(np.asarray(f[s:s + batch], dtype=np.float32))
-            x = torch.nn.functional.adaptive_avg_pool2d(x, (min(2, x.shape[-2]), min(2, x.shape[-1])))
-            out.append(x.flatten(1).numpy())
-        parts.append(np.concatenate(out) if out else np.zeros((0, 0), np.float32))
-    return np.concatenate(parts, axis=1)
+    """(N, D) float32: each camera's (N, C, h, w) features average-pooled to <= 2x2, concatenated (the support
+    bank's pooling, :func:`hilreward.models.support.pool`)."""
+    return pool_numpy(features, keys, batch)
 
 
 @dataclass
@@ -74,28 +70,44 @@ class NearDuplicates:
         return self._offline[key]
 
     def find(self, ids: list[int], vectors: np.ndarray, labels: np.ndarray) -> dict[int, Contradiction]:
-        """The corrections (``ids``, their pooled ``vectors`` and ``labels``) that are contradicted."""
+        """The corrections (``ids``, their pooled ``vectors`` and ``labels``) an offline training frame labelled
+        otherwise contradicts (within the radius)."""
         out: dict[int, Contradiction] = {}
         limit = self.radius * self.scale
-        labels = np.asarray(labels)
         vectors = np.asarray(vectors, dtype=np.float32)
-        if len(ids):
-            sq = (vectors ** 2).sum(1)
-            between = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * vectors @ vectors.T, 0.0))
-            between[labels[:, None] == labels[None, :]] = np.inf
         for i, cid in enumerate(ids):
-            d_off, row = self._nearest_offline(cid, vectors[i], int(labels[i]))
-            j = int(np.argmin(between[i]))
-            d_corr = float(between[i, j])
-            if min(d_off, d_corr) > limit:
+            d, row = self._nearest_offline(cid, vectors[i], int(labels[i]))
+            if d > limit:
                 continue
-            if d_off <= d_corr:
-                what = (f"offline frame (episode {int(self.episodes[row])}, frame {int(self.frames[row])}) "
-                        f"labelled {int(self.labels[row])}")
-                d = d_off
-            else:
-                what = f"correction {ids[j]} labelled {int(labels[j])}"
-                d = d_corr
-            out[cid] = Contradiction(d / self.scale, f"near-identical to {what} ({d / self.scale:.2f} x the "
-                                                     "distance between consecutive frames)")
+            out[cid] = Contradiction(d / self.scale, f"near-identical to offline frame (episode {int(self.episodes[row])}, "
+                                                     f"frame {int(self.frames[row])}) labelled {int(self.labels[row])} "
+                                                     f"({d / self.scale:.2f} x the distance between consecutive frames)")
         return out
+
+    def pairs(self, vectors: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, float]]:
+        """Pairs ``(i, j, distance)`` (indices into ``vectors``, ``i < j``) of corrections labelled otherwise that
+        are near-identical (within the radius; distance in units of the consecutive-frame median)."""
+        vectors, labels = np.asarray(vectors, dtype=np.float32), np.asarray(labels)
+        if len(vectors) < 2 or self.radius <= 0:
+            return []
+        sq = (vectors ** 2).sum(1)
+        between = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * vectors @ vectors.T, 0.0))
+        close = (between <= self.radius * self.scale) & (labels[:, None] != labels[None, :])
+        i, j = np.nonzero(np.triu(close, 1))
+        return [(int(a), int(b), float(between[a, b] / self.scale)) for a, b in zip(i, j)]
+
+
+def newest_word(pairs: list[tuple[int, int, float]], word: list[tuple]) -> dict[int, int]:
+    """Of each pair of contradicting corrections, the older word is superseded by the newer, unless the newer is
+    itself superseded (a chain A=1, B=0, C=1 leaves A and C training). ``word[i]`` orders the corrections' words
+    (the greater is newer). Returns superseded index -> the index of the correction that supersedes it."""
+    against: dict[int, list[int]] = {}
+    for i, j, _ in pairs:
+        against.setdefault(i, []).append(j)
+        against.setdefault(j, []).append(i)
+    out: dict[int, int] = {}
+    for i in sorted(against, key=lambda k: word[k], reverse=True):  # newest first: its fate is settled first
+        newer = [j for j in against[i] if word[j] > word[i] and j not in out]
+        if newer:
+            out[i] = max(newer, key=lambda k: word[k])
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import check_choices
+from ..config import check_values
 from ..errors import ConfigError
 from .adapt import Scope
 from .gate import EpisodeError
@@ -70,10 +70,30 @@ class RetrainOptions:
     holdout_tolerance: float = 0.1
     """Gate: the held-out corrections' accuracy may drop by at most this much (absolute, and always by one
     correction) with the new corrections."""
+    live_episodes: int = 20
+    """Gate: judge each candidate on the newest this many live episodes the server recorded (``<state_dir>/live``,
+    ``live.keep`` of them on disk): the states the policy visits, which no offline episode shows (0: no live gate)."""
+    live_share: float = 0.1
+    """Gate: a candidate may newly fire (earlier than the serving version, or where it never fired) in at most this
+    share of those episodes (at least one) where no correction labels success by then. A policy exploits a false
+    success within minutes: an unconfirmed firing in one episode is what fixing one missed success looks like, in
+    many at once what a reward that learned a shortcut looks like (drawer-open: one 3-frame flag made a version fire
+    at step 1-2 of every episode). Past it, the success-labelled corrections most alike the frames it newly fires on
+    become ``conflicts_live`` and it runs again without them."""
+    live_early_steps: int = 2
+    """Gate: a firing at or before this step of a live episode is early (RL episodes start away from the goal)."""
+    live_early_share: float = 0.05
+    """Gate: a candidate that fires early in more than this share of the live episodes, and in more than the
+    serving version does, is never published, whatever the corrections say."""
+    live_tolerance: int = 2
+    """Gate: steps of jitter between two firings that do not count as firing earlier or later."""
     ensemble: int = 4
     """Heads in the uncertainty ensemble, trained while the retrainer is idle (0: no uncertainty)."""
     ensemble_steps: int = 100
     """Optimizer steps of each ensemble head trained from scratch (version 0's)."""
+    keep_versions: int = 16
+    """Published versions kept on disk: the newest N (0: all). Version 0 (the checkpoint), the serving one and every
+    one an episode still uses (``pins.idle_s``) are never removed."""
     threads: int = 1
     """torch threads of the retrainer process (leave the other cores to Predict)."""
     seed: int = 0
@@ -88,9 +108,13 @@ class RetrainOptions:
                               "retrain.min_interval_s and retrain.quiet_s >= 0, retrain.min_fixed within [0, 1], "
                               "retrain.min_steps within [0, retrain.steps]")
         if min(self.contradicted_weight, self.contradiction_radius, self.holdout_episodes, self.holdout_tolerance,
-               self.ensemble, self.max_reruns, self.boundary_frames, self.boundary_weight) < 0 \
+               self.ensemble, self.max_reruns, self.boundary_frames, self.boundary_weight, self.keep_versions,
+               self.live_episodes, self.live_early_steps, self.live_tolerance) < 0 \
+                or not (0 <= self.live_share <= 1 and 0 <= self.live_early_share <= 1) \
                 or min(self.ensemble_steps, self.blame_per_regression) < 1:
             raise ConfigError("retrain.contradicted_weight, contradiction_radius, holdout_episodes, holdout_tolerance, "
-                              "ensemble, max_reruns, boundary_frames and boundary_weight must be >= 0, "
+                              "ensemble, max_reruns, boundary_frames, boundary_weight, keep_versions, live_episodes, "
+                              "live_early_steps and live_tolerance must be >= 0, live_share and live_early_share "
+                              "within [0, 1], "
                               "retrain.ensemble_steps and blame_per_regression >= 1")
-        check_choices(self, "retrain.")
+        check_values(self, "retrain.")

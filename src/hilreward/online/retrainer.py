@@ -2,57 +2,71 @@
 
 :class:`Retrainer` runs :func:`retrainer_main` in a separate process (``spawn``), so training
 never competes with Predict for the server's GIL. At start the process loads the served
-checkpoint (``versions/0``), the offline dataset and its frozen-encoder features
+checkpoint (``versions/0``, :mod:`.model`), the offline dataset and its frozen-encoder features
 (``training.compute_features``, cached on disk; with ``retrain.scope=last|auto`` also the outputs
-of the encoder's stages before the last, :mod:`.adapt`). It then wakes on every new correction
+of the encoder's stages before the last, :mod:`.adapt`) into the feature pool (:mod:`.pool`), and
+:class:`.trainer.HeadRetrainer` runs each attempt. It then wakes on every new correction
 or review (or every ``retrain.every``-th correction, at most once per ``retrain.min_interval_s``),
 waits until none arrived for ``retrain.quiet_s`` (so a burst of clicks trains once), and runs one
 attempt over every stored correction:
 
-1. **Sort the corrections.** A rejected one never trains. One this model cannot use (a camera
-   missing, a blank frame) is ``unusable``. One whose frames are near-identical to an offline frame
-   or another correction with a different label (:mod:`.neighbours`) is *contradicted*: it trains
+1. **Sort the corrections** (:mod:`.sorting`). A rejected one never trains. One this model cannot
+   use (a camera missing, a blank frame) is ``unusable``. Of two near-identical corrections labelled
+   otherwise the older is ``superseded`` (the newest word wins; :mod:`.neighbours`). One whose
+   frames are near-identical to an offline frame with a different label is *contradicted*: it trains
    with the weight of one offline frame (``retrain.contradicted_weight``) and no gate counts it,
    until a review accepts it. One within ``retrain.boundary_frames`` steps of a label change of its
-   episode (the served labels around it, recorded with the correction, overlaid with the human's)
-   is a *boundary* frame: a key pressed a frame or two late puts it there, so it trains lightly
+   episode (the served labels around it, recorded with the correction, overlaid with the human's) is
+   a *boundary* frame: a key pressed a frame or two late puts it there, so it trains lightly
    (``retrain.boundary_weight``) and never gates. One an earlier attempt found in conflict with
-   offline held-out frames (step 4) is left out (``conflicts_offline``). The rest are *gated*.
-   Relabels of offline frames that reviews accepted (:mod:`.offline_edits`) apply first.
-2. **Held-out corrections gate (c)**, before anything else trains: the corrections of the
-   ``retrain.holdout_episodes`` most recent episodes the serving version learned from are held
-   out, and heads trained without them, with and without the new corrections (``holdout_steps``
+   offline held-out frames or live episodes (step 4) is left out (``conflicts_offline``,
+   ``conflicts_live``; :mod:`.conflicts`). The rest are *gated*. Relabels of offline frames that
+   reviews accepted (:mod:`.offline_edits`) apply first.
+2. **Held-out corrections gate (c)** (:mod:`.holdout`), before anything else trains: the corrections
+   of the ``retrain.holdout_episodes`` most recent episodes the serving version learned from are
+   held out, and heads trained without them, with and without the new corrections (``holdout_steps``
    each, like with like), predict them. When the new corrections make more of them wrong than
    ``retrain.holdout_tolerance`` allows, both sides of the conflict become contradicted (for review)
    and the gate runs again without them.
-3. **Train** a candidate from the checkpoint's weights: the head (``retrain.scope=head``), or the
-   encoder's last stage too (``last``; ``auto`` adapts it when the head alone leaves gated
-   corrections unfixed or makes offline held-out episodes wrong). On the offline training episodes
-   plus the corrections, class-balanced, each correction weighted like ``retrain.correction_weight``
-   offline frames of its class, at least ``retrain.min_steps`` and at most ``retrain.steps`` steps,
-   stopping once ``retrain.min_fixed`` of the gated corrections are classified as labelled.
+3. **Train** a candidate (:mod:`.fitting`) from the checkpoint's weights: the head
+   (``retrain.scope=head``), or the encoder's last stage too (``last``; ``auto`` adapts it when the
+   head alone leaves gated corrections unfixed or makes offline held-out episodes wrong). On the
+   offline training episodes plus the corrections, class-balanced, each correction weighted like
+   ``retrain.correction_weight`` offline frames of its class, at least ``retrain.min_steps`` and at
+   most ``retrain.steps`` steps, stopping once ``retrain.min_fixed`` of the gated corrections are
+   classified as labelled (by the served reward's success decision, :mod:`hilreward.success`).
 4. **Gate on what RL feels** (:mod:`.gate`, whose docstring states the rule and what each metric
-   rests on): no offline held-out episode may get a worse ``retrain.veto`` error than the serving
-   version gives it (jitter within ``tolerance_s`` is none), and the candidate must fix more gated
-   corrections than it breaks (or break none). Frame accuracy is reported, never a veto. Whatever
-   fails, the attempt looks for what it *can* publish and runs again (at most ``retrain.max_reruns``
-   times): the corrections that pushed it into an offline error become ``conflicts_offline``
-   (naming the episode and frames; :func:`.gate.blame`), the ones it breaks become contradicted.
-5. **Publish** a passing candidate as the next immutable ``versions/<n>/``; either way every
-   correction's status goes to the server, which records the attempt in the store. So every
-   attempt ends in a version, or in named corrections that a review resolves: a review that
-   accepts a ``conflicts_offline`` correction relabels the offline frames it names, so they stop
-   vetoing.
+   rests on; :mod:`.checks` applies it): no offline held-out episode may get a worse
+   ``retrain.veto`` error than the serving version gives it (jitter within ``tolerance_s`` is none),
+   it may newly fire in no more recent live episodes than ``retrain.live_share`` allows (nor early
+   in more than ``retrain.live_early_share``), and the candidate must fix more gated corrections
+   than it breaks (or break none). Frame accuracy is reported, never a veto. Whatever fails, the
+   attempt looks for what it *can* publish and runs again (at most ``retrain.max_reruns`` times):
+   the corrections that pushed it into an offline error become ``conflicts_offline`` (naming the
+   episode and frames; :func:`.gate.blame`), those most alike the live frames it newly fires on
+   ``conflicts_live``, the ones it breaks become contradicted.
+5. **Publish** a passing candidate as the next immutable ``versions/<n>/`` with its support bank
+   (:mod:`.publish`); either way the process records the attempt and every correction's status in
+   the store, and tells the server. So every attempt ends in a version, or in named corrections that
+   a review resolves: a review that accepts a ``conflicts_offline`` correction relabels the offline
+   frames it names, so they stop vetoing; one that accepts a ``conflicts_live`` correction confirms
+   the live firings it names as successes.
 
 The process is a small state machine (:class:`_Loop`, one method per state, read top to bottom):
-``connect`` (open the store read-only) -> ``standby`` (until it leads the store) -> ``lead`` (take over
-what a predecessor left, follow the newest version) -> ``wait`` (for a correction or review) -> ``attempt``
-(one gated attempt; publish) -> ``idle`` (one step of idle work, then ``wait`` again); ``stopped`` ends it.
-A store it cannot reach sends it back to ``connect`` (with a backoff); the server's death stops it, also
-mid-attempt (nothing is published then). It tells the server what it does with the typed events of
-:mod:`.events`.
+``connect`` (open the store) -> ``standby`` (until it leads the store) -> ``lead`` (take over what a
+predecessor left, follow the newest version) -> ``wait`` (for a correction or review) -> ``attempt``
+(one gated attempt; publish and record it) -> ``idle`` (one step of idle work, then ``wait`` again);
+``stopped`` ends it. A store it cannot reach sends it back to ``connect`` (with a backoff). It tells the
+server what it does with the typed events of :mod:`.events`.
 
-While no correction waits it uses the time for work the next attempt or the server needs:
+It dies with its server: a watchdog thread ends the process within :data:`WATCHDOG_S` of the server's death
+(``kill -9`` too), mid-attempt as well (nothing is published then), except while it publishes: the process that
+publishes a version records the attempt and every correction's status in the store itself, in one step the
+watchdog waits for, so a version is never left without its record. Should the process die there anyway (it is
+killed itself), the next leader records the version it finds without one (``recovered``) and retrains every
+correction no recorded attempt assessed.
+
+While no correction waits it uses the time for work the next attempt or the server needs (:mod:`.idle`):
 the serving version's side of gate (c) (run to the end: the next attempt needs it), and the
 uncertainty ensemble of the serving version (:mod:`.ensemble`; version 0's members are trained
 from scratch on the offline features, later versions' members from version 0's, like the head).
@@ -68,7 +82,9 @@ announces each version it publishes (and each new ensemble), so every replica se
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import threading
 import time
 import traceback
 from typing import Any, Iterator
@@ -76,10 +92,14 @@ from typing import Any, Iterator
 from ..errors import HilrewardError
 from .events import AttemptDone, EnsembleReady, Event, Failed, Ready, Standby, Training
 from .store import CorrectionStore, Leadership
-from .trainer import HeadRetrainer, Orphaned, RetrainSpec
+from .fitting import Orphaned
+from .trainer import HeadRetrainer, RetrainSpec
 from .versions import VersionStore
 
 _STOP = "stop"
+WATCHDOG_S = 0.2
+"""The retrainer process looks this often whether its server still lives."""
+RECOVERED = "published by a retrainer that died before recording it (recorded when a retrainer took over)"
 
 
 class _Loop:
@@ -90,8 +110,9 @@ class _Loop:
         self.options = spec.options
         self.parent = mp.parent_process()
         trainer.orphaned = self.orphaned
-        self.setup = {"heldout_accuracy_base": trainer.base_accuracy, "setup_seconds": trainer.setup_seconds,
-                      "val_episodes": len(trainer.val_episodes)}
+        self.setup = {f"{trainer.evidence}_accuracy_base": trainer.base_accuracy,
+                      "setup_seconds": trainer.setup_seconds, "val_episodes": len(trainer.val_episodes),
+                      "offline_heldout": float(trainer.heldout)}
         self.store: CorrectionStore | None = None
         self.leadership: Leadership | None = None
         self.failures = 0
@@ -101,8 +122,11 @@ class _Loop:
         self.idle_pending = False
         """Idle work may remain (from becoming the leader, and after each attempt, until it completes)."""
         self.woken: list[Any] = []
+        self.publishing = threading.Lock()
+        """Held from publishing a version until its attempt is recorded: the watchdog never ends the process there."""
 
     def run(self) -> None:
+        threading.Thread(target=self.watchdog, name="hilreward-retrainer-watchdog", daemon=True).start()
         state = "connect"
         while state != "stopped":
             try:
@@ -124,7 +148,7 @@ class _Loop:
     def connect(self) -> str:
         if not self.sleep(min(5.0, 0.5 * 2 ** self.failures) if self.failures else 0.0):
             return "stopped"
-        self.store = CorrectionStore(self.spec.store, readonly=True)
+        self.store = CorrectionStore(self.spec.store)  # it records its attempts
         self.leadership = self.store.leadership()
         self.failures = 0
         return "standby"
@@ -142,11 +166,14 @@ class _Loop:
         assert self.store is not None and self.leadership is not None
         trainer = self.trainer
         trainer.versions.remove_partial()  # what a leader that died mid-publish may have left
+        self.record_unrecorded()
         latest = trainer.versions.latest()
         self.leadership.announce(latest.number)
         trainer.follow(latest)
         trainer.remember(self.store.latest_statuses())
-        self.seen, self.seen_review = latest.last_correction_id, int(latest.metrics.get("last_review_id", 0))
+        assessed = next((a.last_correction_id for a in self.store.attempts() if a.reason != RECOVERED), 0)
+        self.seen = min(latest.last_correction_id, assessed)  # what no recorded attempt assessed trains again
+        self.seen_review = int(latest.metrics.get("last_review_id", 0))
         self.standby_told, self.idle_pending, self.work = False, True, None
         self.tell(Ready(self.setup))
         return "wait"
@@ -180,12 +207,17 @@ class _Loop:
             self.seen, self.work = 0, None
             return "standby"
         number, version, metrics = -1, "", attempt.metrics
+        with self.publishing:  # the version and its record, or neither (the watchdog waits for this)
+            if attempt.passed:
+                record = trainer.publish(attempt, reviewed)
+                number, version, metrics = record.number, record.version, record.metrics
+            done = time.time()
+            store.add_attempt(attempt.passed, number, version, attempt.reason, metrics, attempt.last_correction_id,
+                              attempt.assessments, time=done)
         if attempt.passed:
-            record = trainer.publish(attempt, reviewed)
-            self.leadership.announce(record.number)
-            number, version, metrics = record.number, record.version, record.metrics
+            self.leadership.announce(number)
         self.tell(AttemptDone(attempt.passed, attempt.reason, metrics, attempt.last_correction_id,
-                              attempt.assessments, time.time(), number, version))
+                              attempt.assessments, done, number, version))
         return "wait"
 
     def idle(self) -> str:
@@ -204,6 +236,24 @@ class _Loop:
         return "wait"
 
     # ---- helpers
+    def record_unrecorded(self) -> None:
+        """Record each published version no attempt names (its publisher died before recording it)."""
+        assert self.store is not None
+        recorded = {a.number for a in self.store.attempts() if a.passed}
+        versions = self.trainer.versions
+        for number in versions.numbers():
+            if number > 0 and number not in recorded:
+                r = versions.get(number)
+                self.store.add_attempt(True, number, r.version, RECOVERED, r.metrics, r.last_correction_id, [],
+                                       time=r.created_unix)
+
+    def watchdog(self) -> None:
+        """End this process once the server is gone (a publish under way ends with its record first)."""
+        while not self.orphaned():
+            time.sleep(WATCHDOG_S)
+        with self.publishing:
+            os._exit(0)
+
     def tell(self, event: Event) -> None:
         self.events.put(event)
 

@@ -5,9 +5,12 @@ ListCorrections / GetCorrection / ReviewCorrections (the operator console).
 
 A correction's status: ``rejected`` as soon as its newest review rejects it; else the status
 the latest retraining attempt that saw it gave it (``fixed``, ``unfixed``, ``boundary``,
-``contradicted``, ``conflicts_offline``, ``unusable``: :data:`~hilreward.online.store.STATUSES`);
-``pending`` until an attempt has seen it. A ``conflicts_offline`` correction names the offline
-held-out frames it conflicts with (:func:`offline_frames` reads them for a reviewer to compare).
+``contradicted``, ``superseded``, ``conflicts_offline``, ``conflicts_live``, ``unusable``:
+:data:`~hilreward.online.store.STATUSES`); ``pending`` until an attempt has seen it. A
+``conflicts_offline`` correction names the offline held-out frames it conflicts with
+(:func:`offline_frames` reads them for a reviewer to compare); a ``conflicts_live`` one the recent
+live episodes and steps where training on it would make the reward newly fire (the server keeps
+their frames: :mod:`hilreward.serving.live`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class CorrectionView:
     review: Optional[Review]
     """The newest review, if any."""
     conflict: Optional[dict] = None
-    """``conflicts_offline``: the offline frames it conflicts with (see :class:`~hilreward.online.store.Assessment`)."""
+    """``conflicts_offline`` / ``conflicts_live``: the offline or live frames it conflicts with (see
+    :class:`~hilreward.online.store.Assessment`)."""
 
 
 @dataclass
@@ -66,7 +70,9 @@ class CorrectionCounts:
     unfixed: int = 0
     boundary: int = 0
     contradicted: int = 0
+    superseded: int = 0
     conflicts_offline: int = 0
+    conflicts_live: int = 0
     unusable: int = 0
     rejected: int = 0
     accepted: int = 0
@@ -84,7 +90,7 @@ def _view(stored: StoredCorrection, statuses: dict[int, Assessment], verdicts: d
     else:
         status, detail = "pending", "no retraining attempt has seen it yet"
     now = assessment.probability if assessment is not None and assessment.probability >= 0 else None
-    conflict = assessment.conflict if assessment is not None and status == "conflicts_offline" else None
+    conflict = assessment.conflict if assessment is not None and status in CONFLICTS else None
     return CorrectionView(stored.id, c.time, c.label, success_probability(c.probability, success_class),
                           c.model_version, c.episode, c.step, c.env_index, c.source, status, detail, now, review,
                           conflict)
@@ -105,8 +111,12 @@ def count(items: list[CorrectionView]) -> CorrectionCounts:
                                                            and v.review.verdict == "accept"), **by_status)
 
 
-WAITING = ("conflicts_offline", "contradicted", "unfixed")
-"""Statuses a review should decide (the first ones first)."""
+CONFLICTS = ("conflicts_live", "conflicts_offline", "superseded")
+"""Statuses whose assessment names what a correction conflicts with (the live or offline frames, the newer
+correction)."""
+WAITING = ("conflicts_live", "conflicts_offline", "contradicted", "superseded", "unfixed")
+"""Statuses a review should decide (the first ones first): a correction that would make the reward newly fire on
+live episodes first (the policy exploits a false success within minutes)."""
 
 
 def needs_review(items: list[CorrectionView], limit: int = 100) -> list[int]:

@@ -6,6 +6,8 @@ place, and never changed afterwards, so the server (or anyone) can load any publ
 at any time and a crash never leaves a half-written one behind. Several writers may share the
 directory (replicas on one store): renaming a directory onto an existing one fails, so two
 writers can never both publish number ``n``; the later one takes the next number.
+Retention (:meth:`VersionStore.prune`, ``retrain.keep_versions``) removes old versions, never version 0,
+the serving one or one a running episode uses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +26,7 @@ from typing import Callable
 from ..errors import ConfigError, ServingError
 from ..models.loading import checkpoint_hash
 from ..utils import fsync_dir
+from .ensemble import members_path
 
 VERSION_FILE = "version.json"
 _SKIP = re.compile(r"^(training_state.*|\..*)$")
@@ -115,6 +119,27 @@ class VersionStore:
                                    corrections_used=corrections_used, last_correction_id=last_correction_id)
             if self._write(number, record, lambda tmp: fill(tmp, record.version)):
                 return self.get(number)
+
+    def prune(self, keep: int, protect: set[int] = frozenset()) -> list[int]:
+        """Remove the versions older than the newest ``keep`` (0: keep all), never version 0 or those in ``protect``
+        (the serving one, the ones episodes use), with their ensembles; returns the numbers removed. A removed
+        version goes first to a hidden name, so nobody ever loads half of one."""
+        numbers = self.numbers()
+        if keep <= 0 or len(numbers) <= keep:
+            return []
+        kept = set(numbers[-keep:]) | set(protect) | {0}
+        removed = []
+        for number in numbers:
+            if number in kept:
+                continue
+            hidden = self.root / f".{number}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(self.path(number), hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
+            members_path(self.root.parent, number).unlink(missing_ok=True)
+            removed.append(number)
+        if removed:
+            fsync_dir(self.root)
+        return removed
 
     def remove_partial(self) -> list[str]:
         """Remove what writers that died mid-publish left (``.<n>.tmp-*``, n >= 1); call only as the sole writer."""

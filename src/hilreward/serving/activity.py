@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -37,6 +37,12 @@ class Prediction:
     threshold: float
     success: bool
     model_version: str
+    support: Optional[float] = None
+    """The share of successes among its nearest labelled frames (None: the model has no support bank)."""
+    novelty: Optional[float] = None
+    """Its distance to the nearest labelled success, in units of the familiar radius (> 1: unfamiliar)."""
+    state: Any = None
+    """The robot state the request carried (a vector or names -> numbers), for success_when; None without one."""
 
     @property
     def nbytes(self) -> int:
@@ -129,10 +135,23 @@ class PredictionLog:
             self._cond.notify_all()
 
 
-def need(probability: float, threshold: float, uncertainty: Optional[float]) -> tuple[float, str]:
-    """How much a frame needs a human, 0..1, and why: the larger of its closeness to the threshold
-    (1 at the threshold, 0 at 0 or 1) and its uncertainty (1 at a spread of 0.25 or more)."""
-    near = 1.0 - abs(probability - threshold) / max(threshold, 1.0 - threshold, 1e-9)
+def unfamiliar(support: Optional[float], novelty: Optional[float]) -> bool:
+    """A frame no labelled success resembles (novelty above 1), or whose nearest labelled frames are mostly
+    failures (support below one half): a success claimed there is the reward extrapolating."""
+    return (novelty is not None and novelty > 1.0) or (support is not None and support < 0.5)
+
+
+def need(probability: float, threshold: float, uncertainty: Optional[float], success: bool = False,
+         support: Optional[float] = None, novelty: Optional[float] = None) -> tuple[float, str]:
+    """How much a frame needs a human, and why. A success claimed on an unfamiliar state comes first (1 to 2, the
+    farther beyond the familiar radius and below half support, the higher): a policy that hacks the reward goes there. Then, 0..1, the larger of its
+    closeness to the threshold (1 at the threshold, 0 at 0 or 1, measured on its own side: at a threshold of 0.95,
+    0.99 is not close) and its uncertainty (1 at a spread of 0.25 or more)."""
+    if success and unfamiliar(support, novelty):
+        beyond = max(0.0, (novelty or 1.0) - 1.0) + max(0.0, 0.5 - (support if support is not None else 0.5))
+        return 1.0 + beyond / (1.0 + beyond), "a success claimed on an unfamiliar state"
+    side = (1.0 - threshold) if probability >= threshold else threshold
+    near = 1.0 - abs(probability - threshold) / max(side, 1e-9)
     disagree = min(1.0, (uncertainty or 0.0) / 0.25)
     return (near, "near the threshold") if near >= disagree else (disagree, "the ensemble disagrees")
 
@@ -156,7 +175,8 @@ class QueryQueue:
         self._lock = threading.Lock()
 
     def offer(self, prediction: Prediction) -> None:
-        score, reason = need(prediction.probability, prediction.threshold, prediction.uncertainty)
+        score, reason = need(prediction.probability, prediction.threshold, prediction.uncertainty,
+                             prediction.success, prediction.support, prediction.novelty)
         if score < self.min_need:
             return
         with self._lock:
@@ -190,7 +210,7 @@ class QueryQueue:
         fresh = []
         for q in queued:
             p = judge(q.prediction)
-            score, reason = need(p.probability, p.threshold, p.uncertainty)
+            score, reason = need(p.probability, p.threshold, p.uncertainty, p.success, p.support, p.novelty)
             if score >= self.min_need:
                 fresh.append(Query(p, score, reason))
         with self._lock:
@@ -199,7 +219,10 @@ class QueryQueue:
 
 
 def rejudged(prediction: Prediction, probability: float, probabilities: float | list[float],
-             uncertainty: Optional[float], threshold: float, version: str) -> Prediction:
-    """``prediction`` as another model version sees it (same id and frames)."""
+             uncertainty: Optional[float], threshold: float, version: str, success: bool,
+             support: Optional[tuple[float, float]] = None) -> Prediction:
+    """``prediction`` as another model version sees it (same id and frames; ``success`` by the reward rule;
+    ``support``: its (support, novelty) under that version)."""
     return replace(prediction, probability=probability, probabilities=probabilities, uncertainty=uncertainty,
-                   threshold=threshold, success=probability >= threshold, model_version=version)
+                   threshold=threshold, success=success, model_version=version,
+                   support=None if support is None else support[0], novelty=None if support is None else support[1])

@@ -26,13 +26,14 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     probabilities: np.ndarray | None = None
     uncertainty: float | None = None
+    support: np.ndarray | None = None
     model: ServedModel | None = None
     error: BaseException | None = None
 
 
 class Batcher:
-    """``run(frames)`` -> (probabilities of that one step, its uncertainty or None, the model version that
-    produced them)."""
+    """``run(frames)`` -> (probabilities of that one step, its uncertainty or None, its [support, novelty] or None,
+    the model version that produced them)."""
 
     def __init__(self, slot: ModelSlot, max_batch: int = 8) -> None:
         if max_batch < 1:
@@ -44,7 +45,8 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="hilreward-model", daemon=True)
         self._thread.start()
 
-    def run(self, frames: dict[str, np.ndarray], version: str = "") -> tuple[np.ndarray, float | None, ServedModel]:
+    def run(self, frames: dict[str, np.ndarray],
+            version: str = "") -> tuple[np.ndarray, float | None, np.ndarray | None, ServedModel]:
         """Frames of one step (camera key -> uint8 (H, W, 3)), judged by ``version`` when the slot holds it (else
         by the version serving); blocks until the model has run."""
         if self._closed:
@@ -55,7 +57,7 @@ class Batcher:
         if job.error is not None:
             raise job.error
         assert job.probabilities is not None and job.model is not None
-        return job.probabilities, job.uncertainty, job.model
+        return job.probabilities, job.uncertainty, job.support, job.model
 
     def close(self) -> None:
         self._closed = True
@@ -88,12 +90,13 @@ class Batcher:
         model = self.slot.get(group[0].version)
         try:
             batch = {k: np.stack([j.frames[k] for j in group]) for k in group[0].frames}
-            probs, uncertainty = model.predict(batch)
+            probs, uncertainty, support = model.predict(batch)
             if len(probs) != len(group):
                 raise ServingError(f"the model returned {len(probs)} results for a batch of {len(group)}")
             for i, j in enumerate(group):
                 j.probabilities, j.model = probs[i], model
                 j.uncertainty = None if uncertainty is None else float(uncertainty[i])
+                j.support = None if support is None else support[i]
         except Exception as exc:
             if len(group) > 1:  # one bad request must not fail the others: run them one by one
                 for j in group:

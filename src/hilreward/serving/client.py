@@ -27,9 +27,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import grpc
 import numpy as np
 
-from ..deploy.backends import BackendOptions, EpisodeStep, pick_camera
+from ..deploy.backends import BackendOptions, EpisodeStep, Scores, pick_camera
 from ..deploy.reward_function import RewardResult
 from ..deploy.rule import success_probability
+from ..online.monitor import VersionMonitor
 from ..errors import ConfigError, InputError, ServingError, UnavailableError, error_of
 from ..images import to_uint8_hwc
 from ..online.review import CorrectionCounts
@@ -89,13 +90,26 @@ class ModelInfo:
     retrainer: Optional[RetrainerStatus] = None
     ensemble_size: int = 0
     """Heads giving the uncertainty (0: results carry none)."""
+    success_when: Optional[str] = None
+    """The server's condition on the robot state (None: none); every Predict then carries the state."""
+    state_names: list[str] = field(default_factory=list)
+    """Names of observation.state's entries the condition may use."""
+    monitor: list[VersionMonitor] = field(default_factory=list)
+    """The hacking monitor: what each recent version claimed on live episodes, oldest first."""
 
     @classmethod
     def from_proto(cls, m: pb.ModelInfo) -> "ModelInfo":
+        names = VersionMonitor.__dataclass_fields__
         return cls(m.version, m.created_unix, dict(m.metrics), m.corrections_total, m.corrections_used,
                    list(m.camera_keys), (m.image_height, m.image_width), m.num_classes, m.threshold,
                    m.retrainer_status, m.number, counts_from_proto(m.corrections), list(m.needs_review),
-                   RetrainerStatus.from_proto(m.retrainer) if m.HasField("retrainer") else None, m.ensemble_size)
+                   RetrainerStatus.from_proto(m.retrainer) if m.HasField("retrainer") else None, m.ensemble_size,
+                   m.success_when or None, list(m.state_names),
+                   [VersionMonitor(**{k: getattr(v, k) for k in names}) for v in m.monitor])
+
+
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+"""Codes a call is tried again on (a server starting or restarting; every stream slot taken)."""
 
 
 class RewardClient:
@@ -103,7 +117,8 @@ class RewardClient:
 
     def __init__(self, address: str, token: Optional[str] = None, timeout_s: float = 5.0, retries: int = 3,
                  encoding: str = "raw", max_message_mb: int = 16, backoff_s: float = 0.1) -> None:
-        """``encoding``: how frames travel (raw RGB8, jpeg or png); ``retries``: extra attempts on UNAVAILABLE."""
+        """``encoding``: how frames travel (raw RGB8, jpeg or png); ``retries``: extra attempts on UNAVAILABLE (and
+        RESOURCE_EXHAUSTED: the server's streams are all taken), with a doubling ``backoff_s``."""
         if retries < 0 or timeout_s <= 0:
             raise ServingError("retries must be >= 0 and timeout_s > 0")
         self.address = address
@@ -125,7 +140,7 @@ class RewardClient:
                 return call()
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                if code in RETRIED and attempt < self.retries:
                     time.sleep(delay)
                     delay *= 2
                     continue
@@ -133,26 +148,40 @@ class RewardClient:
         raise AssertionError("unreachable")
 
     def _predict_request(self, images: Mapping[str, Any], episode_id: Optional[int],
-                         step: Optional[int], model_version: Optional[str] = None) -> pb.PredictRequest:
-        return pb.PredictRequest(images=encode_images(_frames(images), self.encoding),
-                                 episode_id=int(episode_id or 0), step=int(step or 0),
-                                 model_version=model_version or "")
+                         step: Optional[int], model_version: Optional[str] = None,
+                         state: Any = None) -> pb.PredictRequest:
+        request = pb.PredictRequest(images=encode_images(_frames(images), self.encoding),
+                                    episode_id=int(episode_id or 0), step=int(step or 0),
+                                    model_version=model_version or "")
+        if isinstance(state, Mapping):
+            request.named_state.update({str(k): _number(v, f"state[{k!r}]") for k, v in state.items()})
+        elif state is not None:
+            values = np.asarray(state.detach().cpu().numpy() if hasattr(state, "detach") else state, dtype=np.float64)
+            request.state.extend(values.reshape(-1).tolist())
+        return request
 
     # ---- API
-    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None,
-                step: Optional[int] = None, model_version: Optional[str] = None) -> RemoteRewardResult:
+    def predict(self, images: Mapping[str, Any], episode_id: Optional[int] = None, step: Optional[int] = None,
+                model_version: Optional[str] = None, state: Any = None) -> RemoteRewardResult:
         """Judge one step: ``images`` maps camera (``front`` or full key) -> uint8 (H, W, 3).
 
         ``model_version``: judge with that version while the server still holds it (the serving one or one of
-        the last few), else with the serving one; the result names the version used.
+        the last few), else with the serving one; the result names the version used. ``state``: the robot
+        state (a vector, or a dict of named numbers), which a server with ``success_when`` needs.
         """
-        return self._predict_one(self._predict_request(images, episode_id, step, model_version))
+        return self._predict_one(self._predict_request(images, episode_id, step, model_version, state))
 
     def predict_many(self, steps: Iterable[Mapping[str, Any]], episode_id: Optional[int] = None,
-                     first_step: int = 0, model_version: Optional[str] = None) -> list[RemoteRewardResult]:
-        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream."""
-        return self._stream([self._predict_request(images, episode_id, first_step + i, model_version)
-                             for i, images in enumerate(steps)])
+                     first_step: int = 0, model_version: Optional[str] = None,
+                     states: Optional[Iterable[Any]] = None) -> list[RemoteRewardResult]:
+        """Judge many steps over one PredictStream (in order); the deadline covers the whole stream. ``states``:
+        each step's robot state (for a server with ``success_when``)."""
+        steps = list(steps)
+        states = list(states) if states is not None else [None] * len(steps)
+        if len(states) != len(steps):
+            raise InputError(f"{len(states)} states for {len(steps)} steps")
+        return self._stream([self._predict_request(images, episode_id, first_step + i, model_version, state)
+                             for i, (images, state) in enumerate(zip(steps, states))])
 
     def _predict_one(self, request: pb.PredictRequest) -> RemoteRewardResult:
         start = time.perf_counter()
@@ -332,7 +361,15 @@ def _result(r: pb.PredictResponse, latency_ms: float) -> RemoteRewardResult:
         probability=probability, success=r.success, reward=r.reward, terminate=r.terminate,
         model_version=r.model_version, latency_ms=latency_ms, class_probabilities=classes,
         server_latency_ms=r.server_latency_ms, episode_id=r.episode_id, step=r.step,
-        uncertainty=r.uncertainty if r.HasField("uncertainty") else None, prediction_id=r.prediction_id)
+        uncertainty=r.uncertainty if r.HasField("uncertainty") else None, prediction_id=r.prediction_id,
+        support=r.support if r.HasField("support") else None, novelty=r.novelty if r.HasField("novelty") else None)
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {value!r}") from None
 
 
 def _frames(images: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -370,6 +407,7 @@ class GrpcBackend:
         info = self.client.get_model()
         self.camera_keys: list[str] = list(info.camera_keys)
         self.threshold = info.threshold
+        self.success_when, self.state_names = info.success_when, info.state_names or None
         self.num_classes = info.num_classes
         self.model_version = info.version
 
@@ -384,12 +422,19 @@ class GrpcBackend:
         return GrpcCorrectionSink(self.client.address, client=self.client)
 
     def predict(self, images: Mapping[str, Any]) -> np.ndarray:
-        return self.predict_pinned(images)[0]
+        return self.score(images).probabilities
 
     def predict_pinned(self, images: Mapping[str, Any],
                        steps: Sequence[EpisodeStep] | None = None) -> tuple[np.ndarray, list[str]]:
-        """(probabilities, the version that judged each row) of a batch; row i is ``steps[i]`` (episode id, step,
-        version to keep), sent with its request (None: no episode, the serving version)."""
+        """(probabilities, the version that judged each row) of a batch (see :meth:`score`)."""
+        scores = self.score(images, steps)
+        return scores.probabilities, list(scores.versions or [])
+
+    def score(self, images: Mapping[str, Any], steps: Sequence[EpisodeStep] | None = None,
+              support: bool = True) -> Scores:
+        """Probabilities, support (when the served version has a support bank) and the version that judged each
+        row of a batch; row i is ``steps[i]`` (episode id, step, version to keep), sent with its request (None: no
+        episode, the serving version)."""
         batched = {key: pick_camera(images, key) for key in self.camera_keys}
         sizes = {len(v) for v in batched.values()}
         if len(sizes) != 1:
@@ -399,14 +444,18 @@ class GrpcBackend:
         if len(steps) != n:
             raise InputError(f"{len(steps)} episode steps for a batch of {n}")
         requests = [self.client._predict_request({k: v[i] for k, v in batched.items()}, s.episode_id, s.step,
-                                                 s.version) for i, s in enumerate(steps)]
+                                                 s.version, s.state) for i, s in enumerate(steps)]
         results = [self.client._predict_one(requests[0])] if n == 1 else self.client._stream(requests)
         if results:
             self.model_version = results[-1].model_version
         versions = [r.model_version for r in results]
+        support = np.array([[r.support, r.novelty] for r in results], dtype=np.float32) \
+            if results and all(r.support is not None for r in results) else None
         if self.num_classes > 2:
-            return np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1), versions
-        return np.array([r.probability for r in results], dtype=np.float32), versions
+            probs = np.array([r.class_probabilities for r in results], dtype=np.float32).reshape(n, -1)
+        else:
+            probs = np.array([r.probability for r in results], dtype=np.float32)
+        return Scores(probs, support, versions)
 
     def close(self) -> None:
         self.client.close()

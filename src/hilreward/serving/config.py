@@ -10,6 +10,9 @@ from ..config import DatasetConfig
 from ..deploy.rule import RewardOptions
 from ..errors import ConfigError
 from ..online.options import RetrainOptions
+from .live import LiveOptions
+from .images import MAX_PIXELS
+from .model_slot import PinOptions
 
 @dataclass
 class RecentOptions:
@@ -54,10 +57,17 @@ class ServeConfig(RewardOptions, BindOptions):
     """Name of this server, stored with every correction it takes; default ``<hostname>:<port>``."""
     max_message_mb: int = 16
     """Largest request or response in MiB."""
+    max_pixels: int = MAX_PIXELS
+    """Largest frame a request may send, in pixels (height x width; default 1920x1200). A JPEG or PNG is judged by
+    its header before it is decoded, so a small file that would decode to gigabytes is refused (INVALID_ARGUMENT)."""
     max_batch: int = 8
     """Concurrent requests merged into one model call at most (1 disables merging)."""
     workers: int = 16
-    """gRPC worker threads (each open PredictStream / WatchModel holds one)."""
+    """gRPC worker threads (each open stream holds one for as long as it is open)."""
+    max_streams: Optional[int] = None
+    """Streams open at once at most (PredictStream, WatchModel, WatchActivity, health Watch); one more is refused
+    with RESOURCE_EXHAUSTED, so Predict, GetModel and the health check always have a thread. None: half the
+    workers (8 of 16), the other half left to the unary calls."""
     threads: Optional[int] = None
     """torch threads for Predict; None leaves torch's default."""
     device: str = "cpu"
@@ -70,6 +80,15 @@ class ServeConfig(RewardOptions, BindOptions):
     """The buffer of recent predictions."""
     queries: QueryOptions = field(default_factory=QueryOptions)
     """The queue of frames that need a human."""
+    live: LiveOptions = field(default_factory=LiveOptions)
+    """The live episodes kept in ``<state_dir>/live`` (the retrainer gates each candidate on them)."""
+    pins: PinOptions = field(default_factory=PinOptions)
+    """How long the versions requests name stay usable (an episode keeps its version)."""
+
+
+def stream_limit(cfg: ServeConfig) -> int:
+    """``max_streams``, or half the workers when it is not set."""
+    return cfg.max_streams if cfg.max_streams is not None else max(1, cfg.workers // 2)
 
 
 def validate(cfg: ServeConfig) -> None:
@@ -78,11 +97,16 @@ def validate(cfg: ServeConfig) -> None:
     cfg.validate()  # the reward rule's keys, and every choice
     if not 0 <= cfg.port <= 65535:
         raise ConfigError(f"port={cfg.port}: must be within 0..65535 (0 picks a free port)")
-    if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2:
-        raise ConfigError("max_message_mb and max_batch must be >= 1, workers >= 2")
+    if cfg.max_message_mb < 1 or cfg.max_batch < 1 or cfg.workers < 2 or cfg.max_pixels < 1:
+        raise ConfigError("max_message_mb, max_batch and max_pixels must be >= 1, workers >= 2")
+    if cfg.max_streams is not None and not 1 <= cfg.max_streams < cfg.workers:
+        raise ConfigError(f"max_streams={cfg.max_streams}: must be within 1..workers-1 ({cfg.workers - 1}), so that "
+                          "Predict and the health check keep a worker thread")
     cfg.retrain.check()
     if cfg.recent.size < 1 or cfg.recent.max_mb <= 0 or cfg.queries.size < 1 or cfg.queries.min_gap < 0 \
             or not 0 <= cfg.queries.min_need <= 1:
         raise ConfigError("recent.size and queries.size must be >= 1, recent.max_mb > 0, queries.min_gap >= 0, "
                           "queries.min_need within [0, 1]")
+    if not cfg.pins.idle_s >= 0 or cfg.pins.max_loaded < 1:
+        raise ConfigError("pins.idle_s must be >= 0 and pins.max_loaded >= 1")
     cfg.check_bind()

@@ -2,8 +2,12 @@
 
 Decoding validates everything a client can get wrong (empty data, a byte count that does
 not match height x width x 3, an undecodable JPEG/PNG, a decoded size that differs from the
-one declared, a camera the model does not use) and raises :class:`InputError` with a message
-the server returns as INVALID_ARGUMENT.
+one declared, a frame over the pixel limit, a camera the model does not use) and raises
+:class:`InputError` with a message the server returns as INVALID_ARGUMENT.
+
+The pixel limit (:data:`MAX_PIXELS`, the server's ``max_pixels``) is checked against the size a JPEG or PNG
+header declares, before a pixel is decoded: a 50 KB PNG that would decode to 4096x4096 (a decompression
+bomb) costs the server nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from .protos import hilreward_pb2 as pb
 from ..utils import full_key
 
 MAX_SIDE = 4096
-"""Largest accepted frame side in pixels (guards against decompression bombs)."""
+"""Largest accepted frame side in pixels."""
+MAX_PIXELS = 1920 * 1200
+"""Largest accepted frame in pixels (height x width) unless the server says otherwise (``max_pixels``): a
+1920x1200 camera's full frame. Checked against the header before decoding (decompression bombs)."""
 
 ENCODINGS = {"raw": pb.Image.RAW_RGB8, "jpeg": pb.Image.JPEG, "png": pb.Image.PNG}
 
@@ -64,13 +71,13 @@ def encode_images(images: Mapping[str, np.ndarray], encoding: str = "raw") -> li
     return [encode_image(camera, frame, encoding) for camera, frame in images.items()]
 
 
-def decode_image(image: pb.Image) -> np.ndarray:
-    """An Image message -> uint8 (H, W, 3); InputError on anything malformed."""
+def decode_image(image: pb.Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An Image message -> uint8 (H, W, 3); InputError on anything malformed, and on a frame over ``max_pixels``
+    (judged by the size declared in the message and in the JPEG/PNG header, before decoding)."""
     name = image.camera or "<unnamed>"
     if not image.data:
         raise InputError(f"camera {name!r}: image data is empty")
-    if image.height > MAX_SIDE or image.width > MAX_SIDE:
-        raise InputError(f"camera {name!r}: {image.height}x{image.width} exceeds the {MAX_SIDE}-pixel limit per side")
+    _check_size(name, image.height, image.width, max_pixels)
     if image.encoding == pb.Image.RAW_RGB8:
         if image.height == 0 or image.width == 0:
             raise InputError(f"camera {name!r}: RAW_RGB8 images need height and width (got {image.height}x{image.width})")
@@ -83,24 +90,35 @@ def decode_image(image: pb.Image) -> np.ndarray:
         raise InputError(f"camera {name!r}: unknown encoding {image.encoding}; use RAW_RGB8, JPEG or PNG")
     from PIL import Image as PILImage
 
+    kind = pb.Image.Encoding.Name(image.encoding)
     try:
-        with PILImage.open(io.BytesIO(image.data)) as img:
-            if max(img.size) > MAX_SIDE:
-                raise InputError(f"camera {name!r}: {img.size[1]}x{img.size[0]} exceeds the {MAX_SIDE}-pixel limit")
+        with PILImage.open(io.BytesIO(image.data)) as img:  # reads the header only
+            width, height = img.size
+            _check_size(name, height, width, max_pixels)
+            if (image.height and height != image.height) or (image.width and width != image.width):
+                raise InputError(f"camera {name!r}: declared {image.height}x{image.width} but the {kind} data is "
+                                 f"{height}x{width}")
             frame = np.asarray(img.convert("RGB"))
     except InputError:
         raise
     except Exception as exc:  # PIL raises many types for corrupt data
-        kind = pb.Image.Encoding.Name(image.encoding)
         raise InputError(f"camera {name!r}: cannot decode the {kind} data ({type(exc).__name__}: {exc})") from None
-    if (image.height and frame.shape[0] != image.height) or (image.width and frame.shape[1] != image.width):
-        raise InputError(f"camera {name!r}: declared {image.height}x{image.width} but the data decodes to "
-                         f"{frame.shape[0]}x{frame.shape[1]}")
     return frame
 
 
-def decode_images(images: Iterable[pb.Image], camera_keys: list[str]) -> dict[str, np.ndarray]:
-    """Messages -> {full camera key: uint8 (H, W, 3)}, exactly one per camera in ``camera_keys``."""
+def _check_size(name: str, height: int, width: int, max_pixels: int) -> None:
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise InputError(f"camera {name!r}: {height}x{width} exceeds the {MAX_SIDE}-pixel limit per side")
+    if height * width > max_pixels:
+        raise InputError(f"camera {name!r}: {height}x{width} is {height * width:,} pixels, over this server's limit "
+                         f"of {max_pixels:,} (max_pixels); send a smaller frame (the model resizes it to its input "
+                         "size anyway)")
+
+
+def decode_images(images: Iterable[pb.Image], camera_keys: list[str],
+                  max_pixels: int = MAX_PIXELS) -> dict[str, np.ndarray]:
+    """Messages -> {full camera key: uint8 (H, W, 3)}, exactly one per camera in ``camera_keys``, each at most
+    ``max_pixels``."""
     known = set(camera_keys)
     frames: dict[str, np.ndarray] = {}
     for image in images:
@@ -109,7 +127,7 @@ def decode_images(images: Iterable[pb.Image], camera_keys: list[str]) -> dict[st
             raise InputError(f"unknown camera {image.camera!r}; the model uses {', '.join(camera_keys)}")
         if key in frames:
             raise InputError(f"camera {image.camera!r} given twice")
-        frames[key] = decode_image(image)
+        frames[key] = decode_image(image, max_pixels)
     missing = [k for k in camera_keys if k not in frames]
     if missing:
         raise InputError(f"missing camera(s) {', '.join(missing)}; the model uses {', '.join(camera_keys)}")

@@ -2,22 +2,29 @@
 
 A request reads :attr:`ModelSlot.current` once and uses that :class:`ServedModel` to the end,
 so a swap never mixes two versions inside one response and every response names the
-version that produced it. The slot also holds the last few versions it served
-(:meth:`ModelSlot.get`), so a client can keep one version for a whole episode across a swap.
-Watchers block on :meth:`ModelSlot.wait_change`.
+version that produced it. A request may name an earlier version (:meth:`ModelSlot.get`), as
+RewardFunction does for every step of an episode that started on it: the slot judges with that
+version for as long as requests keep naming it (:attr:`PinOptions.idle_s` between two of them at most),
+holding up to ``max_loaded`` versions in memory and loading an unloaded one again from disk; retention
+never removes them (:meth:`ModelSlot.pinned`). A version named after that, or removed from disk, gets the
+serving version, which the response names. Watchers block on :meth:`ModelSlot.wait_change`.
 :class:`EnsemblePredictor` adds the uncertainty of a version that has ensemble heads.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Optional, Protocol
 
 import numpy as np
+import torch
 
+from ..deploy.backends import score
 from ..deploy.rule import success_probabilities
+from ..online.ensemble import member_success, spread
 
 
 class Predictor(Protocol):
@@ -63,12 +70,14 @@ class ServedModel:
     def ensemble_size(self) -> int:
         return len(getattr(self.predictor, "members", ()))
 
-    def predict(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities, uncertainty (B,) or None without an ensemble) of a batch."""
+    def predict(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(probabilities, uncertainty (B,) or None without an ensemble, support (B, 2) or None without a support
+        bank) of a batch."""
         uncertain = getattr(self.predictor, "predict_uncertain", None)
         if uncertain is not None:
             return uncertain(images)
-        return np.asarray(self.predictor.predict(images)), None
+        scores = score(self.predictor, images, support=True)  # the monitor and the queue look at every claim
+        return np.asarray(scores.probabilities), None, scores.support
 
 
 class EnsemblePredictor:
@@ -84,30 +93,44 @@ class EnsemblePredictor:
     def predict(self, images: dict[str, np.ndarray]) -> np.ndarray:
         return self.predict_uncertain(images)[0]
 
-    def predict_uncertain(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from ..online.ensemble import member_success, spread
-
+    def predict_uncertain(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(probabilities, uncertainty, support or None) from one encoder pass."""
         with torch.inference_mode():
-            features = self.model.encode(self.model.preprocess(images))
+            pixels = self.model.preprocess(images)
+            features = self.model.encode(pixels)
             probs = self.model.probabilities(self.model.head(features))
             success = success_probabilities(probs, self.success_class)
             uncertainty = spread(success, member_success(self.model, self.members, features, self.success_class))
-        return probs.float().cpu().numpy(), uncertainty.float().cpu().numpy()
+            support = self.model.support_of(features, pixels)
+        return (probs.float().cpu().numpy(), uncertainty.float().cpu().numpy(),
+                None if support is None else support.float().cpu().numpy())
 
 
-RETAINED_VERSIONS = 4
-"""Versions a slot keeps for pinned requests (the serving one included)."""
+@dataclass
+class PinOptions:
+    """How long a server keeps a version that requests name (``hilreward serve pins.<key>=...``)."""
+
+    idle_s: float = 600.0
+    """A version stays usable while requests name it (or it answers them) at most this many seconds apart: an
+    episode keeps the version it started with as long as its steps come that often. Retention never removes it
+    meanwhile."""
+    max_loaded: int = 8
+    """Versions held in memory at most (the serving one included); past it the least recently used one is unloaded
+    and loaded again from disk when a request names it."""
 
 
 class ModelSlot:
-    """Holds the current :class:`ServedModel` and the last ``retain`` served; ``swap`` replaces it and wakes watchers."""
+    """Holds the current :class:`ServedModel` and the versions requests use; ``swap`` replaces the current one
+    and wakes watchers. ``load(version)`` loads a version by name (None when there is no such version any more)."""
 
-    def __init__(self, model: ServedModel, retain: int = RETAINED_VERSIONS) -> None:
+    def __init__(self, model: ServedModel, pins: PinOptions | None = None,
+                 load: Callable[[str], Optional[ServedModel]] | None = None) -> None:
         self._model = model
-        self._retain = max(1, retain)
-        self._recent: OrderedDict[str, ServedModel] = OrderedDict({model.version: model})
+        self._pins = pins or PinOptions()
+        self._load = load
+        self._loaded: OrderedDict[str, ServedModel] = OrderedDict({model.version: model})  # least recent first
+        self._used: dict[str, tuple[int, float]] = {}
+        """Version -> (number, when it last answered a request): an episode may have started on it."""
         self._generation = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -121,21 +144,50 @@ class ModelSlot:
         return self._generation
 
     def get(self, version: str = "") -> ServedModel:
-        """The served version named ``version`` when the slot still holds it, else the current one."""
-        if not version:
-            return self._model
+        """The version named ``version`` (loaded again from disk when it was unloaded), else the current one."""
+        model = None
+        if version:
+            with self._cond:
+                model = self._loaded.get(version)
+                if model is not None:
+                    self._loaded.move_to_end(version)
+            if model is None and self._load is not None:
+                model = self._load(version)
+                if model is not None:
+                    with self._cond:
+                        self._hold(model)
+        model = model or self._model
         with self._cond:
-            return self._recent.get(version, self._model)
+            self._used[model.version] = (model.number, time.monotonic())
+        return model
+
+    def pinned(self) -> set[int]:
+        """Numbers of the versions that answered a request within ``idle_s`` (an episode may use them), and the
+        current one."""
+        now = time.monotonic()
+        with self._cond:
+            for version, (_, when) in list(self._used.items()):
+                if now - when > self._pins.idle_s and version != self._model.version:
+                    del self._used[version]
+            return {number for number, _ in self._used.values()} | {self._model.number}
 
     def swap(self, model: ServedModel) -> None:
         with self._cond:
             self._model = model
-            self._recent.pop(model.version, None)  # the same version with a fresher ensemble replaces it
-            self._recent[model.version] = model
-            while len(self._recent) > self._retain:
-                self._recent.popitem(last=False)
+            self._hold(model)
             self._generation += 1
             self._cond.notify_all()
+
+    def _hold(self, model: ServedModel) -> None:
+        """Keep ``model`` loaded (the same version with a fresher ensemble replaces it); unload the least recently
+        used ones past ``max_loaded``, never the current one."""
+        self._loaded.pop(model.version, None)
+        self._loaded[model.version] = model
+        for version in list(self._loaded):
+            if len(self._loaded) <= max(1, self._pins.max_loaded):
+                break
+            if version != self._model.version:
+                del self._loaded[version]
 
     def wait_change(self, seen: int, timeout: float) -> tuple[int, ServedModel] | None:
         """Wait until the generation differs from ``seen``; None on timeout or when closed."""

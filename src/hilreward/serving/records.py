@@ -32,8 +32,20 @@ def counts_from_proto(m: pb.CorrectionCounts) -> CorrectionCounts:
     return CorrectionCounts(**{f: getattr(m, f) for f in CorrectionCounts.__dataclass_fields__})
 
 
-def conflict_from_proto(m: pb.OfflineConflict) -> dict:
-    return {"episode": m.episode, "start": m.start, "end": m.end, "frame": m.frame, "kind": m.kind, "label": m.label}
+def conflict_from_proto(m) -> dict | None:
+    """What a status names (a CorrectionSummary or StatusChange): as :class:`~hilreward.online.store.Assessment`
+    keeps it (``{"by"}``, ``{"live", "kind", "episode", "frame", "firings"}`` or the offline frames), or None."""
+    if m.superseded_by:
+        return {"by": int(m.superseded_by)}
+    if m.HasField("live_conflict"):
+        c = m.live_conflict
+        return {"live": True, "kind": c.kind, "episode": c.episode, "frame": c.step,
+                "firings": [[int(e), int(t)] for e, t in zip(c.firing_episodes, c.firing_steps)], "label": 0}
+    if m.HasField("conflict"):
+        c = m.conflict
+        return {"episode": c.episode, "start": c.start, "end": c.end, "frame": c.frame, "kind": c.kind,
+                "label": c.label}
+    return None
 
 
 @dataclass
@@ -117,7 +129,7 @@ def view_from_proto(m: pb.CorrectionSummary) -> CorrectionView:
                           m.env_index, m.source, m.status, m.status_detail,
                           m.probability_now if m.HasField("probability_now") else None,
                           review_from_proto(m.review, m.id) if m.HasField("review") else None,
-                          conflict_from_proto(m.conflict) if m.HasField("conflict") else None)
+                          conflict_from_proto(m))
 
 
 @dataclass
@@ -140,16 +152,19 @@ class CorrectionImages:
     offline_images: dict[str, bytes] = field(default_factory=dict)
     """``conflicts_offline``: the offline frame it conflicts with, camera -> encoded bytes."""
     offline_note: str = ""
-    """Why ``offline_images`` is empty for a conflict (the server has no offline dataset)."""
+    """Why ``offline_images`` (or ``live_images``) is empty for a conflict (the server has no offline dataset, or
+    no longer keeps the live episode)."""
+    live_images: dict[str, bytes] = field(default_factory=dict)
+    """``conflicts_live``: the live frame most alike it, camera -> encoded bytes."""
 
     @classmethod
     def from_proto(cls, m: pb.CorrectionDetail) -> "CorrectionImages":
         cid = m.summary.id
         return cls(view_from_proto(m.summary), _images(m.images),
-                   [Assessment(cid, h.status, h.probability, h.detail, h.attempt_id,
-                               conflict_from_proto(h.conflict) if h.HasField("conflict") else None)
+                   [Assessment(cid, h.status, h.probability, h.detail, h.attempt_id, conflict_from_proto(h))
                     for h in m.history],
-                   [review_from_proto(r, cid) for r in m.reviews], _images(m.offline_images), m.offline_note)
+                   [review_from_proto(r, cid) for r in m.reviews], _images(m.offline_images), m.offline_note,
+                   _images(m.live_images))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return _arrays(self.images)

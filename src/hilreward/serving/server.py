@@ -22,7 +22,10 @@ leader) trains, and every replica swaps in each version (and ensemble) the leade
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import os
 import signal
 import socket
 import threading
@@ -35,16 +38,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..access import resolve_token
+from ..deploy.backends import TorchBackend
 from ..errors import ConfigError, HilrewardError
+from ..models import RewardClassifier
+from ..models.checkpoint import resolve_checkpoint
+from ..models.loading import model_version
 from ..online import events
-from ..online.store import CorrectionStore
+from ..online.ensemble import latest_members, load_members
+from ..online.monitor import HackingMonitor
+from ..online.retrainer import Retrainer
+from ..online.store import CorrectionStore, engine_name
 from ..online.versions import VersionStore
 from .batcher import Batcher
-from .config import ServeConfig, validate
+from .config import ServeConfig, stream_limit, validate
+from .live import LiveOptions, LiveRecorder
 from .model_slot import EnsemblePredictor, ModelSlot, ServedModel
 from .protos import hilreward_pb2_grpc as pb_grpc
 from .servicer import SERVICE_NAME, RewardServicer, TokenAuth
-from ..utils import write_atomic
+from .streams import StreamLimit
+from ..utils import ProcessLock, write_atomic
+from ..constants import METRICS_NAME
 
 log = logging.getLogger("hilreward.serving")
 
@@ -55,10 +68,6 @@ RESCAN_S = 10.0
 # --------------------------------------------------------------------------- loading versions
 def load_version(versions: VersionStore, number: int, cfg: ServeConfig) -> ServedModel:
     """Load ``versions/<number>`` with the same backend RewardFunction uses in-process."""
-    from ..deploy.backends import TorchBackend
-    from ..models import RewardClassifier
-    from ..online.ensemble import latest_members, load_members
-
     record = versions.get(number)
     model = RewardClassifier.from_pretrained(versions.path(number), device=cfg.device)
     threshold = cfg.success_threshold if cfg.success_threshold is not None else float(model.threshold)
@@ -77,19 +86,32 @@ def init_versions(cfg: ServeConfig) -> VersionStore:
 
     Version 0 carries the checkpoint's model_version as RewardFunction computes it in-process.
     """
-    from ..models.loading import model_version
-    from ..models.checkpoint import resolve_checkpoint
-
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     versions = VersionStore(Path(cfg.state_dir) / "versions")
     versions.init_base(checkpoint, model_version(checkpoint), _numeric_metrics(checkpoint))
     return versions
 
 
-def _numeric_metrics(checkpoint: Path) -> dict[str, float]:
-    import json
+LOCK_FILE = "server.lock"
+"""In a state dir of an SQLite store: held by the one server that uses it (pid, host, time)."""
 
-    path = checkpoint / "metrics.json"
+
+def lock_state(cfg: ServeConfig) -> ProcessLock | None:
+    """The state dir's lock, for a server with an SQLite store (one server per state dir and store: two would
+    both retrain and publish, and number versions apart from what they hold); None for a shared PostgreSQL store,
+    whose replicas elect one retrainer instead."""
+    location = cfg.store or str(Path(cfg.state_dir) / "corrections.sqlite")
+    if engine_name(location) != "sqlite":
+        return None
+    who = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    return ProcessLock.take(
+        Path(cfg.state_dir) / LOCK_FILE, who,
+        f"state_dir={cfg.state_dir} is in use by another `hilreward serve`: stop it or pass another state_dir=; "
+        f"several servers share corrections only through store=postgresql://... (docs/scaling.md)")
+
+
+def _numeric_metrics(checkpoint: Path) -> dict[str, float]:
+    path = checkpoint / METRICS_NAME
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
@@ -121,30 +143,45 @@ class RewardServer:
         validate(cfg)
         self.cfg = cfg
         cfg.token = resolve_token(cfg.token)
+        self._lock = lock_state(cfg)
+        try:
+            self._setup(cfg)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _setup(self, cfg: ServeConfig) -> None:
         if cfg.threads:
             import torch
 
             torch.set_num_threads(int(cfg.threads))
         self.versions = init_versions(cfg)
         self.store = CorrectionStore(cfg.store or str(Path(cfg.state_dir) / "corrections.sqlite"))
-        self.slot = ModelSlot(load_version(self.versions, self.versions.numbers()[-1], cfg))
+        self.slot = ModelSlot(load_version(self.versions, self.versions.numbers()[-1], cfg), cfg.pins,
+                              load=self._load_named)
+        self._numbers: dict[str, int] = {}
+        if cfg.cautious and getattr(getattr(self.slot.current.predictor, "model", None), "support", None) is None:
+            raise ConfigError(f"cautious=true needs a checkpoint with a support bank; {cfg.checkpoint} has none "
+                              "(hilreward train writes one): retrain it, or serve without cautious")
         self.batcher = Batcher(self.slot, cfg.max_batch)
         self.retrainer = None
         if cfg.dataset.root or cfg.dataset.repo_id:
-            from ..online.retrainer import Retrainer
-
             self.retrainer = Retrainer.from_serve_config(cfg, self.versions, self.store.location,
                                                          threshold=self.slot.current.threshold)
+        # live episodes are the retrainer's evidence: recorded only when one runs
+        self.live = LiveRecorder(Path(cfg.state_dir) / "live", cfg.live if self.retrainer else LiveOptions(keep=0))
         self.servicer = RewardServicer(self.slot, self.batcher, self.store, cfg,
                                        on_correction=self.retrainer.notify if self.retrainer else None,
-                                       versions=self.versions)
+                                       versions=self.versions, live=self.live,
+                                       monitor=HackingMonitor(cfg.state_dir))
         if self.retrainer is not None:
             self.servicer.set_retrainer("starting", "loading the offline features")
         self.health = health.HealthServicer()
         limit = cfg.max_message_mb * 1024 * 1024
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="hilreward-grpc"),
-            interceptors=[TokenAuth(cfg.token, cfg.auth_predict)],
+            interceptors=[StreamLimit(stream_limit(cfg)), TokenAuth(cfg.token, cfg.auth_predict)],
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                      ("grpc.so_reuseport", 0)])
         pb_grpc.add_RewardServiceServicer_to_server(self.servicer, self._server)
@@ -173,12 +210,22 @@ class RewardServer:
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def start(self) -> "RewardServer":
+        """Bind and serve; a server that cannot start stops again (its state dir's lock and store released)."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop(grace=0)
+            raise
+
+    def _start(self) -> "RewardServer":
         host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
+        taken = f"cannot bind {host}:{self.cfg.port} (%s); pick another port= (0 = any free port)"
+        if self.cfg.port and port_in_use(self.cfg.host, self.cfg.port):  # before gRPC, whose C-core logs it too
+            raise ConfigError(taken % "address already in use")
         try:
             self.port = self._server.add_insecure_port(f"{host}:{self.cfg.port}")
         except RuntimeError as exc:
-            raise ConfigError(f"cannot bind {host}:{self.cfg.port} ({exc}); pick another port= (0 = any free port)") \
-                from None
+            raise ConfigError(taken % exc) from None
         self._server.start()
         self.servicer.replica = self.cfg.replica or f"{socket.gethostname()}:{self.port}"
         for name in ("", SERVICE_NAME):
@@ -203,8 +250,6 @@ class RewardServer:
     def _install(self, number: int) -> ServedModel:
         """Serve version ``number`` unless a newer one serves already (versions only move forward), or the
         newest ensemble of the version serving; the query queue is judged again by what serves then."""
-        from ..online.ensemble import latest_members
-
         with self._install_lock:
             current = self.slot.current
             members = latest_members(self.versions.root.parent, number)
@@ -222,6 +267,25 @@ class RewardServer:
             self.servicer.log.changed()
         return self.slot.current
 
+    def _load_named(self, version: str) -> ServedModel | None:
+        """Version ``version`` loaded from disk for a request that names it, None when no version has that name."""
+        if version not in self._numbers:
+            self._numbers = {self.versions.get(n).version: n for n in self.versions.numbers()}
+        number = self._numbers.get(version)
+        try:
+            return None if number is None else load_version(self.versions, number, self.cfg)
+        except HilrewardError as exc:  # removed meanwhile: the request gets the serving version, which it names
+            log.warning("version %s named by a request cannot be loaded: %s", version, exc)
+            return None
+
+    def prune_versions(self) -> list[int]:
+        """Remove the versions ``retrain.keep_versions`` does not keep; the serving one and those episodes use
+        (the slot's pins) stay."""
+        removed = self.versions.prune(self.cfg.retrain.keep_versions, self.slot.pinned())
+        if removed:
+            log.info("removed model versions %s (retrain.keep_versions=%d)", removed, self.cfg.retrain.keep_versions)
+        return removed
+
     def _swap_loop(self) -> None:
         assert self.retrainer is not None
         while not self._stopped.is_set():
@@ -234,12 +298,11 @@ class RewardServer:
                     self.servicer.set_retrainer("error", f"{type(exc).__name__}: {exc}")
 
     def _handle(self, event: events.Event) -> None:
-        """One retrainer event: record attempts, swap in published versions and ensembles, update the status."""
+        """One retrainer event (the retrainer recorded its attempts): swap in published versions and ensembles,
+        update the status."""
         servicer = self.servicer
         match event:
             case events.AttemptDone():
-                self.store.add_attempt(event.passed, event.number, event.version, event.reason, event.metrics,
-                                       event.last_correction_id, event.assessments, time=event.time)
                 if not event.passed:
                     servicer.set_retrainer("rejected", event.reason, attempt="rejected")
                     log.warning("retrained model rejected by the gate: %s", event.reason)
@@ -251,6 +314,7 @@ class RewardServer:
                     log.error("cannot load published version %s: %s", event.number, exc)
                     return
                 servicer.set_retrainer("published", model.version, attempt="published")
+                self.prune_versions()  # the leader's server: it swapped in what its retrainer published
             case events.EnsembleReady():
                 self._install(event.number)
                 log.info("uncertainty ensemble of version %s: %s heads (%.1f s)", event.number, event.members,
@@ -294,11 +358,15 @@ class RewardServer:
         self.servicer.log.close()
         self._server.stop(grace).wait()
         self.batcher.close()
+        self.live.close()
+        self.servicer.monitor.close()
         if self.retrainer is not None:
             self.retrainer.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def wait(self) -> None:
         self._server.wait_for_termination()
@@ -320,6 +388,23 @@ def wait_for_signal() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when another socket listens on ``host:port`` (bound as gRPC binds: SO_REUSEADDR, no SO_REUSEPORT)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False  # gRPC says what is wrong with the host
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
 
 
 def run(cfg: ServeConfig, beside: Callable[[RewardServer], Callable[[], None]] | None = None) -> int:

@@ -19,15 +19,18 @@ import grpc
 import numpy as np
 
 from ..deploy.corrections import Correction
-from ..deploy.rule import judge, success_probability
+from ..deploy.rule import backed, judge, success_probability
 from ..errors import AuthError, HilrewardError, InputError, status_of
 from ..online import review
+from ..online.monitor import HackingMonitor
 from ..online.store import CorrectionStore
 from ..online.versions import VersionStore
-from .activity import Prediction, PredictionLog, QueryQueue, rejudged
+from ..success import success_label
+from .activity import Prediction, PredictionLog, QueryQueue, rejudged, unfamiliar
 from .batcher import Batcher
 from .config import ServeConfig
 from .images import decode_images, encode_thumbnail
+from .live import LiveRecorder
 from .model_slot import ModelSlot, ServedModel
 from .protos import hilreward_pb2 as pb
 from .protos import hilreward_pb2_grpc as pb_grpc
@@ -80,7 +83,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def __init__(self, slot: ModelSlot, batcher: Batcher, store: CorrectionStore, cfg: ServeConfig,
                  on_correction: Callable[[int], None] | None = None, versions: VersionStore | None = None,
-                 log: PredictionLog | None = None, queries: QueryQueue | None = None) -> None:
+                 log: PredictionLog | None = None, queries: QueryQueue | None = None,
+                 live: LiveRecorder | None = None, monitor: HackingMonitor | None = None) -> None:
         self.slot = slot
         self.batcher = batcher
         self.store = store
@@ -91,6 +95,10 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self.versions = versions
         self.log = log or PredictionLog(cfg.recent.size, cfg.recent.max_mb)
         self.queries = queries or QueryQueue(cfg.queries.size, cfg.queries.min_need, cfg.queries.min_gap)
+        self.live = live
+        """Records the live episodes the retrainer gates on (None: not recorded)."""
+        self.monitor = monitor or HackingMonitor()
+        """What each served version claims on live episodes."""
         self.retrainer = RetrainerStatus()
         self._streaks: OrderedDict[int, int] = OrderedDict()
         self._streak_lock = threading.Lock()
@@ -123,34 +131,49 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     # ---- prediction
     def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         start = time.perf_counter()
-        frames = decode_images(request.images, self.slot.current.camera_keys)
-        probs, uncertainty, model = self.batcher.run(frames, request.model_version)
-        return self._response(model, probs, uncertainty, frames, request.episode_id, request.step, start)
+        frames = decode_images(request.images, self.slot.current.camera_keys, self.cfg.max_pixels)
+        state = request_state(request)
+        if self.cfg.success_when is not None and state is None:
+            raise InputError(f"this server pays success only when success_when={self.cfg.success_when!r} holds: send "
+                             "the robot state with every Predict (PredictRequest.state, or named_state)")
+        probs, uncertainty, support, model = self.batcher.run(frames, request.model_version)
+        return self._response(model, probs, uncertainty, support, frames, request.episode_id, request.step, start,
+                              state)
 
-    def _response(self, model: ServedModel, probs: np.ndarray, uncertainty: float | None,
-                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float) -> pb.PredictResponse:
+    def _response(self, model: ServedModel, probs: np.ndarray, uncertainty: float | None, support: np.ndarray | None,
+                  frames: dict[str, np.ndarray], episode_id: int, step: int, start: float,
+                  state: Any = None) -> pb.PredictResponse:
         classes = _classes(probs)
+        backing, novelty = (None, None) if support is None else (float(support[0]), float(support[1]))
         with self._streak_lock:  # the episode's debounce streak (step 0 starts a new one)
             streak = 0 if step == 0 else self._streaks.pop(episode_id, 0)
-            judged = judge(probs, self.cfg, streak, threshold=model.threshold)
+            judged = judge(probs, self.cfg, streak, threshold=model.threshold, state=state, support=backing)
             self._streaks[episode_id] = judged.streak
             while len(self._streaks) > 10_000:  # forget the oldest episodes
                 self._streaks.popitem(last=False)
+        self.monitor.record(model.version, model.number, episode_id, step, judged.success,
+                            None if novelty is None else unfamiliar(backing, novelty))
+        if self.live is not None and episode_id:  # 0: the request names no episode (an ad-hoc check)
+            self.live.add(episode_id, step, frames, model.image_size, judged.probability, model.version)
         seen = self.log.add(episode_id=episode_id, step=step, frames=frames, probability=judged.probability,
                             probabilities=_stored(probs), uncertainty=uncertainty, threshold=model.threshold,
-                            success=judged.success, model_version=model.version)
+                            success=judged.success, model_version=model.version, support=backing, novelty=novelty,
+                            state=state)
         self.queries.offer(seen)
         return pb.PredictResponse(
             probability=judged.probability, class_probabilities=classes, success=judged.success,
             reward=judged.reward, terminate=judged.terminate, model_version=model.version,
             server_latency_ms=(time.perf_counter() - start) * 1e3, episode_id=episode_id, step=step,
-            uncertainty=uncertainty, prediction_id=seen.id)
+            uncertainty=uncertainty, prediction_id=seen.id, support=backing, novelty=novelty)
 
     def rejudge(self, prediction: Prediction) -> Prediction:
         """``prediction`` as the version serving now sees it."""
-        probs, uncertainty, model = self.batcher.run(prediction.frames)
+        probs, uncertainty, support, model = self.batcher.run(prediction.frames)
+        backing = None if support is None else float(support[0])
+        success = judge(probs, self.cfg, threshold=model.threshold, state=prediction.state, support=backing).success
         return rejudged(prediction, success_probability(probs, self.cfg.success_class), _stored(probs), uncertainty,
-                        model.threshold, model.version)
+                        model.threshold, model.version, success,
+                        None if support is None else (float(support[0]), float(support[1])))
 
     def Predict(self, request, context):
         return self._call(context, lambda: self._predict(request))
@@ -168,12 +191,12 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def _correction(self, request: pb.CorrectionRequest) -> pb.CorrectionAck:
         model = self.slot.current
-        frames = decode_images(request.images, model.camera_keys)
+        frames = decode_images(request.images, model.camera_keys, self.cfg.max_pixels)
         self._check_label(request.label, model)
         if request.model_version:
             version, probability = request.model_version, float(request.probability)
         else:  # score the frames with the version serving now
-            probs, _, scored = self.batcher.run(frames)
+            probs, _, _, scored = self.batcher.run(frames)
             version = scored.version
             probability = _stored(probs)
         correction = Correction(
@@ -183,10 +206,17 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             context=self.log.around(request.episode_id, request.step, CONTEXT_STEPS) or None)
         cid = self.store.add(correction, request_id=request.request_id or None,
                              replica=self.replica)  # committed: durable
+        self._flagged(version, probability, int(request.label))
         if self.on_correction is not None:
             self.on_correction(cid)
         return pb.CorrectionAck(correction_id=cid, corrections_total=self.store.count(),
                                 model_version=self.slot.current.version)
+
+    def _flagged(self, version: str, probability: Any, label: int, threshold: float | None = None) -> None:
+        """Tell the hacking monitor of a correction: a false-success flag when the version called it success."""
+        model = self.slot.get(version)  # the version itself while the slot holds it, else the serving one
+        called = success_probability(probability, self.cfg.success_class) >= (threshold or model.threshold)
+        self.monitor.flag(version, called, label == success_label(model.num_classes, self.cfg.success_class))
 
     def SubmitCorrection(self, request, context):
         return self._call(context, lambda: self._correction(request))
@@ -213,6 +243,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                                     context=self.log.around(p.episode_id, p.step, CONTEXT_STEPS))
             key = f"{request.request_id}:{p.id}" if request.request_id else None
             ids.append(self.store.add(correction, request_id=key, replica=self.replica))  # committed before the ack
+            self._flagged(p.model_version, p.probabilities, int(request.label), p.threshold)
         self.queries.remove({p.id for p in picked})
         if self.on_correction is not None:
             self.on_correction(ids[-1])
@@ -240,7 +271,9 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             camera_keys=model.camera_keys, image_height=model.image_size[0], image_width=model.image_size[1],
             num_classes=model.num_classes, threshold=model.threshold, retrainer_status=self.retrainer_status,
             number=model.number, corrections=pb.CorrectionCounts(**asdict(counts)), needs_review=review.needs_review(items),
-            retrainer=self.retrainer.to_proto(), ensemble_size=model.ensemble_size)
+            retrainer=self.retrainer.to_proto(), ensemble_size=model.ensemble_size,
+            success_when=self.cfg.success_when or "", state_names=self.cfg.state_names or [],
+            monitor=[pb.VersionMonitor(**asdict(v)) for v in self.monitor.snapshot()])
 
     def GetModel(self, request, context):
         return self._call(context, self.model_info)
@@ -268,8 +301,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
 
     def WatchActivity(self, request, context):
         self._call(context, lambda: _check_images_request(request.max_side, request.jpeg_quality))
-        if request.frames_per_second < 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be >= 0 (0 = 10)")
+        if not request.frames_per_second >= 0:  # NaN too
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frames_per_second must be a number >= 0 (0 = 10)")
         episode = request.episode_id if request.HasField("episode_id") else None
         gap = 1.0 / (request.frames_per_second or 10.0)
         seen_gen, status = self.slot.generation, self.retrainer
@@ -320,9 +353,23 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
     def ListCorrections(self, request, context):
         return self._call(context, lambda: self._list_corrections(request))
 
+    def _live_images(self, conflict: dict | None) -> tuple[dict[str, np.ndarray], str]:
+        """The live frame a ``conflicts_live`` status names, or why there is none."""
+        if not conflict or not conflict.get("live"):
+            return {}, ""
+        if self.live is None:
+            return {}, "this server keeps no live episodes"
+        found = self.live.store.read(int(conflict["episode"]))
+        if found is None:
+            return {}, f"live episode {conflict['episode']} is no longer kept (the server keeps the newest {self.live.options.keep})"
+        rows = np.flatnonzero(found.steps == int(conflict["frame"]))
+        if not len(rows):
+            return {}, f"live episode {conflict['episode']} has no step {conflict['frame']}"
+        return {k: v[int(rows[0])] for k, v in found.frames.items()}, ""
+
     def _offline_images(self, conflict: dict | None) -> tuple[dict[str, np.ndarray], str]:
         """The offline frame a conflict names (cached), or why there is none."""
-        if not conflict:
+        if not conflict or "start" not in conflict:
             return {}, ""
         if not (self.cfg.dataset.root or self.cfg.dataset.repo_id):
             return {}, "this server has no offline dataset (dataset.root=) to show the frame from"
@@ -338,14 +385,16 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         _check_images_request(request.max_side, request.jpeg_quality)
         detail = review.show_correction(self.store, request.id, self.cfg.success_class)
         offline, note = self._offline_images(detail.view.conflict)
+        live, live_note = self._live_images(detail.view.conflict)
         return pb.CorrectionDetail(
             summary=_summary(detail.view),
             images=[encode_thumbnail(k, f, request.max_side, request.jpeg_quality) for k, f in detail.frames.items()],
             history=[pb.StatusChange(attempt_id=a.attempt_id, status=a.status, probability=a.probability,
-                                     detail=a.detail, conflict=_conflict(a.conflict)) for a in detail.history],
+                                     detail=a.detail, **_conflict(a.conflict)) for a in detail.history],
             reviews=[_review(r) for r in detail.reviews],
             offline_images=[encode_thumbnail(k, f, request.max_side, request.jpeg_quality) for k, f in offline.items()],
-            offline_note=note)
+            offline_note=note or live_note,
+            live_images=[encode_thumbnail(k, f, request.max_side, request.jpeg_quality) for k, f in live.items()])
 
     def GetCorrection(self, request, context):
         return self._call(context, lambda: self._get_correction(request))
@@ -397,11 +446,23 @@ def _summary(v: review.CorrectionView) -> pb.CorrectionSummary:
         id=v.id, time_unix=v.time, label=v.label, probability=v.probability, model_version=v.model_version,
         episode_id=v.episode, step=v.step, env_index=v.env_index, source=v.source, status=v.status,
         status_detail=v.status_detail, probability_now=v.probability_now,
-        review=_review(v.review) if v.review is not None else None, conflict=_conflict(v.conflict))
+        review=_review(v.review) if v.review is not None else None, **_conflict(v.conflict))
 
 
-def _conflict(conflict: dict | None) -> pb.OfflineConflict | None:
-    return pb.OfflineConflict(**conflict) if conflict else None
+def _conflict(conflict: dict | None) -> dict:
+    """The proto fields of what a status names: the offline frames, the live firings, or the newer correction."""
+    if not conflict:
+        return {}
+    if "by" in conflict:
+        return {"superseded_by": int(conflict["by"])}
+    if conflict.get("live"):
+        firings = conflict.get("firings", [])
+        return {"live_conflict": pb.LiveConflict(kind=conflict.get("kind", ""), episode=conflict.get("episode", 0),
+                                                 step=conflict.get("frame", 0),
+                                                 firing_episodes=[int(e) for e, _ in firings],
+                                                 firing_steps=[int(t) for _, t in firings])}
+    return {"conflict": pb.OfflineConflict(**{k: conflict[k] for k in ("episode", "start", "end", "frame", "kind",
+                                                                       "label") if k in conflict})}
 
 
 def _stored(probs: np.ndarray) -> float | list[float]:
@@ -413,3 +474,10 @@ def _classes(probs: np.ndarray) -> list[float]:
     """Every class's probability (a binary model's as [1 - p, p])."""
     stored = _stored(probs)
     return [1.0 - stored, stored] if isinstance(stored, float) else stored
+
+
+def request_state(request: pb.PredictRequest) -> Any:
+    """The robot state a Predict carries: names -> numbers, a vector, or None."""
+    if request.named_state:
+        return dict(request.named_state)
+    return list(request.state) if len(request.state) else None

@@ -19,11 +19,12 @@ import numpy as np
 from ..errors import ConfigError
 from .env import CAMERAS, SimShift, make_env
 from .policies import policy_for_episode, scripted_policy
+from ..constants import REWARD_KEY
 
 _FEATURES = {
     "observation.state": {"dtype": "float32", "shape": [4], "names": ["x", "y", "z", "gripper"]},
     "action": {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "grip"]},
-    "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+    REWARD_KEY: {"dtype": "float32", "shape": [1], "names": None},
     "next.done": {"dtype": "bool", "shape": [1], "names": None},
     "observation.success": {"dtype": "bool", "shape": [1], "names": None},
 }
@@ -70,7 +71,7 @@ def _rollout(env, kind: str, steps: int, seed: int) -> tuple[dict[str, np.ndarra
     columns = {
         "observation.state": np.stack(state).astype(np.float32),
         "action": np.stack(action).astype(np.float32),
-        "next.reward": np.asarray(reward, np.float32),
+        REWARD_KEY: np.asarray(reward, np.float32),
         "next.done": done,
         "observation.success": np.asarray(shown, bool),
     }
@@ -107,7 +108,7 @@ def generate(task: str, out: str | Path, episodes: int, steps: int = 150, image_
                 kind = policy_for_episode(ep)
                 frames, columns = _rollout(env, kind, steps, _episode_seed(seed, ep))
                 writer.add_episode(frames, columns, task=env.task.text)
-                hits = np.flatnonzero(columns["next.reward"] > 0.5)
+                hits = np.flatnonzero(columns[REWARD_KEY] > 0.5)
                 summary.positives += len(hits)
                 summary.per_episode.append({"episode": ep, "policy": kind, "positives": int(len(hits)),
                                             "first_positive": int(hits[0]) if len(hits) else -1})

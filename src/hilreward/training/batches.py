@@ -17,7 +17,9 @@ import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from .augment import ColorJitter, random_shift, shift_offsets
-from .features import gather_features, to_float_chw
+from ..data import gather_rows
+from ..models.preprocessing import to_float_chw
+from .features import gather_features
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -60,12 +62,9 @@ class PixelBatches(_StepBatches):
         offsets = {cam: shift_offsets(len(pos), self.pad, g)[self.share] for cam in self.images} if self.pad > 0 else {}
         factors = {cam: self.color.factors(len(pos), g)[self.share] for cam in self.images} if self.color else {}
         pos = pos[self.share]
-        rows = self.rows[pos]
-        order = np.argsort(rows, kind="stable")
-        inverse = np.argsort(order, kind="stable")
         inputs = {}
-        for cam, frames in self.images.items():
-            x = to_float_chw(np.asarray(frames[rows[order]])[inverse])
+        for cam, frames in gather_rows(self.images, self.rows[pos]).items():  # sorted reads
+            x = to_float_chw(frames, cam)
             x = random_shift(x, self.pad, offsets[cam]) if self.pad > 0 else x
             inputs[cam] = self.color(x, factors[cam]) if self.color else x
         return inputs, torch.from_numpy(self.labels[pos])

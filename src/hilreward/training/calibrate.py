@@ -3,10 +3,13 @@
 :func:`plan_calibration` decides, before training, what the calibration can rest on:
 
 * ``heldout``: the best checkpoint is run over the run's held-out episodes;
-* ``cv`` (calibration by folds): ``calibrate_folds`` fold models, each trained without one group of episodes
-  (:mod:`hilreward.training.folds`), give out-of-fold logits for every episode, and the final model trains on
-  every episode (nothing is held out). At the ~10-20 episodes people record, a 20 % split holds 2-4 episodes,
-  too few for the evidence rule; all episodes out of fold are enough;
+* ``cv`` (calibration by folds): ``calibrate_folds`` fold models, each trained without one group of the training
+  episodes, give out-of-fold logits for every training episode; the held-out episodes stay held out. With a
+  frozen encoder the fold models are fold heads trained together on the cached features beside the final head
+  (:func:`~hilreward.training.folds.fold_heads`); with an encoder that trains they are the members of the deployed
+  ensemble (:mod:`hilreward.models.members`), which share :data:`MEMBER_BUDGET` times the run's steps. At the
+  ~10-20 episodes people record, a 20 % split holds 2-4 episodes, too few for the evidence rule; all training
+  episodes out of fold are enough;
 * ``auto`` (the default) takes ``heldout`` when the held-out episodes hold enough evidence, else ``cv``; ``cv``
   falls back to ``heldout`` with its reason when there are too few episodes for the folds or too little evidence
   in the whole dataset, and a dataset without a succeeding episode cannot be calibrated at all.
@@ -31,27 +34,18 @@ import torch
 
 from ..config import TrainConfig
 from ..data import FrameData
-from ..errors import ConfigError
 from ..evaluation.calibration import Calibration, calibrate, sigmoid
 from ..evaluation.episodes import episode_metrics
+from ..evaluation.inference import batched_logits
 from ..evaluation.thresholds import EvidenceRule, evidence_counts
 from ..models.checkpoint import update_config
 from ..models.classifier import RewardClassifier
-from .features import gather_features, heldout_logits
+from .features import gather_features
 from .folds import episode_folds, fold_heads
+from ..constants import CONFIG_NAME
 from ..utils import write_file
 
-CALIBRATE_MODES = ("auto", "heldout", "cv", "off")
 MIN_EPISODES_PER_FOLD = 2
-
-
-def calibrate_mode(value) -> str:
-    """``training.calibrate`` as one of :data:`CALIBRATE_MODES` (``true`` / ``false`` from before ``cv``: heldout /
-    off)."""
-    mode = {"true": "heldout", "false": "off"}.get(str(value).lower(), str(value).lower())
-    if mode not in CALIBRATE_MODES:
-        raise ConfigError(f"training.calibrate={value!r} is not known (known: {', '.join(CALIBRATE_MODES)})")
-    return mode
 
 
 @dataclass
@@ -130,10 +124,10 @@ def calibrate_checkpoint(folder: Path, data: FrameData, rows: np.ndarray,
                          features: Optional[dict[str, np.ndarray]] = None, *, fallback_threshold: float = 0.5,
                          device: str | torch.device = "cpu", batch_size: int = 64) -> Optional[Calibration]:
     """Calibrate the checkpoint in ``folder`` on ``rows`` (its held-out frames) and store the result in it."""
-    if not len(rows) or not (Path(folder) / "config.json").is_file():
+    if not len(rows) or not (Path(folder) / CONFIG_NAME).is_file():
         return None
     model = RewardClassifier.from_pretrained(folder, device=device)
-    logits = heldout_logits(model, data, rows, features, batch_size)
+    logits = batched_logits(model, rows, data.images, features, batch_size)
     cal = calibrate(data.episode_index[rows], data.frame_index[rows], data.labels[rows], logits, fps=data.fps,
                     fallback_threshold=model.threshold if fallback_threshold is None else fallback_threshold)
     cal.details["method"] = "heldout"

@@ -4,7 +4,8 @@
 ``RewardClassifier.from_pretrained`` loads (config.json, model.safetensors, train_config.yaml,
 metrics.json) and the training state, without pickle: ``training_state.safetensors`` (optimizer
 moments, RNG states as tensors) and ``training_state.json`` (step, scheduler, optimizer hyper-parameters,
-the scalar parts of the RNG states). Every directory is written under a temporary name and renamed.
+the scalar parts of the RNG states). Every directory is written under a temporary name, fsync'd and renamed
+(:func:`hilreward.utils.replace_dir`).
 A data-parallel run saves every process's RNG state: process 0's as a single process's, process ``i``'s
 tensors as ``process<i>.rng.*`` and its scalars in ``rng_others[i - 1]``.
 """
@@ -12,10 +13,7 @@ tensors as ``process<i>.rng.*`` and its scalars in ``rng_others[i - 1]``.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -25,32 +23,23 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from .distributed import process_seed
+from ..utils import jsonable, replace_dir
+from ..constants import STATE_JSON, STATE_TENSORS
 
 STATE_FORMAT = 1
-STATE_TENSORS = "training_state.safetensors"
-STATE_JSON = "training_state.json"
-
-
-def _jsonable(value):
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, torch.Tensor):
-        return value.item()
-    return value
 
 
 def flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Optimizer ``state_dict`` -> (tensors named ``optimizer.<param id>.<name>``, json-able rest)."""
+    """Optimizer ``state_dict`` -> (tensors named ``optimizer.<param id>.<name>``, the rest: JSON with
+    ``default=jsonable``)."""
     tensors, scalars = {}, {}
     for pid, entries in state_dict["state"].items():
         for name, value in entries.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"optimizer.{pid}.{name}"] = value.detach().cpu().contiguous()
             else:
-                scalars.setdefault(str(pid), {})[name] = _jsonable(value)
-    return tensors, {"param_groups": _jsonable(state_dict["param_groups"]), "scalars": scalars}
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
 def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
@@ -89,24 +78,6 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory ``src`` to ``dst``, replacing an existing one (old copy kept until then)."""
-    old = dst.with_name(dst.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_dir(dst: Path) -> None:
-    """Undo a replacement interrupted between its two renames (``dst`` gone, ``dst.old`` left)."""
-    old = dst.with_name(dst.name + ".old")
-    if not dst.exists() and old.is_dir():
-        os.replace(old, dst)
-
-
 def save_checkpoint(directory: Path, model, train_config_yaml: str, metrics: dict, step: int,
                     optimizer: torch.optim.Optimizer, scheduler, extra: dict | None = None,
                     rng_states: list[tuple[dict, dict]] | None = None) -> Path:
@@ -114,25 +85,20 @@ def save_checkpoint(directory: Path, model, train_config_yaml: str, metrics: dic
 
     ``rng_states``: every process's :func:`capture_rng` in process order (default: this process's).
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
     rng_states = rng_states or [capture_rng()]
-    try:
-        model.save_pretrained(staging, train_config_yaml=train_config_yaml, metrics=metrics)
+
+    def fill(tmp: Path) -> None:
+        model.write_files(tmp, train_config_yaml=train_config_yaml, metrics=metrics)
         opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
         rng_tensors = {(k if i == 0 else f"process{i}.{k}"): v
                        for i, (tensors, _) in enumerate(rng_states) for k, v in tensors.items()}
-        save_file({**opt_tensors, **rng_tensors}, str(staging / STATE_TENSORS))
-        sched = {k: _jsonable(v) for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+        save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS))
+        sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
         meta = {"format": STATE_FORMAT, "step": int(step), "scheduler": sched, "optimizer": opt_meta,
                 "rng": rng_states[0][1], "rng_others": [m for _, m in rng_states[1:]], **(extra or {})}
-        (staging / STATE_JSON).write_text(json.dumps(meta))
-        replace_dir(staging, directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return directory
+        (tmp / STATE_JSON).write_text(json.dumps(meta, default=jsonable))
+
+    return replace_dir(directory, fill)
 
 
 def load_training_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:

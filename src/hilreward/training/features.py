@@ -28,18 +28,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import FeatureDtype
-from ..data import FrameData, balanced_weights, cache_root
+from ..config import FeatureDtype, TrainingConfig
+from ..data import FrameData, balanced_weights, cache_root, gather_rows
 from ..errors import ConfigError
 from .augment import ColorJitter, random_shift, shift_offsets
 from .distributed import Processes
-from .losses import classification_loss, correct_predictions
+from ..models.preprocessing import to_float_chw
+from .step import TrainedPart, make_optimizer, train_step
 from .progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = 3  # 2: computed from frame-cache format 2; 3: from format 3
 FEATURE_DTYPES = get_args(FeatureDtype)
+_TRAINING = TrainingConfig()
+"""``training.*``'s defaults: fit_head's optimiser settings."""
 
 
 def encoder_parameters(model) -> list[torch.nn.Parameter]:
@@ -83,13 +86,6 @@ def feature_key(model, data: FrameData, view: int = 0, pad: int = 4, dtype: str 
     if view and color is not None and color.active:  # keys without colour jitter stay as they were
         parts["color"] = [color.brightness, color.contrast, color.saturation, color.hue]
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
-
-
-def to_float_chw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (B,H,W,3) -> float (B,3,H,W) in [0, 1]."""
-    if isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(frames if frames.flags.writeable else np.array(frames))
-    return frames.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def view_offsets(view: int, camera_index: int, n: int, pad: int) -> torch.Tensor | None:
@@ -152,7 +148,7 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
         nonlocal runner
         pixels = {}
         for cam in data.camera_keys:
-            x = to_float_chw(data.images[cam][sl if rows is None else rows[sl]])
+            x = to_float_chw(data.images[cam][sl if rows is None else rows[sl]], cam)
             if offsets[cam] is not None:
                 x = random_shift(x, pad, offsets[cam][sl])
             if factors[cam] is not None:
@@ -242,21 +238,19 @@ def encoder_runner(encoder: torch.nn.Module, sample: torch.Tensor,
 
 def gather_features(features: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, torch.Tensor]:
     """float32 tensors of the rows ``indices`` (sorted reads from the memmap, original order kept)."""
-    order = np.argsort(indices, kind="stable")
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return {cam: torch.from_numpy(np.asarray(f[indices[order]], dtype=np.float32)[inverse])
-            for cam, f in features.items()}
+    return {cam: torch.from_numpy(f.astype(np.float32, copy=False)) for cam, f in gather_rows(features, indices).items()}
 
 
 def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_weight: np.ndarray | None = None,
              steps: int = 300, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
              should_stop: Optional[Callable[[], bool]] = None, check: Optional[Callable[[int], bool]] = None,
-             check_every: int = 25, stage: Optional[torch.nn.Module] = None) -> dict:
+             check_every: int = 25, stage: Optional[torch.nn.Module] = None,
+             weight_decay: float = _TRAINING.weight_decay, grad_clip_norm: float = _TRAINING.grad_clip_norm) -> dict:
     """Train only the head of ``model`` in place on precomputed ``features`` (full key -> (N,C,h,w)).
 
     With ``stage`` (the encoder's last stage), ``features`` are that stage's inputs and the stage trains with the
-    head (``logits = head(stage(features))``).
+    head (``logits = head(stage(features))``). Each step is training's :func:`~.step.train_step` with its optimiser
+    (``weight_decay`` and ``grad_clip_norm`` default to ``training.*``'s).
 
     Batches are drawn with replacement with probability ``sample_weight`` (default: class-balanced,
     1/count per class). ``should_stop``, asked before every step, ends training early. ``check(steps
@@ -273,59 +267,33 @@ def fit_head(model, features: dict[str, np.ndarray], labels: np.ndarray, sample_
                          f"{len(labels)} labels, {len(weights)} weights)")
     params = [p for p in head_parameters(model) if p.requires_grad] + list(stage.parameters() if stage else [])
     device = params[0].device
-    # fused: one kernel per step rather than several per tensor (the optimizer step ~3x faster on a CPU)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type in ("cpu", "cuda"))
+    optimizer = make_optimizer(params, lr, weight_decay)
+    forward = TrainedPart(model, from_features=True, stage=stage)
     g = torch.Generator().manual_seed(seed)
     w = torch.as_tensor(weights, dtype=torch.float64)
-    num_classes = model.config.num_classes
-    recent: deque = deque(maxlen=max(1, steps // 10))  # (loss, right, seen) of the last steps run
+    recent: deque = deque(maxlen=max(1, steps // 10))  # (loss, accuracy) of the last steps run
     t0 = time.perf_counter()
     was_training = model.training
-    model.train()
     stopped = ""
     try:
         done = 0
-        for step in range(steps):
+        for _ in range(steps):
             if should_stop is not None and should_stop():
                 stopped = "should_stop"
                 break
             done += 1
             idx = torch.multinomial(w, batch_size, replacement=True, generator=g).numpy()
             feats = {c: f.to(device) for c, f in gather_features(features, idx).items()}
-            y = torch.from_numpy(labels[idx]).to(device)
-            logits = model.head({c: stage(f) for c, f in feats.items()} if stage is not None else feats)
-            loss = classification_loss(logits, y, num_classes)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            recent.append((loss.item(), int(correct_predictions(logits.detach(), y, num_classes).sum()), len(idx)))
+            step = train_step(model, feats, torch.from_numpy(labels[idx]).to(device), optimizer, forward=forward,
+                              grad_clip_norm=grad_clip_norm)
+            recent.append((step["loss"], step["accuracy"]))
             if check is not None and (done % max(1, check_every) == 0 or done == steps):
                 model.eval()
                 if check(done):
                     stopped = "check"
                     break
-                model.train()
     finally:
         model.train(was_training)
-    seen = sum(r[2] for r in recent)
     return {"loss": float(np.mean([r[0] for r in recent])) if recent else float("nan"),
-            "accuracy": sum(r[1] for r in recent) / seen if seen else float("nan"), "steps": done,
+            "accuracy": float(np.mean([r[1] for r in recent])) if recent else float("nan"), "steps": done,
             "seconds": time.perf_counter() - t0, "stopped": stopped}
-
-
-@torch.inference_mode()
-def heldout_logits(model, data: FrameData, rows: np.ndarray, features: Optional[dict[str, np.ndarray]] = None,
-                   batch_size: int = 64) -> np.ndarray:
-    """Raw logits of ``model`` on ``rows`` of ``data`` (from cached encoder features when given)."""
-    model.eval()
-    out = []
-    for start in range(0, len(rows), batch_size):
-        idx = rows[start:start + batch_size]
-        if features is not None:
-            logits = model.head({c: f.to(model.device) for c, f in gather_features(features, idx).items()})
-        else:
-            pixels = {c: to_float_chw(np.asarray(data.images[c][idx])).to(model.device) for c in data.camera_keys}
-            logits = model(model.preprocess(pixels))
-        out.append(logits.float().cpu().numpy())
-    return np.concatenate(out)

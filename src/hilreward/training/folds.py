@@ -17,9 +17,12 @@ import torch
 from ..config import TrainConfig
 from ..data import FrameData
 from ..errors import ConfigError
+from ..evaluation.inference import batched_logits
 from ..models.classifier import RewardClassifier
 from ..models.head import RewardHead
-from .features import compute_features, encoder_is_frozen, heldout_logits
+from .features import compute_features, encoder_is_frozen
+from .step import make_optimizer
+from ..constants import STATE_JSON
 
 
 def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.ndarray, k: int,
@@ -38,11 +41,12 @@ def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.nda
 def fold_config(cfg: TrainConfig, episodes: list[int], held: list[int], directory: Path, steps: int,
                 **training) -> TrainConfig:
     """The run of one fold: ``held`` held out, ``steps`` steps, no calibration (its held-out episodes are what it
-    scores), W&B off, resumed when it was cut short; ``training`` overrides more training keys."""
-    resume = (directory / "checkpoints" / "last" / "training_state.json").is_file()
+    scores), no support bank, W&B off, resumed when it was cut short; ``training`` overrides more training keys."""
+    resume = (directory / "checkpoints" / "last" / STATE_JSON).is_file()
     return replace(cfg, output_dir=str(directory), split=replace(cfg.split, val_episodes=list(held)), resume=resume,
                    dataset=replace(cfg.dataset, episodes=list(episodes)), wandb=replace(cfg.wandb, enable=False),
-                   training=replace(cfg.training, calibrate="off", steps=steps, epochs=None, **training))
+                   training=replace(cfg.training, **{"calibrate": "off", "steps": steps, "epochs": None,
+                                                     "support_frames": 0, **training}))
 
 
 def fold_logits(cfg: TrainConfig, checkpoint: Path, data: FrameData, rows: np.ndarray) -> np.ndarray:
@@ -53,7 +57,7 @@ def fold_logits(cfg: TrainConfig, checkpoint: Path, data: FrameData, rows: np.nd
     if encoder_is_frozen(model) and cfg.training.feature_cache != "off":
         features = compute_features(model, data, batch_size=64, cache_dir=cfg.cache_dir, view=0,
                                     dtype=cfg.training.feature_dtype)
-    return heldout_logits(model, data, rows, features)
+    return batched_logits(model, rows, data.images, features)
 
 
 def fold_heads(model, views: list[dict[str, np.ndarray]], rows: np.ndarray, labels: np.ndarray,
@@ -80,8 +84,7 @@ def fold_heads(model, views: list[dict[str, np.ndarray]], rows: np.ndarray, labe
                                     cfg.latent_dim, cfg.hidden_dim, cfg.dropout).train())
     big = int(math.ceil(batch_size * folds / (folds - 1)))
     source = FeatureBatches(views, rows, labels, big, seed + 1, balanced, balanced_weights(labels))
-    # fused: one kernel per step rather than several per tensor (the heads' step 1.6x faster on a CPU)
-    optimizers = [torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=weight_decay, fused=True) for h in heads]
+    optimizers = [make_optimizer(list(h.parameters()), lr, weight_decay) for h in heads]
     schedule = lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1)))  # noqa: E731
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in optimizers]
     cameras = list(model.config.camera_keys)

@@ -1,4 +1,7 @@
-"""Loss, predictions and classification metrics for binary (one logit) and multi-class (K logits) heads."""
+"""Loss, predictions and classification metrics for binary (one logit) and multi-class (K logits) heads.
+
+Probabilities come from the model (``RewardClassifier.probabilities``: its temperature, then sigmoid or softmax),
+never from raw logits here: a calibrated checkpoint's threshold is a threshold on tempered probabilities."""
 
 from __future__ import annotations
 
@@ -14,21 +17,12 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes:
     return F.binary_cross_entropy_with_logits(logits.float().reshape(-1), labels.float())
 
 
-def probabilities(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Sigmoid (binary, (B,)) or softmax (multi-class, (B,K))."""
-    return torch.softmax(logits.float(), dim=-1) if num_classes > 2 else torch.sigmoid(logits.float().reshape(-1))
-
-
-def predictions(logits: torch.Tensor, num_classes: int, threshold: float = 0.5) -> torch.Tensor:
-    """Predicted class per row: argmax (multi-class) or ``sigmoid >= threshold`` (binary)."""
-    if num_classes > 2:
-        return logits.argmax(dim=-1)
-    return (probabilities(logits, num_classes) >= threshold).long()
-
-
-def correct_predictions(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                        threshold: float = 0.5) -> torch.Tensor:
-    return predictions(logits, num_classes, threshold) == labels.long()
+def predictions(probabilities: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Predicted class per row of a model's probabilities (``model.probabilities(logits)``, temperature included):
+    argmax of (B, K) class probabilities, ``p >= threshold`` of (B,) binary ones."""
+    if probabilities.ndim == 2:
+        return probabilities.argmax(dim=-1)
+    return (probabilities >= threshold).long()
 
 
 def classification_metrics(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:

@@ -19,9 +19,8 @@ from typing import IO, Optional
 
 from ..utils import write_atomic
 
-from ..evaluation.report import HISTORY_NAME, read_history
-
-CURVE_NAME = "training_curve.png"
+from ..constants import CURVE_NAME, HISTORY_NAME
+from ..evaluation.report import read_history
 
 
 def is_terminal(stream: Optional[IO] = None) -> bool:

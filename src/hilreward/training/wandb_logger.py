@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import WandbConfig, check_choices
+from ..config import WandbConfig, check_values
 from ..utils import write_atomic
+from ..utils import short_key
 
 class WandbLogger:
     """Logs the config, scalar metrics by step, and an ``eval/prediction_samples`` table at each eval.
@@ -17,7 +18,7 @@ class WandbLogger:
     """
 
     def __init__(self, cfg: WandbConfig, output_dir: Path, config: dict, resume: bool):
-        check_choices(cfg, "wandb.")
+        check_values(cfg, "wandb.")
         import wandb
 
         self._wandb = wandb
@@ -38,7 +39,7 @@ class WandbLogger:
         """One table row per sample: each camera's image, predicted label, true label, confidence."""
         wandb = self._wandb
         cams = list(images)
-        columns = [c.removeprefix("observation.images.") for c in cams] + ["predicted", "true", "confidence"]
+        columns = [short_key(c) for c in cams] + ["predicted", "true", "confidence"]
         table = wandb.Table(columns=columns)
         for i in range(len(predicted)):
             row = [wandb.Image(np.asarray(images[c][i])) for c in cams]

@@ -9,7 +9,7 @@ const C = {
   cursor: null,         // index of the last frame to label in the shown trace (null: its newest point)
   frames: new Map(),    // prediction_id -> {camera: data URL}
   latest: null,         // the newest frames: {prediction_id, trace_id, images}
-  model: null, retrainer: null, connection: null, settings: null,
+  model: null, retrainer: null, connection: null, settings: null, monitor: [],
   k: 5,
   acks: [],             // corrections stored from this page, newest last
   corrected: new Map(), // prediction_id -> label
@@ -17,7 +17,7 @@ const C = {
 };
 window.consoleState = C;  // the browser test reads it
 const $ = id => document.getElementById(id);
-const MAX_POINTS = 1000, MAX_FRAMES = 600, QUEUE_EVERY_MS = 2000;
+const MAX_POINTS = 1000, MAX_FRAMES = 600, QUEUE_EVERY_MS = 2000, MONITOR_EVERY_MS = 3000;
 
 async function init() {
   hil.nav("console").catch(() => {});
@@ -33,7 +33,10 @@ async function init() {
   $("k").value = C.k;
   listen();
   loadQueue();
-  window.addEventListener("resize", scheduleRender);
+  C.monitor = C.model ? C.model.monitor : [];
+  renderMonitor();
+  setInterval(loadMonitor, MONITOR_EVERY_MS);
+  window.addEventListener("resize", () => { scheduleRender(); renderMonitor(); });
 }
 
 // ---- live events ------------------------------------------------------------------------------------
@@ -41,7 +44,9 @@ function listen() {
   const source = new EventSource("/api/console/events");
   source.addEventListener("snapshot", e => applySnapshot(JSON.parse(e.data)));
   source.addEventListener("prediction", e => addPrediction(JSON.parse(e.data)));
-  source.addEventListener("model", e => { C.model = JSON.parse(e.data); renderServer(); renderAcks(); loadQueue(); });
+  source.addEventListener("model", e => {
+    C.model = JSON.parse(e.data); renderServer(); renderAcks(); loadQueue(); loadMonitor();
+  });
   source.addEventListener("retrainer", e => { C.retrainer = JSON.parse(e.data); renderServer(); renderAcks(); });
   source.addEventListener("connection", e => setConnection(JSON.parse(e.data)));
   source.onerror = () => setConnection({connected: false, message: "live updates lost: reconnecting to the console…"});
@@ -270,7 +275,9 @@ function renderServer() {
               ["uncertainty", m.ensemble_size ? `${m.ensemble_size} heads` : "none (no ensemble yet)"]);
     const k = m.corrections;
     rows.push(["corrections", `${k.total} · ${k.fixed} fixed · ${k.pending} pending · ${k.unfixed} unfixed · ` +
+               (k.conflicts_live ? `${k.conflicts_live} held (they would fire on live episodes) · ` : "") +
                (k.conflicts_offline ? `${k.conflicts_offline} in conflict with offline frames · ` : "") +
+               (k.superseded ? `${k.superseded} superseded · ` : "") +
                `${k.contradicted} contradicted · ${k.boundary} boundary · ${k.rejected} rejected`]);
   }
   if (r) rows.push(["retrainer", `${r.state}${r.message ? ": " + r.message : ""}` +
@@ -289,6 +296,52 @@ function renderServer() {
   link.textContent = waiting ? `review (${waiting} waiting)` : "review";
   link.href = waiting ? `/review/#id=${m.needs_review[0]}` : "/review/";
   link.classList.toggle("primary", waiting > 0);
+}
+
+// ---- the hacking monitor ---------------------------------------------------------------------------------
+// Per served version: claimed success on live episodes (blue), the share of those claims on unfamiliar states
+// (orange), false-success flags received (red dots). A policy that starts to hack shows as a rise in claims,
+// mostly unfamiliar, before the RL run is wasted.
+async function loadMonitor() {
+  try {
+    C.monitor = await hil.api("GET", "/api/console/monitor");
+  } catch (err) {
+    return;  // the server panel says what is wrong with the connection
+  }
+  renderMonitor();
+}
+
+function renderMonitor() {
+  const items = (C.monitor || []).slice(-12), text = $("monitor-text");
+  const {g: ctx, w, h} = hil.canvas2d($("monitor"));
+  ctx.clearRect(0, 0, w, h);
+  if (!items.length) { text.textContent = "no live episode judged yet"; text.className = "small muted"; return; }
+  const slot = w / Math.max(items.length, 6), bar = Math.max(4, slot * 0.3), base = h - 16;
+  ctx.font = "10px sans-serif";
+  items.forEach((v, i) => {
+    const x = i * slot + slot * 0.15;
+    ctx.fillStyle = "#2e6fdb";
+    ctx.fillRect(x, base - v.claimed_rate * (base - 4), bar, v.claimed_rate * (base - 4));
+    ctx.fillStyle = "#e8871e";
+    ctx.fillRect(x + bar, base - v.unfamiliar_share * (base - 4), bar, v.unfamiliar_share * (base - 4));
+    for (let f = 0; f < Math.min(v.false_success_flags, 8); f++) {
+      ctx.fillStyle = "#b42318";
+      ctx.beginPath();
+      ctx.arc(x + bar, base - 6 - f * 7, 2.5, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+    ctx.fillStyle = "#666";
+    ctx.fillText(`#${v.number}`, x, h - 3);
+  });
+  const v = items[items.length - 1];
+  const known = v.claimed - v.claimed_unknown;
+  const unfamiliar = known > 0 ? `${v.claimed_unfamiliar} of ${known} claims on unfamiliar states` :
+    (v.claimed ? "familiarity unknown (no support bank)" : "no claim yet");
+  text.textContent = `#${v.number}: claimed success in ${v.claimed} of ${v.episodes} live episodes ` +
+    `(${Math.round(100 * v.claimed_rate)} %) · ${unfamiliar} · ${v.false_success_flags} false-success flag(s)`;
+  const worry = v.episodes >= 5 && (v.unfamiliar_share > 0.5 && v.claimed > 2 || v.false_success_flags > 2);
+  text.className = worry ? "small warn" : "small";
+  text.title = worry ? "the policy may be hunting this version's mistakes: look at the claims in the queue" : "";
 }
 
 // ---- corrections ------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 // The review page: corrections the retrainer could not fix (accept / reject, one tap or key), and the timeline
 // of versions and refused attempts with their gate metrics. Version and retrainer changes arrive as
 // server-sent events and reload what they change.
-const TO_REVIEW = "conflicts_offline,contradicted,unfixed";
+const TO_REVIEW = "conflicts_live,conflicts_offline,contradicted,superseded,unfixed";
 const R = {filter: TO_REVIEW, items: [], selected: null, detail: null, model: null, retrainer: null};
 window.reviewState = R;  // the browser test reads it
 const $ = id => document.getElementById(id);
 const METRICS = [  // gate metrics worth a glance: [key, label, compared with, as percent]
   ["heldout_accuracy", "held-out acc.", "heldout_accuracy_base", true],
+  ["regression_accuracy", "acc. on training episodes", "regression_accuracy_base", true],
+  ["live_newly_fires", "newly fires (live)", null, false],
+  ["live_early_fires", "fires early (live)", "live_early_fires_serving", false],
   ["corrections_fixed", "corrections fixed", "corrections_fixed_serving", true],
   ["holdout_accuracy", "held-out corrections", "holdout_accuracy_serving", true],
   ["corrections_newly_fixed", "newly fixed", null, false],
@@ -16,6 +19,8 @@ const METRICS = [  // gate metrics worth a glance: [key, label, compared with, a
   ["corrections_boundary", "boundary", null, false],
   ["corrections_contradicted", "contradicted", null, false],
   ["corrections_conflicts_offline", "in conflict", null, false],
+  ["corrections_conflicts_live", "held (live)", null, false],
+  ["corrections_superseded", "superseded", null, false],
   ["corrections_rejected", "rejected", null, false],
   ["retrain_seconds", "s", null, false],
 ];
@@ -65,7 +70,9 @@ async function loadList() {
   R.items = page.corrections;
   const k = page.counts;
   $("counts").textContent = `${k.total} stored: ${k.fixed} fixed, ${k.pending} pending, ${k.unfixed} unfixed, ` +
-    `${k.conflicts_offline} in conflict with offline frames, ${k.contradicted} contradicted, ${k.boundary} boundary, ` +
+    `${k.conflicts_live} held for firing on live episodes, ` +
+    `${k.conflicts_offline} in conflict with offline frames, ${k.contradicted} contradicted, ` +
+    `${k.superseded} superseded, ${k.boundary} boundary, ` +
     `${k.unusable} unusable, ${k.rejected} rejected, ${k.accepted} accepted` +
     (page.waiting ? ` · ${page.waiting} listed wait for a verdict` : "");
   const body = $("corrections").tBodies[0];
@@ -126,11 +133,19 @@ async function select(id, scroll = true) {
   const frames = document.createElement("div");
   frames.className = "frames";
   const label = y => (y ? "success" : "not success");
-  frames.append(...figures(d.images, c.conflict ? `this correction, labelled ${label(c.label)}: ` : ""));
+  const beside = c.conflict || c.live_conflict;
+  frames.append(...figures(d.images, beside ? `this correction, labelled ${label(c.label)}: ` : ""));
+  if (c.live_conflict) {  // side by side: what the correction says, and a live frame it would make the reward pay
+    const k = c.live_conflict;
+    frames.classList.add("conflict");
+    frames.append(...figures(d.live_images, `live ep ${k.episode} step ${k.frame}, where it would newly fire: `));
+  }
   if (c.conflict) {  // side by side: what the correction says, and the offline frame it makes wrong
     const k = c.conflict;
     frames.classList.add("conflict");
     frames.append(...figures(d.offline_images, `offline ep ${k.episode} frame ${k.frame}, labelled ${label(k.label)}: `));
+  }
+  if (beside) {
     if (d.offline_note) {
       const note = document.createElement("p");
       note.className = "muted small";
@@ -145,6 +160,12 @@ async function select(id, scroll = true) {
     ["status", `${c.status}: ${c.status_detail}`],
     ...(c.conflict ? [["offline conflict", `episode ${c.conflict.episode} frames ${c.conflict.start}–${c.conflict.end - 1} ` +
       `(${c.conflict.kind.replace("_", " ")} when trained on it); accept relabels them to ${label(c.label)}`]] : []),
+    ...(c.live_conflict ? [["live conflict", `trained on it, the reward would newly fire in ` +
+      `${c.live_conflict.firings.length} recent live episode(s) (episode@step: ` +
+      `${c.live_conflict.firings.slice(0, 8).map(([e, t]) => `${e}@${t}`).join(", ")}); accept if those are ` +
+      `successes (it trains, and they count as confirmed), reject to drop it`]] : []),
+    ...(c.superseded_by ? [["superseded by", `#${c.superseded_by}, a newer label on a near-identical frame: ` +
+      `accept this one to make it the newest word`]] : []),
     ["p when made", `${c.probability.toFixed(3)} (version ${c.model_version})`],
     ["p now", c.probability_now === null ? "not judged yet" : c.probability_now.toFixed(3)],
     ["episode · step", `${c.episode_id} · ${c.step}${c.env_index ? ` (env ${c.env_index})` : ""}`],

@@ -33,17 +33,25 @@ import numpy as np
 
 from ...deploy.corrections import Correction
 from ...errors import InputError, ServingError
-from ...utils import full_key
+from ...utils import check_finite, full_key
+from .engines import engine_for
 
 
-STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "conflicts_offline", "unusable", "rejected")
+STATUSES = ("pending", "fixed", "unfixed", "boundary", "contradicted", "superseded", "conflicts_offline",
+            "conflicts_live", "unusable", "rejected")
 """A correction's status: not yet trained on; classified as labelled by the latest attempt; not; within a few
 steps of where the labels change (a keypress lands late: trained lightly, never gated); contradicted by
-near-identical frames with another label or by newer corrections (trained lightly, never gated); dropped because
-training on it makes an offline held-out episode wrong (names that episode and its frames); unusable by this model
+near-identical offline frames with another label, or found in conflict by the gate (trained lightly, never gated);
+superseded by a newer correction labelled otherwise on a near-identical frame, or one that makes it wrong (the
+newest word wins: never trained until a review accepts it); dropped because training on it makes an offline
+held-out episode wrong (names that episode and its frames); dropped because training on it makes the reward newly
+fire in recent live episodes no correction labels success (names them: ``conflicts_live``); unusable by this model
 (missing camera, blank frame); or rejected by review (never trains). A review that accepts a correction makes it
-train fully and, for ``conflicts_offline``, relabels the offline frames it conflicts with."""
+train fully (and the newest word); for ``conflicts_offline`` it relabels the offline frames it conflicts with,
+for ``conflicts_live`` it confirms the live firings it was shown."""
 VERDICTS = ("accept", "reject")
+TEXT_LIMITS = {"source": 64, "model_version": 256, "request_id": 256, "replica": 256, "reviewer": 128, "note": 1000}
+"""Most characters a store keeps of each free-text field; a longer one is refused (InputError), not cut."""
 
 
 @dataclass(frozen=True)
@@ -155,8 +163,8 @@ class CorrectionStore(ABC):
 
     ``CorrectionStore(location)`` opens the engine the location names: a path is an SQLite
     file, ``postgresql://user@host/db`` a PostgreSQL database (see ``hilreward.online.store.ENGINES``).
-    ``readonly=True`` opens an existing store for reading (the retrainer, ``hilreward corrections
-    export``): it never creates, migrates or writes.
+    ``readonly=True`` opens an existing store for reading (``hilreward corrections list|show|export``): it never
+    creates, migrates or writes.
     """
 
     MIGRATIONS: Sequence[Migration] = ()
@@ -166,8 +174,6 @@ class CorrectionStore(ABC):
 
     def __new__(cls, location=None, *args, **kwargs):
         if cls is CorrectionStore:
-            from . import engine_for
-
             cls = engine_for(location)
         return super().__new__(cls)
 
@@ -256,6 +262,8 @@ class CorrectionStore(ABC):
         """
         self._writable()
         row, frames = _encode(correction)
+        _text("request_id", request_id or "")
+        _text("replica", replica)
         with self._lock, self._transaction():
             if request_id:
                 known = self._rows("SELECT id FROM corrections WHERE request_id = ?", (request_id,))
@@ -328,6 +336,8 @@ class CorrectionStore(ABC):
         self._writable()
         if verdict not in VERDICTS:
             raise InputError(f"verdict {verdict!r}: use one of {', '.join(VERDICTS)}")
+        _text("reviewer", reviewer)
+        _text("note", note)
         ids = sorted({int(i) for i in correction_ids})
         if not ids:
             raise InputError("name at least one correction id to review")
@@ -363,7 +373,8 @@ class CorrectionStore(ABC):
         self._writable()
         previous = self.latest_statuses()
         changed = [a for a in assessments if _differs(previous.get(a.correction_id), a)]
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}  # NaN: not measured
         with self._lock, self._transaction():
             aid = int(self._rows(
                 "INSERT INTO attempts (time, passed, number, version, reason, metrics, last_correction_id) "
@@ -430,13 +441,21 @@ def _encode(correction: Correction) -> tuple[tuple, list[tuple[str, int, int, by
             raise InputError(f"correction frame {key!r} must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
         blobs.append((key, int(frame.shape[0]), int(frame.shape[1]), _png(frame)))
     probability = correction.probability
-    probability = [float(p) for p in probability] if isinstance(probability, (list, tuple, np.ndarray)) \
-        else float(probability)
-    context = {int(k): round(float(v), 6) for k, v in (correction.context or {}).items()}
-    row = (float(correction.time), int(correction.label), json.dumps(probability), str(correction.model_version),
-           int(correction.episode), int(correction.step), int(correction.env_index), str(correction.source),
-           json.dumps(context) if context else None)
+    probability = [check_finite("probability", p) for p in probability] \
+        if isinstance(probability, (list, tuple, np.ndarray)) else check_finite("probability", probability)
+    context = {int(k): round(check_finite(f"context[{k}]", v), 6) for k, v in (correction.context or {}).items()}
+    _text("source", correction.source)
+    _text("model_version", correction.model_version)
+    row = (check_finite("time", correction.time), int(correction.label), json.dumps(probability),
+           str(correction.model_version), int(correction.episode), int(correction.step), int(correction.env_index),
+           str(correction.source), json.dumps(context) if context else None)
     return row, blobs
+
+
+def _text(name: str, value: str) -> None:
+    """InputError when free text ``name`` is longer than :data:`TEXT_LIMITS` allows."""
+    if len(str(value)) > TEXT_LIMITS[name]:
+        raise InputError(f"{name} is {len(str(value)):,} characters long; at most {TEXT_LIMITS[name]} are kept")
 
 
 def _png(frame: np.ndarray) -> bytes:

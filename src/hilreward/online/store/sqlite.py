@@ -2,8 +2,8 @@
 
 WAL journal with ``synchronous=FULL`` (a committed correction survives a crash or a ``kill -9``),
 frames as PNG blobs, the schema version in ``PRAGMA user_version`` and triggers that make every
-table append-only. Several processes may read it while one writes (the server writes, the
-retrainer and ``hilreward corrections export`` read); one server per store.
+table append-only. Several processes may use it at once, one write at a time (the server and its
+retrainer write, ``hilreward corrections`` reads and reviews); one server per store (its state dir's lock).
 """
 
 from __future__ import annotations

@@ -30,19 +30,30 @@ class Image(_message.Message):
     def __init__(self, camera: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., encoding: _Optional[_Union[Image.Encoding, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("images", "episode_id", "step", "model_version")
+    __slots__ = ("images", "episode_id", "step", "model_version", "state", "named_state")
+    class NamedStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NAMED_STATE_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Image]
     episode_id: int
     step: int
     model_version: str
-    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    state: _containers.RepeatedScalarFieldContainer[float]
+    named_state: _containers.ScalarMap[str, float]
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., model_version: _Optional[str] = ..., state: _Optional[_Iterable[float]] = ..., named_state: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("probability", "class_probabilities", "success", "reward", "terminate", "model_version", "server_latency_ms", "episode_id", "step", "uncertainty", "prediction_id")
+    __slots__ = ("probability", "class_probabilities", "success", "reward", "terminate", "model_version", "server_latency_ms", "episode_id", "step", "uncertainty", "prediction_id", "support", "novelty")
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     CLASS_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +65,8 @@ class PredictResponse(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    NOVELTY_FIELD_NUMBER: _ClassVar[int]
     probability: float
     class_probabilities: _containers.RepeatedScalarFieldContainer[float]
     success: bool
@@ -65,7 +78,9 @@ class PredictResponse(_message.Message):
     step: int
     uncertainty: float
     prediction_id: int
-    def __init__(self, probability: _Optional[float] = ..., class_probabilities: _Optional[_Iterable[float]] = ..., success: _Optional[bool] = ..., reward: _Optional[float] = ..., terminate: _Optional[bool] = ..., model_version: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., uncertainty: _Optional[float] = ..., prediction_id: _Optional[int] = ...) -> None: ...
+    support: float
+    novelty: float
+    def __init__(self, probability: _Optional[float] = ..., class_probabilities: _Optional[_Iterable[float]] = ..., success: _Optional[bool] = ..., reward: _Optional[float] = ..., terminate: _Optional[bool] = ..., model_version: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., uncertainty: _Optional[float] = ..., prediction_id: _Optional[int] = ..., support: _Optional[float] = ..., novelty: _Optional[float] = ...) -> None: ...
 
 class CorrectionRequest(_message.Message):
     __slots__ = ("images", "label", "episode_id", "step", "model_version", "probability", "source", "time", "env_index", "request_id")
@@ -110,7 +125,7 @@ class WatchModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("version", "created_unix", "metrics", "corrections_total", "corrections_used", "camera_keys", "image_height", "image_width", "num_classes", "threshold", "retrainer_status", "number", "corrections", "needs_review", "retrainer", "ensemble_size")
+    __slots__ = ("version", "created_unix", "metrics", "corrections_total", "corrections_used", "camera_keys", "image_height", "image_width", "num_classes", "threshold", "retrainer_status", "number", "corrections", "needs_review", "retrainer", "ensemble_size", "monitor", "success_when", "state_names")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +149,9 @@ class ModelInfo(_message.Message):
     NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
     RETRAINER_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_WHEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_NAMES_FIELD_NUMBER: _ClassVar[int]
     version: str
     created_unix: float
     metrics: _containers.ScalarMap[str, float]
@@ -150,10 +168,35 @@ class ModelInfo(_message.Message):
     needs_review: _containers.RepeatedScalarFieldContainer[int]
     retrainer: RetrainerStatus
     ensemble_size: int
-    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ..., retrainer_status: _Optional[str] = ..., number: _Optional[int] = ..., corrections: _Optional[_Union[CorrectionCounts, _Mapping]] = ..., needs_review: _Optional[_Iterable[int]] = ..., retrainer: _Optional[_Union[RetrainerStatus, _Mapping]] = ..., ensemble_size: _Optional[int] = ...) -> None: ...
+    monitor: _containers.RepeatedCompositeFieldContainer[VersionMonitor]
+    success_when: str
+    state_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corrections_total: _Optional[int] = ..., corrections_used: _Optional[int] = ..., camera_keys: _Optional[_Iterable[str]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., num_classes: _Optional[int] = ..., threshold: _Optional[float] = ..., retrainer_status: _Optional[str] = ..., number: _Optional[int] = ..., corrections: _Optional[_Union[CorrectionCounts, _Mapping]] = ..., needs_review: _Optional[_Iterable[int]] = ..., retrainer: _Optional[_Union[RetrainerStatus, _Mapping]] = ..., ensemble_size: _Optional[int] = ..., monitor: _Optional[_Iterable[_Union[VersionMonitor, _Mapping]]] = ..., success_when: _Optional[str] = ..., state_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VersionMonitor(_message.Message):
+    __slots__ = ("version", "number", "episodes", "claimed", "claimed_unfamiliar", "claimed_unknown", "false_success_flags", "first_unix", "last_unix")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    EPISODES_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_UNFAMILIAR_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    FALSE_SUCCESS_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_UNIX_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    number: int
+    episodes: int
+    claimed: int
+    claimed_unfamiliar: int
+    claimed_unknown: int
+    false_success_flags: int
+    first_unix: float
+    last_unix: float
+    def __init__(self, version: _Optional[str] = ..., number: _Optional[int] = ..., episodes: _Optional[int] = ..., claimed: _Optional[int] = ..., claimed_unfamiliar: _Optional[int] = ..., claimed_unknown: _Optional[int] = ..., false_success_flags: _Optional[int] = ..., first_unix: _Optional[float] = ..., last_unix: _Optional[float] = ...) -> None: ...
 
 class CorrectionCounts(_message.Message):
-    __slots__ = ("total", "pending", "fixed", "unfixed", "contradicted", "rejected", "accepted", "boundary", "conflicts_offline", "unusable")
+    __slots__ = ("total", "pending", "fixed", "unfixed", "contradicted", "rejected", "accepted", "boundary", "conflicts_offline", "unusable", "superseded", "conflicts_live")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     FIXED_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +207,8 @@ class CorrectionCounts(_message.Message):
     BOUNDARY_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_OFFLINE_FIELD_NUMBER: _ClassVar[int]
     UNUSABLE_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_LIVE_FIELD_NUMBER: _ClassVar[int]
     total: int
     pending: int
     fixed: int
@@ -174,7 +219,9 @@ class CorrectionCounts(_message.Message):
     boundary: int
     conflicts_offline: int
     unusable: int
-    def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., fixed: _Optional[int] = ..., unfixed: _Optional[int] = ..., contradicted: _Optional[int] = ..., rejected: _Optional[int] = ..., accepted: _Optional[int] = ..., boundary: _Optional[int] = ..., conflicts_offline: _Optional[int] = ..., unusable: _Optional[int] = ...) -> None: ...
+    superseded: int
+    conflicts_live: int
+    def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., fixed: _Optional[int] = ..., unfixed: _Optional[int] = ..., contradicted: _Optional[int] = ..., rejected: _Optional[int] = ..., accepted: _Optional[int] = ..., boundary: _Optional[int] = ..., conflicts_offline: _Optional[int] = ..., unusable: _Optional[int] = ..., superseded: _Optional[int] = ..., conflicts_live: _Optional[int] = ...) -> None: ...
 
 class OfflineConflict(_message.Message):
     __slots__ = ("episode", "start", "end", "frame", "kind", "label")
@@ -339,7 +386,7 @@ class Review(_message.Message):
     def __init__(self, verdict: _Optional[str] = ..., time_unix: _Optional[float] = ..., reviewer: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class CorrectionSummary(_message.Message):
-    __slots__ = ("id", "time_unix", "label", "probability", "model_version", "episode_id", "step", "env_index", "source", "status", "status_detail", "probability_now", "review", "conflict")
+    __slots__ = ("id", "time_unix", "label", "probability", "model_version", "episode_id", "step", "env_index", "source", "status", "status_detail", "probability_now", "review", "conflict", "superseded_by", "live_conflict")
     ID_FIELD_NUMBER: _ClassVar[int]
     TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +401,8 @@ class CorrectionSummary(_message.Message):
     PROBABILITY_NOW_FIELD_NUMBER: _ClassVar[int]
     REVIEW_FIELD_NUMBER: _ClassVar[int]
     CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_BY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_CONFLICT_FIELD_NUMBER: _ClassVar[int]
     id: int
     time_unix: float
     label: int
@@ -368,7 +417,23 @@ class CorrectionSummary(_message.Message):
     probability_now: float
     review: Review
     conflict: OfflineConflict
-    def __init__(self, id: _Optional[int] = ..., time_unix: _Optional[float] = ..., label: _Optional[int] = ..., probability: _Optional[float] = ..., model_version: _Optional[str] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., env_index: _Optional[int] = ..., source: _Optional[str] = ..., status: _Optional[str] = ..., status_detail: _Optional[str] = ..., probability_now: _Optional[float] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., conflict: _Optional[_Union[OfflineConflict, _Mapping]] = ...) -> None: ...
+    superseded_by: int
+    live_conflict: LiveConflict
+    def __init__(self, id: _Optional[int] = ..., time_unix: _Optional[float] = ..., label: _Optional[int] = ..., probability: _Optional[float] = ..., model_version: _Optional[str] = ..., episode_id: _Optional[int] = ..., step: _Optional[int] = ..., env_index: _Optional[int] = ..., source: _Optional[str] = ..., status: _Optional[str] = ..., status_detail: _Optional[str] = ..., probability_now: _Optional[float] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., conflict: _Optional[_Union[OfflineConflict, _Mapping]] = ..., superseded_by: _Optional[int] = ..., live_conflict: _Optional[_Union[LiveConflict, _Mapping]] = ...) -> None: ...
+
+class LiveConflict(_message.Message):
+    __slots__ = ("kind", "episode", "step", "firing_episodes", "firing_steps")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EPISODE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    FIRING_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    FIRING_STEPS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    episode: int
+    step: int
+    firing_episodes: _containers.RepeatedScalarFieldContainer[int]
+    firing_steps: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, kind: _Optional[str] = ..., episode: _Optional[int] = ..., step: _Optional[int] = ..., firing_episodes: _Optional[_Iterable[int]] = ..., firing_steps: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListCorrectionsResponse(_message.Message):
     __slots__ = ("corrections", "counts")
@@ -389,34 +454,40 @@ class GetCorrectionRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., max_side: _Optional[int] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
 
 class StatusChange(_message.Message):
-    __slots__ = ("attempt_id", "status", "probability", "detail", "conflict")
+    __slots__ = ("attempt_id", "status", "probability", "detail", "conflict", "superseded_by", "live_conflict")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_BY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_CONFLICT_FIELD_NUMBER: _ClassVar[int]
     attempt_id: int
     status: str
     probability: float
     detail: str
     conflict: OfflineConflict
-    def __init__(self, attempt_id: _Optional[int] = ..., status: _Optional[str] = ..., probability: _Optional[float] = ..., detail: _Optional[str] = ..., conflict: _Optional[_Union[OfflineConflict, _Mapping]] = ...) -> None: ...
+    superseded_by: int
+    live_conflict: LiveConflict
+    def __init__(self, attempt_id: _Optional[int] = ..., status: _Optional[str] = ..., probability: _Optional[float] = ..., detail: _Optional[str] = ..., conflict: _Optional[_Union[OfflineConflict, _Mapping]] = ..., superseded_by: _Optional[int] = ..., live_conflict: _Optional[_Union[LiveConflict, _Mapping]] = ...) -> None: ...
 
 class CorrectionDetail(_message.Message):
-    __slots__ = ("summary", "images", "history", "reviews", "offline_images", "offline_note")
+    __slots__ = ("summary", "images", "history", "reviews", "offline_images", "offline_note", "live_images")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     REVIEWS_FIELD_NUMBER: _ClassVar[int]
     OFFLINE_IMAGES_FIELD_NUMBER: _ClassVar[int]
     OFFLINE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_IMAGES_FIELD_NUMBER: _ClassVar[int]
     summary: CorrectionSummary
     images: _containers.RepeatedCompositeFieldContainer[Image]
     history: _containers.RepeatedCompositeFieldContainer[StatusChange]
     reviews: _containers.RepeatedCompositeFieldContainer[Review]
     offline_images: _containers.RepeatedCompositeFieldContainer[Image]
     offline_note: str
-    def __init__(self, summary: _Optional[_Union[CorrectionSummary, _Mapping]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., reviews: _Optional[_Iterable[_Union[Review, _Mapping]]] = ..., offline_images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., offline_note: _Optional[str] = ...) -> None: ...
+    live_images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, summary: _Optional[_Union[CorrectionSummary, _Mapping]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., reviews: _Optional[_Iterable[_Union[Review, _Mapping]]] = ..., offline_images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., offline_note: _Optional[str] = ..., live_images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
 
 class ReviewRequest(_message.Message):
     __slots__ = ("ids", "verdict", "reviewer", "note")

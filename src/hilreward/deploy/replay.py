@@ -9,6 +9,7 @@ version named by ``version``) or a checkpoint, loaded with the fastest backend (
 on the CPU when it matches torch). Frames go through in batches. Success, reward and mode are those of
 the reward function's options. Frames are judged one by one: ``consecutive`` (debounce) needs an
 episode's earlier frames in order, which a replay buffer does not keep, so it does not apply here.
+``success_when`` does, on each transition's stored robot state (``states=``).
 """
 
 from __future__ import annotations
@@ -54,16 +55,21 @@ class Relabelled:
 
 
 def relabel_rewards(reward_fn: RewardFunction | str | Path, frames: dict[str, Any], previous: Any = None, *,
-                    version: str | None = None, batch_size: int = 256) -> Relabelled:
+                    version: str | None = None, batch_size: int = 256, states: Any = None) -> Relabelled:
     """Judge stored frames (camera -> (N, H, W, 3) uint8 or (N, 3, H, W) float) and give their rewards.
 
     ``previous``: the rewards stored now (N,), to count the ones that change. ``version``: the version that
-    must judge them (ServingError when a reward server no longer holds it).
+    must judge them (ServingError when a reward server no longer holds it). ``states``: the frames'
+    ``observation.state`` rows (N, D) (or a dict of (N,) arrays), which ``success_when`` needs.
     """
     fn = reward_fn if isinstance(reward_fn, RewardFunction) else RewardFunction.from_pretrained(reward_fn)
     try:
-        probs = fn.relabel(frames, batch_size=batch_size, version=version)
-        score, success, rewards = judge_frames(probs, fn.options)
+        if fn.options.success_when is not None and states is None:
+            raise InputError(f"success_when={fn.options.success_when!r} needs the stored transitions' robot states: "
+                             "pass states= (observation.state rows)")
+        scores = fn.relabel_scores(frames, batch_size=batch_size, version=version)
+        score, success, rewards = judge_frames(scores.probabilities, fn.options, states=states,
+                                               support=None if scores.support is None else scores.support[:, 0])
         changed, was_success = 0, None
         if previous is not None:
             before = np.asarray(previous, dtype=np.float32).reshape(-1)

@@ -21,7 +21,6 @@ and only the main process prints, logs to W&B and writes checkpoints and reports
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -34,31 +33,34 @@ from typing import Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from ..config import TrainConfig, check_choices, compose, from_yaml, to_yaml
+from ..config import TrainConfig, check_values, compose, from_yaml, to_yaml
 from ..data import FrameData, balanced_weights, load_frame_data, open_dataset, split_episodes
 from ..errors import ConfigError
+from ..evaluation.inference import batched_logits
+from ..models.classifier import RewardClassifier
 from ..models.members import member_parameters
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, MemberBatches, PixelBatches
 from .augment import ColorJitter
-from .calibrate import (calibrate_by_fold_heads, calibrate_checkpoint, calibrate_members, calibrate_mode, member_steps,
-                        plan_calibration, summary_line)
-from .checkpoint import (capture_rng, load_training_state, recover_dir, replace_dir, restore_training_state,
-                         save_checkpoint)
+from .calibrate import (calibrate_by_fold_heads, calibrate_checkpoint, calibrate_members, member_steps, plan_calibration,
+                        summary_line)
+from .checkpoint import capture_rng, load_training_state, restore_training_state, save_checkpoint
 from .distributed import Processes, finish, is_main_process, process_seed
-from .features import compute_features, encoder_is_frozen, gather_features, to_float_chw
-from .losses import classification_loss, classification_metrics, predictions, probabilities
-from .progress import HISTORY_NAME, History, Progress, bar_disabled
-from ..utils import write_atomic
+from .features import compute_features, encoder_is_frozen
+from .losses import classification_loss, classification_metrics, predictions
+from .progress import History, Progress
+from .step import TrainedPart, make_optimizer, train_step
+from .support_bank import attach_support
+from ..utils import remove_partial, replace_dir, write_atomic
+from ..constants import HISTORY_NAME, METRICS_NAME, STATE_JSON, TRAIN_CONFIG_NAME
 
 
 def main(args: list[str]) -> int:
-    if wants_help(args):  # the keys with the defaults conf/train.yaml (and any group given, e.g. model=scratch) sets
+    if wants_help(args):  # the keys with their defaults (and what a group given, e.g. model=scratch, changes)
         rest = [a for a in args if a not in HELP_FLAGS]
         raise HelpRequested(TrainConfig, defaults={TrainConfig: compose(rest)},
-                            note="Defaults as conf/train.yaml sets them (add model=scratch to see that preset's); "
+                            note="Defaults as compose() resolves them (add model=scratch to see that preset's); "
                                  "Hydra-style overrides: model=scratch, training.steps=600, +group=... .")
     best = train(compose(args))
     if is_main_process():
@@ -67,90 +69,26 @@ def main(args: list[str]) -> int:
     return 0
 
 
-# ---- one optimisation step ------------------------------------------------------------------
-class TrainedPart(torch.nn.Module):
-    """What a step runs forward: the head on cached features, or preprocessing + encoder + head on pixels.
-
-    An ensemble (``model.config.members`` > 1) gets one batch per member, stacked member after member
-    (:class:`~hilreward.training.batches.MemberBatches`): each member runs on its own. Data-parallel training wraps
-    it in DDP, whose backward averages the gradients across processes.
-    """
-
-    def __init__(self, model, from_features: bool):
-        super().__init__()
-        self.model = model
-        self.from_features = from_features
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.from_features:
-            return self.model.head(inputs)
-        pixels = self.model.preprocess(inputs)
-        k = self.model.config.members
-        if k == 1:
-            return self.model(pixels)
-        chunks = {c: v.chunk(k) for c, v in pixels.items()}
-        return torch.cat([self.model.member_forward(i, {c: v[i] for c, v in chunks.items()}) for i in range(k)])
-
-
-def train_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor, optimizer, scheduler=None, *,
-               from_features: bool = False, grad_clip_norm: float = 0.0, autocast_dtype=None,
-               forward: torch.nn.Module | None = None) -> dict:
-    """Forward (head on cached features, or preprocess + encoder + head on pixels), loss, backward, step.
-
-    ``forward`` runs the batch instead of ``TrainedPart(model, from_features)`` (training passes it
-    DDP-wrapped when data-parallel). Each parameter group of ``optimizer`` is clipped on its own (an ensemble has one
-    per member, and each member's step is the one it would take alone: the loss is the sum of the members' mean
-    losses). Returns ``{"loss", "accuracy", "grad_norm", "lr"}`` for this batch (loss: per member).
-    """
-    num_classes = model.config.num_classes
-    net = forward if forward is not None else TrainedPart(model, from_features)
-    net.train()  # a frozen encoder stays in eval mode (Encoder.train keeps its BatchNorm statistics fixed)
-    device_type = labels.device.type
-    ctx = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-    with ctx:
-        logits = net(inputs)
-    loss = classification_loss(logits, labels, num_classes)
-    optimizer.zero_grad(set_to_none=True)
-    (loss * getattr(model.config, "members", 1)).backward()
-    clip = grad_clip_norm if grad_clip_norm > 0 else float("inf")
-    grad_norm = max(float(torch.nn.utils.clip_grad_norm_(g["params"], clip)) for g in optimizer.param_groups)
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    acc = (predictions(logits.detach(), num_classes, model.threshold) == labels).float().mean().item()
-    return {"loss": loss.item(), "accuracy": acc, "grad_norm": float(grad_norm),
-            "lr": optimizer.param_groups[0]["lr"]}
-
-
-# ---- evaluation on the held-out episodes ----------------------------------------------------------
-@torch.inference_mode()
-def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.ndarray] | None, batch_size: int,
-             device: torch.device, processes: Processes | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+# ---- validation on the held-out episodes -------------------------------------------------------
+def validate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.ndarray] | None, batch_size: int,
+             processes: Processes | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, predicted class per row, probability per row (B,) or (B,K)) on ``rows`` of ``data``.
 
-    With several ``processes`` each evaluates its share of ``rows`` and every process gets all results.
+    With several ``processes`` each runs its share of ``rows`` and every process gets all results.
     """
-    procs = processes or Processes(device)
+    procs = processes or Processes(next(model.parameters()).device)
     num_classes = model.config.num_classes
-    model.eval()
     t0 = time.perf_counter()
     mine = rows[procs.share(len(rows))]
-    losses, preds, probs = [], [], []
-    for start in tqdm(range(0, len(mine), batch_size), desc="Validation", leave=False, dynamic_ncols=True,
-                      disable=bar_disabled(procs.is_main)):
-        idx = mine[start:start + batch_size]
-        if features is not None:
-            logits = model.head({c: f.to(device) for c, f in gather_features(features, idx).items()})
-        else:
-            pixels = {c: to_float_chw(np.asarray(data.images[c][idx])).to(device) for c in data.camera_keys}
-            logits = model(model.preprocess(pixels))
-        y = torch.from_numpy(data.labels[idx]).to(device)
-        losses.append(classification_loss(logits, y, num_classes).item() * len(idx))
-        preds.append(predictions(logits, num_classes, model.threshold).cpu().numpy())
-        probs.append(probabilities(logits, num_classes).cpu().numpy())
-    parts = procs.gather((float(np.sum(losses)), preds, probs))  # shares in process order: rows' order
-    pred = np.concatenate([x for _, p, _ in parts for x in p])
-    prob = np.concatenate([x for _, _, p in parts for x in p])
+    logits = torch.from_numpy(batched_logits(model, mine, data.images, features, batch_size))
+    with torch.inference_mode():
+        loss = classification_loss(logits, torch.from_numpy(data.labels[mine]), num_classes).item() * len(mine) \
+            if len(mine) else 0.0
+        probs = model.probabilities(logits)
+        preds = predictions(probs, model.threshold)
+    parts = procs.gather((loss, preds.numpy(), probs.numpy()))  # shares in process order: rows' order
+    pred = np.concatenate([p for _, p, _ in parts])
+    prob = np.concatenate([p for _, _, p in parts])
     metrics = classification_metrics(pred, data.labels[rows], num_classes)
     out = {"eval/loss": sum(loss for loss, _, _ in parts) / len(rows), **{f"eval/{k}": v for k, v in metrics.items()},
            "eval/eval_s": time.perf_counter() - t0}
@@ -161,10 +99,8 @@ def evaluate(model, data: FrameData, rows: np.ndarray, features: dict[str, np.nd
 def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     """Train as ``cfg`` says; return the best checkpoint directory (``output_dir/checkpoints/best``).
 
-    ``progress`` is the display of an enclosing run (a fold model's run inside calibration by folds): the run then
+    ``progress`` is the display of an enclosing run (a fold model's run inside ``hilreward suspects``): the run then
     advances it and prints nothing else of its own."""
-    from ..models.classifier import RewardClassifier
-
     _validate(cfg)
     t_cfg = cfg.training
     procs = Processes.start(t_cfg.device)  # one process, or this one of those `accelerate launch` started
@@ -178,13 +114,13 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     out = Path(cfg.output_dir)
     ckpt_root = out / "checkpoints"
     last_dir = ckpt_root / "last"
-    if procs.is_main:
-        recover_dir(last_dir)
-        recover_dir(ckpt_root / "best")
+    if procs.is_main:  # what a run killed while writing left: swaps undone, temporary files and folders removed
+        for folder in (out, ckpt_root):
+            remove_partial(folder)
     procs.wait()
     resume_from = _resume_source(cfg, last_dir, procs)
     if resume_from is not None:
-        cfg = _merge_resumed(cfg, from_yaml((resume_from / "train_config.yaml").read_text()))
+        cfg = _merge_resumed(cfg, from_yaml((resume_from / TRAIN_CONFIG_NAME).read_text()))
 
     ds = open_dataset(cfg.dataset)
     available = [e.index for e in ds.episodes]
@@ -204,16 +140,16 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     succeeding = np.unique(data.episode_index[data.labels > 0]).tolist()
     train_eps, val_eps = split_episodes(wanted, cfg.split.val_fraction, cfg.split.seed, cfg.split.val_episodes,
                                         succeeding=succeeding)
-    plan = plan_calibration(calibrate_mode(t_cfg.calibrate), data, train_eps, val_eps, t_cfg.calibrate_folds,
+    plan = plan_calibration(t_cfg.calibrate, data, train_eps, val_eps, t_cfg.calibrate_folds,
                             cfg.split.seed, procs.count)
     cfg = replace(cfg, split=replace(cfg.split, val_episodes=val_eps))
     config_yaml = to_yaml(cfg)
     say("hilreward train: resolved config\n" + config_yaml)
-    if calibrate_mode(t_cfg.calibrate) != "off":
+    if t_cfg.calibrate != "off":
         say(plan.describe())
     if procs.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "train_config.yaml", config_yaml)
+        write_atomic(out / TRAIN_CONFIG_NAME, config_yaml)
     if resume_from is not None:
         tensors, state = load_training_state(resume_from)
         _check_same_data(state, data, resume_from)
@@ -241,8 +177,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
         _seed_everything(process_seed(t_cfg.seed, procs.index))
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [[p for p in ps if p.requires_grad] for ps in member_parameters(model)]
-    optimizer = torch.optim.AdamW([{"params": g} for g in groups if g], lr=t_cfg.lr, weight_decay=t_cfg.weight_decay,
-                                  fused=device.type in ("cpu", "cuda"))  # one kernel a step, not several a tensor
+    optimizer = make_optimizer([{"params": g} for g in groups if g], t_cfg.lr, t_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     n_params = sum(p.numel() for p in model.parameters())
@@ -294,7 +229,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
                     "camera_keys": data.camera_keys}
     eval_metrics: dict = {}
     if resume_from is not None:  # the last eval so far, so a finished run resumed still reports it
-        saved = json.loads((resume_from / "metrics.json").read_text())
+        saved = json.loads((resume_from / METRICS_NAME).read_text())
         eval_metrics = {k: v for k, v in saved.items() if k.startswith("eval/")}
         if start_step >= steps:
             say(f"the run in {out} already reached step {steps}: nothing to train")
@@ -339,8 +274,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
             window = {k: [] for k in window}
 
         if len(val_rows) and ((t_cfg.eval_freq and step % t_cfg.eval_freq == 0) or step == steps):
-            eval_metrics, pred, prob = evaluate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, device,
-                                                procs)
+            eval_metrics, pred, prob = validate(model, data, val_rows, val_features, 2 * t_cfg.batch_size, procs)
             if procs.is_main and not nested:
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
             history.log(step, {k: v for k, v in eval_metrics.items() if k != "eval/eval_s"})
@@ -362,10 +296,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
         # Nothing held out, or calibration by folds (its fold models train to the end, so they describe the last
         # step, not a step picked on the held-out episodes): the deployed model is the last.
         if (not len(val_rows) or plan.method == "cv") and last_dir.is_dir():
-            staging = ckpt_root / ".best.copy.tmp"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(last_dir, staging)
-            replace_dir(staging, ckpt_root / "best")
+            replace_dir(ckpt_root / "best", lambda tmp: shutil.copytree(last_dir, tmp, dirs_exist_ok=True))
         if plan.method == "heldout":  # temperature and threshold from the held-out episodes, in checkpoints/best
             calibration = calibrate_checkpoint(ckpt_root / "best", data, val_rows, val_features,
                                                fallback_threshold=cfg.model.threshold, device=device)
@@ -378,10 +309,14 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
                 views = _feature_views(cfg, model, data, train_rows, procs)
             calibration = calibrate_by_fold_heads(cfg, plan, ckpt_root / "best", data, train_eps, views, train_rows,
                                                   steps, fallback_threshold=cfg.model.threshold, progress=bar)
+        support = attach_support(ckpt_root / "best", data, train_rows, t_cfg.support_frames, cfg.cache_dir)
+        if support is not None:
+            say(f"support bank: {support.size['frames']} training frames in checkpoints/best (familiar "
+                f"radius {float(support.radius):.3g})")
         final = {"step": steps, **base_metrics, **eval_metrics, "best_accuracy": best[0],
                  "calibration": calibration.details if calibration else None,
                  "calibration_plan": {"method": plan.method, "reason": plan.reason}}
-        write_atomic(out / "metrics.json", json.dumps(final, indent=2))
+        write_atomic(out / METRICS_NAME, json.dumps(final, indent=2))
         if history.enabled:  # the curve beside the run, and the history inside the deployed checkpoint
             history.draw()
             write_atomic(ckpt_root / "best" / HISTORY_NAME, history.text())
@@ -393,7 +328,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
         say(f"held-out episodes {val_eps}: accuracy {eval_metrics['eval/accuracy']:.4f} "
             f"(best {best[0]:.4f}), precision {eval_metrics['eval/precision']:.4f}, "
             f"recall {eval_metrics['eval/recall']:.4f}")
-    if calibrate_mode(t_cfg.calibrate) != "off":
+    if t_cfg.calibrate != "off":
         say(summary_line(calibration, plan))
     procs.wait()  # every process returns once the checkpoints (calibrated) are on disk
     return ckpt_root / "best"
@@ -404,7 +339,7 @@ def _validate(cfg: TrainConfig) -> None:
     t = cfg.training
     if cfg.dataset.root is None and cfg.dataset.repo_id is None:
         raise ConfigError("no dataset: set dataset.root=<folder> or dataset_repo_id=<hub id>")
-    check_choices(cfg)  # a config built in Python was not parsed
+    check_values(cfg)  # a config built in Python was not parsed
     for key in ("steps", "batch_size", "log_freq", "save_freq"):
         if getattr(t, key) < 1:
             raise ConfigError(f"training.{key}={getattr(t, key)} must be at least 1")
@@ -412,7 +347,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"training.epochs={t.epochs} must be at least 1 (or null to use training.steps)")
     if cfg.model.num_classes < 2:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} must be 2 (binary) or more (multi-class)")
-    calibrate_mode(t.calibrate)
+    if t.support_frames < 0:
+        raise ConfigError(f"training.support_frames={t.support_frames} must be >= 0 (0: no support bank)")
     if t.calibrate_folds < 2:
         raise ConfigError(f"training.calibrate_folds={t.calibrate_folds} must be at least 2")
     if t.calibrate_fold_steps is not None and t.calibrate_fold_steps < 1:
@@ -445,7 +381,7 @@ def _seed_everything(seed: int) -> None:
 
 def _resume_source(cfg: TrainConfig, last_dir: Path, procs: Processes) -> Path | None:
     """``checkpoints/last`` when resuming from it; None for a new run (also after a run killed before saving)."""
-    has_last = (last_dir / "training_state.json").is_file()
+    has_last = (last_dir / STATE_JSON).is_file()
     if cfg.resume:
         if has_last:
             return last_dir
