@@ -266,7 +266,8 @@ def train(cfg: TrainConfig) -> Path:
         elif plan.method == "cv":  # from every episode's out-of-fold logits
             calibration = calibrate_by_folds(cfg, plan, ckpt_root / "best", data, sorted(wanted), steps, fit=train,
                                              fallback_threshold=cfg.model.threshold)
-        support = attach_support(ckpt_root / "best", data, train_rows, t_cfg.support_frames, cfg.cache_dir)
+        support = attach_support(ckpt_root / "best", data, train_rows, t_cfg.support_frames, cfg.cache_dir,
+                                 t_cfg.feature_dtype)
         if support is not None:
             procs.print(f"support bank: {support.size['frames']} training frames in checkpoints/best (familiar "
                         f"radius {float(support.radius):.3g})")
