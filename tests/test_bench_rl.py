@@ -33,20 +33,20 @@ def test_smoke_run_writes_its_json_fails_a_dead_servers_arm_and_resumes(tmp_path
     out = tmp_path / "rl"
     common = ["--checkpoint", str(ckpt), "--dataset", str(DRAWER4), "--tasks", "drawer-open", "--seeds", "0",
               "--image-size", "32", "--threads", "1"]
-    bench("smoke", *common, "--arms", "oracle", "hilreward", "corrected", "corrected-norelabel",
+    bench("smoke", *common, "--arms", "oracle", "hilreward-scratch", "corrected", "corrected-norelabel",
           "--kill-server-at", "corrected-norelabel=3", out=out, cache=cache)
 
     summary = json.loads((out / "rl.json").read_text())
     runs = {r["arm"]: r for r in summary["runs"]}
-    assert set(runs) == {"oracle", "hilreward", "corrected", "corrected-norelabel"}
-    for arm in ("oracle", "hilreward", "corrected"):
+    assert set(runs) == {"oracle", "hilreward-scratch", "corrected", "corrected-norelabel"}
+    for arm in ("oracle", "hilreward-scratch", "corrected"):
         r = runs[arm]
         assert not r.get("failed"), r.get("failed")
         assert r["env_steps"] == 10 and r["eval_episodes"] == 2 and r["demo_transitions"] > 0
         assert 0.0 <= r["hacking_rate"] <= r["claimed_success"] <= 1.0
         cell = summary["summary"]["drawer-open"][arm]
         assert cell["true_success"]["mean"] == r["true_success"]
-    assert runs["corrected"]["final_version"] and runs["hilreward"]["final_version"]
+    assert runs["corrected"]["final_version"] and runs["hilreward-scratch"]["final_version"]
     assert "UnavailableError" in runs["corrected-norelabel"]["failed"]  # the arm says why; the others went on
     assert summary["summary"]["drawer-open"]["corrected-norelabel"]["failed"]
     episodes = json.loads((out / "runs" / "drawer-open-oracle-s0" / "result.json").read_text())["train_episodes"]

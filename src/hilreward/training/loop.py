@@ -309,7 +309,8 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
                 views = _feature_views(cfg, model, data, train_rows, procs)
             calibration = calibrate_by_fold_heads(cfg, plan, ckpt_root / "best", data, train_eps, views, train_rows,
                                                   steps, fallback_threshold=cfg.model.threshold, progress=bar)
-        support = attach_support(ckpt_root / "best", data, train_rows, t_cfg.support_frames, cfg.cache_dir)
+        support = attach_support(ckpt_root / "best", data, train_rows, t_cfg.support_frames, cfg.cache_dir,
+                                 t_cfg.feature_dtype)
         if support is not None:
             say(f"support bank: {support.size['frames']} training frames in checkpoints/best (familiar "
                 f"radius {float(support.radius):.3g})")

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import FrameData
+from ..data import FrameData, cache_root
 from ..models import RewardClassifier
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config, save_weights, write_json
 from ..models.support import Support, pool_numpy, support_encoder
 from ..success import success_label
 from ..utils import replace_dir
-from .features import compute_features, encoder_is_frozen
+from .features import encoder_is_frozen, feature_key
 
 
 def pick_rows(labels: np.ndarray, success: np.ndarray, limit: int) -> np.ndarray:
@@ -35,8 +35,20 @@ def pick_rows(labels: np.ndarray, success: np.ndarray, limit: int) -> np.ndarray
     return np.sort(np.concatenate([even(pos, take_pos), even(neg, take_neg)]))
 
 
+def cached_features(model: RewardClassifier, data: FrameData, cache_dir: str | None,
+                    dtype: str) -> dict[str, np.ndarray] | None:
+    """The feature cache's unaugmented features of every frame of ``data`` under ``model``'s encoder, when training
+    wrote them; None otherwise."""
+    directory = cache_root(cache_dir) / "features" / feature_key(model, data, 0, dtype=dtype)
+    paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
+    if not (directory / "done.json").is_file() or not all(p.is_file() for p in paths.values()):
+        return None
+    return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
+
+
 def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, limit: int,
-                  success_class: int = -1, cache_dir: str | None = None) -> Support | None:
+                  success_class: int = -1, cache_dir: str | None = None,
+                  dtype: str = "float16") -> Support | None:
     """The support bank of ``model`` from ``data``'s ``rows`` (its training frames); None when ``limit`` is 0 or
     there are no labelled frames."""
     if limit <= 0 or not len(rows) or data.labels is None:
@@ -45,13 +57,15 @@ def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, li
     success = np.asarray(data.labels[rows]) == target
     picked = rows[pick_rows(data.labels[rows], success, limit)]
     keys = list(model.config.camera_keys)
-    if encoder_is_frozen(model):  # the classifier's own features (cached when they were for training)
+    cached = cached_features(model, data, cache_dir, dtype) if encoder_is_frozen(model) else None
+    if cached is not None:  # training's own features of every frame: no encoder pass, no new cache entry
+        vectors = pool_numpy({k: np.asarray(cached[k][picked]) for k in keys}, keys)
         encoder = None
-        vectors = pool_numpy(compute_features(model, data, rows=picked, cache_dir=cache_dir), keys)
-    else:  # a trained encoder shares the head's blind spots: the bank's own frozen one
-        encoder = support_encoder()
-        probe = Support(0, 0, encoder=encoder)
+    else:  # a frozen encoder without cached features runs once here; a trained one shares the head's blind
+        encoder = None if encoder_is_frozen(model) else support_encoder()  # spots: the bank's own frozen one
+        probe = Support(0, 0, encoder=encoder if encoder is not None else model.encoder)
         parts = []
+        model.eval()
         with torch.inference_mode():
             for start in range(0, len(picked), 128):
                 chunk = picked[start:start + 128]
@@ -63,12 +77,14 @@ def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, li
 
 
 def attach_support(checkpoint: Path, data: FrameData, rows: np.ndarray, limit: int,
-                   cache_dir: str | None = None) -> Support | None:
+                   cache_dir: str | None = None, dtype: str = "float16") -> Support | None:
     """Build the support bank of the checkpoint in ``checkpoint`` and save it there: the folder is rewritten as a
     whole (its other files copied), then swapped in, so it never holds weights and a config that disagree."""
     folder = Path(checkpoint)
+    if limit <= 0 or not (folder / CONFIG_NAME).is_file():  # no best checkpoint (a resumed run that never beat it)
+        return None
     model = RewardClassifier.from_pretrained(folder)
-    support = build_support(model, data, rows, limit, cache_dir=cache_dir)
+    support = build_support(model, data, rows, limit, cache_dir=cache_dir, dtype=dtype)
     if support is None:
         return None
     model.set_support(support)
