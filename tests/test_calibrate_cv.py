@@ -150,12 +150,19 @@ def test_explicit_heldout_episodes_are_never_trained_on(freeze, tmp_path):
     assert m_a["eval/accuracy"] != m_b["eval/accuracy"]  # the held-out evaluation did see the inverted labels
 
 
-def test_an_ensemble_checkpoint_is_its_fold_members(tmp_path):
-    """Scratch-style (the encoder trains): the fold models are the deployed model; each member's logits on its own
-    fold are the out-of-fold logits the calibration used, and the ensemble's logit is their mean."""
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory) -> tuple[Path, Path]:
+    """(run folder, checkpoints/best) of a scratch-style run (the encoder trains) calibrated by 4 folds."""
+    out = tmp_path_factory.mktemp("ensemble") / "run"
     best = train(compose([f"dataset.root={DEMO}", "dataset.episodes=[0,1,2,3,4,5,6,7,8,9]", *FAST,
                           "model.freeze=none", "training.steps=40", "training.calibrate=cv", f"output_dir={out}"]))
+    return out, best
+
+
+def test_an_ensemble_checkpoint_is_its_fold_members(ensemble):
+    """Scratch-style (the encoder trains): the fold models are the deployed model; each member's logits on its own
+    fold are the out-of-fold logits the calibration used, and the ensemble's logit is their mean."""
+    out, best = ensemble
     model = RewardClassifier.from_pretrained(best)
     cal = json.loads((best / "config.json").read_text())["calibration"]
     assert model.config.members == 4 and cal["fold_models"] == "ensemble members"
@@ -171,6 +178,54 @@ def test_an_ensemble_checkpoint_is_its_fold_members(tmp_path):
         at = np.flatnonzero(np.isin(oof["episode"], fold))[:20]
         assert np.allclose(mine.numpy(), oof["logits"][at], atol=1e-5)
         assert torch.allclose(every[:, i], mine, atol=1e-5) and torch.allclose(every.mean(1), ensemble, atol=1e-6)
+
+
+def test_an_ensemble_keeps_a_support_bank_of_its_own_encoder_and_the_retrainer_publishes_versions_of_it(
+        ensemble, tmp_path):
+    """The members' encoders trained, so the support bank describes frames with its own frozen encoder; the
+    cautious reward runs on it; the online retrainer retrains the ensemble (its heads on the members' features) and
+    publishes a version that is still the 4 members, with the bank extended by the corrections."""
+    from hilreward.online.options import RetrainOptions
+    from hilreward.online.store import CorrectionStore
+    from hilreward.online.trainer import HeadRetrainer, RetrainSpec
+    from hilreward.online.versions import VersionStore
+    from hilreward.deploy.corrections import Correction
+
+    _, best = ensemble
+    model = RewardClassifier.from_pretrained(best)
+    assert model.support is not None and model.support.encoder is not None  # not the members' own features
+    assert json.loads((best / "config.json").read_text())["support"]["encoder"]
+    data = load_frame_data(DatasetConfig(root=str(DEMO), episodes=list(range(10))), LabelConfig(), (32, 32))
+    step = {c.rsplit(".", 1)[-1]: np.array(data.images[c][5]) for c in data.camera_keys}
+    result = RewardFunction.from_pretrained(best, cautious=True)(step)
+    assert result.support is not None and 0.0 <= result.support <= 1.0
+
+    versions = VersionStore(tmp_path / "versions")
+    versions.init_base(best, "base", {})
+    store = CorrectionStore(tmp_path / "c.sqlite")
+    trained = json.loads((best.parent.parent / "metrics.json").read_text())["train_episodes"]
+    rows = np.flatnonzero(np.isin(data.episode_index, trained) & (data.labels == 1))[::9][:6]
+    for i in rows:  # corrections that agree with the labels: nothing for the gate to refuse
+        store.add(Correction(frames={c.rsplit(".", 1)[-1]: np.array(data.images[c][i]) for c in data.camera_keys},
+                             label=1, probability=0.5, model_version="base", time=0.0,
+                             episode=int(data.episode_index[i]), step=int(data.frame_index[i])))
+    trainer = HeadRetrainer(RetrainSpec(versions_root=str(tmp_path / "versions"), store=str(store.path),
+                                        dataset=DatasetConfig(root=str(DEMO), episodes=list(range(10))),
+                                        options=RetrainOptions(min_fixed=0.0, veto=[], ensemble=0, scope="head",
+                                                               steps=60),
+                                        cache_dir=str(tmp_path / "cache")))
+    attempt = trainer.attempt(store.read(), store.verdicts())
+    assert attempt.passed, attempt.reason
+    record = trainer.publish(attempt)
+    version = RewardClassifier.from_pretrained(versions.path(record.number))
+    assert record.number == 1 and version.config.members == 4
+    assert version.support is not None and version.support.encoder is not None
+    assert version.support.size["frames"] > model.support.size["frames"]  # the corrections joined the bank
+    before, after = model.state_dict(), version.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("reward_head.heads.", "support.")) for k in changed), sorted(changed)
+    assert {k.split(".")[2] for k in changed if k.startswith("reward_head.")} == {"0", "1", "2", "3"}
+    store.close()
 
 
 def test_too_few_episodes_for_folds_and_no_success_say_so(tmp_path, capsys):
