@@ -9,6 +9,7 @@ head is trained on drawer4.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -25,6 +26,8 @@ from hilreward.data import load_frame_data
 from hilreward.errors import CheckpointError
 from hilreward.models import ClassifierConfig, RewardClassifier
 from hilreward.models.lerobot_export import export_lerobot, strict_threshold
+from hilreward.models.members import member_encoder
+from hilreward.models.registry import build_encoder
 from hilreward.models.loading import load_classifier
 from hilreward.training.features import compute_features, fit_head
 
@@ -116,6 +119,12 @@ def test_export_refuses_other_models_in_one_line_naming_the_step_route(tmp_path,
     three = RewardClassifier(ClassifierConfig(encoder="resnet10", camera_keys=["front"], num_classes=3))
     with pytest.raises(CheckpointError, match="3 classes"):
         export_lerobot(three, tmp_path / "y")
+    members = RewardClassifier(dataclasses.replace(ClassifierConfig(encoder="resnet10", camera_keys=["front"]),
+                                                   members=2),
+                               member_encoder([build_encoder("resnet10", pretrained=False) for _ in range(2)]))
+    assert members.config.feature_shape[1:] == [4, 4]  # LeRobot's map: only the members stand in the way
+    with pytest.raises(CheckpointError, match="an ensemble of 2 members.*HilrewardRewardStep"):
+        export_lerobot(members, tmp_path / "y")
     assert main(["export", f"checkpoint={FIXTURES / 'lerobot_classifier' / 'checkpoint'}", "format=lerobot",
                  f"output={tmp_path / 'z'}"]) == 1
     assert "already a LeRobot reward_classifier" in capsys.readouterr().err

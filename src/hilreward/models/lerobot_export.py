@@ -75,7 +75,7 @@ class LeRobotExport:
 
 def check_exportable(model: nn.Module) -> None:
     """CheckpointError (one line, naming the processor-step route) unless LeRobot's Classifier has ``model``'s
-    layout: a hilreward binary classifier with a ResNet-10 encoder whose map is 4x4."""
+    layout: a hilreward binary classifier (one model, not an ensemble) with a ResNet-10 encoder whose map is 4x4."""
     if not isinstance(model, RewardClassifier):
         raise CheckpointError("this checkpoint is already a LeRobot reward_classifier; LeRobot loads it as it is")
     cfg = model.config
@@ -84,6 +84,9 @@ def check_exportable(model: nn.Module) -> None:
         why = f"its encoder is {cfg.encoder!r}, and LeRobot's Classifier takes a ResNet-10 (model.encoder=resnet10)"
     elif cfg.num_classes != 2:
         why = (f"it has {cfg.num_classes} classes, and LeRobot's step calls class 1 success (binary models only)")
+    elif cfg.members > 1:
+        why = (f"it is an ensemble of {cfg.members} members (calibration by folds of an encoder that trains), and "
+               f"LeRobot's Classifier holds one encoder and head")
     elif tuple(cfg.feature_shape or ())[1:] != LEROBOT_MAP:
         why = (f"its encoder map is {tuple(cfg.feature_shape or ())[1:]} at image_size {cfg.image_size}, and "
                f"LeRobot's Classifier is built for {LEROBOT_MAP} (image sizes 97-128 px)")
