@@ -180,11 +180,13 @@ def test_an_ensemble_checkpoint_is_its_fold_members(ensemble):
         assert torch.allclose(every[:, i], mine, atol=1e-5) and torch.allclose(every.mean(1), ensemble, atol=1e-6)
 
 
+@pytest.mark.parametrize("scope", ["head", "last"])
 def test_an_ensemble_keeps_a_support_bank_of_its_own_encoder_and_the_retrainer_publishes_versions_of_it(
-        ensemble, tmp_path):
+        ensemble, scope, tmp_path):
     """The members' encoders trained, so the support bank describes frames with its own frozen encoder; the
-    cautious reward runs on it; the online retrainer retrains the ensemble (its heads on the members' features) and
-    publishes a version that is still the 4 members, with the bank extended by the corrections."""
+    cautious reward runs on it; the online retrainer retrains the ensemble (its heads on the members' features, and
+    with ``scope=last`` every member's last stage) and publishes a version that is still the 4 members, with the
+    bank extended by the corrections."""
     from hilreward.online.options import RetrainOptions
     from hilreward.online.store import CorrectionStore
     from hilreward.online.trainer import HeadRetrainer, RetrainSpec
@@ -211,7 +213,7 @@ def test_an_ensemble_keeps_a_support_bank_of_its_own_encoder_and_the_retrainer_p
                              episode=int(data.episode_index[i]), step=int(data.frame_index[i])))
     trainer = HeadRetrainer(RetrainSpec(versions_root=str(tmp_path / "versions"), store=str(store.path),
                                         dataset=DatasetConfig(root=str(DEMO), episodes=list(range(10))),
-                                        options=RetrainOptions(min_fixed=0.0, veto=[], ensemble=0, scope="head",
+                                        options=RetrainOptions(min_fixed=0.0, veto=[], ensemble=0, scope=scope,
                                                                steps=60),
                                         cache_dir=str(tmp_path / "cache")))
     attempt = trainer.attempt(store.read(), store.verdicts())
@@ -223,8 +225,13 @@ def test_an_ensemble_keeps_a_support_bank_of_its_own_encoder_and_the_retrainer_p
     assert version.support.size["frames"] > model.support.size["frames"]  # the corrections joined the bank
     before, after = model.state_dict(), version.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith(("reward_head.heads.", "support.")) for k in changed), sorted(changed)
+    last = "encoder.backbone.1.stages."  # tiny: stages 0 and 1, each holding the 4 members' own
+    moving = ("reward_head.heads.", "support.") + ((last,) if scope == "last" else ())
+    assert changed and all(k.startswith(moving) for k in changed), sorted(changed)
     assert {k.split(".")[2] for k in changed if k.startswith("reward_head.")} == {"0", "1", "2", "3"}
+    if scope == "last":
+        assert attempt.metrics["adapted_last_stage"] == 1
+        assert {k.split(".")[4] for k in changed if k.startswith(last)} == {"0", "1", "2", "3"}
     store.close()
 
 
