@@ -41,7 +41,7 @@ from ..evaluation.thresholds import EvidenceRule, evidence_counts
 from ..models.checkpoint import update_config
 from ..models.classifier import RewardClassifier
 from .features import gather_features
-from .folds import episode_folds, fold_heads
+from .folds import episode_folds, fold_heads, fold_of_row
 from ..constants import CONFIG_NAME
 from ..utils import write_file
 
@@ -146,10 +146,8 @@ def calibrate_by_fold_heads(cfg: TrainConfig, plan: CalibrationPlan, folder: Pat
     t = cfg.training
     fold_steps = t.calibrate_fold_steps or steps
     model = RewardClassifier.from_pretrained(folder)
-    fold_of_row = np.full(len(data), -1, dtype=np.int64)
-    for i, held in enumerate(plan.folds):
-        fold_of_row[np.isin(data.episode_index, held)] = i
-    heads = fold_heads(model, views, train_rows, data.labels[train_rows], fold_of_row[train_rows], len(plan.folds),
+    fold = fold_of_row(data.episode_index, plan.folds)
+    heads = fold_heads(model, views, train_rows, data.labels[train_rows], fold[train_rows], len(plan.folds),
                        fold_steps, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                        grad_clip_norm=t.grad_clip_norm, seed=t.seed, balanced=cfg.sampler.balanced,
                        progress=progress)

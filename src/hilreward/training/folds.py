@@ -38,6 +38,14 @@ def episode_folds(episodes: list[int], episode_index: np.ndarray, labels: np.nda
     return [sorted(order[i::k]) for i in range(k)]
 
 
+def fold_of_row(episode_index: np.ndarray, folds: list[list[int]]) -> np.ndarray:
+    """The fold each row (by its ``episode_index``) is in: its position in ``folds``, -1 in none (a held-out row)."""
+    out = np.full(len(episode_index), -1, dtype=np.int64)
+    for i, held in enumerate(folds):
+        out[np.isin(episode_index, held)] = i
+    return out
+
+
 def fold_config(cfg: TrainConfig, episodes: list[int], held: list[int], directory: Path, steps: int,
                 **training) -> TrainConfig:
     """The run of one fold: ``held`` held out, ``steps`` steps, no calibration (its held-out episodes are what it

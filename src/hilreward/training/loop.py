@@ -48,6 +48,7 @@ from .calibrate import (calibrate_by_fold_heads, calibrate_checkpoint, calibrate
 from .checkpoint import capture_rng, load_training_state, restore_training_state, save_checkpoint
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen
+from .folds import fold_of_row
 from .losses import classification_loss, classification_metrics, predictions
 from .progress import History, Progress
 from .step import TrainedPart, make_optimizer, train_step
@@ -191,7 +192,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     views, val_features = _choose_path(cfg, model, data, train_rows, len(val_rows), steps, procs, say)
     balanced, weights = cfg.sampler.balanced, balanced_weights(train_labels)
     share = procs.share(t_cfg.batch_size)
-    fold_of_row = _fold_of_row(data, plan)
+    fold = fold_of_row(data.episode_index, plan.folds)
     if views is not None:
         source = FeatureBatches(views, train_rows, train_labels, t_cfg.batch_size, t_cfg.seed, balanced, weights,
                                 share=share)
@@ -204,7 +205,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
                                 balanced_weights(labels), pad=aug.pad if aug.enable else 0, share=share,
                                 color=color_jitter(cfg) if aug.enable else None)
         source = pixels(train_rows, t_cfg.seed) if members == 1 else MemberBatches(
-            [pixels(train_rows[fold_of_row[train_rows] != i], t_cfg.seed * members + i) for i in range(members)])
+            [pixels(train_rows[fold[train_rows] != i], t_cfg.seed * members + i) for i in range(members)])
     net = procs.wrap(TrainedPart(model, from_features=views is not None))  # DDP when data-parallel
 
     # Resume: optimizer, scheduler, RNG states and step from checkpoints/last.
@@ -466,14 +467,6 @@ def _calibration_steps(cfg: TrainConfig, plan, steps: int, members: int) -> int:
     """Steps the calibration by folds adds to the run's display: the fold heads' pass (an ensemble's members train
     in the run's own loop)."""
     return (cfg.training.calibrate_fold_steps or steps) if plan.method == "cv" and members == 1 else 0
-
-
-def _fold_of_row(data: FrameData, plan) -> np.ndarray:
-    """The fold of the plan each row of ``data`` is in (-1: in none, a held-out row)."""
-    out = np.full(len(data), -1, dtype=np.int64)
-    for i, held in enumerate(plan.folds):
-        out[np.isin(data.episode_index, held)] = i
-    return out
 
 
 def color_jitter(cfg: TrainConfig) -> ColorJitter:
