@@ -835,9 +835,11 @@ def summarise(runs: list[dict]) -> dict:
                              "max": float(np.max(values)), "seeds": values} if values else None
             cell["relabel_changed"] = sum(e["changed"] for r in ok for e in r.get("relabels", []))
             cell["relabelled_versions"] = sum(len(r.get("relabels", [])) for r in ok)
-            early = [v for r in ok for v in r.get("versions_early", {}).values()]
-            if early:
-                cell["versions_early_max"] = max(early)
+            # version 0 is the trained checkpoint the run starts from; the target is about what corrections publish
+            judged = [list(r["versions_early"].values()) for r in ok if r.get("versions_early")]
+            if judged:
+                cell["base_early_max"] = max(v[0] for v in judged)
+                cell["versions_early_max"] = max((x for v in judged for x in v[1:]), default=0.0)
             table[task][arm] = cell
         oracle = table[task].get("oracle", {}).get("true_success")
         for arm, kind in ARMS.items():
@@ -849,7 +851,7 @@ def summarise(runs: list[dict]) -> dict:
                                    ">= 90 % of oracle": ratio is not None and ratio >= 0.9,
                                    "hacking <= 5 %": cell["hacking_rate"]["mean"] <= 0.05,
                                    "<= 60 corrections": cell["corrections_used"]["mean"] <= 60,
-                                   "no version fires by step 2 in > 5 %": cell.get("versions_early_max", 0.0) <= 0.05}
+                                   "no published version fires by step 2 in > 5 %": cell.get("versions_early_max", 0.0) <= 0.05}
         ours, theirs = table[task].get("hilreward-resnet10"), table[task].get("lerobot")
         if ours and theirs and ours["hacking_rate"] and theirs["hacking_rate"]:
             ours["targets"] = {"hacks no more than lerobot":
@@ -968,8 +970,10 @@ def write_doc(summary: dict, json_path: Path) -> None:
         for task, arm, t in targets:
             extra = ""
             if "versions_early_max" in summary["summary"][task][arm]:
-                extra = (f"; the most any published version fires by step {EARLY_STEPS}: "
-                         f"{100 * summary['summary'][task][arm]['versions_early_max']:.0f} % of evaluation episodes")
+                c = summary["summary"][task][arm]
+                extra = (f"; the most any version published by the retrainer fires by step {EARLY_STEPS}: "
+                         f"{100 * c['versions_early_max']:.0f} % of evaluation episodes (the trained checkpoint it "
+                         f"started from: {100 * c.get('base_early_max', 0.0):.0f} %)")
             lines.append(f"- {task} / {arm}: " + ", ".join(f"{k} {'yes' if v else '**no**'}" for k, v in t.items())
                          + extra)
     lines += ["", f"![learning curves]({FIGURE.name})", "", DOC_END]
