@@ -220,7 +220,7 @@ def encoder_module_source() -> str:
     """The source of ``modeling_hilreward.py``: the wrapper classes, then hilreward's functions it uses."""
     from .. import __version__
 
-    parts = [images.resize, images._resize_levels, images.model_pixels, preprocessing.normalize,
+    parts = [images.resize, images._resize_levels, images._resize_8bit, images.model_pixels, preprocessing.normalize,
              resnet10.same_padding, resnet10.Conv, resnet10.max_pool_3x3_s2, resnet10.MaxPool, resnet10._norm,
              resnet10.BasicBlock, resnet10.ResNet10]
     activations = ", ".join(f"{k!r}: nn.{v.__name__}" for k, v in resnet10._ACTIVATIONS.items())
