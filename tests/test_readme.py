@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 from hilreward.serving.client import RewardClient
 
 from conftest import ROOT
@@ -64,6 +65,7 @@ def run_cli(args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # about 80 s: trains, evaluates and serves
 def test_the_first_steps_work_as_written_on_16_episodes(tmp_path, monkeypatch):
     data = sixteen_episodes(tmp_path / "set")
     blocks = first_steps()
