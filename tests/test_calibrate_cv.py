@@ -186,7 +186,8 @@ def test_an_ensemble_keeps_a_support_bank_of_its_own_encoder_and_the_retrainer_p
     """The members' encoders trained, so the support bank describes frames with its own frozen encoder; the
     cautious reward runs on it; the online retrainer retrains the ensemble (its heads on the members' features, and
     with ``scope=last`` every member's last stage) and publishes a version that is still the 4 members, with the
-    bank extended by the corrections."""
+    bank extended by the corrections; its uncertainty heads train while it is idle."""
+    from hilreward.online.ensemble import load_members, member_success, members_path
     from hilreward.online.options import RetrainOptions
     from hilreward.online.store import CorrectionStore
     from hilreward.online.trainer import HeadRetrainer, RetrainSpec
@@ -213,11 +214,18 @@ def test_an_ensemble_keeps_a_support_bank_of_its_own_encoder_and_the_retrainer_p
                              episode=int(data.episode_index[i]), step=int(data.frame_index[i])))
     trainer = HeadRetrainer(RetrainSpec(versions_root=str(tmp_path / "versions"), store=str(store.path),
                                         dataset=DatasetConfig(root=str(DEMO), episodes=list(range(10))),
-                                        options=RetrainOptions(min_fixed=0.0, veto=[], ensemble=0, scope=scope,
-                                                               steps=60),
+                                        options=RetrainOptions(min_fixed=0.0, veto=[], ensemble=2, ensemble_steps=20,
+                                                               scope=scope, steps=60),
                                         cache_dir=str(tmp_path / "cache")))
     attempt = trainer.attempt(store.read(), store.verdicts())
     assert attempt.passed, attempt.reason
+    # while idle: the uncertainty heads of the served version, on the members' features side by side
+    ready = [e for e in trainer.idle_work(store, lambda: False) if e is not None]
+    assert [(e.number, e.members) for e in ready] == [(0, 2)]
+    heads = load_members(members_path(tmp_path, 0), model)
+    features = model.encode(model.preprocess({c: np.asarray(data.images[c][:8]) for c in model.camera_keys}))
+    with torch.inference_mode():
+        assert member_success(model, heads, features).shape == (2, 8)
     record = trainer.publish(attempt)
     version = RewardClassifier.from_pretrained(versions.path(record.number))
     assert record.number == 1 and version.config.members == 4
