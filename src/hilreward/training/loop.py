@@ -43,8 +43,8 @@ from ..models.members import member_parameters
 from ..usage import HELP_FLAGS, HelpRequested, wants_help
 from .batches import FeatureBatches, MemberBatches, PixelBatches
 from .augment import ColorJitter
-from .calibrate import (calibrate_by_fold_heads, calibrate_checkpoint, calibrate_members, member_steps, plan_calibration,
-                        summary_line)
+from .calibrate import (calibrate_by_fold_heads, calibrate_checkpoint, calibrate_members, member_steps,
+                        plan_calibration, summary_line)
 from .checkpoint import capture_rng, load_training_state, restore_training_state, save_checkpoint
 from .distributed import Processes, finish, is_main_process, process_seed
 from .features import compute_features, encoder_is_frozen
