@@ -955,14 +955,26 @@ def write_doc(summary: dict, json_path: Path) -> None:
                      f"{s['lag'][0]}-{s['lag'][1]} frames.")
     lines += ["", "| task | arm | true success | claimed | rewarded | hacking | early | corrections | wall (RL) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    seeds_of: dict[tuple[str, str], list[int]] = {}
+    copied: set[tuple[str, str]] = set()
+    for r in summary["runs"]:
+        seeds_of.setdefault((r["task"], r["arm"]), []).append(r["seed"])
+        if r.get("provenance"):
+            copied.add((r["task"], r["arm"]))
     for task, arms in summary["summary"].items():
         for arm, cell in arms.items():
             failed = f" ({len(cell['failed'])} failed)" if cell["failed"] else ""
+            failed += f", seed {'/'.join(map(str, sorted(seeds_of.get((task, arm), []))))}"
+            failed += " †" if (task, arm) in copied else ""
             wall = cell.get("rl_wall_s")
             minutes = f"{wall['mean'] / 60:.0f} min" if wall else "n/a"
             lines.append(f"| {task} | {arm}{failed} | {fmt(cell, 'true_success')} | {fmt(cell, 'claimed_success')} | "
                          f"{fmt(cell, 'rewarded_success')} | {fmt(cell, 'hacking_rate')} | "
                          f"{fmt(cell, 'early_claims')} | {fmt(cell, 'corrections_used', False)} | {minutes} |")
+    if copied:
+        lines += ["", "† a development run of the same script and settings, copied into this benchmark's folder (its "
+                  "`provenance` field says from where; *rewarded* derived as claimed - hacking where the run predates "
+                  "that metric)."]
     targets = [(task, arm, cell["targets"]) for task, arms in summary["summary"].items() for arm, cell in arms.items()
                if cell.get("targets")]
     if targets:
