@@ -851,7 +851,8 @@ def summarise(runs: list[dict]) -> dict:
                                    ">= 90 % of oracle": ratio is not None and ratio >= 0.9,
                                    "hacking <= 5 %": cell["hacking_rate"]["mean"] <= 0.05,
                                    "<= 60 corrections": cell["corrections_used"]["mean"] <= 60,
-                                   "no published version fires by step 2 in > 5 %": cell.get("versions_early_max", 0.0) <= 0.05}
+                                   "no published version fires by step 2 in > 5 %":
+                                       cell.get("versions_early_max", 0.0) <= 0.05}
         ours, theirs = table[task].get("hilreward-resnet10"), table[task].get("lerobot")
         if ours and theirs and ours["hacking_rate"] and theirs["hacking_rate"]:
             ours["targets"] = {"hacks no more than lerobot":
@@ -988,6 +989,11 @@ def write_doc(summary: dict, json_path: Path) -> None:
                          f"started from: {100 * c.get('base_early_max', 0.0):.0f} %)")
             lines.append(f"- {task} / {arm}: " + ", ".join(f"{k} {'yes' if v else '**no**'}" for k, v in t.items())
                          + extra)
+    results = ROOT / "bench" / "results"
+    earlier = sorted(p.name for p in results.glob("rl-*.json") if p.resolve() != json_path.resolve())
+    if earlier:
+        listed = ", ".join(f"`bench/results/{n}`" for n in earlier)
+        lines += ["", f"Earlier runs (other code, other arms): {listed}."]
     lines += ["", f"![learning curves]({FIGURE.name})", "", DOC_END]
     from run_all import replace_section
 
