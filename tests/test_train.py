@@ -354,3 +354,23 @@ def test_any_input_size_trains(frame_size, image_size, cache, tmp_path):
     raw = np.zeros((2, *frame_size, 3), dtype=np.uint8)  # full-size frames, as a camera delivers them
     prob = model.predict_proba({"front": raw, "wrist": raw})
     assert prob.shape == (2,) and np.all((prob >= 0) & (prob <= 1))
+
+
+def test_a_failed_run_ends_its_wandb_run_so_the_next_run_logs_into_its_own(cache, tmp_path, monkeypatch):
+    """A run that raises after W&B started ends that run as failed: left open, the next run's ``wandb.init`` in this
+    process logged into it (its offline run under the failed run's folder, none under its own)."""
+    import wandb
+
+    wandb_args = ("wandb.enable=true", "wandb.mode=offline", "wandb.project=hilreward-test", "training.steps=10",
+                  "training.eval_freq=10", "training.calibrate=off")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(train_module, "attach_support", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(config(tmp_path / "failed", cache, *wandb_args))
+    assert wandb.run is None
+    monkeypatch.undo()
+    train(config(tmp_path / "next", cache, *wandb_args))
+    assert list((tmp_path / "next" / "wandb").glob("offline-run-*"))

@@ -101,7 +101,17 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
     """Train as ``cfg`` says; return the best checkpoint directory (``output_dir/checkpoints/best``).
 
     ``progress`` is the display of an enclosing run (a fold model's run inside ``hilreward suspects``): the run then
-    advances it and prints nothing else of its own."""
+    advances it and prints nothing else of its own. A run that fails ends its W&B run as failed (left open, the
+    next ``wandb.init`` in this process would log into it)."""
+    opened: list = []
+    try:
+        return _train(cfg, progress, opened)
+    finally:
+        for logger in opened:
+            logger.finish(failed=True)
+
+
+def _train(cfg: TrainConfig, progress: Optional[Progress], opened: list) -> Path:
     _validate(cfg)
     t_cfg = cfg.training
     procs = Processes.start(t_cfg.device)  # one process, or this one of those `accelerate launch` started
@@ -221,6 +231,7 @@ def train(cfg: TrainConfig, *, progress: Optional[Progress] = None) -> Path:
         from .wandb_logger import WandbLogger
 
         logger = WandbLogger(cfg.wandb, out, asdict(cfg), resume=resume_from is not None)
+        opened.append(logger)
 
     amp_dtype = torch.bfloat16 if (t_cfg.amp and device.type == "cuda") else None
     loader = DataLoader(source, batch_size=None, sampler=range(start_step + 1, steps + 1),

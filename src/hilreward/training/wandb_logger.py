@@ -46,5 +46,8 @@ class WandbLogger:
             table.add_data(*row, int(predicted[i]), int(true[i]), float(confidence[i]))
         self.run.log({"eval/prediction_samples": table}, step=step)
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, failed: bool = False) -> None:
+        """End the run once (a later call does nothing): ``failed`` marks it with exit code 1."""
+        if self.run is not None:
+            run, self.run = self.run, None
+            run.finish(exit_code=1 if failed else 0)
