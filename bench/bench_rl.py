@@ -857,6 +857,9 @@ def summarise(runs: list[dict]) -> dict:
         if ours and theirs and ours["hacking_rate"] and theirs["hacking_rate"]:
             ours["targets"] = {"hacks no more than lerobot":
                                ours["hacking_rate"]["mean"] <= theirs["hacking_rate"]["mean"]}
+            if ours.get("rewarded_success") and theirs.get("rewarded_success"):  # a silent reward hacks 0 %
+                ours["targets"]["rewards as many true successes as lerobot"] = \
+                    ours["rewarded_success"]["mean"] >= theirs["rewarded_success"]["mean"]
     return table
 
 
