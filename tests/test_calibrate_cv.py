@@ -130,7 +130,8 @@ def flipped_copy(src: Path, dst: Path, episodes: list[int]) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("freeze", ["all", "none"])  # fold heads on cached features / the deployed ensemble
+# fold heads on cached features (11 s: make test only) / the deployed ensemble
+@pytest.mark.parametrize("freeze", [pytest.param("all", marks=pytest.mark.slow), "none"])
 def test_explicit_heldout_episodes_are_never_trained_on(freeze, tmp_path):
     """Inverting every label of the held-out episodes changes nothing that was trained or calibrated."""
     episodes, held = list(range(10)), [2, 5]

@@ -164,6 +164,7 @@ def test_transformers_automodel_loads_the_encoder_as_lerobot_does(resnet_ckpt, t
 
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason=f"no LeRobot peer venv at {PEER_PYTHON.parent.parent} "
                     "(../shared/peer/setup_lerobot.sh makes it; CI has none)")
+@pytest.mark.slow  # 16-23 s each in LeRobot's own venv: make test runs it, make test-fast leaves it out
 @pytest.mark.parametrize("layout", ["resnet_ckpt", "resnet_ckpt_bn"])
 def test_stock_lerobot_loads_the_export_by_path_and_decides_as_hilreward(layout, request, tmp_path):
     resnet_ckpt = request.getfixturevalue(layout)
