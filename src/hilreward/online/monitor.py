@@ -132,11 +132,11 @@ class HackingMonitor:
     def _maybe_save(self, force: bool = False) -> None:
         if self.path is None or not self._dirty or (not force and time.time() - self._saved < self.save_s):
             return
-        items = self.snapshot()
-        with self._lock:
+        with self._lock:  # copied and marked clean at once: a record made meanwhile marks it dirty again
+            items = [asdict(v) for v in self._versions.values()]
             self._dirty, self._saved = False, time.time()
         try:
-            write_atomic(self.path, json.dumps([asdict(v) for v in items], indent=1) + "\n")
+            write_atomic(self.path, json.dumps(items, indent=1) + "\n")
         except OSError:  # the numbers are a view: serving goes on
             with self._lock:
                 self._dirty = True

@@ -22,6 +22,7 @@ import time
 import uuid
 import warnings
 from collections import deque
+from pathlib import Path
 from typing import Callable, Optional, get_args
 
 import numpy as np
@@ -104,6 +105,26 @@ def view_color(view: int, camera_index: int, n: int, color: Optional[ColorJitter
     return color.factors(n, g)
 
 
+def _feature_dir(model, data: FrameData, cache_dir: str | None, view: int = 0, pad: int = 4, dtype: str = "float16",
+                 rows: Optional[np.ndarray] = None, part: str = "", color: Optional[ColorJitter] = None) -> Path:
+    return cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows, part, color)
+
+
+def _open_cached(directory: Path, camera_keys) -> Optional[dict[str, np.ndarray]]:
+    """The memmaps of a finished cache entry (``done.json`` and every camera's file), else None."""
+    paths = {cam: directory / f"{cam}.npy" for cam in camera_keys}
+    if not (directory / "done.json").is_file() or not all(p.is_file() for p in paths.values()):
+        return None
+    return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
+
+
+def cached_features(model, data: FrameData, cache_dir: str | None,
+                    dtype: str = "float16") -> Optional[dict[str, np.ndarray]]:
+    """The unaugmented features of every frame of ``data`` under ``model``'s encoder when a run already cached them
+    (as :func:`compute_features` with its defaults wrote them); None otherwise. Computes nothing."""
+    return _open_cached(_feature_dir(model, data, cache_dir, dtype=dtype), data.camera_keys)
+
+
 def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: str | None = None,
                      view: int = 0, pad: int = 4, dtype: str = "float16",
                      rows: Optional[np.ndarray] = None, processes: Optional[Processes] = None,
@@ -126,13 +147,12 @@ def compute_features(model, data: FrameData, batch_size: int = 64, cache_dir: st
     if dtype not in FEATURE_DTYPES:
         raise ConfigError(f"feature dtype {dtype!r} is not known (known: {', '.join(FEATURE_DTYPES)})")
     procs = processes or Processes()
-    directory = cache_root(cache_dir) / "features" / feature_key(model, data, view, pad, dtype, rows,
-                                                                 part[0] if part else "", color)
+    directory = _feature_dir(model, data, cache_dir, view, pad, dtype, rows, part[0] if part else "", color)
     encoder = part[1] if part else model.encoder
     paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
-    cached = (directory / "done.json").is_file() and all(p.is_file() for p in paths.values())
-    if all(procs.gather(cached)):
-        return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
+    cached = _open_cached(directory, data.camera_keys)
+    if all(procs.gather(cached is not None)):
+        return cached
     writer = procs.is_local_main
     n = len(data) if rows is None else len(rows)
     offsets = {cam: view_offsets(view, i, n, pad) for i, cam in enumerate(data.camera_keys)}

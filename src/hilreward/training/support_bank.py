@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import FrameData, cache_root
+from ..data import FrameData
 from ..models import RewardClassifier
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config, save_weights, write_json
 from ..models.support import Support, pool_numpy, support_encoder
 from ..success import success_label
 from ..utils import replace_dir
-from .features import encoder_is_frozen, feature_key
+from .features import cached_features, encoder_is_frozen
 
 
 def pick_rows(labels: np.ndarray, success: np.ndarray, limit: int) -> np.ndarray:
@@ -33,17 +33,6 @@ def pick_rows(labels: np.ndarray, success: np.ndarray, limit: int) -> np.ndarray
         return idx if k >= len(idx) else idx[np.linspace(0, len(idx) - 1, k).round().astype(int)]
 
     return np.sort(np.concatenate([even(pos, take_pos), even(neg, take_neg)]))
-
-
-def cached_features(model: RewardClassifier, data: FrameData, cache_dir: str | None,
-                    dtype: str) -> dict[str, np.ndarray] | None:
-    """The feature cache's unaugmented features of every frame of ``data`` under ``model``'s encoder, when training
-    wrote them; None otherwise."""
-    directory = cache_root(cache_dir) / "features" / feature_key(model, data, 0, dtype=dtype)
-    paths = {cam: directory / f"{cam}.npy" for cam in data.camera_keys}
-    if not (directory / "done.json").is_file() or not all(p.is_file() for p in paths.values()):
-        return None
-    return {cam: np.load(p, mmap_mode="r") for cam, p in paths.items()}
 
 
 def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, limit: int,
@@ -63,14 +52,15 @@ def build_support(model: RewardClassifier, data: FrameData, rows: np.ndarray, li
         encoder = None
     else:  # a frozen encoder without cached features runs once here; a trained one shares the head's blind
         encoder = None if encoder_is_frozen(model) else support_encoder()  # spots: the bank's own frozen one
-        probe = Support(0, 0, encoder=encoder if encoder is not None else model.encoder)
+        probe = Support(0, 0, encoder=encoder)  # pools the classifier's features, or encodes with its own
         parts = []
         model.eval()
         with torch.inference_mode():
             for start in range(0, len(picked), 128):
                 chunk = picked[start:start + 128]
                 pixels = model.preprocess({k: np.asarray(data.images[k][chunk]) for k in keys})
-                parts.append(probe.describe({}, pixels, keys).numpy())
+                features = model.encode(pixels) if encoder is None else {}
+                parts.append(probe.describe(features, pixels, keys).float().numpy())
         vectors = np.concatenate(parts)
     return Support.build(vectors, np.asarray(data.labels[picked]) == target, np.asarray(data.episode_index[picked]),
                          encoder=encoder)
