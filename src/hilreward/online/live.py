@@ -105,22 +105,21 @@ class LiveEpisodes:
         for p in self.files()[:-self.keep] if self.keep > 0 else self.files():
             p.unlink(missing_ok=True)
 
+    @staticmethod
+    def _load(path: Path) -> LiveEpisode | None:
+        try:
+            return LiveEpisode.from_file(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # pruned meanwhile, or a disk error
+            return None
+
     def read(self, episode_id: int) -> LiveEpisode | None:
         """Episode ``episode_id`` when it is kept (and readable), else None."""
-        try:
-            return LiveEpisode.from_file(self.path(episode_id))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            return None
+        return self._load(self.path(episode_id))
 
     def newest(self, count: int) -> list[LiveEpisode]:
         """The newest ``count`` episodes, oldest first; a file that cannot be read (a disk error) is skipped."""
-        out = []
-        for p in self.files()[-count:] if count > 0 else []:
-            try:
-                out.append(LiveEpisode.from_file(p))
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                continue
-        return out
+        loaded = (self._load(p) for p in (self.files()[-count:] if count > 0 else []))
+        return [e for e in loaded if e is not None]
 
 
 class LiveConfirmations:
@@ -135,9 +134,7 @@ class LiveConfirmations:
     def read(self) -> dict[int, int]:
         try:
             return {int(k): int(v) for k, v in json.loads(self.path.read_text()).items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # none yet (or unreadable): nothing confirmed
             return {}
 
     def confirm(self, firings: list) -> int:
