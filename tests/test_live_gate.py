@@ -64,7 +64,10 @@ def test_a_flag_that_makes_the_reward_fire_at_the_start_of_live_episodes_is_name
         assert len(ack.correction_ids) == 3
         for r in start:  # and the first frames of an offline episode, labelled success too
             client.submit_correction(step_images(frames, int(r)), label=1, episode_id=7, step=int(r))
-        info = wait_model(client, lambda i: settled(i) and i.corrections_total == 6, "an attempt")
+        # settled() can hold a moment before the server swaps in what the attempt published (seen once in a full
+        # run at load): wait for the swap too; an attempt that publishes nothing fails here, naming the retrainer
+        info = wait_model(client, lambda i: settled(i) and i.corrections_total == 6 and i.version != base.version,
+                          "attempt that publishes the version without the flags it names")
         listing = {c.id: c for c in client.list_corrections().corrections}
         held = [c for c in listing.values() if c.status == "conflicts_live"]
         assert held, {c.id: (c.status, c.status_detail) for c in listing.values()}
