@@ -171,6 +171,12 @@ class Settings:
     """Reaction lag of the operator's press in frames (uniform)."""
     review_every: int = 50
     """The operator reviews what waits for a person every this many environment steps (0: never)."""
+    pace: int = 4
+    """Presses the operator makes while one version serves; then it waits for the next version, as a person watches
+    whether a fix took (0: never waits). Without it the operator spent drawer-close's 60 frames on the first ~100
+    hacked episodes (1-5 steps each, 1.5 min) before any version had trained on one (rl-2026-12-07)."""
+    pace_wait: int = 400
+    """Steps after its last press that the operator waits for a next version before pressing again regardless."""
     checkpoint_every: int = 2000
     max_minutes: float = 120.0
     """Wall-time budget of one run's RL (a run past it stops, is evaluated and says so)."""
@@ -256,7 +262,8 @@ def monitor(env, episodes: list, operator: Optional["Operator"] = None, keep_fir
             if keep_first and self.t <= keep_first and "pixels" in obs:
                 self.first.append({k: np.array(v) for k, v in obs["pixels"].items()})
             if operator is not None and judged is not None:
-                operator.see(judged["episode_id"], self.t, info["success"], judged["success"], terminated)
+                operator.see(judged["episode_id"], self.t, info["success"], judged["success"], terminated,
+                             judged["model_version"])
             if terminated or truncated:
                 record = {"steps": self.t, "true": bool(self.ever), "claimed": bool(terminated),
                           "rewarded": bool(terminated and info["success"]),
@@ -275,8 +282,13 @@ class Operator:
     """A human at the console, simulated from the truth: presses "false success" / "missed success", each landing
     ``lag`` frames late, labelling the last k frames of the episode up to then (``correct_recent``); and, every
     ``review_every`` steps, reviews what the server asks a person to decide, as a person who watched would:
-    of two contradicting flags it accepts the newer (``superseded``), and it accepts a correction the live gate
-    held (``conflicts_live``) when the live frames it would fire on were true successes, else rejects it."""
+    of two contradicting flags it accepts the newer (``superseded``); it accepts a correction the live gate
+    held (``conflicts_live``) when the live frames it would fire on were true successes, else rejects it; and of
+    a correction that contradicts the recorded episodes (``conflicts_offline``) it stands by a "not success" it
+    saw (accepting relabels those offline frames: the reward becomes stricter than the recordings, it misses rather
+    than lies) and withdraws a "missed success" (accepting it would make the reward fire on states the recordings
+    call failures). It presses at most ``pace`` times on one served version, then waits for the next one (or
+    ``pace_wait`` steps)."""
 
     def __init__(self, client, settings: Settings, seed: int, used: int = 0, presses: Optional[list] = None,
                  reviews: Optional[list] = None) -> None:
@@ -292,9 +304,14 @@ class Operator:
         self.truth: dict[int, dict[int, bool]] = {}
         """Live episode id -> step (the server's: 0 = the first judged) -> true success, as the operator saw it."""
         self.decided: set[int] = {r["correction"] for r in self.reviews}
+        self.version, self.on_version, self.last_press = "", 0, -10**9
+        """The version serving, presses made on it (pacing) and the step of the last press."""
 
-    def see(self, episode_id: int, t: int, true_success: bool, claimed: bool, ended_by_reward: bool) -> None:
+    def see(self, episode_id: int, t: int, true_success: bool, claimed: bool, ended_by_reward: bool,
+            version: str = "") -> None:
         self.now += 1
+        if version and version != self.version:
+            self.version, self.on_version = version, 0
         self._press_due()
         self.truth.setdefault(episode_id, {})[t - 1] = bool(true_success)
         while len(self.truth) > 500:
@@ -313,7 +330,9 @@ class Operator:
 
     def _schedule(self, lag: int, label: int, k: int, episode_id: int) -> None:
         committed = self.used + sum(p[2] for p in self.pending)
-        if committed + k <= self.s.budget:
+        waiting = (self.s.pace and self.on_version + len(self.pending) >= self.s.pace
+                   and self.now - self.last_press < self.s.pace_wait)
+        if committed + k <= self.s.budget and not waiting:
             self.pending.append((self.now + lag, label, k, episode_id))
 
     def _press_due(self, everything: bool = False) -> None:
@@ -322,12 +341,14 @@ class Operator:
         for _, label, k, episode_id in due:
             ack = self.client.correct_recent(label, last_k=k, episode_id=episode_id, source="operator")
             self.used += len(ack.correction_ids)
+            self.on_version, self.last_press = self.on_version + 1, self.now
             self.presses.append({"step": self.now, "label": label, "episode_id": episode_id,
                                  "corrections": len(ack.correction_ids), "version": ack.model_version})
 
     def review(self) -> None:
         """Decide what waits for a person (reviews are not corrections: they cost none of the budget)."""
-        waiting = self.client.list_corrections(statuses=["superseded", "conflicts_live"], limit=200).corrections
+        waiting = self.client.list_corrections(statuses=["superseded", "conflicts_live", "conflicts_offline"],
+                                               limit=200).corrections
         accept, reject = [], []
         seen: dict[int, list] = {}
         for c in waiting:
@@ -350,6 +371,15 @@ class Operator:
                 (accept if sum(known) * 2 > len(known) else reject).append(c.id)
                 self.decided.add(c.id)
                 seen[c.id] = known
+            elif c.status == "conflicts_offline":
+                saw = self.truth.get(int(c.episode_id), {}).get(int(c.step))
+                if c.label == 1:
+                    reject.append(c.id)  # rather a reward that misses than one that fires on recorded failures
+                elif saw is None:
+                    continue
+                else:
+                    (reject if saw else accept).append(c.id)  # it stands by a "not success" it saw
+                self.decided.add(c.id)
         for verdict, ids in (("accept", accept), ("reject", reject)):
             if ids:
                 self.client.review(ids, verdict, reviewer="operator", note="bench-rl's simulated operator")
@@ -956,7 +986,8 @@ def write_doc(summary: dict, json_path: Path) -> None:
                      f"({s['demo_fraction']:.0%} of each batch), "
                      f"{s['eval_episodes']} evaluation episodes" + (f"; RL under another light {shift}" if shift else "")
                      + f"; operator: budget {s['budget']} corrections, k = {s['k_missed']} / {s['k_false']}, lag "
-                     f"{s['lag'][0]}-{s['lag'][1]} frames.")
+                     f"{s['lag'][0]}-{s['lag'][1]} frames" + (f", at most {s['pace']} presses while one version serves (then "
+                     f"it waits for the next, or {s['pace_wait']} steps)" if s.get("pace") else "") + ".")
     lines += ["", "| task | arm | true success | claimed | rewarded | hacking | early | corrections | wall (RL) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     seeds_of: dict[tuple[str, str], list[int]] = {}
