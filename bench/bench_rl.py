@@ -372,7 +372,7 @@ class Operator:
                 self.decided.add(c.id)
                 seen[c.id] = known
             elif c.status == "conflicts_offline":
-                saw = self.truth.get(int(c.episode_id), {}).get(int(c.step))
+                saw = self.truth.get(int(c.episode), {}).get(int(c.step))
                 if c.label == 1:
                     reject.append(c.id)  # rather a reward that misses than one that fires on recorded failures
                 elif saw is None:
