@@ -59,3 +59,66 @@ def test_smoke_run_writes_its_json_fails_a_dead_servers_arm_and_resumes(tmp_path
     assert "resumed at step 10" in proc.stderr
     resumed = json.loads((out / "runs" / "drawer-open-oracle-s0" / "result.json").read_text())
     assert resumed["env_steps"] == 15 and len(resumed["train_episodes"]) == 3
+
+
+class _Console:
+    """The simulated operator's view of a server: stored corrections and the reviews it sends."""
+
+    def __init__(self, corrections) -> None:
+        self.corrections, self.reviews, self.presses = corrections, [], []
+
+    def list_corrections(self, statuses=(), limit=100):
+        from hilreward.serving.records import CorrectionList
+        from hilreward.online.review import CorrectionCounts
+        return CorrectionList([c for c in self.corrections if c.status in statuses], CorrectionCounts())
+
+    def review(self, ids, verdict, reviewer="", note=""):
+        self.reviews.append((sorted(ids), verdict))
+        return list(ids)
+
+    def correct_recent(self, label, last_k, episode_id, source):
+        from hilreward.serving.records import RecentCorrectionAck
+        self.presses.append((label, episode_id))
+        return RecentCorrectionAck(list(range(last_k)), [], 0, "v")
+
+
+def _operator(client, **settings):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_rl
+
+    return bench_rl.Operator(client, bench_rl.Settings(lag=(1, 1), **settings), seed=0)
+
+
+def test_operator_stands_by_a_false_success_it_saw_against_recorded_frames_and_withdraws_a_missed_one():
+    from hilreward.online.review import CorrectionView
+
+    def view(cid, label, episode, step):
+        return CorrectionView(cid, 0.0, label, 0.5, "v", episode, step, 0, "operator", "conflicts_offline", "",
+                              None, None, {"episode": 19, "start": 66, "end": 77, "frame": 70, "label": 1 - label})
+
+    client = _Console([view(1, 0, 7, 2), view(2, 1, 7, 3), view(3, 0, 8, 0), view(4, 0, 99, 0)])
+    op = _operator(client, review_every=0, pace=0)
+    for t, success in enumerate([False, False, False, True], start=1):
+        op.see(7, t, success, claimed=False, ended_by_reward=False, version="v")
+    op.see(8, 1, True, claimed=True, ended_by_reward=True, version="v")
+    op.review()
+    # 1: "not success" on a frame that was not one -> accepted; 2: a missed success against recorded failures ->
+    # withdrawn; 3: "not success" on a frame that was a success -> rejected; 4: never seen -> no decision
+    assert client.reviews == [([1], "accept"), ([2, 3], "reject")]
+
+
+def test_operator_waits_for_a_new_version_after_pace_presses():
+    client = _Console([])
+    op = _operator(client, review_every=0, pace=2, pace_wait=100, k_false=1, budget=60)
+    for episode in range(6):  # six hacked one-step episodes on one version: two presses, then it waits
+        op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v1")
+    op.flush()
+    assert len(client.presses) == 2
+    for episode in range(10, 13):  # a new version: two presses more
+        op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v2")
+    op.flush()
+    assert [e for _, e in client.presses] == [0, 1, 10, 11]
+    for episode in range(13, 13 + 100):  # no new version, pace_wait steps after its last press: it presses again
+        op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v2")
+    op.flush()
+    assert len(client.presses) == 5
