@@ -177,6 +177,10 @@ class Settings:
     hacked episodes (1-5 steps each, 1.5 min) before any version had trained on one (rl-2026-12-07)."""
     pace_wait: int = 400
     """Steps after its last press that the operator waits for a next version before pressing again regardless."""
+    upfront: float = 0.25
+    """Share of the budget the operator may spend at once; the rest comes pro rata over the run's steps, as a person
+    told "60 corrections for this run" keeps some for later (1: all at once). With all of it up front the operator
+    spent drawer-close's 60 by step 633 of 6000 while the policy found a fooling state again at step ~4800."""
     checkpoint_every: int = 2000
     max_minutes: float = 120.0
     """Wall-time budget of one run's RL (a run past it stops, is evaluated and says so)."""
@@ -288,17 +292,18 @@ class Operator:
     saw (accepting relabels those offline frames: the reward becomes stricter than the recordings, it misses rather
     than lies) and withdraws a "missed success" (accepting it would make the reward fire on states the recordings
     call failures). It presses at most ``pace`` times on one served version, then waits for the next one (or
-    ``pace_wait`` steps)."""
+    ``pace_wait`` steps), and spends ``upfront`` of its budget at once, the rest pro rata over the run."""
 
     def __init__(self, client, settings: Settings, seed: int, used: int = 0, presses: Optional[list] = None,
-                 reviews: Optional[list] = None) -> None:
+                 reviews: Optional[list] = None, now: int = 0) -> None:
         self.client, self.s = client, settings
         self.rng = np.random.default_rng(seed)
         self.used = used
         self.presses: list[dict] = presses if presses is not None else []
         self.reviews: list[dict] = reviews if reviews is not None else []
         self.pending: list[tuple[int, int, int, int]] = []  # (due step, label, k, episode)
-        self.now = 0
+        self.now = now
+        """Environment steps seen (a resumed run starts where it stopped)."""
         self.streak = 0
         self.flagged: set[int] = set()
         self.truth: dict[int, dict[int, bool]] = {}
@@ -332,7 +337,8 @@ class Operator:
         committed = self.used + sum(p[2] for p in self.pending)
         waiting = (self.s.pace and self.on_version + len(self.pending) >= self.s.pace
                    and self.now - self.last_press < self.s.pace_wait)
-        if committed + k <= self.s.budget and not waiting:
+        allowed = self.s.budget * max(self.s.upfront, self.now / max(1, self.s.steps))
+        if committed + k <= min(self.s.budget, allowed) and not waiting:
             self.pending.append((self.now + lag, label, k, episode_id))
 
     def _press_due(self, everything: bool = False) -> None:
@@ -615,7 +621,7 @@ def train_and_evaluate(spec: RunSpec, settings: Settings, run_dir: Path, kill_se
             reward_fn = RewardFunction.from_pretrained(None, backend="grpc", address=address, timeout_s=60)
             client = RewardClient(address, timeout_s=60)
             operator = Operator(client, settings, spec.seed, progress.corrections_used, progress.presses,
-                                progress.reviews)
+                                progress.reviews, now=progress.steps_done)
             versions = ServedVersions(address, versions_dir=run_dir / "serve" / "versions")
             relabel_cb = RelabelCallback(versions, relabel=kind.relabel)
             relabel_cb.events = progress.relabels
@@ -987,7 +993,9 @@ def write_doc(summary: dict, json_path: Path) -> None:
                      f"{s['eval_episodes']} evaluation episodes" + (f"; RL under another light {shift}" if shift else "")
                      + f"; operator: budget {s['budget']} corrections, k = {s['k_missed']} / {s['k_false']}, lag "
                      f"{s['lag'][0]}-{s['lag'][1]} frames" + (f", at most {s['pace']} presses while one version serves (then "
-                     f"it waits for the next, or {s['pace_wait']} steps)" if s.get("pace") else "") + ".")
+                     f"it waits for the next, or {s['pace_wait']} steps)" if s.get("pace") else "")
+                     + (f", {s['upfront']:.0%} of the budget at once and the rest pro rata over the run"
+                        if s.get("upfront", 1) < 1 else "") + ".")
     lines += ["", "| task | arm | true success | claimed | rewarded | hacking | early | corrections | wall (RL) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     seeds_of: dict[tuple[str, str], list[int]] = {}

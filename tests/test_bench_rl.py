@@ -109,7 +109,7 @@ def test_operator_stands_by_a_false_success_it_saw_against_recorded_frames_and_w
 
 def test_operator_waits_for_a_new_version_after_pace_presses():
     client = _Console([])
-    op = _operator(client, review_every=0, pace=2, pace_wait=100, k_false=1, budget=60)
+    op = _operator(client, review_every=0, pace=2, pace_wait=100, k_false=1, budget=60, upfront=1.0)
     for episode in range(6):  # six hacked one-step episodes on one version: two presses, then it waits
         op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v1")
     op.flush()
@@ -122,3 +122,16 @@ def test_operator_waits_for_a_new_version_after_pace_presses():
         op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v2")
     op.flush()
     assert len(client.presses) == 5
+
+
+def test_operator_keeps_budget_for_later_in_the_run():
+    client = _Console([])
+    op = _operator(client, review_every=0, pace=0, k_false=3, budget=60, upfront=0.25, steps=1000)
+    for episode in range(20):  # twenty hacked one-step episodes at the start: 15 of 60 frames, five presses
+        op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v")
+    op.flush()
+    assert len(client.presses) == 5
+    for episode in range(20, 520):  # by step 520 it may have spent 52% of 60: 31 frames, ten presses
+        op.see(episode, 1, False, claimed=True, ended_by_reward=True, version="v")
+    op.flush()
+    assert len(client.presses) == 10
