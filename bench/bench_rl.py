@@ -1015,7 +1015,7 @@ def write_doc(summary: dict, json_path: Path) -> None:
                          f"{fmt(cell, 'rewarded_success')} | {fmt(cell, 'hacking_rate')} | "
                          f"{fmt(cell, 'early_claims')} | {fmt(cell, 'corrections_used', False)} | {minutes} |")
     if copied:
-        lines += ["", "† a development run of the same script and settings, copied into this benchmark's folder (its "
+        lines += ["", "† a run of an earlier benchmark or a development run, copied into this benchmark's folder (its "
                   "`provenance` field says from where; *rewarded* derived as claimed - hacking where the run predates "
                   "that metric)."]
     targets = [(task, arm, cell["targets"]) for task, arms in summary["summary"].items() for arm, cell in arms.items()

@@ -400,7 +400,8 @@ def replace_section(doc: Path, start: str, end: str, block: str) -> None:
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
     if start in text and end in text:
         head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = head + block + ("\n\n" + after if after else "\n")
     else:
         text = text.rstrip("\n") + "\n\n" + block
     doc.parent.mkdir(parents=True, exist_ok=True)
