@@ -88,6 +88,27 @@ def test_versions_of_one_name_with_other_weights_never_share_an_onnx_file(tmp_pa
     assert np.abs(got[0] - got[1]).max() > 1e-3  # the two versions do differ
 
 
+def test_the_onnx_cache_keeps_the_most_recently_used_exports(tmp_path, monkeypatch):
+    """A retraining server's versions are each exported once a client loads them: the cache must not grow for
+    ever (it filled this machine's disk), and the export a client keeps using must stay."""
+    monkeypatch.setenv("HILREWARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(B, "ONNX_CACHE_KEEP", 2)
+    versions = [tiny_checkpoint(tmp_path / "versions" / str(i), seed=10 + i) for i in range(4)]
+    RewardFunction.from_pretrained(versions[0], backend="auto")
+    RewardFunction.from_pretrained(versions[1], backend="onnx")
+    RewardFunction.from_pretrained(versions[0], backend="auto")  # used again: now the newest
+    RewardFunction.from_pretrained(versions[2], backend="onnx")
+    kept = {p.parent for p in (tmp_path / "cache" / "onnx").glob("*/model.onnx")}
+    assert kept == {B.onnx_path(versions[0]).parent, B.onnx_path(versions[2]).parent}
+    # an evicted version exports again when it is loaded again, and gives the same probabilities as torch
+    frames = {k: np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8) for k in ("front", "wrist")}
+    again = RewardFunction.from_pretrained(versions[1], backend="onnx")
+    assert B.onnx_path(versions[1]).exists()
+    assert again.relabel(frames) == pytest.approx(
+        RewardFunction.from_pretrained(versions[1], backend="torch").relabel(frames), abs=1e-4)
+    assert len(list((tmp_path / "cache" / "onnx").glob("*/model.onnx"))) == 2
+
+
 def test_every_backend_and_the_lerobot_adapter_give_the_same_probabilities_at_any_size(ckpt):
     fns = {name: RewardFunction.from_pretrained(ckpt, backend=name) for name in ("torch", "onnx")}
     adapter = reward_classifier(ckpt, backend="torch")

@@ -23,6 +23,8 @@ when torch-only options (``compile``, ``channels_last``) are asked for.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Union
@@ -254,7 +256,8 @@ class OnnxBackend:
         version = model_version(checkpoint)
         path = onnx_path(checkpoint)
         if not path.exists():
-            export_onnx(model, path, atol=PARITY_ATOL)
+            _export(model, path)
+        _used(path)
         return cls(path, model, threads=options.threads, model_version=version)
 
     def _run(self, images: dict[str, Any], outputs: list[str] | None = None) -> list[np.ndarray]:
@@ -286,9 +289,10 @@ def load_auto(options: BackendOptions) -> Backend:
     path = onnx_path(checkpoint)
     try:
         if not path.exists():
-            export_onnx(model, path, atol=PARITY_ATOL)  # checks parity itself
+            _export(model, path)  # checks parity itself
         elif not (diff := check_parity(model, path)) <= PARITY_ATOL:
             raise CheckpointError(f"{path} differs from the checkpoint by {diff:.2g} in probability")
+        _used(path)
         return OnnxBackend(path, model, threads=options.threads, model_version=version)
     except (ImportError, OSError, ConfigError, CheckpointError) as exc:
         log.warning("backend='auto' runs torch: ONNX Runtime is not used because %s", exc)
@@ -320,4 +324,54 @@ def onnx_path(checkpoint: Path) -> Path:
     local = checkpoint / "model.onnx"
     if local.exists():
         return local
-    return cache_root() / "onnx" / checkpoint_hash(checkpoint)[:24] / "model.onnx"
+    return _onnx_cache() / checkpoint_hash(checkpoint)[:24] / "model.onnx"
+
+
+ONNX_CACHE_KEEP = 16
+"""Exports hilreward's cache keeps (the most recently used). One holds the model and its support bank: ~100 MB
+for ``model=scratch``. A retraining server publishes a version every few seconds and each one a client loads is
+exported: unbounded, a day of corrected RL filled a 250 GB disk here (235 exports, 22 GB, in one afternoon)."""
+
+
+def _onnx_cache() -> Path:
+    return cache_root() / "onnx"
+
+
+def _export(model: Any, path: Path) -> None:
+    """Export into ``path``; when that is in hilreward's cache, keep only its ``ONNX_CACHE_KEEP`` newest exports."""
+    export_onnx(model, path, atol=PARITY_ATOL)
+    if path.parent.parent == _onnx_cache():
+        prune_onnx_cache(keep_also=path.parent)
+
+
+def _used(path: Path) -> None:
+    """Mark a cached export as used now (the cache keeps the most recently used)."""
+    if path.parent.parent == _onnx_cache():
+        try:
+            os.utime(path.parent)
+        except OSError:
+            pass
+
+
+def prune_onnx_cache(keep: int | None = None, keep_also: Path | None = None) -> int:
+    """Remove all but the ``keep`` (default ``ONNX_CACHE_KEEP``) most recently used exports from hilreward's ONNX
+    cache (and never
+    ``keep_also``); returns how many went. A process whose session was built from a removed file keeps running:
+    ONNX Runtime holds the model in memory; a later load exports it again."""
+    def used(entry: Path) -> float:
+        try:
+            return entry.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    try:
+        entries = sorted((p for p in _onnx_cache().iterdir() if p.is_dir()), key=used, reverse=True)
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries[max(0, ONNX_CACHE_KEEP if keep is None else keep):]:
+        if keep_also is not None and entry == keep_also:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
