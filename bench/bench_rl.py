@@ -60,6 +60,7 @@ from typing import Any, Optional
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
@@ -450,6 +451,7 @@ def make_sac(env, settings: Settings, seed: int):
                 batch_size=settings.batch_size, gamma=settings.gamma, train_freq=1, gradient_steps=settings.utd,
                 ent_coef=settings.ent_coef, seed=seed, device="cpu", replay_buffer_class=DemoMixBuffer)
     model.replay_buffer.demo_fraction = settings.demo_fraction
+    model.set_logger(Logger(None, []))  # SB3's default makes an empty /tmp/SB3-<time> folder at every learn()
     return model
 
 

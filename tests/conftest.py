@@ -40,6 +40,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     # W&B keeps artifacts, caches and settings outside the run dir: keep them out of ~ too.
     for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
         monkeypatch.setenv(name, str(base / name.lower()))
+    monkeypatch.setenv("SB3_LOGDIR", str(base / "sb3"))  # SB3's default: a new /tmp/SB3-<time> folder per learn()
 
 
 @pytest.fixture(scope="session")
