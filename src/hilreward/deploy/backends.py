@@ -337,16 +337,21 @@ def _onnx_cache() -> Path:
     return cache_root() / "onnx"
 
 
+def _in_cache(path: Path) -> bool:
+    """Whether ``path`` is an export in hilreward's cache (not a checkpoint's own ``model.onnx``)."""
+    return path.parent.parent == _onnx_cache()
+
+
 def _export(model: Any, path: Path) -> None:
     """Export into ``path``; when that is in hilreward's cache, keep only its ``ONNX_CACHE_KEEP`` newest exports."""
     export_onnx(model, path, atol=PARITY_ATOL)
-    if path.parent.parent == _onnx_cache():
+    if _in_cache(path):
         prune_onnx_cache(keep_also=path.parent)
 
 
 def _used(path: Path) -> None:
     """Mark a cached export as used now (the cache keeps the most recently used)."""
-    if path.parent.parent == _onnx_cache():
+    if _in_cache(path):
         try:
             os.utime(path.parent)
         except OSError:
@@ -355,8 +360,7 @@ def _used(path: Path) -> None:
 
 def prune_onnx_cache(keep: int | None = None, keep_also: Path | None = None) -> int:
     """Remove all but the ``keep`` (default ``ONNX_CACHE_KEEP``) most recently used exports from hilreward's ONNX
-    cache (and never
-    ``keep_also``); returns how many went. A process whose session was built from a removed file keeps running:
+    cache, never ``keep_also``; returns how many went. A process whose session was built from a removed file keeps running:
     ONNX Runtime holds the model in memory; a later load exports it again."""
     def used(entry: Path) -> float:
         try:
