@@ -379,7 +379,7 @@ class Operator:
                 self.decided.add(c.id)
                 seen[c.id] = known
             elif c.status == "conflicts_offline":
-                saw = self.truth.get(int(c.episode), {}).get(int(c.step))
+                saw = self._success_near(int(c.episode), int(c.step), ahead=0)
                 if c.label == 1:
                     reject.append(c.id)  # rather a reward that misses than one that fires on recorded failures
                 elif saw is None:
